@@ -1,0 +1,409 @@
+"""Content-addressed image store: blobs, unpacked layers, image configs.
+
+Layout under the data root (DESIGN.md):
+
+    blobs/sha256/<hex>               layer tars (uncompressed), image configs, ...
+    layers/<chain-id-hex>/diff       unpacked layer, used as an overlay lowerdir
+    layers/<chain-id-hex>/meta.json  {diff_id, chain_id, parent, size}
+
+Everything appears atomically: blobs are written to a temporary file and
+renamed, layers are unpacked into a temporary directory that is renamed into
+place only once complete, so after a crash at any instant the store holds
+whole blobs and whole layers only. Temporaries are named ".tmp-<pid>-..."
+and swept when their process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from dockyard.errors import InvalidParameter, NotFound
+from dockyard.image.atomic import fsync_dir, temp_name, write_file_atomic
+from dockyard.image.changes import apply_changes
+from dockyard.image.digest import chain_id as make_chain_id
+from dockyard.image.digest import chain_ids, digest_hex, normalize_digest, sha256_digest
+from dockyard.image.layered_read import read_file as read_layered_file
+from dockyard.image.tarsafe import Readable, open_decompressed, unpack_layer
+
+_TMP_PREFIX = ".tmp-"
+_GO_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "i686": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+
+@dataclass
+class Layer:
+    diff_id: str  # "sha256:..." of the uncompressed tar
+    chain_id: str
+    size: int  # unpacked bytes
+    path: str  # .../layers/<hex>/diff
+    parent: str | None = None  # chain id of the layer below
+
+
+def now_rfc3339() -> str:
+    """Current UTC time as Go's RFC3339Nano (what Docker writes in "created")."""
+    ns = time.time_ns()
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return f"{base}.{frac}Z" if frac else f"{base}Z"
+
+
+def go_architecture() -> str:
+    machine = platform.machine()
+    return _GO_ARCH.get(machine, machine)
+
+
+class _DigestingReader:
+    """Passes the uncompressed tar through to the unpacker while hashing it and
+    copying it to the blob file, so the stream is read exactly once."""
+
+    def __init__(self, source: Readable, sink_fd: int) -> None:
+        self._source = source
+        self._sink_fd = sink_fd
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        if data:
+            self.sha.update(data)
+            view = memoryview(data)
+            while view:
+                n = os.write(self._sink_fd, view)
+                view = view[n:]
+        return data
+
+    def drain(self) -> None:
+        # Bytes after the end-of-archive marker (tar record padding) are part
+        # of the diff_id too.
+        while self.read(1 << 20):
+            pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ImageStore:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.blobs_dir = os.path.join(root, "blobs", "sha256")
+        self.layers_dir = os.path.join(root, "layers")
+        os.makedirs(self.blobs_dir, exist_ok=True)
+        os.makedirs(self.layers_dir, exist_ok=True)
+        # Serialises writers in this process; in particular a GC never runs
+        # between import_rootfs' layer and its image config.
+        self.lock = threading.RLock()
+        self._sweep_temporaries()
+
+    # -- blobs -------------------------------------------------------------------
+
+    def _blob_path(self, digest: str) -> str:
+        return os.path.join(self.blobs_dir, digest_hex(digest))
+
+    def put_blob(self, data: bytes) -> str:
+        digest = sha256_digest(data)
+        path = self._blob_path(digest)
+        if not os.path.exists(path):
+            write_file_atomic(path, data)
+        return digest
+
+    def get_blob(self, digest: str) -> bytes:
+        try:
+            with open(self._blob_path(digest), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(f"blob {normalize_digest(digest)} not found") from None
+
+    def has_blob(self, digest: str) -> bool:
+        return os.path.exists(self._blob_path(digest))
+
+    def blob_path(self, digest: str) -> str:
+        """Path of a stored blob (to stream a layer tar for `docker save`)."""
+        path = self._blob_path(digest)
+        if not os.path.exists(path):
+            raise NotFound(f"blob {normalize_digest(digest)} not found")
+        return path
+
+    # -- layers ------------------------------------------------------------------
+
+    def _layer_dir(self, chain_id: str) -> str:
+        return os.path.join(self.layers_dir, digest_hex(chain_id))
+
+    def layer(self, chain_id: str) -> Layer:
+        layer_dir = self._layer_dir(chain_id)
+        try:
+            with open(os.path.join(layer_dir, "meta.json"), "rb") as f:
+                meta = json.load(f)
+        except FileNotFoundError:
+            raise NotFound(f"layer {normalize_digest(chain_id)} not found") from None
+        return Layer(
+            diff_id=meta["diff_id"],
+            chain_id=meta["chain_id"],
+            size=meta["size"],
+            path=os.path.join(layer_dir, "diff"),
+            parent=meta.get("parent"),
+        )
+
+    def has_layer(self, chain_id: str) -> bool:
+        return os.path.exists(os.path.join(self._layer_dir(chain_id), "meta.json"))
+
+    def import_layer(
+        self, stream: BinaryIO | Readable, parent_chain_id: str | None = None
+    ) -> Layer:
+        """Store the layer tar (uncompressed) as a blob and unpack it, in one pass."""
+        with self.lock:
+            if parent_chain_id is not None:
+                parent_chain_id = normalize_digest(parent_chain_id)
+                self.layer(parent_chain_id)  # NotFound if the parent is missing
+            tmp_dir = temp_name(self.layers_dir)
+            tmp_blob = temp_name(self.blobs_dir)
+            try:
+                os.mkdir(tmp_dir, 0o700)
+                diff = os.path.join(tmp_dir, "diff")
+                blob_fd = os.open(
+                    tmp_blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
+                )
+                try:
+                    reader = _DigestingReader(open_decompressed(stream), blob_fd)
+                    size = unpack_layer(reader, diff)
+                    reader.drain()
+                    os.fsync(blob_fd)
+                finally:
+                    os.close(blob_fd)
+                diff_id = "sha256:" + reader.sha.hexdigest()
+                chain = make_chain_id(parent_chain_id, diff_id)
+
+                blob_path = self._blob_path(diff_id)
+                if os.path.exists(blob_path):
+                    os.unlink(tmp_blob)
+                else:
+                    os.rename(tmp_blob, blob_path)
+                    fsync_dir(self.blobs_dir)
+
+                if self.has_layer(chain):
+                    return self.layer(chain)
+                meta = {
+                    "diff_id": diff_id,
+                    "chain_id": chain,
+                    "parent": parent_chain_id,
+                    "size": size,
+                }
+                os.chmod(tmp_dir, 0o755)
+                write_file_atomic(os.path.join(tmp_dir, "meta.json"), json.dumps(meta).encode())
+                # The unpacked files must be on disk before the layer becomes
+                # visible; one sync is far cheaper than an fsync per file.
+                os.sync()
+                final = self._layer_dir(chain)
+                try:
+                    os.rename(tmp_dir, final)
+                except OSError:
+                    if self.has_layer(chain):  # another importer won the race
+                        return self.layer(chain)
+                    raise
+                fsync_dir(self.layers_dir)
+                return self.layer(chain)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp_blob)
+                if os.path.lexists(tmp_dir):
+                    shutil.rmtree(tmp_dir)
+
+    # -- images ------------------------------------------------------------------
+
+    def create_image(
+        self,
+        diff_ids: list[str],
+        config: dict,
+        *,
+        comment: str = "",
+        created: str | None = None,
+        author: str = "",
+        history: list[dict] | None = None,
+    ) -> str:
+        """Write the image config JSON (Docker/OCI shape) as a blob; return the image id."""
+        diff_ids = [normalize_digest(d) for d in diff_ids]
+        for chain in chain_ids(diff_ids):
+            self.layer(chain)  # every layer must be present
+        doc: dict = {"architecture": go_architecture()}
+        if author:
+            doc["author"] = author
+        if comment:
+            doc["comment"] = comment
+        doc["config"] = config
+        doc["created"] = created or now_rfc3339()
+        doc["history"] = history if history is not None else []
+        doc["os"] = "linux"
+        doc["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+        data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        with self.lock:
+            return self.put_blob(data)
+
+    def image_config(self, image_id: str) -> dict:
+        try:
+            data = self.get_blob(image_id)
+        except NotFound:
+            raise NotFound(f"No such image: {image_id}") from None
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("rootfs"), dict):
+            raise NotFound(f"No such image: {image_id}")  # a blob, but not an image config
+        return doc
+
+    def image_diff_ids(self, image_id: str) -> list[str]:
+        return list(self.image_config(image_id)["rootfs"].get("diff_ids") or [])
+
+    def image_layers(self, image_id: str) -> list[Layer]:
+        """Layers bottom-most first."""
+        return [self.layer(c) for c in chain_ids(self.image_diff_ids(image_id))]
+
+    def lower_dirs(self, image_id: str) -> list[str]:
+        """Layer diff dirs top-most first: the order overlayfs wants in lowerdir=."""
+        return [layer.path for layer in reversed(self.image_layers(image_id))]
+
+    def image_size(self, image_id: str) -> int:
+        return sum(layer.size for layer in self.image_layers(image_id))
+
+    def import_rootfs(
+        self, stream: BinaryIO | Readable, *, changes: Iterable[str] = (), message: str = ""
+    ) -> str:
+        """`docker import`: one layer from a rootfs tar, config from `changes`."""
+        # Changes first: a typo must not cost unpacking a multi-GB tar.
+        config = apply_changes({}, list(changes))
+        comment = message or "Imported from -"
+        with self.lock:
+            layer = self.import_layer(stream)
+            created = now_rfc3339()
+            return self.create_image(
+                [layer.diff_id],
+                config,
+                comment=comment,
+                created=created,
+                history=[{"created": created, "comment": comment}],
+            )
+
+    def delete_image(self, image_id: str, keep: set[str]) -> None:
+        """Remove an image config; then its layers (and their tar blobs) that no
+        image in `keep` uses. Layers of other images, including ones being
+        pulled right now, are never touched (see prune_layers for orphans)."""
+        with self.lock:
+            image_id = normalize_digest(image_id)
+            candidates = chain_ids(self.image_diff_ids(image_id))
+            kept_ids = {normalize_digest(i) for i in keep}
+            if image_id not in kept_ids:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._blob_path(image_id))
+                fsync_dir(self.blobs_dir)
+            used = self._chains_used_by(kept_ids)
+            self._remove_layers([c for c in candidates if c not in used], used)
+
+    def prune_layers(self, keep: set[str]) -> list[str]:
+        """Remove every layer not used by an image in `keep` (e.g. left by an
+        interrupted pull). Only call when no pull/import is in flight."""
+        with self.lock:
+            used = self._chains_used_by({normalize_digest(i) for i in keep})
+            return self._remove_layers([c for c in self.all_layers() if c not in used], used)
+
+    def all_layers(self) -> list[str]:
+        return [
+            "sha256:" + name
+            for name in os.listdir(self.layers_dir)
+            if not name.startswith(".")
+            and os.path.exists(os.path.join(self.layers_dir, name, "meta.json"))
+        ]
+
+    def _chains_used_by(self, image_ids: set[str]) -> set[str]:
+        used: set[str] = set()
+        for image_id in image_ids:
+            try:
+                used.update(chain_ids(self.image_diff_ids(image_id)))
+            except NotFound:
+                continue  # nothing of it is on disk, so nothing to keep
+        return used
+
+    def _remove_layers(self, chains: list[str], used: set[str]) -> list[str]:
+        removed: list[str] = []
+        freed_diff_ids: set[str] = set()
+        for chain in chains:
+            try:
+                layer = self.layer(chain)
+            except NotFound:
+                continue
+            # Rename first: the layer vanishes atomically, the slow delete follows.
+            doomed = temp_name(self.layers_dir, "-deleted")
+            os.rename(self._layer_dir(chain), doomed)
+            fsync_dir(self.layers_dir)
+            shutil.rmtree(doomed)
+            removed.append(chain)
+            freed_diff_ids.add(layer.diff_id)
+        if freed_diff_ids:
+            still_used = set()
+            for chain in self.all_layers():
+                with contextlib.suppress(NotFound):
+                    still_used.add(self.layer(chain).diff_id)
+            for diff_id in freed_diff_ids - still_used:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._blob_path(diff_id))
+            fsync_dir(self.blobs_dir)
+        return removed
+
+    # -- files inside images -------------------------------------------------------
+
+    def read_file(self, dirs: list[str], path: str) -> bytes | None:
+        """Read `path` through stacked layer dirs (top-most first); None if absent."""
+        return read_layered_file(dirs, path)
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def _sweep_temporaries(self) -> None:
+        """Remove leftovers of crashed processes (never those of live ones)."""
+        for directory in (self.blobs_dir, self.layers_dir):
+            for name in os.listdir(directory):
+                if not name.startswith(_TMP_PREFIX):
+                    continue
+                pid_text = name[len(_TMP_PREFIX) :].split("-", 1)[0]
+                if (
+                    pid_text.isdigit()
+                    and _pid_alive(int(pid_text))
+                    and int(pid_text) != os.getpid()
+                ):
+                    continue
+                if pid_text.isdigit() and int(pid_text) == os.getpid():
+                    continue
+                path = os.path.join(directory, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+
+
+def check_image_id(text: str) -> str:
+    """Normalise "sha256:<hex>" or "<hex>" to "sha256:<hex>"; InvalidParameter otherwise."""
+    try:
+        return normalize_digest(text)
+    except InvalidParameter:
+        raise InvalidParameter(f"invalid image id {text!r}") from None

@@ -1,0 +1,286 @@
+"""Layer unpacking: fidelity (owners, modes, xattrs, whiteouts) and hostile tars."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dockyard.errors import InvalidParameter
+from dockyard.image.tarsafe import unpack_layer
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root (chown, mknod, trusted xattrs)"
+)
+
+
+def make_tar(entries: list[dict]) -> bytes:
+    """entries: {name, type?, data?, linkname?, mode?, uid?, gid?, mtime?, xattrs?, major?, minor?}"""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for e in entries:
+            info = tarfile.TarInfo(e["name"])
+            info.type = e.get("type", tarfile.REGTYPE)
+            info.mode = e.get("mode", 0o755 if info.type == tarfile.DIRTYPE else 0o644)
+            info.uid = e.get("uid", 0)
+            info.gid = e.get("gid", 0)
+            info.mtime = e.get("mtime", 1_600_000_000)
+            info.linkname = e.get("linkname", "")
+            info.devmajor = e.get("major", 0)
+            info.devminor = e.get("minor", 0)
+            if "xattrs" in e:
+                info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in e["xattrs"].items()}
+            data = e.get("data", b"")
+            info.size = len(data) if info.type == tarfile.REGTYPE else 0
+            tar.addfile(info, io.BytesIO(data) if info.size else None)
+    return buf.getvalue()
+
+
+def D(name: str, **kw) -> dict:
+    return {"name": name, "type": tarfile.DIRTYPE, **kw}
+
+
+def F(name: str, data: bytes = b"", **kw) -> dict:
+    return {"name": name, "data": data, **kw}
+
+
+def L(name: str, target: str, **kw) -> dict:
+    return {"name": name, "type": tarfile.SYMTYPE, "linkname": target, **kw}
+
+
+def H(name: str, target: str) -> dict:
+    return {"name": name, "type": tarfile.LNKTYPE, "linkname": target}
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """A dest dir plus an 'outside' dir next to it that must stay untouched."""
+    dest = tmp_path / "layer"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_text("host secret\n")
+    return dest, outside
+
+
+def outside_untouched(outside) -> bool:
+    return (
+        sorted(os.listdir(outside)) == ["passwd"]
+        and (outside / "passwd").read_text() == "host secret\n"
+    )
+
+
+def test_unpacks_tree_with_metadata(tmp_path):
+    dest = tmp_path / "d"
+    tar = make_tar(
+        [
+            D("./", mode=0o755),
+            D("etc", mode=0o755, mtime=1_500_000_000),
+            F("etc/hostname", b"box\n", uid=1000, gid=1001, mtime=1_400_000_000),
+            D("usr/bin", mode=0o755),  # parent "usr" not in the tar: created
+            F("usr/bin/su", b"\x7fELF", mode=0o4755),
+            F(
+                "usr/bin/ping",
+                b"\x7fELF",
+                xattrs={
+                    "security.capability": "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+                },
+            ),
+            F("usr/bin/tagged", b"", xattrs={"trusted.dockyard": "v"}),
+            L("bin", "usr/bin"),
+            L("etc/abs", "/etc/hostname", uid=7, gid=8),
+            H("usr/bin/su2", "usr/bin/su"),
+            {"name": "dev/null", "type": tarfile.CHRTYPE, "major": 1, "minor": 3, "mode": 0o666},
+            {"name": "run/fifo", "type": tarfile.FIFOTYPE, "mode": 0o600},
+        ]
+    )
+    size = unpack_layer(io.BytesIO(tar), str(dest))
+    assert size == len(b"box\n") + 4 + 4
+    st = os.stat(dest / "etc/hostname")
+    assert (st.st_uid, st.st_gid, st.st_mtime) == (1000, 1001, 1_400_000_000)
+    assert (dest / "etc/hostname").read_bytes() == b"box\n"
+    assert os.stat(dest / "etc").st_mtime == 1_500_000_000  # dir mtime survives its children
+    assert stat.S_IMODE(os.stat(dest / "usr/bin/su").st_mode) == 0o4755  # setuid kept
+    assert os.getxattr(dest / "usr/bin/tagged", "trusted.dockyard") == b"v"
+    assert os.readlink(dest / "bin") == "usr/bin"
+    assert os.readlink(dest / "etc/abs") == "/etc/hostname"
+    lst = os.lstat(dest / "etc/abs")
+    assert (lst.st_uid, lst.st_gid) == (7, 8)
+    assert os.stat(dest / "usr/bin/su2").st_ino == os.stat(dest / "usr/bin/su").st_ino
+    dev = os.lstat(dest / "dev/null")
+    assert stat.S_ISCHR(dev.st_mode) and os.major(dev.st_rdev) == 1 and os.minor(dev.st_rdev) == 3
+    assert stat.S_ISFIFO(os.lstat(dest / "run/fifo").st_mode)
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress, lambda b: b])
+def test_compressed_layers_detected_by_magic(tmp_path, compress):
+    dest = tmp_path / "d"
+    unpack_layer(io.BytesIO(compress(make_tar([F("a/b", b"hello")]))), str(dest))
+    assert (dest / "a/b").read_bytes() == b"hello"
+
+
+def test_zstd_refused_clearly(tmp_path):
+    with pytest.raises(InvalidParameter, match="zstd"):
+        unpack_layer(io.BytesIO(b"\x28\xb5\x2f\xfd" + b"\0" * 100), str(tmp_path / "d"))
+
+
+def test_garbage_refused(tmp_path):
+    with pytest.raises(InvalidParameter, match="invalid layer archive"):
+        unpack_layer(io.BytesIO(b"this is not a tar" * 100), str(tmp_path / "d"))
+
+
+def test_whiteouts_become_overlay_whiteouts(tmp_path):
+    dest = tmp_path / "d"
+    tar = make_tar(
+        [
+            D("etc"),
+            F("etc/.wh.motd"),
+            D("var/cache"),
+            F("var/cache/.wh..wh..opq"),
+            F("var/cache/new", b"n"),
+        ]
+    )
+    unpack_layer(io.BytesIO(tar), str(dest))
+    wh = os.lstat(dest / "etc/motd")
+    assert stat.S_ISCHR(wh.st_mode) and wh.st_rdev == 0
+    assert not os.path.lexists(dest / "etc/.wh.motd")
+    assert os.getxattr(dest / "var/cache", "trusted.overlay.opaque") == b"y"
+    assert os.listdir(dest / "var/cache") == ["new"]
+
+
+def test_later_entries_replace_earlier_ones(tmp_path):
+    dest = tmp_path / "d"
+    tar = make_tar(
+        [
+            F("x", b"1"),
+            F("x", b"2"),
+            D("d"),
+            F("d/keep", b"k"),
+            D("d", mode=0o700),
+            L("y", "x"),
+            F("y", b"file"),
+        ]
+    )
+    unpack_layer(io.BytesIO(tar), str(dest))
+    assert (dest / "x").read_bytes() == b"2"
+    assert (dest / "d/keep").read_bytes() == b"k"  # dir over dir merges
+    assert stat.S_IMODE(os.stat(dest / "d").st_mode) == 0o700
+    assert not os.path.islink(dest / "y") and (dest / "y").read_bytes() == b"file"
+
+
+def test_absolute_names_are_made_relative(sandbox):
+    dest, outside = sandbox
+    unpack_layer(
+        io.BytesIO(make_tar([F(str(outside / "passwd"), b"pwned"), F("/etc/x", b"x")])), str(dest)
+    )
+    assert outside_untouched(outside)
+    assert (dest / "etc/x").read_bytes() == b"x"
+    assert (dest / str(outside / "passwd").lstrip("/")).read_bytes() == b"pwned"
+
+
+@pytest.mark.parametrize("name", ["../../etc/x", "../passwd", "a/../../x", "/../x", ".."])
+def test_dotdot_escape_refused(sandbox, name):
+    dest, outside = sandbox
+    with pytest.raises(InvalidParameter) as exc:
+        unpack_layer(io.BytesIO(make_tar([F(name, b"pwned")])), str(dest))
+    assert name in exc.value.message and "outside of the layer" in exc.value.message
+    assert outside_untouched(outside)
+
+
+def test_write_through_symlink_stays_inside(sandbox):
+    """evil -> <outside>, then evil/passwd: resolved inside dest, as Docker's chroot does."""
+    dest, outside = sandbox
+    tar = make_tar(
+        [
+            L("evil", str(outside)),
+            F("evil/passwd", b"pwned"),
+            L("rel", "../../.."),
+            F("rel/x", b"y"),
+        ]
+    )
+    unpack_layer(io.BytesIO(tar), str(dest))
+    assert outside_untouched(outside)
+    assert os.readlink(dest / "evil") == str(outside)  # the link itself is kept
+    assert (dest / str(outside).lstrip("/") / "passwd").read_bytes() == b"pwned"
+    assert (dest / "x").read_bytes() == b"y"  # ../../.. clamps at the layer root
+
+
+def test_symlink_root_then_etc_passwd(sandbox):
+    dest, outside = sandbox
+    tar = make_tar([L("evil", "/"), F("evil/etc/passwd", b"pwned")])
+    before = Path("/etc/passwd").read_bytes()
+    unpack_layer(io.BytesIO(tar), str(dest))
+    assert Path("/etc/passwd").read_bytes() == before
+    assert (dest / "etc/passwd").read_bytes() == b"pwned"
+
+
+def test_symlink_chain_traversal_stays_inside(sandbox):
+    dest, outside = sandbox
+    up = os.path.relpath(outside, dest / "a" / "b")
+    tar = make_tar(
+        [
+            D("a/b"),
+            L("a/b/c", up),
+            L("a/link", "b/c"),
+            L("hop", "a/link"),
+            F("hop/passwd", b"pwned"),
+            F("hop/new", b"n"),
+        ]
+    )
+    unpack_layer(io.BytesIO(tar), str(dest))
+    assert outside_untouched(outside)
+
+
+def test_symlink_as_final_component_is_replaced_not_followed(sandbox):
+    dest, outside = sandbox
+    tar = make_tar([L("victim", str(outside / "passwd")), F("victim", b"pwned")])
+    unpack_layer(io.BytesIO(tar), str(dest))
+    assert outside_untouched(outside)
+    assert (dest / "victim").read_bytes() == b"pwned" and not os.path.islink(dest / "victim")
+
+
+def test_symlink_loop_refused(sandbox):
+    dest, outside = sandbox
+    with pytest.raises(InvalidParameter, match="too many levels of symbolic links"):
+        unpack_layer(io.BytesIO(make_tar([L("a", "b"), L("b", "a"), F("a/x")])), str(dest))
+
+
+@pytest.mark.parametrize("target", ["/etc/shadow", "../../etc/shadow", "evil/passwd"])
+def test_hardlink_outside_refused(sandbox, target):
+    dest, outside = sandbox
+    tar = make_tar([L("evil", str(outside)), H("stolen", target)])
+    with pytest.raises(InvalidParameter) as exc:
+        unpack_layer(io.BytesIO(tar), str(dest))
+    assert "stolen" in exc.value.message
+    assert outside_untouched(outside)
+    assert not os.path.lexists(dest / "stolen")
+
+
+def test_hardlink_to_symlink_links_the_symlink_itself(sandbox):
+    dest, outside = sandbox
+    tar = make_tar([L("lnk", str(outside / "passwd")), H("lnk2", "lnk")])
+    unpack_layer(io.BytesIO(tar), str(dest))
+    assert os.path.islink(dest / "lnk2")
+    assert os.lstat(dest / "lnk2").st_ino != os.stat(outside / "passwd").st_ino
+
+
+def test_overlay_control_xattrs_dropped(tmp_path):
+    dest = tmp_path / "d"
+    tar = make_tar(
+        [D("d", xattrs={"trusted.overlay.redirect": "/etc", "trusted.overlay.opaque": "y"})]
+    )
+    unpack_layer(io.BytesIO(tar), str(dest))
+    assert os.getxattr(dest / "d", "trusted.overlay.opaque") == b"y"
+    with pytest.raises(OSError):
+        os.getxattr(dest / "d", "trusted.overlay.redirect")
+
+
+def test_file_as_directory_refused(tmp_path):
+    with pytest.raises(InvalidParameter, match="is not a directory"):
+        unpack_layer(io.BytesIO(make_tar([F("f"), F("f/x")])), str(tmp_path / "d"))
