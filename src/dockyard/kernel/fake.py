@@ -1,0 +1,180 @@
+"""RecordingKernel: records every call in order; touches nothing.
+
+Unit tests run the container init and the monitor's setup against it and
+assert which calls happened, in which order, with which flags.
+"""
+
+from __future__ import annotations
+
+from dockyard.errors import KernelError
+from dockyard.kernel.interface import Kernel
+
+
+class RecordingKernel(Kernel):
+    def __init__(self, *, fail: dict[str, int] | None = None, dirs: set[str] | None = None) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+        self._fail = dict(fail or {})  # call name -> errno to raise (once per matching call)
+        self._dirs = dirs if dirs is not None else set()
+        self._next_pid = 1000
+        self._next_fd = 100
+        self._umask = 0o022
+
+    def _rec(self, name: str, *args: object) -> None:
+        self.calls.append((name, args))
+        errno = self._fail.get(name)
+        if errno is not None:
+            raise KernelError(name, args, errno)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def find(self, name: str) -> list[tuple[object, ...]]:
+        return [args for n, args in self.calls if n == name]
+
+    # --- namespaces
+    def unshare(self, flags: int) -> None:
+        self._rec("unshare", flags)
+
+    def setns(self, path: str, nstype: int) -> None:
+        self._rec("setns", path, nstype)
+
+    def sethostname(self, name: str) -> None:
+        self._rec("sethostname", name)
+
+    def bring_loopback_up(self) -> None:
+        self._rec("bring_loopback_up")
+
+    # --- mounts and files
+    def mount(
+        self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        self._rec("mount", source, target, fstype, flags, data)
+
+    def umount2(self, target: str, flags: int) -> None:
+        self._rec("umount2", target, flags)
+
+    def pivot_root(self, new_root: str, put_old: str) -> None:
+        self._rec("pivot_root", new_root, put_old)
+
+    def mknod(self, path: str, mode: int, major: int, minor: int) -> None:
+        self._rec("mknod", path, mode, major, minor)
+
+    def makedirs(self, path: str, mode: int = 0o755) -> None:
+        self._rec("makedirs", path, mode)
+        self._dirs.add(path)
+
+    def create_file(self, path: str, mode: int = 0o644) -> None:
+        self._rec("create_file", path, mode)
+
+    def symlink(self, target: str, path: str) -> None:
+        self._rec("symlink", target, path)
+
+    def is_dir(self, path: str) -> bool:
+        return path in self._dirs
+
+    def chdir(self, path: str) -> None:
+        self._rec("chdir", path)
+
+    def umask(self, mask: int) -> int:
+        self._rec("umask", mask)
+        old, self._umask = self._umask, mask
+        return old
+
+    # --- credentials and capabilities
+    def setgroups(self, gids: list[int]) -> None:
+        self._rec("setgroups", list(gids))
+
+    def setresgid(self, rgid: int, egid: int, sgid: int) -> None:
+        self._rec("setresgid", rgid, egid, sgid)
+
+    def setresuid(self, ruid: int, euid: int, suid: int) -> None:
+        self._rec("setresuid", ruid, euid, suid)
+
+    def cap_last(self) -> int:
+        return 40
+
+    def drop_bounding_caps(self, keep: list[str]) -> None:
+        self._rec("drop_bounding_caps", sorted(keep))
+
+    def capset(self, effective: list[str], permitted: list[str], inheritable: list[str]) -> None:
+        self._rec("capset", sorted(effective), sorted(permitted), sorted(inheritable))
+
+    def clear_ambient_caps(self) -> None:
+        self._rec("clear_ambient_caps")
+
+    def set_keepcaps(self, keep: bool) -> None:
+        self._rec("set_keepcaps", keep)
+
+    def set_no_new_privs(self) -> None:
+        self._rec("set_no_new_privs")
+
+    def set_pdeathsig(self, signum: int) -> None:
+        self._rec("set_pdeathsig", signum)
+
+    # --- cgroups
+    def cgroup_create(self, controller: str, path: str) -> None:
+        self._rec("cgroup_create", controller, path)
+
+    def cgroup_write(self, controller: str, path: str, name: str, value: str) -> None:
+        self._rec("cgroup_write", controller, path, name, value)
+
+    def cgroup_read(self, controller: str, path: str, name: str) -> str:
+        self._rec("cgroup_read", controller, path, name)
+        return (
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n" if name == "memory.oom_control" else ""
+        )
+
+    def cgroup_has(self, controller: str, path: str, name: str) -> bool:
+        return True
+
+    def cgroup_add_pid(self, controller: str, path: str, pid: int) -> None:
+        self._rec("cgroup_add_pid", controller, path, pid)
+
+    def cgroup_remove(self, controller: str, path: str, timeout: float = 2.0) -> None:
+        self._rec("cgroup_remove", controller, path)
+
+    # --- processes
+    def fork(self) -> int:
+        self._rec("fork")
+        self._next_pid += 1
+        return self._next_pid
+
+    def execve(self, path: str, args: list[str], env: list[str]) -> None:
+        self._rec("execve", path, list(args), list(env))
+
+    def waitpid(self, pid: int, options: int) -> tuple[int, int]:
+        self._rec("waitpid", pid, options)
+        return pid, 0
+
+    def kill(self, pid: int, signum: int) -> None:
+        self._rec("kill", pid, signum)
+
+    def pidfd_open(self, pid: int) -> int:
+        self._rec("pidfd_open", pid)
+        self._next_fd += 1
+        return self._next_fd
+
+    def setsid(self) -> int:
+        self._rec("setsid")
+        return 1
+
+    def reset_signals(self, signums: list[int]) -> None:
+        self._rec("reset_signals", sorted(signums))
+
+    def exit(self, code: int) -> None:
+        self._rec("exit", code)
+
+    # --- fds and terminals
+    def dup2(self, fd: int, fd2: int) -> None:
+        self._rec("dup2", fd, fd2)
+
+    def openpty(self) -> tuple[int, int]:
+        self._rec("openpty")
+        self._next_fd += 2
+        return self._next_fd - 1, self._next_fd
+
+    def set_controlling_tty(self, fd: int) -> None:
+        self._rec("set_controlling_tty", fd)
+
+    def set_winsize(self, fd: int, rows: int, cols: int) -> None:
+        self._rec("set_winsize", fd, rows, cols)

@@ -1,0 +1,164 @@
+"""The Kernel interface: every system call the runtime makes, in one place.
+
+Three implementations: `LinuxKernel` (the real thing), `RecordingKernel`
+(unit tests without root) and `TracingKernel` (times calls of another kernel
+for the container's start trace).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class Kernel(ABC):
+    # --- namespaces -------------------------------------------------------
+    @abstractmethod
+    def unshare(self, flags: int) -> None: ...
+
+    @abstractmethod
+    def setns(self, path: str, nstype: int) -> None:
+        """Join the namespace file at `path` (e.g. /run/netns/x)."""
+
+    @abstractmethod
+    def sethostname(self, name: str) -> None: ...
+
+    @abstractmethod
+    def bring_loopback_up(self) -> None:
+        """SIOCSIFFLAGS IFF_UP on "lo" in the current network namespace."""
+
+    # --- mounts and files inside the container's root ---------------------
+    @abstractmethod
+    def mount(
+        self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+    ) -> None: ...
+
+    @abstractmethod
+    def umount2(self, target: str, flags: int) -> None: ...
+
+    @abstractmethod
+    def pivot_root(self, new_root: str, put_old: str) -> None: ...
+
+    @abstractmethod
+    def mknod(self, path: str, mode: int, major: int, minor: int) -> None: ...
+
+    @abstractmethod
+    def makedirs(self, path: str, mode: int = 0o755) -> None:
+        """mkdir -p; no error if it exists."""
+
+    @abstractmethod
+    def create_file(self, path: str, mode: int = 0o644) -> None:
+        """Create an empty file if missing (a bind-mount target)."""
+
+    @abstractmethod
+    def symlink(self, target: str, path: str) -> None: ...
+
+    @abstractmethod
+    def is_dir(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def chdir(self, path: str) -> None: ...
+
+    @abstractmethod
+    def umask(self, mask: int) -> int: ...
+
+    # --- credentials and capabilities --------------------------------------
+    @abstractmethod
+    def setgroups(self, gids: list[int]) -> None: ...
+
+    @abstractmethod
+    def setresgid(self, rgid: int, egid: int, sgid: int) -> None: ...
+
+    @abstractmethod
+    def setresuid(self, ruid: int, euid: int, suid: int) -> None: ...
+
+    @abstractmethod
+    def cap_last(self) -> int:
+        """Highest capability number this kernel knows."""
+
+    @abstractmethod
+    def drop_bounding_caps(self, keep: list[str]) -> None:
+        """PR_CAPBSET_DROP every capability not in `keep`."""
+
+    @abstractmethod
+    def capset(
+        self, effective: list[str], permitted: list[str], inheritable: list[str]
+    ) -> None: ...
+
+    @abstractmethod
+    def clear_ambient_caps(self) -> None: ...
+
+    @abstractmethod
+    def set_keepcaps(self, keep: bool) -> None: ...
+
+    @abstractmethod
+    def set_no_new_privs(self) -> None: ...
+
+    @abstractmethod
+    def set_pdeathsig(self, signum: int) -> None: ...
+
+    # --- cgroups (v1: one hierarchy per controller) ------------------------
+    @abstractmethod
+    def cgroup_create(self, controller: str, path: str) -> None:
+        """mkdir /sys/fs/cgroup/<controller>/<path> (parents too)."""
+
+    @abstractmethod
+    def cgroup_write(self, controller: str, path: str, name: str, value: str) -> None: ...
+
+    @abstractmethod
+    def cgroup_read(self, controller: str, path: str, name: str) -> str: ...
+
+    @abstractmethod
+    def cgroup_has(self, controller: str, path: str, name: str) -> bool:
+        """Whether the control file exists (e.g. memory.memsw.* needs swapaccount)."""
+
+    @abstractmethod
+    def cgroup_add_pid(self, controller: str, path: str, pid: int) -> None:
+        """Write pid to cgroup.procs; 0 means the calling process."""
+
+    @abstractmethod
+    def cgroup_remove(self, controller: str, path: str, timeout: float = 2.0) -> None:
+        """rmdir, retrying on EBUSY while the last tasks are released."""
+
+    # --- processes -----------------------------------------------------------
+    @abstractmethod
+    def fork(self) -> int: ...
+
+    @abstractmethod
+    def execve(self, path: str, args: list[str], env: list[str]) -> None:
+        """Replaces the process; returns only on a recording kernel."""
+
+    @abstractmethod
+    def waitpid(self, pid: int, options: int) -> tuple[int, int]: ...
+
+    @abstractmethod
+    def kill(self, pid: int, signum: int) -> None: ...
+
+    @abstractmethod
+    def pidfd_open(self, pid: int) -> int: ...
+
+    @abstractmethod
+    def setsid(self) -> int: ...
+
+    @abstractmethod
+    def reset_signals(self, signums: list[int]) -> None:
+        """Restore SIG_DFL (ignored signals survive execve otherwise)."""
+
+    @abstractmethod
+    def exit(self, code: int) -> None:
+        """_exit(2): leave without running Python cleanup (after fork)."""
+
+    # --- file descriptors and terminals --------------------------------------
+    @abstractmethod
+    def dup2(self, fd: int, fd2: int) -> None: ...
+
+    @abstractmethod
+    def openpty(self) -> tuple[int, int]:
+        """(master, slave)."""
+
+    @abstractmethod
+    def set_controlling_tty(self, fd: int) -> None:
+        """ioctl TIOCSCTTY."""
+
+    @abstractmethod
+    def set_winsize(self, fd: int, rows: int, cols: int) -> None:
+        """ioctl TIOCSWINSZ."""

@@ -1,0 +1,356 @@
+"""LinuxKernel: the Kernel interface on the real kernel, via ctypes and os."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import socket
+import struct
+import time
+
+from dockyard.errors import KernelError
+from dockyard.kernel.flags import cap_number
+from dockyard.kernel.interface import Kernel
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+_libc.syscall.restype = ctypes.c_long
+
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[os.uname().machine]
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[os.uname().machine]
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_KEEPCAPS = 8
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_TIOCSCTTY = 0x540E
+_TIOCSWINSZ = 0x5414
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _b(s: str | None) -> bytes | None:
+    return None if s is None else os.fsencode(s)
+
+
+def _check(ret: int, syscall: str, *args: object) -> int:
+    if ret < 0:
+        raise KernelError(syscall, args, ctypes.get_errno())
+    return ret
+
+
+def _oserror(syscall: str, args: tuple[object, ...], exc: OSError) -> KernelError:
+    return KernelError(syscall, args, exc.errno or errno.EIO)
+
+
+def _cap_mask(names: list[str]) -> int:
+    mask = 0
+    for name in names:
+        mask |= 1 << cap_number(name)
+    return mask
+
+
+class LinuxKernel(Kernel):
+    def __init__(self, cgroup_root: str = CGROUP_ROOT) -> None:
+        self.cgroup_root = cgroup_root
+        self._cap_last: int | None = None
+
+    # --- namespaces -------------------------------------------------------
+    def unshare(self, flags: int) -> None:
+        _check(_libc.unshare(flags), "unshare", hex(flags))
+
+    def setns(self, path: str, nstype: int) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _oserror("open", (path,), exc) from None
+        try:
+            _check(_libc.setns(fd, nstype), "setns", path, hex(nstype))
+        finally:
+            os.close(fd)
+
+    def sethostname(self, name: str) -> None:
+        raw = name.encode()
+        _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+
+    def bring_loopback_up(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            ifreq = struct.pack("16sH14x", b"lo", 0)
+            try:
+                flags = struct.unpack("16sH14x", fcntl.ioctl(s, _SIOCGIFFLAGS, ifreq))[1]
+                fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+            except OSError as exc:
+                raise _oserror("ioctl", ("lo", "SIOCSIFFLAGS", "IFF_UP"), exc) from None
+
+    # --- mounts and files ----------------------------------------------------
+    def mount(
+        self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        ret = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
+        _check(ret, "mount", source, target, fstype, hex(flags), data)
+
+    def umount2(self, target: str, flags: int) -> None:
+        _check(_libc.umount2(_b(target), flags), "umount2", target, flags)
+
+    def pivot_root(self, new_root: str, put_old: str) -> None:
+        ret = _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
+        _check(ret, "pivot_root", new_root, put_old)
+
+    def mknod(self, path: str, mode: int, major: int, minor: int) -> None:
+        try:
+            os.mknod(path, mode, os.makedev(major, minor))
+        except OSError as exc:
+            raise _oserror("mknod", (path, oct(mode), major, minor), exc) from None
+
+    def makedirs(self, path: str, mode: int = 0o755) -> None:
+        try:
+            os.makedirs(path, mode, exist_ok=True)
+        except OSError as exc:
+            raise _oserror("mkdir", (path,), exc) from None
+
+    def create_file(self, path: str, mode: int = 0o644) -> None:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode))
+        except OSError as exc:
+            raise _oserror("open", (path, "O_CREAT"), exc) from None
+
+    def symlink(self, target: str, path: str) -> None:
+        try:
+            os.symlink(target, path)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise _oserror("symlink", (target, path), exc) from None
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def chdir(self, path: str) -> None:
+        try:
+            os.chdir(path)
+        except OSError as exc:
+            raise _oserror("chdir", (path,), exc) from None
+
+    def umask(self, mask: int) -> int:
+        return os.umask(mask)
+
+    # --- credentials and capabilities --------------------------------------
+    def setgroups(self, gids: list[int]) -> None:
+        try:
+            os.setgroups(gids)
+        except OSError as exc:
+            raise _oserror("setgroups", (gids,), exc) from None
+
+    def setresgid(self, rgid: int, egid: int, sgid: int) -> None:
+        try:
+            os.setresgid(rgid, egid, sgid)
+        except OSError as exc:
+            raise _oserror("setresgid", (rgid, egid, sgid), exc) from None
+
+    def setresuid(self, ruid: int, euid: int, suid: int) -> None:
+        try:
+            os.setresuid(ruid, euid, suid)
+        except OSError as exc:
+            raise _oserror("setresuid", (ruid, euid, suid), exc) from None
+
+    def cap_last(self) -> int:
+        if self._cap_last is None:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                self._cap_last = int(f.read())
+        return self._cap_last
+
+    def drop_bounding_caps(self, keep: list[str]) -> None:
+        kept = _cap_mask(keep)
+        for cap in range(self.cap_last() + 1):
+            if not kept & (1 << cap):
+                _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl", "PR_CAPBSET_DROP", cap)
+
+    def capset(self, effective: list[str], permitted: list[str], inheritable: list[str]) -> None:
+        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        for i, names in enumerate((effective, permitted, inheritable)):
+            mask = _cap_mask(names)
+            field = ("effective", "permitted", "inheritable")[i]
+            setattr(data[0], field, mask & 0xFFFFFFFF)
+            setattr(data[1], field, mask >> 32)
+        ret = _libc.syscall(_SYS_CAPSET, ctypes.byref(header), ctypes.byref(data))
+        _check(ret, "capset", len(effective), len(permitted), len(inheritable))
+
+    def clear_ambient_caps(self) -> None:
+        ret = _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        _check(ret, "prctl", "PR_CAP_AMBIENT_CLEAR_ALL")
+
+    def set_keepcaps(self, keep: bool) -> None:
+        _check(_libc.prctl(_PR_SET_KEEPCAPS, int(keep), 0, 0, 0), "prctl", "PR_SET_KEEPCAPS")
+
+    def set_no_new_privs(self) -> None:
+        _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl", "PR_SET_NO_NEW_PRIVS")
+
+    def set_pdeathsig(self, signum: int) -> None:
+        _check(_libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG")
+
+    # --- cgroups ---------------------------------------------------------------
+    def _cg(self, controller: str, path: str, name: str = "") -> str:
+        base = f"{self.cgroup_root}/{controller}/{path.strip('/')}"
+        return f"{base}/{name}" if name else base
+
+    def cgroup_create(self, controller: str, path: str) -> None:
+        target = self._cg(controller, path)
+        try:
+            os.makedirs(target, exist_ok=True)
+        except OSError as exc:
+            raise _oserror("mkdir", (target,), exc) from None
+
+    def cgroup_write(self, controller: str, path: str, name: str, value: str) -> None:
+        target = self._cg(controller, path, name)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _oserror("write", (target, value), exc) from None
+
+    def cgroup_read(self, controller: str, path: str, name: str) -> str:
+        target = self._cg(controller, path, name)
+        try:
+            with open(target) as f:
+                return f.read()
+        except OSError as exc:
+            raise _oserror("read", (target,), exc) from None
+
+    def cgroup_has(self, controller: str, path: str, name: str) -> bool:
+        return os.path.exists(self._cg(controller, path, name))
+
+    def cgroup_add_pid(self, controller: str, path: str, pid: int) -> None:
+        self.cgroup_write(controller, path, "cgroup.procs", str(pid))
+
+    def cgroup_remove(self, controller: str, path: str, timeout: float = 2.0) -> None:
+        target = self._cg(controller, path)
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            try:
+                os.rmdir(target)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                # EBUSY: the last tasks of a dying pid namespace are still being released.
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise _oserror("rmdir", (target,), exc) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    # --- processes ---------------------------------------------------------------
+    def fork(self) -> int:
+        try:
+            return os.fork()
+        except OSError as exc:
+            raise _oserror("fork", (), exc) from None
+
+    def execve(self, path: str, args: list[str], env: list[str]) -> None:
+        envmap = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+        try:
+            os.execve(path, args, envmap)
+        except OSError as exc:
+            raise _oserror("execve", (path,), exc) from None
+
+    def waitpid(self, pid: int, options: int) -> tuple[int, int]:
+        while True:
+            try:
+                return os.waitpid(pid, options)
+            except ChildProcessError as exc:
+                raise _oserror("waitpid", (pid, options), exc) from None
+            except InterruptedError:
+                continue
+
+    def kill(self, pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except OSError as exc:
+            raise _oserror("kill", (pid, signum), exc) from None
+
+    def pidfd_open(self, pid: int) -> int:
+        try:
+            return os.pidfd_open(pid)
+        except OSError as exc:
+            raise _oserror("pidfd_open", (pid,), exc) from None
+
+    def setsid(self) -> int:
+        try:
+            return os.setsid()
+        except OSError as exc:
+            raise _oserror("setsid", (), exc) from None
+
+    def reset_signals(self, signums: list[int]) -> None:
+        for signum in signums:
+            signal.signal(signum, signal.SIG_DFL)
+
+    def exit(self, code: int) -> None:
+        os._exit(code)
+
+    # --- file descriptors and terminals -----------------------------------------
+    def dup2(self, fd: int, fd2: int) -> None:
+        try:
+            os.dup2(fd, fd2)
+        except OSError as exc:
+            raise _oserror("dup2", (fd, fd2), exc) from None
+
+    def openpty(self) -> tuple[int, int]:
+        try:
+            return os.openpty()
+        except OSError as exc:
+            raise _oserror("openpty", (), exc) from None
+
+    def set_controlling_tty(self, fd: int) -> None:
+        try:
+            fcntl.ioctl(fd, _TIOCSCTTY, 0)
+        except OSError as exc:
+            raise _oserror("ioctl", (fd, "TIOCSCTTY"), exc) from None
+
+    def set_winsize(self, fd: int, rows: int, cols: int) -> None:
+        try:
+            fcntl.ioctl(fd, _TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        except OSError as exc:
+            raise _oserror("ioctl", (fd, "TIOCSWINSZ", rows, cols), exc) from None

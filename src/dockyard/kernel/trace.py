@@ -1,0 +1,60 @@
+"""TracingKernel: times every call of another kernel.
+
+This is the container's start trace: what the 2013 article dug out of Docker
+with strace, Dockyard records by construction, since every system call goes
+through a Kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter_ns
+from typing import Any
+
+from dockyard.kernel.interface import Kernel
+
+TraceEntry = tuple[str, tuple[object, ...], int]
+
+
+class TracingKernel(Kernel):
+    """Delegates to `inner`; appends (call, args, duration ns) to `calls`.
+
+    Failed calls are recorded too (their duration is what the failure cost).
+    """
+
+    def __init__(self, inner: Kernel) -> None:
+        self.inner = inner
+        self.calls: list[TraceEntry] = []
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [
+            {"call": c, "args": [_plain(a) for a in args], "ns": ns} for c, args, ns in self.calls
+        ]
+
+
+def _plain(value: object) -> object:
+    if value is None or isinstance(value, (int, str, bool, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def _traced(name: str) -> Callable[..., Any]:
+    def call(self: TracingKernel, *args: Any, **kwargs: Any) -> Any:
+        start = perf_counter_ns()
+        try:
+            return getattr(self.inner, name)(*args, **kwargs)
+        finally:
+            self.calls.append((name, args + tuple(kwargs.values()), perf_counter_ns() - start))
+
+    call.__name__ = name
+    call.__qualname__ = f"TracingKernel.{name}"
+    return call
+
+
+# One traced delegate per Kernel method, so a method added to the interface is
+# traced without touching this file.
+for _name in Kernel.__abstractmethods__:
+    setattr(TracingKernel, _name, _traced(_name))
+TracingKernel.__abstractmethods__ = frozenset()

@@ -1,0 +1,247 @@
+"""Reading an OCI bundle: config.json parsed into the typed ContainerConfig.
+
+The container init and the monitor work from this, never from the raw dict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from dockyard.errors import RuntimeFailure
+from dockyard.kernel import flags as K
+from dockyard.runtime.spec import (
+    ANNOTATION_LOWERDIR,
+    ANNOTATION_OPEN_STDIN,
+    ANNOTATION_UPPERDIR,
+    ANNOTATION_WORKDIR,
+)
+
+# mount(8) option -> (flags to set, flags to clear), as runc parses them.
+_FLAG_OPTIONS: dict[str, tuple[int, int]] = {
+    "ro": (K.MS_RDONLY, 0),
+    "rw": (0, K.MS_RDONLY),
+    "nosuid": (K.MS_NOSUID, 0),
+    "suid": (0, K.MS_NOSUID),
+    "nodev": (K.MS_NODEV, 0),
+    "dev": (0, K.MS_NODEV),
+    "noexec": (K.MS_NOEXEC, 0),
+    "exec": (0, K.MS_NOEXEC),
+    "bind": (K.MS_BIND, 0),
+    "rbind": (K.MS_BIND | K.MS_REC, 0),
+    "strictatime": (K.MS_STRICTATIME, 0),
+    "relatime": (K.MS_RELATIME, 0),
+    "noatime": (K.MS_NOATIME, 0),
+}
+_PROPAGATION: dict[str, int] = {
+    "private": K.MS_PRIVATE,
+    "rprivate": K.MS_PRIVATE | K.MS_REC,
+    "slave": K.MS_SLAVE,
+    "rslave": K.MS_SLAVE | K.MS_REC,
+}
+
+CGROUP_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
+
+
+@dataclass
+class MountEntry:
+    destination: str
+    fstype: str
+    source: str
+    flags: int
+    data: str
+    propagation: int = 0
+
+    @property
+    def is_bind(self) -> bool:
+        return bool(self.flags & K.MS_BIND)
+
+
+@dataclass
+class DeviceRule:
+    allow: bool
+    kind: str  # "a", "c" or "b"
+    major: int | None
+    minor: int | None
+    access: str
+
+    def cgroup_line(self) -> str:
+        major = "*" if self.major is None else str(self.major)
+        minor = "*" if self.minor is None else str(self.minor)
+        if self.kind == "a":
+            return "a"
+        return f"{self.kind} {major}:{minor} {self.access}"
+
+
+@dataclass
+class Resources:
+    memory: int = 0
+    memory_swap: int = 0  # -1 unlimited, 0 not set
+    cpu_shares: int = 0
+    pids_limit: int = 0  # 0 not set, -1 unlimited
+    devices: list[DeviceRule] = field(default_factory=list)
+
+
+@dataclass
+class ContainerConfig:
+    bundle: str
+    rootfs: str
+    readonly_rootfs: bool
+    lowerdirs: list[str]
+    upperdir: str
+    workdir: str
+    args: list[str]
+    env: list[str]
+    cwd: str
+    uid: int
+    gid: int
+    additional_gids: list[int]
+    terminal: bool
+    open_stdin: bool
+    hostname: str
+    unshare_flags: int  # namespaces created by the init (pid is done by the monitor)
+    new_netns: bool
+    netns_path: str
+    mounts: list[MountEntry]
+    bounding: list[str]
+    effective: list[str]
+    permitted: list[str]
+    inheritable: list[str]
+    no_new_privileges: bool
+    cgroup_path: str  # relative to each controller's root, e.g. "dockyard/<id>"
+    resources: Resources
+    masked_paths: list[str]
+    readonly_paths: list[str]
+
+
+def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
+    """(flags, propagation flags, data) from OCI/mount(8) options."""
+    mount_flags = 0
+    propagation = 0
+    data: list[str] = []
+    for opt in options:
+        if opt in _FLAG_OPTIONS:
+            set_, clear = _FLAG_OPTIONS[opt]
+            mount_flags = (mount_flags | set_) & ~clear
+        elif opt in _PROPAGATION:
+            propagation = _PROPAGATION[opt]
+        else:
+            data.append(opt)
+    return mount_flags, propagation, ",".join(data)
+
+
+def _caps(process: dict, kind: str) -> list[str]:
+    return list(process.get("capabilities", {}).get(kind) or [])
+
+
+def load_config(bundle: str) -> ContainerConfig:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            oci = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise RuntimeFailure(f"cannot read {path}: {exc}") from None
+    return config_from_oci(bundle, oci)
+
+
+def config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
+    try:
+        return _config_from_oci(bundle, oci)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RuntimeFailure(f"invalid OCI config in {bundle}: {exc!r}") from None
+
+
+def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
+    process = oci["process"]
+    user = process.get("user", {})
+    root = oci.get("root", {"path": "rootfs"})
+    linux = oci.get("linux", {})
+    annotations = oci.get("annotations") or {}
+
+    unshare_flags = 0
+    new_netns = False
+    netns_path = ""
+    for ns in linux.get("namespaces", []):
+        kind, ns_path = ns["type"], ns.get("path", "")
+        if kind == "network":
+            if ns_path:
+                netns_path = ns_path
+            else:
+                new_netns = True
+                unshare_flags |= K.CLONE_NEWNET
+        elif kind in ("mount", "uts", "ipc", "cgroup") and not ns_path:
+            unshare_flags |= {
+                "mount": K.CLONE_NEWNS,
+                "uts": K.CLONE_NEWUTS,
+                "ipc": K.CLONE_NEWIPC,
+                "cgroup": K.CLONE_NEWCGROUP,
+            }[kind]
+        elif kind == "pid" and not ns_path:
+            pass  # the monitor unshares the pid namespace for its child
+        else:
+            raise ValueError(f"unsupported namespace {ns}")
+    if not unshare_flags & K.CLONE_NEWNS:
+        raise ValueError("a mount namespace is required")
+
+    mounts = []
+    for m in oci.get("mounts", []):
+        fstype = m.get("type") or ""
+        mflags, prop, data = parse_mount_options(list(m.get("options", [])))
+        if fstype == "bind":
+            mflags |= K.MS_BIND
+            fstype = ""
+        mounts.append(MountEntry(m["destination"], fstype, m.get("source", ""), mflags, data, prop))
+
+    res = linux.get("resources", {})
+    devices = [
+        DeviceRule(
+            allow=bool(d.get("allow")),
+            kind=d.get("type", "a"),
+            major=d.get("major"),
+            minor=d.get("minor"),
+            access=d.get("access", "rwm"),
+        )
+        for d in res.get("devices", [])
+    ]
+    resources = Resources(
+        memory=int(res.get("memory", {}).get("limit", 0) or 0),
+        memory_swap=int(res.get("memory", {}).get("swap", 0) or 0),
+        cpu_shares=int(res.get("cpu", {}).get("shares", 0) or 0),
+        pids_limit=int(res.get("pids", {}).get("limit", 0) or 0),
+        devices=devices,
+    )
+    root_path = root.get("path", "rootfs")
+    lower = annotations.get(ANNOTATION_LOWERDIR, "")
+    return ContainerConfig(
+        bundle=bundle,
+        rootfs=os.path.join(bundle, root_path),
+        readonly_rootfs=bool(root.get("readonly", False)),
+        lowerdirs=lower.split(":") if lower else [],
+        upperdir=annotations.get(ANNOTATION_UPPERDIR, ""),
+        workdir=annotations.get(ANNOTATION_WORKDIR, ""),
+        args=list(process["args"]),
+        env=list(process.get("env", [])),
+        cwd=process.get("cwd", "/") or "/",
+        uid=int(user.get("uid", 0)),
+        gid=int(user.get("gid", 0)),
+        additional_gids=[int(g) for g in user.get("additionalGids") or []],
+        terminal=bool(process.get("terminal", False)),
+        open_stdin=annotations.get(ANNOTATION_OPEN_STDIN) == "true",
+        hostname=oci.get("hostname", ""),
+        unshare_flags=unshare_flags,
+        new_netns=new_netns,
+        netns_path=netns_path,
+        mounts=mounts,
+        bounding=_caps(process, "bounding"),
+        effective=_caps(process, "effective"),
+        permitted=_caps(process, "permitted"),
+        inheritable=_caps(process, "inheritable"),
+        no_new_privileges=bool(process.get("noNewPrivileges", False)),
+        cgroup_path=(linux.get("cgroupsPath") or f"/dockyard/{os.path.basename(bundle)}").strip(
+            "/"
+        ),
+        resources=resources,
+        masked_paths=list(linux.get("maskedPaths", [])),
+        readonly_paths=list(linux.get("readonlyPaths", [])),
+    )

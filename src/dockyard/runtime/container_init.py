@@ -1,0 +1,282 @@
+"""What runs in the container's first process, between fork and exec.
+
+The monitor has already unshared the pid namespace, so this process is PID 1
+of a new one. It joins its cgroups, creates the other namespaces, builds the
+root filesystem inside its own mount namespace (overlay, /proc, /dev, /sys,
+bind mounts), pivots into it, drops privileges and execs the command.
+
+Everything goes through a Kernel, so the sequence can be asserted against
+RecordingKernel and timed by TracingKernel. Failures are raised
+(KernelError, RuntimeFailure); `child_main` turns them into a message on the
+status pipe, which the monitor reads before it reports the container started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+from collections.abc import Callable
+from time import perf_counter_ns
+
+from dockyard.errors import DockyardError, KernelError, RuntimeFailure
+from dockyard.kernel import flags as K
+from dockyard.kernel.interface import Kernel
+from dockyard.kernel.trace import TracingKernel
+from dockyard.runtime.bundle import ContainerConfig, MountEntry
+from dockyard.runtime.cgroups import join_cgroups
+from dockyard.runtime.spec import DEFAULT_PATH
+
+# name, major, minor: the devices every container gets (runtime-spec "default devices").
+DEFAULT_DEVICES = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+]
+DEV_SYMLINKS = [
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+    ("/proc/kcore", "core"),
+]
+# Python ignores these (and the forkserver SIGCHLD/SIGINT); ignored
+# dispositions survive execve, so the command would inherit them.
+RESET_SIGNALS = [signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGHUP]
+
+OVERLAY_DATA_LIMIT = 4000  # mount(2) copies one page of data
+
+
+def _in_root(rootfs: str, path: str) -> str:
+    parts = [p for p in path.split("/") if p and p != "."]
+    if ".." in parts:
+        raise RuntimeFailure(f"mount destination {path!r} escapes the container's root")
+    return rootfs.rstrip("/") + "/" + "/".join(parts)
+
+
+def mount_rootfs(kernel: Kernel, cfg: ContainerConfig) -> None:
+    if cfg.lowerdirs:
+        lower = ":".join(cfg.lowerdirs)
+        data = f"lowerdir={lower},upperdir={cfg.upperdir},workdir={cfg.workdir}"
+        if len(data) > OVERLAY_DATA_LIMIT:
+            # Many layers: mount(2) takes one page of options, so use paths
+            # relative to the layers' common parent (as containerd does).
+            base = os.path.commonpath([*cfg.lowerdirs, cfg.upperdir, cfg.workdir])
+            rel = [os.path.relpath(p, base) for p in cfg.lowerdirs]
+            data = (
+                f"lowerdir={':'.join(rel)},upperdir={os.path.relpath(cfg.upperdir, base)},"
+                f"workdir={os.path.relpath(cfg.workdir, base)}"
+            )
+            kernel.chdir(base)
+        kernel.mount("overlay", cfg.rootfs, "overlay", 0, data)
+    else:
+        # A plain directory: bind it onto itself so that it is a mount point for pivot_root.
+        kernel.mount(cfg.rootfs, cfg.rootfs, None, K.MS_BIND | K.MS_REC, None)
+
+
+def mount_one(kernel: Kernel, cfg: ContainerConfig, m: MountEntry) -> None:
+    target = _in_root(cfg.rootfs, m.destination)
+    if m.is_bind and not kernel.is_dir(m.source):
+        kernel.makedirs(os.path.dirname(target))
+        kernel.create_file(target)
+    else:
+        kernel.makedirs(target)
+    # Bind mounts ignore most flags on the first call; read-only etc. need a remount.
+    first = m.flags & (K.MS_BIND | K.MS_REC) if m.is_bind else m.flags
+    kernel.mount(m.source or None, target, m.fstype or None, first, m.data or None)
+    extra = m.flags & ~(K.MS_BIND | K.MS_REC)
+    if m.is_bind and extra:
+        kernel.mount(None, target, None, K.MS_BIND | K.MS_REMOUNT | extra, None)
+    if m.propagation:
+        kernel.mount(None, target, None, m.propagation, None)
+
+
+def populate_dev(kernel: Kernel, cfg: ContainerConfig) -> None:
+    """Device nodes and symlinks on the container's /dev tmpfs."""
+    dev = _in_root(cfg.rootfs, "/dev")
+    for name, major, minor in DEFAULT_DEVICES:
+        kernel.mknod(f"{dev}/{name}", K.S_IFCHR | 0o666, major, minor)
+    for target, name in DEV_SYMLINKS:
+        kernel.symlink(target, f"{dev}/{name}")
+    if any(m.destination == "/dev/pts" for m in cfg.mounts):
+        kernel.symlink("pts/ptmx", f"{dev}/ptmx")
+
+
+def pivot_into(kernel: Kernel, rootfs: str) -> None:
+    # pivot_root(".", ".") stacks the old root under the new one; unmounting
+    # "." then removes it, with no directory to create inside the container.
+    kernel.chdir(rootfs)
+    kernel.pivot_root(".", ".")
+    kernel.umount2(".", K.MNT_DETACH)
+    kernel.chdir("/")
+
+
+def mask_paths(kernel: Kernel, cfg: ContainerConfig) -> None:
+    for path in cfg.masked_paths:
+        try:
+            kernel.mount("/dev/null", path, None, K.MS_BIND, None)
+        except KernelError as exc:
+            if exc.errno == errno.ENOENT:
+                continue
+            if exc.errno != errno.ENOTDIR:
+                raise
+            kernel.mount("tmpfs", path, "tmpfs", K.MS_RDONLY, None)
+    for path in cfg.readonly_paths:
+        try:
+            kernel.mount(path, path, None, K.MS_BIND | K.MS_REC, None)
+        except KernelError as exc:
+            if exc.errno == errno.ENOENT:
+                continue
+            raise
+        flags = K.MS_BIND | K.MS_REMOUNT | K.MS_RDONLY | K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC
+        kernel.mount(None, path, None, flags, None)
+
+
+def apply_credentials(kernel: Kernel, cfg: ContainerConfig) -> None:
+    """Bounding set, then uid/gid (keeping caps across setuid), then capset."""
+    kernel.drop_bounding_caps(cfg.bounding)
+    switching = cfg.uid != 0
+    if switching:
+        kernel.set_keepcaps(True)
+    kernel.setgroups(cfg.additional_gids)
+    kernel.setresgid(cfg.gid, cfg.gid, cfg.gid)
+    kernel.setresuid(cfg.uid, cfg.uid, cfg.uid)
+    if switching:
+        kernel.set_keepcaps(False)
+    kernel.capset(cfg.effective, cfg.permitted, cfg.inheritable)
+    kernel.clear_ambient_caps()
+    if cfg.no_new_privileges:
+        kernel.set_no_new_privs()
+
+
+def exec_command(kernel: Kernel, args: list[str], env: list[str]) -> None:
+    """execve, looking args[0] up in the container's $PATH; raises RuntimeFailure."""
+    if not args:
+        raise RuntimeFailure("no command specified", "other")
+    name = args[0]
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+        candidates = [f"{d or '.'}/{name}" for d in path.split(":")]
+    denied = False
+    for candidate in candidates:
+        try:
+            kernel.execve(candidate, args, env)
+            return  # only a recording kernel returns
+        except KernelError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            if exc.errno == errno.EACCES:
+                denied = True
+                continue
+            raise RuntimeFailure(
+                f'exec: "{name}": {os.strerror(exc.errno).lower()}', "other"
+            ) from None
+    if denied:
+        raise RuntimeFailure(f'exec: "{name}": permission denied', "permission")
+    if "/" in name:
+        raise RuntimeFailure(f'exec: "{name}": stat {name}: no such file or directory', "not-found")
+    raise RuntimeFailure(f'exec: "{name}": executable file not found in $PATH', "not-found")
+
+
+def init_container(
+    kernel: Kernel,
+    cfg: ContainerConfig,
+    stdio: tuple[int, int, int],
+    controllers: list[str],
+    *,
+    before_exec: Callable[[], None] | None = None,
+) -> None:
+    """Set up the container in this process and exec its command.
+
+    Returns only on a RecordingKernel; raises on failure.
+    """
+    # Die with the monitor: a container nobody holds the stdio or the exit code of
+    # would be an orphan the daemon cannot see.
+    kernel.set_pdeathsig(signal.SIGKILL)
+    join_cgroups(kernel, cfg, controllers)
+    if cfg.netns_path:
+        kernel.setns(cfg.netns_path, K.CLONE_NEWNET)
+    kernel.unshare(cfg.unshare_flags)
+    if cfg.new_netns:
+        kernel.bring_loopback_up()
+    if cfg.hostname and cfg.unshare_flags & K.CLONE_NEWUTS:
+        kernel.sethostname(cfg.hostname)
+
+    # stdio: a new session, so that a terminal can become the controlling tty.
+    kernel.setsid()
+    for target, fd in enumerate(stdio):
+        kernel.dup2(fd, target)
+    if cfg.terminal:
+        kernel.set_controlling_tty(0)
+
+    kernel.umask(0)
+    kernel.mount(None, "/", None, K.MS_REC | K.MS_PRIVATE, None)
+    mount_rootfs(kernel, cfg)
+    for m in cfg.mounts:
+        mount_one(kernel, cfg, m)
+        if m.destination == "/dev" and m.fstype == "tmpfs":
+            populate_dev(kernel, cfg)
+    pivot_into(kernel, cfg.rootfs)
+    mask_paths(kernel, cfg)
+    kernel.makedirs(cfg.cwd)
+    if cfg.readonly_rootfs:
+        kernel.mount(None, "/", None, K.MS_BIND | K.MS_REMOUNT | K.MS_RDONLY, None)
+    kernel.chdir(cfg.cwd)
+
+    apply_credentials(kernel, cfg)
+    kernel.reset_signals(RESET_SIGNALS)
+    kernel.umask(0o022)
+    if before_exec is not None:
+        before_exec()
+    exec_command(kernel, cfg.args, cfg.env)
+
+
+def child_main(
+    kernel: Kernel,
+    cfg: ContainerConfig,
+    stdio: tuple[int, int, int],
+    controllers: list[str],
+    status_fd: int,
+) -> None:
+    """Entry point in the forked child; never returns on the real kernel.
+
+    The status pipe is O_CLOEXEC: the monitor sees EOF when execve succeeds.
+    Before exec we write the start trace to it; on failure, the error.
+    """
+    tracer = TracingKernel(kernel)
+    t0 = perf_counter_ns()
+
+    def report_trace() -> None:
+        message = {"trace": tracer.to_json(), "init_ns": perf_counter_ns() - t0}
+        _write_all(status_fd, json.dumps(message).encode() + b"\n")
+
+    code = 127
+    try:
+        init_container(tracer, cfg, stdio, controllers, before_exec=report_trace)
+    except RuntimeFailure as exc:
+        code = 127 if exc.kind == "not-found" else 126 if exc.kind == "permission" else 125
+        _report_error(status_fd, exc.message, exc.kind)
+    except DockyardError as exc:
+        _report_error(status_fd, exc.message, "other")
+    except Exception as exc:  # noqa: BLE001 - any failure must reach the monitor, not vanish
+        _report_error(status_fd, f"container init: {exc!r}", "other")
+    finally:
+        kernel.exit(code)
+
+
+def _report_error(fd: int, message: str, kind: str) -> None:
+    with contextlib.suppress(OSError):
+        _write_all(fd, json.dumps({"error": message, "kind": kind}).encode() + b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

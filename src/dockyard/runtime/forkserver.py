@@ -1,0 +1,112 @@
+"""The forkserver: a warm, single-threaded process that forks container monitors.
+
+The daemon's event loop is multi-threaded and must never fork, and a fresh
+interpreter per container costs 10-35 ms. So the daemon starts this once:
+
+    python -m dockyard.runtime.forkserver <control fd> <daemon pid>
+
+It imports everything a start needs, says "ready", then reads requests from
+the control socket (SOCK_SEQPACKET): a JSON message {"id", "bundle",
+"log_path", "request_ns"} with one fd attached, the monitor's end of a fresh
+socketpair, which becomes the monitor's first client (so nothing the
+container prints is lost between start and attach).
+
+It dies with the daemon (PR_SET_PDEATHSIG, and EOF on the control socket);
+the monitors it forked do not (a forked child does not inherit the death
+signal, and they start their own session). SIGCHLD is ignored, so finished
+monitors are reaped by the kernel and leave no zombies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import traceback
+
+from dockyard.errors import KernelError
+from dockyard.kernel.interface import Kernel
+from dockyard.kernel.linux import LinuxKernel
+from dockyard.runtime import frames
+from dockyard.runtime.monitor import detach_and_run
+
+READY = frames.FORKSERVER_READY
+
+
+def _monitor_child(kernel: Kernel, ctl: socket.socket, request: dict, client_fd: int) -> None:
+    """Runs in the forked child; never returns."""
+    code = 1
+    try:
+        ctl.close()
+        client = socket.socket(fileno=client_fd)
+        code = detach_and_run(
+            kernel,
+            str(request["id"]),
+            str(request["bundle"]),
+            str(request.get("log_path") or ""),
+            client,
+            int(request.get("request_ns") or 0),
+        )
+    except Exception:  # noqa: BLE001 - the forked monitor must never unwind into the server loop
+        try:
+            with open(os.path.join(str(request.get("bundle", "/tmp")), "monitor.err"), "a") as f:
+                f.write(traceback.format_exc())
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def serve(kernel: Kernel, ctl: socket.socket) -> None:
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(ctl, 65536, 4)
+        except InterruptedError:
+            continue
+        except ConnectionResetError:
+            return
+        if not msg:
+            return  # the daemon closed the control socket
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        if not fds:
+            continue
+        for extra in fds[1:]:
+            os.close(extra)
+        client_fd = fds[0]
+        try:
+            request = json.loads(msg)
+            pid = kernel.fork()
+        except (ValueError, KernelError) as exc:
+            with contextlib.suppress(OSError):
+                os.write(
+                    client_fd,
+                    frames.encode_control({"event": "error", "message": str(exc), "kind": "other"}),
+                )
+            os.close(client_fd)
+            continue
+        if pid == 0:
+            _monitor_child(kernel, ctl, request, client_fd)
+        os.close(client_fd)
+
+
+def main(argv: list[str]) -> int:
+    ctl_fd, daemon_pid = int(argv[1]), int(argv[2])
+    kernel = LinuxKernel()
+    kernel.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != daemon_pid:
+        return 0  # the daemon died before we armed the death signal
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctl = socket.socket(fileno=ctl_fd)
+    ctl.setblocking(True)
+    ctl.sendall(READY)
+    serve(kernel, ctl)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

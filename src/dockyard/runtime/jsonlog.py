@@ -1,0 +1,97 @@
+"""The json-file log driver, byte-compatible with dockerd's.
+
+One JSON object per line: {"log":"hello\n","stream":"stdout","time":"..."}.
+Output is split on newlines as dockerd's log copier does: each complete line
+(newline included) is one entry; a line longer than 16 KiB is cut into
+partial entries without a newline; what is left at exit is flushed as is.
+The string escaping follows moby's jsonlog (ffjson): \\n, \\r, \\", \\\\ stay
+short, other control bytes and < > & become \\u00XX, invalid UTF-8 becomes
+\\ufffd, U+2028/U+2029 are escaped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from dockyard.runtime.rfc3339 import format_rfc3339nano
+
+MAX_LINE = 16 * 1024  # dockerd's bufio buffer: longer lines become partial messages
+
+_ESCAPES: dict[int, str] = {c: f"\\u{c:04x}" for c in range(0x20)}
+_ESCAPES.update(
+    {
+        ord("\n"): "\\n",
+        ord("\r"): "\\r",
+        ord('"'): '\\"',
+        ord("\\"): "\\\\",
+        ord("<"): "\\u003c",
+        ord(">"): "\\u003e",
+        ord("&"): "\\u0026",
+        0x2028: "\\u2028",
+        0x2029: "\\u2029",
+    }
+)
+# Bytes that are not valid UTF-8 decode (surrogateescape) to U+DC80..U+DCFF.
+_ESCAPES.update({c: "\\ufffd" for c in range(0xDC80, 0xDD00)})
+
+
+def escape_log(data: bytes) -> bytes:
+    return data.decode("utf-8", "surrogateescape").translate(_ESCAPES).encode()
+
+
+def encode_entry(data: bytes, stream: str, epoch_ns: int) -> bytes:
+    return b'{"log":"%s","stream":"%s","time":"%s"}\n' % (
+        escape_log(data),
+        stream.encode(),
+        format_rfc3339nano(epoch_ns).encode(),
+    )
+
+
+class LineSplitter:
+    """Cuts one stream's output into log entries the way dockerd does."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf + data
+        entries: list[bytes] = []
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start, start + MAX_LINE)
+            if nl >= 0:
+                entries.append(buf[start : nl + 1])
+                start = nl + 1
+            elif len(buf) - start >= MAX_LINE:
+                entries.append(buf[start : start + MAX_LINE])
+                start += MAX_LINE
+            else:
+                break
+        self._buf = buf[start:]
+        return entries
+
+    def flush(self) -> list[bytes]:
+        rest, self._buf = self._buf, b""
+        return [rest] if rest else []
+
+
+class JsonFileLog:
+    """Appends entries to a json-file log; one write(2) per chunk of output."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+
+    def write(self, stream: str, data: bytes) -> None:
+        self._emit(stream, self._splitters[stream].feed(data))
+
+    def close(self) -> None:
+        for stream, splitter in self._splitters.items():
+            self._emit(stream, splitter.flush())
+        os.close(self.fd)
+
+    def _emit(self, stream: str, entries: list[bytes]) -> None:
+        if entries:
+            now = time.time_ns()
+            os.write(self.fd, b"".join(encode_entry(e, stream, now) for e in entries))

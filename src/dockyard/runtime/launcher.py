@@ -1,0 +1,279 @@
+"""The daemon-side API of the runtime (asyncio): start containers, talk to their monitors.
+
+    launcher = Launcher(run_dir)
+    await launcher.start()                       # the forkserver
+    link = await launcher.run(id, bundle, log_path=...)   # returns once exec'd
+    async for stream, data in link.frames(): ...
+    record = await link.wait()
+
+After a daemon restart, `reattach` connects to a monitor that is still
+running; when it is gone, `read_exit` tells how the container ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+
+from dockyard.errors import RuntimeFailure, Unavailable
+from dockyard.runtime import frames
+from dockyard.runtime.rfc3339 import now_rfc3339nano
+from dockyard.runtime.state import ExitRecord, read_exit, read_state
+
+__all__ = ["ExitRecord", "Launcher", "MonitorLink", "read_exit", "read_state"]
+
+_SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class MonitorLink:
+    """One connection to a container's monitor."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, bundle_dir: str
+    ) -> None:
+        self.pid = 0
+        self.monitor_pid = 0
+        self.started_at = ""
+        self._reader = reader
+        self._writer = writer
+        self._bundle = bundle_dir
+        loop = asyncio.get_running_loop()
+        self._hello: asyncio.Future[dict] = loop.create_future()
+        self._exit: asyncio.Future[ExitRecord] = loop.create_future()
+        self._queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self._frames_taken = False
+        self._task = asyncio.create_task(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                header = await self._reader.readexactly(frames.HEADER.size)
+                stream, length = frames.HEADER.unpack(header)
+                payload = await self._reader.readexactly(length) if length else b""
+                if stream == frames.CONTROL:
+                    self._event(json.loads(payload))
+                else:
+                    self._queue.put_nowait((stream, payload))
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            self._closed_by_monitor()
+
+    def _event(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind in ("started", "state"):
+            self.pid = int(event["pid"])
+            self.monitor_pid = int(event["monitor_pid"])
+            self.started_at = str(event["started_at"])
+        if kind in ("started", "state", "error") and not self._hello.done():
+            self._hello.set_result(event)
+        elif kind == "exit" and not self._exit.done():
+            self._exit.set_result(
+                ExitRecord(
+                    exit_code=int(event["exit_code"]),
+                    finished_at=str(event["finished_at"]),
+                    oom_killed=bool(event.get("oom_killed", False)),
+                    error=str(event.get("error", "")),
+                )
+            )
+
+    def _closed_by_monitor(self) -> None:
+        if not self._hello.done():
+            self._hello.set_result({"event": "gone"})
+        if not self._exit.done():
+            # The monitor vanished without an exit event: trust exit.json if it got that far.
+            record = read_exit(self._bundle) or ExitRecord(
+                exit_code=255,
+                finished_at=now_rfc3339nano(),
+                error="container monitor exited unexpectedly",
+            )
+            self._exit.set_result(record)
+        self._queue.put_nowait(None)
+
+    async def _hello_event(self) -> dict:
+        return await asyncio.shield(self._hello)
+
+    async def frames(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(1=stdout | 2=stderr, data) from the link's creation until the container exits."""
+        if self._frames_taken:
+            raise RuntimeError("frames() may be called once per link")
+        self._frames_taken = True
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            yield item
+
+    async def _send(self, data: bytes) -> None:
+        if self._writer.is_closing():
+            raise RuntimeFailure("the container's monitor is not connected")
+        self._writer.write(data)
+        try:
+            await self._writer.drain()
+        except ConnectionError as exc:
+            raise RuntimeFailure(f"the container's monitor is gone: {exc}") from None
+
+    async def write_stdin(self, data: bytes) -> None:
+        if data:
+            await self._send(frames.encode(frames.STDIN, data))
+
+    async def close_stdin(self) -> None:
+        await self._send(frames.encode_control({"cmd": "close_stdin"}))
+
+    async def resize(self, height: int, width: int) -> None:
+        await self._send(frames.encode_control({"cmd": "resize", "height": height, "width": width}))
+
+    async def kill(self, signum: int) -> None:
+        await self._send(frames.encode_control({"cmd": "kill", "signal": int(signum)}))
+
+    async def wait(self) -> ExitRecord:
+        return await asyncio.shield(self._exit)
+
+    async def close(self) -> None:
+        """Drop this connection; the container and its monitor keep running."""
+        self._task.cancel()
+        self._writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if not self._exit.done():
+            self._exit.cancel()
+        if not self._hello.done():
+            self._hello.cancel()
+
+
+class Launcher:
+    def __init__(self, run_dir: str, python: str = sys.executable) -> None:
+        self.run_dir = run_dir
+        self.python = python
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ctl: socket.socket | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def forkserver_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def start(self) -> None:
+        """Start the forkserver and wait until it has imported everything."""
+        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_DIR, env.get("PYTHONPATH")) if p)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                self.python,
+                "-m",
+                "dockyard.runtime.forkserver",
+                str(theirs.fileno()),
+                str(os.getpid()),
+                pass_fds=[theirs.fileno()],
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # a ^C to the daemon's terminal is the daemon's business
+                cwd=self.run_dir,
+                env=env,
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            ready = await asyncio.wait_for(loop.sock_recv(ours, 16), timeout=30)
+        except TimeoutError:
+            ready = b""
+        if ready != frames.FORKSERVER_READY:
+            ours.close()
+            await self._reap()
+            raise Unavailable("the runtime's forkserver did not start")
+        self._ctl = ours
+
+    async def close(self) -> None:
+        """Stop the forkserver; running containers and their monitors go on."""
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
+        await self._reap()
+
+    async def _reap(self) -> None:
+        if self._proc is None:
+            return
+        try:
+            await asyncio.wait_for(self._proc.wait(), timeout=5)
+        except TimeoutError:
+            self._proc.kill()
+            await self._proc.wait()
+        self._proc = None
+
+    async def _request(self, message: bytes, fd: int) -> None:
+        async with self._lock:
+            if self._ctl is None or (self._proc is not None and self._proc.returncode is not None):
+                # The forkserver died (or was never started): start a new one.
+                await self.close()
+                await self.start()
+            assert self._ctl is not None
+            ctl = self._ctl
+            loop = asyncio.get_running_loop()
+            while True:
+                try:
+                    socket.send_fds(ctl, [message], [fd])
+                    return
+                except BlockingIOError:
+                    ready = loop.create_future()
+                    loop.add_writer(ctl, ready.set_result, None)
+                    try:
+                        await ready
+                    finally:
+                        loop.remove_writer(ctl)
+                except (BrokenPipeError, ConnectionResetError):
+                    await self.close()
+                    await self.start()
+                    assert self._ctl is not None
+                    ctl = self._ctl
+
+    async def run(self, container_id: str, bundle_dir: str, *, log_path: str) -> MonitorLink:
+        """Start the container of <bundle>/config.json; return once its process has exec'd.
+
+        Raises RuntimeFailure (kind "not-found", "permission" or "other") if it could not start.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        request = {
+            "id": container_id,
+            "bundle": os.path.abspath(bundle_dir),
+            "log_path": log_path,
+            "request_ns": time.monotonic_ns(),
+        }
+        try:
+            await self._request(json.dumps(request).encode(), theirs.fileno())
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        link = MonitorLink(reader, writer, bundle_dir)
+        event = await link._hello_event()
+        if event.get("event") == "started":
+            return link
+        await link.close()
+        if event.get("event") == "error":
+            raise RuntimeFailure(str(event.get("message")), str(event.get("kind", "other")))
+        raise RuntimeFailure("the container's monitor exited before starting it", "other")
+
+    async def reattach(self, container_id: str, bundle_dir: str) -> MonitorLink | None:
+        """Connect to the monitor of a running container; None if it is gone."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(
+                frames.MONITOR_SOCKET_PREFIX + container_id
+            )
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None
+        link = MonitorLink(reader, writer, bundle_dir)
+        event = await link._hello_event()
+        if event.get("event") == "state":
+            return link
+        await link.close()
+        return None

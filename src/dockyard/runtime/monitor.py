@@ -1,0 +1,536 @@
+"""The per-container monitor: starts the container, holds its stdio, logs, reports the exit.
+
+One monitor process per container, forked by the forkserver and detached
+(its own session), so it outlives the daemon. It:
+
+- creates the container's cgroups, unshares a pid namespace for its child and
+  forks the container init (container_init.py), then waits on the O_CLOEXEC
+  status pipe: EOF means exec succeeded, a message means it failed;
+- copies the container's stdout/stderr (pipes, or a pty) to the json-file log
+  and to every connected client, framed (frames.py);
+- serves clients on the abstract unix socket "\\0dockyard-monitor-<id>"
+  (root peers only): stdin, close stdin, resize, kill;
+- when the init exits: drains the output, removes the cgroups, writes
+  exit.json, sends the exit event to the clients and exits.
+
+Single-threaded, on selectors (epoll), no asyncio: it must be cheap to fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import time
+from collections.abc import Callable
+from time import perf_counter_ns
+
+from dockyard.errors import DockyardError, KernelError, RuntimeFailure
+from dockyard.kernel import flags as K
+from dockyard.kernel.interface import Kernel
+from dockyard.kernel.trace import TracingKernel
+from dockyard.runtime import frames
+from dockyard.runtime.bundle import ContainerConfig, load_config
+from dockyard.runtime.cgroups import (
+    available_controllers,
+    create_cgroups,
+    oom_killed,
+    remove_cgroups,
+)
+from dockyard.runtime.container_init import child_main
+from dockyard.runtime.jsonlog import JsonFileLog
+from dockyard.runtime.rfc3339 import now_rfc3339nano
+from dockyard.runtime.state import EXIT_FILE, STATE_FILE, TRACE_FILE, ExitRecord, write_json
+
+SOCKET_PREFIX = frames.MONITOR_SOCKET_PREFIX
+MAX_CLIENT_BACKLOG = 8 * 1024 * 1024  # a client this far behind is dropped, not waited for
+DRAIN_TIMEOUT = 2.0  # after the init exits, how long to wait for the pipes' EOF
+_UCRED = struct.Struct("3i")
+
+
+def socket_name(container_id: str) -> str:
+    return SOCKET_PREFIX + container_id
+
+
+class _Client:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.decoder = frames.FrameDecoder()
+        self.out = bytearray()
+
+
+class _Reactor:
+    """epoll with separate read/write callbacks per fd (a pty master is both)."""
+
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self._read: dict[int, Callable[[], None]] = {}
+        self._write: dict[int, Callable[[], None]] = {}
+
+    def _update(self, fd: int) -> None:
+        mask = (selectors.EVENT_READ if fd in self._read else 0) | (
+            selectors.EVENT_WRITE if fd in self._write else 0
+        )
+        registered = fd in self.sel.get_map()
+        if mask and registered:
+            self.sel.modify(fd, mask)
+        elif mask:
+            self.sel.register(fd, mask)
+        elif registered:
+            self.sel.unregister(fd)
+
+    def on_read(self, fd: int, cb: Callable[[], None] | None) -> None:
+        if cb is None:
+            self._read.pop(fd, None)
+        else:
+            self._read[fd] = cb
+        self._update(fd)
+
+    def on_write(self, fd: int, cb: Callable[[], None] | None) -> None:
+        if cb is None:
+            self._write.pop(fd, None)
+        else:
+            self._write[fd] = cb
+        self._update(fd)
+
+    def forget(self, fd: int) -> None:
+        self._read.pop(fd, None)
+        self._write.pop(fd, None)
+        self._update(fd)
+
+    def poll(self, timeout: float | None) -> None:
+        for key, mask in self.sel.select(timeout):
+            fd = key.fd
+            if mask & selectors.EVENT_READ and fd in self._read:
+                self._read[fd]()
+            if mask & selectors.EVENT_WRITE and fd in self._write:
+                self._write[fd]()
+
+
+class Monitor:
+    def __init__(
+        self,
+        kernel: Kernel,
+        container_id: str,
+        bundle: str,
+        log_path: str,
+        first_client: socket.socket | None,
+        request_ns: int = 0,
+    ) -> None:
+        self.kernel = kernel
+        self.container_id = container_id
+        self.bundle = bundle
+        self.log_path = log_path
+        self.request_ns = request_ns
+        self.reactor = _Reactor()
+        self.clients: dict[int, _Client] = {}
+        if first_client is not None:
+            first_client.setblocking(False)
+            self.clients[first_client.fileno()] = _Client(first_client)
+        self.pid = 0
+        self.started_at = ""
+        self.cfg: ContainerConfig | None = None
+        self.controllers: list[str] = []
+        self.listener: socket.socket | None = None
+        self.log: JsonFileLog | None = None
+        self.outputs: dict[int, str] = {}  # fd -> "stdout" | "stderr"
+        self.stdin_fd = -1
+        self.stdin_buf = bytearray()
+        self.stdin_close_pending = False
+        self.pty_master = -1
+        self.exit_status: int | None = None
+        self.t_fork = 0
+
+    # --- start -----------------------------------------------------------------
+    def run(self) -> int:
+        """Start the container and serve it until it exits; the process exit code."""
+        t0 = perf_counter_ns()
+        tracer = TracingKernel(self.kernel)
+        try:
+            init_report = self._start(tracer)
+        except DockyardError as exc:
+            kind = exc.kind if isinstance(exc, RuntimeFailure) else "other"
+            self._fail_start(exc.message, kind)
+            return 1
+        error = init_report.get("error")
+        if error is not None:
+            self._fail_start(str(error), str(init_report.get("kind", "other")))
+            return 1
+        t_started = perf_counter_ns()
+        self.started_at = now_rfc3339nano()
+        pidfd = self.kernel.pidfd_open(self.pid)
+        self._broadcast_control(self._state_event("started"))
+        self.reactor.on_read(pidfd, lambda: self._on_exit(pidfd))
+        # Off the critical path: the caller already knows the container started.
+        write_json(self.bundle, STATE_FILE, self._state_event("state"))
+        self._write_trace(tracer, init_report, t0, t_started)
+        self._serve()
+        return 0
+
+    def _start(self, tracer: TracingKernel) -> dict:
+        self.cfg = cfg = load_config(self.bundle)
+        self.listener = self._listen()
+        self.controllers = available_controllers(tracer)
+        create_cgroups(tracer, cfg, self.controllers)
+        if self.log_path:
+            self.log = JsonFileLog(self.log_path)
+        stdio, child_fds = self._make_stdio(cfg)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        child_fds.append(status_w)
+        tracer.unshare(K.CLONE_NEWPID)
+        self.t_fork = perf_counter_ns()
+        pid = tracer.fork()
+        if pid == 0:
+            # The container's PID 1; child_main never returns.
+            child_main(self.kernel, cfg, stdio, self.controllers, status_w)
+            os._exit(127)
+        self.pid = pid
+        for fd in child_fds:
+            os.close(fd)
+        report = _read_status(status_r)
+        os.close(status_r)
+        if report.get("error") is not None or "trace" not in report:
+            self.kernel.waitpid(pid, 0)
+            if "trace" not in report and report.get("error") is None:
+                report["error"] = "container init exited before exec"
+                report["kind"] = "other"
+        return report
+
+    def _listen(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        try:
+            sock.bind(socket_name(self.container_id))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise RuntimeFailure(f"container {self.container_id} is already running") from None
+            raise KernelError("bind", (socket_name(self.container_id),), exc.errno or 0) from None
+        sock.listen(16)
+        return sock
+
+    def _make_stdio(self, cfg: ContainerConfig) -> tuple[tuple[int, int, int], list[int]]:
+        """The child's (stdin, stdout, stderr) and the fds to close in the monitor after fork."""
+        if cfg.terminal:
+            master, slave = self.kernel.openpty()
+            os.set_blocking(master, False)
+            self.pty_master = master
+            self.outputs[master] = "stdout"
+            if cfg.open_stdin:
+                self.stdin_fd = master
+            return (slave, slave, slave), [slave]
+        out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        os.set_blocking(out_w, True)
+        os.set_blocking(err_w, True)
+        self.outputs[out_r] = "stdout"
+        self.outputs[err_r] = "stderr"
+        if cfg.open_stdin:
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(in_w, False)
+            self.stdin_fd = in_w
+            return (in_r, out_w, err_w), [in_r, out_w, err_w]
+        null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        return (null, out_w, err_w), [null, out_w, err_w]
+
+    def _fail_start(self, message: str, kind: str) -> None:
+        self._broadcast_control({"event": "error", "message": message, "kind": kind})
+        if self.cfg is not None and self.controllers:
+            with contextlib.suppress(KernelError):
+                remove_cgroups(self.kernel, self.cfg, self.controllers)
+        if self.log is not None:
+            self.log.close()
+        self._flush_clients_and_close()
+        if self.listener is not None:
+            self.listener.close()
+
+    def _state_event(self, event: str) -> dict:
+        return {
+            "event": event,
+            "pid": self.pid,
+            "monitor_pid": os.getpid(),
+            "started_at": self.started_at,
+        }
+
+    def _write_trace(self, tracer: TracingKernel, report: dict, t0: int, t_started: int) -> None:
+        phases = {
+            "monitor_setup_ns": self.t_fork - t0,
+            "init_until_exec_ns": report.get("init_ns", 0),
+            "fork_to_started_ns": t_started - self.t_fork,
+            "monitor_total_ns": t_started - t0,
+        }
+        if self.request_ns:
+            phases["request_to_monitor_ns"] = t0 - self.request_ns
+            phases["request_to_started_ns"] = t_started - self.request_ns
+        calls = [dict(c, process="monitor") for c in tracer.to_json()]
+        calls += [dict(c, process="init") for c in report.get("trace", [])]
+        write_json(self.bundle, TRACE_FILE, {"calls": calls, "phases": phases})
+
+    # --- serving ------------------------------------------------------------------
+    def _serve(self) -> None:
+        assert self.listener is not None
+        listener = self.listener
+        self.reactor.on_read(listener.fileno(), self._accept)
+        for fd in self.clients:
+            self.reactor.on_read(fd, lambda fd=fd: self._client_readable(fd))
+        for fd in self.outputs:
+            self.reactor.on_read(fd, lambda fd=fd: self._output_readable(fd))
+        deadline: float | None = None
+        while True:
+            if self.exit_status is not None:
+                if not self.outputs:
+                    break
+                if deadline is None:
+                    deadline = time.monotonic() + DRAIN_TIMEOUT
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.reactor.poll(remaining)
+            else:
+                self.reactor.poll(None)
+        self._finish()
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        try:
+            sock, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        _pid, uid, _gid = _UCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        )
+        if uid != 0:
+            sock.close()
+            return
+        sock.setblocking(False)
+        client = _Client(sock)
+        fd = sock.fileno()
+        self.clients[fd] = client
+        self.reactor.on_read(fd, lambda: self._client_readable(fd))
+        self._send(client, frames.encode_control(self._state_event("state")))
+
+    def _client_readable(self, fd: int) -> None:
+        client = self.clients.get(fd)
+        if client is None:
+            return
+        try:
+            data = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(client)
+            return
+        try:
+            received = client.decoder.feed(data)
+        except ValueError:
+            self._drop(client)
+            return
+        for stream, payload in received:
+            if stream == frames.STDIN:
+                self._stdin_data(payload)
+            elif stream == frames.CONTROL:
+                # A malformed command from one client must not stop the monitor.
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    self._command(json.loads(payload))
+
+    def _command(self, cmd: dict) -> None:
+        name = cmd.get("cmd")
+        if name == "close_stdin":
+            if self.stdin_fd == self.pty_master and self.pty_master >= 0:
+                self._stdin_data(b"\x04")  # a tty has no half-close: send EOF (^D)
+            else:
+                self.stdin_close_pending = True
+                self._stdin_flush()
+        elif name == "resize" and self.pty_master >= 0:
+            with contextlib.suppress(KernelError):
+                self.kernel.set_winsize(self.pty_master, int(cmd["height"]), int(cmd["width"]))
+        elif name == "kill" and self.exit_status is None:
+            # If it is already gone, the exit event follows anyway.
+            with contextlib.suppress(KernelError):
+                self.kernel.kill(self.pid, int(cmd.get("signal", signal.SIGKILL)))
+
+    def _stdin_data(self, data: bytes) -> None:
+        if self.stdin_fd < 0 or self.stdin_close_pending:
+            return
+        self.stdin_buf += data
+        self._stdin_flush()
+
+    def _stdin_flush(self) -> None:
+        fd = self.stdin_fd
+        if fd < 0:
+            return
+        while self.stdin_buf:
+            try:
+                n = os.write(fd, self.stdin_buf)
+            except (BlockingIOError, InterruptedError):
+                self.reactor.on_write(fd, self._stdin_flush)
+                return
+            except OSError:
+                # The container closed its stdin; what it did not read is lost, as with a pipe.
+                self.stdin_buf.clear()
+                self.stdin_close_pending = True
+                break
+            del self.stdin_buf[:n]
+        if fd in self.outputs:
+            self.reactor.on_write(fd, None)
+        else:
+            self.reactor.on_write(fd, None)
+            if self.stdin_close_pending:
+                self.reactor.forget(fd)
+                os.close(fd)
+                self.stdin_fd = -1
+
+    def _output_readable(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""  # EIO: the pty's last slave is closed
+        if not data:
+            stream = self.outputs.pop(fd)
+            del stream
+            self.reactor.forget(fd)
+            if fd != self.stdin_fd:
+                os.close(fd)
+            return
+        stream = self.outputs[fd]
+        if self.log is not None:
+            self.log.write(stream, data)
+        frame = frames.encode(frames.STDOUT if stream == "stdout" else frames.STDERR, data)
+        for client in list(self.clients.values()):
+            self._send(client, frame)
+
+    def _send(self, client: _Client, data: bytes) -> None:
+        if not client.out:
+            try:
+                n = client.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                self._drop(client)
+                return
+            data = data[n:]
+            if not data:
+                return
+        client.out += data
+        if len(client.out) > MAX_CLIENT_BACKLOG:
+            self._drop(client)
+            return
+        fd = client.sock.fileno()
+        self.reactor.on_write(fd, lambda: self._client_writable(fd))
+
+    def _client_writable(self, fd: int) -> None:
+        client = self.clients.get(fd)
+        if client is None:
+            return
+        try:
+            n = client.sock.send(client.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(client)
+            return
+        del client.out[:n]
+        if not client.out:
+            self.reactor.on_write(fd, None)
+
+    def _drop(self, client: _Client) -> None:
+        fd = client.sock.fileno()
+        if self.clients.pop(fd, None) is not None:
+            self.reactor.forget(fd)
+            client.sock.close()
+
+    def _broadcast_control(self, message: dict) -> None:
+        frame = frames.encode_control(message)
+        for client in list(self.clients.values()):
+            self._send(client, frame)
+
+    # --- exit ---------------------------------------------------------------------
+    def _on_exit(self, pidfd: int) -> None:
+        self.reactor.forget(pidfd)
+        os.close(pidfd)
+        _, status = self.kernel.waitpid(self.pid, 0)
+        self.exit_status = status
+
+    def _finish(self) -> None:
+        assert self.cfg is not None and self.exit_status is not None
+        if self.log is not None:
+            self.log.close()
+        error = ""
+        oom = False
+        try:
+            oom = oom_killed(self.kernel, self.cfg, self.controllers)
+            remove_cgroups(self.kernel, self.cfg, self.controllers)
+        except KernelError as exc:
+            error = exc.message
+        code = os.waitstatus_to_exitcode(self.exit_status)
+        record = ExitRecord(
+            exit_code=code if code >= 0 else 128 - code,
+            finished_at=now_rfc3339nano(),
+            oom_killed=oom,
+            error=error,
+        )
+        write_json(self.bundle, EXIT_FILE, record.to_json())
+        if self.listener is not None:
+            self.listener.close()
+        self._broadcast_control({"event": "exit", **record.to_json()})
+        self._flush_clients_and_close()
+
+    def _flush_clients_and_close(self) -> None:
+        deadline = time.monotonic() + 1.0
+        for client in list(self.clients.values()):
+            if client.out:
+                try:
+                    client.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    client.sock.sendall(client.out)
+                except OSError:
+                    pass
+            client.sock.close()
+        self.clients.clear()
+
+
+def _read_status(fd: int) -> dict:
+    """Read the init's status pipe to EOF; merge its JSON lines."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        chunks.append(chunk)
+    report: dict = {}
+    for line in b"".join(chunks).splitlines():
+        try:
+            report.update(json.loads(line))
+        except ValueError:
+            report.setdefault("error", line.decode(errors="replace"))
+    return report
+
+
+def detach_and_run(
+    kernel: Kernel,
+    container_id: str,
+    bundle: str,
+    log_path: str,
+    first_client: socket.socket,
+    request_ns: int = 0,
+) -> int:
+    """In a freshly forked process: leave the forkserver's session and run the monitor."""
+    kernel.setsid()
+    # The forkserver ignores SIGCHLD to reap monitors; the monitor must wait for its child.
+    kernel.reset_signals([signal.SIGCHLD])
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    monitor = Monitor(kernel, container_id, bundle, log_path, first_client, request_ns)
+    return monitor.run()

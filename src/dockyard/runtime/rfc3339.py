@@ -1,0 +1,21 @@
+"""RFC 3339 timestamps the way Go's time.RFC3339Nano prints them (dockerd's format).
+
+Go trims trailing zeros of the fraction ("...05.1234Z"), and drops it entirely
+when it is zero; clients that parse Docker's output expect exactly that.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def format_rfc3339nano(epoch_ns: int) -> str:
+    secs, nanos = divmod(epoch_ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    if nanos:
+        return f"{base}.{nanos:09d}".rstrip("0") + "Z"
+    return base + "Z"
+
+
+def now_rfc3339nano() -> str:
+    return format_rfc3339nano(time.time_ns())

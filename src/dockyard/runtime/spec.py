@@ -1,0 +1,275 @@
+"""RunSpec: the typed input the engine gives the runtime, and its OCI rendering.
+
+The engine builds a RunSpec; `to_oci` turns it into an OCI runtime-spec
+config.json (so runc or crun could run the same bundle, given a mounted
+rootfs). What OCI has no field for travels as `org.dockyard.*` annotations:
+the overlay layers (the container init mounts the overlay inside its own mount
+namespace, so it vanishes with the container) and whether stdin stays open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from dockyard.kernel.flags import CAPABILITIES
+
+OCI_VERSION = "1.0.2"
+
+ANNOTATION_LOWERDIR = "org.dockyard.rootfs.lowerdir"
+ANNOTATION_UPPERDIR = "org.dockyard.rootfs.upperdir"
+ANNOTATION_WORKDIR = "org.dockyard.rootfs.workdir"
+ANNOTATION_OPEN_STDIN = "org.dockyard.open-stdin"
+
+# Docker's default capability set (moby oci/caps/defaults.go).
+DEFAULT_CAPABILITIES = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+# Docker's default masked and read-only paths (moby oci/defaults.go).
+MASKED_PATHS = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+]
+
+# The devices every container may use (moby oci/defaults.go + runc's defaults).
+_ALLOWED_DEVICES = [
+    ("c", None, None, "m"),  # mknod any char device (using it is still denied)
+    ("b", None, None, "m"),
+    ("c", 1, 3, "rwm"),  # null
+    ("c", 1, 8, "rwm"),  # random
+    ("c", 1, 7, "rwm"),  # full
+    ("c", 5, 0, "rwm"),  # tty
+    ("c", 1, 5, "rwm"),  # zero
+    ("c", 1, 9, "rwm"),  # urandom
+    ("c", 136, None, "rwm"),  # /dev/pts/*
+    ("c", 5, 2, "rwm"),  # ptmx
+]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class BindMount:
+    source: str
+    destination: str
+    readonly: bool = False
+
+
+@dataclass
+class RunSpec:
+    args: list[str]
+    env: list[str]  # "K=V"
+    hostname: str
+    rootfs_lower: list[str]  # image layer dirs, top-most first (overlay lowerdir order)
+    rootfs_upper: str  # container's upper dir (exists)
+    rootfs_work: str  # overlay workdir (exists)
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+    terminal: bool = False
+    open_stdin: bool = False
+    readonly_rootfs: bool = False
+    network: str = "private"  # "private" | "host" | path of a netns to join
+    mounts: list[BindMount] = field(default_factory=list)
+    cgroup_parent: str = "dockyard"
+    memory: int = 0  # bytes, 0 = unlimited
+    memory_swap: int = 0  # bytes, 0 = Docker's default (2 x memory), -1 = unlimited
+    cpu_shares: int = 0
+    pids_limit: int = 0  # 0 = unlimited, -1 = unlimited
+    capabilities: list[str] | None = None  # None = Docker's default set
+    privileged: bool = False
+
+    def to_oci(self, container_id: str) -> dict:
+        """A config.json for runtime-spec 1.0.2."""
+        if self.privileged:
+            caps = sorted(CAPABILITIES, key=CAPABILITIES.__getitem__)
+        elif self.capabilities is None:
+            caps = list(DEFAULT_CAPABILITIES)
+        else:
+            caps = [
+                c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
+                for c in self.capabilities
+            ]
+        process = {
+            "terminal": self.terminal,
+            "user": {
+                "uid": self.uid,
+                "gid": self.gid,
+                "additionalGids": list(self.additional_gids),
+            },
+            "args": list(self.args),
+            "env": list(self.env),
+            "cwd": self.cwd or "/",
+            # Inheritable stays empty as in Docker >= 20.10.14 (CVE-2022-24769).
+            "capabilities": {
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
+            },
+            "noNewPrivileges": False,
+        }
+        namespaces: list[dict[str, str]] = [
+            {"type": "pid"},
+            {"type": "ipc"},
+            {"type": "uts"},
+            {"type": "mount"},
+        ]
+        if self.network == "private":
+            namespaces.append({"type": "network"})
+        elif self.network != "host":
+            namespaces.append({"type": "network", "path": self.network})
+
+        sys_options = ["nosuid", "noexec", "nodev"] + ([] if self.privileged else ["ro"])
+        mounts: list[dict] = [
+            {
+                "destination": "/proc",
+                "type": "proc",
+                "source": "proc",
+                "options": ["nosuid", "noexec", "nodev"],
+            },
+            {
+                "destination": "/dev",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            },
+            {
+                "destination": "/dev/pts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": [
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                    "gid=5",
+                ],
+            },
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options},
+            {
+                "destination": "/dev/mqueue",
+                "type": "mqueue",
+                "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"],
+            },
+            {
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
+            },
+        ]
+        for m in self.mounts:
+            options = ["rbind", "rprivate"] + (["ro"] if m.readonly else [])
+            mounts.append(
+                {
+                    "destination": m.destination,
+                    "type": "bind",
+                    "source": m.source,
+                    "options": options,
+                }
+            )
+
+        resources: dict = {}
+        if self.memory > 0:
+            memory: dict[str, int] = {"limit": self.memory}
+            if self.memory_swap > 0:
+                memory["swap"] = self.memory_swap
+            elif self.memory_swap == 0:
+                memory["swap"] = 2 * self.memory  # Docker: swap defaults to the memory limit
+            else:
+                memory["swap"] = -1
+            resources["memory"] = memory
+        if self.cpu_shares > 0:
+            resources["cpu"] = {"shares": self.cpu_shares}
+        if self.pids_limit != 0:
+            resources["pids"] = {"limit": self.pids_limit}
+        if self.privileged:
+            resources["devices"] = [{"allow": True, "access": "rwm"}]
+        else:
+            devices: list[dict] = [{"allow": False, "access": "rwm"}]
+            for kind, major, minor, access in _ALLOWED_DEVICES:
+                rule: dict = {"allow": True, "type": kind, "access": access}
+                if major is not None:
+                    rule["major"] = major
+                if minor is not None:
+                    rule["minor"] = minor
+                devices.append(rule)
+            resources["devices"] = devices
+
+        linux: dict = {
+            "namespaces": namespaces,
+            "resources": resources,
+            "cgroupsPath": f"/{self.cgroup_parent.strip('/')}/{container_id}",
+        }
+        if not self.privileged:
+            linux["maskedPaths"] = list(MASKED_PATHS)
+            linux["readonlyPaths"] = list(READONLY_PATHS)
+
+        return {
+            "ociVersion": OCI_VERSION,
+            "process": process,
+            "root": {"path": "rootfs", "readonly": self.readonly_rootfs},
+            "hostname": self.hostname,
+            "mounts": mounts,
+            "linux": linux,
+            "annotations": {
+                ANNOTATION_LOWERDIR: ":".join(self.rootfs_lower),
+                ANNOTATION_UPPERDIR: self.rootfs_upper,
+                ANNOTATION_WORKDIR: self.rootfs_work,
+                ANNOTATION_OPEN_STDIN: "true" if self.open_stdin else "false",
+            },
+        }
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """tmp + fsync + rename: a crash leaves the old file or the new one."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def write_bundle(bundle_dir: str, oci: dict) -> None:
+    """Write <bundle>/config.json atomically and create the rootfs mount point."""
+    os.makedirs(bundle_dir, exist_ok=True)
+    os.makedirs(os.path.join(bundle_dir, oci.get("root", {}).get("path", "rootfs")), exist_ok=True)
+    write_atomic(os.path.join(bundle_dir, "config.json"), json.dumps(oci, indent=1).encode())
