@@ -188,6 +188,12 @@ def test_if_else() -> None:
     assert r('{{if eq .State.Status "exited" "running"}}y{{end}}') == "y"
 
 
+def test_else_with() -> None:
+    t = "{{with .State.Health}}h{{else with .State}}{{.Status}}{{else}}none{{end}}"
+    assert r(t) == "running"
+    assert render(t, {"State": {}}) == "none"
+
+
 def test_with() -> None:
     assert r("{{with .State.Health}}{{.Status}}{{else}}no healthcheck{{end}}") == "no healthcheck"
     assert r("{{with .State}}{{.Status}}{{end}}") == "running"
@@ -222,7 +228,10 @@ def test_define_template_block() -> None:
     ("template", "expected"),
     [
         ('{{index .Config.Labels "a.b"}}', "c"),
-        ('{{index .Config.Labels "nope"}}', "<no value>"),
+        # Labels is a map[string]string in docker: a missing key is ""
+        ('{{index .Config.Labels "nope"}}', ""),
+        ('{{index .NetworkSettings.Networks "nope"}}', "<no value>"),
+        ("{{.Config.Labels.nope}}", "<no value>"),
         ("{{index .Args 1}}", "daemon off;"),
         ('{{index .NetworkSettings.Ports "80/tcp" 0 "HostPort"}}', "8080"),
         ("{{upper .Name}}", "/WEB"),
@@ -427,6 +436,16 @@ def test_table_header_functions_keep_titles() -> None:
     assert render_header("{{.RunningFor}}", {}) == "RUNNING FOR"
     out = format_table("table {{upper .Names}}\\t{{truncate .ID 4}}", PS_ROWS, PS_HEADERS)
     assert out == "NAMES     CONTAINER ID\nWEB       3f4a\nCACHE     9a8b\n"
+
+
+def test_table_header_errors_are_ignored() -> None:
+    # docker ignores header execution errors: the header keeps what was rendered
+    assert render_header("{{.Names}}\t{{.Names.Foo}}", PS_HEADERS) == "NAMES\t"
+
+
+def test_row_errors_raise() -> None:
+    with pytest.raises(TemplateError, match="can't evaluate field Foo in type string"):
+        format_table("table {{.Names.Foo}}", PS_ROWS, PS_HEADERS)
 
 
 def test_non_table_format_rows() -> None:

@@ -1302,7 +1302,13 @@ def _index(item: Any, *indexes: Any) -> Any:
         if isinstance(item, Mapping):
             if not isinstance(ix, str) and item and isinstance(next(iter(item)), str):
                 raise _FuncError(f"value has type {_go_type(ix)}; should be string")
-            item = item.get(ix, MISSING)
+            if ix in item:
+                item = item[ix]
+            elif all(isinstance(x, str) for x in item.values()):
+                # a map[string]string (Labels, Options, ...): Go's zero value ""
+                item = ""
+            else:
+                item = MISSING
         elif isinstance(item, (list, tuple, str)):
             i = _index_int(ix)
             if i < 0 or i >= len(item if not isinstance(item, str) else item.encode()):
@@ -1533,12 +1539,19 @@ class Template:
         self.funcs = funcs
         self.root, self.templates = _Parser(src, funcs).parse()
 
-    def execute(self, data: Any) -> str:
+    def execute(self, data: Any, partial: bool = False) -> str:
+        """Run the template on *data*.
+
+        On an execution error raise :class:`TemplateError`, or with
+        *partial* return what was written before the error (as Go's
+        ``Execute`` leaves it in the writer).
+        """
         st = _State(self, data)
         try:
             st.walk_list(data, self.root)
         except _ExecError as e:
-            raise TemplateError(self._exec_msg(e)) from None
+            if not partial:
+                raise TemplateError(self._exec_msg(e)) from None
         return "".join(st.out)
 
     def _exec_msg(self, e: _ExecError) -> str:
@@ -1908,7 +1921,7 @@ def render_header(template: str, headers: Mapping[str, str] | None = None) -> st
     ``{"ID": "CONTAINER ID"}``); unknown fields get their name upper-cased,
     camel case split into words (``RunningFor`` -> ``RUNNING FOR``).
     """
-    return compile_template(template, header=True).execute(_HeaderMap(headers or {}))
+    return compile_template(template, header=True).execute(_HeaderMap(headers or {}), partial=True)
 
 
 def parse_table(fmt: str) -> tuple[bool, str]:
