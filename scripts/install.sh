@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Install Dockyard on a fresh Debian 12 machine, as root.
+#
+#   bash scripts/install.sh          packages, venv, /usr/local/bin/dockyard,
+#                                    daemon on /run/dockyard.sock, busybox image
+#   bash scripts/install.sh --deps   packages and venv only (what tests need)
+#
+# Idempotent: every step checks before it acts, so a second run takes seconds.
+# Never installs or starts dockerd/podman: Dockyard is the engine here.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+SOCK=/run/dockyard.sock
+LOG=/var/log/dockyard.log
+MODE="${1:-all}"
+
+# busybox-static: the base image; curl: the seed's transcripts; iproute2,
+# procps, psmisc, util-linux, kmod: what the runtime and the tests inspect.
+APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod)
+
+say() { echo "install: $*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+    say "must run as root (containers need namespaces, mounts and cgroups)"
+    exit 1
+fi
+
+install_packages() {
+    local missing=()
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return
+    fi
+    say "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+pick_python() {
+    # Any python3 >= 3.11 with a working venv module will do (pyenv's or Debian's).
+    local candidates=("${PYTHON:-}" python3 /usr/bin/python3)
+    for py in "${candidates[@]}"; do
+        [ -n "$py" ] || continue
+        command -v "$py" >/dev/null 2>&1 || continue
+        if "$py" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$py"
+            return
+        fi
+    done
+    say "no python3 >= 3.11 with venv found"
+    exit 1
+}
+
+install_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        local py
+        py="$(pick_python)"
+        say "creating $VENV with $py"
+        "$py" -m venv "$VENV"
+    fi
+    # Reinstall only when pyproject.toml changed since the last install.
+    local stamp="$VENV/.dockyard-pyproject.sha256"
+    local want
+    want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c 'import dockyard, pytest, docker' 2>/dev/null; then
+        return
+    fi
+    say "pip install -e '.[test]'"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO[test]"
+    echo "$want" >"$stamp"
+}
+
+link_cli() {
+    ln -sfn "$VENV/bin/dockyard" /usr/local/bin/dockyard
+}
+
+daemon_up() {
+    curl -sf --max-time 2 --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1
+}
+
+start_daemon() {
+    if daemon_up; then
+        return
+    fi
+    say "starting dockyard daemon on $SOCK (log: $LOG)"
+    # setsid + nohup: the daemon outlives this script and its terminal.
+    setsid nohup "$VENV/bin/python" -m dockyard daemon -H "unix://$SOCK" \
+        --pidfile /run/dockyard.pid </dev/null >>"$LOG" 2>&1 &
+    for _ in $(seq 1 100); do
+        daemon_up && return
+        sleep 0.2
+    done
+    say "daemon did not answer on $SOCK within 20s; last log lines:"
+    tail -n 30 "$LOG" >&2 || true
+    exit 1
+}
+
+install_packages
+install_venv
+if [ "$MODE" = "--deps" ]; then
+    exit 0
+fi
+link_cli
+start_daemon
+DOCKYARD_HOST="unix://$SOCK" "$REPO/scripts/make-base-image" busybox >/dev/null
+say "done: try \`dockyard run busybox /bin/echo hello world\`"

@@ -1,0 +1,478 @@
+"""Shared fixtures: a real Dockyard daemon per test session, and its clients.
+
+The `daemon` fixture starts `python -m dockyard daemon` on a private unix
+socket, a free TCP port on 127.0.0.1 and a private data root under
+/tmp/dky-XXXX (short, so the socket path stays far below the 108-byte limit),
+imports busybox into it with scripts/make-base-image, and at the end removes
+every container, stops the daemon with SIGTERM and checks that nothing is left
+behind: no process naming the directory, no mount under it, no new cgroup.
+
+Unit tests never request it, so they run without root and without a daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = REPO / "scripts"
+DOCKER_CLI = shutil.which("docker")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Generous, so a loaded 2-core CI machine does not turn slowness into failures.
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "docker_cli: needs the real docker CLI (skipped without it)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if DOCKER_CLI:
+        return
+    skip = pytest.mark.skip(reason="the docker CLI is not installed (no `docker` on PATH)")
+    for item in items:
+        if "docker_cli" in item.keywords:
+            item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------
+# Small HTTP helpers: the tests talk to the daemon without going through our
+# own client package, so a bug there cannot hide a bug in the daemon.
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 30) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def message(self) -> str:
+        """The `message` of a Docker API error body, or the raw body."""
+        try:
+            return str(self.json().get("message", ""))
+        except (ValueError, AttributeError):
+            return self.body.decode(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def processes_mentioning(text: str) -> dict[int, str]:
+    me = os.getpid()
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != me:
+            cmd = _cmdline(int(entry.name))
+            if text in cmd:
+                found[int(entry.name)] = cmd
+    return found
+
+
+def mounts_under(root: str) -> list[str]:
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == root or point.startswith(root + "/"):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def dockyard_cgroups() -> set[str]:
+    """Every cgroup directory below a `dockyard*` parent, on v1 and v2 alike.
+
+    The runtime's default cgroup_parent is `dockyard`; a user's real daemon on
+    the same machine would share it, so teardown compares against a snapshot
+    taken before the test daemon started instead of expecting it empty.
+    """
+    found: set[str] = set()
+    if not CGROUP_ROOT.is_dir():
+        return found
+    hierarchies = [CGROUP_ROOT] + [p for p in CGROUP_ROOT.iterdir() if p.is_dir()]
+    for h in hierarchies:
+        try:
+            parents = [p for p in h.iterdir() if p.is_dir() and p.name.startswith("dockyard")]
+        except OSError:
+            continue
+        for parent in parents:
+            for dirpath, _dirs, _files in os.walk(parent):
+                if dirpath != str(parent):
+                    found.add(dirpath)
+    return found
+
+
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Daemon:
+    """One `dockyard daemon` process with its own socket, port and data root."""
+
+    base: Path
+    data_root: Path
+    tcp_port: int
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> str:
+        return str(self.base / "d.sock")
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def tcp(self) -> str:
+        return f"tcp://127.0.0.1:{self.tcp_port}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.base / "daemon.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "daemon.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_API_VERSION")
+        }
+        env.update(
+            DOCKER_HOST=self.host,
+            DOCKYARD_HOST=self.host,
+            # The docker CLI reads contexts and plugins from here; keep the
+            # user's ~/.docker out of the tests.
+            DOCKER_CONFIG=str(self.base / "docker-config"),
+            DOCKER_CLI_HINTS="false",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "dockyard", "daemon",
+            "-H", self.host,
+            "-H", self.tcp,
+            "--data-root", str(self.data_root),
+            "--pidfile", str(self.pidfile),
+            "--log-level", "debug",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    # -- lifecycle --------------------------------------------------------
+
+    def launch(self) -> Daemon:
+        """Start the process without waiting for it to answer."""
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env, cwd="/"
+        )
+        log.close()
+        return self
+
+    def start(self) -> Daemon:
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"daemon exited with code {self.proc.returncode} before answering /_ping\n"
+                    + self.log_tail()
+                )
+            try:
+                if self.request("GET", "/_ping", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon did not answer /_ping within {timeout}s\n" + self.log_tail())
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Send `sig` and wait; returns the exit code, None if it did not exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no daemon log)"
+        return "--- daemon log (tail) ---\n" + "\n".join(text[-lines:])
+
+    # -- clients ------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | dict[str, Any] | list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Response:
+        """One HTTP request over the unix socket, answer read in full."""
+        hdrs = dict(headers or {})
+        if isinstance(body, dict | list):
+            body = json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        if isinstance(body, str):
+            body = body.encode()
+        conn = UnixHTTPConnection(self.socket, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            data = resp.read()
+            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+        finally:
+            conn.close()
+
+    def _run(
+        self, argv: list[str], input: bytes | str | None, timeout: float, env: dict[str, str] | None
+    ) -> subprocess.CompletedProcess[str]:
+        run_env = self.env
+        if env:
+            run_env.update(env)
+        data = input.decode() if isinstance(input, bytes) else input
+        return subprocess.run(
+            argv,
+            input=data,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=run_env,
+            stdin=None if data is not None else subprocess.DEVNULL,
+        )
+
+    def dockyard(
+        self,
+        *args: str,
+        input: bytes | str | None = None,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the dockyard CLI of this checkout against this daemon."""
+        return self._run([sys.executable, "-m", "dockyard", *args], input, timeout, env)
+
+    def docker(
+        self,
+        *args: str,
+        input: bytes | str | None = None,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real docker CLI against this daemon (skips when not installed)."""
+        if DOCKER_CLI is None:
+            pytest.skip("the docker CLI is not installed (no `docker` on PATH)")
+        return self._run([DOCKER_CLI, *args], input, timeout, env)
+
+    def import_busybox(self) -> str:
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPTS / "make-base-image"), "busybox"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=self.env,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"scripts/make-base-image busybox failed ({proc.returncode}):\n"
+                f"{proc.stdout}{proc.stderr}\n{self.log_tail()}"
+            )
+        return proc.stdout.strip()
+
+    def remove_all_containers(self) -> list[str]:
+        """`dockyard rm -f $(dockyard ps -aq)`, falling back to the API."""
+        problems: list[str] = []
+        ps = self.dockyard("ps", "-aq", "--no-trunc", timeout=30)
+        ids = ps.stdout.split() if ps.returncode == 0 else []
+        if ids:
+            rm = self.dockyard("rm", "-f", *ids, timeout=120)
+            if rm.returncode != 0:
+                problems.append(f"dockyard rm -f failed: {rm.stderr.strip()}")
+        try:
+            left = self.request("GET", "/containers/json?all=1").json()
+        except (OSError, ValueError) as e:
+            return problems + [f"listing containers after rm -f failed: {e}"]
+        for c in left:
+            problems.append(f"container {c.get('Id', '?')[:12]} still listed after rm -f")
+            self.request("DELETE", f"/containers/{c['Id']}?force=1")
+        return problems
+
+
+def make_base_dir() -> Path:
+    base = Path(tempfile.mkdtemp(prefix="dky-", dir="/tmp"))
+    # Lets scripts/cleanup-test-leftovers tell a live run from a killed one.
+    (base / "owner.pid").write_text(str(os.getpid()))
+    (base / "docker-config").mkdir()
+    return base
+
+
+def new_daemon(
+    base: Path | None = None, data_root: Path | None = None, extra_args: list[str] | None = None
+) -> Daemon:
+    """A Daemon (not started); several may share a base dir or data root."""
+    base = base or make_base_dir()
+    return Daemon(
+        base=base,
+        data_root=data_root or base / "root",
+        tcp_port=free_port(),
+        extra_args=extra_args or [],
+    )
+
+
+def leftovers(base: Path, cgroups_before: set[str]) -> list[str]:
+    """What a cleanly stopped daemon must not leave behind."""
+    problems = []
+    for pid, cmd in processes_mentioning(str(base)).items():
+        problems.append(f"process {pid} still running: {cmd}")
+    for point in mounts_under(str(base)):
+        problems.append(f"still mounted: {point}")
+    for cg in sorted(dockyard_cgroups() - cgroups_before):
+        problems.append(f"cgroup left behind: {cg}")
+    return problems
+
+
+def force_clean(base: Path) -> None:
+    for pid in processes_mentioning(str(base)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for point in mounts_under(str(base)):
+        subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL, check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the daemon creates namespaces, mounts and cgroups")
+
+
+@pytest.fixture(scope="session")
+def daemon() -> Iterator[Daemon]:
+    """The session's daemon, with busybox:latest imported."""
+    require_root()
+    cgroups_before = dockyard_cgroups()
+    d = new_daemon()
+    try:
+        d.start()
+        d.import_busybox()
+    except Exception:
+        d.kill()
+        force_clean(d.base)
+        raise
+    yield d
+
+    problems = d.remove_all_containers()
+    code = d.stop(signal.SIGTERM)
+    if code is None:
+        problems.append(f"daemon did not exit within {STOP_TIMEOUT}s of SIGTERM")
+        d.kill()
+    elif code != 0:
+        problems.append(f"daemon exited with code {code} after SIGTERM")
+    problems += leftovers(d.base, cgroups_before)
+    log = d.log_tail()
+    force_clean(d.base)
+    if problems:
+        pytest.fail("the test daemon left things behind:\n  " + "\n  ".join(problems) + "\n" + log)
+
+
+@pytest.fixture
+def daemon_factory() -> Iterator[Any]:
+    """Start extra daemons (restart and conflict tests); all stopped at the end."""
+    require_root()
+    started: list[Daemon] = []
+    bases: set[Path] = set()
+
+    def start(
+        base: Path | None = None,
+        data_root: Path | None = None,
+        extra_args: list[str] | None = None,
+        wait: bool = True,
+    ) -> Daemon:
+        d = new_daemon(base, data_root, extra_args)
+        started.append(d)
+        bases.add(d.base)
+        d.start() if wait else d.launch()
+        return d
+
+    yield start
+    for d in reversed(started):
+        if d.proc is not None and d.proc.poll() is None:
+            d.remove_all_containers()
+            if d.stop(signal.SIGTERM) is None:
+                d.kill()
+    for base in bases:
+        force_clean(base)
+
+
+@pytest.fixture
+def unique() -> Any:
+    """unique('x') -> 'x-1a2b3c4d': names that never collide across tests or runs."""
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    return make

@@ -1,0 +1,183 @@
+"""`dockyard run`, end to end: what a user sees from real containers."""
+
+from __future__ import annotations
+
+import os
+import re
+
+
+def test_readme_hello_world(dockyard):
+    proc = dockyard("run", "busybox", "/bin/echo", "hello", "world")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "hello world\n"
+
+
+def test_rm_removes_after_exit(dockyard, unique):
+    name = unique("rm")
+    proc = dockyard("run", "--rm", "--name", name, "busybox", "true")
+    assert proc.returncode == 0, proc.stderr
+    assert name not in dockyard("ps", "-a").stdout
+
+
+def test_exit_code_and_streams(dockyard):
+    proc = dockyard("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert proc.returncode == 3
+    assert proc.stdout == "out\n"
+    assert proc.stderr == "err\n"
+
+
+def test_killed_by_signal_is_128_plus_n(dockyard):
+    proc = dockyard("run", "--rm", "busybox", "sh", "-c", "kill -9 $$")
+    assert proc.returncode == 137
+
+
+def test_command_not_found_is_127(dockyard):
+    proc = dockyard("run", "--rm", "busybox", "/no/such/binary")
+    assert proc.returncode == 127
+    assert "/no/such/binary" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_not_executable_is_126(dockyard):
+    proc = dockyard("run", "--rm", "busybox", "/etc/passwd")
+    assert proc.returncode == 126
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_image_is_125_and_one_line(dockyard):
+    proc = dockyard("run", "--rm", "no-such-image-dky", "true")
+    assert proc.returncode == 125
+    assert "no-such-image-dky" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
+
+
+def test_unknown_flag_is_125(dockyard):
+    proc = dockyard("run", "--no-such-flag", "busybox", "true")
+    assert proc.returncode == 125
+    assert "no-such-flag" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_pid_namespace(dockyard):
+    proc = dockyard("run", "--rm", "busybox", "sh", "-c", "echo $$; ps -o pid,comm | wc -l")
+    assert proc.returncode == 0, proc.stderr
+    pid, lines = proc.stdout.split()
+    assert pid == "1"
+    assert int(lines) <= 4  # header, sh, ps, wc: none of the host's processes
+
+
+def test_root_is_the_image(dockyard):
+    proc = dockyard("run", "--rm", "busybox", "sh", "-c", "ls /; readlink /bin/ls")
+    assert proc.returncode == 0, proc.stderr
+    names = proc.stdout.split()
+    assert "bin" in names and "etc" in names
+    assert "work" not in names  # nothing of the host's root
+    assert names[-1] == "busybox"
+
+
+def test_writes_do_not_leak_between_containers(dockyard):
+    assert (
+        dockyard(
+            "run", "--rm", "busybox", "sh", "-c", "echo x > /tmp/f; echo y > /etc/f"
+        ).returncode
+        == 0
+    )
+    proc = dockyard("run", "--rm", "busybox", "sh", "-c", "cat /tmp/f /etc/f")
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+
+
+def test_dev_proc_sys(dockyard):
+    proc = dockyard(
+        "run", "--rm", "busybox", "sh", "-c",
+        "ls /dev; echo ---; cat /proc/mounts; echo ---; echo x > /sys/kernel/dky 2>/dev/null && echo sys-writable",
+    )  # fmt: skip
+    devs_text, mounts, rest = proc.stdout.split("---\n")
+    devs = set(devs_text.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue"} <= devs
+    minimal = {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue",
+               "console", "ptmx", "fd", "stdin", "stdout", "stderr", "core"}  # fmt: skip
+    assert devs <= minimal, f"host devices visible: {sorted(devs - minimal)}"
+    by_point = {line.split()[1]: line.split() for line in mounts.splitlines() if line.strip()}
+    assert by_point["/proc"][2] == "proc"
+    assert "ro" in by_point["/sys"][3].split(","), by_point["/sys"]
+    assert "sys-writable" not in rest
+
+
+def test_env_workdir_user_hostname(dockyard):
+    proc = dockyard(
+        "run", "--rm", "-e", "FOO=bar baz", "-w", "/tmp", "-u", "nobody", "-h", "box1",
+        "busybox", "sh", "-c", 'echo "$FOO"; pwd; id -u; id -g; hostname',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["bar baz", "/tmp", "65534", "65534", "box1"]
+
+
+def test_user_by_name_and_number(dockyard):
+    proc = dockyard("run", "--rm", "-u", "daemon", "busybox", "id")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("uid=1(daemon) gid=1(daemon)")
+    proc = dockyard("run", "--rm", "-u", "1234:5678", "busybox", "sh", "-c", "id -u; id -g")
+    assert proc.stdout.split() == ["1234", "5678"]
+
+
+def test_image_env_and_default_cmd(dockyard):
+    # busybox:latest has CMD ["sh"]: with stdin closed, sh reads EOF and exits 0.
+    proc = dockyard("run", "--rm", "busybox")
+    assert proc.returncode == 0, proc.stderr
+    proc = dockyard("run", "--rm", "busybox", "sh", "-c", "echo $PATH; echo $HOME")
+    assert proc.stdout.splitlines()[0].endswith("/bin")
+    assert proc.stdout.splitlines()[1] == "/root"
+
+
+def test_entrypoint(dockyard):
+    proc = dockyard("run", "--rm", "--entrypoint", "echo", "busybox", "a", "b")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "a b\n"
+
+
+def test_hostname_defaults_to_short_id(dockyard, unique):
+    name = unique("host")
+    proc = dockyard("run", "--name", name, "busybox", "hostname")
+    assert proc.returncode == 0, proc.stderr
+    full = dockyard("inspect", "-f", "{{.Id}}", name).stdout.strip()
+    assert re.match(r"^[0-9a-f]{64}$", full)
+    assert proc.stdout.strip() == full[:12]
+
+
+def test_network_none_has_only_loopback(dockyard):
+    proc = dockyard("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["lo"]
+
+
+def test_default_network_has_loopback_up(dockyard):
+    proc = dockyard("run", "--rm", "busybox", "sh", "-c", "ip -o link show lo")
+    assert proc.returncode == 0, proc.stderr
+    assert "UP" in proc.stdout or "LOWER_UP" in proc.stdout
+
+
+def test_network_host_sees_host_interfaces(dockyard):
+    proc = dockyard("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
+    assert proc.returncode == 0, proc.stderr
+    assert set(proc.stdout.split()) == set(os.listdir("/sys/class/net"))
+
+
+def test_detached_prints_full_id(dockyard, unique):
+    name = unique("bg")
+    proc = dockyard("run", "-d", "--name", name, "busybox", "sleep", "30")
+    assert proc.returncode == 0, proc.stderr
+    assert re.match(r"^[0-9a-f]{64}\n$", proc.stdout)
+    assert name in dockyard("ps").stdout
+    assert dockyard("rm", "-f", name).returncode == 0
+
+
+def test_labels_and_attach_flags(dockyard, unique, inspect):
+    name = unique("lbl")
+    proc = dockyard("run", "--name", name, "--label", "team=dock", "-a", "stderr", "busybox",
+                    "sh", "-c", "echo out; echo err >&2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr == "err\n"
+    assert inspect(name)["Config"]["Labels"] == {"team": "dock"}
