@@ -1,1 +1,1 @@
-"""client layer (see DESIGN.md)."""
+"""HTTP client for the Dockyard (Docker Engine API) daemon, stdlib only."""

@@ -1,0 +1,191 @@
+"""Attached I/O for run/start: hijacked stream, stdin pump, TTY raw mode, signal proxy."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from dockyard.client.stream import OutputSink, copy_stream
+from dockyard.client.transport import Client, HijackedConnection
+
+# docker's ForwardAllSignals skips SIGCHLD, SIGPIPE, SIGURG and SIGWINCH
+PROXIED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+def attach(client: Client, cid: str, stdin: bool, stdout: bool, stderr: bool) -> HijackedConnection:
+    query = {"stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr}
+    return client.hijack(f"/containers/{cid}/attach", query)
+
+
+class StdinPump(threading.Thread):
+    """Copies our stdin to the container; half-closes the socket at EOF."""
+
+    def __init__(self, conn: HijackedConnection, fd: int = 0) -> None:
+        super().__init__(daemon=True, name="stdin")
+        self.conn = conn
+        self.fd = fd
+
+    def run(self) -> None:
+        try:
+            while True:
+                data = os.read(self.fd, 32768)
+                if not data:
+                    break
+                self.conn.send(data)
+        except OSError:
+            pass
+        self.conn.close_write()
+
+
+class RawTerminal:
+    """Puts the local terminal in raw mode while a -t container is attached."""
+
+    def __init__(self, fd: int = 0) -> None:
+        self.fd = fd
+        self.saved: list[Any] | None = None
+
+    def __enter__(self) -> RawTerminal:
+        if os.isatty(self.fd):
+            import termios
+            import tty
+
+            self.saved = termios.tcgetattr(self.fd)
+            tty.setraw(self.fd)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+
+
+def terminal_size() -> tuple[int, int] | None:
+    for fd in (1, 0, 2):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.lines, size.columns
+        except OSError:
+            continue
+    return None
+
+
+def resize(client: Client, cid: str, path: str = "/containers/{}/resize") -> None:
+    size = terminal_size()
+    if size is None:
+        return
+    # a failed resize must never stop the session
+    with contextlib.suppress(Exception):
+        client.request("POST", path.format(cid), {"h": size[0], "w": size[1]}).read()
+
+
+class SignalProxy:
+    """Forwards signals we receive to the container (docker's --sig-proxy)."""
+
+    def __init__(self, client: Client, cid: str) -> None:
+        self.client = client
+        self.cid = cid
+        self.saved: dict[int, Any] = {}
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+
+        def send() -> None:
+            # the container may be gone already
+            with contextlib.suppress(Exception):
+                self.client.request("POST", f"/containers/{self.cid}/kill", {"signal": name}).read()
+
+        threading.Thread(target=send, daemon=True).start()
+
+    def __enter__(self) -> SignalProxy:
+        for name in PROXIED_SIGNALS:
+            sig = getattr(signal, name)
+            self.saved[sig] = signal.signal(sig, self._forward)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def pump_output(conn: HijackedConnection, tty: bool, sink: OutputSink | None = None) -> None:
+    copy_stream(conn.iter_chunks(), sink or OutputSink(), tty)
+
+
+class Waiter(threading.Thread):
+    """POST /containers/{id}/wait in the background, registered before start.
+
+    dockerd writes the response headers once the waiter is registered, so
+    `registered` tells us when it is safe to start the container.
+    """
+
+    def __init__(self, client: Client, cid: str, condition: str) -> None:
+        super().__init__(daemon=True, name="wait")
+        self.client = client
+        self.cid = cid
+        self.condition = condition
+        self.registered = threading.Event()
+        self.done = threading.Event()
+        self.status: int | None = None
+        self.error: str | None = None
+        self.exception: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            resp = self.client.request(
+                "POST", f"/containers/{self.cid}/wait", {"condition": self.condition}
+            )
+            self.registered.set()
+            data = resp.json() or {}
+            self.status = int(data.get("StatusCode", 0))
+            err = data.get("Error")
+            if err and err.get("Message"):
+                self.error = str(err["Message"])
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.exception = exc
+        finally:
+            self.registered.set()
+            self.done.set()
+
+    def result(self) -> int:
+        self.done.wait()
+        if self.exception is not None:
+            raise self.exception
+        return self.status if self.status is not None else 0
+
+
+def run_session(
+    client: Client,
+    cid: str,
+    conn: HijackedConnection,
+    tty: bool,
+    stdin: bool,
+    sig_proxy: bool,
+) -> None:
+    """Copy streams until the container closes its output."""
+    pump = StdinPump(conn) if stdin else None
+    raw = RawTerminal() if (tty and stdin) else None
+    proxy = SignalProxy(client, cid) if (sig_proxy and not tty) else None
+    try:
+        if raw:
+            raw.__enter__()
+        if proxy:
+            proxy.__enter__()
+        if tty:
+            resize(client, cid)
+            if hasattr(signal, "SIGWINCH"):
+                signal.signal(signal.SIGWINCH, lambda *_: resize(client, cid))
+        if pump:
+            pump.start()
+        pump_output(conn, tty)
+    finally:
+        if proxy:
+            proxy.__exit__()
+        if raw:
+            raw.__exit__()
+        conn.close()
+        sys.stdout.flush()

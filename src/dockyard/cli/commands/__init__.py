@@ -1,0 +1,1 @@
+"""One module per verb; main.py imports only the one a command line needs."""

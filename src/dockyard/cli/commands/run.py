@@ -1,0 +1,105 @@
+"""`dockyard run`: create, attach, start, wait — the docker CLI's flow and exit codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockyard.cli.commands.containeropts import (
+    CONTAINER_OPTIONS,
+    build_create_body,
+    create_container,
+)
+from dockyard.cli.context import CLIError, Context
+from dockyard.cli.flags import Command, Opt
+
+COMMAND = Command(
+    name="run",
+    usage="[OPTIONS] IMAGE [COMMAND] [ARG...]",
+    description="Create and run a new container from an image",
+    options=sorted(
+        [
+            *CONTAINER_OPTIONS,
+            Opt("detach", "d", help="Run container in background and print container ID"),
+            Opt("detach-keys", kind="string", help="Override the key sequence for detaching a container"),
+            Opt("sig-proxy", default=True, help="Proxy received signals to the process"),
+        ],
+        key=lambda o: o.long,
+    ),
+    aliases=["container run", "run"],
+    min_args=1,
+    interspersed=False,
+)  # fmt: skip
+
+PROG = "dockyard"
+
+
+def start_error(message: str) -> CLIError:
+    """docker's toStatusError: 127 command not found, 126 cannot invoke, else 125."""
+    text = f"{PROG}: Error response from daemon: {message}"
+    if (
+        "executable file not found" in message
+        or "no such file or directory" in message
+        or "system cannot find the file specified" in message
+    ):
+        return CLIError(text, 127)
+    if "permission denied" in message or "is a directory" in message:
+        return CLIError(text, 126)
+    return CLIError(text, 125)
+
+
+def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
+    from dockyard.client.errors import APIError, DaemonUnreachable
+
+    detach = bool(opts["detach"])
+    body = build_create_body(opts, args, detach=detach)
+    try:
+        cid = create_container(ctx, opts, body, PROG)
+    except DaemonUnreachable as exc:
+        raise CLIError(f"{PROG}: {exc.message}", 125) from None
+    client = ctx.client
+
+    if detach:
+        try:
+            client.request("POST", f"/containers/{cid}/start").read()
+        except APIError as exc:
+            raise start_error(exc.message) from None
+        ctx.out(cid + "\n")
+        return 0
+
+    from dockyard.cli.attach import Waiter, attach, run_session
+
+    tty = bool(body["Tty"])
+    stdin = bool(body["AttachStdin"])
+    conn = None
+    if body["AttachStdin"] or body["AttachStdout"] or body["AttachStderr"]:
+        try:
+            conn = attach(client, cid, stdin, body["AttachStdout"], body["AttachStderr"])
+        except APIError as exc:
+            raise CLIError(f"{PROG}: Error response from daemon: {exc.message}", 125) from None
+
+    # With --rm the daemon removes the container; waiting for "removed" (as the
+    # docker CLI does) means we return only once it is really gone.
+    waiter = Waiter(client, cid, "removed" if opts["rm"] else "next-exit")
+    waiter.start()
+    # dockerd flushes the wait response headers once the waiter is registered;
+    # don't hang forever on a daemon that buffers them.
+    waiter.registered.wait(timeout=2.0)
+
+    try:
+        client.request("POST", f"/containers/{cid}/start").read()
+    except APIError as exc:
+        if conn is not None:
+            conn.close()
+        if opts["rm"]:
+            waiter.done.wait(timeout=5.0)
+        raise start_error(exc.message) from None
+
+    if conn is not None:
+        run_session(client, cid, conn, tty, stdin, sig_proxy=bool(opts["sig_proxy"]))
+    try:
+        status = waiter.result()
+    except APIError as exc:
+        raise CLIError(f"{PROG}: Error response from daemon: {exc.message}", 125) from None
+    if waiter.error:
+        raise CLIError(f"{PROG}: Error response from daemon: {waiter.error}", 125)
+    return status

@@ -1,0 +1,34 @@
+"""`dockyard stop`: stop containers (SIGTERM, then SIGKILL after the timeout)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockyard.cli.context import Context, for_each
+from dockyard.cli.flags import Command, Opt
+
+COMMAND = Command(
+    name="stop",
+    usage="[OPTIONS] CONTAINER [CONTAINER...]",
+    description="Stop one or more running containers",
+    options=[
+        Opt("signal", "s", kind="string", help="Signal to send to the container"),
+        Opt("time", "t", kind="int", help="Seconds to wait before killing the container"),
+    ],
+    aliases=["container stop", "stop"],
+    min_args=1,
+)
+
+
+def stop_query(opts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "signal": opts["signal"] or None,
+        "t": opts["time"] if "time" in opts["_set"] else None,
+    }
+
+
+def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
+    query = stop_query(opts)
+    return for_each(
+        ctx, args, lambda n: ctx.client.request("POST", f"/containers/{n}/stop", query).read()
+    )

@@ -1,0 +1,24 @@
+"""`dockyard wait`: block until containers stop, print their exit codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockyard.cli.context import Context, for_each
+from dockyard.cli.flags import Command
+
+COMMAND = Command(
+    name="wait",
+    usage="CONTAINER [CONTAINER...]",
+    description="Block until one or more containers stop, then print their exit codes",
+    aliases=["container wait", "wait"],
+    min_args=1,
+)
+
+
+def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
+    def wait(name: str) -> None:
+        data = ctx.client.request("POST", f"/containers/{name}/wait").json() or {}
+        ctx.out(f"{data.get('StatusCode', 0)}\n")
+
+    return for_each(ctx, args, wait, echo=False)

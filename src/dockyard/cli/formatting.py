@@ -1,0 +1,199 @@
+"""Docker's human-readable renderings (go-units) and table / --format output."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+
+
+def human_duration(seconds: float) -> str:
+    """go-units HumanDuration: '5 seconds', 'About a minute', '2 hours', '3 weeks'."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    # time.Duration.Round(time.Hour) rounds halfway values away from zero
+    hours = int(math.floor(seconds / 3600 + 0.5))
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def _go_g(value: float, precision: int) -> str:
+    """Go's %.<p>g (same as C's, except Go prints exponents with at least 2 digits)."""
+    return f"{value:.{precision}g}"
+
+
+def human_size(size: float, precision: int = 3) -> str:
+    """go-units HumanSizeWithPrecision: SI units, '4.26MB', '1.2kB', '0B'."""
+    i = 0
+    while size >= 1000.0 and i < len(DECIMAL_UNITS) - 1:
+        size /= 1000.0
+        i += 1
+    return f"{_go_g(size, precision)}{DECIMAL_UNITS[i]}"
+
+
+def bytes_size(size: float) -> str:
+    """go-units BytesSize: binary units (KiB, MiB) for `info` memory lines."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+    i = 0
+    while size >= 1024.0 and i < len(units) - 1:
+        size /= 1024.0
+        i += 1
+    return f"{_go_g(size, 4)}{units[i]}"
+
+
+def short_id(ident: str) -> str:
+    """stringid.TruncateID: drop the algorithm prefix, keep 12 hex chars."""
+    if ":" in ident:
+        ident = ident.split(":", 1)[1]
+    return ident[:12]
+
+
+def ellipsis(text: str, max_len: int) -> str:
+    if len(text) <= max_len:
+        return text
+    if max_len <= 1:
+        return text[:max_len]
+    return text[: max_len - 1] + "…"
+
+
+def go_quote(text: str) -> str:
+    """strconv.Quote: double-quoted with Go escapes."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def parse_time(value: str | int | float | None) -> float | None:
+    """Engine timestamps: unix seconds (int) or RFC 3339 with nanoseconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip()
+    if text.startswith("0001-01-01"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Python's fromisoformat takes at most 6 fractional digits
+    main, dot, frac = text.partition(".")
+    if dot:
+        digits = ""
+        rest = ""
+        for k, ch in enumerate(frac):
+            if not ch.isdigit():
+                rest = frac[k:]
+                break
+            digits += ch
+        text = main + "." + (digits[:6] or "0") + rest
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def time_ago(value: str | int | float | None, now: float | None = None) -> str:
+    ts = parse_time(value)
+    if ts is None:
+        return ""
+    now = time.time() if now is None else now
+    return human_duration(max(0.0, now - ts)) + " ago"
+
+
+def go_time_string(ts: float) -> str:
+    """time.Time.String() in local time, as `ps --format {{.CreatedAt}}` shows it."""
+    dt = datetime.fromtimestamp(ts).astimezone()
+    off = dt.strftime("%z")
+    return dt.strftime("%Y-%m-%d %H:%M:%S ") + off + " " + (dt.tzname() or "")
+
+
+def format_ports(ports: Sequence[Mapping[str, Any]] | None) -> str:
+    """DisplayablePorts: '0.0.0.0:8080->80/tcp, :::8080->80/tcp, 443/tcp'."""
+    if not ports:
+        return ""
+    items: list[tuple[tuple[Any, ...], str]] = []
+    seen: set[str] = set()
+    for p in ports:
+        private = int(p.get("PrivatePort") or 0)
+        proto = p.get("Type") or "tcp"
+        public = p.get("PublicPort")
+        ip = p.get("IP") or ""
+        if public:
+            host = f"[{ip}]" if ":" in ip and ip != "::" else ip
+            text = f"{host}:{public}->{private}/{proto}"
+        else:
+            text = f"{private}/{proto}"
+        if text in seen:
+            continue
+        seen.add(text)
+        items.append(((ip, private, proto, public or 0), text))
+    items.sort(key=lambda t: t[0])
+    return ", ".join(t for _, t in items)
+
+
+class Formatter:
+    """Renders rows as docker does: a default table, `table TEMPLATE`, raw template, json.
+
+    `headers` maps template field names to column titles (docker renders the
+    header row by executing the template against exactly such a map).
+    """
+
+    def __init__(self, fmt: str, default_table: str, headers: Mapping[str, str]) -> None:
+        self.fmt = fmt or "table"
+        self.default_table = default_table
+        self.headers = headers
+
+    def render(self, rows: Sequence[Mapping[str, Any]]) -> str:
+        from dockyard.cli import gotemplate
+        from dockyard.cli.context import CLIError
+
+        fmt = "table " + self.default_table if self.fmt == "table" else self.fmt
+        try:
+            return gotemplate.format_table(fmt, rows, self.headers)
+        except gotemplate.TemplateError as exc:
+            raise CLIError(str(exc), 1) from None

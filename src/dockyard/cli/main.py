@@ -1,0 +1,282 @@
+"""The `dockyard` command: global flags, verb dispatch, one-line errors.
+
+Each verb lives in its own module under cli/commands and is imported only
+when used, so `dockyard version` pays for nothing but the HTTP client.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from dockyard import __version__
+from dockyard.cli.context import CLIError, Context
+from dockyard.cli.flags import Command, FlagError, HelpRequested, Opt, UsageError, check_args, parse
+
+# verb -> module under dockyard.cli.commands
+COMMANDS: dict[str, str] = {
+    "run": "run",
+    "create": "create",
+    "start": "start",
+    "ps": "ps",
+    "logs": "logs",
+    "stop": "stop",
+    "kill": "kill",
+    "restart": "restart",
+    "rm": "rm",
+    "wait": "wait",
+    "inspect": "inspect",
+    "images": "images",
+    "rmi": "rmi",
+    "tag": "tag",
+    "import": "import_",
+    "version": "version",
+    "info": "info",
+}
+
+# management commands: `container ls` == `ps`, ...
+MANAGEMENT: dict[str, dict[str, str]] = {
+    "container": {
+        "ls": "ps",
+        "list": "ps",
+        "ps": "ps",
+        "run": "run",
+        "create": "create",
+        "start": "start",
+        "stop": "stop",
+        "kill": "kill",
+        "restart": "restart",
+        "rm": "rm",
+        "remove": "rm",
+        "wait": "wait",
+        "logs": "logs",
+        "inspect": "inspect",
+    },
+    "image": {
+        "ls": "images",
+        "list": "images",
+        "rm": "rmi",
+        "remove": "rmi",
+        "tag": "tag",
+        "import": "import",
+        "inspect": "inspect",
+    },
+    "system": {"info": "info"},
+}
+
+SUMMARY = [
+    ("Common Commands", [
+        ("run", "Create and run a new container from an image"),
+        ("ps", "List containers"),
+        ("images", "List images"),
+        ("version", "Show the Dockyard version information"),
+        ("info", "Display system-wide information"),
+    ]),
+    ("Management Commands", [
+        ("container", "Manage containers"),
+        ("image", "Manage images"),
+        ("system", "Manage Dockyard"),
+    ]),
+    ("Commands", [
+        ("create", "Create a new container"),
+        ("daemon", "Run the Dockyard daemon"),
+        ("import", "Import the contents from a tarball to create a filesystem image"),
+        ("inspect", "Return low-level information on Dockyard objects"),
+        ("kill", "Kill one or more running containers"),
+        ("logs", "Fetch the logs of a container"),
+        ("restart", "Restart one or more containers"),
+        ("rm", "Remove one or more containers"),
+        ("rmi", "Remove one or more images"),
+        ("start", "Start one or more stopped containers"),
+        ("stop", "Stop one or more running containers"),
+        ("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+        ("wait", "Block until one or more containers stop, then print their exit codes"),
+    ]),
+]  # fmt: skip
+
+GLOBAL = Command(
+    name="",
+    usage="[OPTIONS] COMMAND",
+    description="A self-sufficient runtime for containers",
+    options=[
+        Opt("config", kind="string", help="Location of client config files", metavar="string"),
+        Opt("context", "c", kind="string", help="Name of the context to use", metavar="string"),
+        Opt("debug", "D", help="Enable debug mode"),
+        Opt("host", "H", kind="list", help="Daemon socket to connect to", metavar="list"),
+        Opt("log-level", "l", kind="string", help="Set the logging level", default="info"),
+        Opt("tls", help="Use TLS; implied by --tlsverify"),
+        Opt("tlsverify", help="Use TLS and verify the remote"),
+        Opt("version", "v", help="Print version information and quit"),
+    ],
+    interspersed=False,
+)
+
+
+def main_help() -> str:
+    lines = ["", "Usage:  dockyard [OPTIONS] COMMAND", "", GLOBAL.description]
+    for title, entries in SUMMARY:
+        lines += ["", f"{title}:"]
+        lines += [f"  {name.ljust(11)} {text}" for name, text in entries]
+    opts = GLOBAL.help_text().split("Options:\n", 1)[1]
+    lines += ["", "Global Options:", opts.rstrip("\n"), ""]
+    lines += ["Run 'dockyard COMMAND --help' for more information on a command.", ""]
+    return "\n".join(lines[1:]) + "\n"
+
+
+def _management_help(group: str) -> str:
+    verbs = sorted(set(MANAGEMENT[group]))
+    return (
+        f"Usage:  dockyard {group} COMMAND\n\nManage {group}s\n\nCommands:\n"
+        + "".join(f"  {v}\n" for v in verbs)
+        + f"\nRun 'dockyard {group} COMMAND --help' for more information on a command.\n"
+    )
+
+
+def _resolve(argv: list[str]) -> tuple[str, str, list[str]] | None:
+    """Map argv to (display name, module, rest); None when there is no such verb."""
+    verb, rest = argv[0], argv[1:]
+    if verb in MANAGEMENT:
+        if not rest or rest[0] in ("--help", "-h"):
+            _print(_management_help(verb))
+            raise CLIError("", 0)
+        sub = MANAGEMENT[verb].get(rest[0])
+        if sub is None:
+            raise CLIError(
+                f"dockyard: unknown command: dockyard {verb} {rest[0]}\n\n"
+                f"Run 'dockyard {verb} --help' for more information",
+                1,
+            )
+        module = COMMANDS.get(sub, sub)
+        if verb == "container" and sub == "inspect":
+            return f"{verb} {sub}", module, ["--type", "container", *rest[1:]]
+        if verb == "image" and sub == "inspect":
+            return f"{verb} {sub}", module, ["--type", "image", *rest[1:]]
+        return f"{verb} {rest[0]}", module, rest[1:]
+    module = COMMANDS.get(verb)
+    if module is None:
+        return None
+    return verb, module, rest
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def run_command(ctx_args: dict, argv: list[str]) -> int:
+    resolved = _resolve(argv)
+    if resolved is None:
+        raise CLIError(
+            f"dockyard: unknown command: dockyard {argv[0]}\n\n"
+            "Run 'dockyard --help' for more information",
+            1,
+        )
+    name, module_name, rest = resolved
+    module = importlib.import_module(f"dockyard.cli.commands.{module_name}")
+    spec: Command = module.COMMAND
+    if name != spec.name:
+        spec = Command(**{**spec.__dict__, "name": name})
+    try:
+        opts, args = parse(spec, rest)
+    except HelpRequested:
+        _print(spec.help_text())
+        return 0
+    except FlagError as exc:
+        raise CLIError(f"{exc}\nSee 'dockyard {name} --help'.", 125) from None
+    try:
+        check_args(spec, args)
+    except UsageError as exc:
+        raise CLIError(
+            f"dockyard: {exc}\n\nUsage:  dockyard {name} {spec.usage}\n\n"
+            f"See 'dockyard {name} --help' for more information",
+            1,
+        ) from None
+    from dockyard.client.host import HostError, select_host
+
+    hosts = ctx_args.get("host") or []
+    if len(hosts) > 1:
+        raise CLIError("Specify only one -H", 1)
+    try:
+        host = select_host(hosts[0] if hosts else None)
+    except HostError as exc:
+        raise CLIError(str(exc), 1) from None
+    ctx = Context(host, debug=bool(ctx_args.get("debug")))
+    return int(module.execute(ctx, opts, args) or 0)
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        gopts, rest = parse(GLOBAL, argv)
+    except HelpRequested:
+        _print(main_help())
+        return 0
+    except FlagError as exc:
+        raise CLIError(f"{exc}\nSee 'dockyard --help'.", 125) from None
+    if gopts["version"]:
+        _print(f"Dockyard version {__version__}\n")
+        return 0
+    if not rest:
+        _print(main_help())
+        return 0
+    if rest[0] == "help":
+        if len(rest) > 1:
+            return _main([*rest[1:], "--help"])
+        _print(main_help())
+        return 0
+    if rest[0] == "daemon":
+        # The daemon is another engineer's module; imported only for this verb.
+        from dockyard.daemon import main as daemon_main  # type: ignore[import-not-found]
+
+        return int(daemon_main(rest[1:]) or 0)
+    return run_command(gopts, rest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "-D" in args or "--debug" in args or bool(os.environ.get("DOCKYARD_DEBUG"))
+    try:
+        return _main(args)
+    except CLIError as exc:
+        if exc.message:
+            sys.stderr.write(exc.message.rstrip("\n") + "\n")
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `dockyard ps | head`: the reader left; nothing useful to say
+        _silence_stdout()
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        return _report(exc, debug)
+
+
+def _report(exc: Exception, debug: bool) -> int:
+    from dockyard.client.errors import APIError, DaemonUnreachable, ProtocolError
+
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    if isinstance(exc, APIError):
+        sys.stderr.write(f"Error response from daemon: {exc.message}\n")
+    elif isinstance(exc, DaemonUnreachable | ProtocolError):
+        sys.stderr.write(f"{exc.message}\n")
+    elif isinstance(exc, ImportError) and "dockyard.daemon" in str(exc):
+        sys.stderr.write("dockyard: the daemon is not available in this installation\n")
+    else:
+        sys.stderr.write(f"dockyard: {type(exc).__name__}: {exc}\n")
+    return 1
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

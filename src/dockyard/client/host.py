@@ -1,0 +1,87 @@
+"""Daemon address selection and parsing, as the docker CLI does it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_HOST = "unix:///run/dockyard.sock"
+DEFAULT_TCP_HOST = "127.0.0.1"
+
+
+class HostError(ValueError):
+    """A -H/DOCKER_HOST value that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class DaemonHost:
+    """Where the daemon listens: a unix socket path or a TCP host and port."""
+
+    scheme: str  # "unix" or "tcp"
+    address: str  # socket path for unix, host name / IP for tcp
+    port: int = 0
+    # True when the user named the host (flag or environment), so the CLI
+    # must not auto-start a daemon for it.
+    explicit: bool = False
+
+    @property
+    def url(self) -> str:
+        if self.scheme == "unix":
+            return f"unix://{self.address}"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"tcp://{host}:{self.port}"
+
+
+def parse_host(value: str, explicit: bool = True) -> DaemonHost:
+    """Parse `unix:///path`, `tcp://h:p`, `h:p`, `:p`, `fd://` into a DaemonHost."""
+    value = value.strip()
+    if not value:
+        return parse_host(DEFAULT_HOST, explicit=False)
+    if value.startswith("unix://"):
+        path = value[len("unix://") :]
+        if not path:
+            raise HostError(f"invalid unix socket address: {value!r}")
+        return DaemonHost("unix", path, explicit=explicit)
+    if value.startswith("/"):
+        return DaemonHost("unix", value, explicit=explicit)
+    rest = value
+    for prefix in ("tcp://", "http://"):
+        if rest.startswith(prefix):
+            rest = rest[len(prefix) :]
+            break
+    else:
+        if "://" in rest:
+            raise HostError(f"Invalid bind address format: {value}")
+    rest = rest.rstrip("/")
+    if rest.startswith("["):  # [::1]:4243
+        end = rest.find("]")
+        if end < 0:
+            raise HostError(f"Invalid bind address format: {value}")
+        host, port_s = rest[1:end], rest[end + 1 :].lstrip(":")
+    elif rest.count(":") == 1 or ":" not in rest:
+        host, _, port_s = rest.partition(":")
+    else:
+        raise HostError(f"Invalid bind address format: {value}")
+    host = host or DEFAULT_TCP_HOST
+    if not port_s:
+        # docker's default TCP port when only a host is given
+        port_s = "2375"
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise HostError(f"Invalid bind address format: {value}") from None
+    if not 0 < port < 65536:
+        raise HostError(f"Invalid bind address format: {value}")
+    return DaemonHost("tcp", host, port, explicit=explicit)
+
+
+def select_host(flag_value: str | None = None, env: dict[str, str] | None = None) -> DaemonHost:
+    """-H flag, else DOCKYARD_HOST, else DOCKER_HOST, else the default socket."""
+    env = os.environ if env is None else env
+    if flag_value:
+        return parse_host(flag_value, explicit=True)
+    for name in ("DOCKYARD_HOST", "DOCKER_HOST"):
+        value = env.get(name)
+        if value:
+            return parse_host(value, explicit=True)
+    return parse_host(DEFAULT_HOST, explicit=False)
