@@ -7,6 +7,7 @@ assert which calls happened, in which order, with which flags.
 from __future__ import annotations
 
 from dockyard.errors import KernelError
+from dockyard.kernel.flags import CAPABILITIES
 from dockyard.kernel.interface import Kernel
 
 
@@ -92,6 +93,9 @@ class RecordingKernel(Kernel):
 
     def cap_last(self) -> int:
         return 40
+
+    def permitted_caps(self) -> list[str]:
+        return list(CAPABILITIES)
 
     def drop_bounding_caps(self, keep: list[str]) -> None:
         self._rec("drop_bounding_caps", sorted(keep))

@@ -76,6 +76,10 @@ class Kernel(ABC):
         """Highest capability number this kernel knows."""
 
     @abstractmethod
+    def permitted_caps(self) -> list[str]:
+        """Names of the capabilities this process holds (capget permitted set)."""
+
+    @abstractmethod
     def drop_bounding_caps(self, keep: list[str]) -> None:
         """PR_CAPBSET_DROP every capability not in `keep`."""
 

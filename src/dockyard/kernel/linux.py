@@ -12,7 +12,7 @@ import struct
 import time
 
 from dockyard.errors import KernelError
-from dockyard.kernel.flags import cap_number
+from dockyard.kernel.flags import CAPABILITIES, cap_number
 from dockyard.kernel.interface import Kernel
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -37,6 +37,7 @@ _libc.prctl.argtypes = [
 _libc.syscall.restype = ctypes.c_long
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[os.uname().machine]
+_SYS_CAPGET = {"x86_64": 125, "aarch64": 90}[os.uname().machine]
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[os.uname().machine]
 
 _PR_SET_PDEATHSIG = 1
@@ -197,6 +198,13 @@ class LinuxKernel(Kernel):
             with open("/proc/sys/kernel/cap_last_cap") as f:
                 self._cap_last = int(f.read())
         return self._cap_last
+
+    def permitted_caps(self) -> list[str]:
+        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        _check(_libc.syscall(_SYS_CAPGET, ctypes.byref(header), ctypes.byref(data)), "capget")
+        mask = data[0].permitted | (data[1].permitted << 32)
+        return [name for name, bit in CAPABILITIES.items() if mask & (1 << bit)]
 
     def drop_bounding_caps(self, keep: list[str]) -> None:
         kept = _cap_mask(keep)

@@ -139,7 +139,14 @@ def mask_paths(kernel: Kernel, cfg: ContainerConfig) -> None:
 
 def apply_credentials(kernel: Kernel, cfg: ContainerConfig) -> None:
     """Bounding set, then uid/gid (keeping caps across setuid), then capset."""
-    kernel.drop_bounding_caps(cfg.bounding)
+    # A capability this process lacks cannot be granted (capset fails with
+    # EPERM); like dockerd for --privileged, give what there is.
+    held = set(kernel.permitted_caps())
+    bounding = [c for c in cfg.bounding if c in held]
+    effective = [c for c in cfg.effective if c in held]
+    permitted = [c for c in cfg.permitted if c in held]
+    inheritable = [c for c in cfg.inheritable if c in held]
+    kernel.drop_bounding_caps(bounding)
     switching = cfg.uid != 0
     if switching:
         kernel.set_keepcaps(True)
@@ -148,7 +155,7 @@ def apply_credentials(kernel: Kernel, cfg: ContainerConfig) -> None:
     kernel.setresuid(cfg.uid, cfg.uid, cfg.uid)
     if switching:
         kernel.set_keepcaps(False)
-    kernel.capset(cfg.effective, cfg.permitted, cfg.inheritable)
+    kernel.capset(effective, permitted, inheritable)
     kernel.clear_ambient_caps()
     if cfg.no_new_privileges:
         kernel.set_no_new_privs()

@@ -1,0 +1,467 @@
+"""The runtime on the real kernel: busybox containers through Launcher.
+
+Needs root. Each test builds bundles over a tiny busybox layer, runs them
+through a real forkserver and monitors, and checks what a user would see.
+The `box` fixture then checks that nothing is left behind: no monitor
+process, no container process, no cgroup directory, no abstract socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from dockyard.errors import RuntimeFailure
+from dockyard.runtime.launcher import ExitRecord, Launcher, MonitorLink, read_exit, read_state
+from dockyard.runtime.spec import BindMount, RunSpec, write_bundle
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root and a real kernel"),
+]
+
+CGROUP_PARENT = f"dockyard-test-{os.getpid()}"
+CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
+ID_PREFIX = f"t{os.getpid()}-"
+BUSYBOX_APPLETS = [
+    "sh", "echo", "true", "false", "id", "cat", "ls", "hostname", "ip", "sleep", "grep",
+    "touch", "head", "dd", "stty", "test", "tr", "kill", "wc",
+]  # fmt: skip
+
+
+def cgroup_dir(controller: str, *parts: str) -> Path:
+    return Path("/sys/fs/cgroup", controller, CGROUP_PARENT, *parts)
+
+
+def monitor_sockets() -> list[str]:
+    with open("/proc/net/unix") as f:
+        return [line.split()[-1] for line in f if f"@dockyard-monitor-{ID_PREFIX}" in line]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture(scope="module")
+def layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-layer busybox image: /bin/busybox and its applets as symlinks."""
+    root = tmp_path_factory.mktemp("layer")
+    (root / "bin").mkdir()
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    for applet in BUSYBOX_APPLETS:
+        (root / "bin" / applet).symlink_to("busybox")
+    for d in ("proc", "dev", "sys", "etc", "tmp"):
+        (root / d).mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cgroup_parent() -> object:
+    yield CGROUP_PARENT
+    for controller in CONTROLLERS:
+        path = Path("/sys/fs/cgroup", controller, CGROUP_PARENT)
+        if path.exists():
+            path.rmdir()
+
+
+class Box:
+    """Bundles over the busybox layer, one forkserver, and the leftovers check."""
+
+    def __init__(self, tmp: Path, layer: Path) -> None:
+        self.tmp = tmp
+        self.layer = layer
+        self.count = 0
+        self.bundles: list[Path] = []
+        self.monitor_pids: set[int] = set()
+
+    def bundle(self, args: list[str], **overrides: object) -> tuple[str, str]:
+        self.count += 1
+        cid = f"{ID_PREFIX}{self.tmp.name[-20:]}-{self.count}"
+        base = self.tmp / f"c{self.count}"
+        for d in ("upper", "work"):
+            (base / d).mkdir(parents=True)
+        spec = dict(
+            args=args,
+            env=["PATH=/bin", "HOME=/"],
+            hostname="boxhost",
+            rootfs_lower=[str(self.layer)],
+            rootfs_upper=str(base / "upper"),
+            rootfs_work=str(base / "work"),
+            cgroup_parent=CGROUP_PARENT,
+        )
+        spec.update(overrides)
+        bundle = base / "bundle"
+        write_bundle(str(bundle), RunSpec(**spec).to_oci(cid))
+        self.bundles.append(bundle)
+        return cid, str(bundle)
+
+    def run(self, scenario: Callable[[Launcher], Awaitable[None]]) -> None:
+        async def main() -> None:
+            launcher = Launcher(str(self.tmp / "run"))
+            await launcher.start()
+            try:
+                await asyncio.wait_for(scenario(launcher), timeout=30)
+            finally:
+                await launcher.close()
+
+        asyncio.run(main())
+
+    def track(self, link: MonitorLink) -> MonitorLink:
+        self.monitor_pids.add(link.monitor_pid)
+        return link
+
+    def cleanup_and_check(self) -> list[str]:
+        # Kill whatever a failed test left running, then wait for the monitors to clean up.
+        for bundle in self.bundles:
+            state = read_state(str(bundle))
+            if state and read_exit(str(bundle)) is None and alive(int(state["pid"])):
+                os.kill(int(state["pid"]), signal.SIGKILL)
+                self.monitor_pids.add(int(state["monitor_pid"]))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (
+            any(alive(p) for p in self.monitor_pids) or monitor_sockets()
+        ):
+            time.sleep(0.02)
+        problems = [f"monitor {p} still running" for p in self.monitor_pids if alive(p)]
+        problems += [f"socket {s} left" for s in monitor_sockets()]
+        for controller in CONTROLLERS:
+            parent = cgroup_dir(controller)
+            if parent.exists():
+                problems += [f"cgroup {p} left" for p in parent.iterdir() if p.is_dir()]
+        with open("/proc/self/mountinfo") as f:
+            problems += [f"mount {line}" for line in f if str(self.tmp) in line]
+        return problems
+
+
+@pytest.fixture
+def box(tmp_path: Path, layer: Path) -> object:
+    b = Box(tmp_path, layer)
+    yield b
+    assert b.cleanup_and_check() == []
+
+
+async def collect(link: MonitorLink) -> tuple[bytes, bytes, ExitRecord]:
+    out, err = bytearray(), bytearray()
+    async for stream, data in link.frames():
+        (out if stream == 1 else err).extend(data)
+    record = await link.wait()
+    return bytes(out), bytes(err), record
+
+
+async def run_to_end(
+    box: Box, launcher: Launcher, args: list[str], **kw: object
+) -> tuple[str, str, ExitRecord]:
+    cid, bundle = box.bundle(args, **kw)
+    link = box.track(await launcher.run(cid, bundle, log_path=f"{bundle}/log.json"))
+    out, err, record = await collect(link)
+    await link.close()
+    return out.decode(), err.decode(), record
+
+
+def test_echo_output_reaches_frames_and_json_log(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(["sh", "-c", "echo hello world; echo oops >&2; printf partial"])
+        link = box.track(await launcher.run(cid, bundle, log_path=f"{bundle}/c-json.log"))
+        assert link.pid > 0 and link.monitor_pid > 0 and link.started_at.endswith("Z")
+        out, err, record = await collect(link)
+        await link.close()
+        assert out == b"hello world\npartial"
+        assert err == b"oops\n"
+        assert record.exit_code == 0 and not record.oom_killed
+        entries = [json.loads(line) for line in Path(bundle, "c-json.log").read_text().splitlines()]
+        by_stream = {(e["stream"], e["log"]) for e in entries}
+        assert by_stream == {
+            ("stdout", "hello world\n"),
+            ("stderr", "oops\n"),
+            ("stdout", "partial"),
+        }
+        assert all(e["time"].endswith("Z") for e in entries)
+        assert read_exit(bundle) == record
+        state = read_state(bundle)
+        assert (
+            state is not None
+            and state["pid"] == link.pid
+            and state["started_at"] == link.started_at
+        )
+        trace = json.loads(Path(bundle, "start-trace.json").read_text())
+        assert "pivot_root" in [c["call"] for c in trace["calls"]]
+        assert trace["phases"]["request_to_started_ns"] > 0
+
+    box.run(scenario)
+
+
+def test_exit_codes(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        _, _, record = await run_to_end(box, launcher, ["sh", "-c", "exit 3"])
+        assert record.exit_code == 3
+        # A process killed by SIGKILL shows as 128+9. (PID 1 itself cannot be
+        # killed from inside its namespace, as in Docker, so kill a child.)
+        out, _, record = await run_to_end(
+            box, launcher, ["sh", "-c", 'sh -c "kill -9 \\$\\$"; echo $?']
+        )
+        assert out == "137\n"
+        _, _, record = await run_to_end(box, launcher, ["false"])
+        assert record.exit_code == 1
+
+    box.run(scenario)
+
+
+def test_pid_hostname_and_overlay_root(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        out, _, record = await run_to_end(
+            box, launcher, ["sh", "-c", "echo $$; hostname; grep ' / / ' /proc/self/mountinfo"]
+        )
+        pid, hostname, root = out.splitlines()
+        assert (pid, hostname) == ("1", "boxhost")
+        assert " - overlay overlay " in root and f"lowerdir={box.layer}" in root
+
+    box.run(scenario)
+
+
+def test_writes_go_to_the_upper_dir(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        _, _, record = await run_to_end(
+            box, launcher, ["sh", "-c", "echo data > /new; echo x > /bin/marker"]
+        )
+        assert record.exit_code == 0
+        upper = box.tmp / "c1" / "upper"
+        assert (upper / "new").read_text() == "data\n"
+        assert (upper / "bin" / "marker").exists()
+        assert not (box.layer / "new").exists() and not (box.layer / "bin" / "marker").exists()
+
+    box.run(scenario)
+
+
+def test_private_network_has_only_loopback_up(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        out, _, _ = await run_to_end(box, launcher, ["sh", "-c", "ls /sys/class/net; ip -o link"])
+        lines = out.splitlines()
+        assert lines[0] == "lo" and len(lines) == 2
+        assert "<LOOPBACK,UP,LOWER_UP>" in lines[1]
+        out, _, _ = await run_to_end(box, launcher, ["ls", "/sys/class/net"], network="host")
+        assert out.split() == sorted(os.listdir("/sys/class/net"))
+
+    box.run(scenario)
+
+
+def test_missing_command_fails_before_start(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(["nosuchcmd", "arg"])
+        with pytest.raises(RuntimeFailure) as info:
+            await launcher.run(cid, bundle, log_path=f"{bundle}/log.json")
+        assert info.value.kind == "not-found"
+        assert info.value.message == 'exec: "nosuchcmd": executable file not found in $PATH'
+        cid, bundle = box.bundle(["/etc/passwd"])
+        with pytest.raises(RuntimeFailure) as info:
+            await launcher.run(cid, bundle, log_path="")
+        assert info.value.kind == "permission"
+        assert read_exit(bundle) is None  # it never ran
+
+    box.run(scenario)
+
+
+def test_user_and_groups(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        out, _, _ = await run_to_end(
+            box,
+            launcher,
+            ["sh", "-c", "id; grep CapEff /proc/self/status"],
+            uid=1000,
+            gid=1001,
+            additional_gids=[10, 20],
+        )
+        ident, capeff = out.splitlines()
+        assert ident == "uid=1000 gid=1001 groups=10,20"
+        assert capeff.split() == ["CapEff:", "0000000000000000"]
+
+    box.run(scenario)
+
+
+def test_capabilities_reduced(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        out, _, _ = await run_to_end(box, launcher, ["grep", "^Cap", "/proc/self/status"])
+        caps = dict(line.split(":\t") for line in out.splitlines())
+        assert caps["CapBnd"] == caps["CapEff"] == "00000000a80425fb"  # Docker's default set
+        assert caps["CapInh"] == caps["CapAmb"] == "0000000000000000"
+        out, _, _ = await run_to_end(
+            box, launcher, ["grep", "^CapBnd", "/proc/self/status"], capabilities=["CAP_NET_RAW"]
+        )
+        assert out.split()[1] == f"{1 << 13:016x}"
+        out, _, _ = await run_to_end(
+            box, launcher, ["grep", "^CapBnd", "/proc/self/status"], privileged=True
+        )
+        assert int(out.split()[1], 16) == int(
+            Path("/proc/self/status").read_text().split("CapBnd:\t")[1][:16], 16
+        )
+
+    box.run(scenario)
+
+
+def test_kill_through_the_link(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(["sleep", "60"])
+        link = box.track(await launcher.run(cid, bundle, log_path=""))
+        await link.kill(signal.SIGKILL)
+        record = await link.wait()
+        assert record.exit_code == 137
+        await link.close()
+        cid, bundle = box.bundle(
+            ["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done"]
+        )
+        link = box.track(await launcher.run(cid, bundle, log_path=""))
+        await asyncio.sleep(0.1)  # let the shell install its trap
+        await link.kill(signal.SIGTERM)
+        assert (await link.wait()).exit_code == 42
+        await link.close()
+
+    box.run(scenario)
+
+
+def test_reattach_after_dropping_the_link(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(["sh", "-c", "sleep 0.5; echo done; exit 7"])
+        link = box.track(await launcher.run(cid, bundle, log_path=f"{bundle}/log.json"))
+        pid = link.pid
+        await link.close()  # the daemon goes away
+        again = await launcher.reattach(cid, bundle)
+        assert again is not None and again.pid == pid and again.started_at == link.started_at
+        out, _, record = await collect(again)
+        assert out == b"done\n" and record.exit_code == 7
+        # Many tasks may wait on one link.
+        assert [r.exit_code for r in await asyncio.gather(again.wait(), again.wait())] == [7, 7]
+        await again.close()
+        await asyncio.sleep(0.2)
+        assert await launcher.reattach(cid, bundle) is None
+        exited = read_exit(bundle)
+        assert exited is not None and exited.exit_code == 7
+        assert json.loads(Path(bundle, "log.json").read_text())["log"] == "done\n"
+
+    box.run(scenario)
+
+
+def test_two_clients_at_once_and_stdin(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(
+            ["sh", "-c", "read line; echo got $line; cat; echo end"], open_stdin=True
+        )
+        first = box.track(await launcher.run(cid, bundle, log_path=""))
+        second = await launcher.reattach(cid, bundle)
+        assert second is not None
+        await second.write_stdin(b"hello\n")
+        await first.write_stdin(b"more\n")
+        await first.close_stdin()
+        (out1, _, r1), (out2, _, r2) = await asyncio.gather(collect(first), collect(second))
+        assert out1 == out2 == b"got hello\nmore\nend\n"
+        assert r1.exit_code == r2.exit_code == 0
+        await first.close()
+        await second.close()
+
+    box.run(scenario)
+
+
+def test_terminal_and_resize(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(
+            ["sh", "-c", "read x; test -t 1 && echo is-a-tty; stty size"],
+            terminal=True,
+            open_stdin=True,
+        )
+        link = box.track(await launcher.run(cid, bundle, log_path=f"{bundle}/log.json"))
+        await link.resize(30, 100)
+        await link.write_stdin(b"go\n")
+        out, err, record = await collect(link)
+        await link.close()
+        assert err == b""  # a tty has one stream
+        assert b"is-a-tty\r\n" in out and b"30 100\r\n" in out
+        assert record.exit_code == 0
+
+    box.run(scenario)
+
+
+def test_cgroup_limits_applied_and_oom(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(["sleep", "60"], memory=64 << 20, cpu_shares=512, pids_limit=50)
+        link = box.track(await launcher.run(cid, bundle, log_path=""))
+        assert cgroup_dir("memory", cid, "memory.limit_in_bytes").read_text().strip() == str(
+            64 << 20
+        )
+        assert cgroup_dir("cpu", cid, "cpu.shares").read_text().strip() == "512"
+        assert cgroup_dir("pids", cid, "pids.max").read_text().strip() == "50"
+        for controller in CONTROLLERS:
+            assert str(link.pid) in cgroup_dir(controller, cid, "cgroup.procs").read_text().split()
+        await link.kill(signal.SIGKILL)
+        await link.wait()
+        await link.close()
+        assert not cgroup_dir("memory", cid).exists()
+
+        _, _, record = await run_to_end(
+            box,
+            launcher,
+            ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+            memory=16 << 20,
+        )
+        assert record.oom_killed and record.exit_code == 137
+
+    box.run(scenario)
+
+
+def test_readonly_rootfs_and_bind_mounts(box: Box) -> None:
+    hosts = box.tmp / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    data = box.tmp / "data"
+    data.mkdir()
+
+    async def scenario(launcher: Launcher) -> None:
+        out, err, record = await run_to_end(
+            box,
+            launcher,
+            [
+                "sh",
+                "-c",
+                "cat /etc/hosts; echo w > /data/f; touch /x || echo ro; touch /etc/hosts || echo ro2",
+            ],
+            readonly_rootfs=True,
+            mounts=[
+                BindMount(str(hosts), "/etc/hosts", readonly=True),
+                BindMount(str(data), "/data"),
+            ],
+        )
+        assert out == "127.0.0.1 localhost\nro\nro2\n"
+        assert (data / "f").read_text() == "w\n"
+
+    box.run(scenario)
+
+
+def test_forkserver_death_leaves_containers_running(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(["sh", "-c", "read x; echo still here"], open_stdin=True)
+        link = box.track(await launcher.run(cid, bundle, log_path=""))
+        pid = launcher.forkserver_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.1)
+        assert alive(link.pid) and alive(link.monitor_pid)
+        await link.write_stdin(b"x\n")
+        out, _, record = await collect(link)
+        assert out == b"still here\n" and record.exit_code == 0
+        await link.close()
+        # The next start brings up a new forkserver.
+        _, _, record = await run_to_end(box, launcher, ["true"])
+        assert record.exit_code == 0
+        assert launcher.forkserver_pid not in (None, pid)
+
+    box.run(scenario)

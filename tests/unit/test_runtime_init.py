@@ -1,0 +1,251 @@
+"""The container init against RecordingKernel: which calls, in which order, with which flags."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from dockyard.errors import RuntimeFailure
+from dockyard.kernel import flags as K
+from dockyard.kernel.fake import RecordingKernel
+from dockyard.runtime.bundle import config_from_oci
+from dockyard.runtime.container_init import exec_command, init_container
+from dockyard.runtime.spec import DEFAULT_CAPABILITIES, BindMount, RunSpec
+
+BUNDLE = "/b/c1"
+ROOTFS = "/b/c1/rootfs"
+CONTROLLERS = ["memory", "cpu", "cpuacct", "pids", "devices"]
+
+
+def run_init(kernel: RecordingKernel | None = None, **overrides) -> RecordingKernel:
+    spec = dict(
+        args=["echo", "hi"],
+        env=["PATH=/usr/bin:/bin"],
+        hostname="c1host",
+        rootfs_lower=["/l/top", "/l/base"],
+        rootfs_upper="/c/upper",
+        rootfs_work="/c/work",
+    )
+    spec.update(overrides)
+    cfg = config_from_oci(BUNDLE, RunSpec(**spec).to_oci("c1"))
+    kernel = kernel or RecordingKernel()
+    init_container(kernel, cfg, (10, 11, 12), CONTROLLERS)
+    return kernel
+
+
+def index(kernel: RecordingKernel, name: str, *args: object) -> int:
+    for i, (n, a) in enumerate(kernel.calls):
+        if n == name and a[: len(args)] == args:
+            return i
+    raise AssertionError(f"{name}{args} not called; calls: {kernel.names()}")
+
+
+def test_namespaces_cgroups_then_hostname() -> None:
+    k = run_init()
+    assert k.calls[0] == ("set_pdeathsig", (9,))
+    joins = k.find("cgroup_add_pid")
+    assert joins == [(c, "dockyard/c1", 0) for c in CONTROLLERS]
+    (flags,) = k.find("unshare")[0]
+    assert flags == K.CLONE_NEWNS | K.CLONE_NEWUTS | K.CLONE_NEWIPC | K.CLONE_NEWNET
+    assert not flags & K.CLONE_NEWPID  # the monitor does that for its child
+    # Join the cgroups first so that everything after is accounted to the container.
+    assert index(k, "cgroup_add_pid") < index(k, "unshare") < index(k, "bring_loopback_up")
+    assert k.find("sethostname") == [("c1host",)]
+
+
+def test_host_network_has_no_netns_and_no_loopback() -> None:
+    k = run_init(network="host")
+    (flags,) = k.find("unshare")[0]
+    assert not flags & K.CLONE_NEWNET
+    assert "bring_loopback_up" not in k.names()
+    assert "setns" not in k.names()
+
+
+def test_joined_network_namespace() -> None:
+    k = run_init(network="/run/netns/n1")
+    assert k.find("setns") == [("/run/netns/n1", K.CLONE_NEWNET)]
+    (flags,) = k.find("unshare")[0]
+    assert not flags & K.CLONE_NEWNET
+    assert index(k, "setns") < index(k, "unshare")
+
+
+def test_stdio_and_session() -> None:
+    k = run_init(terminal=True)
+    assert k.find("dup2") == [(10, 0), (11, 1), (12, 2)]
+    assert index(k, "setsid") < index(k, "dup2") < index(k, "set_controlling_tty")
+    assert "set_controlling_tty" not in run_init().names()
+
+
+def test_mount_sequence() -> None:
+    k = run_init(mounts=[BindMount("/c/hosts", "/etc/hosts", readonly=True)])
+    mounts = k.find("mount")
+    # / becomes rprivate before anything is mounted, so nothing leaks to the host.
+    assert mounts[0] == (None, "/", None, K.MS_REC | K.MS_PRIVATE, None)
+    assert mounts[1] == (
+        "overlay",
+        ROOTFS,
+        "overlay",
+        0,
+        "lowerdir=/l/top:/l/base,upperdir=/c/upper,workdir=/c/work",
+    )
+    by_target = {m[1]: m for m in mounts[2:]}
+    assert by_target[ROOTFS + "/proc"][2] == "proc"
+    assert by_target[ROOTFS + "/dev"][2:4] == ("tmpfs", K.MS_NOSUID | K.MS_STRICTATIME)
+    assert by_target[ROOTFS + "/dev"][4] == "mode=755,size=65536k"
+    pts = by_target[ROOTFS + "/dev/pts"]
+    assert pts[2] == "devpts" and "newinstance" in pts[4] and "ptmxmode=0666" in pts[4]
+    sysfs = by_target[ROOTFS + "/sys"]
+    assert sysfs[2] == "sysfs" and sysfs[3] & K.MS_RDONLY
+    assert by_target[ROOTFS + "/dev/mqueue"][2] == "mqueue"
+    assert "size=67108864" in by_target[ROOTFS + "/dev/shm"][4]
+    # The bind mount: bind first, then a remount makes it read-only.
+    hosts = [m for m in mounts if m[1] == ROOTFS + "/etc/hosts"]
+    assert hosts[0] == ("/c/hosts", ROOTFS + "/etc/hosts", None, K.MS_BIND | K.MS_REC, None)
+    assert (
+        hosts[1][3] & (K.MS_REMOUNT | K.MS_BIND | K.MS_RDONLY)
+        == K.MS_REMOUNT | K.MS_BIND | K.MS_RDONLY
+    )
+    assert ("/c/hosts" not in k._dirs) and k.find("create_file")[0][:1] == (ROOTFS + "/etc/hosts",)
+    # Everything is mounted before the pivot.
+    assert index(k, "mount", "shm") < index(k, "pivot_root")
+
+
+def test_dev_nodes_and_links() -> None:
+    k = run_init()
+    nodes = {args[0].rsplit("/", 1)[1]: args[1:] for args in k.find("mknod")}
+    assert nodes["null"] == (K.S_IFCHR | 0o666, 1, 3)
+    assert nodes["zero"] == (K.S_IFCHR | 0o666, 1, 5)
+    assert set(nodes) == {"null", "zero", "full", "random", "urandom", "tty"}
+    links = {path.rsplit("/", 1)[1]: target for target, path in k.find("symlink")}
+    assert links == {
+        "fd": "/proc/self/fd",
+        "stdin": "/proc/self/fd/0",
+        "stdout": "/proc/self/fd/1",
+        "stderr": "/proc/self/fd/2",
+        "core": "/proc/kcore",
+        "ptmx": "pts/ptmx",
+    }
+    # umask 0 while creating nodes, so they get exactly 0666; 022 again for the command.
+    assert k.find("umask") == [(0,), (0o022,)]
+
+
+def test_pivot_root_and_masking() -> None:
+    k = run_init()
+    i = index(k, "pivot_root")
+    assert k.calls[i - 1] == ("chdir", (ROOTFS,))
+    assert k.calls[i] == ("pivot_root", (".", "."))
+    assert k.calls[i + 1] == ("umount2", (".", K.MNT_DETACH))
+    assert k.calls[i + 2] == ("chdir", ("/",))
+    after = [args for name, args in k.calls[i:] if name == "mount"]
+    assert ("/dev/null", "/proc/kcore", None, K.MS_BIND, None) in after
+    assert ("/proc/sys", "/proc/sys", None, K.MS_BIND | K.MS_REC, None) in after
+    assert any(a[1] == "/proc/sys" and a[3] & K.MS_RDONLY and a[3] & K.MS_REMOUNT for a in after)
+    assert not [a for a in run_init(privileged=True).find("mount") if a[1] == "/proc/kcore"]
+
+
+def test_masked_directory_gets_a_readonly_tmpfs() -> None:
+    class DirAware(RecordingKernel):
+        def mount(self, source, target, fstype, flags, data):  # noqa: ANN001
+            if source == "/dev/null" and target == "/proc/acpi":
+                self.calls.append(("mount", (source, target, fstype, flags, data)))
+                from dockyard.errors import KernelError
+
+                raise KernelError("mount", (source, target), errno.ENOTDIR)
+            super().mount(source, target, fstype, flags, data)
+
+    k = run_init(DirAware())
+    assert ("tmpfs", "/proc/acpi", "tmpfs", K.MS_RDONLY, None) in k.find("mount")
+
+
+def test_readonly_rootfs_is_remounted_after_pivot() -> None:
+    k = run_init(readonly_rootfs=True, cwd="/work")
+    i = index(k, "mount", None, "/", None, K.MS_BIND | K.MS_REMOUNT | K.MS_RDONLY)
+    assert i > index(k, "pivot_root")
+    # The working directory is created before the root becomes read-only.
+    assert index(k, "makedirs", "/work") < i < index(k, "chdir", "/work")
+
+
+def test_root_user_capabilities() -> None:
+    k = run_init()
+    assert k.find("drop_bounding_caps") == [(sorted(DEFAULT_CAPABILITIES),)]
+    assert k.find("capset") == [(sorted(DEFAULT_CAPABILITIES), sorted(DEFAULT_CAPABILITIES), [])]
+    assert k.find("setgroups") == [([],)]  # the host's supplementary groups are not inherited
+    assert "set_keepcaps" not in k.names()
+    assert "clear_ambient_caps" in k.names()
+    assert "set_no_new_privs" not in k.names()
+
+
+def test_non_root_user_keeps_caps_across_setuid_in_order() -> None:
+    k = run_init(uid=1000, gid=100, additional_gids=[10, 20], capabilities=["CAP_NET_BIND_SERVICE"])
+    order = [
+        index(k, "drop_bounding_caps"),
+        index(k, "set_keepcaps", True),
+        index(k, "setgroups", [10, 20]),
+        index(k, "setresgid", 100, 100, 100),
+        index(k, "setresuid", 1000, 1000, 1000),
+        index(k, "set_keepcaps", False),
+        index(k, "capset"),
+        index(k, "execve"),
+    ]
+    assert order == sorted(order)
+    assert k.find("capset") == [(["CAP_NET_BIND_SERVICE"], ["CAP_NET_BIND_SERVICE"], [])]
+
+
+def test_exec_resolves_path_in_container_env() -> None:
+    k = run_init(args=["sh", "-c", "true"], env=["PATH=/usr/bin:/bin", "A=b"])
+    # The recording kernel's first execve "succeeds".
+    assert k.find("execve") == [
+        ("/usr/bin/sh", ["sh", "-c", "true"], ["PATH=/usr/bin:/bin", "A=b"])
+    ]
+    assert k.calls[-1][0] == "execve"
+    assert index(k, "reset_signals") < index(k, "execve")
+
+
+def test_exec_walks_path_and_reports_like_dockerd() -> None:
+    k = RecordingKernel(fail={"execve": errno.ENOENT})
+    with pytest.raises(RuntimeFailure) as info:
+        exec_command(k, ["nosuchcmd"], ["PATH=/a:/b"])
+    assert info.value.kind == "not-found"
+    assert info.value.message == 'exec: "nosuchcmd": executable file not found in $PATH'
+    assert [a[0] for a in k.find("execve")] == ["/a/nosuchcmd", "/b/nosuchcmd"]
+
+    with pytest.raises(RuntimeFailure) as info:
+        exec_command(RecordingKernel(fail={"execve": errno.EACCES}), ["/etc/passwd"], [])
+    assert (info.value.kind, info.value.message) == (
+        "permission",
+        'exec: "/etc/passwd": permission denied',
+    )
+
+    with pytest.raises(RuntimeFailure) as info:
+        exec_command(RecordingKernel(fail={"execve": errno.ENOENT}), ["/nope"], [])
+    assert info.value.kind == "not-found"
+    assert "no such file or directory" in info.value.message
+
+    with pytest.raises(RuntimeFailure) as info:
+        exec_command(RecordingKernel(fail={"execve": errno.ENOEXEC}), ["/bin/x"], [])
+    assert info.value.kind == "other"
+
+
+def test_exec_without_path_uses_default() -> None:
+    k = RecordingKernel()
+    exec_command(k, ["ls"], ["HOME=/"])
+    assert k.find("execve")[0][0] == "/usr/local/sbin/ls"
+
+
+def test_long_overlay_options_use_relative_paths() -> None:
+    lowers = [f"/var/lib/dockyard/layers/{i:064x}/diff" for i in range(50)]
+    k = run_init(
+        rootfs_lower=lowers,
+        rootfs_upper="/var/lib/dockyard/containers/c1/upper",
+        rootfs_work="/var/lib/dockyard/containers/c1/work",
+    )
+    overlay = next(m for m in k.find("mount") if m[2] == "overlay")
+    assert len(overlay[4]) < 4096
+    assert overlay[4].startswith("lowerdir=layers/")
+    assert k.calls[index(k, "mount", "overlay") - 1] == ("chdir", ("/var/lib/dockyard",))
+
+
+def test_mount_destination_cannot_escape_root() -> None:
+    with pytest.raises(RuntimeFailure):
+        run_init(mounts=[BindMount("/etc", "/../../etc")])

@@ -1,0 +1,71 @@
+"""The json-file log, byte for byte as dockerd writes it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from dockyard.runtime.jsonlog import MAX_LINE, JsonFileLog, LineSplitter, encode_entry, escape_log
+from dockyard.runtime.rfc3339 import format_rfc3339nano
+
+T = 1_795_841_158_123_456_789  # 2026-11-28T04:45:58.123456789Z
+
+
+def test_entry_format_matches_dockerd() -> None:
+    assert encode_entry(b"hello world\n", "stdout", T) == (
+        b'{"log":"hello world\\n","stream":"stdout","time":"2026-11-28T04:45:58.123456789Z"}\n'
+    )
+
+
+def test_time_is_go_rfc3339nano() -> None:
+    assert format_rfc3339nano(T) == "2026-11-28T04:45:58.123456789Z"
+    # Go trims trailing zeros of the fraction, and drops a zero fraction.
+    assert format_rfc3339nano(1_795_841_158_120_000_000) == "2026-11-28T04:45:58.12Z"
+    assert format_rfc3339nano(1_795_841_158_000_000_000) == "2026-11-28T04:45:58Z"
+
+
+def test_escaping_follows_moby_jsonlog() -> None:
+    assert escape_log(b'a"b\\c\r\n') == b'a\\"b\\\\c\\r\\n'
+    assert escape_log(b"\t\x01<>&") == b"\\u0009\\u0001\\u003c\\u003e\\u0026"
+    assert escape_log("é€\u2028".encode()) == "é€".encode() + b"\\u2028"
+    assert escape_log(b"bad\xffutf8") == b"bad\\ufffdutf8"
+    # Whatever the bytes, the line is valid JSON that decodes to the text.
+    line = encode_entry(b"x\x00y\xc3\n", "stderr", T)
+    assert json.loads(line)["log"] == "x\x00y\ufffd\n"
+
+
+def test_split_on_newlines_keeping_them() -> None:
+    s = LineSplitter()
+    assert s.feed(b"one\ntwo\nthr") == [b"one\n", b"two\n"]
+    assert s.feed(b"ee\n") == [b"three\n"]
+    assert s.feed(b"\n") == [b"\n"]
+    assert s.feed(b"partial") == []
+    assert s.flush() == [b"partial"]
+    assert s.flush() == []
+
+
+def test_long_line_becomes_partial_entries() -> None:
+    s = LineSplitter()
+    data = b"x" * (MAX_LINE * 2 + 10) + b"\n"
+    entries = s.feed(data)
+    assert [len(e) for e in entries] == [MAX_LINE, MAX_LINE, 11]
+    assert b"".join(entries) == data
+
+
+def test_log_file_written_per_line_and_flushed_at_close(tmp_path) -> None:
+    path = tmp_path / "c-json.log"
+    log = JsonFileLog(str(path))
+    log.write("stdout", b"hello\nwor")
+    log.write("stderr", b"oops\n")
+    log.write("stdout", b"ld\nno newline at exit")
+    log.close()
+    lines = path.read_bytes().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [(e["log"], e["stream"]) for e in entries] == [
+        ("hello\n", "stdout"),
+        ("oops\n", "stderr"),
+        ("world\n", "stdout"),
+        ("no newline at exit", "stdout"),
+    ]
+    for line in lines:
+        assert re.fullmatch(rb'\{"log":".*","stream":"std(out|err)","time":"[0-9T:.-]+Z"\}', line)
