@@ -33,7 +33,7 @@ CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
 ID_PREFIX = f"t{os.getpid()}-"
 BUSYBOX_APPLETS = [
     "sh", "echo", "true", "false", "id", "cat", "ls", "hostname", "ip", "sleep", "grep",
-    "touch", "head", "dd", "stty", "test", "tr", "kill", "wc",
+    "touch", "head", "dd", "stty", "test", "tr", "kill", "wc", "tty",
 ]  # fmt: skip
 
 
@@ -376,7 +376,7 @@ def test_two_clients_at_once_and_stdin(box: Box) -> None:
 def test_terminal_and_resize(box: Box) -> None:
     async def scenario(launcher: Launcher) -> None:
         cid, bundle = box.bundle(
-            ["sh", "-c", "read x; test -t 1 && echo is-a-tty; stty size"],
+            ["sh", "-c", "read x; tty; stty size; ls /dev/console"],
             terminal=True,
             open_stdin=True,
         )
@@ -386,7 +386,8 @@ def test_terminal_and_resize(box: Box) -> None:
         out, err, record = await collect(link)
         await link.close()
         assert err == b""  # a tty has one stream
-        assert b"is-a-tty\r\n" in out and b"30 100\r\n" in out
+        # The pty is the container's own: it has a name inside, and is /dev/console.
+        assert out == b"go\r\n/dev/pts/0\r\n30 100\r\n/dev/console\r\n"
         assert record.exit_code == 0
 
     box.run(scenario)

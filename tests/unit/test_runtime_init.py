@@ -11,6 +11,7 @@ from dockyard.kernel import flags as K
 from dockyard.kernel.fake import RecordingKernel
 from dockyard.runtime.bundle import config_from_oci
 from dockyard.runtime.container_init import exec_command, init_container
+from dockyard.runtime.securejoin import resolve_in_root
 from dockyard.runtime.spec import DEFAULT_CAPABILITIES, BindMount, RunSpec
 
 BUNDLE = "/b/c1"
@@ -70,11 +71,37 @@ def test_joined_network_namespace() -> None:
     assert index(k, "setns") < index(k, "unshare")
 
 
-def test_stdio_and_session() -> None:
-    k = run_init(terminal=True)
+def test_stdio_pipes_are_set_up_early_in_a_new_session() -> None:
+    k = run_init()
     assert k.find("dup2") == [(10, 0), (11, 1), (12, 2)]
-    assert index(k, "setsid") < index(k, "dup2") < index(k, "set_controlling_tty")
-    assert "set_controlling_tty" not in run_init().names()
+    assert index(k, "setsid") < index(k, "dup2") < index(k, "mount")
+    assert "set_controlling_tty" not in k.names() and "open_pty" not in k.names()
+
+
+def test_terminal_comes_from_the_containers_devpts() -> None:
+    sent: list[int] = []
+    cfg = config_from_oci(
+        BUNDLE,
+        RunSpec(
+            args=["sh"],
+            env=[],
+            hostname="h",
+            rootfs_lower=["/l"],
+            rootfs_upper="/u",
+            rootfs_work="/w",
+            terminal=True,
+        ).to_oci("c1"),
+    )
+    k = RecordingKernel()
+    init_container(k, cfg, (-1, -1, -1), CONTROLLERS, send_pty=sent.append)
+    # After pivot_root, so that the pty belongs to the container's devpts (`tty` says /dev/pts/0).
+    i = index(k, "open_pty", "/dev/pts/ptmx")
+    assert index(k, "pivot_root") < i
+    master, slave = 101, 102  # what the recording kernel handed out
+    assert sent == [master]  # the master goes to the monitor
+    assert k.find("dup2") == [(slave, 0), (slave, 1), (slave, 2)]
+    assert ("/dev/pts/0", "/dev/console", None, K.MS_BIND, None) in k.find("mount")
+    assert index(k, "setsid") < i < index(k, "set_controlling_tty", 0)
 
 
 def test_mount_sequence() -> None:
@@ -247,5 +274,19 @@ def test_long_overlay_options_use_relative_paths() -> None:
 
 
 def test_mount_destination_cannot_escape_root() -> None:
+    k = run_init(mounts=[BindMount("/c/hosts", "/../../etc/hosts")])
+    assert ("/c/hosts", ROOTFS + "/etc/hosts", None, K.MS_BIND | K.MS_REC, None) in k.find("mount")
+
+
+def test_symlinks_resolve_inside_the_root(tmp_path) -> None:
+    root = tmp_path / "rootfs"
+    (root / "real").mkdir(parents=True)
+    (root / "etc").symlink_to("/../../../outside")  # absolute: relative to the container's root
+    (root / "rel").symlink_to("../../real")
+    (root / "loop").symlink_to("loop")
+    assert resolve_in_root(str(root), "/etc/hosts") == str(root / "outside" / "hosts")
+    assert resolve_in_root(str(root), "/rel/x") == str(root / "real" / "x")
+    assert resolve_in_root(str(root), "/../..") == str(root)
+    assert resolve_in_root(str(root), "/new/dir") == str(root / "new" / "dir")
     with pytest.raises(RuntimeFailure):
-        run_init(mounts=[BindMount("/etc", "/../../etc")])
+        resolve_in_root(str(root), "/loop/x")

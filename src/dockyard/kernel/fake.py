@@ -177,6 +177,11 @@ class RecordingKernel(Kernel):
         self._next_fd += 2
         return self._next_fd - 1, self._next_fd
 
+    def open_pty(self, ptmx: str) -> tuple[int, int, str]:
+        self._rec("open_pty", ptmx)
+        self._next_fd += 2
+        return self._next_fd - 1, self._next_fd, ptmx.rsplit("/", 1)[0] + "/0"
+
     def set_controlling_tty(self, fd: int) -> None:
         self._rec("set_controlling_tty", fd)
 

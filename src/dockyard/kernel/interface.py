@@ -160,6 +160,10 @@ class Kernel(ABC):
         """(master, slave)."""
 
     @abstractmethod
+    def open_pty(self, ptmx: str) -> tuple[int, int, str]:
+        """A new pty from the devpts instance of `ptmx`: (master, slave, slave path)."""
+
+    @abstractmethod
     def set_controlling_tty(self, fd: int) -> None:
         """ioctl TIOCSCTTY."""
 

@@ -52,6 +52,9 @@ _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 _TIOCSCTTY = 0x540E
+_TIOCGPTN = 0x80045430
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
 _TIOCSWINSZ = 0x5414
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -350,6 +353,21 @@ class LinuxKernel(Kernel):
             return os.openpty()
         except OSError as exc:
             raise _oserror("openpty", (), exc) from None
+
+    def open_pty(self, ptmx: str) -> tuple[int, int, str]:
+        try:
+            master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _oserror("open", (ptmx,), exc) from None
+        try:
+            fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+            number = struct.unpack("i", fcntl.ioctl(master, _TIOCGPTN, b"\0" * 4))[0]
+            # TIOCGPTPEER opens the slave through the master: no path lookup to race with.
+            slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as exc:
+            os.close(master)
+            raise _oserror("ioctl", (ptmx, "TIOCGPTPEER"), exc) from None
+        return master, slave, f"{os.path.dirname(ptmx)}/{number}"
 
     def set_controlling_tty(self, fd: int) -> None:
         try:

@@ -8,7 +8,7 @@ bind mounts), pivots into it, drops privileges and execs the command.
 Everything goes through a Kernel, so the sequence can be asserted against
 RecordingKernel and timed by TracingKernel. Failures are raised
 (KernelError, RuntimeFailure); `child_main` turns them into a message on the
-status pipe, which the monitor reads before it reports the container started.
+status socket, which the monitor reads before it reports the container started.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable
 from time import perf_counter_ns
 
@@ -27,6 +28,7 @@ from dockyard.kernel.interface import Kernel
 from dockyard.kernel.trace import TracingKernel
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
+from dockyard.runtime.securejoin import resolve_in_root
 from dockyard.runtime.spec import DEFAULT_PATH
 
 # name, major, minor: the devices every container gets (runtime-spec "default devices").
@@ -53,10 +55,7 @@ OVERLAY_DATA_LIMIT = 4000  # mount(2) copies one page of data
 
 
 def _in_root(rootfs: str, path: str) -> str:
-    parts = [p for p in path.split("/") if p and p != "."]
-    if ".." in parts:
-        raise RuntimeFailure(f"mount destination {path!r} escapes the container's root")
-    return rootfs.rstrip("/") + "/" + "/".join(parts)
+    return resolve_in_root(rootfs, path)
 
 
 def mount_rootfs(kernel: Kernel, cfg: ContainerConfig) -> None:
@@ -105,6 +104,21 @@ def populate_dev(kernel: Kernel, cfg: ContainerConfig) -> None:
         kernel.symlink(target, f"{dev}/{name}")
     if any(m.destination == "/dev/pts" for m in cfg.mounts):
         kernel.symlink("pts/ptmx", f"{dev}/ptmx")
+
+
+def setup_console(kernel: Kernel, send_pty: Callable[[int], None]) -> None:
+    """A pty from the container's own devpts, as runc does: `tty` names /dev/pts/0.
+
+    The master goes to the monitor; the slave becomes stdio, the controlling
+    terminal and /dev/console.
+    """
+    master, slave, slave_path = kernel.open_pty("/dev/pts/ptmx")
+    send_pty(master)
+    kernel.create_file("/dev/console", 0o600)
+    kernel.mount(slave_path, "/dev/console", None, K.MS_BIND, None)
+    for target in (0, 1, 2):
+        kernel.dup2(slave, target)
+    kernel.set_controlling_tty(0)
 
 
 def pivot_into(kernel: Kernel, rootfs: str) -> None:
@@ -198,6 +212,7 @@ def init_container(
     stdio: tuple[int, int, int],
     controllers: list[str],
     *,
+    send_pty: Callable[[int], None] = lambda fd: None,
     before_exec: Callable[[], None] | None = None,
 ) -> None:
     """Set up the container in this process and exec its command.
@@ -216,12 +231,11 @@ def init_container(
     if cfg.hostname and cfg.unshare_flags & K.CLONE_NEWUTS:
         kernel.sethostname(cfg.hostname)
 
-    # stdio: a new session, so that a terminal can become the controlling tty.
+    # A new session, so that a terminal can become the controlling tty.
     kernel.setsid()
-    for target, fd in enumerate(stdio):
-        kernel.dup2(fd, target)
-    if cfg.terminal:
-        kernel.set_controlling_tty(0)
+    if not cfg.terminal:
+        for target, fd in enumerate(stdio):
+            kernel.dup2(fd, target)
 
     kernel.umask(0)
     kernel.mount(None, "/", None, K.MS_REC | K.MS_PRIVATE, None)
@@ -231,6 +245,8 @@ def init_container(
         if m.destination == "/dev" and m.fstype == "tmpfs":
             populate_dev(kernel, cfg)
     pivot_into(kernel, cfg.rootfs)
+    if cfg.terminal:
+        setup_console(kernel, send_pty)
     mask_paths(kernel, cfg)
     kernel.makedirs(cfg.cwd)
     if cfg.readonly_rootfs:
@@ -250,40 +266,39 @@ def child_main(
     cfg: ContainerConfig,
     stdio: tuple[int, int, int],
     controllers: list[str],
-    status_fd: int,
+    status: socket.socket,
 ) -> None:
     """Entry point in the forked child; never returns on the real kernel.
 
-    The status pipe is O_CLOEXEC: the monitor sees EOF when execve succeeds.
-    Before exec we write the start trace to it; on failure, the error.
+    `status` is a close-on-exec SOCK_SEQPACKET socket to the monitor: it sees
+    EOF when execve succeeds. One JSON message each: the pty master (with
+    the fd attached), the start trace just before exec, or the error.
     """
     tracer = TracingKernel(kernel)
     t0 = perf_counter_ns()
 
+    def send_pty(master: int) -> None:
+        socket.send_fds(status, [b'{"pty": true}'], [master])
+
     def report_trace() -> None:
-        message = {"trace": tracer.to_json(), "init_ns": perf_counter_ns() - t0}
-        _write_all(status_fd, json.dumps(message).encode() + b"\n")
+        status.send(
+            json.dumps({"trace": tracer.to_json(), "init_ns": perf_counter_ns() - t0}).encode()
+        )
 
     code = 127
     try:
-        init_container(tracer, cfg, stdio, controllers, before_exec=report_trace)
+        init_container(tracer, cfg, stdio, controllers, send_pty=send_pty, before_exec=report_trace)
     except RuntimeFailure as exc:
         code = 127 if exc.kind == "not-found" else 126 if exc.kind == "permission" else 125
-        _report_error(status_fd, exc.message, exc.kind)
+        _report_error(status, exc.message, exc.kind)
     except DockyardError as exc:
-        _report_error(status_fd, exc.message, "other")
+        _report_error(status, exc.message, "other")
     except Exception as exc:  # noqa: BLE001 - any failure must reach the monitor, not vanish
-        _report_error(status_fd, f"container init: {exc!r}", "other")
+        _report_error(status, f"container init: {exc!r}", "other")
     finally:
         kernel.exit(code)
 
 
-def _report_error(fd: int, message: str, kind: str) -> None:
+def _report_error(status: socket.socket, message: str, kind: str) -> None:
     with contextlib.suppress(OSError):
-        _write_all(fd, json.dumps({"error": message, "kind": kind}).encode() + b"\n")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+        status.send(json.dumps({"error": message, "kind": kind}).encode())

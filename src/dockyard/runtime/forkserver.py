@@ -20,6 +20,7 @@ monitors are reaped by the kernel and leave no zombies.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -101,6 +102,10 @@ def main(argv: list[str]) -> int:
         return 0  # the daemon died before we armed the death signal
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Everything imported so far is shared with every monitor: keep the
+    # collector from touching (and so copying) those pages after each fork.
+    gc.collect()
+    gc.freeze()
     ctl = socket.socket(fileno=ctl_fd)
     ctl.setblocking(True)
     ctl.sendall(READY)

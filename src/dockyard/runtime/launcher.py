@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 
 from dockyard.errors import RuntimeFailure, Unavailable
@@ -28,6 +29,7 @@ from dockyard.runtime.state import ExitRecord, read_exit, read_state
 
 __all__ = ["ExitRecord", "Launcher", "MonitorLink", "read_exit", "read_state"]
 
+MAX_PENDING_OUTPUT = 16 * 1024 * 1024
 _SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -46,8 +48,12 @@ class MonitorLink:
         loop = asyncio.get_running_loop()
         self._hello: asyncio.Future[dict] = loop.create_future()
         self._exit: asyncio.Future[ExitRecord] = loop.create_future()
-        self._queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self._pending: deque[tuple[int, bytes]] = deque()
+        self._pending_bytes = 0
+        self._ended = False
+        self._wakeup = asyncio.Event()
         self._frames_taken = False
+        self.dropped_bytes = 0  # output the consumer of frames() was too slow for
         self._task = asyncio.create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
@@ -59,7 +65,7 @@ class MonitorLink:
                 if stream == frames.CONTROL:
                     self._event(json.loads(payload))
                 else:
-                    self._queue.put_nowait((stream, payload))
+                    self._push(stream, payload)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
@@ -94,7 +100,20 @@ class MonitorLink:
                 error="container monitor exited unexpectedly",
             )
             self._exit.set_result(record)
-        self._queue.put_nowait(None)
+        self._ended = True
+        self._wakeup.set()
+
+    def _push(self, stream: int, payload: bytes) -> None:
+        # Read the monitor as fast as it writes, so it never has to drop this
+        # link; if nobody consumes frames(), keep only the newest output (the
+        # json log has all of it).
+        self._pending.append((stream, payload))
+        self._pending_bytes += len(payload)
+        while self._pending_bytes > MAX_PENDING_OUTPUT and len(self._pending) > 1:
+            _, old = self._pending.popleft()
+            self._pending_bytes -= len(old)
+            self.dropped_bytes += len(old)
+        self._wakeup.set()
 
     async def _hello_event(self) -> dict:
         return await asyncio.shield(self._hello)
@@ -105,10 +124,14 @@ class MonitorLink:
             raise RuntimeError("frames() may be called once per link")
         self._frames_taken = True
         while True:
-            item = await self._queue.get()
-            if item is None:
+            while self._pending:
+                stream, payload = self._pending.popleft()
+                self._pending_bytes -= len(payload)
+                yield stream, payload
+            if self._ended:
                 return
-            yield item
+            self._wakeup.clear()
+            await self._wakeup.wait()
 
     async def _send(self, data: bytes) -> None:
         if self._writer.is_closing():

@@ -5,7 +5,7 @@ One monitor process per container, forked by the forkserver and detached
 
 - creates the container's cgroups, unshares a pid namespace for its child and
   forks the container init (container_init.py), then waits on the O_CLOEXEC
-  status pipe: EOF means exec succeeded, a message means it failed;
+  status socket: EOF means exec succeeded, a message means it failed;
 - copies the container's stdout/stderr (pipes, or a pty) to the json-file log
   and to every connected client, framed (frames.py);
 - serves clients on the abstract unix socket "\\0dockyard-monitor-<id>"
@@ -48,7 +48,12 @@ from dockyard.runtime.rfc3339 import now_rfc3339nano
 from dockyard.runtime.state import EXIT_FILE, STATE_FILE, TRACE_FILE, ExitRecord, write_json
 
 SOCKET_PREFIX = frames.MONITOR_SOCKET_PREFIX
-MAX_CLIENT_BACKLOG = 8 * 1024 * 1024  # a client this far behind is dropped, not waited for
+# A client this far behind misses output frames (the log has them) rather than
+# stalling the container; control frames (the exit event) always get through.
+MAX_CLIENT_BACKLOG = 8 * 1024 * 1024
+# Stdin buffered for a container that does not read it: beyond this, stop
+# reading from the client that sends it (backpressure, as a pipe would).
+MAX_STDIN_BACKLOG = 1024 * 1024
 DRAIN_TIMEOUT = 2.0  # after the init exits, how long to wait for the pipes' EOF
 _UCRED = struct.Struct("3i")
 
@@ -62,6 +67,8 @@ class _Client:
         self.sock = sock
         self.decoder = frames.FrameDecoder()
         self.out = bytearray()
+        self.paused = False  # not read while the container's stdin is backed up
+        self.dropped = 0  # output bytes this client missed
 
 
 class _Reactor:
@@ -180,20 +187,27 @@ class Monitor:
         if self.log_path:
             self.log = JsonFileLog(self.log_path)
         stdio, child_fds = self._make_stdio(cfg)
-        status_r, status_w = os.pipe2(os.O_CLOEXEC)
-        child_fds.append(status_w)
+        status, child_status = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         tracer.unshare(K.CLONE_NEWPID)
         self.t_fork = perf_counter_ns()
         pid = tracer.fork()
         if pid == 0:
             # The container's PID 1; child_main never returns.
-            child_main(self.kernel, cfg, stdio, self.controllers, status_w)
+            child_main(self.kernel, cfg, stdio, self.controllers, child_status)
             os._exit(127)
         self.pid = pid
         for fd in child_fds:
             os.close(fd)
-        report = _read_status(status_r)
-        os.close(status_r)
+        child_status.close()
+        report = _read_status(status)
+        status.close()
+        if "pty_fd" in report:
+            master = report.pop("pty_fd")
+            os.set_blocking(master, False)
+            self.pty_master = master
+            self.outputs[master] = "stdout"
+            if cfg.open_stdin:
+                self.stdin_fd = master
         if report.get("error") is not None or "trace" not in report:
             self.kernel.waitpid(pid, 0)
             if "trace" not in report and report.get("error") is None:
@@ -216,13 +230,7 @@ class Monitor:
     def _make_stdio(self, cfg: ContainerConfig) -> tuple[tuple[int, int, int], list[int]]:
         """The child's (stdin, stdout, stderr) and the fds to close in the monitor after fork."""
         if cfg.terminal:
-            master, slave = self.kernel.openpty()
-            os.set_blocking(master, False)
-            self.pty_master = master
-            self.outputs[master] = "stdout"
-            if cfg.open_stdin:
-                self.stdin_fd = master
-            return (slave, slave, slave), [slave]
+            return (-1, -1, -1), []  # the init opens a pty in its own devpts and sends the master
         out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         err_r, err_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         os.set_blocking(out_w, True)
@@ -334,6 +342,9 @@ class Monitor:
         for stream, payload in received:
             if stream == frames.STDIN:
                 self._stdin_data(payload)
+                if len(self.stdin_buf) > MAX_STDIN_BACKLOG:
+                    client.paused = True
+                    self.reactor.on_read(fd, None)
             elif stream == frames.CONTROL:
                 # A malformed command from one client must not stop the monitor.
                 with contextlib.suppress(ValueError, TypeError, KeyError):
@@ -370,6 +381,7 @@ class Monitor:
                 n = os.write(fd, self.stdin_buf)
             except (BlockingIOError, InterruptedError):
                 self.reactor.on_write(fd, self._stdin_flush)
+                self._resume_clients()
                 return
             except OSError:
                 # The container closed its stdin; what it did not read is lost, as with a pipe.
@@ -377,14 +389,20 @@ class Monitor:
                 self.stdin_close_pending = True
                 break
             del self.stdin_buf[:n]
-        if fd in self.outputs:
-            self.reactor.on_write(fd, None)
-        else:
-            self.reactor.on_write(fd, None)
-            if self.stdin_close_pending:
-                self.reactor.forget(fd)
-                os.close(fd)
-                self.stdin_fd = -1
+        self._resume_clients()
+        self.reactor.on_write(fd, None)
+        if self.stdin_close_pending and fd not in self.outputs:
+            self.reactor.forget(fd)
+            os.close(fd)
+            self.stdin_fd = -1
+
+    def _resume_clients(self) -> None:
+        if len(self.stdin_buf) > MAX_STDIN_BACKLOG // 2:
+            return
+        for fd, client in self.clients.items():
+            if client.paused:
+                client.paused = False
+                self.reactor.on_read(fd, lambda fd=fd: self._client_readable(fd))
 
     def _output_readable(self, fd: int) -> None:
         try:
@@ -405,7 +423,10 @@ class Monitor:
             self.log.write(stream, data)
         frame = frames.encode(frames.STDOUT if stream == "stdout" else frames.STDERR, data)
         for client in list(self.clients.values()):
-            self._send(client, frame)
+            if len(client.out) > MAX_CLIENT_BACKLOG:
+                client.dropped += len(data)
+            else:
+                self._send(client, frame)
 
     def _send(self, client: _Client, data: bytes) -> None:
         if not client.out:
@@ -420,9 +441,6 @@ class Monitor:
             if not data:
                 return
         client.out += data
-        if len(client.out) > MAX_CLIENT_BACKLOG:
-            self._drop(client)
-            return
         fd = client.sock.fileno()
         self.reactor.on_write(fd, lambda: self._client_writable(fd))
 
@@ -496,24 +514,23 @@ class Monitor:
         self.clients.clear()
 
 
-def _read_status(fd: int) -> dict:
-    """Read the init's status pipe to EOF; merge its JSON lines."""
-    chunks = []
+def _read_status(sock: socket.socket) -> dict:
+    """Read the init's status socket to EOF (its exec); merge its JSON messages."""
+    report: dict = {}
     while True:
         try:
-            chunk = os.read(fd, 65536)
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 1)
         except InterruptedError:
             continue
-        if not chunk:
-            break
-        chunks.append(chunk)
-    report: dict = {}
-    for line in b"".join(chunks).splitlines():
+        for fd in fds:
+            os.set_inheritable(fd, False)
+            report["pty_fd"] = fd
+        if not msg and not fds:
+            return report
         try:
-            report.update(json.loads(line))
+            report.update(json.loads(msg))
         except ValueError:
-            report.setdefault("error", line.decode(errors="replace"))
-    return report
+            report.setdefault("error", msg.decode(errors="replace"))
 
 
 def detach_and_run(
