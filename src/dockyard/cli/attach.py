@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` would import enum
 import contextlib
 import os
-import signal
 import sys
 import threading
-from typing import Any
 
 from dockyard.client.stream import OutputSink, copy_stream
 from dockyard.client.transport import Client, HijackedConnection
 
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
+
 # docker's ForwardAllSignals skips SIGCHLD, SIGPIPE, SIGURG and SIGWINCH
 PROXIED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+_SIGNAL_NAMES = {getattr(signal, name): name for name in PROXIED_SIGNALS}
 
 
 def attach(client: Client, cid: str, stdin: bool, stdout: bool, stderr: bool) -> HijackedConnection:
@@ -92,7 +96,7 @@ class SignalProxy:
         self.saved: dict[int, Any] = {}
 
     def _forward(self, signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
+        name = _SIGNAL_NAMES.get(signum, str(signum))
 
         def send() -> None:
             # the container may be gone already

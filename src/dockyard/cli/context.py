@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from dockyard.client.host import DaemonHost
 
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dockyard.client.transport import Client
 
 

@@ -8,9 +8,9 @@ positional so that the container's own arguments are left alone.
 
 from __future__ import annotations
 
-import textwrap
-from dataclasses import dataclass, field
-from typing import Any
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 BOOL_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
 BOOL_FALSE = {"0", "f", "F", "false", "FALSE", "False"}
@@ -28,15 +28,28 @@ class HelpRequested(Exception):
     pass
 
 
-@dataclass(frozen=True)
 class Opt:
-    long: str
-    short: str = ""
-    kind: str = "bool"  # bool | string | int | list
-    help: str = ""
-    default: Any = None
-    metavar: str = ""  # type word shown in help: string, list, int, bytes...
-    hidden: bool = False
+    """One option: `--long`, optional `-s` shorthand, its kind and help text."""
+
+    __slots__ = ("long", "short", "kind", "help", "default", "metavar", "hidden")
+
+    def __init__(
+        self,
+        long: str,
+        short: str = "",
+        kind: str = "bool",  # bool | string | int | list
+        help: str = "",
+        default: Any = None,
+        metavar: str = "",  # type word shown in help: string, list, int, bytes...
+        hidden: bool = False,
+    ) -> None:
+        self.long = long
+        self.short = short
+        self.kind = kind
+        self.help = help
+        self.default = default
+        self.metavar = metavar
+        self.hidden = hidden
 
     @property
     def dest(self) -> str:
@@ -50,18 +63,45 @@ class Opt:
         return self.default
 
 
-@dataclass
 class Command:
-    name: str  # "run", "container ls" ...
-    usage: str  # "[OPTIONS] IMAGE [COMMAND] [ARG...]"
-    description: str
-    options: list[Opt] = field(default_factory=list)
-    aliases: list[str] = field(default_factory=list)
-    min_args: int = 0
-    max_args: int | None = None
-    interspersed: bool = True  # False: stop at the first positional (run, exec)
+    """A verb's usage line, description, options and argument rules."""
+
+    def __init__(
+        self,
+        name: str,  # "run", "container ls" ...
+        usage: str,  # "[OPTIONS] IMAGE [COMMAND] [ARG...]"
+        description: str,
+        options: list[Opt] | None = None,
+        aliases: list[str] | None = None,
+        min_args: int = 0,
+        max_args: int | None = None,
+        interspersed: bool = True,  # False: stop at the first positional (run, exec)
+    ) -> None:
+        self.name = name
+        self.usage = usage
+        self.description = description
+        self.options = options or []
+        self.aliases = aliases or []
+        self.min_args = min_args
+        self.max_args = max_args
+        self.interspersed = interspersed
+
+    def renamed(self, name: str) -> Command:
+        """The same verb reached through an alias (`container ls` for `ps`)."""
+        return Command(
+            name,
+            self.usage,
+            self.description,
+            self.options,
+            self.aliases,
+            self.min_args,
+            self.max_args,
+            self.interspersed,
+        )
 
     def help_text(self, prog: str = "dockyard") -> str:
+        import textwrap
+
         lines = [f"Usage:  {prog} {self.name} {self.usage}".rstrip(), "", self.description]
         if self.aliases:
             lines += ["", "Aliases:", "  " + ", ".join(f"{prog} {a}" for a in self.aliases)]

@@ -9,11 +9,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Sequence
 
 from dockyard import __version__
 from dockyard.cli.context import CLIError, Context
 from dockyard.cli.flags import Command, FlagError, HelpRequested, Opt, UsageError, check_args, parse
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # verb -> module under dockyard.cli.commands
 COMMANDS: dict[str, str] = {
@@ -177,7 +180,7 @@ def run_command(ctx_args: dict, argv: list[str]) -> int:
     module = importlib.import_module(f"dockyard.cli.commands.{module_name}")
     spec: Command = module.COMMAND
     if name != spec.name:
-        spec = Command(**{**spec.__dict__, "name": name})
+        spec = spec.renamed(name)
     try:
         opts, args = parse(spec, rest)
     except HelpRequested:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 DEFAULT_HOST = "unix:///run/dockyard.sock"
 DEFAULT_TCP_HOST = "127.0.0.1"
@@ -13,16 +12,21 @@ class HostError(ValueError):
     """A -H/DOCKER_HOST value that cannot be parsed."""
 
 
-@dataclass(frozen=True)
 class DaemonHost:
     """Where the daemon listens: a unix socket path or a TCP host and port."""
 
-    scheme: str  # "unix" or "tcp"
-    address: str  # socket path for unix, host name / IP for tcp
-    port: int = 0
-    # True when the user named the host (flag or environment), so the CLI
-    # must not auto-start a daemon for it.
-    explicit: bool = False
+    __slots__ = ("scheme", "address", "port", "explicit")
+
+    def __init__(self, scheme: str, address: str, port: int = 0, explicit: bool = False) -> None:
+        self.scheme = scheme  # "unix" or "tcp"
+        self.address = address  # socket path for unix, host name / IP for tcp
+        self.port = port
+        # True when the user named the host (flag or environment), so the CLI
+        # must not auto-start a daemon for it.
+        self.explicit = explicit
+
+    def __repr__(self) -> str:
+        return f"DaemonHost({self.url!r}, explicit={self.explicit})"
 
     @property
     def url(self) -> str:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
 
 HEADER_SIZE = 8
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3

@@ -1,117 +1,228 @@
-"""HTTP to the daemon over a unix or TCP socket, with the stdlib only.
+"""HTTP/1.1 to the daemon over a unix or TCP socket, on plain sockets.
 
-The CLI imports this on every verb, so it stays small: http.client, socket
-and json. One connection per request keeps the code simple; connecting to a
-local socket costs microseconds.
+Every CLI verb imports this module, so it stays lean on purpose: http.client
+would pull in the email package and ssl (tens of milliseconds of imports for
+each `dockyard` invocation); the subset of HTTP the Engine API needs —
+Content-Length, chunked bodies, read-until-close streams and the 101 upgrade
+for attach — is small enough to speak directly. One connection per request:
+connecting to a local socket costs microseconds.
 """
 
 from __future__ import annotations
 
-import contextlib
+import _socket as socket  # the C module: `socket` would import enum and selectors
 import errno
-import http.client
-import json
 import os
-import re
-import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
 
 from dockyard import API_VERSION, __version__
+from dockyard.client import jsonio
 from dockyard.client.errors import APIError, DaemonUnreachable, ProtocolError
 from dockyard.client.host import DEFAULT_HOST, DaemonHost
 
+TYPE_CHECKING = False  # avoids importing typing at run time (startup speed)
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Iterator, Mapping
+    from typing import IO, Any
+
+    QueryValue = str | int | bool | None | list[str]
 
 USER_AGENT = f"Dockyard-Client/{__version__} (linux)"
 LOG_FILE = "/var/log/dockyard.log"
 AUTOSTART_TIMEOUT = 15.0
-_TOO_NEW = re.compile(r"client version (\S+) is too new.*?API version is (\d+\.\d+)", re.I)
+CHUNK = 65536
 
-QueryValue = str | int | bool | None | list[str]
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PATH_SAFE = _UNRESERVED | frozenset(b"/:@!$&'()*+,;=")
+_REASONS = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}
+
+
+def _quote(text: str, safe: frozenset[int] = _UNRESERVED) -> str:
+    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in text.encode("utf-8"))
 
 
 def encode_query(query: Mapping[str, QueryValue] | None) -> str:
     """Docker-style query: booleans as 1/0, None dropped, lists repeated."""
     if not query:
         return ""
-    pairs: list[tuple[str, str]] = []
+    pairs: list[str] = []
     for key, value in query.items():
         if value is None:
             continue
         if isinstance(value, bool):
-            pairs.append((key, "1" if value else "0"))
+            values = ["1" if value else "0"]
         elif isinstance(value, list):
-            pairs.extend((key, str(v)) for v in value)
+            values = [str(v) for v in value]
         else:
-            pairs.append((key, str(value)))
-    return urlencode(pairs, quote_via=quote) if pairs else ""
+            values = [str(value)]
+        pairs.extend(f"{_quote(key)}={_quote(v)}" for v in values)
+    return "&".join(pairs)
 
 
 def encode_filters(filters: Mapping[str, list[str]]) -> str:
     """The docker CLI's filter encoding: {"key": {"value": true}}."""
-    return json.dumps({k: {v: True for v in vs} for k, vs in filters.items()})
+    return jsonio.dumps({k: {v: True for v in vs} for k, vs in filters.items()})
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+class _Reader:
+    """Buffered reads from a socket."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            if self.timeout is not None:
-                sock.settimeout(self.timeout)
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
+    def __init__(self, sock: socket.socket, initial: bytes = b"") -> None:
         self.sock = sock
+        self.buf = initial
+
+    def fill(self) -> bool:
+        try:
+            data = self.sock.recv(CHUNK)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def readline(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            if not self.fill():
+                raise ProtocolError("the daemon closed the connection mid-response")
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def take(self, limit: int) -> bytes:
+        """Up to `limit` bytes, waiting for at most one recv."""
+        if not self.buf and not self.fill():
+            return b""
+        data, self.buf = self.buf[:limit], self.buf[limit:]
+        return data
+
+
+def _read_head(reader: _Reader) -> tuple[int, dict[str, str]]:
+    while b"\r\n\r\n" not in reader.buf:
+        if len(reader.buf) > 65536:
+            raise ProtocolError("response header from the daemon is too large")
+        if not reader.fill():
+            raise ProtocolError("the daemon closed the connection before answering")
+    head, _, reader.buf = reader.buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    try:
+        status = int(parts[1])
+    except (IndexError, ValueError):
+        raise ProtocolError(f"malformed status line from the daemon: {lines[0]!r}") from None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
 
 
 class Response:
     """A daemon response whose body may still be streaming."""
 
-    def __init__(self, conn: http.client.HTTPConnection, raw: http.client.HTTPResponse) -> None:
-        self._conn = conn
-        self.raw = raw
-        self.status = raw.status
-        self.headers = raw.headers
+    def __init__(
+        self,
+        sock: socket.socket,
+        reader: _Reader,
+        status: int,
+        headers: dict[str, str],
+        method: str,
+    ) -> None:
+        self.sock = sock
+        self._reader = reader
+        self.status = status
+        self.headers = headers
+        self._chunked = headers.get("transfer-encoding", "").lower() == "chunked"
+        self._remaining = -1  # -1: until close (or chunked)
+        self._chunk_left = 0
+        self._done = method == "HEAD" or status in (204, 304) or 100 <= status < 200
+        if not self._chunked and "content-length" in headers:
+            try:
+                self._remaining = int(headers["content-length"])
+            except ValueError:
+                raise ProtocolError("bad Content-Length from the daemon") from None
+            if self._remaining == 0:
+                self._done = True
+
+    def read1(self, size: int = CHUNK) -> bytes:
+        """The next bytes of the body as soon as any arrive; b'' at the end."""
+        if self._done:
+            return b""
+        if self._chunked:
+            return self._read_chunk(size)
+        want = size if self._remaining < 0 else min(size, self._remaining)
+        data = self._reader.take(want)
+        if not data:
+            if self._remaining > 0:
+                raise ProtocolError("the daemon closed the connection mid-response")
+            self._done = True
+            return b""
+        if self._remaining > 0:
+            self._remaining -= len(data)
+            if self._remaining == 0:
+                self._done = True
+        return data
+
+    def _read_chunk(self, size: int) -> bytes:
+        reader = self._reader
+        if self._chunk_left == 0:
+            line = reader.readline()
+            try:
+                self._chunk_left = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ProtocolError(f"bad chunk header from the daemon: {line[:40]!r}") from None
+            if self._chunk_left == 0:
+                # trailers end with an empty line; the daemon may also just close
+                try:
+                    while reader.readline():
+                        pass
+                except ProtocolError:
+                    pass
+                self._done = True
+                return b""
+        data = reader.take(min(size, self._chunk_left))
+        if not data:
+            raise ProtocolError("the daemon closed the connection mid-response")
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0:
+            reader.readline()  # the CRLF after each chunk
+        return data
 
     def read(self) -> bytes:
+        parts: list[bytes] = []
         try:
-            return self.raw.read()
+            while True:
+                data = self.read1()
+                if not data:
+                    break
+                parts.append(data)
         finally:
             self.close()
+        return b"".join(parts)
 
     def json(self) -> Any:
         body = self.read()
         if not body.strip():
             return None
-        return json.loads(body)
+        try:
+            return jsonio.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ProtocolError(f"the daemon sent invalid JSON: {body[:80]!r}") from None
 
-    def iter_chunks(self, size: int = 65536) -> Iterator[bytes]:
+    def iter_chunks(self, size: int = CHUNK) -> Iterator[bytes]:
         """Yield bytes as soon as the daemon sends them (no waiting for full buffers)."""
         try:
             while True:
-                chunk = self.raw.read1(size)
-                if not chunk:
+                data = self.read1(size)
+                if not data:
                     return
-                yield chunk
-        except http.client.IncompleteRead as exc:
-            if exc.partial:
-                yield exc.partial
+                yield data
         finally:
             self.close()
 
     def iter_json(self) -> Iterator[Any]:
         """Newline-delimited (or concatenated) JSON objects, as progress streams send them."""
-        decoder = json.JSONDecoder()
         buf = ""
         for chunk in self.iter_chunks():
             buf += chunk.decode("utf-8", "replace")
@@ -120,15 +231,18 @@ class Response:
                 if not buf:
                     break
                 try:
-                    obj, end = decoder.raw_decode(buf)
+                    obj, end = jsonio.raw_decode(buf)
                 except ValueError:
                     break
                 buf = buf[end:]
                 yield obj
 
     def close(self) -> None:
-        self.raw.close()
-        self._conn.close()
+        self._done = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 class HijackedConnection:
@@ -143,16 +257,14 @@ class HijackedConnection:
     def multiplexed(self) -> bool:
         return "multiplexed-stream" in self.content_type
 
-    def iter_chunks(self, size: int = 65536) -> Iterator[bytes]:
+    def iter_chunks(self, size: int = CHUNK) -> Iterator[bytes]:
         if self._initial:
             data, self._initial = self._initial, b""
             yield data
         while True:
             try:
                 chunk = self.sock.recv(size)
-            except InterruptedError:
-                continue
-            except (ConnectionResetError, OSError):
+            except OSError:
                 return
             if not chunk:
                 return
@@ -163,23 +275,44 @@ class HijackedConnection:
 
     def close_write(self) -> None:
         """Half-close: tells the daemon stdin ended while output keeps flowing."""
-        with contextlib.suppress(OSError):
+        try:
             self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
+        try:
             self.sock.close()
+        except OSError:
+            pass
 
 
 def _error_message(status: int, body: bytes) -> str:
     text = body.decode("utf-8", "replace").strip()
     try:
-        data = json.loads(text)
+        data = jsonio.loads(text)
     except ValueError:
-        return text or http.client.responses.get(status, f"status {status}")
+        return text or _REASONS.get(status, f"status {status}")
     if isinstance(data, dict) and "message" in data:
         return str(data["message"])
     return text
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in v.split("."))
+    except ValueError:
+        return (0,)
+
+
+def _too_new(message: str) -> str | None:
+    """The daemon's maximum from 'client version X is too new. Maximum supported API version is Y'."""
+    lower = message.lower()
+    if "is too new" not in lower or "api version is" not in lower:
+        return None
+    tail = message[lower.rindex("api version is") + len("api version is") :].strip()
+    version = tail.split()[0].rstrip(".") if tail else ""
+    return version if _version_tuple(version) > (0,) else None
 
 
 class Client:
@@ -203,25 +336,30 @@ class Client:
 
     # -- connections -------------------------------------------------------
 
-    def _new_connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
-        if self.host.scheme == "unix":
-            return _UnixHTTPConnection(self.host.address, timeout=timeout)
-        return http.client.HTTPConnection(self.host.address, self.host.port, timeout=timeout)
-
-    def _connect(self, conn: http.client.HTTPConnection) -> None:
+    def _open(self) -> socket.socket:
         try:
-            conn.connect()
+            return self._try_open()
         except OSError as exc:
             self._handle_connect_error(exc)
+        try:
+            return self._try_open()
+        except OSError as exc:
+            raise DaemonUnreachable(self.host.url, str(exc)) from None
+
+    def _try_open(self) -> socket.socket:
+        if self.host.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                conn.connect()
-            except OSError as exc2:
-                raise DaemonUnreachable(self.host.url, str(exc2)) from None
+                sock.settimeout(self.timeout)
+                sock.connect(self.host.address)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+        return _tcp_connect(self.host.address, self.host.port, self.timeout)
 
     def _handle_connect_error(self, exc: OSError) -> None:
         """Auto-start the daemon for the default socket, else raise DaemonUnreachable."""
-        if isinstance(exc, PermissionError):
-            raise DaemonUnreachable(self.host.url, str(exc)) from None
         missing = exc.errno in (errno.ENOENT, errno.ECONNREFUSED)
         if not (self.autostart and missing and os.geteuid() == 0 and not self._started_daemon):
             raise DaemonUnreachable(self.host.url, str(exc)) from None
@@ -235,11 +373,48 @@ class Client:
             return "api.moby.localhost"
         return f"{self.host.address}:{self.host.port}"
 
-    def _url(self, path: str, query: Mapping[str, QueryValue] | None) -> str:
+    def _url(
+        self, path: str, query: Mapping[str, QueryValue] | None, versioned: bool = True
+    ) -> str:
         qs = encode_query(query)
-        # names can hold anything a user typed; keep '/' and ':' (image refs) readable
-        safe_path = quote(path, safe="/:@!$&'()*+,;=-._~")
-        return f"/v{self.version}{safe_path}" + (f"?{qs}" if qs else "")
+        # names can hold anything a user typed; '/' and ':' stay (image references)
+        target = _quote(path, _PATH_SAFE) + (f"?{qs}" if qs else "")
+        return f"/v{self.version}{target}" if versioned else target
+
+    def _send(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        payload: bytes | IO[bytes] | None,
+    ) -> tuple[socket.socket, _Reader, int, dict[str, str]]:
+        sock = self._open()
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header()}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        streaming = payload is not None and not isinstance(payload, bytes)
+        if isinstance(payload, bytes):
+            lines.append(f"Content-Length: {len(payload)}")
+        elif streaming:
+            lines.append("Transfer-Encoding: chunked")
+        elif method in ("POST", "PUT"):
+            lines.append("Content-Length: 0")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        try:
+            if isinstance(payload, bytes):
+                sock.sendall(head + payload)
+            else:
+                sock.sendall(head)
+                if streaming:
+                    _send_chunked(sock, payload)  # type: ignore[arg-type]
+            reader = _Reader(sock)
+            status, resp_headers = _read_head(reader)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            sock.close()
+            raise ProtocolError(f"connection to the daemon was lost: {exc}") from None
+        except BaseException:
+            sock.close()
+            raise
+        return sock, reader, status, resp_headers
 
     # -- requests ------------------------------------------------------------
 
@@ -251,58 +426,44 @@ class Client:
         body: Any = None,
         data: bytes | IO[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
     ) -> Response:
         """Send a request; raise APIError for non-2xx; the body is left to the caller.
 
         `body` is JSON-encoded; `data` is sent raw (a file is streamed chunked).
         """
-        hdrs = {"User-Agent": USER_AGENT, "Host": self._host_header()}
+        hdrs = {"User-Agent": USER_AGENT}
         payload: bytes | IO[bytes] | None = data
         if body is not None:
-            payload = json.dumps(body).encode()
+            payload = jsonio.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
         if headers:
             hdrs.update(headers)
         for attempt in range(2):
-            conn = self._new_connection(timeout if timeout is not None else self.timeout)
-            self._connect(conn)
-            url = self._url(path, query)
-            try:
-                if payload is None or isinstance(payload, bytes):
-                    conn.request(method, url, body=payload, headers=hdrs)
-                else:
-                    hdrs.setdefault("Content-Type", "application/x-tar")
-                    conn.request(method, url, body=payload, headers=hdrs, encode_chunked=True)
-                raw = conn.getresponse()
-            except (BrokenPipeError, ConnectionResetError) as exc:
-                conn.close()
-                raise ProtocolError(f"connection to the daemon was lost: {exc}") from None
-            except http.client.HTTPException as exc:
-                conn.close()
-                raise ProtocolError(f"bad response from the daemon: {exc!r}") from None
-            if 200 <= raw.status < 300 or raw.status == 101:
-                return Response(conn, raw)
-            message = _error_message(raw.status, raw.read())
-            conn.close()
-            if attempt == 0 and self._downgrade(raw.status, message):
+            sock, reader, status, resp_headers = self._send(
+                method, self._url(path, query), hdrs, payload
+            )
+            resp = Response(sock, reader, status, resp_headers, method)
+            if 200 <= status < 300:
+                return resp
+            message = _error_message(status, resp.read())
+            if attempt == 0 and self._downgrade(status, message):
                 if payload is not None and not isinstance(payload, bytes):
                     try:
                         payload.seek(0)
                     except (OSError, AttributeError, ValueError):
-                        raise APIError(raw.status, message) from None
+                        raise APIError(status, message) from None
                 continue
-            raise APIError(raw.status, message)
+            raise APIError(status, message)
         raise AssertionError("unreachable")
 
     def _downgrade(self, status: int, message: str) -> bool:
         """After 'client version X is too new', use the daemon's version and retry."""
         if status != 400 or not self._negotiable:
             return False
-        match = _TOO_NEW.search(message)
-        if not match:
+        version = _too_new(message)
+        if version is None:
             return False
-        self.version = match.group(2)
+        self.version = version
         self._negotiable = False
         return True
 
@@ -318,24 +479,17 @@ class Client:
         return self.request("DELETE", path, query).json()
 
     def ping(self) -> dict[str, str]:
-        """GET /_ping (unversioned); returns the response headers (API-Version, OSType...)."""
-        conn = self._new_connection(self.timeout)
-        self._connect(conn)
-        try:
-            conn.request("GET", "/_ping", headers={"User-Agent": USER_AGENT})
-            raw = conn.getresponse()
-            raw.read()
-        except http.client.HTTPException as exc:
-            raise ProtocolError(f"bad response from the daemon: {exc!r}") from None
-        finally:
-            conn.close()
-        return {k: v for k, v in raw.headers.items()}
+        """GET /_ping (unversioned); returns the response headers, lower-cased."""
+        sock, reader, status, headers = self._send(
+            "GET", "/_ping", {"User-Agent": USER_AGENT}, None
+        )
+        Response(sock, reader, status, headers, "GET").read()
+        return headers
 
     def negotiate(self) -> str:
         """Explicit negotiation via /_ping, for callers that want it up front."""
         if self._negotiable:
-            headers = {k.lower(): v for k, v in self.ping().items()}
-            api = headers.get("api-version")
+            api = self.ping().get("api-version")
             if api and _version_tuple(api) < _version_tuple(self.version):
                 self.version = api
             self._negotiable = False
@@ -347,104 +501,57 @@ class Client:
         self, path: str, query: Mapping[str, QueryValue] | None = None
     ) -> HijackedConnection:
         """POST with Connection: Upgrade; on 101 (or 200) the socket becomes the stream."""
+        hdrs = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "text/plain",
+            "Connection": "Upgrade",
+            "Upgrade": "tcp",
+        }
         for attempt in range(2):
-            conn = self._new_connection(None)
-            self._connect(conn)
-            sock = conn.sock
-            assert sock is not None
-            conn.sock = None  # the socket now belongs to the hijacked stream
-            request = (
-                f"POST {self._url(path, query)} HTTP/1.1\r\n"
-                f"Host: {self._host_header()}\r\n"
-                f"User-Agent: {USER_AGENT}\r\n"
-                "Content-Type: text/plain\r\n"
-                "Connection: Upgrade\r\n"
-                "Upgrade: tcp\r\n"
-                "\r\n"
-            )
-            sock.sendall(request.encode())
-            status, headers, rest = _read_response_head(sock)
+            sock, reader, status, headers = self._send("POST", self._url(path, query), hdrs, None)
             if status in (101, 200):
-                return HijackedConnection(sock, rest, headers.get("content-type", ""))
-            body = _read_error_body(sock, headers, rest)
-            sock.close()
-            message = _error_message(status, body)
+                return HijackedConnection(sock, reader.buf, headers.get("content-type", ""))
+            resp = Response(sock, reader, status, headers, "POST")
+            message = _error_message(status, resp.read())
             if attempt == 0 and self._downgrade(status, message):
                 continue
             raise APIError(status, message)
         raise AssertionError("unreachable")
 
 
-def _version_tuple(v: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in v.split("."))
-    except ValueError:
-        return (0,)
+def _tcp_connect(host: str, port: int, timeout: float | None) -> socket.socket:
+    """socket.create_connection, on the C module: try each address in turn."""
+    last: OSError | None = None
+    for family, kind, proto, _name, addr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(addr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise last or OSError(errno.EHOSTUNREACH, f"no address for {host}")
 
 
-def _read_response_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ProtocolError("the daemon closed the connection before answering")
-        buf += chunk
-        if len(buf) > 65536:
-            raise ProtocolError("response header from the daemon is too large")
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    try:
-        status = int(parts[1])
-    except (IndexError, ValueError):
-        raise ProtocolError(f"malformed status line from the daemon: {lines[0]!r}") from None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, rest
-
-
-def _read_error_body(sock: socket.socket, headers: dict[str, str], rest: bytes) -> bytes:
-    length = headers.get("content-length")
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        # Small error bodies only: collect until the terminating chunk.
-        data = rest
-        while not data.endswith(b"0\r\n\r\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        out = b""
-        while data:
-            size_line, _, data = data.partition(b"\r\n")
-            try:
-                size = int(size_line.split(b";")[0], 16)
-            except ValueError:
-                break
-            if size == 0:
-                break
-            out += data[:size]
-            data = data[size + 2 :]
-        return out
-    if length is not None:
-        want = int(length)
-        data = rest
-        while len(data) < want:
-            chunk = sock.recv(want - len(data))
-            if not chunk:
-                break
-            data += chunk
-        return data
-    return rest
+def _send_chunked(sock: socket.socket, source: IO[bytes]) -> None:
+    read = getattr(source, "read1", source.read)
+    while True:
+        block = read(CHUNK)
+        if not block:
+            break
+        sock.sendall(b"%x\r\n" % len(block) + block + b"\r\n")
+    sock.sendall(b"0\r\n\r\n")
 
 
 def start_daemon() -> subprocess.Popen[bytes]:
     """Launch `python -m dockyard daemon` detached, its output appended to the log."""
-    sys.stderr.write(f"Starting the dockyard daemon in the background (log: {LOG_FILE})\n")
-    sys.stderr.flush()
     import subprocess
 
+    sys.stderr.write(f"Starting the dockyard daemon in the background (log: {LOG_FILE})\n")
+    sys.stderr.flush()
     with open(LOG_FILE, "ab") as log, open(os.devnull, "rb") as devnull:
         return subprocess.Popen(
             [sys.executable, "-m", "dockyard", "daemon"],

@@ -8,11 +8,13 @@ daemon sees the same request from `dockyard run` as from `docker run`.
 from __future__ import annotations
 
 import os
-import re
-from typing import Any
 
 from dockyard.cli.context import CLIError
 from dockyard.cli.flags import Opt
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 CONTAINER_OPTIONS: list[Opt] = [
     Opt("add-host", kind="list", help="Add a custom host-to-IP mapping (host:ip)"),
@@ -87,18 +89,26 @@ CONTAINER_OPTIONS: list[Opt] = [
     Opt("workdir", "w", kind="string", help="Working directory inside the container"),
 ]  # fmt: skip
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.I)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def ram_in_bytes(value: str) -> int:
-    """go-units RAMInBytes: '512m', '1g', '1.5GB', '1024' (binary multiples)."""
-    text = value.strip()
-    match = _SIZE.match(text)
-    if not match:
+    """go-units RAMInBytes: '512m', '1g', '1.5GB', '1024', '64KiB' (binary multiples)."""
+    text = value.strip().lower()
+    # optional "b" / "ib" after the unit letter, as go-units accepts
+    if text.endswith("ib") and len(text) > 2 and text[-3] in "kmgtp":
+        text = text[:-2]
+    elif text.endswith("b"):
+        text = text[:-1]
+    unit = text[-1] if text and text[-1] in "kmgtp" else ""
+    number = text[: len(text) - len(unit)].strip()
+    try:
+        amount = float(number)
+    except ValueError:
+        raise CLIError(f"invalid size: '{value}'", 125) from None
+    if amount < 0 or not number[:1].isdigit():
         raise CLIError(f"invalid size: '{value}'", 125)
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower()])
+    return int(amount * _UNITS[unit])
 
 
 def parse_env_file(path: str, what: str = "env") -> list[str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dockyard.cli.context import Context, parse_filters
 from dockyard.cli.flags import Command, Opt
 from dockyard.cli.formatting import Formatter, go_time_string, human_size, short_id, time_ago
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 COMMAND = Command(
     name="images",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import IO, Any
 
 from dockyard.cli.commands.images import split_ref
 from dockyard.cli.context import CLIError, Context
 from dockyard.cli.flags import Command, Opt
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 COMMAND = Command(
     name="import",

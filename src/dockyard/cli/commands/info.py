@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dockyard import __version__
 from dockyard.cli.context import CLIError, Context
 from dockyard.cli.flags import Command, Opt
 from dockyard.cli.formatting import bytes_size
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 COMMAND = Command(
     name="info",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from dockyard.cli.context import CLIError, Context
 from dockyard.cli.flags import Command, Opt
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 COMMAND = Command(
     name="inspect",

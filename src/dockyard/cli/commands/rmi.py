@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dockyard.cli.context import Context, for_each
 from dockyard.cli.flags import Command, Opt
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 COMMAND = Command(
     name="rmi",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dockyard.cli.commands.containeropts import (
     CONTAINER_OPTIONS,
     build_create_body,
@@ -11,6 +9,10 @@ from dockyard.cli.commands.containeropts import (
 )
 from dockyard.cli.context import CLIError, Context
 from dockyard.cli.flags import Command, Opt
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 COMMAND = Command(
     name="run",

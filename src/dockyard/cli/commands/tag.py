@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dockyard.cli.commands.images import split_ref
 from dockyard.cli.context import Context
 from dockyard.cli.flags import Command
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 COMMAND = Command(
     name="tag",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import platform
-from typing import Any
+import os
+import sys
 
 from dockyard import API_VERSION, __version__
 from dockyard.cli.context import CLIError, Context
 from dockyard.cli.flags import Command, Opt
+
+TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 COMMAND = Command(
     name="version",
@@ -31,11 +35,11 @@ def client_info(ctx: Context) -> dict[str, Any]:
         "Version": __version__,
         "ApiVersion": ctx._client.version if ctx._client else API_VERSION,
         "DefaultAPIVersion": API_VERSION,
-        "GoVersion": "python" + platform.python_version(),
+        "GoVersion": "python" + ".".join(str(n) for n in sys.version_info[:3]),
         "GitCommit": "",
         "BuildTime": "",
         "Os": "linux",
-        "Arch": _ARCH.get(platform.machine(), platform.machine()),
+        "Arch": _ARCH.get(os.uname().machine, os.uname().machine),
         "Context": "default",
     }
 
