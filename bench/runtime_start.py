@@ -112,7 +112,9 @@ def bench_oci_runtime(binary: str, root: Path, layer: Path, n: int) -> list[floa
 def summary(values: list[float]) -> str:
     values = sorted(values)
     p90 = values[int(len(values) * 0.9) - 1] if len(values) >= 10 else values[-1]
-    return f"median {statistics.median(values):6.2f} ms   p90 {p90:6.2f} ms   min {values[0]:6.2f} ms"
+    return (
+        f"median {statistics.median(values):6.2f} ms   p90 {p90:6.2f} ms   min {values[0]:6.2f} ms"
+    )
 
 
 def main() -> int:
@@ -143,8 +145,22 @@ def main() -> int:
         slowest = sorted(trace.get("calls", []), key=lambda c: -c["ns"])[:8]
         print("slowest calls:")
         for call in slowest:
-            print(f"  {call['process']:7s} {call['call']:20s} {call['ns'] / 1e3:8.1f} us  {str(call['args'])[:60]}")
-    for controller in ("memory", "cpu", "cpuacct", "pids", "devices", "blkio", "cpuset", "freezer", "hugetlb", "net_cls", "perf_event"):
+            print(
+                f"  {call['process']:7s} {call['call']:20s} {call['ns'] / 1e3:8.1f} us  {str(call['args'])[:60]}"
+            )
+    for controller in (
+        "memory",
+        "cpu",
+        "cpuacct",
+        "pids",
+        "devices",
+        "blkio",
+        "cpuset",
+        "freezer",
+        "hugetlb",
+        "net_cls",
+        "perf_event",
+    ):
         path = Path("/sys/fs/cgroup", controller, CGROUP_PARENT)
         if path.exists():
             for child in path.iterdir():

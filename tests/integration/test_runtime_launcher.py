@@ -402,6 +402,18 @@ def test_cgroup_limits_applied_and_oom(box: Box) -> None:
         )
         assert cgroup_dir("cpu", cid, "cpu.shares").read_text().strip() == "512"
         assert cgroup_dir("pids", cid, "pids.max").read_text().strip() == "50"
+        # Inside, /sys/fs/cgroup shows the container's own cgroups, read-only.
+        out, _, _ = await run_to_end(
+            box,
+            launcher,
+            [
+                "sh",
+                "-c",
+                "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; echo 1 > /sys/fs/cgroup/pids/pids.max",
+            ],
+            memory=32 << 20,
+        )
+        assert out == f"{32 << 20}\n"
         for controller in CONTROLLERS:
             assert str(link.pid) in cgroup_dir(controller, cid, "cgroup.procs").read_text().split()
         await link.kill(signal.SIGKILL)
@@ -464,5 +476,36 @@ def test_forkserver_death_leaves_containers_running(box: Box) -> None:
         _, _, record = await run_to_end(box, launcher, ["true"])
         assert record.exit_code == 0
         assert launcher.forkserver_pid not in (None, pid)
+
+    box.run(scenario)
+
+
+def test_stopping_the_monitor_stops_the_container_cleanly(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(["sleep", "60"])
+        link = box.track(await launcher.run(cid, bundle, log_path=""))
+        os.kill(link.monitor_pid, signal.SIGTERM)
+        record = await link.wait()
+        await link.close()
+        assert record.exit_code == 137
+        assert read_exit(bundle) == record
+
+    box.run(scenario)
+
+
+def test_large_output_is_complete_in_frames_and_log(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        # 200k numbered lines (~1.3 MB) as fast as the container can write them.
+        cid, bundle = box.bundle(
+            ["sh", "-c", "i=0; while [ $i -lt 200000 ]; do echo $i; i=$((i+1)); done"]
+        )
+        link = box.track(await launcher.run(cid, bundle, log_path=f"{bundle}/log.json"))
+        out, _, record = await collect(link)
+        await link.close()
+        expected = "".join(f"{i}\n" for i in range(200000)).encode()
+        assert out == expected and record.exit_code == 0
+        with open(f"{bundle}/log.json") as f:
+            logged = [json.loads(line)["log"] for line in f]
+        assert len(logged) == 200000 and "".join(logged).encode() == expected
 
     box.run(scenario)

@@ -138,6 +138,24 @@ def test_mount_sequence() -> None:
     assert index(k, "mount", "shm") < index(k, "pivot_root")
 
 
+def test_cgroup_dirs_are_bound_read_only_into_sys_fs_cgroup() -> None:
+    k = run_init()
+    target = ROOTFS + "/sys/fs/cgroup"
+    mounts = k.find("mount")
+    assert (
+        None,
+        target,
+        None,
+        K.MS_REMOUNT | K.MS_RDONLY | K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC,
+        "mode=755",
+    ) in mounts
+    for controller in CONTROLLERS:
+        host = f"/sys/fs/cgroup/{controller}/dockyard/c1"
+        assert (host, f"{target}/{controller}", None, K.MS_BIND, None) in mounts
+    assert index(k, "mount", "sysfs") < index(k, "mount", "tmpfs", target)
+    assert k.find("set_oom_score_adj") == [(0,)]
+
+
 def test_dev_nodes_and_links() -> None:
     k = run_init()
     nodes = {args[0].rsplit("/", 1)[1]: args[1:] for args in k.find("mknod")}

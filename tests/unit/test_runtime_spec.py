@@ -87,6 +87,7 @@ def test_mounts_are_dockers_defaults_then_binds() -> None:
         "/dev",
         "/dev/pts",
         "/sys",
+        "/sys/fs/cgroup",
         "/dev/mqueue",
         "/dev/shm",
         "/etc/hosts",
@@ -95,14 +96,15 @@ def test_mounts_are_dockers_defaults_then_binds() -> None:
     pts = mounts[2]
     assert "newinstance" in pts["options"] and "ptmxmode=0666" in pts["options"]
     assert "ro" in mounts[3]["options"]  # /sys read-only
-    assert "size=67108864" in mounts[5]["options"]  # /dev/shm 64m
-    assert mounts[6] == {
+    assert mounts[4]["type"] == "cgroup" and "ro" in mounts[4]["options"]
+    assert "size=67108864" in mounts[6]["options"]  # /dev/shm 64m
+    assert mounts[7] == {
         "destination": "/etc/hosts",
         "type": "bind",
         "source": "/c/hosts",
         "options": ["rbind", "rprivate"],
     }
-    assert "ro" in mounts[7]["options"]
+    assert "ro" in mounts[8]["options"]
 
 
 def test_resources_and_cgroup_path() -> None:

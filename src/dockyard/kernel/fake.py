@@ -6,6 +6,8 @@ assert which calls happened, in which order, with which flags.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dockyard.errors import KernelError
 from dockyard.kernel.flags import CAPABILITIES
 from dockyard.kernel.interface import Kernel
@@ -116,6 +118,9 @@ class RecordingKernel(Kernel):
         self._rec("set_pdeathsig", signum)
 
     # --- cgroups
+    def cgroup_dir(self, controller: str, path: str) -> str:
+        return f"/sys/fs/cgroup/{controller}/{path}"
+
     def cgroup_create(self, controller: str, path: str) -> None:
         self._rec("cgroup_create", controller, path)
 
@@ -161,6 +166,12 @@ class RecordingKernel(Kernel):
     def setsid(self) -> int:
         self._rec("setsid")
         return 1
+
+    def set_oom_score_adj(self, value: int) -> None:
+        self._rec("set_oom_score_adj", value)
+
+    def set_signal_handler(self, signum: int, handler: Callable[[int, object], None]) -> None:
+        self._rec("set_signal_handler", signum)
 
     def reset_signals(self, signums: list[int]) -> None:
         self._rec("reset_signals", sorted(signums))

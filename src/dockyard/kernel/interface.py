@@ -8,6 +8,7 @@ for the container's start trace).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 
 class Kernel(ABC):
@@ -102,6 +103,10 @@ class Kernel(ABC):
 
     # --- cgroups (v1: one hierarchy per controller) ------------------------
     @abstractmethod
+    def cgroup_dir(self, controller: str, path: str) -> str:
+        """The host path of a cgroup directory (for bind-mounting it into the container)."""
+
+    @abstractmethod
     def cgroup_create(self, controller: str, path: str) -> None:
         """mkdir /sys/fs/cgroup/<controller>/<path> (parents too)."""
 
@@ -142,6 +147,12 @@ class Kernel(ABC):
 
     @abstractmethod
     def setsid(self) -> int: ...
+
+    @abstractmethod
+    def set_oom_score_adj(self, value: int) -> None: ...
+
+    @abstractmethod
+    def set_signal_handler(self, signum: int, handler: Callable[[int, object], None]) -> None: ...
 
     @abstractmethod
     def reset_signals(self, signums: list[int]) -> None:

@@ -10,6 +10,7 @@ import signal
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 from dockyard.errors import KernelError
 from dockyard.kernel.flags import CAPABILITIES, cap_number
@@ -244,6 +245,9 @@ class LinuxKernel(Kernel):
         base = f"{self.cgroup_root}/{controller}/{path.strip('/')}"
         return f"{base}/{name}" if name else base
 
+    def cgroup_dir(self, controller: str, path: str) -> str:
+        return self._cg(controller, path)
+
     def cgroup_create(self, controller: str, path: str) -> None:
         target = self._cg(controller, path)
         try:
@@ -333,6 +337,16 @@ class LinuxKernel(Kernel):
             return os.setsid()
         except OSError as exc:
             raise _oserror("setsid", (), exc) from None
+
+    def set_oom_score_adj(self, value: int) -> None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(value))
+        except OSError as exc:
+            raise _oserror("write", ("/proc/self/oom_score_adj", value), exc) from None
+
+    def set_signal_handler(self, signum: int, handler: Callable[[int, object], None]) -> None:
+        signal.signal(signum, handler)
 
     def reset_signals(self, signums: list[int]) -> None:
         for signum in signums:

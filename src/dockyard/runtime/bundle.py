@@ -113,6 +113,7 @@ class ContainerConfig:
     resources: Resources
     masked_paths: list[str]
     readonly_paths: list[str]
+    oom_score_adj: int | None = None
 
 
 def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
@@ -244,4 +245,5 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
         resources=resources,
         masked_paths=list(linux.get("maskedPaths", [])),
         readonly_paths=list(linux.get("readonlyPaths", [])),
+        oom_score_adj=process.get("oomScoreAdj"),
     )

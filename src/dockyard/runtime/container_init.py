@@ -95,6 +95,26 @@ def mount_one(kernel: Kernel, cfg: ContainerConfig, m: MountEntry) -> None:
         kernel.mount(None, target, None, m.propagation, None)
 
 
+def mount_cgroups(
+    kernel: Kernel, cfg: ContainerConfig, m: MountEntry, controllers: list[str]
+) -> None:
+    """cgroup v1 inside the container: a tmpfs with the container's own cgroup
+    directory of each controller bind-mounted on it (what runc does), so that
+    /sys/fs/cgroup/memory/memory.limit_in_bytes is the container's limit."""
+    target = _in_root(cfg.rootfs, m.destination)
+    locked = K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC
+    readonly = m.flags & K.MS_RDONLY
+    kernel.makedirs(target)
+    kernel.mount("tmpfs", target, "tmpfs", locked, "mode=755")
+    for controller in controllers:
+        path = f"{target}/{controller}"
+        kernel.makedirs(path)
+        kernel.mount(kernel.cgroup_dir(controller, cfg.cgroup_path), path, None, K.MS_BIND, None)
+        kernel.mount(None, path, None, K.MS_BIND | K.MS_REMOUNT | locked | readonly, None)
+    if readonly:
+        kernel.mount(None, target, None, K.MS_REMOUNT | K.MS_RDONLY | locked, "mode=755")
+
+
 def populate_dev(kernel: Kernel, cfg: ContainerConfig) -> None:
     """Device nodes and symlinks on the container's /dev tmpfs."""
     dev = _in_root(cfg.rootfs, "/dev")
@@ -223,6 +243,8 @@ def init_container(
     # would be an orphan the daemon cannot see.
     kernel.set_pdeathsig(signal.SIGKILL)
     join_cgroups(kernel, cfg, controllers)
+    if cfg.oom_score_adj is not None:
+        kernel.set_oom_score_adj(cfg.oom_score_adj)
     if cfg.netns_path:
         kernel.setns(cfg.netns_path, K.CLONE_NEWNET)
     kernel.unshare(cfg.unshare_flags)
@@ -241,6 +263,9 @@ def init_container(
     kernel.mount(None, "/", None, K.MS_REC | K.MS_PRIVATE, None)
     mount_rootfs(kernel, cfg)
     for m in cfg.mounts:
+        if m.fstype == "cgroup":
+            mount_cgroups(kernel, cfg, m, controllers)
+            continue
         mount_one(kernel, cfg, m)
         if m.destination == "/dev" and m.fstype == "tmpfs":
             populate_dev(kernel, cfg)

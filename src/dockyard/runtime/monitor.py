@@ -256,6 +256,11 @@ class Monitor:
         if self.listener is not None:
             self.listener.close()
 
+    def kill_container(self, signum: int = signal.SIGKILL) -> None:
+        if self.pid and self.exit_status is None:
+            with contextlib.suppress(KernelError):
+                self.kernel.kill(self.pid, signum)
+
     def _state_event(self, event: str) -> dict:
         return {
             "event": event,
@@ -363,8 +368,7 @@ class Monitor:
                 self.kernel.set_winsize(self.pty_master, int(cmd["height"]), int(cmd["width"]))
         elif name == "kill" and self.exit_status is None:
             # If it is already gone, the exit event follows anyway.
-            with contextlib.suppress(KernelError):
-                self.kernel.kill(self.pid, int(cmd.get("signal", signal.SIGKILL)))
+            self.kill_container(int(cmd.get("signal", signal.SIGKILL)))
 
     def _stdin_data(self, data: bytes) -> None:
         if self.stdin_fd < 0 or self.stdin_close_pending:
@@ -550,4 +554,7 @@ def detach_and_run(
         os.dup2(null, fd)
     os.close(null)
     monitor = Monitor(kernel, container_id, bundle, log_path, first_client, request_ns)
+    # Stopped (e.g. at shutdown): take the container down through the normal
+    # exit path, so exit.json and the cgroups are dealt with.
+    kernel.set_signal_handler(signal.SIGTERM, lambda _signum, _frame: monitor.kill_container())
     return monitor.run()

@@ -140,6 +140,8 @@ class RunSpec:
                 "permitted": caps,
             },
             "noNewPrivileges": False,
+            # Containers start at 0 even when the daemon protects itself (dockerd runs at -500).
+            "oomScoreAdj": 0,
         }
         namespaces: list[dict[str, str]] = [
             {"type": "pid"},
@@ -180,6 +182,13 @@ class RunSpec:
                 ],
             },
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options},
+            # The container's own cgroup directories, as runc shows them on cgroup v1.
+            {
+                "destination": "/sys/fs/cgroup",
+                "type": "cgroup",
+                "source": "cgroup",
+                "options": sys_options,
+            },
             {
                 "destination": "/dev/mqueue",
                 "type": "mqueue",
