@@ -509,3 +509,22 @@ def test_large_output_is_complete_in_frames_and_log(box: Box) -> None:
         assert len(logged) == 200000 and "".join(logged).encode() == expected
 
     box.run(scenario)
+
+
+def test_a_container_runs_again_from_the_same_bundle(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(
+            ["sh", "-c", "cat /count 2>/dev/null; echo x >> /count; read x"], open_stdin=True
+        )
+        outputs = []
+        for _ in range(2):
+            link = box.track(await launcher.run(cid, bundle, log_path=f"{bundle}/log.json"))
+            assert read_exit(bundle) is None  # the previous run's record is gone while it runs
+            await link.write_stdin(b"\n")
+            out, _, record = await collect(link)
+            await link.close()
+            outputs.append(out)
+            assert record.exit_code == 0 and read_exit(bundle) == record
+        assert outputs == [b"", b"x\n"]  # the container layer persists between runs
+
+    box.run(scenario)

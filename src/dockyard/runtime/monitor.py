@@ -164,6 +164,9 @@ class Monitor:
             kind = exc.kind if isinstance(exc, RuntimeFailure) else "other"
             self._fail_start(exc.message, kind)
             return 1
+        except OSError as exc:
+            self._fail_start(f"container monitor: {exc}", "other")
+            return 1
         error = init_report.get("error")
         if error is not None:
             self._fail_start(str(error), str(init_report.get("kind", "other")))
@@ -182,6 +185,11 @@ class Monitor:
     def _start(self, tracer: TracingKernel) -> dict:
         self.cfg = cfg = load_config(self.bundle)
         self.listener = self._listen()
+        # Holding the socket name proves no other monitor runs this container:
+        # what a previous run left is stale now.
+        for name in (EXIT_FILE, STATE_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.bundle, name))
         self.controllers = available_controllers(tracer)
         create_cgroups(tracer, cfg, self.controllers)
         if self.log_path:
@@ -292,20 +300,30 @@ class Monitor:
             self.reactor.on_read(fd, lambda fd=fd: self._client_readable(fd))
         for fd in self.outputs:
             self.reactor.on_read(fd, lambda fd=fd: self._output_readable(fd))
+        error = ""
+        try:
+            self._loop()
+        except Exception as exc:  # noqa: BLE001 - a monitor bug must still end in exit.json and no leftovers
+            error = f"container monitor failed: {exc!r}"
+            self.kill_container()
+            if self.exit_status is None:
+                _, self.exit_status = self.kernel.waitpid(self.pid, 0)
+        self._finish(error)
+
+    def _loop(self) -> None:
         deadline: float | None = None
         while True:
             if self.exit_status is not None:
                 if not self.outputs:
-                    break
+                    return
                 if deadline is None:
                     deadline = time.monotonic() + DRAIN_TIMEOUT
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    break
+                    return
                 self.reactor.poll(remaining)
             else:
                 self.reactor.poll(None)
-        self._finish()
 
     def _accept(self) -> None:
         assert self.listener is not None
@@ -424,7 +442,9 @@ class Monitor:
             return
         stream = self.outputs[fd]
         if self.log is not None:
-            self.log.write(stream, data)
+            # A full disk loses log lines, as with dockerd; the container goes on.
+            with contextlib.suppress(OSError):
+                self.log.write(stream, data)
         frame = frames.encode(frames.STDOUT if stream == "stdout" else frames.STDERR, data)
         for client in list(self.clients.values()):
             if len(client.out) > MAX_CLIENT_BACKLOG:
@@ -481,17 +501,17 @@ class Monitor:
         _, status = self.kernel.waitpid(self.pid, 0)
         self.exit_status = status
 
-    def _finish(self) -> None:
+    def _finish(self, error: str = "") -> None:
         assert self.cfg is not None and self.exit_status is not None
         if self.log is not None:
-            self.log.close()
-        error = ""
+            with contextlib.suppress(OSError):
+                self.log.close()
         oom = False
         try:
             oom = oom_killed(self.kernel, self.cfg, self.controllers)
             remove_cgroups(self.kernel, self.cfg, self.controllers)
         except KernelError as exc:
-            error = exc.message
+            error = error or exc.message
         code = os.waitstatus_to_exitcode(self.exit_status)
         record = ExitRecord(
             exit_code=code if code >= 0 else 128 - code,
