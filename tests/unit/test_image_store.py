@@ -209,3 +209,36 @@ def test_large_layer_streams_with_bounded_memory(store):
     layer = store.import_layer(Pipe(gzip.compress(tar)))
     assert layer.diff_id == sha(tar)
     assert os.path.getsize(os.path.join(layer.path, "big")) == len(payload)
+
+
+def test_lease_protects_layers_of_an_image_being_assembled(store):
+    shared = store.import_layer(io.BytesIO(make_tar({"s": b"s"})))
+    old = store.create_image([shared.diff_id], {})
+    with store.lease() as pinned:
+        again = store.import_layer(io.BytesIO(make_tar({"s": b"s"})))  # reused, pinned
+        assert again == shared and shared.chain_id in pinned
+        store.delete_image(old, keep=set())  # a concurrent `rmi` of the old image
+        assert store.prune_layers(keep=set()) == []
+        new = store.create_image([shared.diff_id], {"Cmd": ["x"]})
+    assert store.image_layers(new) == [shared]
+    store.delete_image(new, keep=set())
+    assert store.all_layers() == []
+
+
+def test_delete_is_idempotent(store):
+    layer = store.import_layer(io.BytesIO(make_tar({"a": b"a"})))
+    image_id = store.create_image([layer.diff_id], {})
+    store.delete_image(image_id, keep=set())
+    store.delete_image(image_id, keep=set())
+    assert store.all_layers() == []
+
+
+def test_parallel_imports(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tars = [make_tar({f"f{i}": os.urandom(100_000)}) for i in range(8)] * 2
+    with ThreadPoolExecutor(8) as pool:
+        layers = list(pool.map(lambda t: store.import_layer(io.BytesIO(t)), tars))
+    assert [layer.diff_id for layer in layers] == [sha(t) for t in tars]
+    assert len(store.all_layers()) == 8
+    assert not [n for n in os.listdir(os.path.join(store.root, "layers")) if n.startswith(".")]

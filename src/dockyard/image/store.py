@@ -23,7 +23,7 @@ import platform
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -71,28 +71,54 @@ def go_architecture() -> str:
 
 class _DigestingReader:
     """Passes the uncompressed tar through to the unpacker while hashing it and
-    copying it to the blob file, so the stream is read exactly once."""
+    copying it to the blob file, so the stream is read exactly once.
+
+    Reads the source in large chunks (tarfile asks for 10 KiB at a time):
+    one hash update and one write per MiB instead of per record.
+    """
+
+    _CHUNK = 1 << 20
 
     def __init__(self, source: Readable, sink_fd: int) -> None:
         self._source = source
         self._sink_fd = sink_fd
+        self._buf = b""
+        self._pos = 0
         self.sha = hashlib.sha256()
 
+    def _fill(self) -> bool:
+        chunk = self._source.read(self._CHUNK)
+        if not chunk:
+            return False
+        self.sha.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            n = os.write(self._sink_fd, view)
+            view = view[n:]
+        self._buf, self._pos = chunk, 0
+        return True
+
     def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
-        if data:
-            self.sha.update(data)
-            view = memoryview(data)
-            while view:
-                n = os.write(self._sink_fd, view)
-                view = view[n:]
+        if self._pos >= len(self._buf) and not self._fill():
+            return b""
+        if size is None or size < 0:
+            parts = [self._buf[self._pos :]]
+            self._pos = len(self._buf)
+            while self._fill():
+                parts.append(self._buf)
+                self._pos = len(self._buf)
+            return b"".join(parts)
+        end = min(len(self._buf), self._pos + size)
+        data = self._buf[self._pos : end]
+        self._pos = end
         return data
 
     def drain(self) -> None:
         # Bytes after the end-of-archive marker (tar record padding) are part
         # of the diff_id too.
-        while self.read(1 << 20):
-            pass
+        self._pos = len(self._buf)
+        while self._fill():
+            self._pos = len(self._buf)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -112,9 +138,11 @@ class ImageStore:
         self.layers_dir = os.path.join(root, "layers")
         os.makedirs(self.blobs_dir, exist_ok=True)
         os.makedirs(self.layers_dir, exist_ok=True)
-        # Serialises writers in this process; in particular a GC never runs
-        # between import_rootfs' layer and its image config.
+        # Serialises the short commit steps (renames, GC) in this process;
+        # leases keep a GC from removing layers of an image being assembled.
         self.lock = threading.RLock()
+        self._leases: list[set[str]] = []
+        self._local = threading.local()
         self._sweep_temporaries()
 
     # -- blobs -------------------------------------------------------------------
@@ -172,63 +200,102 @@ class ImageStore:
     def import_layer(
         self, stream: BinaryIO | Readable, parent_chain_id: str | None = None
     ) -> Layer:
-        """Store the layer tar (uncompressed) as a blob and unpack it, in one pass."""
-        with self.lock:
-            if parent_chain_id is not None:
-                parent_chain_id = normalize_digest(parent_chain_id)
-                self.layer(parent_chain_id)  # NotFound if the parent is missing
-            tmp_dir = temp_name(self.layers_dir)
-            tmp_blob = temp_name(self.blobs_dir)
-            try:
-                os.mkdir(tmp_dir, 0o700)
-                diff = os.path.join(tmp_dir, "diff")
-                blob_fd = os.open(
-                    tmp_blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
-                )
-                try:
-                    reader = _DigestingReader(open_decompressed(stream), blob_fd)
-                    size = unpack_layer(reader, diff)
-                    reader.drain()
-                    os.fsync(blob_fd)
-                finally:
-                    os.close(blob_fd)
-                diff_id = "sha256:" + reader.sha.hexdigest()
-                chain = make_chain_id(parent_chain_id, diff_id)
+        """Store the layer tar (uncompressed) as a blob and unpack it, in one pass.
 
+        The slow part (reading, hashing, unpacking) runs without the store
+        lock, so several layers can be imported at once; only the final
+        renames are serialised. The layer is pinned in the calling thread's
+        open leases (see `lease`) before the lock is released.
+        """
+        if parent_chain_id is not None:
+            parent_chain_id = normalize_digest(parent_chain_id)
+            self.layer(parent_chain_id)  # fail fast, before reading the stream
+        tmp_dir = temp_name(self.layers_dir)
+        tmp_blob = temp_name(self.blobs_dir)
+        try:
+            os.mkdir(tmp_dir, 0o700)
+            blob_fd = os.open(tmp_blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                reader = _DigestingReader(open_decompressed(stream), blob_fd)
+                size = unpack_layer(reader, os.path.join(tmp_dir, "diff"))
+                reader.drain()
+                os.fsync(blob_fd)
+            finally:
+                os.close(blob_fd)
+            diff_id = "sha256:" + reader.sha.hexdigest()
+            chain = make_chain_id(parent_chain_id, diff_id)
+            meta = {"diff_id": diff_id, "chain_id": chain, "parent": parent_chain_id, "size": size}
+            os.chmod(tmp_dir, 0o755)
+            write_file_atomic(os.path.join(tmp_dir, "meta.json"), json.dumps(meta).encode())
+            # The unpacked files must be on disk before the layer becomes
+            # visible; one sync is far cheaper than an fsync per file.
+            os.sync()
+            with self.lock:
+                if parent_chain_id is not None:
+                    self.layer(parent_chain_id)  # a GC may have run meanwhile
                 blob_path = self._blob_path(diff_id)
-                if os.path.exists(blob_path):
-                    os.unlink(tmp_blob)
-                else:
+                if not os.path.exists(blob_path):
                     os.rename(tmp_blob, blob_path)
                     fsync_dir(self.blobs_dir)
-
-                if self.has_layer(chain):
-                    return self.layer(chain)
-                meta = {
-                    "diff_id": diff_id,
-                    "chain_id": chain,
-                    "parent": parent_chain_id,
-                    "size": size,
-                }
-                os.chmod(tmp_dir, 0o755)
-                write_file_atomic(os.path.join(tmp_dir, "meta.json"), json.dumps(meta).encode())
-                # The unpacked files must be on disk before the layer becomes
-                # visible; one sync is far cheaper than an fsync per file.
-                os.sync()
-                final = self._layer_dir(chain)
-                try:
-                    os.rename(tmp_dir, final)
-                except OSError:
-                    if self.has_layer(chain):  # another importer won the race
-                        return self.layer(chain)
-                    raise
-                fsync_dir(self.layers_dir)
+                if not self.has_layer(chain):
+                    os.rename(tmp_dir, self._layer_dir(chain))
+                    fsync_dir(self.layers_dir)
+                self._pin(chain)
                 return self.layer(chain)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp_blob)
-                if os.path.lexists(tmp_dir):
-                    shutil.rmtree(tmp_dir)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_blob)
+            if os.path.lexists(tmp_dir):
+                shutil.rmtree(tmp_dir)
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[set[str]]:
+        """Protect layers from garbage collection while an image is being assembled.
+
+        Every layer imported (or looked up with `pin`) by this thread inside
+        the block survives delete_image/prune_layers until the block ends, so
+        a pull that has imported some layers and not yet written the image
+        config cannot lose them to a concurrent `docker rmi`:
+
+            with store.lease():
+                base = store.import_layer(tar1)
+                top = store.import_layer(tar2, base.chain_id)
+                store.create_image([base.diff_id, top.diff_id], config)
+        """
+        pinned: set[str] = set()
+        stack = self._thread_leases()
+        with self.lock:
+            stack.append(pinned)
+            self._leases.append(pinned)
+        try:
+            yield pinned
+        finally:
+            with self.lock:
+                stack.remove(pinned)
+                self._leases.remove(pinned)
+
+    def pin(self, chain_id: str) -> Layer:
+        """Pin an existing layer in this thread's open leases (NotFound if gone)."""
+        with self.lock:
+            layer = self.layer(chain_id)
+            self._pin(layer.chain_id)
+            return layer
+
+    def _thread_leases(self) -> list[set[str]]:
+        stack = getattr(self._local, "leases", None)
+        if stack is None:
+            stack = self._local.leases = []
+        return stack
+
+    def _pin(self, chain: str) -> None:
+        for pinned in self._thread_leases():
+            pinned.add(chain)
+
+    def _leased(self) -> set[str]:
+        out: set[str] = set()
+        for pinned in self._leases:
+            out |= pinned
+        return out
 
     # -- images ------------------------------------------------------------------
 
@@ -244,8 +311,6 @@ class ImageStore:
     ) -> str:
         """Write the image config JSON (Docker/OCI shape) as a blob; return the image id."""
         diff_ids = [normalize_digest(d) for d in diff_ids]
-        for chain in chain_ids(diff_ids):
-            self.layer(chain)  # every layer must be present
         doc: dict = {"architecture": go_architecture()}
         if author:
             doc["author"] = author
@@ -258,6 +323,8 @@ class ImageStore:
         doc["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
         data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
         with self.lock:
+            for chain in chain_ids(diff_ids):
+                self.layer(chain)  # every layer must be present
             return self.put_blob(data)
 
     def image_config(self, image_id: str) -> dict:
@@ -294,7 +361,7 @@ class ImageStore:
         # Changes first: a typo must not cost unpacking a multi-GB tar.
         config = apply_changes({}, list(changes))
         comment = message or "Imported from -"
-        with self.lock:
+        with self.lease():
             layer = self.import_layer(stream)
             created = now_rfc3339()
             return self.create_image(
@@ -307,25 +374,30 @@ class ImageStore:
 
     def delete_image(self, image_id: str, keep: set[str]) -> None:
         """Remove an image config; then its layers (and their tar blobs) that no
-        image in `keep` uses. Layers of other images, including ones being
-        pulled right now, are never touched (see prune_layers for orphans)."""
+        image in `keep` uses and no open lease pins. Layers of other images are
+        never touched (see prune_layers for orphans). Deleting an image whose
+        config is already gone is not an error: after a crash the engine can
+        simply repeat the deletion."""
         with self.lock:
             image_id = normalize_digest(image_id)
-            candidates = chain_ids(self.image_diff_ids(image_id))
+            try:
+                candidates = chain_ids(self.image_diff_ids(image_id))
+            except NotFound:
+                candidates = []
             kept_ids = {normalize_digest(i) for i in keep}
             if image_id not in kept_ids:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._blob_path(image_id))
                 fsync_dir(self.blobs_dir)
-            used = self._chains_used_by(kept_ids)
-            self._remove_layers([c for c in candidates if c not in used], used)
+            used = self._chains_used_by(kept_ids) | self._leased()
+            self._remove_layers([c for c in candidates if c not in used])
 
     def prune_layers(self, keep: set[str]) -> list[str]:
-        """Remove every layer not used by an image in `keep` (e.g. left by an
-        interrupted pull). Only call when no pull/import is in flight."""
+        """Remove every layer neither used by an image in `keep` nor leased
+        (e.g. left by an interrupted pull); return their chain ids."""
         with self.lock:
-            used = self._chains_used_by({normalize_digest(i) for i in keep})
-            return self._remove_layers([c for c in self.all_layers() if c not in used], used)
+            used = self._chains_used_by({normalize_digest(i) for i in keep}) | self._leased()
+            return self._remove_layers([c for c in self.all_layers() if c not in used])
 
     def all_layers(self) -> list[str]:
         return [
@@ -344,7 +416,7 @@ class ImageStore:
                 continue  # nothing of it is on disk, so nothing to keep
         return used
 
-    def _remove_layers(self, chains: list[str], used: set[str]) -> list[str]:
+    def _remove_layers(self, chains: list[str]) -> list[str]:
         removed: list[str] = []
         freed_diff_ids: set[str] = set()
         for chain in chains:

@@ -112,8 +112,11 @@ def unpack_layer(stream: BinaryIO | Readable, dest: str) -> int:
     try:
         try:
             with tarfile.open(fileobj=plain, mode="r|", errorlevel=2) as tar:  # type: ignore[call-overload]
-                for member in tar:
+                # next() rather than iteration, so that the member list can be
+                # dropped as we go: memory stays flat for 100k-entry rootfs tars.
+                while (member := tar.next()) is not None:
                     unpacker.add(tar, member)
+                    tar.members.clear()
         except (tarfile.TarError, EOFError, gzip.BadGzipFile, lzma.LZMAError) as e:
             raise InvalidParameter(f"invalid layer archive: {e}") from e
         except OSError as e:
