@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 
 from dockyard.errors import RuntimeFailure
-from dockyard.runtime.launcher import ExitRecord, Launcher, MonitorLink, read_exit, read_state
+from dockyard.runtime.launcher import (
+    ExecSpec,
+    ExitRecord,
+    Launcher,
+    MonitorLink,
+    read_exit,
+    read_state,
+)
 from dockyard.runtime.spec import BindMount, RunSpec, write_bundle
 
 pytestmark = [
@@ -526,5 +533,67 @@ def test_a_container_runs_again_from_the_same_bundle(box: Box) -> None:
             outputs.append(out)
             assert record.exit_code == 0 and read_exit(bundle) == record
         assert outputs == [b"", b"x\n"]  # the container layer persists between runs
+
+    box.run(scenario)
+
+
+def test_exec_joins_the_running_container(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(
+            ["sh", "-c", "echo ready; read x; echo bye"], open_stdin=True, memory=64 << 20
+        )
+        link = box.track(await launcher.run(cid, bundle, log_path=f"{bundle}/log.json"))
+        frames = link.frames()
+        assert await anext(frames) == (1, b"ready\n")
+
+        ex = await launcher.exec(
+            cid,
+            bundle,
+            ExecSpec(
+                ["sh", "-c", "echo $$; hostname; cat /proc/1/cmdline; echo; id; exit 4"],
+                env=["PATH=/bin"],
+            ),
+        )
+        out, err, record = await collect(ex)
+        await ex.close()
+        pid, hostname, cmdline, ident = out.decode().splitlines()
+        assert pid != "1" and hostname == "boxhost"
+        assert cmdline.split("\0")[:2] == ["sh", "-c"]  # it sees the container's PID 1
+        assert ident == "uid=0(root) gid=0"
+        assert record.exit_code == 4 and read_exit(bundle) is None  # the container runs on
+
+        ex = await launcher.exec(
+            cid, bundle, ExecSpec(["id"], env=["PATH=/bin"], uid=1000, gid=1000)
+        )
+        out, _, _ = await collect(ex)
+        await ex.close()
+        assert out == b"uid=1000 gid=1000\n"
+
+        ex = await launcher.exec(cid, bundle, ExecSpec(["tty"], env=["PATH=/bin"], terminal=True))
+        out, _, _ = await collect(ex)
+        await ex.close()
+        assert out == b"/dev/pts/0\r\n"  # the container's own devpts
+
+        ex = await launcher.exec(cid, bundle, ExecSpec(["sleep", "30"], env=["PATH=/bin"]))
+        assert str(ex.pid) in cgroup_dir("memory", cid, "cgroup.procs").read_text().split()
+        await ex.kill(signal.SIGKILL)
+        assert (await ex.wait()).exit_code == 137
+        await ex.close()
+
+        with pytest.raises(RuntimeFailure) as info:
+            await launcher.exec(cid, bundle, ExecSpec(["nosuchcmd"], env=["PATH=/bin"]))
+        assert info.value.kind == "not-found"
+
+        # An exec'd process dies with the container.
+        ex = await launcher.exec(cid, bundle, ExecSpec(["sleep", "30"], env=["PATH=/bin"]))
+        await link.write_stdin(b"\n")
+        assert [f async for f in frames] == [(1, b"bye\n")]
+        assert (await link.wait()).exit_code == 0
+        assert (await ex.wait()).exit_code == 137
+        await ex.close()
+        await link.close()
+
+        with pytest.raises(RuntimeFailure):
+            await launcher.exec(cid, bundle, ExecSpec(["true"]))
 
     box.run(scenario)

@@ -10,7 +10,7 @@ from dockyard.errors import RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.fake import RecordingKernel
 from dockyard.runtime.bundle import config_from_oci
-from dockyard.runtime.container_init import exec_command, init_container
+from dockyard.runtime.container_init import exec_command, exec_in_container, init_container
 from dockyard.runtime.securejoin import resolve_in_root
 from dockyard.runtime.spec import DEFAULT_CAPABILITIES, BindMount, RunSpec
 
@@ -308,3 +308,35 @@ def test_symlinks_resolve_inside_the_root(tmp_path) -> None:
     assert resolve_in_root(str(root), "/new/dir") == str(root / "new" / "dir")
     with pytest.raises(RuntimeFailure):
         resolve_in_root(str(root), "/loop/x")
+
+
+def test_exec_joins_namespaces_and_cgroups_of_the_target() -> None:
+    cfg = config_from_oci(
+        BUNDLE,
+        RunSpec(
+            args=["sh"],
+            env=[],
+            hostname="h",
+            rootfs_lower=["/l"],
+            rootfs_upper="/u",
+            rootfs_work="/w",
+            uid=7,
+        ).to_oci("c1"),
+    )
+    k = RecordingKernel()
+    exec_in_container(k, cfg, 4242, (10, 11, 12), CONTROLLERS)
+    assert k.find("cgroup_add_pid") == [(c, "dockyard/c1", 0) for c in CONTROLLERS]
+    assert k.find("setns") == [
+        ("/proc/4242/ns/ipc", K.CLONE_NEWIPC),
+        ("/proc/4242/ns/uts", K.CLONE_NEWUTS),
+        ("/proc/4242/ns/net", K.CLONE_NEWNET),
+        ("/proc/4242/ns/mnt", K.CLONE_NEWNS),
+    ]
+    # Nothing is created: no unshare, no mount, no pivot.
+    assert not {"unshare", "mount", "pivot_root", "mknod"} & set(k.names())
+    assert (
+        index(k, "setns", "/proc/4242/ns/mnt")
+        < index(k, "chdir", "/")
+        < index(k, "setresuid", 7, 7, 7)
+    )
+    assert k.calls[-1][0] == "execve"

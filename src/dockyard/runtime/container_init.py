@@ -286,14 +286,57 @@ def init_container(
     exec_command(kernel, cfg.args, cfg.env)
 
 
+def exec_in_container(
+    kernel: Kernel,
+    cfg: ContainerConfig,
+    target_pid: int,
+    stdio: tuple[int, int, int],
+    controllers: list[str],
+    *,
+    send_pty: Callable[[int], None] = lambda fd: None,
+    before_exec: Callable[[], None] | None = None,
+) -> None:
+    """docker exec: join the namespaces and cgroups of the container whose init
+    is `target_pid` (the monitor already joined its pid namespace for us), then
+    drop privileges and exec as the container's init did."""
+    kernel.set_pdeathsig(signal.SIGKILL)
+    join_cgroups(kernel, cfg, controllers)
+    if cfg.oom_score_adj is not None:
+        kernel.set_oom_score_adj(cfg.oom_score_adj)
+    # The mount namespace last: it changes what /proc/<pid> means.
+    for name, flag in (("ipc", K.CLONE_NEWIPC), ("uts", K.CLONE_NEWUTS), ("net", K.CLONE_NEWNET)):
+        kernel.setns(f"/proc/{target_pid}/ns/{name}", flag)
+    kernel.setns(f"/proc/{target_pid}/ns/mnt", K.CLONE_NEWNS)
+    kernel.setsid()
+    if cfg.terminal:
+        master, slave, _ = kernel.open_pty("/dev/pts/ptmx")
+        send_pty(master)
+        for target in (0, 1, 2):
+            kernel.dup2(slave, target)
+        kernel.set_controlling_tty(0)
+    else:
+        for target, fd in enumerate(stdio):
+            kernel.dup2(fd, target)
+    kernel.chdir(cfg.cwd)
+    apply_credentials(kernel, cfg)
+    kernel.reset_signals(RESET_SIGNALS)
+    kernel.umask(0o022)
+    if before_exec is not None:
+        before_exec()
+    exec_command(kernel, cfg.args, cfg.env)
+
+
 def child_main(
     kernel: Kernel,
     cfg: ContainerConfig,
     stdio: tuple[int, int, int],
     controllers: list[str],
     status: socket.socket,
+    exec_target: int = 0,
 ) -> None:
     """Entry point in the forked child; never returns on the real kernel.
+
+    With `exec_target`, join that container (exec) instead of creating one.
 
     `status` is a close-on-exec SOCK_SEQPACKET socket to the monitor: it sees
     EOF when execve succeeds. One JSON message each: the pty master (with
@@ -312,7 +355,20 @@ def child_main(
 
     code = 127
     try:
-        init_container(tracer, cfg, stdio, controllers, send_pty=send_pty, before_exec=report_trace)
+        if exec_target:
+            exec_in_container(
+                tracer,
+                cfg,
+                exec_target,
+                stdio,
+                controllers,
+                send_pty=send_pty,
+                before_exec=report_trace,
+            )
+        else:
+            init_container(
+                tracer, cfg, stdio, controllers, send_pty=send_pty, before_exec=report_trace
+            )
     except RuntimeFailure as exc:
         code = 127 if exc.kind == "not-found" else 126 if exc.kind == "permission" else 125
         _report_error(status, exc.message, exc.kind)

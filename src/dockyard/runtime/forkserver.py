@@ -7,7 +7,7 @@ interpreter per container costs 10-35 ms. So the daemon starts this once:
 
 It imports everything a start needs, says "ready", then reads requests from
 the control socket (SOCK_SEQPACKET): a JSON message {"id", "bundle",
-"log_path", "request_ns"} with one fd attached, the monitor's end of a fresh
+"log_path", "request_ns"} (or {"kind": "exec", "id", "bundle", "exec"}) with one fd attached, the monitor's end of a fresh
 socketpair, which becomes the monitor's first client (so nothing the
 container prints is lost between start and attach).
 
@@ -32,7 +32,9 @@ from dockyard.errors import KernelError
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime import frames
+from dockyard.runtime.exec_monitor import detach_and_run_exec
 from dockyard.runtime.monitor import detach_and_run
+from dockyard.runtime.spec import ExecSpec
 
 READY = frames.FORKSERVER_READY
 
@@ -43,14 +45,20 @@ def _monitor_child(kernel: Kernel, ctl: socket.socket, request: dict, client_fd:
     try:
         ctl.close()
         client = socket.socket(fileno=client_fd)
-        code = detach_and_run(
-            kernel,
-            str(request["id"]),
-            str(request["bundle"]),
-            str(request.get("log_path") or ""),
-            client,
-            int(request.get("request_ns") or 0),
-        )
+        if request.get("kind") == "exec":
+            spec = ExecSpec.from_json(request["exec"])
+            code = detach_and_run_exec(
+                kernel, str(request["id"]), str(request["bundle"]), spec, client
+            )
+        else:
+            code = detach_and_run(
+                kernel,
+                str(request["id"]),
+                str(request["bundle"]),
+                str(request.get("log_path") or ""),
+                client,
+                int(request.get("request_ns") or 0),
+            )
     except Exception:  # noqa: BLE001 - the forked monitor must never unwind into the server loop
         try:
             with open(os.path.join(str(request.get("bundle", "/tmp")), "monitor.err"), "a") as f:

@@ -25,9 +25,10 @@ from collections.abc import AsyncIterator
 from dockyard.errors import RuntimeFailure, Unavailable
 from dockyard.runtime import frames
 from dockyard.runtime.rfc3339 import now_rfc3339nano
+from dockyard.runtime.spec import ExecSpec
 from dockyard.runtime.state import ExitRecord, read_exit, read_state
 
-__all__ = ["ExitRecord", "Launcher", "MonitorLink", "read_exit", "read_state"]
+__all__ = ["ExecSpec", "ExitRecord", "Launcher", "MonitorLink", "read_exit", "read_state"]
 
 MAX_PENDING_OUTPUT = 16 * 1024 * 1024
 _SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,7 +38,12 @@ class MonitorLink:
     """One connection to a container's monitor."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, bundle_dir: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        bundle_dir: str,
+        *,
+        exit_file: bool = True,
     ) -> None:
         self.pid = 0
         self.monitor_pid = 0
@@ -45,6 +51,7 @@ class MonitorLink:
         self._reader = reader
         self._writer = writer
         self._bundle = bundle_dir
+        self._exit_file = exit_file  # exit.json is the container's, not an exec's
         loop = asyncio.get_running_loop()
         self._hello: asyncio.Future[dict] = loop.create_future()
         self._exit: asyncio.Future[ExitRecord] = loop.create_future()
@@ -94,7 +101,7 @@ class MonitorLink:
             self._hello.set_result({"event": "gone"})
         if not self._exit.done():
             # The monitor vanished without an exit event: trust exit.json if it got that far.
-            record = read_exit(self._bundle) or ExitRecord(
+            record = (read_exit(self._bundle) if self._exit_file else None) or ExitRecord(
                 exit_code=255,
                 finished_at=now_rfc3339nano(),
                 error="container monitor exited unexpectedly",
@@ -265,19 +272,27 @@ class Launcher:
 
         Raises RuntimeFailure (kind "not-found", "permission" or "other") if it could not start.
         """
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         request = {
             "id": container_id,
             "bundle": os.path.abspath(bundle_dir),
             "log_path": log_path,
             "request_ns": time.monotonic_ns(),
         }
+        return await self._start_monitor(request, bundle_dir)
+
+    async def _start_monitor(
+        self, request: dict, bundle_dir: str, *, exit_file: bool = True
+    ) -> MonitorLink:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             await self._request(json.dumps(request).encode(), theirs.fileno())
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
-        link = MonitorLink(reader, writer, bundle_dir)
+        link = MonitorLink(reader, writer, bundle_dir, exit_file=exit_file)
         event = await link._hello_event()
         if event.get("event") == "started":
             return link
@@ -285,6 +300,20 @@ class Launcher:
         if event.get("event") == "error":
             raise RuntimeFailure(str(event.get("message")), str(event.get("kind", "other")))
         raise RuntimeFailure("the container's monitor exited before starting it", "other")
+
+    async def exec(self, container_id: str, bundle_dir: str, spec: ExecSpec) -> MonitorLink:
+        """Run a process inside the running container (docker exec).
+
+        Returns once it has exec'd; the link carries its output and its exit
+        code (wait()); kill() signals it. Raises RuntimeFailure as run() does.
+        """
+        request = {
+            "kind": "exec",
+            "id": container_id,
+            "bundle": os.path.abspath(bundle_dir),
+            "exec": spec.to_json(),
+        }
+        return await self._start_monitor(request, bundle_dir, exit_file=False)
 
     async def reattach(self, container_id: str, bundle_dir: str) -> MonitorLink | None:
         """Connect to the monitor of a running container; None if it is gone."""

@@ -152,6 +152,7 @@ class Monitor:
         self.pty_master = -1
         self.exit_status: int | None = None
         self.t_fork = 0
+        self.owns_cgroups = False
 
     # --- start -----------------------------------------------------------------
     def run(self) -> int:
@@ -176,32 +177,19 @@ class Monitor:
         pidfd = self.kernel.pidfd_open(self.pid)
         self._broadcast_control(self._state_event("started"))
         self.reactor.on_read(pidfd, lambda: self._on_exit(pidfd))
-        # Off the critical path: the caller already knows the container started.
-        write_json(self.bundle, STATE_FILE, self._state_event("state"))
-        self._write_trace(tracer, init_report, t0, t_started)
+        self._after_started(tracer, init_report, t0, t_started)
         self._serve()
         return 0
 
     def _start(self, tracer: TracingKernel) -> dict:
-        self.cfg = cfg = load_config(self.bundle)
-        self.listener = self._listen()
-        # Holding the socket name proves no other monitor runs this container:
-        # what a previous run left is stale now.
-        for name in (EXIT_FILE, STATE_FILE):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.bundle, name))
-        self.controllers = available_controllers(tracer)
-        create_cgroups(tracer, cfg, self.controllers)
-        if self.log_path:
-            self.log = JsonFileLog(self.log_path)
+        cfg = self._prepare(tracer)
         stdio, child_fds = self._make_stdio(cfg)
         status, child_status = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        tracer.unshare(K.CLONE_NEWPID)
+        self._enter_pid_namespace(tracer)
         self.t_fork = perf_counter_ns()
         pid = tracer.fork()
         if pid == 0:
-            # The container's PID 1; child_main never returns.
-            child_main(self.kernel, cfg, stdio, self.controllers, child_status)
+            self._child(cfg, stdio, child_status)  # never returns
             os._exit(127)
         self.pid = pid
         for fd in child_fds:
@@ -222,6 +210,36 @@ class Monitor:
                 report["error"] = "container init exited before exec"
                 report["kind"] = "other"
         return report
+
+    # The steps a container start and an exec differ in (see exec_monitor.py).
+    def _prepare(self, tracer: TracingKernel) -> ContainerConfig:
+        self.cfg = cfg = load_config(self.bundle)
+        self.listener = self._listen()
+        # Holding the socket name proves no other monitor runs this container:
+        # what a previous run left is stale now.
+        for name in (EXIT_FILE, STATE_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.bundle, name))
+        self.controllers = available_controllers(tracer)
+        create_cgroups(tracer, cfg, self.controllers)
+        self.owns_cgroups = True
+        if self.log_path:
+            self.log = JsonFileLog(self.log_path)
+        return cfg
+
+    def _enter_pid_namespace(self, tracer: TracingKernel) -> None:
+        # A new pid namespace for the next child only: it becomes PID 1.
+        tracer.unshare(K.CLONE_NEWPID)
+
+    def _child(
+        self, cfg: ContainerConfig, stdio: tuple[int, int, int], status: socket.socket
+    ) -> None:
+        child_main(self.kernel, cfg, stdio, self.controllers, status)
+
+    def _after_started(self, tracer: TracingKernel, report: dict, t0: int, t_started: int) -> None:
+        # Off the critical path: the caller already knows the container started.
+        write_json(self.bundle, STATE_FILE, self._state_event("state"))
+        self._write_trace(tracer, report, t0, t_started)
 
     def _listen(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
@@ -255,7 +273,7 @@ class Monitor:
 
     def _fail_start(self, message: str, kind: str) -> None:
         self._broadcast_control({"event": "error", "message": message, "kind": kind})
-        if self.cfg is not None and self.controllers:
+        if self.cfg is not None and self.owns_cgroups:
             with contextlib.suppress(KernelError):
                 remove_cgroups(self.kernel, self.cfg, self.controllers)
         if self.log is not None:
@@ -293,9 +311,8 @@ class Monitor:
 
     # --- serving ------------------------------------------------------------------
     def _serve(self) -> None:
-        assert self.listener is not None
-        listener = self.listener
-        self.reactor.on_read(listener.fileno(), self._accept)
+        if self.listener is not None:
+            self.reactor.on_read(self.listener.fileno(), self._accept)
         for fd in self.clients:
             self.reactor.on_read(fd, lambda fd=fd: self._client_readable(fd))
         for fd in self.outputs:
@@ -506,24 +523,29 @@ class Monitor:
         if self.log is not None:
             with contextlib.suppress(OSError):
                 self.log.close()
+        record = self._exit_record(error)
+        if self.listener is not None:
+            self.listener.close()
+        self._broadcast_control({"event": "exit", **record.to_json()})
+        self._flush_clients_and_close()
+
+    def _exit_record(self, error: str) -> ExitRecord:
+        """Clean up after the container and record how it ended (exit.json)."""
+        assert self.cfg is not None and self.exit_status is not None
         oom = False
         try:
             oom = oom_killed(self.kernel, self.cfg, self.controllers)
             remove_cgroups(self.kernel, self.cfg, self.controllers)
         except KernelError as exc:
             error = error or exc.message
-        code = os.waitstatus_to_exitcode(self.exit_status)
         record = ExitRecord(
-            exit_code=code if code >= 0 else 128 - code,
+            exit_code=exit_code_of(self.exit_status),
             finished_at=now_rfc3339nano(),
             oom_killed=oom,
             error=error,
         )
         write_json(self.bundle, EXIT_FILE, record.to_json())
-        if self.listener is not None:
-            self.listener.close()
-        self._broadcast_control({"event": "exit", **record.to_json()})
-        self._flush_clients_and_close()
+        return record
 
     def _flush_clients_and_close(self) -> None:
         deadline = time.monotonic() + 1.0
@@ -536,6 +558,12 @@ class Monitor:
                     pass
             client.sock.close()
         self.clients.clear()
+
+
+def exit_code_of(wait_status: int) -> int:
+    """The code Docker reports: the exit status, or 128+N for a signal N."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return code if code >= 0 else 128 - code
 
 
 def _read_status(sock: socket.socket) -> dict:
@@ -557,6 +585,20 @@ def _read_status(sock: socket.socket) -> dict:
             report.setdefault("error", msg.decode(errors="replace"))
 
 
+def detach(kernel: Kernel, monitor: Monitor) -> None:
+    """In a freshly forked process: leave the forkserver's session, quiet stdio."""
+    kernel.setsid()
+    # The forkserver ignores SIGCHLD to reap monitors; the monitor must wait for its child.
+    kernel.reset_signals([signal.SIGCHLD])
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    # Stopped (e.g. at shutdown): take the container down through the normal
+    # exit path, so exit.json and the cgroups are dealt with.
+    kernel.set_signal_handler(signal.SIGTERM, lambda _signum, _frame: monitor.kill_container())
+
+
 def detach_and_run(
     kernel: Kernel,
     container_id: str,
@@ -565,16 +607,6 @@ def detach_and_run(
     first_client: socket.socket,
     request_ns: int = 0,
 ) -> int:
-    """In a freshly forked process: leave the forkserver's session and run the monitor."""
-    kernel.setsid()
-    # The forkserver ignores SIGCHLD to reap monitors; the monitor must wait for its child.
-    kernel.reset_signals([signal.SIGCHLD])
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
     monitor = Monitor(kernel, container_id, bundle, log_path, first_client, request_ns)
-    # Stopped (e.g. at shutdown): take the container down through the normal
-    # exit path, so exit.json and the cgroups are dealt with.
-    kernel.set_signal_handler(signal.SIGTERM, lambda _signum, _frame: monitor.kill_container())
+    detach(kernel, monitor)
     return monitor.run()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from dockyard.kernel.flags import CAPABILITIES
 
@@ -263,6 +263,31 @@ class RunSpec:
                 ANNOTATION_OPEN_STDIN: "true" if self.open_stdin else "false",
             },
         }
+
+
+@dataclass
+class ExecSpec:
+    """A process to run inside a running container (docker exec).
+
+    Unset fields (None, "") take the container's values from its config.json.
+    """
+
+    args: list[str]
+    env: list[str] = field(default_factory=list)  # the full environment ("K=V")
+    cwd: str = ""
+    uid: int | None = None
+    gid: int | None = None
+    additional_gids: list[int] | None = None
+    terminal: bool = False
+    open_stdin: bool = False
+    privileged: bool = False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> ExecSpec:
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
 
 def write_atomic(path: str, data: bytes) -> None:
