@@ -242,3 +242,25 @@ def test_parallel_imports(store):
     assert [layer.diff_id for layer in layers] == [sha(t) for t in tars]
     assert len(store.all_layers()) == 8
     assert not [n for n in os.listdir(os.path.join(store.root, "layers")) if n.startswith(".")]
+
+
+def test_import_directory_commits_an_upper_dir(store, tmp_path):
+    base = store.import_layer(io.BytesIO(make_tar({"etc/motd": b"hi", "etc/passwd": b"root"})))
+    upper = tmp_path / "upper"
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc/passwd").write_bytes(b"root\napp")
+    os.mknod(upper / "etc/motd", 0o020000, os.makedev(0, 0))
+    top = store.import_directory(str(upper), base.chain_id)
+    assert top.parent == base.chain_id
+    image_id = store.create_image([base.diff_id, top.diff_id], {})
+    dirs = store.lower_dirs(image_id)
+    assert store.read_file(dirs, "/etc/passwd") == b"root\napp"
+    assert store.read_file(dirs, "/etc/motd") is None
+    with tarfile.open(fileobj=io.BytesIO(store.get_blob(top.diff_id))) as tar:
+        assert tar.getnames() == ["etc", "etc/.wh.motd", "etc/passwd"]
+
+
+def test_import_directory_of_missing_dir_fails_cleanly(store, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        store.import_directory(str(tmp_path / "nope"))
+    assert store.all_layers() == []

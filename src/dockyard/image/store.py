@@ -32,6 +32,7 @@ from dockyard.image.atomic import fsync_dir, temp_name, write_file_atomic
 from dockyard.image.changes import apply_changes
 from dockyard.image.digest import chain_id as make_chain_id
 from dockyard.image.digest import chain_ids, digest_hex, normalize_digest, sha256_digest
+from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
 from dockyard.image.tarsafe import Readable, open_decompressed, unpack_layer
 
@@ -247,6 +248,41 @@ class ImageStore:
                 os.unlink(tmp_blob)
             if os.path.lexists(tmp_dir):
                 shutil.rmtree(tmp_dir)
+
+    def import_directory(self, path: str, parent_chain_id: str | None = None) -> Layer:
+        """`docker commit`: a container's overlay upper dir becomes a layer.
+
+        The tree is archived (whiteouts converted to Docker's form) into a
+        pipe that import_layer reads, so nothing is buffered whole. Pause the
+        container first if it runs, as dockerd does.
+        """
+        read_fd, write_fd = os.pipe()
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with open(write_fd, "wb") as out:
+                    write_layer_tar(path, out)
+            except BrokenPipeError:
+                pass  # the importer gave up; its own error is the one to report
+            except BaseException as e:  # handed over to the calling thread
+                failure.append(e)
+
+        writer = threading.Thread(target=produce, name="layer-tar-writer", daemon=True)
+        writer.start()
+        try:
+            with open(read_fd, "rb") as stream:
+                layer = self.import_layer(stream, parent_chain_id)
+        except BaseException:
+            # The read end is closed now, so a writer still busy gets EPIPE.
+            writer.join()
+            if failure:  # the root cause, rather than "truncated archive"
+                raise failure[0] from None
+            raise
+        writer.join()
+        if failure:
+            raise failure[0]
+        return layer
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[set[str]]:

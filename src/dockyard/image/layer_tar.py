@@ -1,0 +1,150 @@
+"""Writing a directory as a Docker layer tar (`docker commit`, `docker export`).
+
+The inverse of tarsafe.unpack_layer: an overlay upper directory becomes a
+tar in Docker's layer format, with overlay whiteouts (0/0 char devices)
+written as ".wh.NAME" and opaque directories as ".wh..wh..opq", the way
+dockerd's overlay2 driver produces diffs. Given a mounted merged rootfs,
+the same function produces `docker export` output.
+
+The walk opens every directory relative to its parent with O_NOFOLLOW, so a
+container that swaps a directory for a symlink while we read cannot make
+us archive host files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tarfile
+from typing import BinaryIO
+
+from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# As dockerd: of all xattrs only file capabilities travel in layer tars.
+_KEPT_XATTRS = ("security.capability",)
+
+
+class _FdReader:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def read(self, size: int = -1) -> bytes:
+        return os.read(self.fd, size if size >= 0 else 1 << 20)
+
+
+def write_layer_tar(root: str, out: BinaryIO, *, overlay_whiteouts: bool = True) -> None:
+    """Write the tree under `root` to `out` as an uncompressed layer tar.
+
+    Entries are in sorted order with names relative to `root` ("etc/",
+    "etc/passwd"), numeric owners, whole-second mtimes and no atime/ctime,
+    so the same tree gives the same bytes (and so the same diff_id).
+    With `overlay_whiteouts` false, 0/0 char devices are archived as devices.
+    """
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        root_fd = os.open(root, _DIR_FLAGS)
+        try:
+            _walk(tar, root_fd, "", {}, overlay_whiteouts)
+        finally:
+            os.close(root_fd)
+
+
+def _walk(
+    tar: tarfile.TarFile,
+    dir_fd: int,
+    prefix: str,
+    inodes: dict[tuple[int, int], str],
+    overlay_whiteouts: bool,
+) -> None:
+    for name in sorted(os.listdir(dir_fd)):
+        path = prefix + name
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed while we walk
+        info = _header(path, st)
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                continue
+            try:
+                info.pax_headers = _xattrs(child)
+                tar.addfile(info)
+                if overlay_whiteouts and _getxattr(child, OVERLAY_OPAQUE_XATTR) == b"y":
+                    marker = _header(path + "/" + WHITEOUT_OPAQUE, st)
+                    marker.type, marker.mode, marker.size = tarfile.REGTYPE, st.st_mode & 0o777, 0
+                    tar.addfile(marker)
+                _walk(tar, child, path + "/", inodes, overlay_whiteouts)
+            finally:
+                os.close(child)
+        elif stat.S_ISREG(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in inodes:
+                info.type, info.linkname, info.size = tarfile.LNKTYPE, inodes[key], 0
+                tar.addfile(info)
+                continue
+            inodes[key] = path
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                continue
+            try:
+                info.pax_headers = _xattrs(fd)
+                info.size = os.fstat(fd).st_size
+                tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
+            finally:
+                os.close(fd)
+        elif stat.S_ISLNK(st.st_mode):
+            info.type = tarfile.SYMTYPE
+            info.linkname = os.readlink(name, dir_fd=dir_fd)
+            tar.addfile(info)
+        elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and overlay_whiteouts:
+            whiteout = _header(prefix + WHITEOUT_PREFIX + name, st)
+            whiteout.type, whiteout.mode, whiteout.size = tarfile.REGTYPE, 0o600, 0
+            tar.addfile(whiteout)
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            tar.addfile(info)
+        elif stat.S_ISFIFO(st.st_mode):
+            info.type = tarfile.FIFOTYPE
+            tar.addfile(info)
+        # Sockets are skipped, as by dockerd.
+
+
+def _header(path: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(path)
+    info.type = tarfile.DIRTYPE if stat.S_ISDIR(st.st_mode) else tarfile.REGTYPE
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    info.mtime = int(st.st_mtime)
+    info.size = 0
+    return info
+
+
+def _getxattr(fd: int, name: str) -> bytes | None:
+    try:
+        return os.getxattr(fd, name)
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
+            return None
+        raise
+
+
+def _xattrs(fd: int) -> dict[str, str]:
+    out = {}
+    for name in _KEPT_XATTRS:
+        value = _getxattr(fd, name)
+        if value is not None:
+            out["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                # Capability sets are binary; tarfile writes raw bytes (as Go
+                # does) only under hdrcharset=BINARY.
+                out["hdrcharset"] = "BINARY"
+    return out
