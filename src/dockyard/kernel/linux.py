@@ -98,6 +98,7 @@ class LinuxKernel(Kernel):
     def __init__(self, cgroup_root: str = CGROUP_ROOT) -> None:
         self.cgroup_root = cgroup_root
         self._cap_last: int | None = None
+        self._permitted: list[str] | None = None
 
     # --- namespaces -------------------------------------------------------
     def unshare(self, flags: int) -> None:
@@ -204,6 +205,12 @@ class LinuxKernel(Kernel):
         return self._cap_last
 
     def permitted_caps(self) -> list[str]:
+        # Asked once (the forkserver warms it up); forked monitors inherit the answer.
+        if self._permitted is None:
+            self._permitted = self._capget_permitted()
+        return list(self._permitted)
+
+    def _capget_permitted(self) -> list[str]:
         header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
         data = (_CapData * 2)()
         _check(_libc.syscall(_SYS_CAPGET, ctypes.byref(header), ctypes.byref(data)), "capget")
@@ -340,8 +347,11 @@ class LinuxKernel(Kernel):
 
     def set_oom_score_adj(self, value: int) -> None:
         try:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write(str(value))
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(value).encode())
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise _oserror("write", ("/proc/self/oom_score_adj", value), exc) from None
 

@@ -110,6 +110,9 @@ def main(argv: list[str]) -> int:
         return 0  # the daemon died before we armed the death signal
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Answers that do not change, computed once here rather than in every container.
+    kernel.cap_last()
+    kernel.permitted_caps()
     # Everything imported so far is shared with every monitor: keep the
     # collector from touching (and so copying) those pages after each fork.
     gc.collect()
