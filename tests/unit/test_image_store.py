@@ -264,3 +264,11 @@ def test_import_directory_of_missing_dir_fails_cleanly(store, tmp_path):
     with pytest.raises(FileNotFoundError):
         store.import_directory(str(tmp_path / "nope"))
     assert store.all_layers() == []
+
+
+def test_truncated_upload_leaves_nothing(store):
+    tar = make_tar({"big": os.urandom(200_000)})
+    with pytest.raises(InvalidParameter, match="invalid layer archive"):
+        store.import_layer(io.BytesIO(gzip.compress(tar)[:30_000]))
+    assert os.listdir(os.path.join(store.root, "layers")) == []
+    assert os.listdir(store.blobs_dir) == []

@@ -284,3 +284,59 @@ def test_overlay_control_xattrs_dropped(tmp_path):
 def test_file_as_directory_refused(tmp_path):
     with pytest.raises(InvalidParameter, match="is not a directory"):
         unpack_layer(io.BytesIO(make_tar([F("f"), F("f/x")])), str(tmp_path / "d"))
+
+
+def test_dot_slash_names_from_tar_c_dot(tmp_path):
+    """`tar -C rootfs -c .` (what `docker import` users feed) names entries "./etc/..."."""
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "etc/os-release").write_bytes(b"ID=x\n")
+    os.chmod(src, 0o750)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(src, arcname=".")
+    dest = tmp_path / "d"
+    unpack_layer(io.BytesIO(buf.getvalue()), str(dest))
+    assert (dest / "etc/os-release").read_bytes() == b"ID=x\n"
+    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o750  # "./" entry applies to the root
+
+
+def test_symlink_xattrs_and_times_apply_to_the_link(sandbox):
+    dest, outside = sandbox
+    before = os.stat(outside / "passwd")
+    tar = make_tar(
+        [L("lnk", str(outside / "passwd"), mtime=1_000_000_000, xattrs={"trusted.t": "v"})]
+    )
+    unpack_layer(io.BytesIO(tar), str(dest))
+    assert os.lstat(dest / "lnk").st_mtime == 1_000_000_000
+    assert os.getxattr(dest / "lnk", "trusted.t", follow_symlinks=False) == b"v"
+    after = os.stat(outside / "passwd")
+    assert (after.st_mtime_ns, after.st_mode) == (before.st_mtime_ns, before.st_mode)
+    assert outside_untouched(outside)
+
+
+def test_truncated_archive_refused(tmp_path):
+    tar = make_tar([F("big", b"x" * 100_000)])
+    with pytest.raises(InvalidParameter, match="invalid layer archive"):
+        unpack_layer(io.BytesIO(tar[:50_000]), str(tmp_path / "d"))
+
+
+@pytest.mark.parametrize("name", [".wh..", ".wh...", "d/.wh.."])
+def test_whiteout_of_dot_or_dotdot_refused(tmp_path, name):
+    with pytest.raises(InvalidParameter, match="invalid whiteout"):
+        unpack_layer(io.BytesIO(make_tar([F(name)])), str(tmp_path / "d"))
+
+
+def test_whiteout_through_symlinked_parent_stays_inside(sandbox):
+    dest, outside = sandbox
+    unpack_layer(io.BytesIO(make_tar([L("evil", str(outside)), F("evil/.wh.passwd")])), str(dest))
+    assert outside_untouched(outside)
+    inner = dest / str(outside).lstrip("/") / "passwd"
+    assert stat.S_ISCHR(os.lstat(inner).st_mode)
+
+
+def test_opaque_marker_through_symlink_stays_inside(sandbox):
+    dest, outside = sandbox
+    unpack_layer(io.BytesIO(make_tar([L("evil", str(outside)), F("evil/.wh..wh..opq")])), str(dest))
+    with pytest.raises(OSError):
+        os.getxattr(outside, "trusted.overlay.opaque")

@@ -34,7 +34,7 @@ from dockyard.image.digest import chain_id as make_chain_id
 from dockyard.image.digest import chain_ids, digest_hex, normalize_digest, sha256_digest
 from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
-from dockyard.image.tarsafe import Readable, open_decompressed, unpack_layer
+from dockyard.image.tarsafe import Readable, archive_errors, open_decompressed, unpack_layer
 
 _TMP_PREFIX = ".tmp-"
 _GO_ARCH = {
@@ -217,9 +217,10 @@ class ImageStore:
             os.mkdir(tmp_dir, 0o700)
             blob_fd = os.open(tmp_blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                reader = _DigestingReader(open_decompressed(stream), blob_fd)
-                size = unpack_layer(reader, os.path.join(tmp_dir, "diff"))
-                reader.drain()
+                with archive_errors():
+                    reader = _DigestingReader(open_decompressed(stream), blob_fd)
+                    size = unpack_layer(reader, os.path.join(tmp_dir, "diff"))
+                    reader.drain()
                 os.fsync(blob_fd)
             finally:
                 os.close(blob_fd)

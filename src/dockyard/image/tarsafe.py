@@ -25,6 +25,8 @@ import posixpath
 import shutil
 import stat
 import tarfile
+import zlib
+from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
 from dockyard.errors import DockyardError, InvalidParameter
@@ -99,6 +101,22 @@ def open_decompressed(stream: Readable) -> Readable:
     return src
 
 
+@contextlib.contextmanager
+def archive_errors() -> Iterator[None]:
+    """Turn a corrupt or truncated stream (tar, gzip, bzip2, xz) into InvalidParameter.
+
+    Other OS errors (disk full, I/O) stay what they are: not the client's fault.
+    """
+    try:
+        yield
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
+        raise InvalidParameter(f"invalid layer archive: {e}") from e
+    except OSError as e:
+        if "Invalid data stream" in str(e):  # how bz2 reports garbage
+            raise InvalidParameter(f"invalid layer archive: {e}") from e
+        raise
+
+
 def unpack_layer(stream: BinaryIO | Readable, dest: str) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
@@ -107,22 +125,16 @@ def unpack_layer(stream: BinaryIO | Readable, dest: str) -> int:
     temporary directory and rename it into place only on success.
     """
     os.makedirs(dest, exist_ok=True)
-    plain = open_decompressed(stream)
     unpacker = _LayerUnpacker(dest)
     try:
-        try:
+        with archive_errors():
+            plain = open_decompressed(stream)
             with tarfile.open(fileobj=plain, mode="r|", errorlevel=2) as tar:  # type: ignore[call-overload]
                 # next() rather than iteration, so that the member list can be
                 # dropped as we go: memory stays flat for 100k-entry rootfs tars.
                 while (member := tar.next()) is not None:
                     unpacker.add(tar, member)
                     tar.members.clear()
-        except (tarfile.TarError, EOFError, gzip.BadGzipFile, lzma.LZMAError) as e:
-            raise InvalidParameter(f"invalid layer archive: {e}") from e
-        except OSError as e:
-            if "Invalid data stream" in str(e):  # how bz2 reports garbage
-                raise InvalidParameter(f"invalid layer archive: {e}") from e
-            raise
         unpacker.finish()
     finally:
         unpacker.close()
