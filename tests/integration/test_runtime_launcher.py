@@ -300,8 +300,11 @@ def test_user_and_groups(box: Box) -> None:
 
 def test_capabilities_reduced(box: Box) -> None:
     async def scenario(launcher: Launcher) -> None:
-        out, _, _ = await run_to_end(box, launcher, ["grep", "^Cap", "/proc/self/status"])
+        out, _, _ = await run_to_end(
+            box, launcher, ["grep", "-E", "^(Cap|Seccomp:)", "/proc/self/status"]
+        )
         caps = dict(line.split(":\t") for line in out.splitlines())
+        assert caps["Seccomp"] == "2"  # filtered, as in Docker
         assert caps["CapBnd"] == caps["CapEff"] == "00000000a80425fb"  # Docker's default set
         assert caps["CapInh"] == caps["CapAmb"] == "0000000000000000"
         out, _, _ = await run_to_end(
@@ -309,8 +312,12 @@ def test_capabilities_reduced(box: Box) -> None:
         )
         assert out.split()[1] == f"{1 << 13:016x}"
         out, _, _ = await run_to_end(
-            box, launcher, ["grep", "^CapBnd", "/proc/self/status"], privileged=True
+            box,
+            launcher,
+            ["grep", "-E", "^(CapBnd|Seccomp:)", "/proc/self/status"],
+            privileged=True,
         )
+        assert out.splitlines()[1].split() == ["Seccomp:", "0"]
         assert int(out.split()[1], 16) == int(
             Path("/proc/self/status").read_text().split("CapBnd:\t")[1][:16], 16
         )

@@ -216,6 +216,9 @@ def test_root_user_capabilities() -> None:
     assert k.find("drop_bounding_caps") == [(sorted(DEFAULT_CAPABILITIES),)]
     assert k.find("capset") == [(sorted(DEFAULT_CAPABILITIES), sorted(DEFAULT_CAPABILITIES), [])]
     assert k.find("setgroups") == [([],)]  # the host's supplementary groups are not inherited
+    # Seccomp goes on while CAP_SYS_ADMIN is still held, right before the drop.
+    assert index(k, "chdir", "/") < index(k, "set_seccomp_filter") < index(k, "drop_bounding_caps")
+    assert "set_seccomp_filter" not in run_init(privileged=True).names()
     assert "set_keepcaps" not in k.names()
     assert "clear_ambient_caps" in k.names()
     assert "set_no_new_privs" not in k.names()

@@ -114,6 +114,9 @@ class RecordingKernel(Kernel):
     def set_no_new_privs(self) -> None:
         self._rec("set_no_new_privs")
 
+    def set_seccomp_filter(self, program: bytes) -> None:
+        self._rec("set_seccomp_filter", len(program) // 8)
+
     def set_pdeathsig(self, signum: int) -> None:
         self._rec("set_pdeathsig", signum)
 

@@ -99,6 +99,10 @@ class Kernel(ABC):
     def set_no_new_privs(self) -> None: ...
 
     @abstractmethod
+    def set_seccomp_filter(self, program: bytes) -> None:
+        """Install a classic BPF seccomp filter (struct sock_filter[] bytes)."""
+
+    @abstractmethod
     def set_pdeathsig(self, signum: int) -> None: ...
 
     # --- cgroups (v1: one hierarchy per controller) ------------------------

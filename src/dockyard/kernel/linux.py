@@ -45,6 +45,8 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_KEEPCAPS = 8
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -71,6 +73,10 @@ class _CapData(ctypes.Structure):
         ("permitted", ctypes.c_uint32),
         ("inheritable", ctypes.c_uint32),
     ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def _b(s: str | None) -> bytes | None:
@@ -243,6 +249,13 @@ class LinuxKernel(Kernel):
 
     def set_no_new_privs(self) -> None:
         _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl", "PR_SET_NO_NEW_PRIVS")
+
+    def set_seccomp_filter(self, program: bytes) -> None:
+        count = len(program) // 8
+        filters = ctypes.create_string_buffer(program, len(program))
+        fprog = _SockFprog(count, ctypes.cast(filters, ctypes.c_void_p))
+        ret = _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)
+        _check(ret, "prctl", "PR_SET_SECCOMP", f"{count} instructions")
 
     def set_pdeathsig(self, signum: int) -> None:
         _check(_libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG")

@@ -114,6 +114,7 @@ class ContainerConfig:
     masked_paths: list[str]
     readonly_paths: list[str]
     oom_score_adj: int | None = None
+    seccomp: dict | None = None  # OCI linux.seccomp
 
 
 def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
@@ -246,4 +247,5 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
         masked_paths=list(linux.get("maskedPaths", [])),
         readonly_paths=list(linux.get("readonlyPaths", [])),
         oom_score_adj=process.get("oomScoreAdj"),
+        seccomp=linux.get("seccomp"),
     )

@@ -28,6 +28,7 @@ from dockyard.kernel.interface import Kernel
 from dockyard.kernel.trace import TracingKernel
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
+from dockyard.runtime.seccomp import compile_profile
 from dockyard.runtime.securejoin import resolve_in_root
 from dockyard.runtime.spec import DEFAULT_PATH
 
@@ -171,6 +172,15 @@ def mask_paths(kernel: Kernel, cfg: ContainerConfig) -> None:
         kernel.mount(None, path, None, flags, None)
 
 
+def apply_seccomp(kernel: Kernel, cfg: ContainerConfig) -> None:
+    # Installed while we still hold CAP_SYS_ADMIN (no no_new_privs needed);
+    # the profile allows what the rest of the init does (prctl, capset, execve).
+    if cfg.seccomp:
+        program = compile_profile(cfg.seccomp)
+        if program is not None:
+            kernel.set_seccomp_filter(program)
+
+
 def apply_credentials(kernel: Kernel, cfg: ContainerConfig) -> None:
     """Bounding set, then uid/gid (keeping caps across setuid), then capset."""
     # A capability this process lacks cannot be granted (capset fails with
@@ -278,6 +288,7 @@ def init_container(
         kernel.mount(None, "/", None, K.MS_BIND | K.MS_REMOUNT | K.MS_RDONLY, None)
     kernel.chdir(cfg.cwd)
 
+    apply_seccomp(kernel, cfg)
     apply_credentials(kernel, cfg)
     kernel.reset_signals(RESET_SIGNALS)
     kernel.umask(0o022)
@@ -318,6 +329,7 @@ def exec_in_container(
         for target, fd in enumerate(stdio):
             kernel.dup2(fd, target)
     kernel.chdir(cfg.cwd)
+    apply_seccomp(kernel, cfg)
     apply_credentials(kernel, cfg)
     kernel.reset_signals(RESET_SIGNALS)
     kernel.umask(0o022)

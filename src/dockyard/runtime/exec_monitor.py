@@ -65,6 +65,7 @@ class ExecMonitor(Monitor):
             bounding=caps or base.bounding,
             effective=caps or base.effective,
             permitted=caps or base.permitted,
+            seccomp=None if spec.privileged else base.seccomp,
         )
         self.controllers = available_controllers(tracer)
         return cfg

@@ -14,6 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from dockyard.kernel.flags import CAPABILITIES
+from dockyard.runtime.seccomp import default_profile
 
 OCI_VERSION = "1.0.2"
 
@@ -248,6 +249,7 @@ class RunSpec:
         if not self.privileged:
             linux["maskedPaths"] = list(MASKED_PATHS)
             linux["readonlyPaths"] = list(READONLY_PATHS)
+            linux["seccomp"] = default_profile(caps)
 
         return {
             "ociVersion": OCI_VERSION,
