@@ -186,11 +186,6 @@ class RecordingKernel(Kernel):
     def dup2(self, fd: int, fd2: int) -> None:
         self._rec("dup2", fd, fd2)
 
-    def openpty(self) -> tuple[int, int]:
-        self._rec("openpty")
-        self._next_fd += 2
-        return self._next_fd - 1, self._next_fd
-
     def open_pty(self, ptmx: str) -> tuple[int, int, str]:
         self._rec("open_pty", ptmx)
         self._next_fd += 2

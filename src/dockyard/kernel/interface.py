@@ -171,10 +171,6 @@ class Kernel(ABC):
     def dup2(self, fd: int, fd2: int) -> None: ...
 
     @abstractmethod
-    def openpty(self) -> tuple[int, int]:
-        """(master, slave)."""
-
-    @abstractmethod
     def open_pty(self, ptmx: str) -> tuple[int, int, str]:
         """A new pty from the devpts instance of `ptmx`: (master, slave, slave path)."""
 

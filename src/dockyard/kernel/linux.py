@@ -385,12 +385,6 @@ class LinuxKernel(Kernel):
         except OSError as exc:
             raise _oserror("dup2", (fd, fd2), exc) from None
 
-    def openpty(self) -> tuple[int, int]:
-        try:
-            return os.openpty()
-        except OSError as exc:
-            raise _oserror("openpty", (), exc) from None
-
     def open_pty(self, ptmx: str) -> tuple[int, int, str]:
         try:
             master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)

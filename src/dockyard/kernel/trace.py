@@ -37,6 +37,8 @@ def _plain(value: object) -> object:
         return value
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
     return repr(value)
 
 
