@@ -98,6 +98,20 @@ def read_file(dirs: list[str], path: str) -> bytes | None:
     None too when the path is a directory, a device or a dangling/looping link.
     Layer directories that do not exist are treated as empty.
     """
+    fd = open_file(dirs, path)
+    if fd is None:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def open_file(dirs: list[str], path: str) -> int | None:
+    """Like read_file, but return an open fd of the regular file (the caller closes it)."""
     roots: list[int] = []
     try:
         for d in dirs:
@@ -105,12 +119,12 @@ def read_file(dirs: list[str], path: str) -> bytes | None:
                 roots.append(os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             except FileNotFoundError:
                 continue
-        return _read(roots, path)
+        return _open(roots, path)
     finally:
         _close_all(roots)
 
 
-def _read(roots: list[int], path: str) -> bytes | None:
+def _open(roots: list[int], path: str) -> int | None:
     pending = list(reversed(path.split("/")))
     resolved: list[str] = []
     active = [os.dup(fd) for fd in roots]
@@ -154,23 +168,20 @@ def _read(roots: list[int], path: str) -> bytes | None:
                 continue
             if not is_last:
                 return None  # a file used as a directory
-            return _read_regular(found.at, found.name)
+            return _open_regular(found.at, found.name)
         return None  # the path named the root directory
     finally:
         _close_all(active)
 
 
-def _read_regular(dir_fd: int, name: str) -> bytes | None:
+def _open_regular(dir_fd: int, name: str) -> int | None:
     try:
         fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     except OSError:
         return None  # swapped for a symlink, or unreadable
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
+        return None
+    # O_NONBLOCK was only there so that opening a FIFO cannot hang us.
+    os.set_blocking(fd, True)
+    return fd

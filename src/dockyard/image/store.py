@@ -364,6 +364,20 @@ class ImageStore:
                 self.layer(chain)  # every layer must be present
             return self.put_blob(data)
 
+    def create_image_from_config(self, config_bytes: bytes) -> str:
+        """Store an existing image config as is (docker load, pull): its bytes
+        are its identity, so they are never re-serialised. Its layers must be
+        present."""
+        try:
+            doc = json.loads(config_bytes)
+            diff_ids = [normalize_digest(d) for d in doc["rootfs"]["diff_ids"]]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidParameter("invalid image config") from None
+        with self.lock:
+            for chain in chain_ids(diff_ids):
+                self.layer(chain)
+            return self.put_blob(config_bytes)
+
     def image_config(self, image_id: str) -> dict:
         try:
             data = self.get_blob(image_id)
