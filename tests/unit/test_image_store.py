@@ -272,3 +272,36 @@ def test_truncated_upload_leaves_nothing(store):
         store.import_layer(io.BytesIO(gzip.compress(tar)[:30_000]))
     assert os.listdir(os.path.join(store.root, "layers")) == []
     assert os.listdir(store.blobs_dir) == []
+
+
+def test_crash_mid_import_leaves_a_usable_store(store):
+    """SIGKILL while a layer is being unpacked: no layer, no blob, temporaries swept."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tar = make_tar({f"f{i}": os.urandom(10_000) for i in range(200)})
+    code = (
+        "import sys\nfrom dockyard.image.store import ImageStore\n"
+        f"ImageStore({store.root!r}).import_layer(sys.stdin.buffer)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    try:
+        child.stdin.write(tar[: len(tar) // 2])
+        child.stdin.flush()
+        layers_dir = os.path.join(store.root, "layers")
+        deadline = time.monotonic() + 10
+        while not any(n.startswith(".tmp-") for n in os.listdir(layers_dir)):
+            assert time.monotonic() < deadline, "import never started"
+            time.sleep(0.01)
+        time.sleep(0.1)  # let it unpack part of the tar
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdin.close()
+    reopened = ImageStore(store.root)
+    assert reopened.all_layers() == []
+    assert os.listdir(layers_dir) == [] and os.listdir(store.blobs_dir) == []
+    layer = reopened.import_layer(io.BytesIO(tar))  # and it works afterwards
+    assert layer.diff_id == sha(tar)
