@@ -120,10 +120,14 @@ class Box:
         async def main() -> None:
             launcher = Launcher(str(self.tmp / "run"))
             await launcher.start()
+            forkserver = launcher.forkserver_pid
             try:
                 await asyncio.wait_for(scenario(launcher), timeout=30)
             finally:
                 await launcher.close()
+            assert forkserver is not None and not alive(
+                forkserver
+            )  # no forkserver outlives close()
 
         asyncio.run(main())
 
@@ -602,5 +606,36 @@ def test_exec_joins_the_running_container(box: Box) -> None:
 
         with pytest.raises(RuntimeFailure):
             await launcher.exec(cid, bundle, ExecSpec(["true"]))
+
+    box.run(scenario)
+
+
+def test_many_containers_at_once(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        async def one(i: int) -> tuple[str, int]:
+            out, _, record = await run_to_end(
+                box, launcher, ["sh", "-c", f"echo container {i}; exit {i}"]
+            )
+            return out, record.exit_code
+
+        results = await asyncio.gather(*(one(i) for i in range(12)))
+        assert results == [(f"container {i}\n", i) for i in range(12)]
+
+    box.run(scenario)
+
+
+def test_a_new_daemon_reattaches_to_running_containers(box: Box) -> None:
+    async def scenario(first: Launcher) -> None:
+        cid, bundle = box.bundle(["sh", "-c", "read x; echo got $x; exit 9"], open_stdin=True)
+        link = box.track(await first.run(cid, bundle, log_path=f"{bundle}/log.json"))
+        await link.close()
+        await first.close()  # the old daemon is gone, forkserver included
+        second = Launcher(str(box.tmp / "run2"))  # a new daemon: it never started this container
+        again = await second.reattach(cid, bundle)
+        assert again is not None and again.pid == link.pid
+        await again.write_stdin(b"hi\n")
+        out, _, record = await collect(again)
+        assert out == b"got hi\n" and record.exit_code == 9
+        await again.close()
 
     box.run(scenario)
