@@ -111,3 +111,29 @@ def test_export_mode_keeps_devices(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
         (member,) = tar.getmembers()
     assert member.name == "c" and member.ischr()
+
+
+def test_merged_export_applies_whiteouts_and_opaque_dirs(tmp_path):
+    from dockyard.image.layer_tar import write_merged_tar
+
+    low, mid, upper = tmp_path / "low", tmp_path / "mid", tmp_path / "upper"
+    for d in (low / "etc", low / "var/cache", mid / "var/cache", upper / "etc"):
+        d.mkdir(parents=True)
+    (low / "etc/motd").write_bytes(b"low motd")
+    (low / "etc/passwd").write_bytes(b"low passwd")
+    (low / "var/cache/old").write_bytes(b"old")
+    (low / "gone").mkdir()
+    (low / "gone/file").write_bytes(b"x")
+    os.mknod(mid / "gone", stat.S_IFCHR, os.makedev(0, 0))
+    os.setxattr(mid / "var/cache", "trusted.overlay.opaque", b"y")
+    (mid / "var/cache/new").write_bytes(b"new")
+    os.mknod(upper / "etc/motd", stat.S_IFCHR, os.makedev(0, 0))
+    (upper / "etc/passwd").write_bytes(b"upper passwd")
+    os.chmod(upper / "etc", 0o700)
+
+    buf = io.BytesIO()
+    write_merged_tar([str(upper), str(mid), str(low)], buf)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        assert tar.getnames() == ["etc", "etc/passwd", "var", "var/cache", "var/cache/new"]
+        assert tar.extractfile("etc/passwd").read() == b"upper passwd"
+        assert tar.getmember("etc").mode == 0o700  # the top-most copy's attributes

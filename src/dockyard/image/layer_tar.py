@@ -13,12 +13,14 @@ us archive host files.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import tarfile
 from typing import BinaryIO
 
+from dockyard.image.layered_read import lookup
 from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -64,55 +66,119 @@ def _walk(
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             continue  # removed while we walk
-        info = _header(path, st)
-        if stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISDIR(st.st_mode):
+            _add_non_dir(tar, dir_fd, name, prefix, st, inodes, overlay_whiteouts)
+            continue
+        try:
+            child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            continue
+        try:
+            info = _header(path, st)
+            info.pax_headers = _xattrs(child)
+            tar.addfile(info)
+            if overlay_whiteouts and _getxattr(child, OVERLAY_OPAQUE_XATTR) == b"y":
+                marker = _header(path + "/" + WHITEOUT_OPAQUE, st)
+                marker.type, marker.mode, marker.size = tarfile.REGTYPE, st.st_mode & 0o777, 0
+                tar.addfile(marker)
+            _walk(tar, child, path + "/", inodes, overlay_whiteouts)
+        finally:
+            os.close(child)
+
+
+def write_merged_tar(dirs: list[str], out: BinaryIO) -> None:
+    """`docker export` without a mount: the merged view of stacked layer dirs
+    (top-most first, e.g. [container_upper, *lower_dirs]) as one flat tar,
+    with whiteouts and opaque directories applied, not archived."""
+    roots: list[int] = []
+    try:
+        for d in dirs:
+            with contextlib.suppress(FileNotFoundError):
+                roots.append(os.open(d, _DIR_FLAGS))
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            _walk_merged(tar, roots, "", {})
+    finally:
+        for fd in roots:
+            os.close(fd)
+
+
+def _walk_merged(
+    tar: tarfile.TarFile, active: list[int], prefix: str, inodes: dict[tuple[int, int], str]
+) -> None:
+    names: set[str] = set()
+    for fd in active:
+        names.update(os.listdir(fd))
+    for name in sorted(names):
+        found = lookup(active, name)
+        if found.kind == "absent":
+            continue
+        if found.kind != "dir":
             try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                st = os.stat(found.name, dir_fd=found.at, follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            try:
-                info.pax_headers = _xattrs(child)
-                tar.addfile(info)
-                if overlay_whiteouts and _getxattr(child, OVERLAY_OPAQUE_XATTR) == b"y":
-                    marker = _header(path + "/" + WHITEOUT_OPAQUE, st)
-                    marker.type, marker.mode, marker.size = tarfile.REGTYPE, st.st_mode & 0o777, 0
-                    tar.addfile(marker)
-                _walk(tar, child, path + "/", inodes, overlay_whiteouts)
-            finally:
-                os.close(child)
-        elif stat.S_ISREG(st.st_mode):
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in inodes:
-                info.type, info.linkname, info.size = tarfile.LNKTYPE, inodes[key], 0
-                tar.addfile(info)
-                continue
-            inodes[key] = path
-            try:
-                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-            except FileNotFoundError:
-                continue
-            try:
-                info.pax_headers = _xattrs(fd)
-                info.size = os.fstat(fd).st_size
-                tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
-            finally:
+            _add_non_dir(tar, found.at, name, prefix, st, inodes, overlay_whiteouts=False)
+            continue
+        try:
+            # A merged directory shows the attributes of its top-most copy.
+            top = found.dirs[0]
+            info = _header(prefix + name, os.fstat(top))
+            info.pax_headers = _xattrs(top)
+            tar.addfile(info)
+            _walk_merged(tar, found.dirs, prefix + name + "/", inodes)
+        finally:
+            for fd in found.dirs:
                 os.close(fd)
-        elif stat.S_ISLNK(st.st_mode):
-            info.type = tarfile.SYMTYPE
-            info.linkname = os.readlink(name, dir_fd=dir_fd)
+
+
+def _add_non_dir(
+    tar: tarfile.TarFile,
+    dir_fd: int,
+    name: str,
+    prefix: str,
+    st: os.stat_result,
+    inodes: dict[tuple[int, int], str],
+    overlay_whiteouts: bool,
+) -> None:
+    path = prefix + name
+    info = _header(path, st)
+    if stat.S_ISREG(st.st_mode):
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in inodes:
+            info.type, info.linkname, info.size = tarfile.LNKTYPE, inodes[key], 0
             tar.addfile(info)
-        elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and overlay_whiteouts:
-            whiteout = _header(prefix + WHITEOUT_PREFIX + name, st)
-            whiteout.type, whiteout.mode, whiteout.size = tarfile.REGTYPE, 0o600, 0
-            tar.addfile(whiteout)
-        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-            info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
-            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-            tar.addfile(info)
-        elif stat.S_ISFIFO(st.st_mode):
-            info.type = tarfile.FIFOTYPE
-            tar.addfile(info)
-        # Sockets are skipped, as by dockerd.
+            return
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
+        try:
+            now = os.fstat(fd)
+            if not stat.S_ISREG(now.st_mode):
+                return  # swapped for something else while we walk
+            os.set_blocking(fd, True)
+            info.pax_headers = _xattrs(fd)
+            info.size = now.st_size
+            tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
+        finally:
+            os.close(fd)
+        inodes[key] = path
+    elif stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(name, dir_fd=dir_fd)
+        tar.addfile(info)
+    elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and overlay_whiteouts:
+        whiteout = _header(prefix + WHITEOUT_PREFIX + name, st)
+        whiteout.type, whiteout.mode, whiteout.size = tarfile.REGTYPE, 0o600, 0
+        tar.addfile(whiteout)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        tar.addfile(info)
+    elif stat.S_ISFIFO(st.st_mode):
+        info.type = tarfile.FIFOTYPE
+        tar.addfile(info)
+    # Sockets are skipped, as by dockerd.
 
 
 def _header(path: str, st: os.stat_result) -> tarfile.TarInfo:

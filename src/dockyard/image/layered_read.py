@@ -49,7 +49,9 @@ class _Found:
         self.name = name
 
 
-def _lookup(active: list[int], name: str) -> _Found:
+def lookup(active: list[int], name: str) -> _Found:
+    """Look `name` up in one directory of the merged view, given that directory's
+    fds in each layer (top-most first). Returned dir fds belong to the caller."""
     found_dirs: list[int] = []
     try:
         for fd in active:  # top-most first
@@ -84,7 +86,7 @@ def _walk(roots: list[int], parts: list[str]) -> list[int] | None:
     """fds of directory `parts` (already resolved, no symlinks) in every layer."""
     active = [os.dup(fd) for fd in roots]
     for part in parts:
-        found = _lookup(active, part)
+        found = lookup(active, part)
         _close_all(active)
         if found.kind != "dir":
             return None
@@ -144,7 +146,7 @@ def _open(roots: list[int], path: str) -> int | None:
                     if walked is None:
                         return None
                 continue
-            found = _lookup(active, part)
+            found = lookup(active, part)
             is_last = not any(p not in ("", ".") for p in pending)
             if found.kind == "absent":
                 return None
