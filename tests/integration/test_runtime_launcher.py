@@ -639,3 +639,26 @@ def test_a_new_daemon_reattaches_to_running_containers(box: Box) -> None:
         await again.close()
 
     box.run(scenario)
+
+
+def test_an_image_with_many_layers(box: Box) -> None:
+    # 100 layers with long names: far over mount(2)'s one page of options.
+    layers = []
+    for i in range(100):
+        layer = box.tmp / "layers" / f"{i:064x}" / "diff"
+        layer.mkdir(parents=True)
+        (layer / f"file{i}").write_text(f"{i}\n")
+        layers.append(str(layer))
+    (Path(layers[0]) / "shadowed").write_text("top\n")  # the first lowerdir is the top-most
+    (Path(layers[-1]) / "shadowed").write_text("bottom\n")
+
+    async def scenario(launcher: Launcher) -> None:
+        out, _, record = await run_to_end(
+            box,
+            launcher,
+            ["sh", "-c", "cat /file0 /file99 /shadowed"],
+            rootfs_lower=[*layers, str(box.layer)],
+        )
+        assert out == "0\n99\ntop\n" and record.exit_code == 0
+
+    box.run(scenario)

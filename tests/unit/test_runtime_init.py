@@ -343,3 +343,21 @@ def test_exec_joins_namespaces_and_cgroups_of_the_target() -> None:
         < index(k, "setresuid", 7, 7, 7)
     )
     assert k.calls[-1][0] == "execve"
+
+
+def test_very_many_layers_use_the_new_mount_api() -> None:
+    lowers = [f"/var/lib/dockyard/layers/{i:064x}/diff" for i in range(125)]
+    k = run_init(
+        rootfs_lower=lowers,
+        rootfs_upper="/var/lib/dockyard/containers/c1/upper",
+        rootfs_work="/var/lib/dockyard/containers/c1/work",
+    )
+    assert not [m for m in k.find("mount") if m[2] == "overlay"]
+    assert k.find("mount_overlay") == [
+        (
+            ROOTFS,
+            lowers,
+            "/var/lib/dockyard/containers/c1/upper",
+            "/var/lib/dockyard/containers/c1/work",
+        )
+    ]

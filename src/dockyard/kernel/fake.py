@@ -53,6 +53,9 @@ class RecordingKernel(Kernel):
     ) -> None:
         self._rec("mount", source, target, fstype, flags, data)
 
+    def mount_overlay(self, target: str, lowerdirs: list[str], upperdir: str, workdir: str) -> None:
+        self._rec("mount_overlay", target, list(lowerdirs), upperdir, workdir)
+
     def umount2(self, target: str, flags: int) -> None:
         self._rec("umount2", target, flags)
 

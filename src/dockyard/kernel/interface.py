@@ -34,6 +34,11 @@ class Kernel(ABC):
     ) -> None: ...
 
     @abstractmethod
+    def mount_overlay(self, target: str, lowerdirs: list[str], upperdir: str, workdir: str) -> None:
+        """An overlay through the new mount API (fsopen/fsconfig "lowerdir+"/fsmount/
+        move_mount, Linux >= 6.8): no one-page limit on the layer list."""
+
+    @abstractmethod
     def umount2(self, target: str, flags: int) -> None: ...
 
     @abstractmethod

@@ -38,6 +38,13 @@ _libc.prctl.argtypes = [
 _libc.syscall.restype = ctypes.c_long
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[os.uname().machine]
+_SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT, _SYS_MOVE_MOUNT = 430, 431, 432, 429  # same on all arches
+_FSOPEN_CLOEXEC = 1
+_FSCONFIG_SET_STRING = 1
+_FSCONFIG_CMD_CREATE = 6
+_FSMOUNT_CLOEXEC = 1
+_MOVE_MOUNT_F_EMPTY_PATH = 4
+_AT_FDCWD = -100
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90}[os.uname().machine]
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[os.uname().machine]
 
@@ -139,6 +146,34 @@ class LinuxKernel(Kernel):
     ) -> None:
         ret = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
         _check(ret, "mount", source, target, fstype, hex(flags), data)
+
+    def mount_overlay(self, target: str, lowerdirs: list[str], upperdir: str, workdir: str) -> None:
+        fs = _check(_libc.syscall(_SYS_FSOPEN, b"overlay", _FSOPEN_CLOEXEC), "fsopen", "overlay")
+        try:
+            options = [("lowerdir+", d) for d in lowerdirs] + [
+                ("upperdir", upperdir),
+                ("workdir", workdir),
+            ]
+            for key, value in options:
+                ret = _libc.syscall(
+                    _SYS_FSCONFIG, fs, _FSCONFIG_SET_STRING, key.encode(), _b(value), 0
+                )
+                _check(ret, "fsconfig", key, value)
+            _check(
+                _libc.syscall(_SYS_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0),
+                "fsconfig",
+                "create",
+            )
+            mnt = _check(_libc.syscall(_SYS_FSMOUNT, fs, _FSMOUNT_CLOEXEC, 0), "fsmount", "overlay")
+            try:
+                ret = _libc.syscall(
+                    _SYS_MOVE_MOUNT, mnt, b"", _AT_FDCWD, _b(target), _MOVE_MOUNT_F_EMPTY_PATH
+                )
+                _check(ret, "move_mount", target)
+            finally:
+                os.close(mnt)
+        finally:
+            os.close(fs)
 
     def umount2(self, target: str, flags: int) -> None:
         _check(_libc.umount2(_b(target), flags), "umount2", target, flags)

@@ -60,23 +60,28 @@ def _in_root(rootfs: str, path: str) -> str:
 
 
 def mount_rootfs(kernel: Kernel, cfg: ContainerConfig) -> None:
-    if cfg.lowerdirs:
-        lower = ":".join(cfg.lowerdirs)
-        data = f"lowerdir={lower},upperdir={cfg.upperdir},workdir={cfg.workdir}"
-        if len(data) > OVERLAY_DATA_LIMIT:
-            # Many layers: mount(2) takes one page of options, so use paths
-            # relative to the layers' common parent (as containerd does).
-            base = os.path.commonpath([*cfg.lowerdirs, cfg.upperdir, cfg.workdir])
-            rel = [os.path.relpath(p, base) for p in cfg.lowerdirs]
-            data = (
-                f"lowerdir={':'.join(rel)},upperdir={os.path.relpath(cfg.upperdir, base)},"
-                f"workdir={os.path.relpath(cfg.workdir, base)}"
-            )
-            kernel.chdir(base)
-        kernel.mount("overlay", cfg.rootfs, "overlay", 0, data)
-    else:
+    if not cfg.lowerdirs:
         # A plain directory: bind it onto itself so that it is a mount point for pivot_root.
         kernel.mount(cfg.rootfs, cfg.rootfs, None, K.MS_BIND | K.MS_REC, None)
+        return
+    data = f"lowerdir={':'.join(cfg.lowerdirs)},upperdir={cfg.upperdir},workdir={cfg.workdir}"
+    if len(data) <= OVERLAY_DATA_LIMIT:
+        kernel.mount("overlay", cfg.rootfs, "overlay", 0, data)
+        return
+    # Many layers: mount(2) takes one page of options. Paths relative to the
+    # layers' common parent often fit (as containerd does); if not, the new
+    # mount API takes the layers one by one.
+    base = os.path.commonpath([*cfg.lowerdirs, cfg.upperdir, cfg.workdir])
+    rel = [os.path.relpath(p, base) for p in cfg.lowerdirs]
+    data = (
+        f"lowerdir={':'.join(rel)},upperdir={os.path.relpath(cfg.upperdir, base)},"
+        f"workdir={os.path.relpath(cfg.workdir, base)}"
+    )
+    if len(data) <= OVERLAY_DATA_LIMIT:
+        kernel.chdir(base)
+        kernel.mount("overlay", cfg.rootfs, "overlay", 0, data)
+    else:
+        kernel.mount_overlay(cfg.rootfs, cfg.lowerdirs, cfg.upperdir, cfg.workdir)
 
 
 def mount_one(kernel: Kernel, cfg: ContainerConfig, m: MountEntry) -> None:
