@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.errors import InvalidParameter, NotFound
+from dockyard.image.atomic import own_tag
 from dockyard.image.digest import chain_id, chain_ids
 from dockyard.image.store import ImageStore
 
@@ -187,10 +188,14 @@ def test_stale_temporaries_of_dead_processes_are_swept(store):
     os.makedirs(os.path.join(dead, "diff"))
     half_blob = os.path.join(store.blobs_dir, ".tmp-999999999-def")
     Path(half_blob).write_bytes(b"half")
-    mine = os.path.join(store.root, "layers", f".tmp-{os.getpid()}-live")
+    mine = os.path.join(store.root, "layers", f".tmp-{own_tag()}-live")
     os.makedirs(mine)
+    # Same pid as us but another start time: a crashed earlier process.
+    reused = os.path.join(store.root, "layers", f".tmp-{os.getpid()}.1-old")
+    os.makedirs(reused)
     ImageStore(store.root)
     assert not os.path.exists(dead) and not os.path.exists(half_blob)
+    assert not os.path.exists(reused)
     assert os.path.exists(mine)
 
 

@@ -16,10 +16,51 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+TEMP_PREFIX = ".tmp-"
+
+
+def process_tag(pid: int) -> str | None:
+    """ "<pid>.<start time>" of a live process, None if there is none.
+
+    The start time (in clock ticks since boot) tells a process from a later
+    one that got the same pid, e.g. a daemon restarted after a reboot.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # Fields after the command name (which may contain spaces and parens).
+    fields = stat_line[stat_line.rindex(b")") + 2 :].split()
+    return f"{pid}.{int(fields[19])}"
+
+
+_OWN_TAG: str | None = None
+
+
+def own_tag() -> str:
+    global _OWN_TAG
+    tag = _OWN_TAG
+    if tag is None or not tag.startswith(f"{os.getpid()}."):  # recomputed after fork
+        tag = _OWN_TAG = process_tag(os.getpid()) or f"{os.getpid()}.0"
+    return tag
+
+
 def temp_name(directory: str, suffix: str = "") -> str:
-    """A fresh name in `directory` tagged with our pid, so stale leftovers of a
-    crashed process can be told apart from live work of another one."""
-    return os.path.join(directory, f".tmp-{os.getpid()}-{secrets.token_hex(8)}{suffix}")
+    """A fresh name in `directory` tagged with our process, so that leftovers of
+    a crashed process can be told apart from live work of another one."""
+    return os.path.join(directory, f"{TEMP_PREFIX}{own_tag()}-{secrets.token_hex(8)}{suffix}")
+
+
+def is_stale_temp(name: str) -> bool:
+    """True for a temporary whose process is gone (see temp_name)."""
+    if not name.startswith(TEMP_PREFIX):
+        return False
+    tag = name[len(TEMP_PREFIX) :].split("-", 1)[0]
+    pid_text = tag.split(".", 1)[0]
+    if not pid_text.isdigit():
+        return True  # not ours to understand: an old or foreign leftover
+    return process_tag(int(pid_text)) != tag
 
 
 def write_file_atomic(path: str, data: bytes, mode: int = 0o644) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.errors import InvalidParameter, NotFound
-from dockyard.image.atomic import fsync_dir, temp_name, write_file_atomic
+from dockyard.image.atomic import fsync_dir, is_stale_temp, temp_name, write_file_atomic
 from dockyard.image.changes import apply_changes
 from dockyard.image.digest import chain_id as make_chain_id
 from dockyard.image.digest import chain_ids, digest_hex, normalize_digest, sha256_digest
@@ -36,7 +36,6 @@ from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
 from dockyard.image.tarsafe import Readable, archive_errors, open_decompressed, unpack_layer
 
-_TMP_PREFIX = ".tmp-"
 _GO_ARCH = {
     "x86_64": "amd64",
     "aarch64": "arm64",
@@ -120,16 +119,6 @@ class _DigestingReader:
         self._pos = len(self._buf)
         while self._fill():
             self._pos = len(self._buf)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ImageStore:
@@ -505,16 +494,7 @@ class ImageStore:
         """Remove leftovers of crashed processes (never those of live ones)."""
         for directory in (self.blobs_dir, self.layers_dir):
             for name in os.listdir(directory):
-                if not name.startswith(_TMP_PREFIX):
-                    continue
-                pid_text = name[len(_TMP_PREFIX) :].split("-", 1)[0]
-                if (
-                    pid_text.isdigit()
-                    and _pid_alive(int(pid_text))
-                    and int(pid_text) != os.getpid()
-                ):
-                    continue
-                if pid_text.isdigit() and int(pid_text) == os.getpid():
+                if not is_stale_temp(name):
                     continue
                 path = os.path.join(directory, name)
                 if os.path.isdir(path) and not os.path.islink(path):
