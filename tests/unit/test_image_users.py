@@ -1,7 +1,7 @@
 import pytest
 
 from dockyard.errors import InvalidParameter
-from dockyard.image.users import resolve_user
+from dockyard.image.users import resolve_groups, resolve_user
 
 PASSWD = b"""root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
@@ -10,6 +10,7 @@ www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin
 app:x:1000:1000::/home/app:/bin/sh
 """
 GROUP = b"""root:x:0:
+wheel:x:10:root
 daemon:x:1:
 www-data:x:33:
 app:x:1000:
@@ -25,9 +26,10 @@ def files(passwd: bytes | None = PASSWD, group: bytes | None = GROUP):
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("", (0, 0, [])),
-        ("root", (0, 0, [])),
-        ("0", (0, 0, [])),
+        ("", (0, 0, [10])),  # as `docker run busybox id`: groups=0(root),10(wheel)
+        ("root", (0, 0, [10])),
+        ("0", (0, 0, [10])),
+        ("0:0", (0, 0, [])),  # explicit group: no supplementary groups
         ("app", (1000, 1000, [999, 29])),
         ("1000", (1000, 1000, [999, 29])),
         ("www-data", (33, 33, [])),
@@ -66,3 +68,11 @@ def test_errors_worded_like_dockerd(spec, message):
     with pytest.raises(InvalidParameter) as exc:
         resolve_user(spec, files())
     assert exc.value.message == message
+
+
+def test_resolve_group_add():
+    assert resolve_groups([], files()) == []
+    assert resolve_groups(["docker", "29", "4242", "audio"], files()) == [999, 29, 4242]
+    with pytest.raises(InvalidParameter) as exc:
+        resolve_groups(["nosuch"], files())
+    assert exc.value.message == "Unable to find group nosuch: no matching entries in group file"

@@ -131,3 +131,29 @@ def resolve_user(user: str, read: Callable[[str], bytes | None]) -> tuple[int, i
             # Supplementary groups only in the implicit form, as runc.
             sgids = [g.gid for g in groups if matched_name in g.members]
     return uid, gid, sgids
+
+
+def resolve_groups(groups: list[str], read: Callable[[str], bytes | None]) -> list[int]:
+    """`--group-add` values (names or gids) as gids, in order, without duplicates.
+
+    As runc's GetAdditionalGroups: a name must exist in /etc/group; a number
+    need not.
+    """
+    if not groups:
+        return []
+    data = read("/etc/group")
+    entries = parse_group(data) if data is not None else []
+    gids: list[int] = []
+    for spec in groups:
+        gid = next((g.gid for g in entries if g.name == spec), None)
+        if gid is None:
+            gid = _numeric_id(spec)
+            if gid is None:
+                raise InvalidParameter(
+                    f"Unable to find group {spec}: no matching entries in group file"
+                )
+            if not 0 <= gid <= _MAX_ID:
+                raise InvalidParameter(f"uids and gids must be in range 0-{_MAX_ID}")
+        if gid not in gids:
+            gids.append(gid)
+    return gids
