@@ -36,7 +36,7 @@ pytestmark = [
 ]
 
 CGROUP_PARENT = f"dockyard-test-{os.getpid()}"
-CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
+CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices", "freezer")
 ID_PREFIX = f"t{os.getpid()}-"
 BUSYBOX_APPLETS = [
     "sh", "echo", "true", "false", "id", "cat", "ls", "hostname", "ip", "sleep", "grep",
@@ -660,5 +660,33 @@ def test_an_image_with_many_layers(box: Box) -> None:
             rootfs_lower=[*layers, str(box.layer)],
         )
         assert out == "0\n99\ntop\n" and record.exit_code == 0
+
+    box.run(scenario)
+
+
+def test_pause_resume_and_stats(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(
+            ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; done"],
+            memory=64 << 20,
+            pids_limit=20,
+        )
+        link = box.track(await launcher.run(cid, bundle, log_path=""))
+        await asyncio.sleep(0.05)
+        await link.pause()
+        assert cgroup_dir("freezer", cid, "freezer.state").read_text().strip() == "FROZEN"
+        stats = await link.stats()
+        await asyncio.sleep(0.1)
+        # Nothing runs while paused: not a nanosecond of CPU.
+        assert (await link.stats())["cpu"]["total_usage_ns"] == stats["cpu"]["total_usage_ns"] > 0
+        assert stats["memory"]["limit"] == 64 << 20 and stats["memory"]["usage"] > 0
+        assert stats["pids"]["limit"] == 20 and stats["pids"]["current"] >= 1
+        await link.resume()
+        await asyncio.sleep(0.05)
+        assert (await link.stats())["cpu"]["total_usage_ns"] > stats["cpu"]["total_usage_ns"]
+        await link.pause()
+        await link.kill(signal.SIGKILL)  # a paused container can still be killed
+        assert (await link.wait()).exit_code == 137
+        await link.close()
 
     box.run(scenario)

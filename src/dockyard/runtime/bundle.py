@@ -41,7 +41,7 @@ _PROPAGATION: dict[str, int] = {
     "rslave": K.MS_SLAVE | K.MS_REC,
 }
 
-CGROUP_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices")
+CGROUP_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices", "freezer")
 
 
 @dataclass

@@ -7,6 +7,9 @@ itself stays outside, so the directories can be removed when the init exits.
 
 from __future__ import annotations
 
+import time
+
+from dockyard.errors import Conflict, KernelError
 from dockyard.kernel.interface import Kernel
 from dockyard.runtime.bundle import CGROUP_CONTROLLERS, ContainerConfig
 
@@ -56,3 +59,63 @@ def oom_killed(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> 
 def remove_cgroups(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> None:
     for controller in controllers:
         kernel.cgroup_remove(controller, cfg.cgroup_path)
+
+
+def set_frozen(kernel: Kernel, cfg: ContainerConfig, controllers: list[str], frozen: bool) -> None:
+    """docker pause / unpause: the v1 freezer, waiting until every task is frozen."""
+    if "freezer" not in controllers:
+        raise Conflict("pausing needs the freezer cgroup controller")
+    want = "FROZEN" if frozen else "THAWED"
+    deadline = time.monotonic() + 5
+    while True:
+        kernel.cgroup_write("freezer", cfg.cgroup_path, "freezer.state", want)
+        state = kernel.cgroup_read("freezer", cfg.cgroup_path, "freezer.state").strip()
+        if state == want:
+            return
+        if time.monotonic() > deadline:
+            raise Conflict(f"container did not reach {want} (still {state})")
+        time.sleep(0.001)  # FREEZING: tasks still on their way; writing again retries them
+
+
+def _read_int(kernel: Kernel, controller: str, path: str, name: str) -> int | None:
+    try:
+        text = kernel.cgroup_read(controller, path, name).strip()
+    except KernelError:
+        return None
+    return -1 if text == "max" else int(text)
+
+
+def read_stats(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> dict:
+    """Raw cgroup counters for docker stats (the engine shapes them)."""
+    path = cfg.cgroup_path
+    stats: dict = {}
+    if "memory" in controllers:
+        stat = {}
+        for line in kernel.cgroup_read("memory", path, "memory.stat").splitlines():
+            key, _, value = line.partition(" ")
+            stat[key] = int(value)
+        stats["memory"] = {
+            "usage": _read_int(kernel, "memory", path, "memory.usage_in_bytes"),
+            "max_usage": _read_int(kernel, "memory", path, "memory.max_usage_in_bytes"),
+            "limit": _read_int(kernel, "memory", path, "memory.limit_in_bytes"),
+            "failcnt": _read_int(kernel, "memory", path, "memory.failcnt"),
+            "stats": stat,
+        }
+    if "cpuacct" in controllers:
+        percpu = kernel.cgroup_read("cpuacct", path, "cpuacct.usage_percpu").split()
+        ticks = dict(
+            line.split()
+            for line in kernel.cgroup_read("cpuacct", path, "cpuacct.stat").splitlines()
+        )
+        stats["cpu"] = {
+            "total_usage_ns": _read_int(kernel, "cpuacct", path, "cpuacct.usage"),
+            "percpu_usage_ns": [int(v) for v in percpu],
+            "user_ticks": int(ticks.get("user", 0)),
+            "system_ticks": int(ticks.get("system", 0)),
+        }
+    if "pids" in controllers:
+        stats["pids"] = {
+            "current": _read_int(kernel, "pids", path, "pids.current"),
+            "limit": _read_int(kernel, "pids", path, "pids.max"),
+        }
+    return stats

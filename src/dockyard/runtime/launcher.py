@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 
-from dockyard.errors import RuntimeFailure, Unavailable
+from dockyard.errors import Conflict, RuntimeFailure, Unavailable
 from dockyard.runtime import frames
 from dockyard.runtime.rfc3339 import now_rfc3339nano
 from dockyard.runtime.spec import ExecSpec
@@ -61,6 +61,8 @@ class MonitorLink:
         self._wakeup = asyncio.Event()
         self._frames_taken = False
         self.dropped_bytes = 0  # output the consumer of frames() was too slow for
+        self._requests: dict[int, asyncio.Future[dict]] = {}
+        self._next_req = 0
         self._task = asyncio.create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
@@ -86,6 +88,10 @@ class MonitorLink:
             self.started_at = str(event["started_at"])
         if kind in ("started", "state", "error") and not self._hello.done():
             self._hello.set_result(event)
+        elif kind == "reply":
+            answer = self._requests.get(int(event.get("req") or 0))
+            if answer is not None and not answer.done():
+                answer.set_result(event)
         elif kind == "exit" and not self._exit.done():
             self._exit.set_result(
                 ExitRecord(
@@ -97,6 +103,9 @@ class MonitorLink:
             )
 
     def _closed_by_monitor(self) -> None:
+        for answer in self._requests.values():
+            if not answer.done():
+                answer.set_result({"ok": False, "error": "the container's monitor is gone"})
         if not self._hello.done():
             self._hello.set_result({"event": "gone"})
         if not self._exit.done():
@@ -161,6 +170,32 @@ class MonitorLink:
 
     async def kill(self, signum: int) -> None:
         await self._send(frames.encode_control({"cmd": "kill", "signal": int(signum)}))
+
+    async def pause(self) -> None:
+        """docker pause: freeze every process of the container (cgroup freezer)."""
+        await self._ask({"cmd": "pause"})
+
+    async def resume(self) -> None:
+        """docker unpause."""
+        await self._ask({"cmd": "resume"})
+
+    async def stats(self) -> dict:
+        """Raw cgroup counters: {"memory": {...}, "cpu": {...}, "pids": {...}}."""
+        return dict((await self._ask({"cmd": "stats"})).get("stats", {}))
+
+    async def _ask(self, cmd: dict) -> dict:
+        self._next_req += 1
+        req = self._next_req
+        answer: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        self._requests[req] = answer
+        try:
+            await self._send(frames.encode_control({**cmd, "req": req}))
+            reply = await answer
+        finally:
+            self._requests.pop(req, None)
+        if not reply.get("ok"):
+            raise Conflict(str(reply.get("error", "the container's monitor refused")))
+        return reply
 
     async def wait(self) -> ExitRecord:
         return await asyncio.shield(self._exit)

@@ -40,7 +40,9 @@ from dockyard.runtime.cgroups import (
     available_controllers,
     create_cgroups,
     oom_killed,
+    read_stats,
     remove_cgroups,
+    set_frozen,
 )
 from dockyard.runtime.container_init import child_main
 from dockyard.runtime.jsonlog import JsonFileLog
@@ -153,6 +155,7 @@ class Monitor:
         self.exit_status: int | None = None
         self.t_fork = 0
         self.owns_cgroups = False
+        self.paused = False
 
     # --- start -----------------------------------------------------------------
     def run(self) -> int:
@@ -286,6 +289,11 @@ class Monitor:
         if self.pid and self.exit_status is None:
             with contextlib.suppress(KernelError):
                 self.kernel.kill(self.pid, signum)
+            if self.paused and self.cfg is not None:
+                # A frozen task handles no signal, not even SIGKILL, until thawed.
+                with contextlib.suppress(DockyardError):
+                    set_frozen(self.kernel, self.cfg, self.controllers, False)
+                self.paused = False
 
     def _state_event(self, event: str) -> dict:
         return {
@@ -388,9 +396,9 @@ class Monitor:
             elif stream == frames.CONTROL:
                 # A malformed command from one client must not stop the monitor.
                 with contextlib.suppress(ValueError, TypeError, KeyError):
-                    self._command(json.loads(payload))
+                    self._command(client, json.loads(payload))
 
-    def _command(self, cmd: dict) -> None:
+    def _command(self, client: _Client, cmd: dict) -> None:
         name = cmd.get("cmd")
         if name == "close_stdin":
             if self.stdin_fd == self.pty_master and self.pty_master >= 0:
@@ -404,6 +412,25 @@ class Monitor:
         elif name == "kill" and self.exit_status is None:
             # If it is already gone, the exit event follows anyway.
             self.kill_container(int(cmd.get("signal", signal.SIGKILL)))
+        elif name in ("pause", "resume", "stats"):
+            self._request(client, cmd)
+
+    def _request(self, client: _Client, cmd: dict) -> None:
+        """Commands with an answer, sent to the asking client only."""
+        reply: dict = {"event": "reply", "req": cmd.get("req")}
+        try:
+            assert self.cfg is not None
+            if not self.owns_cgroups:
+                raise RuntimeFailure("not available for an exec'd process")
+            if cmd["cmd"] == "stats":
+                reply["stats"] = read_stats(self.kernel, self.cfg, self.controllers)
+            else:
+                set_frozen(self.kernel, self.cfg, self.controllers, cmd["cmd"] == "pause")
+                self.paused = cmd["cmd"] == "pause"
+            reply["ok"] = True
+        except DockyardError as exc:
+            reply.update(ok=False, error=exc.message)
+        self._send(client, frames.encode_control(reply))
 
     def _stdin_data(self, data: bytes) -> None:
         if self.stdin_fd < 0 or self.stdin_close_pending:
