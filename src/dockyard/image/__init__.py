@@ -1,1 +1,13 @@
-"""image layer (see DESIGN.md)."""
+"""image layer (see DESIGN.md): content-addressed blobs, layers, references.
+
+reference.py     image names: parse_reference, Reference (Docker grammar)
+changes.py       apply_changes: Dockerfile instructions for import/commit -c
+store.py         ImageStore: blobs, unpacked layers, image configs, GC
+tarsafe.py       unpack_layer: hostile-tar-safe unpacking, overlay whiteouts
+layer_tar.py     write_layer_tar / write_merged_tar: commit and export tars
+layered_read.py  read_file: a file through stacked overlay layer dirs
+archive.py       save_images / load_images: docker save / docker load
+users.py         resolve_user / resolve_groups: --user, --group-add
+digest.py        sha256 digests and OCI chain ids
+atomic.py        crash-safe writes and temporaries
+"""

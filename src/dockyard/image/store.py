@@ -9,8 +9,8 @@ Layout under the data root (DESIGN.md):
 Everything appears atomically: blobs are written to a temporary file and
 renamed, layers are unpacked into a temporary directory that is renamed into
 place only once complete, so after a crash at any instant the store holds
-whole blobs and whole layers only. Temporaries are named ".tmp-<pid>-..."
-and swept when their process is gone.
+whole blobs and whole layers only. Temporaries are named
+".tmp-<pid>.<start time>-..." and swept when their process is gone.
 """
 
 from __future__ import annotations
