@@ -340,3 +340,82 @@ def test_opaque_marker_through_symlink_stays_inside(sandbox):
     unpack_layer(io.BytesIO(make_tar([L("evil", str(outside)), F("evil/.wh..wh..opq")])), str(dest))
     with pytest.raises(OSError):
         os.getxattr(outside, "trusted.overlay.opaque")
+
+
+def _snapshot(root, skip) -> dict:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if os.path.commonpath([dirpath, skip]) == str(skip):
+            dirnames[:] = []
+            continue
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            if p == str(skip):
+                continue
+            st = os.lstat(p)
+            content = Path(p).read_bytes() if stat.S_ISREG(st.st_mode) else None
+            out[p] = (st.st_mode, st.st_mtime_ns, content)
+    return out
+
+
+# DOCKYARD_FUZZ_SEEDS=3000 for a longer run (about 8 s).
+@pytest.mark.parametrize("seed", range(int(os.environ.get("DOCKYARD_FUZZ_SEEDS", "60"))))
+def test_random_hostile_tars_never_touch_the_outside(tmp_path, seed):
+    """Random mixes of names, '..', symlinks (absolute, relative, to the
+    outside) and hardlinks: whatever is refused or accepted, only dest changes."""
+    import random
+
+    from dockyard.errors import DockyardError
+
+    rng = random.Random(seed)
+    dest = tmp_path / "box" / "layer"
+    dest.mkdir(parents=True)
+    outside = tmp_path / "box" / "outside"
+    outside.mkdir()
+    (outside / "f").write_bytes(b"keep")
+    names = [
+        "a",
+        "b",
+        "a/b",
+        "a/b/c",
+        "l",
+        "l/x",
+        "l/l2",
+        "l/l2/y",
+        "/abs",
+        "../esc",
+        "a/../../esc2",
+        ".wh.a",
+        "a/.wh..wh..opq",
+    ]
+    targets = [
+        "/",
+        "..",
+        "../..",
+        "../outside",
+        str(outside),
+        "a",
+        "a/b",
+        "l",
+        "/l/l2",
+        "../../../../box/outside/f",
+        "f",
+    ]
+    entries = []
+    for _ in range(rng.randint(3, 12)):
+        kind = rng.choice(["file", "dir", "sym", "hard"])
+        name = rng.choice(names)
+        if kind == "file":
+            entries.append(F(name, b"data"))
+        elif kind == "dir":
+            entries.append(D(name))
+        elif kind == "sym":
+            entries.append(L(name, rng.choice(targets)))
+        else:
+            entries.append(H(name, rng.choice(names + targets)))
+    before = _snapshot(tmp_path, dest)
+    try:
+        unpack_layer(io.BytesIO(make_tar(entries)), str(dest))
+    except DockyardError:
+        pass  # refusing is fine; writing outside is not
+    assert _snapshot(tmp_path, dest) == before
