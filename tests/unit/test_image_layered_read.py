@@ -102,3 +102,46 @@ def test_directory_above_hides_file_below(stack):
     put(mid, "thing/inner", b"i")
     assert read_file([upper, mid, low], "/thing") is None
     assert read_file([upper, mid, low], "/thing/inner") == b"i"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_symlink_mazes_never_read_outside(tmp_path, seed):
+    import random
+
+    rng = random.Random(seed)
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"HOST SECRET")
+    layers = [tmp_path / f"l{i}" for i in range(3)]
+    for d in layers:
+        d.mkdir()
+    targets = [
+        str(secret),
+        str(tmp_path),
+        "..",
+        "../..",
+        "../../../secret",
+        "/",
+        "/etc",
+        "a",
+        "a/b",
+        "s",
+    ]
+    for _ in range(15):
+        layer = rng.choice(layers)
+        rel = rng.choice(["a", "a/b", "s", "etc", "etc/passwd", "a/b/c"])
+        path = layer / rel
+        if path.parent != layer and not path.parent.is_dir():
+            continue
+        if os.path.lexists(path):
+            continue
+        kind = rng.choice(["file", "dir", "link", "whiteout"])
+        if kind == "file":
+            path.write_bytes(b"inside")
+        elif kind == "dir":
+            path.mkdir()
+        elif kind == "link":
+            os.symlink(rng.choice(targets), path)
+        else:
+            os.mknod(path, 0o020000, os.makedev(0, 0))
+    for probe in ["/etc/passwd", "/s", "/a/b/c", "/a/secret", "/s/secret", "/a/b", "/etc/passwd/x"]:
+        assert read_file([str(d) for d in layers], probe) in (None, b"inside")
