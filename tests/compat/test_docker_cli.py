@@ -182,7 +182,11 @@ def test_name_conflict(daemon, unique):
     name = unique("dup")
     first = daemon.docker("create", "--name", name, "busybox", "true")
     assert first.returncode == 0, first.stderr
+    # docker exits 1 for a failed `create`, 125 for a `run` that never started.
     second = daemon.docker("create", "--name", name, "busybox", "true")
-    assert second.returncode == 125
+    assert second.returncode == 1
     assert "is already in use" in second.stderr
-    assert first.stdout.strip()[:12] in second.stderr  # names the holder, as dockerd does
+    assert first.stdout.strip() in second.stderr  # names the holder, as dockerd does
+    third = daemon.docker("run", "--name", name, "busybox", "true")
+    assert third.returncode == 125
+    assert "is already in use" in third.stderr

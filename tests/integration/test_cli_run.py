@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 
 
 def test_readme_hello_world(dockyard):
@@ -26,9 +28,21 @@ def test_exit_code_and_streams(dockyard):
     assert proc.stderr == "err\n"
 
 
-def test_killed_by_signal_is_128_plus_n(dockyard):
-    proc = dockyard("run", "--rm", "busybox", "sh", "-c", "kill -9 $$")
-    assert proc.returncode == 137
+def test_killed_by_signal_is_128_plus_n(daemon, dockyard, unique):
+    # The signal must come from outside: PID 1 ignores a SIGKILL sent from
+    # inside its own namespace (`sh -c 'kill -9 $$'` just exits 0).
+    name = unique("sig")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dockyard", "run", "--name", name, "busybox", "sh", "-c", "echo up; sleep 30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=daemon.env, text=True,
+    )  # fmt: skip
+    try:
+        assert run.stdout.readline() == "up\n"
+        assert dockyard("kill", name).returncode == 0
+        assert run.wait(timeout=30) == 137
+    finally:
+        run.kill()
+        run.wait()
 
 
 def test_command_not_found_is_127(dockyard):
