@@ -13,15 +13,20 @@ Unit tests never request it, so they run without root and without a daemon.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import http.client
 import json
 import os
+import re
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "scripts"
 DOCKER_CLI = shutil.which("docker")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+HEX64_NAME = re.compile(r"^[0-9a-f]{64}$")
 # Generous, so a loaded 2-core CI machine does not turn slowness into failures.
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -123,15 +129,15 @@ def mounts_under(root: str) -> list[str]:
     return sorted(points, key=len, reverse=True)
 
 
-def dockyard_cgroups() -> set[str]:
-    """Every cgroup directory below a `dockyard*` parent, on v1 and v2 alike.
+def container_cgroups(ids: set[str]) -> list[str]:
+    """Cgroup directories, on v1 and v2 alike, named after one of `ids`.
 
-    The runtime's default cgroup_parent is `dockyard`; a user's real daemon on
-    the same machine would share it, so teardown compares against a snapshot
-    taken before the test daemon started instead of expecting it empty.
+    The runtime's default cgroup_parent is `dockyard` for every daemon, so a
+    developer's own daemon (or a parallel test run) shares that parent; only
+    directories of containers this test daemon created are its own.
     """
-    found: set[str] = set()
-    if not CGROUP_ROOT.is_dir():
+    found: list[str] = []
+    if not ids or not CGROUP_ROOT.is_dir():
         return found
     hierarchies = [CGROUP_ROOT] + [p for p in CGROUP_ROOT.iterdir() if p.is_dir()]
     for h in hierarchies:
@@ -140,10 +146,75 @@ def dockyard_cgroups() -> set[str]:
         except OSError:
             continue
         for parent in parents:
-            for dirpath, _dirs, _files in os.walk(parent):
-                if dirpath != str(parent):
-                    found.add(dirpath)
-    return found
+            for dirpath, dirs, _files in os.walk(parent):
+                found += [os.path.join(dirpath, d) for d in dirs if d in ids]
+    return sorted(found)
+
+
+class ContainerDirWatch:
+    """Records every `<data-root>/containers/<id>` the daemon ever creates.
+
+    inotify, so containers that live and die inside one test (`run --rm`) are
+    seen too; teardown then knows exactly which cgroups were this daemon's.
+    """
+
+    IN_CREATE = 0x100
+    IN_MOVED_TO = 0x80
+    IN_NONBLOCK = 0o4000
+    IN_CLOEXEC = 0o2000000
+
+    def __init__(self, data_root: Path) -> None:
+        self.data_root = data_root
+        self.ids: set[str] = set()
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(self.IN_NONBLOCK | self.IN_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self._wds: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._watch(data_root)
+        self._watch(data_root / "containers")
+        self._thread = threading.Thread(target=self._loop, name="container-dir-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self, path: Path) -> None:
+        if str(path) in self._wds.values() or not path.is_dir():
+            return
+        wd = self._libc.inotify_add_watch(
+            self._fd, str(path).encode(), self.IN_CREATE | self.IN_MOVED_TO
+        )
+        if wd >= 0:
+            self._wds[wd] = str(path)
+        if path.name == "containers":
+            # Entries made before the watch existed.
+            self.ids.update(p.name for p in path.iterdir() if HEX64_NAME.match(p.name))
+
+    def _loop(self) -> None:
+        header = struct.Struct("iIII")
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                buf = os.read(self._fd, 65536)
+            except BlockingIOError:
+                continue
+            off = 0
+            while off + header.size <= len(buf):
+                wd, _mask, _cookie, length = header.unpack_from(buf, off)
+                name = buf[off + header.size : off + header.size + length].rstrip(b"\0").decode()
+                off += header.size + length
+                parent = self._wds.get(wd, "")
+                if parent == str(self.data_root) and name == "containers":
+                    self._watch(self.data_root / "containers")
+                elif parent.endswith("/containers") and HEX64_NAME.match(name):
+                    self.ids.add(name)
+
+    def close(self) -> set[str]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        os.close(self._fd)
+        return self.ids
 
 
 # --------------------------------------------------------------------------
@@ -384,14 +455,14 @@ def new_daemon(
     )
 
 
-def leftovers(base: Path, cgroups_before: set[str]) -> list[str]:
+def leftovers(base: Path, container_ids: set[str]) -> list[str]:
     """What a cleanly stopped daemon must not leave behind."""
     problems = []
     for pid, cmd in processes_mentioning(str(base)).items():
         problems.append(f"process {pid} still running: {cmd}")
     for point in mounts_under(str(base)):
         problems.append(f"still mounted: {point}")
-    for cg in sorted(dockyard_cgroups() - cgroups_before):
+    for cg in container_cgroups(container_ids):
         problems.append(f"cgroup left behind: {cg}")
     return problems
 
@@ -414,17 +485,28 @@ def require_root() -> None:
 def daemon() -> Iterator[Daemon]:
     """The session's daemon, with busybox:latest imported."""
     require_root()
-    cgroups_before = dockyard_cgroups()
     d = new_daemon()
     try:
         d.start()
+        watch = ContainerDirWatch(d.data_root)
         d.import_busybox()
     except Exception:
         d.kill()
         force_clean(d.base)
         raise
     yield d
+    problems = shut_down(d, watch)
+    log = d.log_tail()
+    force_clean(d.base)
+    if problems:
+        pytest.fail("the test daemon left things behind:\n  " + "\n  ".join(problems) + "\n" + log)
 
+
+def shut_down(d: Daemon, watch: ContainerDirWatch | None) -> list[str]:
+    """rm -f every container, SIGTERM, then list whatever was left behind."""
+    listed = set()
+    with contextlib.suppress(OSError, ValueError):
+        listed = {c["Id"] for c in d.request("GET", "/containers/json?all=1").json()}
     problems = d.remove_all_containers()
     code = d.stop(signal.SIGTERM)
     if code is None:
@@ -432,19 +514,21 @@ def daemon() -> Iterator[Daemon]:
         d.kill()
     elif code != 0:
         problems.append(f"daemon exited with code {code} after SIGTERM")
-    problems += leftovers(d.base, cgroups_before)
-    log = d.log_tail()
-    force_clean(d.base)
-    if problems:
-        pytest.fail("the test daemon left things behind:\n  " + "\n  ".join(problems) + "\n" + log)
+    ids = watch.close() if watch else set()
+    if watch and not listed <= ids:
+        # The watch must have seen every container still listed, or its
+        # cgroup check below proves nothing.
+        problems.append(f"container dir watch missed {sorted(listed - ids)}")
+    return problems + leftovers(d.base, ids)
 
 
 @pytest.fixture
 def daemon_factory() -> Iterator[Any]:
-    """Start extra daemons (restart and conflict tests); all stopped at the end."""
+    """Start extra daemons (restart and conflict tests); each is checked for
+    leftovers like the session's daemon when the test ends."""
     require_root()
     started: list[Daemon] = []
-    bases: set[Path] = set()
+    watches: dict[Path, ContainerDirWatch] = {}
 
     def start(
         base: Path | None = None,
@@ -454,18 +538,24 @@ def daemon_factory() -> Iterator[Any]:
     ) -> Daemon:
         d = new_daemon(base, data_root, extra_args)
         started.append(d)
-        bases.add(d.base)
         d.start() if wait else d.launch()
+        if wait and d.data_root not in watches:
+            watches[d.data_root] = ContainerDirWatch(d.data_root)
         return d
 
     yield start
+    problems: list[str] = []
+    bases = {d.base for d in started}
     for d in reversed(started):
         if d.proc is not None and d.proc.poll() is None:
-            d.remove_all_containers()
-            if d.stop(signal.SIGTERM) is None:
-                d.kill()
+            watch = watches.pop(d.data_root, None)
+            problems += shut_down(d, watch)
+    for watch in watches.values():
+        watch.close()
     for base in bases:
         force_clean(base)
+    if problems:
+        pytest.fail("a test daemon left things behind:\n  " + "\n  ".join(problems))
 
 
 @pytest.fixture
