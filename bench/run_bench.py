@@ -157,7 +157,8 @@ class Api:
     def open_stream(self, method: str, path: str, upgrade: bool) -> socket.socket:
         """Send a request and return the socket once the response headers are in."""
         s = self._sock()
-        extra = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
+        # Connection: close, so a streamed answer (wait) ends with EOF.
+        extra = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else "Connection: close\r\n"
         s.sendall(
             f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: 0\r\n\r\n".encode()
         )
@@ -184,8 +185,12 @@ def breakdown(host: str) -> None:
     cli = med([py, "-c", "import dockyard.cli.main"])
     print(f"  python start-up (python -c pass)          {interp:8.1f} ms")
     print(f"  + import dockyard.cli.main                 {cli - interp:8.1f} ms")
+    # What a real `run` imports (the CLI imports per verb, lazily).
     proc = subprocess.run(
-        [py, "-X", "importtime", "-c", "import dockyard.cli.main"], capture_output=True, text=True
+        [py, "-X", "importtime", "-m", "dockyard", "run", "--rm", "busybox", "true"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKYARD_HOST": host},
     )
     rows = []
     for line in proc.stderr.splitlines():
@@ -194,6 +199,8 @@ def breakdown(host: str) -> None:
             name = parts[2].rstrip()
             if name.startswith(" ") and not name.startswith("  "):  # top-level imports only
                 rows.append((int(parts[1]), name.strip()))
+    total = sum(us for us, _ in rows) / 1000
+    print(f"  imports during a real `run` (-X importtime) {total:8.1f} ms; the largest:")
     for us, name in sorted(rows, reverse=True)[:6]:
         print(f"      {name:<36} {us / 1000:8.1f} ms")
 
@@ -252,18 +259,29 @@ def show_start_trace(api: Api, cid: str) -> None:
         print(f"  start trace unreadable: {e}")
         return
     print(f"  start trace ({path}):")
-    steps = trace.get("steps") or trace.get("events") if isinstance(trace, dict) else trace
-    if isinstance(steps, list) and all(isinstance(s, dict) for s in steps):
-        for s in steps:
-            name = s.get("name") or s.get("step") or s.get("syscall") or s.get("call") or "?"
-            dur = next((s[k] for k in ("ms", "duration_ms", "dur_ms") if k in s), None)
-            if dur is None and "duration" in s:
-                dur = float(s["duration"]) * 1000
-            if dur is None and "dur_us" in s:
-                dur = float(s["dur_us"]) / 1000
-            dur_s = f"{float(dur):8.2f} ms" if dur is not None else "         ?"
-            print(f"      {str(name)[:50]:<50} {dur_s}")
-    else:
+    if isinstance(trace, dict) and isinstance(trace.get("phases"), dict):
+        for name, ns in trace["phases"].items():
+            print(f"      {name:<44} {float(ns) / 1e6:8.2f} ms")
+    calls = trace.get("calls") if isinstance(trace, dict) else trace
+    if isinstance(calls, list) and all(isinstance(c, dict) for c in calls):
+        # Sum by (process, call): what the kernel work of a start costs.
+        totals: dict[tuple[str, str], list[float]] = {}
+        for c in calls:
+            name = str(c.get("call") or c.get("name") or c.get("syscall") or "?")
+            if name in ("mount", "umount2") and c.get("args"):
+                target = str(c["args"][1] if len(c["args"]) > 1 else c["args"][0])
+                name += " " + (
+                    target.split("/rootfs", 1)[1] or "/" if "/rootfs" in target else target
+                )
+            key = (str(c.get("process", "")), name[:48])
+            ns = float(c.get("ns") or c.get("duration_ns") or 0)
+            totals.setdefault(key, []).append(ns)
+        ranked = sorted(totals.items(), key=lambda kv: -sum(kv[1]))
+        all_ns = sum(sum(v) for v in totals.values())
+        print(f"      {len(calls)} kernel calls, {all_ns / 1e6:.2f} ms in all; the costliest:")
+        for (proc, name), ns in ranked[:15]:
+            print(f"      {proc:>8} {name:<48} x{len(ns):<3} {sum(ns) / 1e6:8.2f} ms")
+    elif not isinstance(trace, dict) or "phases" not in trace:
         print("      " + json.dumps(trace, indent=2)[:3000].replace("\n", "\n      "))
 
 
