@@ -1,0 +1,312 @@
+"""/containers/...: parse, call one service method, shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from dockyard.api import shapes
+from dockyard.api.context import services
+from dockyard.api.params import (
+    body,
+    json_response,
+    qbool,
+    qfilters,
+    qfloat_time,
+    qint,
+    version,
+)
+from dockyard.api.streams import (
+    MULTIPLEXED_STREAM,
+    RAW_STREAM,
+    RawStreamResponse,
+    frame,
+    take_over_input,
+)
+from dockyard.engine.filters import normalize
+from dockyard.engine.models import (
+    ContainerConfig,
+    CreateRequest,
+    HostConfig,
+    LegacyCreateRequest,
+    LegacyStartRequest,
+    PortBinding,
+)
+
+if TYPE_CHECKING:
+    from dockyard.api.app import Router
+
+log = logging.getLogger("dockyard.api")
+
+
+def _split_create(req: CreateRequest) -> tuple[ContainerConfig, HostConfig]:
+    fields = {f: getattr(req, f) for f in ContainerConfig.__struct_fields__}
+    return ContainerConfig(**fields), req.host_config or HostConfig()
+
+
+def _from_legacy(req: LegacyCreateRequest) -> tuple[ContainerConfig, HostConfig]:
+    """The 2013 create body: resources and DNS lived in Config then."""
+    exposed: dict[str, dict] = {}
+    bindings: dict[str, list[PortBinding] | None] = {}
+    for spec in req.port_specs or []:
+        # "8000", "80:8000" (public:private) as the 0.5 client sent them
+        public, _, private = spec.rpartition(":")
+        key = f"{private}/tcp" if "/" not in private else private
+        exposed[key] = {}
+        if public:
+            bindings[key] = [PortBinding(host_port=public)]
+    config = ContainerConfig(
+        hostname=req.hostname,
+        user=req.user,
+        attach_stdin=req.attach_stdin,
+        attach_stdout=req.attach_stdout,
+        attach_stderr=req.attach_stderr,
+        exposed_ports=exposed or None,
+        tty=req.tty,
+        open_stdin=req.open_stdin,
+        stdin_once=req.stdin_once,
+        env=req.env,
+        cmd=req.cmd,
+        image=req.image,
+        volumes=req.volumes or None,
+        working_dir=req.working_dir,
+        # [] in 2013 meant "none given": the image's entrypoint applies.
+        entrypoint=req.entrypoint or None,
+        network_disabled=req.network_disabled,
+    )
+    host = HostConfig(
+        memory=req.memory,
+        memory_swap=req.memory_swap,
+        cpu_shares=req.cpu_shares,
+        dns=req.dns,
+        volumes_from=[req.volumes_from] if req.volumes_from else None,
+        port_bindings=bindings or None,
+        network_mode="none" if req.network_disabled else "",
+    )
+    return config, host
+
+
+async def create(request: web.Request) -> web.Response:
+    svc = services(request)
+    v = version(request)
+    name = request.query.get("name", "")
+    if v.legacy:
+        legacy = await body(request, LegacyCreateRequest)
+        config, host = _from_legacy(legacy)  # type: ignore[arg-type]
+        c = await svc.containers.create(config, host, name)
+        # As the seed shows: the short id, text/plain.
+        return json_response({"Id": c.short_id}, status=201, content_type="text/plain")
+    req = await body(request, CreateRequest)
+    config, host = _split_create(req)  # type: ignore[arg-type]
+    c = await svc.containers.create(config, host, name)
+    return json_response({"Id": c.id, "Warnings": []}, status=201)
+
+
+async def start(request: web.Request) -> web.Response:
+    svc = services(request)
+    ref = request.match_info["id"]
+    if version(request).legacy:
+        legacy = await body(request, LegacyStartRequest, optional=True)
+        if legacy is not None and legacy.binds:
+            c = svc.containers.get(ref)
+            c.host_config.binds = legacy.binds
+    await svc.containers.start(ref)
+    return web.Response(status=204)
+
+
+async def stop(request: web.Request) -> web.Response:
+    await services(request).containers.stop(
+        request.match_info["id"], qint(request, "t"), request.query.get("signal") or None
+    )
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.Response:
+    await services(request).containers.restart(
+        request.match_info["id"], qint(request, "t"), request.query.get("signal") or None
+    )
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.Response:
+    await services(request).containers.kill(
+        request.match_info["id"], request.query.get("signal") or None
+    )
+    return web.Response(status=204)
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    ref = request.match_info["id"]
+    # Registered (and validated: 404, 400) before the headers go out.
+    waiting = svc.containers.waiter(ref, request.query.get("condition", "not-running"))
+    # Headers go out at once, as dockerd does, so a client knows the wait is set up
+    # (the docker CLI waits for them before it starts the container).
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    try:
+        state = await asyncio.shield(waiting)
+    finally:
+        waiting.cancel()
+    if version(request).legacy:
+        payload: dict = {"StatusCode": state.exit_code}
+    else:
+        payload = {"StatusCode": state.exit_code, "Error": None}
+        if state.error:
+            payload["Error"] = {"Message": state.error}
+    import msgspec
+
+    await resp.write(msgspec.json.encode(payload) + b"\n")
+    await resp.write_eof()
+    return resp
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    v = version(request)
+    ref = request.match_info["id"]
+    c = svc.containers.get(ref)
+    streams = await svc.containers.attach(
+        ref,
+        stdin=qbool(request, "stdin"),
+        stdout=qbool(request, "stdout"),
+        stderr=qbool(request, "stderr"),
+        logs=qbool(request, "logs"),
+        stream=qbool(request, "stream"),
+        wait_for_start=not v.legacy,
+    )
+    # 2013: raw output, no frames. Later: frames unless the container has a TTY.
+    multiplexed = not v.legacy and not streams.tty
+    content_type = MULTIPLEXED_STREAM if multiplexed and v.at_least(1, 42) else RAW_STREAM
+    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    if upgrade:
+        resp = RawStreamResponse(
+            101,
+            "UPGRADED",
+            {"Content-Type": content_type, "Connection": "Upgrade", "Upgrade": "tcp"},
+        )
+    else:
+        resp = RawStreamResponse(200, "OK", {"Content-Type": content_type})
+    stdin_task = None
+    reader = take_over_input(request)
+    if reader is not None and streams.stdin is not None:
+        stdin_task = asyncio.create_task(_pump_stdin(reader.queue, streams))
+    await resp.prepare(request)
+    try:
+        async for kind, data in streams.frames:
+            await resp.write(frame(kind, data) if multiplexed else data)
+    except (ConnectionResetError, RuntimeError):
+        log.debug("attach client of %s went away", c.short_id)
+    finally:
+        if stdin_task is not None:
+            stdin_task.cancel()
+        with contextlib.suppress(Exception):
+            await streams.frames.aclose()  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):
+        await resp.write_eof()
+    return resp
+
+
+async def _pump_stdin(queue: asyncio.Queue[bytes | None], streams) -> None:  # noqa: ANN001
+    while (data := await queue.get()) is not None:
+        await streams.stdin(data)
+    if streams.close_stdin is not None:
+        await streams.close_stdin()
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
+    if not (stdout or stderr):
+        from dockyard.errors import InvalidParameter
+
+        raise InvalidParameter("Bad parameters: you must choose at least one stream")
+    tail_raw = request.query.get("tail", "all")
+    tail = None if tail_raw in ("all", "") else qint(request, "tail")
+    if tail is not None and tail < 0:
+        tail = None
+    c, entries = svc.containers.logs(
+        request.match_info["id"],
+        stdout=stdout,
+        stderr=stderr,
+        tail=tail,
+        since=qfloat_time(request, "since"),
+        until=qfloat_time(request, "until"),
+        follow=qbool(request, "follow"),
+    )
+    v = version(request)
+    multiplexed = not c.config.tty
+    content_type = MULTIPLEXED_STREAM if multiplexed and v.at_least(1, 42) else RAW_STREAM
+    timestamps = qbool(request, "timestamps")
+    resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    try:
+        async for e in entries:
+            data = f"{e.time} ".encode() + e.data if timestamps else e.data
+            await resp.write(frame(e.stream, data) if multiplexed else data)
+    except (ConnectionResetError, RuntimeError):
+        pass
+    with contextlib.suppress(Exception):
+        await resp.write_eof()
+    return resp
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    svc = services(request)
+    v = version(request)
+    filters = normalize(qfilters(request))
+    for key in ("before", "since"):
+        if request.query.get(key):
+            filters.setdefault(key, []).append(request.query[key])
+    items = svc.containers.list(
+        all_=qbool(request, "all"), limit=qint(request, "limit", -1) or -1, filters=filters
+    )
+    want_size = qbool(request, "size")
+    out = []
+    for c in items:
+        size = await svc.containers.size(c) if want_size else None
+        out.append(shapes.container_summary(c, svc.images.tags_of(c.image), v, size))
+    return json_response(out)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    svc = services(request)
+    c = svc.containers.get(request.match_info["id"])
+    size = await svc.containers.size(c) if qbool(request, "size") else None
+    lower = svc.images.blobs.lower_dirs(c.image)
+    return json_response(shapes.container_inspect(c, version(request), lower, size))
+
+
+async def remove(request: web.Request) -> web.Response:
+    await services(request).containers.remove(
+        request.match_info["id"], force=qbool(request, "force"), volumes=qbool(request, "v")
+    )
+    return web.Response(status=204)
+
+
+async def resize(request: web.Request) -> web.Response:
+    await services(request).containers.resize(
+        request.match_info["id"], qint(request, "h", 0) or 0, qint(request, "w", 0) or 0
+    )
+    return web.Response(status=200)
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/containers/create", create)
+    router.add("GET", "/containers/json", list_containers)
+    router.add("GET", "/containers/{id}/json", inspect)
+    router.add("POST", "/containers/{id}/start", start)
+    router.add("POST", "/containers/{id}/stop", stop)
+    router.add("POST", "/containers/{id}/restart", restart)
+    router.add("POST", "/containers/{id}/kill", kill)
+    router.add("POST", "/containers/{id}/wait", wait)
+    router.add("POST", "/containers/{id}/attach", attach)
+    router.add("POST", "/containers/{id}/resize", resize)
+    router.add("GET", "/containers/{id}/logs", logs)
+    router.add("DELETE", "/containers/{id}", remove)

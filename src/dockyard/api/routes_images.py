@@ -1,0 +1,102 @@
+"""/images/...: list, inspect, import (create?fromSrc=-), tag, delete."""
+
+from __future__ import annotations
+
+from typing import IO, TYPE_CHECKING
+
+import msgspec
+from aiohttp import web
+
+from dockyard.api import shapes
+from dockyard.api.context import services
+from dockyard.api.params import json_response, qbool, qfilters, version
+from dockyard.engine.filters import image_matches, normalize
+from dockyard.errors import InvalidParameter, NotFound
+
+if TYPE_CHECKING:
+    from dockyard.api.app import Router
+
+
+async def list_images(request: web.Request) -> web.Response:
+    svc = services(request)
+    v = version(request)
+    filters = normalize(qfilters(request))
+    if request.query.get("filter"):  # the pre-1.25 spelling of reference=
+        filters.setdefault("reference", []).append(request.query["filter"])
+    out = []
+    for record in svc.images.list(all_=qbool(request, "all")):
+        labels = (svc.images.config(record.id).get("config") or {}).get("Labels")
+        if image_matches(record, labels, filters):
+            out.extend(shapes.image_summary(record, labels, v))
+    return json_response(out)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    svc = services(request)
+    info = svc.images.inspect(request.match_info["name"])
+    dirs = svc.images.blobs.lower_dirs(info.record.id)
+    return json_response(shapes.image_inspect(info, dirs, version(request)))
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    src = request.query.get("fromSrc")
+    if src is None:
+        image = request.query.get("fromImage", "")
+        if not image:
+            raise InvalidParameter("either fromSrc or fromImage must be given")
+        tag = request.query.get("tag", "")
+        name = f"{image}:{tag}" if tag and ":" not in image.rsplit("/", 1)[-1] else image
+        raise NotFound(
+            f"pull access denied for {image}: this dockyard has no registry client yet, "
+            f"so {name} must be imported or built locally"
+        )
+    if src != "-":
+        raise InvalidParameter("only fromSrc=- (the request body) is supported for import")
+    changes = request.query.getall("changes", [])
+
+    async def copy_body(f: IO[bytes]) -> None:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            f.write(chunk)
+
+    # dockerd answers import with a JSON progress stream; the image id is its last line.
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    image_id = await svc.images.import_rootfs(
+        copy_body,
+        repo=request.query.get("repo", ""),
+        tag=request.query.get("tag", ""),
+        changes=changes,
+        message=request.query.get("message", ""),
+    )
+    await resp.prepare(request)
+    await resp.write(msgspec.json.encode({"status": image_id}) + b"\r\n")
+    await resp.write_eof()
+    return resp
+
+
+async def tag(request: web.Request) -> web.Response:
+    svc = services(request)
+    repo = request.query.get("repo", "")
+    if not repo:
+        raise InvalidParameter("repository name must have at least one component")
+    svc.images.tag(request.match_info["name"], repo, request.query.get("tag", ""))
+    return web.Response(status=201)
+
+
+async def delete(request: web.Request) -> web.Response:
+    svc = services(request)
+    result = svc.images.delete(
+        request.match_info["name"],
+        force=qbool(request, "force"),
+        prune=not qbool(request, "noprune"),
+    )
+    return json_response(result)
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/images/json", list_images)
+    router.add("POST", "/images/create", create)
+    router.add("GET", "/images/{name:.+}/json", inspect)
+    router.add("POST", "/images/{name:.+}/tag", tag)
+    router.add("DELETE", "/images/{name:.+}", delete)

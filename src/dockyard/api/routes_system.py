@@ -1,0 +1,151 @@
+"""/_ping, /version, /info."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+import dockyard
+from dockyard.api.context import services
+from dockyard.api.params import json_response
+
+if TYPE_CHECKING:
+    from dockyard.api.app import Router
+
+
+def _ping_headers() -> dict[str, str]:
+    return {
+        "Api-Version": dockyard.API_VERSION,
+        "Ostype": "linux",
+        "Docker-Experimental": "false",
+        "Cache-Control": "no-cache, no-store, must-revalidate",
+        "Pragma": "no-cache",
+    }
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="OK", content_type="text/plain", headers=_ping_headers())
+
+
+def _go_arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
+async def version(request: web.Request) -> web.Response:
+    details = {
+        "ApiVersion": dockyard.API_VERSION,
+        "MinAPIVersion": dockyard.MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": f"python{sys.version.split()[0]}",
+        "Os": "linux",
+        "Arch": _go_arch(),
+        "KernelVersion": platform.release(),
+        "BuildTime": "",
+        "Experimental": "false",
+    }
+    return json_response(
+        {
+            "Platform": {"Name": "Dockyard"},
+            "Components": [{"Name": "Engine", "Version": dockyard.__version__, "Details": details}],
+            "Version": dockyard.__version__,
+            "ApiVersion": dockyard.API_VERSION,
+            "MinAPIVersion": dockyard.MIN_API_VERSION,
+            "GitCommit": "",
+            "GoVersion": details["GoVersion"],
+            "Os": "linux",
+            "Arch": details["Arch"],
+            "KernelVersion": details["KernelVersion"],
+            "BuildTime": "",
+        }
+    )
+
+
+async def info(request: web.Request) -> web.Response:
+    svc = services(request)
+    facts = svc.info()
+    return json_response(
+        {
+            "ID": svc.daemon_id,
+            "Containers": facts["containers"],
+            "ContainersRunning": facts["running"],
+            "ContainersPaused": facts["paused"],
+            "ContainersStopped": facts["stopped"],
+            "Images": facts["images"],
+            "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],
+            "Plugins": {
+                "Volume": ["local"],
+                "Network": ["host", "null"],
+                "Authorization": None,
+                "Log": ["json-file"],
+            },
+            "MemoryLimit": True,
+            "SwapLimit": True,
+            "CpuCfsPeriod": True,
+            "CpuCfsQuota": True,
+            "CPUShares": True,
+            "CPUSet": True,
+            "PidsLimit": True,
+            "OomKillDisable": True,
+            "IPv4Forwarding": True,
+            "Debug": False,
+            "NFd": 0,
+            "NGoroutines": 0,
+            "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "1",
+            "NEventsListener": 0,
+            "KernelVersion": facts["kernel"],
+            "OperatingSystem": facts["os"],
+            "OSVersion": "",
+            "OSType": "linux",
+            "Architecture": facts["arch"],
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "RegistryConfig": {
+                "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                "IndexConfigs": {},
+                "Mirrors": [],
+            },
+            "NCPU": facts["ncpu"],
+            "MemTotal": facts["mem_total"],
+            "GenericResources": None,
+            "DockerRootDir": svc.data_root,
+            "HttpProxy": "",
+            "HttpsProxy": "",
+            "NoProxy": "",
+            "Name": facts["name"],
+            "Labels": svc.labels,
+            "ExperimentalBuild": False,
+            "ServerVersion": facts["version"],
+            "Runtimes": {"dockyard": {"path": "dockyard-runtime"}},
+            "DefaultRuntime": "dockyard",
+            "Swarm": {
+                "NodeID": "",
+                "NodeAddr": "",
+                "LocalNodeState": "inactive",
+                "ControlAvailable": False,
+                "Error": "",
+                "RemoteManagers": None,
+            },
+            "LiveRestoreEnabled": svc.live_restore,
+            "Isolation": "",
+            "InitBinary": "",
+            "ContainerdCommit": {"ID": ""},
+            "RuncCommit": {"ID": ""},
+            "InitCommit": {"ID": ""},
+            "SecurityOptions": [],
+            "Warnings": None,
+        }
+    )
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/_ping", ping)
+    router.add("HEAD", "/_ping", ping)
+    router.add("GET", "/version", version)
+    router.add("GET", "/info", info)

@@ -1,0 +1,387 @@
+"""The JSON shapes of answers, per API version: the one place that knows them.
+
+Handlers call these with engine models; `Version` says which shape. The 2013 API
+(`/v1.4/`, see docker-remote-api-v1.4.md) gets the fields and spellings of then.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from dockyard.engine.clock import parse_rfc3339
+from dockyard.engine.models import Container, ImageInfo, ImageRecord
+
+_to_builtins = msgspec.to_builtins
+
+
+@dataclass(frozen=True)
+class Version:
+    major: int
+    minor: int
+
+    @property
+    def legacy(self) -> bool:
+        """The 2013 API family (1.0 - 1.11) answers in the shapes of docker-remote-api-v1.4."""
+        return (self.major, self.minor) < (1, 12)
+
+    def at_least(self, major: int, minor: int) -> bool:
+        return (self.major, self.minor) >= (major, minor)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(round(seconds / 3600))
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def container_status(c: Container, legacy: bool = False) -> str:
+    """The `Status` column: "Up 5 seconds", "Exited (0) 3 minutes ago", "Created"."""
+    now = time.time()
+    st = c.state
+    if st.running:
+        up = "Up " + human_duration(now - parse_rfc3339(st.started_at))
+        return up + " (Paused)" if st.paused else up
+    if st.status == "removing":
+        return "Removal In Progress"
+    if st.dead:
+        return "Dead"
+    if st.status == "created" or not parse_rfc3339(st.finished_at):
+        return "Created"
+    if legacy:
+        return f"Exit {st.exit_code}"
+    ago = human_duration(now - parse_rfc3339(st.finished_at))
+    return f"Exited ({st.exit_code}) {ago} ago"
+
+
+def _command(c: Container) -> str:
+    return " ".join([c.path, *c.args])
+
+
+def _image_name(c: Container, tags: list[str]) -> str:
+    """What `ps` shows as IMAGE: the name used at create if it still names the image."""
+    return c.config.image or (tags[0] if tags else c.image)
+
+
+def _ports(c: Container) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    bindings = c.host_config.port_bindings or {}
+    for port in sorted(c.config.exposed_ports or {}):
+        num, _, proto = port.partition("/")
+        if not bindings.get(port):
+            out.append({"PrivatePort": int(num), "Type": proto or "tcp"})
+    return out
+
+
+def container_summary(
+    c: Container, tags: list[str], v: Version, size: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    if v.legacy:
+        image = _image_name(c, tags)
+        if ":" not in image.rsplit("/", 1)[-1]:
+            image += ":latest"
+        return {
+            "Id": c.id,
+            "Image": image,
+            "Command": _command(c),
+            "Created": int(c.created_unix),
+            "Status": container_status(c, legacy=True),
+            "Ports": ", ".join(
+                f"{b.host_port}->{p.split('/')[0]}"
+                for p, bs in (c.host_config.port_bindings or {}).items()
+                for b in bs or []
+            ),
+            "SizeRw": size[0] if size else 0,
+            "SizeRootFs": size[1] if size else 0,
+        }
+    out: dict[str, Any] = {
+        "Id": c.id,
+        "Names": [c.name],
+        "Image": _image_name(c, tags),
+        "ImageID": c.image,
+        "Command": _command(c),
+        "Created": int(c.created_unix),
+        "Ports": _ports(c),
+        "Labels": c.config.labels or {},
+        "State": c.state.status,
+        "Status": container_status(c),
+        "HostConfig": {"NetworkMode": c.host_config.network_mode},
+        "NetworkSettings": {"Networks": _networks(c)},
+        "Mounts": _mounts(c),
+    }
+    if size is not None:
+        out["SizeRw"], out["SizeRootFs"] = size
+    return out
+
+
+def _networks(c: Container) -> dict[str, Any]:
+    mode = c.host_config.network_mode
+    if mode.startswith("container:"):
+        return {}
+    return {
+        mode: {
+            "IPAMConfig": None,
+            "Links": None,
+            "Aliases": None,
+            "MacAddress": "",
+            "DriverOpts": None,
+            "NetworkID": "",
+            "EndpointID": "",
+            "Gateway": "",
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": None,
+        }
+    }
+
+
+def _mounts(c: Container) -> list[dict[str, Any]]:
+    out = []
+    for bind in c.host_config.binds or []:
+        src, dst, *opts = bind.split(":")
+        flags = ",".join(opts).split(",")
+        out.append(
+            {
+                "Type": "bind",
+                "Source": src,
+                "Destination": dst,
+                "Mode": ",".join(opts),
+                "RW": "ro" not in flags,
+                "Propagation": "rprivate",
+            }
+        )
+    return out
+
+
+def container_inspect(
+    c: Container,
+    v: Version,
+    lower_dirs: list[str],
+    size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    config = _to_builtins(c.config)
+    host_config = _to_builtins(c.host_config)
+    state = _to_builtins(c.state)
+    if v.legacy:
+        return {
+            "Id": c.id,
+            "Created": c.created,
+            "Path": c.path,
+            "Args": c.args,
+            "Config": {
+                **{k: config[k] for k in ("Hostname", "User", "AttachStdin", "AttachStdout")},
+                "AttachStderr": config["AttachStderr"],
+                "Memory": c.host_config.memory,
+                "MemorySwap": c.host_config.memory_swap,
+                "PortSpecs": None,
+                "Tty": config["Tty"],
+                "OpenStdin": config["OpenStdin"],
+                "StdinOnce": config["StdinOnce"],
+                "Env": config["Env"],
+                "Cmd": config["Cmd"],
+                "Dns": c.host_config.dns,
+                "Image": config["Image"],
+                "Volumes": config["Volumes"] or {},
+                "VolumesFrom": "",
+                "WorkingDir": config["WorkingDir"],
+            },
+            "State": {
+                "Running": c.state.running,
+                "Pid": c.state.pid,
+                "ExitCode": c.state.exit_code,
+                "StartedAt": c.state.started_at,
+                "Ghost": False,
+            },
+            "Image": c.image.removeprefix("sha256:"),
+            "NetworkSettings": {
+                "IpAddress": "",
+                "IpPrefixLen": 0,
+                "Gateway": "",
+                "Bridge": "",
+                "PortMapping": None,
+            },
+            "SysInitPath": "",
+            "ResolvConfPath": c.resolv_conf_path,
+            "Volumes": {},
+        }
+    upper = f"{c.bundle}/upper"
+    out: dict[str, Any] = {
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": state,
+        "Image": c.image,
+        "ResolvConfPath": c.resolv_conf_path,
+        "HostnamePath": c.hostname_path,
+        "HostsPath": c.hosts_path,
+        "LogPath": c.log_path,
+        "Name": c.name,
+        "RestartCount": c.restart_count,
+        "Driver": c.driver,
+        "Platform": c.platform,
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": host_config,
+        "GraphDriver": {
+            "Name": c.driver,
+            "Data": {
+                "LowerDir": ":".join(lower_dirs),
+                "UpperDir": upper,
+                "WorkDir": f"{c.bundle}/work",
+                "MergedDir": f"{c.bundle}/rootfs",
+            },
+        },
+        "Mounts": _mounts(c),
+        "Config": config,
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "SandboxKey": "",
+            "Ports": {},
+            "HairpinMode": False,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None,
+            "EndpointID": "",
+            "Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "IPv6Gateway": "",
+            "MacAddress": "",
+            "Networks": _networks(c),
+        },
+    }
+    if size is not None:
+        out["SizeRw"], out["SizeRootFs"] = size
+    return out
+
+
+def _unix(created: str) -> int:
+    return int(parse_rfc3339(created))
+
+
+def image_summary(r: ImageRecord, labels: dict[str, str] | None, v: Version) -> Any:
+    if v.legacy:
+        names = r.repo_tags or ["<none>:<none>"]
+        return [
+            {
+                "Repository": t.rsplit(":", 1)[0],
+                "Tag": t.rsplit(":", 1)[1],
+                "Id": r.id.removeprefix("sha256:")[:12],
+                "Created": _unix(r.created),
+                "Size": r.size,
+                "VirtualSize": r.size,
+            }
+            for t in names
+        ]
+    out = {
+        "Id": r.id,
+        "ParentId": r.parent,
+        "RepoTags": r.repo_tags,
+        "RepoDigests": r.repo_digests,
+        "Created": _unix(r.created),
+        "Size": r.size,
+        "SharedSize": -1,
+        "Labels": labels or {},
+        "Containers": -1,
+    }
+    if not v.at_least(1, 44):
+        out["VirtualSize"] = r.size
+    return [out]
+
+
+def image_inspect(info: ImageInfo, layers_dirs: list[str], v: Version) -> dict[str, Any]:
+    r, cfg = info.record, info.config
+    config = cfg.get("config") or {}
+    if v.legacy:
+        return {
+            "id": r.id.removeprefix("sha256:"),
+            "parent": r.parent,
+            "created": r.created,
+            "container": "",
+            "container_config": config,
+            "Size": r.size,
+        }
+    out: dict[str, Any] = {
+        "Id": r.id,
+        "RepoTags": r.repo_tags,
+        "RepoDigests": r.repo_digests,
+        "Parent": r.parent,
+        "Comment": r.comment,
+        "Created": r.created,
+        "DockerVersion": "",
+        "Author": cfg.get("author", ""),
+        "Config": {
+            "Hostname": "",
+            "Domainname": "",
+            "User": "",
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "Tty": False,
+            "OpenStdin": False,
+            "StdinOnce": False,
+            "Env": None,
+            "Cmd": None,
+            "Image": "",
+            "Volumes": None,
+            "WorkingDir": "",
+            "Entrypoint": None,
+            "OnBuild": None,
+            "Labels": None,
+            **config,
+        },
+        "Architecture": cfg.get("architecture", "amd64"),
+        "Os": cfg.get("os", "linux"),
+        "Size": r.size,
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {"LowerDir": ":".join(layers_dirs[1:]), "UpperDir": layers_dirs[0]}
+            if layers_dirs
+            else {},
+        },
+        "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids", [])},
+        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+    }
+    if not v.at_least(1, 44):
+        out["VirtualSize"] = r.size
+        out["Container"] = ""
+        out["ContainerConfig"] = out["Config"]
+    return out

@@ -1,0 +1,775 @@
+"""The container service: the state machine of containers and the rules dockerd applies.
+
+It owns container records (persisted in the store), turns a record into a runtime
+`RunSpec` at start, keeps one `MonitorLink` per running container, and fans its
+output out to attached clients. Nothing here speaks HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import signal as signal_mod
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from dockyard.engine import etc_files
+from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
+from dockyard.engine.filters import container_matches
+from dockyard.engine.images import ImageService
+from dockyard.engine.logs import LogEntry, read_log
+from dockyard.engine.models import (
+    Container,
+    ContainerConfig,
+    ContainerState,
+    HostConfig,
+    strslice,
+)
+from dockyard.engine.names import random_name, validate_name
+from dockyard.engine.store import Store
+from dockyard.errors import (
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    NotModified,
+    RuntimeFailure,
+)
+from dockyard.image.users import resolve_user
+from dockyard.runtime.launcher import ExitRecord, Launcher, MonitorLink, read_exit
+from dockyard.runtime.spec import (
+    CAPABILITIES,
+    DEFAULT_CAPABILITIES,
+    DEFAULT_PATH,
+    BindMount,
+    RunSpec,
+    write_bundle,
+)
+
+log = logging.getLogger("dockyard.containers")
+
+# A frame for attached clients: (stream, data); None ends the stream (the container exited).
+Frame = tuple[int, bytes] | None
+
+
+def parse_signal(value: str | int | None, default: int = signal_mod.SIGTERM) -> int:
+    """'SIGKILL', 'KILL', 'kill' or '9' -> 9, as dockerd's signal.ParseSignal."""
+    if value is None or value == "":
+        return int(default)
+    text = str(value).strip()
+    if text.isdigit():
+        num = int(text)
+        if 0 < num < 65:
+            return num
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        sig = getattr(signal_mod.Signals, name, None) if name.isidentifier() else None
+        if sig is not None:
+            return int(sig)
+    raise InvalidParameter(f"Invalid signal: {value}")
+
+
+class OutputHub:
+    """Fans a container's output out to every attached client."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[Frame]] = set()
+
+    def subscribe(self) -> asyncio.Queue[Frame]:
+        q: asyncio.Queue[Frame] = asyncio.Queue()
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[Frame]) -> None:
+        self._subscribers.discard(q)
+
+    def publish(self, frame: Frame) -> None:
+        for q in self._subscribers:
+            q.put_nowait(frame)
+
+    def end(self) -> None:
+        """The container exited: every current stream ends."""
+        subscribers, self._subscribers = self._subscribers, set()
+        for q in subscribers:
+            q.put_nowait(None)
+
+
+@dataclass
+class _Live:
+    """What the daemon holds in memory for a container beside its record."""
+
+    hub: OutputHub = field(default_factory=OutputHub)
+    link: MonitorLink | None = None
+    exit_waiters: list[asyncio.Future[ContainerState]] = field(default_factory=list)
+    removal_waiters: list[asyncio.Future[ContainerState]] = field(default_factory=list)
+    stopping: bool = False  # a user stop/kill: no restart policy afterwards
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+@dataclass
+class AttachStreams:
+    """An attach in progress: logs replayed first, then live frames until exit."""
+
+    frames: AsyncIterator[tuple[int, bytes]]
+    tty: bool
+    stdin: Callable[[bytes], object] | None
+    close_stdin: Callable[[], object] | None
+
+
+class ContainerService:
+    def __init__(
+        self, store: Store, images: ImageService, launcher: Launcher, data_root: str
+    ) -> None:
+        self._store = store
+        self._images = images
+        self._launcher = launcher
+        self._root = os.path.join(data_root, "containers")
+        os.makedirs(self._root, exist_ok=True)
+        self._containers: dict[str, Container] = {c.id: c for c in store.containers()}
+        self._live: dict[str, _Live] = {}
+        images.users_of = self._users_of_image
+
+    # lookups
+
+    def _users_of_image(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(c.id, c.state.running) for c in self._containers.values() if c.image == image_id]
+
+    def get(self, ref: str) -> Container:
+        """By full id, name (with or without '/'), or unique id prefix, as dockerd."""
+        if ref in self._containers:
+            return self._containers[ref]
+        name = ref if ref.startswith("/") else "/" + ref
+        for c in self._containers.values():
+            if c.name == name:
+                return c
+        if ref:
+            matches = [c for c in self._containers.values() if c.id.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise InvalidParameter(f"Multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def _live_of(self, container_id: str) -> _Live:
+        live = self._live.get(container_id)
+        if live is None:
+            live = self._live[container_id] = _Live()
+        return live
+
+    def list(
+        self,
+        *,
+        all_: bool = False,
+        limit: int = -1,
+        filters: dict[str, list[str]] | None = None,
+    ) -> list[Container]:
+        items = sorted(self._containers.values(), key=lambda c: c.created_unix, reverse=True)
+        filters = filters or {}
+        if not all_ and limit <= 0 and "status" not in filters and "exited" not in filters:
+            items = [c for c in items if c.state.running]
+        items = [c for c in items if container_matches(c, filters, self)]
+        if limit > 0:
+            items = items[:limit]
+        return items
+
+    def image_tags(self, image_id: str) -> list[str]:
+        return self._images.tags_of(image_id)
+
+    def resolve_image(self, name: str) -> str:
+        return self._images.resolve(name)
+
+    def _save(self, c: Container) -> None:
+        self._store.put_container(c)
+
+    # create
+
+    async def create(
+        self, config: ContainerConfig, host_config: HostConfig, name: str = ""
+    ) -> Container:
+        if not config.image:
+            raise InvalidParameter("config cannot be empty in order to create a container")
+        image_id = self._images.resolve(config.image)
+        image_cfg = self._images.config(image_id).get("config") or {}
+        merged = self._merge_image_config(config, image_cfg)
+        entrypoint = strslice(merged.entrypoint) or []
+        cmd = strslice(merged.cmd) or []
+        argv = entrypoint + cmd
+        if not argv:
+            raise InvalidParameter("no command specified")
+        self._validate_host_config(host_config)
+
+        container_id = secrets.token_hex(32)
+        if name:
+            full_name = validate_name(name)
+            self._check_name_free(full_name)
+        else:
+            full_name = self._unused_random_name()
+        if not merged.hostname:
+            merged.hostname = container_id[:12]
+        if not host_config.network_mode:
+            host_config.network_mode = "bridge"
+        if host_config.network_mode == "host" and not config.hostname:
+            merged.hostname = os.uname().nodename
+
+        bundle = os.path.join(self._root, container_id)
+        for sub in ("upper", "work", "rootfs"):
+            os.makedirs(os.path.join(bundle, sub), exist_ok=True)
+        host_net = host_config.network_mode == "host"
+        paths = {
+            "hostname": merged.hostname + "\n",
+            "hosts": etc_files.hosts_file(host_config, host_net),
+            "resolv.conf": etc_files.resolv_conf(host_config, host_net),
+        }
+        for fname, text in paths.items():
+            etc_files.write_atomic(os.path.join(bundle, fname), text.encode())
+        now_ns = time.time_ns()
+        c = Container(
+            id=container_id,
+            name=full_name,
+            created=rfc3339(now_ns),
+            created_unix=now_ns / 1e9,
+            path=argv[0],
+            args=argv[1:],
+            config=merged,
+            host_config=host_config,
+            image=image_id,
+            log_path=os.path.join(bundle, f"{container_id}-json.log"),
+            hostname_path=os.path.join(bundle, "hostname"),
+            hosts_path=os.path.join(bundle, "hosts"),
+            resolv_conf_path=os.path.join(bundle, "resolv.conf"),
+            bundle=bundle,
+        )
+        self._save(c)
+        self._containers[c.id] = c
+        log.info("container %s created (%s)", c.short_id, c.name)
+        return c
+
+    def _check_name_free(self, full_name: str) -> None:
+        for other in self._containers.values():
+            if other.name == full_name:
+                raise Conflict(
+                    f'Conflict. The container name "{full_name}" is already in use by '
+                    f'container "{other.id}". You have to remove (or rename) that container '
+                    "to be able to reuse that name."
+                )
+
+    def _unused_random_name(self) -> str:
+        taken = {c.name for c in self._containers.values()}
+        for retry in range(20):
+            name = "/" + random_name(retry)
+            if name not in taken:
+                return name
+        return "/" + random_name(20) + secrets.token_hex(2)
+
+    @staticmethod
+    def _merge_image_config(config: ContainerConfig, image: dict) -> ContainerConfig:
+        """dockerd's merge of the image's config into the user's (daemon/commit.go)."""
+        merged = ContainerConfig(**{f: getattr(config, f) for f in config.__struct_fields__})
+        user_env = list(config.env or [])
+        keys = {e.split("=", 1)[0] for e in user_env}
+        merged.env = [e for e in (image.get("Env") or []) if e.split("=", 1)[0] not in keys]
+        merged.env += user_env
+        entrypoint = strslice(config.entrypoint)
+        if entrypoint == [""]:
+            entrypoint = []  # `--entrypoint ""` clears the image's entrypoint
+        if not entrypoint:
+            if not strslice(config.cmd):
+                merged.cmd = image.get("Cmd")
+            if entrypoint is None:
+                entrypoint = image.get("Entrypoint")
+        merged.entrypoint = entrypoint
+        merged.cmd = strslice(merged.cmd)
+        if not merged.user:
+            merged.user = image.get("User") or ""
+        if not merged.working_dir:
+            merged.working_dir = image.get("WorkingDir") or ""
+        if image.get("ExposedPorts"):
+            merged.exposed_ports = {**image["ExposedPorts"], **(config.exposed_ports or {})}
+        if image.get("Volumes"):
+            merged.volumes = {**image["Volumes"], **(config.volumes or {})}
+        if image.get("Labels"):
+            merged.labels = {**image["Labels"], **(config.labels or {})}
+        if merged.stop_signal is None and image.get("StopSignal"):
+            merged.stop_signal = image["StopSignal"]
+        if merged.on_build is None:
+            merged.on_build = image.get("OnBuild")
+        merged.image = config.image
+        return merged
+
+    @staticmethod
+    def _validate_host_config(hc: HostConfig) -> None:
+        mode = hc.network_mode
+        if mode.startswith("container:") or mode in ("", "bridge", "default", "none", "host"):
+            pass
+        else:
+            raise NotFound(f"network {mode} not found")
+        if hc.memory and hc.memory < 6 * 1024 * 1024:
+            raise InvalidParameter("Minimum memory limit allowed is 6MB")
+        policy = hc.restart_policy.name
+        if policy not in ("", "no", "always", "unless-stopped", "on-failure"):
+            raise InvalidParameter(f"invalid restart policy: unknown policy '{policy}'")
+        if hc.auto_remove and policy not in ("", "no"):
+            raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+        for bind in hc.binds or []:
+            parts = bind.split(":")
+            if len(parts) < 2 or not parts[1].startswith("/"):
+                raise InvalidParameter(f"invalid volume specification: '{bind}'")
+            if not parts[0].startswith("/"):
+                raise InvalidParameter(
+                    f"invalid volume specification: '{bind}': named volumes are not available "
+                    "in this version of dockyard; use an absolute host path"
+                )
+
+    # start
+
+    def _run_spec(self, c: Container) -> RunSpec:
+        lower = self._images.blobs.lower_dirs(c.image)
+        upper = os.path.join(c.bundle, "upper")
+
+        def read(path: str) -> bytes | None:
+            return self._images.blobs.read_file([upper, *lower], path)
+
+        uid, gid, groups = resolve_user(c.config.user, read)
+        env = list(c.config.env or [])
+        keys = {e.split("=", 1)[0] for e in env}
+        extra = []
+        if "PATH" not in keys:
+            extra.append(f"PATH={DEFAULT_PATH}")
+        extra.append(f"HOSTNAME={c.config.hostname}")
+        if c.config.tty and "TERM" not in keys:
+            extra.append("TERM=xterm")
+        if "HOME" not in keys:
+            extra.append(f"HOME={_home_of(read, uid)}")
+        hc = c.host_config
+        mode = hc.network_mode
+        if mode == "host":
+            network = "host"
+        elif mode.startswith("container:"):
+            other = self.get(mode.split(":", 1)[1])
+            if not other.state.running:
+                raise Conflict(f"cannot join network of a non running container: {other.id}")
+            network = f"/proc/{other.state.pid}/ns/net"
+        else:
+            # Until the bridge driver lands, "bridge" is a private namespace with loopback.
+            network = "private"
+        mounts = [
+            BindMount(c.resolv_conf_path, "/etc/resolv.conf"),
+            BindMount(c.hostname_path, "/etc/hostname"),
+            BindMount(c.hosts_path, "/etc/hosts"),
+        ]
+        for bind in hc.binds or []:
+            src, dst, *opts = bind.split(":")
+            os.makedirs(src, exist_ok=True)
+            mounts.append(BindMount(src, dst, readonly="ro" in ",".join(opts).split(",")))
+        caps = None
+        if hc.cap_add or hc.cap_drop:
+            caps = _apply_cap_changes(hc.cap_add or [], hc.cap_drop or [])
+        return RunSpec(
+            args=[c.path, *c.args],
+            env=extra + env,
+            hostname=c.config.hostname,
+            rootfs_lower=lower,
+            rootfs_upper=upper,
+            rootfs_work=os.path.join(c.bundle, "work"),
+            cwd=c.config.working_dir or "/",
+            uid=uid,
+            gid=gid,
+            additional_gids=groups,
+            terminal=c.config.tty,
+            open_stdin=c.config.open_stdin,
+            readonly_rootfs=hc.readonly_rootfs,
+            network=network,
+            mounts=mounts,
+            cgroup_parent=hc.cgroup_parent or "dockyard",
+            memory=hc.memory,
+            memory_swap=hc.memory_swap,
+            cpu_shares=hc.cpu_shares,
+            pids_limit=hc.pids_limit or 0,
+            capabilities=caps,
+            privileged=hc.privileged,
+        )
+
+    async def start(self, ref: str) -> Container:
+        c = self.get(ref)
+        if c.state.running:
+            raise NotModified("container already started")
+        if c.state.status == "removing":
+            raise Conflict(f"cannot start container {c.id}: container is marked for removal")
+        live = self._live_of(c.id)
+        try:
+            spec = self._run_spec(c)
+            write_bundle(c.bundle, spec.to_oci(c.id))
+            link = await self._launcher.run(c.id, c.bundle, log_path=c.log_path)
+        except RuntimeFailure as e:
+            c.state.error = e.message
+            c.state.exit_code = {"not-found": 127, "permission": 126}.get(e.kind, 128)
+            self._save(c)
+            raise
+        except InvalidParameter as e:
+            c.state.error = e.message
+            self._save(c)
+            raise
+        live.stopping = False
+        c.state = ContainerState(
+            status="running",
+            running=True,
+            pid=link.pid,
+            started_at=link.started_at,
+            finished_at=ZERO_TIME,
+        )
+        c.monitor_pid = link.monitor_pid
+        self._save(c)
+        self._follow(c, link)
+        log.info("container %s started (pid %d)", c.short_id, link.pid)
+        return c
+
+    def _follow(self, c: Container, link: MonitorLink) -> None:
+        live = self._live_of(c.id)
+        live.link = link
+
+        async def pump() -> None:
+            async for frame in link.frames():
+                live.hub.publish(frame)
+
+        async def watch() -> None:
+            try:
+                record = await link.wait()
+            finally:
+                await link.close()
+            await self._on_exit(c.id, record)
+
+        pump_task = asyncio.create_task(pump())
+
+        async def watch_after_pump() -> None:
+            await watch()
+            # Output ends with the process; let attached clients drain what came last.
+            await pump_task
+            live.hub.end()
+
+        task = asyncio.create_task(watch_after_pump())
+        live.tasks.add(task)
+        task.add_done_callback(live.tasks.discard)
+
+    async def _on_exit(self, container_id: str, record: ExitRecord) -> None:
+        c = self._containers.get(container_id)
+        if c is None:
+            return
+        live = self._live_of(container_id)
+        live.link = None
+        c.state = ContainerState(
+            status="exited",
+            exit_code=record.exit_code,
+            oom_killed=record.oom_killed,
+            error=record.error,
+            started_at=c.state.started_at,
+            finished_at=record.finished_at,
+        )
+        self._save(c)
+        log.info("container %s exited with %d", c.short_id, record.exit_code)
+        waiters, live.exit_waiters = live.exit_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(c.state)
+        if c.host_config.auto_remove:
+            await self.remove(c.id, force=True)
+            return
+        if self._should_restart(c, live):
+            c.restart_count += 1
+            delay = min(0.1 * 2 ** min(c.restart_count, 10), 60.0)
+            task = asyncio.create_task(self._restart_later(c.id, delay))
+            live.tasks.add(task)
+            task.add_done_callback(live.tasks.discard)
+
+    @staticmethod
+    def _should_restart(c: Container, live: _Live) -> bool:
+        policy = c.host_config.restart_policy
+        if live.stopping or policy.name in ("", "no"):
+            return False
+        if policy.name == "on-failure":
+            limit = policy.maximum_retry_count
+            return c.state.exit_code != 0 and (limit == 0 or c.restart_count < limit)
+        return True
+
+    async def _restart_later(self, container_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        c = self._containers.get(container_id)
+        if c is None or c.state.running or self._live_of(container_id).stopping:
+            return
+        try:
+            await self.start(container_id)
+        except Exception as e:  # noqa: BLE001 - a failed restart is logged, not fatal
+            log.warning("restart of %s failed: %s", container_id[:12], e)
+
+    # stop, kill, wait, remove
+
+    def waiter(self, ref: str, condition: str = "not-running") -> asyncio.Future[ContainerState]:
+        """A future for the wait condition, registered now (before any start that follows)."""
+        c = self.get(ref)
+        live = self._live_of(c.id)
+        fut: asyncio.Future[ContainerState] = asyncio.get_running_loop().create_future()
+        if condition in ("", "not-running"):
+            if not c.state.running:
+                fut.set_result(c.state)
+            else:
+                live.exit_waiters.append(fut)
+        elif condition == "next-exit":
+            live.exit_waiters.append(fut)
+        elif condition == "removed":
+            live.removal_waiters.append(fut)
+        else:
+            raise InvalidParameter(f"invalid condition: {condition!r}")
+        return fut
+
+    async def wait(self, ref: str, condition: str = "not-running") -> ContainerState:
+        return await self.waiter(ref, condition)
+
+    async def kill(self, ref: str, signal: str | int | None = None) -> None:
+        c = self.get(ref)
+        signum = parse_signal(signal, signal_mod.SIGKILL)
+        live = self._live_of(c.id)
+        if not c.state.running or live.link is None:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
+            live.stopping = True
+        await live.link.kill(signum)
+
+    async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
+        c = self.get(ref)
+        live = self._live_of(c.id)
+        if not c.state.running or live.link is None:
+            raise NotModified("container already stopped")
+        live.stopping = True
+        signum = parse_signal(signal or c.config.stop_signal, signal_mod.SIGTERM)
+        if timeout is None:
+            timeout = c.config.stop_timeout if c.config.stop_timeout is not None else 10
+        exited = self.waiter(c.id, "not-running")
+        await live.link.kill(signum)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), None if timeout < 0 else timeout)
+            return
+        except TimeoutError:
+            log.info("container %s did not stop in %ss: killing it", c.short_id, timeout)
+        if live.link is not None:
+            await live.link.kill(signal_mod.SIGKILL)
+        await exited
+
+    async def restart(
+        self, ref: str, timeout: int | None = None, signal: str | None = None
+    ) -> None:
+        c = self.get(ref)
+        if c.state.running:
+            await self.stop(c.id, timeout, signal)
+        await self.start(c.id)
+
+    async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        live = self._live_of(c.id)
+        if c.state.running:
+            if not force:
+                raise Conflict(
+                    f'cannot remove container "{c.name}": container is running: stop the '
+                    "container before removing or force remove"
+                )
+            exited = self.waiter(c.id, "not-running")
+            live.stopping = True
+            if live.link is not None:
+                await live.link.kill(signal_mod.SIGKILL)
+            await exited
+            if c.id not in self._containers:
+                return  # auto-removed meanwhile
+        if c.state.status == "removing":
+            raise Conflict(f"removal of container {c.id} is already in progress")
+        c.state.status = "removing"
+        await asyncio.to_thread(shutil.rmtree, c.bundle, True)
+        self._store.delete_container(c.id)
+        del self._containers[c.id]
+        live = self._live.pop(c.id, live)
+        live.hub.end()
+        for fut in live.removal_waiters + live.exit_waiters:
+            if not fut.done():
+                fut.set_result(c.state)
+        log.info("container %s removed", c.short_id)
+
+    # output
+
+    async def attach(
+        self,
+        ref: str,
+        *,
+        stdin: bool = False,
+        stdout: bool = True,
+        stderr: bool = True,
+        logs: bool = False,
+        stream: bool = True,
+        wait_for_start: bool = True,
+    ) -> AttachStreams:
+        """Replay the log (logs) and/or follow live output (stream).
+
+        A stream on a container that is not running waits for its next run, as
+        `docker start -a` needs; `wait_for_start=False` (the 2013 API) ends at once.
+        """
+        c = self.get(ref)
+        live = self._live_of(c.id)
+        queue = None
+        if stream and (c.state.running or wait_for_start):
+            queue = live.hub.subscribe()
+
+        async def frames() -> AsyncIterator[tuple[int, bytes]]:
+            try:
+                if logs:
+                    async for e in read_log(c.log_path, stdout=stdout, stderr=stderr):
+                        yield e.stream, e.data
+                if queue is None:
+                    return
+                while (frame := await queue.get()) is not None:
+                    kind, data = frame
+                    if (kind == 1 and stdout) or (kind == 2 and stderr):
+                        yield kind, data
+            finally:
+                if queue is not None:
+                    live.hub.unsubscribe(queue)
+
+        write = close = None
+        if stdin and c.config.open_stdin:
+
+            async def write(data: bytes) -> None:
+                if live.link is not None:
+                    await live.link.write_stdin(data)
+
+            async def close() -> None:
+                if c.config.stdin_once and live.link is not None:
+                    await live.link.close_stdin()
+
+        return AttachStreams(frames(), c.config.tty, write, close)
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        c = self.get(ref)
+        live = self._live_of(c.id)
+        if not c.state.running or live.link is None:
+            raise Conflict(f"Container {c.id} is not running")
+        await live.link.resize(height, width)
+
+    def logs(
+        self,
+        ref: str,
+        *,
+        stdout: bool,
+        stderr: bool,
+        tail: int | None,
+        since: float,
+        until: float,
+        follow: bool,
+    ) -> tuple[Container, AsyncIterator[LogEntry]]:
+        c = self.get(ref)
+        if c.host_config.log_config.type not in ("json-file", "local", ""):
+            raise InvalidParameter(
+                f'configured logging driver does not support reading: "{c.host_config.log_config.type}"'
+            )
+
+        def running() -> bool:
+            current = self._containers.get(c.id)
+            return current is not None and current.state.running
+
+        return c, read_log(
+            c.log_path,
+            stdout=stdout,
+            stderr=stderr,
+            tail=tail,
+            since=since,
+            until=until,
+            follow=follow and c.state.running,
+            running=running,
+        )
+
+    async def size(self, c: Container) -> tuple[int, int]:
+        """(SizeRw, SizeRootFs): bytes in the container layer, and with the image."""
+        rw = await asyncio.to_thread(_du, os.path.join(c.bundle, "upper"))
+        return rw, rw + self._images.blobs.image_size(c.image)
+
+    # daemon lifetime
+
+    async def restore(self) -> None:
+        """After a daemon (re)start: reattach to living monitors, record the dead."""
+        for c in list(self._containers.values()):
+            if c.state.status == "removing":
+                await self.remove(c.id, force=True)
+                continue
+            if not c.state.running:
+                continue
+            link = await self._launcher.reattach(c.id, c.bundle)
+            if link is not None:
+                log.info("reattached to container %s (pid %d)", c.short_id, link.pid)
+                self._follow(c, link)
+                continue
+            record = read_exit(c.bundle) or ExitRecord(
+                exit_code=255, finished_at=rfc3339(), error="container monitor vanished"
+            )
+            await self._on_exit(c.id, record)
+        for c in list(self._containers.values()):
+            if (
+                c.host_config.restart_policy.name in ("always", "unless-stopped")
+                and not (c.state.running)
+                and c.state.started_at != ZERO_TIME
+                and parse_rfc3339(c.state.finished_at)
+            ):
+                if c.host_config.restart_policy.name == "always":
+                    try:
+                        await self.start(c.id)
+                    except Exception as e:  # noqa: BLE001
+                        log.warning("could not restart %s: %s", c.short_id, e)
+
+    async def shutdown(self, live_restore: bool) -> None:
+        """dockerd stops running containers at shutdown unless live-restore is on."""
+        if not live_restore:
+            running = [c for c in self._containers.values() if c.state.running]
+            await asyncio.gather(
+                *(self.stop(c.id, c.config.stop_timeout) for c in running),
+                return_exceptions=True,
+            )
+        for live in self._live.values():
+            for task in list(live.tasks):
+                task.cancel()
+            if live.link is not None:
+                await live.link.close()
+
+
+def _du(path: str) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames + dirnames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _home_of(read: Callable[[str], bytes | None], uid: int) -> str:
+    data = read("/etc/passwd") or b""
+    for line in data.decode(errors="replace").splitlines():
+        parts = line.split(":")
+        if len(parts) >= 6 and parts[2] == str(uid):
+            return parts[5] or "/"
+    return "/"
+
+
+def _apply_cap_changes(add: list[str], drop: list[str]) -> list[str]:
+    def norm(name: str) -> str:
+        name = name.upper()
+        return name if name.startswith("CAP_") or name == "ALL" else "CAP_" + name
+
+    caps = list(DEFAULT_CAPABILITIES)
+    drops = {norm(d) for d in drop}
+    if "ALL" in drops:
+        caps = []
+    caps = [c for c in caps if c not in drops]
+    for a in map(norm, add):
+        if a == "ALL":
+            caps = sorted(CAPABILITIES, key=CAPABILITIES.__getitem__)
+        elif a not in caps:
+            caps.append(a)
+    return caps

@@ -1,0 +1,114 @@
+"""dockerd's `filters` for listing containers and images."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from dockyard.errors import InvalidParameter, NotFound
+
+if TYPE_CHECKING:
+    from dockyard.engine.containers import ContainerService
+    from dockyard.engine.models import Container, ImageRecord
+
+CONTAINER_FILTERS = {
+    "id", "name", "status", "label", "exited", "ancestor", "before", "since", "volume",
+    "network", "health", "is-task", "publish", "expose",
+}  # fmt: skip
+IMAGE_FILTERS = {"dangling", "label", "before", "since", "reference", "until"}
+STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+
+
+def normalize(raw: Any) -> dict[str, list[str]]:
+    """Accept both `{"status": ["running"]}` and the older `{"status": {"running": true}}`."""
+    if not raw:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidParameter("invalid filter: filters must be a JSON object")
+    out: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out[key] = [k for k, v in value.items() if v]
+        elif isinstance(value, list):
+            out[key] = [str(v) for v in value]
+        else:
+            out[key] = [str(value)]
+    return out
+
+
+def _check_keys(filters: dict[str, list[str]], allowed: set[str]) -> None:
+    for key in filters:
+        if key not in allowed:
+            raise InvalidParameter(f"invalid filter '{key}'")
+
+
+def _labels_match(labels: dict[str, str] | None, wanted: list[str]) -> bool:
+    labels = labels or {}
+    for w in wanted:
+        key, eq, value = w.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True
+
+
+def container_matches(c: Container, filters: dict[str, list[str]], svc: ContainerService) -> bool:
+    if not filters:
+        return True
+    _check_keys(filters, CONTAINER_FILTERS)
+    if "id" in filters and not any(c.id.startswith(v) for v in filters["id"]):
+        return False
+    if "name" in filters and not any(re.search(v, c.name[1:]) for v in filters["name"]):
+        return False
+    if "status" in filters:
+        for s in filters["status"]:
+            if s not in STATUSES:
+                raise InvalidParameter(f"invalid filter 'status={s}': Invalid filter 'status={s}'")
+        if c.state.status not in filters["status"]:
+            return False
+    if "label" in filters and not _labels_match(c.config.labels, filters["label"]):
+        return False
+    if "exited" in filters:
+        try:
+            codes = {int(v) for v in filters["exited"]}
+        except ValueError as e:
+            raise InvalidParameter(f"invalid filter 'exited': {e}") from e
+        if c.state.running or c.state.status != "exited" or c.state.exit_code not in codes:
+            return False
+    if "ancestor" in filters:
+        ok = False
+        for name in filters["ancestor"]:
+            try:
+                ok = ok or svc.resolve_image(name) == c.image
+            except NotFound:
+                pass
+        if not ok:
+            return False
+    for key, newer in (("before", False), ("since", True)):
+        for ref in filters.get(key, []):
+            other = svc.get(ref)
+            if newer and c.created_unix <= other.created_unix:
+                return False
+            if not newer and c.created_unix >= other.created_unix:
+                return False
+    return not ("volume" in filters or "network" in filters or "publish" in filters)
+
+
+def image_matches(
+    image: ImageRecord, labels: dict[str, str] | None, filters: dict[str, list[str]]
+) -> bool:
+    if not filters:
+        return True
+    _check_keys(filters, IMAGE_FILTERS)
+    if "dangling" in filters:
+        want = filters["dangling"][0].lower() in ("true", "1")
+        if want != (not image.repo_tags):
+            return False
+    if "label" in filters and not _labels_match(labels, filters["label"]):
+        return False
+    if "reference" in filters:
+        import fnmatch
+
+        names = image.repo_tags + [t.rsplit(":", 1)[0] for t in image.repo_tags]
+        if not any(fnmatch.fnmatch(n, pat) for pat in filters["reference"] for n in names):
+            return False
+    return True

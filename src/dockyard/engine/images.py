@@ -1,0 +1,218 @@
+"""The image service: names, tags and lifetimes of images.
+
+The bytes (blobs, layers) belong to `image.store.ImageStore`; this service keeps
+which names point where, which containers hold an image, and dockerd's rules for
+untagging versus deleting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import IO, Any
+
+from dockyard.engine.models import ImageInfo, ImageRecord
+from dockyard.engine.store import Store
+from dockyard.errors import Conflict, InvalidParameter, NotFound
+from dockyard.image.reference import parse_reference
+from dockyard.image.store import ImageStore
+
+log = logging.getLogger("dockyard.images")
+
+
+def _hex(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")
+
+
+class ImageService:
+    def __init__(self, store: Store, blobs: ImageStore, tmp_dir: str) -> None:
+        self._store = store
+        self.blobs = blobs
+        self._tmp_dir = tmp_dir
+        self._images: dict[str, ImageRecord] = {r.id: r for r in store.images()}
+        self._tags: dict[str, str] = store.tags()
+        # Set by the container service: image id -> (container id, running) users.
+        self.users_of: Callable[[str], list[tuple[str, bool]]] = lambda _id: []
+
+    # lookups
+
+    def tags_of(self, image_id: str) -> list[str]:
+        return sorted(ref for ref, iid in self._tags.items() if iid == image_id)
+
+    def _with_tags(self, record: ImageRecord) -> ImageRecord:
+        record.repo_tags = self.tags_of(record.id)
+        return record
+
+    def resolve(self, name: str) -> str:
+        """Find an image id by reference, full id or unique id prefix."""
+        image_id = self._lookup(name)
+        if image_id is None:
+            raise NotFound(f"No such image: {self._display(name)}")
+        return image_id
+
+    def _display(self, name: str) -> str:
+        try:
+            return str(parse_reference(name))
+        except InvalidParameter:
+            return name
+
+    def _lookup(self, name: str) -> str | None:
+        if not name:
+            return None
+        candidate = name if name.startswith("sha256:") else "sha256:" + name
+        if candidate in self._images:
+            return candidate
+        try:
+            ref = parse_reference(name)
+        except InvalidParameter:
+            ref = None
+        if ref is not None and ref.digest is None:
+            found = self._tags.get(str(ref))
+            if found:
+                return found
+        # An id prefix: at least one hex char, unique among images.
+        hexpart = _hex(name)
+        if hexpart and all(c in "0123456789abcdef" for c in hexpart):
+            matches = [i for i in self._images if _hex(i).startswith(hexpart)]
+            if len(matches) == 1:
+                return matches[0]
+        return None
+
+    def get(self, name: str) -> ImageRecord:
+        return self._with_tags(self._images[self.resolve(name)])
+
+    def inspect(self, name: str) -> ImageInfo:
+        record = self.get(name)
+        return ImageInfo(record=record, config=self.blobs.image_config(record.id))
+
+    def config(self, image_id: str) -> dict[str, Any]:
+        return self.blobs.image_config(image_id)
+
+    def list(self, all_: bool = False) -> list[ImageRecord]:
+        records = [self._with_tags(r) for r in self._images.values()]
+        return sorted(records, key=lambda r: r.created, reverse=True)
+
+    # changes
+
+    async def import_rootfs(
+        self,
+        body: Callable[[IO[bytes]], Any],
+        *,
+        repo: str = "",
+        tag: str = "",
+        changes: list[str] | None = None,
+        message: str = "",
+    ) -> str:
+        """`docker import`: `body` is an async callable that copies the upload into a file."""
+        ref = None
+        if repo:
+            ref = parse_reference(f"{repo}:{tag}" if tag else repo)
+        os.makedirs(self._tmp_dir, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix="import-", dir=self._tmp_dir)
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                await body(f)
+                f.flush()
+                f.seek(0)
+                image_id = await asyncio.to_thread(
+                    self.blobs.import_rootfs, f, changes=changes or [], message=message
+                )
+        finally:
+            os.unlink(path)
+        self._register(image_id)
+        if ref is not None:
+            self._set_tag(str(ref), image_id)
+        return image_id
+
+    def _register(self, image_id: str) -> None:
+        if image_id in self._images:
+            return
+        cfg = self.blobs.image_config(image_id)
+        history = cfg.get("history") or [{}]
+        record = ImageRecord(
+            id=image_id,
+            created=cfg.get("created", ""),
+            size=self.blobs.image_size(image_id),
+            comment=history[-1].get("comment", ""),
+        )
+        self._store.put_image(record)
+        self._images[image_id] = record
+
+    def _set_tag(self, ref: str, image_id: str) -> None:
+        self._store.set_tag(ref, image_id)
+        self._tags[ref] = image_id
+
+    def tag(self, source: str, repo: str, tag: str = "") -> str:
+        image_id = self.resolve(source)
+        ref = parse_reference(f"{repo}:{tag}" if tag else repo)
+        if ref.digest:
+            raise InvalidParameter("refusing to create a tag with a digest reference")
+        self._set_tag(str(ref), image_id)
+        return str(ref)
+
+    def delete(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
+        """dockerd's rules: a name untags; the last name or an id deletes, unless in use."""
+        image_id = self.resolve(name)
+        tags = self.tags_of(image_id)
+        by_ref: str | None = None
+        try:
+            parsed = parse_reference(name)
+            if str(parsed) in self._tags:
+                by_ref = str(parsed)
+        except InvalidParameter:
+            pass
+        users = self.users_of(image_id)
+        short = _hex(image_id)[:12]
+        result: list[dict[str, str]] = []
+        if by_ref is not None and (len(tags) > 1 or (force and users)):
+            # Only a name goes: the image stays for its other names (or its users).
+            self._untag(by_ref)
+            return [{"Untagged": by_ref}]
+        running = [cid for cid, up in users if up]
+        if running:
+            if by_ref is not None and not force:
+                raise Conflict(
+                    f'conflict: unable to remove repository reference "{name}" '
+                    f"(must force) - container {running[0][:12]} is using its referenced image {short}"
+                )
+            raise Conflict(
+                f"conflict: unable to delete {short} (cannot be forced) - image is being used "
+                f"by running container {running[0][:12]}"
+            )
+        if users and not force:
+            if by_ref is not None:
+                raise Conflict(
+                    f'conflict: unable to remove repository reference "{name}" '
+                    f"(must force) - container {users[0][0][:12]} is using its referenced image {short}"
+                )
+            raise Conflict(
+                f"conflict: unable to delete {short} (must be forced) - image is being used "
+                f"by stopped container {users[0][0][:12]}"
+            )
+        if by_ref is None and len(tags) > 1 and not force:
+            raise Conflict(
+                f"conflict: unable to delete {short} (must be forced) - image is referenced "
+                "in multiple repositories"
+            )
+        for ref in tags:
+            self._untag(ref)
+            result.append({"Untagged": ref})
+        if users:
+            # Forced while stopped containers use it: dockerd only untags then.
+            return result
+        self._store.delete_image(image_id)
+        del self._images[image_id]
+        self.blobs.delete_image(image_id, keep=set(self._images))
+        result.append({"Deleted": image_id})
+        return result
+
+    def _untag(self, ref: str) -> None:
+        self._store.delete_tag(ref)
+        self._tags.pop(ref, None)
+
+    def cleanup_tmp(self) -> None:
+        shutil.rmtree(self._tmp_dir, ignore_errors=True)

@@ -1,0 +1,244 @@
+"""Typed models of the engine's resources, named and shaped as the Engine API names them.
+
+msgspec Structs with `rename="pascal"` give Docker's key names (`working_dir` is
+`WorkingDir`) for free, decode request bodies with type checks, and encode the
+records the store keeps. Where Docker's spelling is not plain PascalCase the
+field says so with `name=`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from msgspec import field
+
+# Docker accepts both "echo hi" and ["echo", "hi"] for Cmd/Entrypoint (strslice).
+StrSlice = list[str] | str | None
+
+
+class PortBinding(msgspec.Struct, rename="pascal", omit_defaults=True):
+    host_ip: str = field(default="", name="HostIp")
+    host_port: str = ""
+
+
+class RestartPolicy(msgspec.Struct, rename="pascal"):
+    name: str = "no"
+    maximum_retry_count: int = 0
+
+
+class LogConfig(msgspec.Struct, rename="pascal"):
+    type: str = "json-file"
+    config: dict[str, str] = field(default_factory=dict)
+
+
+class ContainerConfig(msgspec.Struct, rename="pascal"):
+    """The `Config` of a create request and of `inspect`."""
+
+    hostname: str = ""
+    domainname: str = ""
+    user: str = ""
+    attach_stdin: bool = False
+    attach_stdout: bool = False
+    attach_stderr: bool = False
+    exposed_ports: dict[str, dict[str, Any]] | None = None
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    env: list[str] | None = None
+    cmd: StrSlice = None
+    healthcheck: dict[str, Any] | None = None
+    args_escaped: bool | None = None
+    image: str = ""
+    volumes: dict[str, dict[str, Any]] | None = None
+    working_dir: str = ""
+    entrypoint: StrSlice = None
+    network_disabled: bool | None = None
+    mac_address: str | None = None
+    on_build: list[str] | None = field(default=None, name="OnBuild")
+    labels: dict[str, str] | None = None
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    shell: list[str] | None = None
+
+
+class HostConfig(msgspec.Struct, rename="pascal"):
+    """The `HostConfig` of a create request and of `inspect` (the parts Dockyard honours
+    plus the ones clients send and expect echoed back)."""
+
+    binds: list[str] | None = None
+    container_id_file: str = field(default="", name="ContainerIDFile")
+    log_config: LogConfig = field(default_factory=LogConfig)
+    network_mode: str = ""
+    port_bindings: dict[str, list[PortBinding] | None] | None = None
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    auto_remove: bool = False
+    volume_driver: str = ""
+    volumes_from: list[str] | None = None
+    mounts: list[dict[str, Any]] | None = None
+    console_size: list[int] | None = None
+    cap_add: list[str] | None = None
+    cap_drop: list[str] | None = None
+    cgroupns_mode: str = ""
+    dns: list[str] | None = None
+    dns_options: list[str] | None = None
+    dns_search: list[str] | None = None
+    extra_hosts: list[str] | None = None
+    group_add: list[str] | None = None
+    ipc_mode: str = ""
+    cgroup: str = ""
+    links: list[str] | None = None
+    oom_score_adj: int = 0
+    pid_mode: str = ""
+    privileged: bool = False
+    publish_all_ports: bool = False
+    readonly_rootfs: bool = False
+    security_opt: list[str] | None = None
+    tmpfs: dict[str, str] | None = None
+    uts_mode: str = field(default="", name="UTSMode")
+    userns_mode: str = ""
+    shm_size: int = 0
+    sysctls: dict[str, str] | None = None
+    runtime: str = ""
+    isolation: str = ""
+    # Resources
+    cpu_shares: int = 0
+    memory: int = 0
+    cgroup_parent: str = ""
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    memory_reservation: int = 0
+    memory_swap: int = 0
+    memory_swappiness: int | None = None
+    nano_cpus: int = field(default=0, name="NanoCpus")
+    oom_kill_disable: bool | None = None
+    init: bool | None = None
+    pids_limit: int | None = None
+    ulimits: list[dict[str, Any]] | None = None
+
+
+class EndpointSettings(msgspec.Struct, rename="pascal"):
+    aliases: list[str] | None = None
+    network_id: str = field(default="", name="NetworkID")
+    endpoint_id: str = field(default="", name="EndpointID")
+    gateway: str = ""
+    ip_address: str = field(default="", name="IPAddress")
+    ip_prefix_len: int = field(default=0, name="IPPrefixLen")
+    mac_address: str = ""
+
+
+class NetworkingConfig(msgspec.Struct, rename="pascal"):
+    endpoints_config: dict[str, EndpointSettings | None] | None = None
+
+
+class CreateRequest(ContainerConfig, rename="pascal"):
+    """Body of POST /containers/create: Config fields at the top level, plus HostConfig."""
+
+    host_config: HostConfig | None = None
+    networking_config: NetworkingConfig | None = None
+
+
+class LegacyCreateRequest(msgspec.Struct, rename="pascal"):
+    """Body of POST /v1.4/containers/create, as the 2013 client sent it."""
+
+    hostname: str = ""
+    user: str = ""
+    memory: int = 0
+    memory_swap: int = 0
+    cpu_shares: int = 0
+    attach_stdin: bool = False
+    attach_stdout: bool = True
+    attach_stderr: bool = True
+    port_specs: list[str] | None = None
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    env: list[str] | None = None
+    cmd: StrSlice = None
+    dns: list[str] | None = None
+    image: str = ""
+    volumes: dict[str, dict[str, Any]] | None = None
+    volumes_from: str = ""
+    entrypoint: StrSlice = None
+    network_disabled: bool = False
+    working_dir: str = ""
+
+
+class LegacyStartRequest(msgspec.Struct, rename="pascal"):
+    """Body of POST /v1.4/containers/{id}/start."""
+
+    binds: list[str] | None = None
+    container_id_file: str = field(default="", name="ContainerIDFile")
+
+
+class ContainerState(msgspec.Struct, rename="pascal"):
+    status: str = "created"  # created running paused restarting removing exited dead
+    running: bool = False
+    paused: bool = False
+    restarting: bool = False
+    oom_killed: bool = field(default=False, name="OOMKilled")
+    dead: bool = False
+    pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    started_at: str = "0001-01-01T00:00:00Z"
+    finished_at: str = "0001-01-01T00:00:00Z"
+
+
+class Container(msgspec.Struct, rename="pascal"):
+    """A container record: what the store keeps and `inspect` shows."""
+
+    id: str
+    name: str  # with the leading "/" as dockerd keeps it
+    created: str
+    path: str
+    args: list[str]
+    config: ContainerConfig
+    host_config: HostConfig
+    image: str  # image id "sha256:..."
+    state: ContainerState = field(default_factory=ContainerState)
+    restart_count: int = 0
+    driver: str = "overlay2"
+    platform: str = "linux"
+    log_path: str = ""
+    hostname_path: str = ""
+    hosts_path: str = ""
+    resolv_conf_path: str = ""
+    bundle: str = ""  # containers/<id>: upper/, work/, rootfs/, config.json
+    monitor_pid: int = 0
+    # Seconds since the epoch, kept for listing order and "Up N seconds" without reparsing.
+    created_unix: float = 0.0
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+class ImageRecord(msgspec.Struct, rename="pascal"):
+    """An image as the engine tracks it; the config itself lives in the blob store."""
+
+    id: str  # "sha256:..."
+    created: str
+    size: int
+    repo_tags: list[str] = field(default_factory=list)
+    repo_digests: list[str] = field(default_factory=list)
+    parent: str = ""
+    comment: str = ""
+
+
+class ImageInfo(msgspec.Struct):
+    """An image record with its config JSON, for inspect."""
+
+    record: ImageRecord
+    config: dict[str, Any]
+
+
+def strslice(value: StrSlice) -> list[str] | None:
+    """Normalise Docker's string-or-list Cmd/Entrypoint to a list (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return list(value)

@@ -1,0 +1,106 @@
+"""SQLite persistence of containers, images and tags.
+
+One database in WAL mode under the data root; every change is one transaction, so
+a daemon killed at any instant restarts from a consistent state. Records are
+msgspec-encoded documents: the engine's models are the schema.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgspec
+
+from dockyard.engine.models import Container, ImageRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS containers (
+    id   TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    doc  BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id  TEXT PRIMARY KEY,
+    doc BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tags (
+    ref      TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL
+);
+"""
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        # The daemon's event loop is the only writer; isolation_level=None lets us
+        # group statements in explicit transactions.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._container_decoder = msgspec.json.Decoder(Container)
+        self._image_decoder = msgspec.json.Decoder(ImageRecord)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # containers
+
+    def put_container(self, c: Container) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO containers (id, name, doc) VALUES (?, ?, ?)",
+                (c.id, c.name, msgspec.json.encode(c)),
+            )
+
+    def delete_container(self, container_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+
+    def containers(self) -> list[Container]:
+        rows = self._db.execute("SELECT doc FROM containers").fetchall()
+        return [self._container_decoder.decode(r[0]) for r in rows]
+
+    # images
+
+    def put_image(self, image: ImageRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO images (id, doc) VALUES (?, ?)",
+                (image.id, msgspec.json.encode(image)),
+            )
+
+    def delete_image(self, image_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            db.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
+
+    def images(self) -> list[ImageRecord]:
+        rows = self._db.execute("SELECT doc FROM images").fetchall()
+        return [self._image_decoder.decode(r[0]) for r in rows]
+
+    def set_tag(self, ref: str, image_id: str) -> str | None:
+        """Point `ref` at `image_id`; returns the image it pointed at before, if any."""
+        with self.transaction() as db:
+            row = db.execute("SELECT image_id FROM tags WHERE ref = ?", (ref,)).fetchone()
+            db.execute("INSERT OR REPLACE INTO tags (ref, image_id) VALUES (?, ?)", (ref, image_id))
+        return row[0] if row else None
+
+    def delete_tag(self, ref: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM tags WHERE ref = ?", (ref,))
+
+    def tags(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT ref, image_id FROM tags").fetchall())
