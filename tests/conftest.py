@@ -119,6 +119,44 @@ def processes_mentioning(text: str) -> dict[int, str]:
     return found
 
 
+def process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (ppid, start time in ticks), from /proc/*/stat."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), int(fields[19]))
+    return table
+
+
+def descendants(root: int) -> dict[int, int]:
+    """Every process below `root` (pid -> start time, to tell pid reuse)."""
+    table = process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _start) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: dict[int, int] = {}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found[pid] = table[pid][1]
+        todo += children.get(pid, [])
+    return found
+
+
+def still_running(procs: dict[int, int]) -> dict[int, str]:
+    table = process_table()
+    return {
+        pid: _cmdline(pid) for pid, start in procs.items() if table.get(pid, (0, -1))[1] == start
+    }
+
+
 def mounts_under(root: str) -> list[str]:
     points = []
     with open("/proc/self/mountinfo") as f:
@@ -508,12 +546,17 @@ def shut_down(d: Daemon, watch: ContainerDirWatch | None) -> list[str]:
     with contextlib.suppress(OSError, ValueError):
         listed = {c["Id"] for c in d.request("GET", "/containers/json?all=1").json()}
     problems = d.remove_all_containers()
+    # Monitors, forkservers and container processes all start below the
+    # daemon; after a clean stop none of them may remain.
+    below = descendants(d.proc.pid) if d.proc is not None else {}
     code = d.stop(signal.SIGTERM)
     if code is None:
         problems.append(f"daemon did not exit within {STOP_TIMEOUT}s of SIGTERM")
         d.kill()
     elif code != 0:
         problems.append(f"daemon exited with code {code} after SIGTERM")
+    for pid, cmd in still_running(below).items():
+        problems.append(f"process {pid} (started by the daemon) still running: {cmd}")
     ids = watch.close() if watch else set()
     if watch and not listed <= ids:
         # The watch must have seen every container still listed, or its
