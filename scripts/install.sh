@@ -13,6 +13,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
 SOCK=/run/dockyard.sock
 LOG=/var/log/dockyard.log
+# CI points this at a fresh directory so state left by earlier runs cannot leak in.
+DATA_ROOT="${DOCKYARD_DATA_ROOT:-/var/lib/dockyard}"
 MODE="${1:-all}"
 
 # busybox-static: the base image; curl: the seed's transcripts; iproute2,
@@ -89,7 +91,7 @@ start_daemon() {
     say "starting dockyard daemon on $SOCK (log: $LOG)"
     # setsid + nohup: the daemon outlives this script and its terminal.
     setsid nohup "$VENV/bin/python" -m dockyard daemon -H "unix://$SOCK" \
-        --pidfile /run/dockyard.pid </dev/null >>"$LOG" 2>&1 &
+        --data-root "$DATA_ROOT" --pidfile /run/dockyard.pid </dev/null >>"$LOG" 2>&1 &
     for _ in $(seq 1 100); do
         daemon_up && return
         sleep 0.2
