@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from dockyard.cli.commands.containeropts import (
     CONTAINER_OPTIONS,
     build_create_body,
@@ -49,6 +51,15 @@ def start_error(message: str) -> CLIError:
     return CLIError(text, 125)
 
 
+def remove_quietly(client: Any, cid: str) -> None:
+    """--rm after a failed start: dockerd removes such a container itself; make sure."""
+    from dockyard.client.errors import APIError
+
+    # a 404/409 means it is already gone (the daemon honoured AutoRemove) or going
+    with contextlib.suppress(APIError):
+        client.request("DELETE", f"/containers/{cid}", {"force": True}).read()
+
+
 def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     from dockyard.client.errors import APIError, DaemonUnreachable
 
@@ -64,6 +75,8 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         try:
             client.request("POST", f"/containers/{cid}/start").read()
         except APIError as exc:
+            if opts["rm"]:
+                remove_quietly(client, cid)
             raise start_error(exc.message) from None
         ctx.out(cid + "\n")
         return 0
@@ -93,7 +106,7 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         if conn is not None:
             conn.close()
         if opts["rm"]:
-            waiter.done.wait(timeout=5.0)
+            remove_quietly(client, cid)
         raise start_error(exc.message) from None
 
     if conn is not None:
