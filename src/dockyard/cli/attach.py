@@ -25,13 +25,63 @@ def attach(client: Client, cid: str, stdin: bool, stdout: bool, stderr: bool) ->
     return client.hijack(f"/containers/{cid}/attach", query)
 
 
-class StdinPump(threading.Thread):
-    """Copies our stdin to the container; half-closes the socket at EOF."""
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
 
-    def __init__(self, conn: HijackedConnection, fd: int = 0) -> None:
+
+def parse_detach_keys(spec: str) -> bytes:
+    """docker's term.ToBytes: 'ctrl-p,ctrl-q' -> b'\\x10\\x11'; plain characters as is."""
+    out = bytearray()
+    for key in spec.split(","):
+        key = key.strip()
+        lower = key.lower()
+        if lower.startswith("ctrl-") and len(key) == 6:
+            ch = lower[5]
+            if "a" <= ch <= "z":
+                out.append(ord(ch) - ord("a") + 1)
+                continue
+            specials = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+            if ch in specials:
+                out.append(specials[ch])
+                continue
+        if len(key) != 1:
+            raise ValueError(f"Unknown character: '{key}'")
+        out += key.encode()
+    return bytes(out)
+
+
+class StdinPump(threading.Thread):
+    """Copies our stdin to the container; half-closes the socket at EOF.
+
+    With a TTY it watches for the detach keys (ctrl-p ctrl-q by default): they
+    end the session and leave the container running, as with docker.
+    """
+
+    def __init__(self, conn: HijackedConnection, fd: int = 0, detach_keys: bytes = b"") -> None:
         super().__init__(daemon=True, name="stdin")
         self.conn = conn
         self.fd = fd
+        self.detach_keys = detach_keys
+        self.detached = threading.Event()
+        self._matched = 0
+
+    def _filter(self, data: bytes) -> tuple[bytes, bool]:
+        """(input to forward, whether the whole detach sequence was typed)."""
+        keys = self.detach_keys
+        out = bytearray()
+        for byte in data:
+            if byte == keys[self._matched]:
+                self._matched += 1
+                if self._matched == len(keys):
+                    return bytes(out), True
+                continue
+            if self._matched:
+                # a partial sequence was ordinary input after all
+                out += keys[: self._matched]
+                self._matched = 1 if byte == keys[0] else 0
+                if self._matched:
+                    continue
+            out.append(byte)
+        return bytes(out), False
 
     def run(self) -> None:
         try:
@@ -39,7 +89,15 @@ class StdinPump(threading.Thread):
                 data = os.read(self.fd, 32768)
                 if not data:
                     break
-                self.conn.send(data)
+                detach = False
+                if self.detach_keys:
+                    data, detach = self._filter(data)
+                if data:
+                    self.conn.send(data)
+                if detach:
+                    self.detached.set()
+                    self.conn.close_both()
+                    return
         except OSError:
             pass
         self.conn.close_write()
@@ -80,7 +138,7 @@ def terminal_size() -> tuple[int, int] | None:
 
 def resize(client: Client, cid: str, path: str = "/containers/{}/resize") -> None:
     size = terminal_size()
-    if size is None:
+    if size is None or size == (0, 0):  # docker skips 0x0 too
         return
     # a failed resize must never stop the session
     with contextlib.suppress(Exception):
@@ -169,9 +227,16 @@ def run_session(
     tty: bool,
     stdin: bool,
     sig_proxy: bool,
-) -> None:
-    """Copy streams until the container closes its output."""
-    pump = StdinPump(conn) if stdin else None
+    detach_keys: str | None = None,
+) -> bool:
+    """Copy streams until the container closes its output; True if the user detached."""
+    keys = b""
+    if tty and stdin:
+        try:
+            keys = parse_detach_keys(detach_keys or DEFAULT_DETACH_KEYS)
+        except ValueError:
+            keys = parse_detach_keys(DEFAULT_DETACH_KEYS)
+    pump = StdinPump(conn, detach_keys=keys) if stdin else None
     raw = RawTerminal() if (tty and stdin) else None
     proxy = SignalProxy(client, cid) if (sig_proxy and not tty) else None
     try:
@@ -193,3 +258,11 @@ def run_session(
             raw.__exit__()
         conn.close()
         sys.stdout.flush()
+    return bool(pump and pump.detached.is_set())
+
+
+def check_tty(tty: bool, stdin: bool) -> str | None:
+    """docker's CheckTty: -it needs a terminal on stdin."""
+    if tty and stdin and not os.isatty(0):
+        return "the input device is not a TTY"
+    return None

@@ -280,6 +280,13 @@ class HijackedConnection:
         except OSError:
             pass
 
+    def close_both(self) -> None:
+        """Shut the stream in both directions: wakes a reader blocked in recv."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def close(self) -> None:
         try:
             self.sock.close()

@@ -81,10 +81,13 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         ctx.out(cid + "\n")
         return 0
 
-    from dockyard.cli.attach import Waiter, attach, run_session
+    from dockyard.cli.attach import Waiter, attach, check_tty, run_session
 
     tty = bool(body["Tty"])
     stdin = bool(body["AttachStdin"])
+    problem = check_tty(tty, stdin)
+    if problem:
+        raise CLIError(f"{PROG}: {problem}", 1)
     conn = None
     if body["AttachStdin"] or body["AttachStdout"] or body["AttachStderr"]:
         try:
@@ -110,7 +113,11 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         raise start_error(exc.message) from None
 
     if conn is not None:
-        run_session(client, cid, conn, tty, stdin, sig_proxy=bool(opts["sig_proxy"]))
+        detached = run_session(
+            client, cid, conn, tty, stdin, bool(opts["sig_proxy"]), opts["detach_keys"]
+        )
+        if detached:
+            return 0
     try:
         status = waiter.result()
     except APIError as exc:

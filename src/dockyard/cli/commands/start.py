@@ -41,11 +41,11 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         return code
     if len(args) > 1:
         raise CLIError("Error: you cannot start and attach multiple containers at once", 1)
-    return _start_attached(ctx, args[0], bool(opts["interactive"]))
+    return _start_attached(ctx, args[0], bool(opts["interactive"]), opts["detach_keys"])
 
 
-def _start_attached(ctx: Context, name: str, interactive: bool) -> int:
-    from dockyard.cli.attach import Waiter, attach, run_session
+def _start_attached(ctx: Context, name: str, interactive: bool, detach_keys: str | None) -> int:
+    from dockyard.cli.attach import Waiter, attach, check_tty, run_session
     from dockyard.cli.commands.run import start_error
     from dockyard.client.errors import APIError
 
@@ -55,6 +55,9 @@ def _start_attached(ctx: Context, name: str, interactive: bool) -> int:
     config = info.get("Config") or {}
     tty = bool(config.get("Tty"))
     stdin = interactive and bool(config.get("OpenStdin"))
+    problem = check_tty(tty, stdin)
+    if problem:
+        raise CLIError(problem, 1)
     conn = attach(client, cid, stdin, True, True)
     auto_remove = bool((info.get("HostConfig") or {}).get("AutoRemove"))
     waiter = Waiter(client, cid, "removed" if auto_remove else "next-exit")
@@ -67,5 +70,6 @@ def _start_attached(ctx: Context, name: str, interactive: bool) -> int:
         err = start_error(exc.message)
         err.message = err.message.removeprefix("dockyard: ")
         raise err from None
-    run_session(client, cid, conn, tty, stdin, sig_proxy=True)
+    if run_session(client, cid, conn, tty, stdin, True, detach_keys):
+        return 0
     return waiter.result()
