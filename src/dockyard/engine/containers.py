@@ -107,6 +107,7 @@ class _Live:
     exit_waiters: list[asyncio.Future[ContainerState]] = field(default_factory=list)
     removal_waiters: list[asyncio.Future[ContainerState]] = field(default_factory=list)
     stopping: bool = False  # a user stop/kill: no restart policy afterwards
+    running: asyncio.Event = field(default_factory=asyncio.Event)  # set while a link is up
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -430,6 +431,7 @@ class ContainerService:
     def _follow(self, c: Container, link: MonitorLink) -> None:
         live = self._live_of(c.id)
         live.link = link
+        live.running.set()
 
         async def pump() -> None:
             async for frame in link.frames():
@@ -460,6 +462,7 @@ class ContainerService:
             return
         live = self._live_of(container_id)
         live.link = None
+        live.running.clear()
         c.state = ContainerState(
             status="exited",
             exit_code=record.exit_code,
@@ -636,11 +639,14 @@ class ContainerService:
         write = close = None
         if stdin and c.config.open_stdin:
 
+            # `docker run -i` sends stdin before it starts the container: hold it until then.
             async def write(data: bytes) -> None:
+                await live.running.wait()
                 if live.link is not None:
                     await live.link.write_stdin(data)
 
             async def close() -> None:
+                await live.running.wait()
                 if c.config.stdin_once and live.link is not None:
                     await live.link.close_stdin()
 
