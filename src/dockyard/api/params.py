@@ -71,9 +71,14 @@ async def body(request: web.Request, model: type[T], *, optional: bool = False) 
         raise InvalidParameter(f"invalid JSON: {e}") from None
 
 
-def json_response(
-    data: Any, status: int = 200, content_type: str = "application/json"
-) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(
-        body=msgspec.json.encode(data) + b"\n", status=status, content_type=content_type
+        body=msgspec.json.encode(data) + b"\n", status=status, content_type="application/json"
+    )
+
+
+def legacy_json_response(data: Any, status: int = 200) -> web.Response:
+    """As the 2013 daemon wrote it: no trailing newline, text/plain; charset=utf-8."""
+    return web.Response(
+        body=msgspec.json.encode(data), status=status, content_type="text/plain", charset="utf-8"
     )

@@ -14,6 +14,7 @@ from dockyard.api.context import services
 from dockyard.api.params import (
     body,
     json_response,
+    legacy_json_response,
     qbool,
     qfilters,
     qfloat_time,
@@ -98,8 +99,8 @@ async def create(request: web.Request) -> web.Response:
         legacy = await body(request, LegacyCreateRequest)
         config, host = _from_legacy(legacy)  # type: ignore[arg-type]
         c = await svc.containers.create(config, host, name)
-        # As the seed shows: the short id, text/plain.
-        return json_response({"Id": c.short_id}, status=201, content_type="text/plain")
+        # As the seed shows: the short id, text/plain, 21 bytes.
+        return legacy_json_response({"Id": c.short_id}, status=201)
     req = await body(request, CreateRequest)
     config, host = _split_create(req)  # type: ignore[arg-type]
     c = await svc.containers.create(config, host, name)

@@ -74,10 +74,20 @@ def parse_signal(value: str | int | None, default: int = signal_mod.SIGTERM) -> 
 
 
 class OutputHub:
-    """Fans a container's output out to every attached client."""
+    """Fans a container's output out to every attached client.
+
+    It counts the bytes of each stream published in the current run, so that an
+    attach that replays the log and then follows (logs=1&stream=1) can drop what
+    the log already gave it."""
 
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[Frame]] = set()
+        self.run = 0  # bumped at each start
+        self.published = {1: 0, 2: 0}
+
+    def new_run(self) -> None:
+        self.run += 1
+        self.published = {1: 0, 2: 0}
 
     def subscribe(self) -> asyncio.Queue[Frame]:
         q: asyncio.Queue[Frame] = asyncio.Queue()
@@ -87,7 +97,8 @@ class OutputHub:
     def unsubscribe(self, q: asyncio.Queue[Frame]) -> None:
         self._subscribers.discard(q)
 
-    def publish(self, frame: Frame) -> None:
+    def publish(self, frame: tuple[int, bytes]) -> None:
+        self.published[frame[0]] = self.published.get(frame[0], 0) + len(frame[1])
         for q in self._subscribers:
             q.put_nowait(frame)
 
@@ -431,6 +442,7 @@ class ContainerService:
     def _follow(self, c: Container, link: MonitorLink) -> None:
         live = self._live_of(c.id)
         live.link = link
+        live.hub.new_run()
         live.running.set()
 
         async def pump() -> None:
@@ -618,19 +630,33 @@ class ContainerService:
         c = self.get(ref)
         live = self._live_of(c.id)
         queue = None
+        seen_run, seen = live.hub.run, dict(live.hub.published)
         if stream and (c.state.running or wait_for_start):
             queue = live.hub.subscribe()
 
         async def frames() -> AsyncIterator[tuple[int, bytes]]:
+            # Bytes of the live run the log replay already gave, per stream.
+            overlap = {1: 0, 2: 0}
             try:
                 if logs:
+                    run_start = parse_rfc3339(c.state.started_at) if c.state.running else 0.0
                     async for e in read_log(c.log_path, stdout=stdout, stderr=stderr):
+                        if run_start and parse_rfc3339(e.time) >= run_start:
+                            overlap[e.stream] += len(e.data)
                         yield e.stream, e.data
+                    # What was published before we subscribed is not in our queue.
+                    if live.hub.run == seen_run:
+                        for k in overlap:
+                            overlap[k] = max(0, overlap[k] - seen.get(k, 0))
                 if queue is None:
                     return
                 while (frame := await queue.get()) is not None:
                     kind, data = frame
-                    if (kind == 1 and stdout) or (kind == 2 and stderr):
+                    if overlap.get(kind):
+                        cut = min(overlap[kind], len(data))
+                        overlap[kind] -= cut
+                        data = data[cut:]
+                    if data and ((kind == 1 and stdout) or (kind == 2 and stderr)):
                         yield kind, data
             finally:
                 if queue is not None:
@@ -638,7 +664,6 @@ class ContainerService:
 
         write = close = None
         if stdin and c.config.open_stdin:
-
             # `docker run -i` sends stdin before it starts the container: hold it until then.
             async def write(data: bytes) -> None:
                 await live.running.wait()
