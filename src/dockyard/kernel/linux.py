@@ -333,7 +333,13 @@ class LinuxKernel(Kernel):
         return os.path.exists(self._cg(controller, path, name))
 
     def cgroup_add_pid(self, controller: str, path: str, pid: int) -> None:
-        self.cgroup_write(controller, path, "cgroup.procs", str(pid))
+        # A process moving itself (pid 0) through `tasks` skips the kernel's global
+        # cgroup_threadgroup_rwsem, whose write side waits for an RCU grace period
+        # (~10-15 ms here). Our init is single-threaded, so `tasks` moves all of it.
+        if pid == 0:
+            self.cgroup_write(controller, path, "tasks", "0")
+        else:
+            self.cgroup_write(controller, path, "cgroup.procs", str(pid))
 
     def cgroup_remove(self, controller: str, path: str, timeout: float = 2.0) -> None:
         target = self._cg(controller, path)
