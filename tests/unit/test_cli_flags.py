@@ -108,3 +108,17 @@ def test_help_output(capsys):
 def test_management_alias_runs_the_same_verb(capsys):
     assert main(["container", "ls", "--help"]) == 0
     assert capsys.readouterr().out.startswith("Usage:  dockyard container ls [OPTIONS]")
+
+
+@pytest.mark.parametrize("verb", ["ps", "rm", "logs", "stop", "kill", "wait", "tag", "import"])
+def test_help_is_dockers_word_for_word(verb, capsys):
+    """Same options, wording and pflag wrapping as the real docker CLI (when installed)."""
+    import shutil
+    import subprocess
+
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("docker CLI not installed")
+    expected = subprocess.run([docker, verb, "--help"], capture_output=True, text=True).stdout
+    assert main([verb, "--help"]) == 0
+    assert capsys.readouterr().out.replace("dockyard", "docker") == expected

@@ -28,6 +28,25 @@ class HelpRequested(Exception):
     pass
 
 
+# docker's --format help, line breaks included
+TABLE_FORMAT_HELP = (
+    "Format output using a custom template:\n"
+    "'table':            Print output in table format with column headers (default)\n"
+    "'table TEMPLATE':   Print output in table format using the given Go template\n"
+    "'json':             Print in JSON format\n"
+    "'TEMPLATE':         Print output using the given Go template.\n"
+    "Refer to https://docs.docker.com/go/formatting/ for more information about "
+    "formatting output with templates"
+)
+JSON_FORMAT_HELP = (
+    "Format output using a custom template:\n"
+    "'json':             Print in JSON format\n"
+    "'TEMPLATE':         Print output using the given Go template.\n"
+    "Refer to https://docs.docker.com/go/formatting/ for more information about "
+    "formatting output with templates"
+)
+
+
 class Opt:
     """One option: `--long`, optional `-s` shorthand, its kind and help text."""
 
@@ -100,8 +119,6 @@ class Command:
         )
 
     def help_text(self, prog: str = "dockyard") -> str:
-        import textwrap
-
         lines = [f"Usage:  {prog} {self.name} {self.usage}".rstrip(), "", self.description]
         if self.aliases:
             lines += ["", "Aliases:", "  " + ", ".join(f"{prog} {a}" for a in self.aliases)]
@@ -119,10 +136,37 @@ class Command:
                 if o.kind in ("string", "int") and o.default not in (None, "", 0):
                     shown = f'"{o.default}"' if o.kind == "string" else str(o.default)
                     text += f" (default {shown})"
-                wrapped = textwrap.wrap(text, max(30, 80 - width)) or [""]
+                wrapped = wrap_usage(text, width)
                 lines.append(head.ljust(width) + wrapped[0])
                 lines += [" " * width + w for w in wrapped[1:]]
         return "\n".join(lines) + "\n"
+
+
+def _wrap_n(limit: int, slop: int, text: str) -> tuple[str, str]:
+    if limit + slop > len(text):
+        return text, ""
+    cut = max(text.rfind(c, 0, limit) for c in " \t\n")
+    if cut <= 0:
+        return text, ""
+    newline = text.rfind("\n", 0, limit)
+    if 0 < newline < cut:
+        return text[:newline], text[newline + 1 :]
+    return text[:cut], text[cut + 1 :]
+
+
+def wrap_usage(text: str, indent: int, width: int = 79) -> list[str]:
+    """pflag's FlagUsagesWrapped layout (docker renders help 79 columns wide)."""
+    wrap = width - indent
+    if wrap < 24:
+        return text.split("\n")
+    slop = 5
+    lines: list[str] = []
+    rest = text
+    while True:
+        line, rest = _wrap_n(wrap - slop, slop, rest)
+        lines += line.split("\n")
+        if not rest:
+            return lines
 
 
 def _convert(opt: Opt, value: str, shown: str) -> Any:

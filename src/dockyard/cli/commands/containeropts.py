@@ -22,7 +22,7 @@ CONTAINER_OPTIONS: list[Opt] = [
     Opt("cap-add", kind="list", help="Add Linux capabilities"),
     Opt("cap-drop", kind="list", help="Drop Linux capabilities"),
     Opt("cgroup-parent", kind="string", help="Optional parent cgroup for the container"),
-    Opt("cgroupns", kind="string", help="Cgroup namespace to use (host|private)"),
+    Opt("cgroupns", kind="string", help="Cgroup namespace to use (host|private)\n'host':    Run the container in the Docker host's cgroup namespace\n'private': Run the container in its own private cgroup namespace\n'':        Use the cgroup namespace as configured by the\n           default-cgroupns-mode option on the daemon (default)"),
     Opt("cidfile", kind="string", help="Write the container ID to the file"),
     Opt("cpu-period", kind="int", help="Limit CPU CFS (Completely Fair Scheduler) period"),
     Opt("cpu-quota", kind="int", help="Limit CPU CFS (Completely Fair Scheduler) quota"),

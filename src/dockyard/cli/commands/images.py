@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dockyard.cli.context import Context, parse_filters
-from dockyard.cli.flags import Command, Opt
+from dockyard.cli.flags import TABLE_FORMAT_HELP, Command, Opt
 from dockyard.cli.formatting import Formatter, go_time_string, human_size, short_id, time_ago
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
@@ -18,7 +18,7 @@ COMMAND = Command(
         Opt("all", "a", help="Show all images (default hides intermediate images)"),
         Opt("digests", help="Show digests"),
         Opt("filter", "f", kind="list", metavar="filter", help="Filter output based on conditions provided"),
-        Opt("format", kind="string", help="Format output using a custom template: 'table', 'table TEMPLATE', 'json' or 'TEMPLATE'"),
+        Opt("format", kind="string", help=TABLE_FORMAT_HELP),
         Opt("no-trunc", help="Don't truncate output"),
         Opt("quiet", "q", help="Only show image IDs"),
     ],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dockyard import __version__
 from dockyard.cli.context import CLIError, Context
-from dockyard.cli.flags import Command, Opt
+from dockyard.cli.flags import JSON_FORMAT_HELP, Command, Opt
 from dockyard.cli.formatting import bytes_size
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
@@ -15,7 +15,7 @@ COMMAND = Command(
     name="info",
     usage="[OPTIONS]",
     description="Display system-wide information",
-    options=[Opt("format", "f", kind="string", help="Format output using a custom template: 'json' or 'TEMPLATE'")],
+    options=[Opt("format", "f", kind="string", help=JSON_FORMAT_HELP)],
     aliases=["system info", "info"],
     max_args=0,
 )  # fmt: skip

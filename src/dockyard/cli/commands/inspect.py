@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from dockyard.cli.context import CLIError, Context
-from dockyard.cli.flags import Command, Opt
+from dockyard.cli.flags import JSON_FORMAT_HELP, Command, Opt
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ COMMAND = Command(
     usage="[OPTIONS] NAME|ID [NAME|ID...]",
     description="Return low-level information on Dockyard objects",
     options=[
-        Opt("format", "f", kind="string", help="Format output using a custom template: 'json' or 'TEMPLATE'"),
+        Opt("format", "f", kind="string", help=JSON_FORMAT_HELP),
         Opt("size", "s", help="Display total file sizes if the type is container"),
         Opt("type", kind="string", help="Only inspect objects of the given type"),
     ],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dockyard.cli.context import Context, parse_filters
-from dockyard.cli.flags import Command, Opt
+from dockyard.cli.flags import TABLE_FORMAT_HELP, Command, Opt
 from dockyard.cli.formatting import (
     Formatter,
     ellipsis,
@@ -27,7 +27,7 @@ COMMAND = Command(
     options=[
         Opt("all", "a", help="Show all containers (default shows just running)"),
         Opt("filter", "f", kind="list", metavar="filter", help="Filter output based on conditions provided"),
-        Opt("format", kind="string", help="Format output using a custom template: 'table', 'table TEMPLATE', 'json' or 'TEMPLATE'"),
+        Opt("format", kind="string", help=TABLE_FORMAT_HELP),
         Opt("last", "n", kind="int", default=-1, help="Show n last created containers (includes all states)"),
         Opt("latest", "l", help="Show the latest created container (includes all states)"),
         Opt("no-trunc", help="Don't truncate output"),

@@ -16,7 +16,8 @@ COMMAND = Command(
     description="Restart one or more containers",
     options=[
         Opt("signal", "s", kind="string", help="Signal to send to the container"),
-        Opt("time", "t", kind="int", help="Seconds to wait before killing the container"),
+        Opt("time", kind="int", hidden=True),  # docker's deprecated spelling
+        Opt("timeout", "t", kind="int", help="Seconds to wait before killing the container"),
     ],
     aliases=["container restart", "restart"],
     min_args=1,

@@ -15,7 +15,8 @@ COMMAND = Command(
     description="Stop one or more running containers",
     options=[
         Opt("signal", "s", kind="string", help="Signal to send to the container"),
-        Opt("time", "t", kind="int", help="Seconds to wait before killing the container"),
+        Opt("time", kind="int", hidden=True),  # docker's deprecated spelling
+        Opt("timeout", "t", kind="int", help="Seconds to wait before killing the container"),
     ],
     aliases=["container stop", "stop"],
     min_args=1,
@@ -23,10 +24,12 @@ COMMAND = Command(
 
 
 def stop_query(opts: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "signal": opts["signal"] or None,
-        "t": opts["time"] if "time" in opts["_set"] else None,
-    }
+    timeout = None
+    if "timeout" in opts["_set"]:
+        timeout = opts["timeout"]
+    elif "time" in opts["_set"]:
+        timeout = opts["time"]
+    return {"signal": opts["signal"] or None, "t": timeout}
 
 
 def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:

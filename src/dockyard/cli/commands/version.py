@@ -7,7 +7,7 @@ import sys
 
 from dockyard import API_VERSION, __version__
 from dockyard.cli.context import CLIError, Context
-from dockyard.cli.flags import Command, Opt
+from dockyard.cli.flags import JSON_FORMAT_HELP, Command, Opt
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ COMMAND = Command(
     name="version",
     usage="[OPTIONS]",
     description="Show the Dockyard version information",
-    options=[Opt("format", "f", kind="string", help="Format output using a custom template: 'json' or 'TEMPLATE'")],
+    options=[Opt("format", "f", kind="string", help=JSON_FORMAT_HELP)],
     max_args=0,
 )  # fmt: skip
 
