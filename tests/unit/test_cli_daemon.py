@@ -453,3 +453,25 @@ def test_unknown_flag_exits_125_without_traceback():
     )
     assert proc.returncode == 125
     assert proc.stderr == "unknown flag: --foo\nSee 'dockyard run --help'.\n"
+
+
+def test_attach_streams_and_returns_exit_code(daemon, capfd):
+    daemon.route(
+        "GET",
+        "/containers/web/json",
+        Reply(200, {"Id": CID, "State": {"Running": True}, "Config": {"Tty": False}}),
+    )
+    daemon.route("POST", f"/containers/{CID}/wait", Reply(200, {"StatusCode": 6}))
+    daemon.route("POST", f"/containers/{CID}/attach", Reply(stream=frame(1, b"tick\n")))
+    assert main(["attach", "web"]) == 6
+    assert capfd.readouterr().out == "tick\n"
+    wait = next(r for r in daemon.requests if r.path.endswith("/wait"))
+    assert wait.query["condition"] == ["not-running"]
+
+
+def test_attach_to_stopped_container(daemon, capfd):
+    daemon.route(
+        "GET", "/containers/web/json", Reply(200, {"Id": CID, "State": {"Running": False}})
+    )
+    assert main(["attach", "web"]) == 1
+    assert capfd.readouterr().err == "You cannot attach to a stopped container, start it first\n"

@@ -136,6 +136,8 @@ class Command:
                 if o.kind in ("string", "int") and o.default not in (None, "", 0):
                     shown = f'"{o.default}"' if o.kind == "string" else str(o.default)
                     text += f" (default {shown})"
+                elif o.kind == "bool" and o.default:
+                    text += " (default true)"
                 wrapped = wrap_usage(text, width)
                 lines.append(head.ljust(width) + wrapped[0])
                 lines += [" " * width + w for w in wrapped[1:]]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 # verb -> module under dockyard.cli.commands
 COMMANDS: dict[str, str] = {
+    "attach": "attach",
     "run": "run",
     "create": "create",
     "start": "start",
@@ -42,6 +43,7 @@ COMMANDS: dict[str, str] = {
 # management commands: `container ls` == `ps`, ...
 MANAGEMENT: dict[str, dict[str, str]] = {
     "container": {
+        "attach": "attach",
         "ls": "ps",
         "list": "ps",
         "ps": "ps",
@@ -83,6 +85,7 @@ SUMMARY = [
         ("system", "Manage Dockyard"),
     ]),
     ("Commands", [
+        ("attach", "Attach local standard input, output, and error streams to a running container"),
         ("create", "Create a new container"),
         ("daemon", "Run the Dockyard daemon"),
         ("import", "Import the contents from a tarball to create a filesystem image"),
