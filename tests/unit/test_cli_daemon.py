@@ -423,17 +423,21 @@ FORBIDDEN = (
     "typing",
     "dataclasses",
 )
-FORBIDDEN_DOCKYARD = ("dockyard.engine", "dockyard.runtime", "dockyard.api", "dockyard.kernel",
+FORBIDDEN_DOCKYARD = ("dockyard.cli.gotemplate", "dockyard.engine", "dockyard.runtime", "dockyard.api", "dockyard.kernel",
                       "dockyard.image", "dockyard.network", "dockyard.daemon")  # fmt: skip
 
 
-@pytest.mark.parametrize("argv", [["version"], ["run", "busybox", "true"], ["run", "-d", "x"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["version"], ["run", "busybox", "true"], ["run", "-d", "x"], ["ps", "-a"], ["ps", "-q"]],
+)
 def test_hot_verbs_import_only_what_they_need(daemon, argv):
     daemon.route("GET", "/version", Reply(200, {"Version": "0.1.0", "ApiVersion": "1.50"}))
     daemon.route("POST", "/containers/create", Reply(201, {"Id": CID, "Warnings": []}))
     daemon.route("POST", f"/containers/{CID}/attach", Reply(stream=b""))
     daemon.route("POST", f"/containers/{CID}/wait", Reply(200, {"StatusCode": 0}))
     daemon.route("POST", f"/containers/{CID}/start", Reply(204))
+    daemon.route("GET", "/containers/json", Reply(200, [{"Id": CID, "Names": ["/a"]}]))
     proc = subprocess.run(
         [sys.executable, "-c", MODULES_AFTER, *argv], capture_output=True, text=True, timeout=30
     )

@@ -169,3 +169,25 @@ def test_logs_since_forms():
     assert api_timestamp("10m", now=1000.0) == "400.000000000"
     assert api_timestamp("1357133017") == "1357133017"
     assert api_timestamp("2013-01-02T13:23:37Z") == "1357133017.000000000"
+
+
+def test_fast_table_path_matches_the_template_engine():
+    from dockyard.cli import gotemplate
+    from dockyard.cli.commands.ps import DEFAULT_TABLE, HEADERS, container_row
+
+    now = 1_700_000_000
+    containers = [
+        {"Id": "a" * 64, "Names": ["/web"], "Image": "busybox", "Command": "sleep 1000000000000000000",
+         "Created": now - 5, "Status": "Up 5 seconds",
+         "Ports": [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}]},
+        {"Id": "b" * 64, "Names": ["/a-much-longer-name-than-the-header"], "Image": "sha256:" + "c" * 64,
+         "Command": "", "Created": now - 86400 * 20, "Status": "Created", "SizeRw": 0},
+    ]  # fmt: skip
+    rows = [container_row(c, trunc=True, now=now) for c in containers]
+    for fmt in ("table", "table {{.ID}}\\t{{.Names}}", "{{.ID}}", "{{.Names}}\\t{{.Status}}"):
+        full = "table " + DEFAULT_TABLE if fmt == "table" else fmt
+        expected = gotemplate.format_table(full, rows, HEADERS)
+        assert Formatter(fmt, DEFAULT_TABLE, HEADERS).render(rows) == expected, fmt
+    assert Formatter("table", DEFAULT_TABLE, HEADERS).render([]) == gotemplate.format_table(
+        "table " + DEFAULT_TABLE, [], HEADERS
+    )
