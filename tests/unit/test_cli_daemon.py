@@ -344,7 +344,7 @@ def test_explicit_host_unreachable_message(capfd, monkeypatch, tmp_path):
     monkeypatch.delenv("DOCKYARD_HOST", raising=False)
     assert main(["ps"]) == 1
     assert capfd.readouterr().err == (
-        f"Cannot connect to the dockyard daemon at unix://{tmp_path}/x.sock. "
+        f"Cannot connect to the Dockyard daemon at unix://{tmp_path}/x.sock. "
         "Is the dockyard daemon running?\n"
     )
 

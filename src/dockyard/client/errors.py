@@ -20,10 +20,19 @@ class APIError(DockyardError):
 class DaemonUnreachable(DockyardError):
     """No daemon listens at the selected host."""
 
-    def __init__(self, host_url: str, reason: str = "") -> None:
-        super().__init__(
-            f"Cannot connect to the dockyard daemon at {host_url}. Is the dockyard daemon running?"
-        )
+    def __init__(self, host_url: str, reason: str = "", permission: bool = False) -> None:
+        # docker's wording and capitalisation, with our name
+        if permission:
+            message = (
+                "permission denied while trying to connect to the Dockyard daemon socket "
+                f"at {host_url}: connect: permission denied"
+            )
+        else:
+            message = (
+                f"Cannot connect to the Dockyard daemon at {host_url}. "
+                "Is the dockyard daemon running?"
+            )
+        super().__init__(message)
         self.host_url = host_url
         self.reason = reason
 

@@ -367,6 +367,8 @@ class Client:
 
     def _handle_connect_error(self, exc: OSError) -> None:
         """Auto-start the daemon for the default socket, else raise DaemonUnreachable."""
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise DaemonUnreachable(self.host.url, str(exc), permission=True) from None
         missing = exc.errno in (errno.ENOENT, errno.ECONNREFUSED)
         if not (self.autostart and missing and os.geteuid() == 0 and not self._started_daemon):
             raise DaemonUnreachable(self.host.url, str(exc)) from None
