@@ -82,6 +82,10 @@ async def test_errors_are_json_messages_with_the_right_status(tmp_path):
         r = await client.post("/containers/taken/stop")
         assert r.status == 304
 
+        r = await client.get("/containers/create")
+        assert r.status == 405
+        assert await r.json() == {"message": "GET is not allowed on /containers/create"}
+
 
 @async_test
 async def test_version_endpoint_reports_the_api_range(tmp_path):

@@ -627,3 +627,21 @@ async def test_restore_restarts_unless_stopped_containers_that_died_with_the_dae
     w2 = await w.restarted()
     await w2.containers.restore()
     assert w2.containers.get(c.id).state.running
+
+
+@async_test
+async def test_daemon_shutdown_stops_containers_unless_live_restore(tmp_path):
+    w = await world(tmp_path)
+    c = await w.run(cmd=["/bin/sleep"])
+    await w.containers.shutdown(live_restore=False)
+    assert w.launcher.last(c.id).kills == [signal.SIGTERM]
+    stored = {x.id: x for x in w.store.containers()}[c.id]
+    assert stored.state.status == "exited"
+
+    (tmp_path / "other").mkdir()
+    w2 = await world(tmp_path / "other")
+    kept = await w2.run(cmd=["/bin/sleep"])
+    await w2.containers.shutdown(live_restore=True)
+    link = w2.launcher.last(kept.id)
+    assert link.kills == [] and link.closed and not link.exited
+    assert {x.id: x for x in w2.store.containers()}[kept.id].state.running
