@@ -65,6 +65,14 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
 
     detach = bool(opts["detach"])
     body = build_create_body(opts, args, detach=detach)
+    tty = bool(body["Tty"])
+    stdin = bool(body["AttachStdin"])
+    if not detach:
+        from dockyard.cli.attach import check_tty
+
+        problem = check_tty(tty, stdin)
+        if problem:  # checked before anything is created, as docker does
+            raise CLIError(f"{PROG}: {problem}", 1)
     try:
         cid = create_container(ctx, opts, body, PROG)
     except DaemonUnreachable as exc:
@@ -81,13 +89,8 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         ctx.out(cid + "\n")
         return 0
 
-    from dockyard.cli.attach import Waiter, attach, check_tty, run_session
+    from dockyard.cli.attach import Waiter, attach, run_session
 
-    tty = bool(body["Tty"])
-    stdin = bool(body["AttachStdin"])
-    problem = check_tty(tty, stdin)
-    if problem:
-        raise CLIError(f"{PROG}: {problem}", 1)
     conn = None
     if body["AttachStdin"] or body["AttachStdout"] or body["AttachStderr"]:
         try:
