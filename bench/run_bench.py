@@ -2,19 +2,34 @@
 """Time `dockyard run --rm busybox true` against the reference engines.
 
     python3 bench/run_bench.py [-n 20] [--host unix:///run/dockyard.sock]
+        [--dockerd-host unix:///run/docker-bench.sock] [--sequential]
 
-Measures whole processes, as a user waits for them: a warm-up run, then N
-timed runs each of
+Measures whole processes, as a user waits for them: a warm-up round, then N
+timed rounds. By default the rounds are interleaved (each round runs every
+command once), so background load on the machine hits every engine alike;
+--sequential times each command's N runs back to back instead. The commands:
 
     dockyard run --rm busybox true
     dockyard run --rm --network none busybox true
+    docker -H <Dockyard's socket> run --rm busybox true      (our daemon without
+    docker -H <Dockyard's socket> run --rm --network none ... our CLI's start-up)
+    docker -H <dockerd's socket> run --rm busybox true
+    docker -H <dockerd's socket> run --rm --network none busybox true
+    podman run --rm --network none --ulimit ... busybox true
+    runc run / crun run on an equivalent bundle (busybox rootfs, `runc spec`
+    config, args ["true"])
 
-and, in the same run, only where installed: `runc run` and `crun run` on an
-equivalent bundle (busybox rootfs, `runc spec` config, args ["true"]), and
-`docker run --rm busybox true` / podman only when such a daemon is ALREADY
-running (this script never starts one). Prints median and p90 and the ratio
-dockyard / each, then where the milliseconds of one `dockyard run` go: CLI
-start-up and imports, each API round trip, and the container's start trace
+and `run --rm busybox echo hello world` through dockyard and the docker CLI on
+both daemons (checking the output). Each reference engine is used only where it
+is installed and ready, else its row says why not: docker only against a dockerd
+that is ALREADY running (--dockerd-host, or the first of
+/run/docker-bench.sock and /var/run/docker.sock whose /_ping answers
+`Server: Docker/...`) and holds a busybox image; podman only when
+DOCKYARD_BENCH_PODMAN=1 (it is daemonless, so running it starts its own
+processes) and it holds a busybox image. This script never starts a daemon and
+never pulls. Prints median and p90 and the ratio dockyard / each, then where
+the milliseconds of one `dockyard run` go: CLI start-up and imports, each API
+round trip, and the container's start trace
 (`<data-root>/containers/<id>/start-trace.json`) when the runtime wrote one.
 """
 
@@ -78,18 +93,66 @@ def time_command(label: str, argv: list[str], n: int, env: dict[str, str] | None
     return result
 
 
-def time_each(label: str, run_once: Callable[[int], None], n: int) -> Result:
-    result = Result(label)
-    for i in range(n + 1):
+class BenchError(Exception):
+    pass
+
+
+@dataclass
+class Bench:
+    """One command of the table; `run_once` raises BenchError (or OSError) on failure."""
+
+    label: str
+    run_once: Callable[[], None] | None = None
+    skip: str = ""  # why it is not measured
+    group: str = "true"  # ratios compare the rows of one group
+    mine: bool = False  # a dockyard CLI row: the numerator of the ratios
+    result: Result = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.result = Result(self.label, error=self.skip)
+
+
+def command(
+    argv: list[str], env: dict[str, str] | None = None, expect: bytes | None = None
+) -> Callable[[], None]:
+    def once() -> None:
+        proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True)
+        if proc.returncode != 0:
+            msg = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+            raise BenchError(f"exit {proc.returncode}: {msg[-1] if msg else ''}")
+        if expect is not None and proc.stdout != expect:
+            raise BenchError(f"printed {proc.stdout[:60]!r}, not {expect!r}")
+
+    return once
+
+
+def measure(benches: list[Bench], n: int, interleave: bool) -> None:
+    """A warm-up, then n timed runs of each; a command stops at its first failure."""
+    live = [b for b in benches if b.run_once is not None and not b.skip]
+
+    def one(b: Bench, record: bool) -> bool:
+        assert b.run_once is not None
         t0 = time.perf_counter()
         try:
-            run_once(i)
-        except (OSError, subprocess.CalledProcessError) as e:
-            result.error = str(e)
-            return result
-        if i > 0:
-            result.times.append(time.perf_counter() - t0)
-    return result
+            b.run_once()
+        except (BenchError, OSError, subprocess.SubprocessError) as e:
+            b.result.error = str(e) or type(e).__name__
+            b.result.times.clear()
+            return False
+        if record:
+            b.result.times.append(time.perf_counter() - t0)
+        return True
+
+    if interleave:
+        for i in range(n + 1):
+            for b in live:
+                if not b.result.error:
+                    one(b, record=i > 0)
+    else:
+        for b in live:
+            for i in range(n + 1):
+                if not one(b, record=i > 0):
+                    break
 
 
 # -- dockyard ---------------------------------------------------------------------
@@ -101,6 +164,29 @@ def dockyard_argv() -> list[str]:
         return [str(script)]
     found = shutil.which("dockyard")
     return [found] if found else [sys.executable, "-m", "dockyard"]
+
+
+def stale_bytecode() -> list[str]:
+    """Dockyard sources whose cached .pyc is missing or older than the source.
+
+    Where PYTHONDONTWRITEBYTECODE is set (as in many dev shells) such a module is
+    compiled again by every `dockyard` process, which an installed Dockyard
+    (scripts/install.sh byte-compiles) never pays: a few ms per changed module.
+    """
+    src = REPO / "src" / "dockyard"
+    stale = []
+    for py in src.rglob("*.py"):
+        pyc = Path(importlib.util.cache_from_source(str(py)))
+        if not pyc.exists() or pyc.stat().st_mtime < py.stat().st_mtime:
+            stale.append(str(py.relative_to(REPO)))
+    return sorted(stale)
+
+
+def dockyard_env(host: str) -> dict[str, str]:
+    """The environment of the dockyard CLI: bytecode may be written, as on an install."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["DOCKYARD_HOST"] = host
+    return env
 
 
 def dockyard_python() -> str:
@@ -178,8 +264,10 @@ def breakdown(host: str) -> None:
     py = dockyard_python()
     print("\nWhere the time of one `dockyard run --rm busybox true` goes")
 
+    env = dockyard_env(host)
+
     def med(argv: list[str], n: int = 7) -> float:
-        return time_command("", argv, n).median * 1000
+        return time_command("", argv, n, env).median * 1000
 
     interp = med([py, "-c", "pass"])
     cli = med([py, "-c", "import dockyard.cli.main"])
@@ -190,7 +278,7 @@ def breakdown(host: str) -> None:
         [py, "-X", "importtime", "-m", "dockyard", "run", "--rm", "busybox", "true"],
         capture_output=True,
         text=True,
-        env={**os.environ, "DOCKYARD_HOST": host},
+        env=env,
     )
     rows = []
     for line in proc.stderr.splitlines():
@@ -321,9 +409,10 @@ def hugetlb_for_crun() -> Iterator[None]:
     """crun on a cgroup-v1 host wants the hugetlb controller mounted."""
     cg = Path("/sys/fs/cgroup")
     target = cg / "hugetlb"
-    mounted_here = False
+    mounted_here = made_here = False
     v1 = (cg / "memory").is_dir() and not (cg / "cgroup.controllers").exists()
     if v1 and not os.path.ismount(target):
+        made_here = not target.exists()
         target.mkdir(exist_ok=True)
         r = subprocess.run(
             ["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup", str(target)], capture_output=True
@@ -334,90 +423,170 @@ def hugetlb_for_crun() -> Iterator[None]:
     finally:
         if mounted_here:
             subprocess.run(["umount", str(target)], capture_output=True)
+        if made_here:
+            with contextlib.suppress(OSError):
+                target.rmdir()
 
 
-def bench_oci(runtime: str, n: int) -> Result:
+def oci_bench(runtime: str, stack: contextlib.ExitStack) -> Bench:
+    """`<runtime> run` on a busybox bundle; the bundle lives as long as `stack`."""
     path = shutil.which(runtime)
     label = f"{runtime} run (OCI bundle)"
     if not path:
-        return Result(label, error="not installed")
-    guard = hugetlb_for_crun() if runtime == "crun" else contextlib.nullcontext()
-    with guard, oci_bundle(path) as bundle:
+        return Bench(label, skip="not installed")
+    if os.geteuid() != 0:
+        return Bench(label, skip="not root")
+    if runtime == "crun":
+        stack.enter_context(hugetlb_for_crun())
+    bundle = stack.enter_context(oci_bundle(path))
 
-        def once(i: int) -> None:
-            cid = f"dkybench-{uuid.uuid4().hex[:12]}"
-            subprocess.run(
-                [path, "run", "--bundle", str(bundle), cid], check=True, capture_output=True
-            )
+    def once() -> None:
+        cid = f"dkybench-{uuid.uuid4().hex[:12]}"
+        proc = subprocess.run(
+            [path, "run", "--bundle", str(bundle), cid],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
+        if proc.returncode != 0:
+            subprocess.run([path, "delete", "--force", cid], capture_output=True)
+            msg = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+            raise BenchError(f"exit {proc.returncode}: {msg[-1] if msg else ''}")
 
-        return time_each(label, once, n)
+    return Bench(label, once)
 
 
-def daemon_answers(sock: str) -> bool:
+def server_of(host: str) -> str | None:
+    """The Server header of GET /_ping on a unix:// host; None when nothing answers."""
+    if not host.startswith("unix://"):
+        return None
+    sock = host[len("unix://") :]
     if not os.path.exists(sock):
-        return False
+        return None
     try:
         c = UnixHTTPConnection(sock, timeout=3)
         c.request("GET", "/_ping")
-        ok = c.getresponse().status == 200
+        r = c.getresponse()
+        r.read()
         c.close()
-        return ok
     except OSError:
-        return False
+        return None
+    if r.status != 200:
+        return None
+    return r.getheader("Server") or ""
 
 
-def bench_docker(n: int, dockyard_socket: str | None) -> Result:
-    label = "docker run --rm busybox true"
-    docker = shutil.which("docker")
-    sock = "/var/run/docker.sock"
+DOCKERD_HOSTS = ("unix:///run/docker-bench.sock", "unix:///var/run/docker.sock")
+
+
+def find_dockerd(wanted: str | None, dockyard_host: str) -> tuple[str | None, str]:
+    """(host, "Docker/version") of a RUNNING dockerd, or (None, why not)."""
+    ours = dockyard_host[len("unix://") :] if dockyard_host.startswith("unix://") else None
+    why = "no dockerd running (this script starts none)"
+    for host in [wanted] if wanted else DOCKERD_HOSTS:
+        sock = host[len("unix://") :] if host.startswith("unix://") else None
+        if sock and ours and os.path.realpath(sock) == os.path.realpath(ours):
+            why = f"{host} is Dockyard's own socket"
+            continue
+        server = server_of(host)
+        if server is None:
+            why = f"nothing answers on {host} (this script starts no dockerd)"
+            continue
+        if not server.startswith("Docker/"):
+            why = f"{host} answers as {server or 'an unnamed server'}, not dockerd"
+            continue
+        return host, server.split(" ")[0]
+    return None, why
+
+
+def docker_env() -> dict[str, str]:
+    drop = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def docker_benches(docker: str | None, host: str | None, why: str, name: str) -> list[Bench]:
+    """`docker -H host run --rm ...` rows (true, --network none, echo hello world)."""
+    rows = [
+        (f"docker run --rm busybox true ({name})", ["true"], [], "true", None),
+        (
+            f"docker run --rm --network none busybox true ({name})",
+            ["true"],
+            ["--network", "none"],
+            "true",
+            None,
+        ),
+        (
+            f"docker run --rm busybox echo hello world ({name})",
+            ["echo", "hello", "world"],
+            [],
+            "echo",
+            b"hello world\n",
+        ),
+    ]
     if not docker:
-        return Result(label, error="docker CLI not installed")
-    real = os.path.realpath(sock)
-    if dockyard_socket and real == os.path.realpath(dockyard_socket):
-        return Result(label, error="/var/run/docker.sock is Dockyard's own socket")
-    if not daemon_answers(sock):
-        return Result(label, error="no dockerd running (not started by this script)")
-    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_CONTEXT")}
-    env["DOCKER_HOST"] = f"unix://{sock}"
-    if (
-        subprocess.run(
-            [docker, "image", "inspect", "busybox"], env=env, capture_output=True
-        ).returncode
-        != 0
-    ):
-        return Result(label, error="dockerd has no busybox image (this script pulls nothing)")
-    return time_command(label, [docker, "run", "--rm", "busybox", "true"], n, env)
+        why = "docker CLI not installed"
+    elif host is not None:
+        env = docker_env()
+        probe = subprocess.run(
+            [docker, "-H", host, "image", "inspect", "busybox"], env=env, capture_output=True
+        )
+        if probe.returncode != 0:
+            why = f"{name} has no busybox image (this script pulls nothing)"
+        else:
+            return [
+                Bench(
+                    label,
+                    command([docker, "-H", host, "run", "--rm", *opts, "busybox", *cmd], env, out),
+                    group=group,
+                )
+                for label, cmd, opts, group, out in rows
+            ]
+    return [Bench(label, skip=why, group=group) for label, _, _, group, _ in rows]
 
 
-def bench_podman(n: int) -> Result:
-    label = "podman run --rm busybox true"
+PODMAN_ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768"]
+
+
+def podman_bench() -> Bench:
+    label = "podman run --rm --network none busybox true"
     podman = shutil.which("podman")
-    sock = "/run/podman/podman.sock"
     if not podman:
-        return Result(label, error="not installed")
-    if not daemon_answers(sock):
-        return Result(label, error="no podman service running (not started by this script)")
-    return time_command(
-        label, [podman, "--url", f"unix://{sock}", "run", "--rm", "busybox", "true"], n
-    )
+        return Bench(label, skip="not installed")
+    if os.environ.get("DOCKYARD_BENCH_PODMAN") != "1":
+        return Bench(label, skip="daemonless, so it runs only with DOCKYARD_BENCH_PODMAN=1")
+    if subprocess.run([podman, "image", "exists", "busybox"], capture_output=True).returncode:
+        return Bench(label, skip="podman has no busybox image (this script pulls nothing)")
+    argv = [podman, "run", "--rm", "--network", "none", *PODMAN_ULIMITS, "busybox", "true"]
+    return Bench(label, command(argv))
+
+
+def version_of(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    return (out.strip().splitlines() or ["?"])[0]
 
 
 # -- report ------------------------------------------------------------------------
 
 
-def report(dockyard: list[Result], others: list[Result]) -> None:
-    print(
-        f"\n{'command':<44} {'median':>9} {'p90':>9}   ratio dockyard/this (default, --network none)"
-    )
-    for r in dockyard + others:
-        if r.error or not r.times:
-            print(f"{r.label:<44} {'-':>9} {'-':>9}   ({r.error})")
-            continue
-        ratios = ""
-        if r in others:
-            rs = [f"{d.median / r.median:6.1f}x" for d in dockyard if d.times]
-            ratios = "  ".join(rs)
-        print(f"{r.label:<44} {r.median * 1000:7.1f}ms {r.p90 * 1000:7.1f}ms   {ratios}")
+def report(benches: list[Bench]) -> None:
+    groups: dict[str, list[Bench]] = {}
+    for b in benches:
+        groups.setdefault(b.group, []).append(b)
+    for rows in groups.values():
+        mine = [b for b in rows if b.mine and b.result.times]
+        names = ", ".join(b.label for b in mine) or "no dockyard row measured"
+        print(f"\n{'command':<58} {'median':>9} {'p90':>9}   dockyard/this for: {names}")
+        for b in rows:
+            r = b.result
+            if r.error or not r.times:
+                print(f"{r.label:<58} {'-':>9} {'-':>9}   ({r.error or 'not measured'})")
+                continue
+            ratios = (
+                "" if b.mine else "  ".join(f"{m.result.median / r.median:6.2f}x" for m in mine)
+            )
+            print(f"{r.label:<58} {r.median * 1000:7.1f}ms {r.p90 * 1000:7.1f}ms   {ratios}")
 
 
 def main() -> int:
@@ -427,36 +596,75 @@ def main() -> int:
         "--host",
         default=os.environ.get("DOCKYARD_HOST") or os.environ.get("DOCKER_HOST") or DEFAULT_HOST,
     )
+    ap.add_argument(
+        "--dockerd-host",
+        default=os.environ.get("DOCKYARD_BENCH_DOCKERD_HOST"),
+        help="a running dockerd to compare with (default: the first of "
+        + " and ".join(DOCKERD_HOSTS)
+        + " that answers)",
+    )
+    ap.add_argument("--docker-cli", default=shutil.which("docker"), help="the docker CLI to use")
+    ap.add_argument(
+        "--sequential", action="store_true", help="N runs of one command, then the next"
+    )
     ap.add_argument("--no-reference", action="store_true", help="skip runc/crun/docker/podman")
     args = ap.parse_args()
 
-    env = {**os.environ, "DOCKYARD_HOST": args.host}
+    env = dockyard_env(args.host)
     cli = dockyard_argv()
+    stale = stale_bytecode()
+    if stale:
+        print(
+            f"{len(stale)} source(s) newer than their .pyc (e.g. {stale[0]}); the warm-up run "
+            "writes those it imports (PYTHONDONTWRITEBYTECODE is dropped for dockyard, as an "
+            "install byte-compiles)"
+        )
+    order = "sequential" if args.sequential else "interleaved rounds"
     print(
-        f"dockyard daemon: {args.host}; {args.n} runs each after a warm-up; {os.cpu_count()} CPUs"
+        f"dockyard daemon: {args.host}; {args.n} runs each after a warm-up ({order}); "
+        f"{os.cpu_count()} CPUs"
     )
-    dockyard = [
-        time_command(
-            "dockyard run --rm busybox true", [*cli, "run", "--rm", "busybox", "true"], args.n, env
+    benches = [
+        Bench(
+            "dockyard run --rm busybox true",
+            command([*cli, "run", "--rm", "busybox", "true"], env),
+            mine=True,
         ),
-        time_command(
+        Bench(
             "dockyard run --rm --network none busybox true",
-            [*cli, "run", "--rm", "--network", "none", "busybox", "true"],
-            args.n,
-            env,
+            command([*cli, "run", "--rm", "--network", "none", "busybox", "true"], env),
+            mine=True,
         ),
     ]
-    others: list[Result] = []
-    if not args.no_reference:
-        if os.geteuid() != 0:
-            print("(not root: runc/crun skipped)")
+    echo = Bench(
+        "dockyard run --rm busybox echo hello world",
+        command([*cli, "run", "--rm", "busybox", "echo", "hello", "world"], env, b"hello world\n"),
+        group="echo",
+        mine=True,
+    )
+    with contextlib.ExitStack() as stack:
+        if not args.no_reference:
+            docker = args.docker_cli
+            if docker:
+                print(f"docker CLI: {docker}, {version_of([docker, '--version'])}")
+            # Our daemon through the real docker CLI: no Python start-up on the client side.
+            up = not args.host.startswith("unix://") or server_of(args.host) is not None
+            mine_via_docker = docker_benches(
+                docker, args.host if up else None, f"nothing answers on {args.host}", "Dockyard"
+            )
+            dockerd_host, why = find_dockerd(args.dockerd_host, args.host)
+            if dockerd_host:
+                print(f"dockerd: {dockerd_host}, {why}")
+            via_dockerd = docker_benches(docker, dockerd_host, why, "dockerd")
+            benches += mine_via_docker[:2] + via_dockerd[:2] + [podman_bench()]
+            benches += [oci_bench("runc", stack), oci_bench("crun", stack)]
+            benches += [echo, mine_via_docker[2], via_dockerd[2]]
         else:
-            others += [bench_oci("runc", args.n), bench_oci("crun", args.n)]
-        dockyard_sock = args.host[len("unix://") :] if args.host.startswith("unix://") else None
-        others += [bench_docker(args.n, dockyard_sock), bench_podman(args.n)]
-    report(dockyard, others)
+            benches.append(echo)
+        measure(benches, args.n, interleave=not args.sequential)
+    report(benches)
     breakdown(args.host)
-    return 0 if all(not r.error for r in dockyard) else 1
+    return 0 if all(not b.result.error for b in benches if b.mine) else 1
 
 
 if __name__ == "__main__":
