@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 from fakes import SEED_CREATE, World, api_client, async_test, exit_with
 
 SEED_HEADERS = {"User-Agent": "Docker-Client/0.5.3", "Content-Type": "application/json"}
@@ -100,13 +99,6 @@ async def test_list_filters_over_http(tmp_path):
         assert r.status == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filters are validated only inside container_matches(), per container: when no "
-    "container is left to match (none running without all=1, or none at all) `docker ps "
-    "--filter bogus=x` answers 200 [] instead of dockerd's 400 \"invalid filter 'bogus'\"; "
-    "ContainerService.list should check keys and status/exited values before iterating",
-)
 @async_test
 async def test_invalid_filter_is_refused_even_when_nothing_is_listed(tmp_path):
     w = await world(tmp_path)
@@ -223,12 +215,6 @@ async def test_logs_over_http_multiplexed_with_tail(tmp_path):
         assert (await r.json())["message"] == "Bad parameters: you must choose at least one stream"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shapes.py _image_name() returns Config.Image unconditionally although its "
-    "docstring says 'if it still names the image'; dockerd (daemon/list.go) shows the image "
-    "ID once the name points at another image or is gone, so `docker ps` shows a stale name",
-)
 @async_test
 async def test_list_shows_the_image_id_once_the_name_points_elsewhere(tmp_path):
     w = await world(tmp_path)

@@ -126,12 +126,6 @@ def test_human_duration_matches_dockers_units(seconds, text):
     assert human_duration(seconds) == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shapes.py human_duration rounds hours with Python's round() (half to even); "
-    "go-units uses int(d.Hours() + 0.5), so 2h30m shows '2 hours' instead of '3 hours' "
-    "(and 4h30m '4 hours' instead of '5 hours'); use int(seconds / 3600 + 0.5)",
-)
 @pytest.mark.parametrize(("seconds", "text"), [(9000, "3 hours"), (16200, "5 hours")])
 def test_human_duration_rounds_half_hours_up_like_go(seconds, text):
     assert human_duration(seconds) == text

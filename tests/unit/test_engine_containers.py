@@ -557,12 +557,6 @@ async def test_attach_after_a_restart_replays_the_old_run_and_follows_the_new(tm
     assert b"".join([d async for _k, d in streams.frames]) == b"first\nsecond\nthird\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="containers.py remove(): after `await exited` the auto-remove started by _on_exit "
-    "has already set status 'removing', so `rm -f` of a running --rm container raises "
-    "Conflict 'removal of container ... is already in progress' (409) instead of succeeding",
-)
 @async_test
 async def test_rm_force_of_a_running_auto_remove_container_succeeds(tmp_path):
     # `docker run -d --rm ... ; docker rm -f` : the CLI prints the id, no error.
@@ -573,12 +567,6 @@ async def test_rm_force_of_a_running_auto_remove_container_succeeds(tmp_path):
     assert w.containers.list(all_=True) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="containers.py restore() calls remove(force=True) for a record in status "
-    "'removing', but remove() raises Conflict 'removal ... already in progress' for that "
-    "very status, so restore() (and the daemon start) fails",
-)
 @async_test
 async def test_restore_finishes_a_removal_a_crash_interrupted(tmp_path):
     w = await world(tmp_path)
@@ -591,13 +579,6 @@ async def test_restore_finishes_a_removal_a_crash_interrupted(tmp_path):
     assert not (tmp_path / "containers" / c.id).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="containers.py stop(): a container waiting out its restart backoff is 'exited', so "
-    "stop() raises NotModified before setting live.stopping, and _restart_later() starts it "
-    "again: `docker stop` cannot stop a crash-looping container; stop() should cancel a "
-    "pending restart (set stopping / cancel the task) even when not running",
-)
 @async_test
 async def test_stop_during_restart_backoff_keeps_the_container_stopped(tmp_path):
     w = await world(tmp_path)
@@ -613,12 +594,6 @@ async def test_stop_during_restart_backoff_keeps_the_container_stopped(tmp_path)
     assert w.launcher.runs(c.id) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="containers.py restore() only restarts 'always' containers; dockerd also restarts "
-    "'unless-stopped' ones that were not stopped by the user (e.g. the host rebooted), so "
-    "they stay down after a daemon restart",
-)
 @async_test
 async def test_restore_restarts_unless_stopped_containers_that_died_with_the_daemon(tmp_path):
     w = await world(tmp_path)

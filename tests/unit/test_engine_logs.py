@@ -75,12 +75,6 @@ async def test_torn_last_line_is_skipped(tmp_path):
     assert await texts(read_log(str(log))) == [b"l0\n", b"e1\n"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="logs.py _tail_lines counts the torn (unterminated) last line as one of the n, so "
-    "`docker logs --tail 2` after a crash shows 1 line; it should drop the unterminated tail "
-    "before taking the last n lines (as the non-tail path does with rfind(b'\\n'))",
-)
 @async_test
 async def test_tail_counts_only_whole_lines(tmp_path):
     log = tmp_path / "c-json.log"

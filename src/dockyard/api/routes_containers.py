@@ -272,7 +272,7 @@ async def list_containers(request: web.Request) -> web.Response:
     out = []
     for c in items:
         size = await svc.containers.size(c) if want_size else None
-        out.append(shapes.container_summary(c, svc.images.tags_of(c.image), v, size))
+        out.append(shapes.container_summary(c, svc.containers.image_name(c), v, size))
     return json_response(out)
 
 

@@ -49,7 +49,7 @@ def human_duration(seconds: float) -> str:
         return "About a minute"
     if minutes < 60:
         return f"{minutes} minutes"
-    hours = int(round(seconds / 3600))
+    hours = int(seconds / 3600 + 0.5)  # Go's d.Round(time.Hour): halves round up
     if hours == 1:
         return "About an hour"
     if hours < 48:
@@ -86,11 +86,6 @@ def _command(c: Container) -> str:
     return " ".join([c.path, *c.args])
 
 
-def _image_name(c: Container, tags: list[str]) -> str:
-    """What `ps` shows as IMAGE: the name used at create if it still names the image."""
-    return c.config.image or (tags[0] if tags else c.image)
-
-
 def _ports(c: Container) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     bindings = c.host_config.port_bindings or {}
@@ -102,10 +97,10 @@ def _ports(c: Container) -> list[dict[str, Any]]:
 
 
 def container_summary(
-    c: Container, tags: list[str], v: Version, size: tuple[int, int] | None = None
+    c: Container, image: str, v: Version, size: tuple[int, int] | None = None
 ) -> dict[str, Any]:
+    """`image`: the name `ps` shows (ContainerService.image_name)."""
     if v.legacy:
-        image = _image_name(c, tags)
         if ":" not in image.rsplit("/", 1)[-1]:
             image += ":latest"
         return {
@@ -125,7 +120,7 @@ def container_summary(
     out: dict[str, Any] = {
         "Id": c.id,
         "Names": [c.name],
-        "Image": _image_name(c, tags),
+        "Image": image,
         "ImageID": c.image,
         "Command": _command(c),
         "Created": int(c.created_unix),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from dockyard.engine import etc_files
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
-from dockyard.engine.filters import container_matches
+from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.images import ImageService
 from dockyard.engine.logs import LogEntry, read_log
 from dockyard.engine.models import (
@@ -117,7 +117,8 @@ class _Live:
     link: MonitorLink | None = None
     exit_waiters: list[asyncio.Future[ContainerState]] = field(default_factory=list)
     removal_waiters: list[asyncio.Future[ContainerState]] = field(default_factory=list)
-    stopping: bool = False  # a user stop/kill: no restart policy afterwards
+    restart_task: asyncio.Task[None] | None = None  # a restart policy's pending start
+    removal: asyncio.Future[None] | None = None  # set once removal began
     running: asyncio.Event = field(default_factory=asyncio.Event)  # set while a link is up
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -183,13 +184,21 @@ class ContainerService:
         filters = filters or {}
         if not all_ and limit <= 0 and "status" not in filters and "exited" not in filters:
             items = [c for c in items if c.state.running]
+        check_container_filters(filters)
         items = [c for c in items if container_matches(c, filters, self)]
         if limit > 0:
             items = items[:limit]
         return items
 
-    def image_tags(self, image_id: str) -> list[str]:
-        return self._images.tags_of(image_id)
+    def image_name(self, c: Container) -> str:
+        """What `ps` shows as IMAGE: the name given at create while it still names the
+        container's image, else the image id (dockerd's rule)."""
+        try:
+            if self._images.resolve(c.config.image) == c.image:
+                return c.config.image
+        except NotFound:
+            pass
+        return c.image
 
     def resolve_image(self, name: str) -> str:
         return self._images.resolve(name)
@@ -222,7 +231,7 @@ class ContainerService:
             full_name = self._unused_random_name()
         if not merged.hostname:
             merged.hostname = container_id[:12]
-        if not host_config.network_mode:
+        if host_config.network_mode in ("", "default"):
             host_config.network_mode = "bridge"
         if host_config.network_mode == "host" and not config.hostname:
             merged.hostname = os.uname().nodename
@@ -409,23 +418,24 @@ class ContainerService:
         c = self.get(ref)
         if c.state.running:
             raise NotModified("container already started")
-        if c.state.status == "removing":
-            raise Conflict(f"cannot start container {c.id}: container is marked for removal")
         live = self._live_of(c.id)
+        if live.removal is not None or c.state.status == "removing":
+            raise Conflict(f"cannot start container {c.id}: container is marked for removal")
         try:
             spec = self._run_spec(c)
             write_bundle(c.bundle, spec.to_oci(c.id))
             link = await self._launcher.run(c.id, c.bundle, log_path=c.log_path)
-        except RuntimeFailure as e:
+        except (RuntimeFailure, InvalidParameter) as e:
             c.state.error = e.message
-            c.state.exit_code = {"not-found": 127, "permission": 126}.get(e.kind, 128)
+            if isinstance(e, RuntimeFailure):
+                c.state.exit_code = {"not-found": 127, "permission": 126}.get(e.kind, 128)
             self._save(c)
+            if c.host_config.auto_remove:
+                # As dockerd: a --rm container that cannot start is removed (the CLI waits
+                # for that with condition=removed).
+                await self.remove(c.id, force=True)
             raise
-        except InvalidParameter as e:
-            c.state.error = e.message
-            self._save(c)
-            raise
-        live.stopping = False
+        c.manually_stopped = False
         c.state = ContainerState(
             status="running",
             running=True,
@@ -495,14 +505,12 @@ class ContainerService:
         if self._should_restart(c, live):
             c.restart_count += 1
             delay = min(0.1 * 2 ** min(c.restart_count, 10), 60.0)
-            task = asyncio.create_task(self._restart_later(c.id, delay))
-            live.tasks.add(task)
-            task.add_done_callback(live.tasks.discard)
+            live.restart_task = asyncio.create_task(self._restart_later(c.id, delay))
 
     @staticmethod
     def _should_restart(c: Container, live: _Live) -> bool:
         policy = c.host_config.restart_policy
-        if live.stopping or policy.name in ("", "no"):
+        if c.manually_stopped or live.removal is not None or policy.name in ("", "no"):
             return False
         if policy.name == "on-failure":
             limit = policy.maximum_retry_count
@@ -511,8 +519,9 @@ class ContainerService:
 
     async def _restart_later(self, container_id: str, delay: float) -> None:
         await asyncio.sleep(delay)
+        self._live_of(container_id).restart_task = None
         c = self._containers.get(container_id)
-        if c is None or c.state.running or self._live_of(container_id).stopping:
+        if c is None or c.state.running or c.manually_stopped:
             return
         try:
             await self.start(container_id)
@@ -549,15 +558,22 @@ class ContainerService:
         if not c.state.running or live.link is None:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
         if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
-            live.stopping = True
+            c.manually_stopped = True
         await live.link.kill(signum)
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self.get(ref)
         live = self._live_of(c.id)
         if not c.state.running or live.link is None:
+            if live.restart_task is not None:
+                # Between two runs of a restart policy: stopping means "no next run".
+                live.restart_task.cancel()
+                live.restart_task = None
+                c.manually_stopped = True
+                self._save(c)
+                return
             raise NotModified("container already stopped")
-        live.stopping = True
+        c.manually_stopped = True
         signum = parse_signal(signal or c.config.stop_signal, signal_mod.SIGTERM)
         if timeout is None:
             timeout = c.config.stop_timeout if c.config.stop_timeout is not None else 10
@@ -590,19 +606,25 @@ class ContainerService:
                     "container before removing or force remove"
                 )
             exited = self.waiter(c.id, "not-running")
-            live.stopping = True
+            c.manually_stopped = True
             if live.link is not None:
                 await live.link.kill(signal_mod.SIGKILL)
             await exited
-            if c.id not in self._containers:
-                return  # auto-removed meanwhile
-        if c.state.status == "removing":
-            raise Conflict(f"removal of container {c.id} is already in progress")
+        if live.removal is None:
+            # The first remover does the work (an auto-remove may have begun meanwhile);
+            # any other waits for it, so `rm -f` of a --rm container succeeds.
+            live.removal = asyncio.ensure_future(self._delete(c, live))
+        await asyncio.shield(live.removal)
+
+    async def _delete(self, c: Container, live: _Live) -> None:
+        if live.restart_task is not None:
+            live.restart_task.cancel()
         c.state.status = "removing"
+        self._save(c)  # a crash from here on: restore() finishes the removal
         await asyncio.to_thread(shutil.rmtree, c.bundle, True)
         self._store.delete_container(c.id)
         del self._containers[c.id]
-        live = self._live.pop(c.id, live)
+        self._live.pop(c.id, None)
         live.hub.end()
         for fut in live.removal_waiters + live.exit_waiters:
             if not fut.done():
@@ -747,7 +769,7 @@ class ContainerService:
                 and c.state.started_at != ZERO_TIME
                 and parse_rfc3339(c.state.finished_at)
             ):
-                if c.host_config.restart_policy.name == "always":
+                if not c.manually_stopped:
                     try:
                         await self.start(c.id)
                     except Exception as e:  # noqa: BLE001
@@ -764,6 +786,8 @@ class ContainerService:
         for live in self._live.values():
             for task in list(live.tasks):
                 task.cancel()
+            if live.restart_task is not None:
+                live.restart_task.cancel()
             if live.link is not None:
                 await live.link.close()
 

@@ -51,10 +51,23 @@ def _labels_match(labels: dict[str, str] | None, wanted: list[str]) -> bool:
     return True
 
 
+def check_container_filters(filters: dict[str, list[str]]) -> None:
+    """Refuse unknown keys and values up front, even when nothing would be listed."""
+    _check_keys(filters, CONTAINER_FILTERS)
+    for s in filters.get("status", []):
+        if s not in STATUSES:
+            raise InvalidParameter(f"invalid filter 'status={s}'")
+    for v in filters.get("exited", []):
+        try:
+            int(v)
+        except ValueError:
+            raise InvalidParameter(f"invalid filter 'exited={v}'") from None
+
+
 def container_matches(c: Container, filters: dict[str, list[str]], svc: ContainerService) -> bool:
+    """Whether `c` passes `filters` (already checked by check_container_filters)."""
     if not filters:
         return True
-    _check_keys(filters, CONTAINER_FILTERS)
     if "id" in filters and not any(c.id.startswith(v) for v in filters["id"]):
         return False
     if "name" in filters and not any(re.search(v, c.name[1:]) for v in filters["name"]):
@@ -68,10 +81,7 @@ def container_matches(c: Container, filters: dict[str, list[str]], svc: Containe
     if "label" in filters and not _labels_match(c.config.labels, filters["label"]):
         return False
     if "exited" in filters:
-        try:
-            codes = {int(v) for v in filters["exited"]}
-        except ValueError as e:
-            raise InvalidParameter(f"invalid filter 'exited': {e}") from e
+        codes = {int(v) for v in filters["exited"]}
         if c.state.running or c.state.status != "exited" or c.state.exit_code not in codes:
             return False
     if "ancestor" in filters:

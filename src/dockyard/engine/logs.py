@@ -46,8 +46,11 @@ def _tail_lines(path: str, n: int) -> tuple[list[bytes], int]:
             pos -= step
             f.seek(pos)
             buf = f.read(step) + buf
-    lines = buf.splitlines()
-    return lines[-n:] if n else [], end
+    # A last line without newline is still being written (or torn by a crash): it is
+    # not one of the n, and the follow loop picks it up from its start.
+    cut = buf.rfind(b"\n") + 1
+    lines = buf[:cut].splitlines()
+    return lines[-n:] if n else [], end - (len(buf) - cut)
 
 
 async def read_log(

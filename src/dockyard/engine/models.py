@@ -208,6 +208,8 @@ class Container(msgspec.Struct, rename="pascal"):
     resolv_conf_path: str = ""
     bundle: str = ""  # containers/<id>: upper/, work/, rootfs/, config.json
     monitor_pid: int = 0
+    # dockerd's HasBeenManuallyStopped: a user stop/kill; no restart policy applies after it.
+    manually_stopped: bool = False
     # Seconds since the epoch, kept for listing order and "Up N seconds" without reparsing.
     created_unix: float = 0.0
 
