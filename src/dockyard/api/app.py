@@ -9,7 +9,7 @@ from aiohttp import web
 
 import dockyard
 from dockyard.api import routes_containers, routes_images, routes_system
-from dockyard.api.context import SERVICES
+from dockyard.api.context import API_VERSION, SERVICES
 from dockyard.api.shapes import Version
 from dockyard.api.streams import RawStreamResponse, keep_half_closed_connections_open
 from dockyard.engine.services import Services
@@ -64,7 +64,7 @@ def _error(message: str, status: int) -> web.Response:
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     raw = request.match_info.get("version")
     if raw is None:
-        request["api_version"] = CURRENT
+        request[API_VERSION] = CURRENT
     else:
         major, minor = (int(x) for x in raw.split("."))
         v = Version(major, minor)
@@ -78,7 +78,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
                 "please upgrade your client to a newer version",
                 400,
             )
-        request["api_version"] = v
+        request[API_VERSION] = v
     try:
         return await handler(request)
     except NotModified:
@@ -104,7 +104,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
     if isinstance(response, RawStreamResponse):
         return
-    v: Version | None = request.get("api_version")
+    v: Version | None = request.get(API_VERSION)
     if v is not None and v.legacy:
         # The 2013 daemon sent no Server header; keep the seed's answers as they were.
         response.headers.popall("Server", None)

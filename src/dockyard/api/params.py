@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from dockyard.api.context import API_VERSION
 from dockyard.api.shapes import Version
 from dockyard.errors import InvalidParameter
 
@@ -15,7 +16,7 @@ T = TypeVar("T")
 
 
 def version(request: web.Request) -> Version:
-    return request["api_version"]
+    return request[API_VERSION]
 
 
 def qbool(request: web.Request, name: str, default: bool = False) -> bool:
