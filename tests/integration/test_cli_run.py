@@ -195,3 +195,33 @@ def test_labels_and_attach_flags(dockyard, unique, inspect):
     assert proc.stdout == ""
     assert proc.stderr == "err\n"
     assert inspect(name)["Config"]["Labels"] == {"team": "dock"}
+
+
+def test_trace_shows_where_the_start_went(dockyard, unique):
+    name = unique("trace")
+    assert dockyard("run", "--name", name, "busybox", "true").returncode == 0
+    proc = dockyard("trace", name)
+    assert proc.returncode == 0, proc.stderr
+    # The calls a start must make, in the order the runtime made them.
+    calls = [
+        line.split()[0]
+        for line in proc.stdout.splitlines()
+        if line.startswith(("unshare ", "pivot_root ", "sethostname "))
+    ]
+    assert calls.index("unshare") < calls.index("pivot_root")
+    total = re.search(r"request to started \(total\)\s+([\d.]+)", proc.stdout)
+    assert total and 0 < float(total.group(1)) < 5000
+    assert re.search(r"^\d+ calls, [\d.]+ ms inside the kernel interface$", proc.stdout, re.M)
+    top = dockyard("trace", "--top", "3", name).stdout
+    assert (
+        len([ln for ln in top.splitlines() if re.match(r"^\w+\s+(init|monitor)\s+[\d.]+\s", ln)])
+        == 3
+    )
+
+
+def test_trace_of_a_never_started_container_says_so(dockyard, unique):
+    name = unique("notrace")
+    assert dockyard("create", "--name", name, "busybox", "true").returncode == 0
+    proc = dockyard("trace", name)
+    assert proc.returncode == 1
+    assert "has not been started" in proc.stderr

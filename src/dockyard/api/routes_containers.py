@@ -284,6 +284,11 @@ async def inspect(request: web.Request) -> web.Response:
     return json_response(shapes.container_inspect(c, version(request), lower, size))
 
 
+async def trace(request: web.Request) -> web.Response:
+    """Dockyard's own: the start trace of a container (not in Docker's API)."""
+    return json_response(services(request).containers.start_trace(request.match_info["id"]))
+
+
 async def remove(request: web.Request) -> web.Response:
     await services(request).containers.remove(
         request.match_info["id"], force=qbool(request, "force"), volumes=qbool(request, "v")
@@ -310,4 +315,5 @@ def register(router: Router) -> None:
     router.add("POST", "/containers/{id}/attach", attach)
     router.add("POST", "/containers/{id}/resize", resize)
     router.add("GET", "/containers/{id}/logs", logs)
+    router.add("GET", "/containers/{id}/trace", trace)
     router.add("DELETE", "/containers/{id}", remove)

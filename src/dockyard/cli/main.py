@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "rmi": "rmi",
     "tag": "tag",
     "import": "import_",
+    "trace": "trace",
     "version": "version",
     "info": "info",
 }
@@ -58,6 +59,7 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "wait": "wait",
         "logs": "logs",
         "inspect": "inspect",
+        "trace": "trace",
     },
     "image": {
         "ls": "images",
@@ -98,6 +100,7 @@ SUMMARY = [
         ("start", "Start one or more stopped containers"),
         ("stop", "Stop one or more running containers"),
         ("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+        ("trace", "Show the system calls of a container's last start, with their durations"),
         ("wait", "Block until one or more containers stop, then print their exit codes"),
     ]),
 ]  # fmt: skip

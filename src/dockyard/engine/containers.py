@@ -738,6 +738,24 @@ class ContainerService:
             running=running,
         )
 
+    def start_trace(self, ref: str) -> dict:
+        """The runtime's record of the last start: every kernel call with its duration,
+        and the phases (what the 2013 article had to dig out with strace)."""
+        import json
+
+        c = self.get(ref)
+        try:
+            with open(os.path.join(c.bundle, "start-trace.json")) as f:
+                trace = json.load(f)
+        except FileNotFoundError:
+            raise NotFound(f"No start trace for container {ref}: it has not been started") from None
+        except (OSError, ValueError) as e:
+            raise NotFound(f"No readable start trace for container {ref}: {e}") from None
+        trace["Id"] = c.id
+        trace["Command"] = [c.path, *c.args]
+        trace["StartedAt"] = c.state.started_at
+        return trace
+
     async def size(self, c: Container) -> tuple[int, int]:
         """(SizeRw, SizeRootFs): bytes in the container layer, and with the image."""
         rw = await asyncio.to_thread(_du, os.path.join(c.bundle, "upper"))
