@@ -235,8 +235,13 @@ def _main(argv: list[str]) -> int:
         _print(main_help())
         return 0
     if rest[0] == "daemon":
-        # The daemon is another engineer's module; imported only for this verb.
-        from dockyard.daemon import main as daemon_main  # type: ignore[import-not-found]
+        if sys.flags.no_site:
+            # The installed launcher runs the CLI with `python -S` (5 ms faster: the
+            # CLI needs only the standard library); the daemon needs site-packages.
+            import site
+
+            site.main()
+        from dockyard.daemon import main as daemon_main
 
         return int(daemon_main(rest[1:]) or 0)
     return run_command(gopts, rest)
