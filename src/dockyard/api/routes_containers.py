@@ -7,6 +7,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+import msgspec
 from aiohttp import web
 
 from dockyard.api import shapes
@@ -28,6 +29,7 @@ from dockyard.api.streams import (
     frame,
     take_over_input,
 )
+from dockyard.engine.containers import AttachStreams
 from dockyard.engine.filters import normalize
 from dockyard.engine.models import (
     ContainerConfig,
@@ -37,6 +39,7 @@ from dockyard.engine.models import (
     LegacyStartRequest,
     PortBinding,
 )
+from dockyard.errors import InvalidParameter
 
 if TYPE_CHECKING:
     from dockyard.api.app import Router
@@ -153,17 +156,16 @@ async def wait(request: web.Request) -> web.StreamResponse:
     try:
         state = await asyncio.shield(waiting)
     finally:
-        waiting.cancel()
+        waiting.cancel()  # the client went away: forget its waiter
     if version(request).legacy:
         payload: dict = {"StatusCode": state.exit_code}
     else:
         payload = {"StatusCode": state.exit_code, "Error": None}
         if state.error:
             payload["Error"] = {"Message": state.error}
-    import msgspec
-
-    await resp.write(msgspec.json.encode(payload) + b"\n")
-    await resp.write_eof()
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        await resp.write(msgspec.json.encode(payload) + b"\n")
+        await resp.write_eof()
     return resp
 
 
@@ -213,7 +215,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _pump_stdin(queue: asyncio.Queue[bytes | None], streams) -> None:  # noqa: ANN001
+async def _pump_stdin(queue: asyncio.Queue[bytes | None], streams: AttachStreams) -> None:
+    assert streams.stdin is not None
     while (data := await queue.get()) is not None:
         await streams.stdin(data)
     if streams.close_stdin is not None:
@@ -224,8 +227,6 @@ async def logs(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
     if not (stdout or stderr):
-        from dockyard.errors import InvalidParameter
-
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
     tail_raw = request.query.get("tail", "all")
     tail = None if tail_raw in ("all", "") else qint(request, "tail")

@@ -14,7 +14,7 @@ import secrets
 import shutil
 import signal as signal_mod
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from dockyard.engine import etc_files
@@ -129,8 +129,8 @@ class AttachStreams:
 
     frames: AsyncIterator[tuple[int, bytes]]
     tty: bool
-    stdin: Callable[[bytes], object] | None
-    close_stdin: Callable[[], object] | None
+    stdin: Callable[[bytes], Awaitable[None]] | None
+    close_stdin: Callable[[], Awaitable[None]] | None
 
 
 class ContainerService:
