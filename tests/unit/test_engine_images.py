@@ -124,3 +124,20 @@ async def test_image_config_reaches_inspect(tmp_path):
     assert info.record.repo_tags == ["web:latest"]
     cfg = info.config["config"]
     assert cfg["Env"] == ["A=1"] and cfg["Cmd"] == ["/bin/sh"] and cfg["Labels"] == {"k": "v"}
+
+
+@async_test
+async def test_list_by_reference_shows_only_the_matching_names(tmp_path):
+    # `docker images ubuntu` lists ubuntu's tags, not the image's other names.
+    w, image_id = await world(tmp_path)
+    other = await w.image("other", changes=["LABEL tier=db"])
+    w.images.tag("ubuntu", "me/app", "v1")
+    (listed,) = w.images.list({"reference": ["ubuntu"]})
+    assert (listed.id, listed.repo_tags) == (image_id, ["ubuntu:latest"])
+    assert [r.repo_tags for r in w.images.list({"reference": ["me/*"]})] == [["me/app:v1"]]
+    assert [r.id for r in w.images.list({"label": ["tier=db"]})] == [other]
+    assert [r.id for r in w.images.list({"before": ["other"]})] == [image_id]
+    assert [r.id for r in w.images.list({"since": ["ubuntu"]})] == [other]
+    assert w.images.list({"dangling": ["true"]}) == []
+    with pytest.raises(InvalidParameter, match="invalid filter 'colour'"):
+        w.images.list({"colour": ["red"]})

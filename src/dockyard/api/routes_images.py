@@ -10,7 +10,7 @@ from aiohttp import web
 from dockyard.api import shapes
 from dockyard.api.context import services
 from dockyard.api.params import json_response, qbool, qfilters, version
-from dockyard.engine.filters import image_matches, normalize
+from dockyard.engine.filters import normalize
 from dockyard.errors import InvalidParameter, NotFound
 
 if TYPE_CHECKING:
@@ -24,10 +24,8 @@ async def list_images(request: web.Request) -> web.Response:
     if request.query.get("filter"):  # the pre-1.25 spelling of reference=
         filters.setdefault("reference", []).append(request.query["filter"])
     out = []
-    for record in svc.images.list(all_=qbool(request, "all")):
-        labels = (svc.images.config(record.id).get("config") or {}).get("Labels")
-        if image_matches(record, labels, filters):
-            out.extend(shapes.image_summary(record, labels, v))
+    for record in svc.images.list(filters):
+        out.extend(shapes.image_summary(record, svc.images.labels(record.id), v))
     return json_response(out)
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
+from dockyard.engine.clock import parse_rfc3339
 from dockyard.errors import InvalidParameter, NotFound
 
 if TYPE_CHECKING:
@@ -15,7 +19,7 @@ CONTAINER_FILTERS = {
     "id", "name", "status", "label", "exited", "ancestor", "before", "since", "volume",
     "network", "health", "is-task", "publish", "expose",
 }  # fmt: skip
-IMAGE_FILTERS = {"dangling", "label", "before", "since", "reference", "until"}
+IMAGE_FILTERS = {"dangling", "label", "before", "since", "reference"}
 STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 
 
@@ -103,22 +107,45 @@ def container_matches(c: Container, filters: dict[str, list[str]], svc: Containe
     return not ("volume" in filters or "network" in filters or "publish" in filters)
 
 
-def image_matches(
-    image: ImageRecord, labels: dict[str, str] | None, filters: dict[str, list[str]]
-) -> bool:
-    if not filters:
-        return True
-    _check_keys(filters, IMAGE_FILTERS)
-    if "dangling" in filters:
-        want = filters["dangling"][0].lower() in ("true", "1")
-        if want != (not image.repo_tags):
-            return False
-    if "label" in filters and not _labels_match(labels, filters["label"]):
-        return False
-    if "reference" in filters:
-        import fnmatch
+def _reference_matches(tag: str, pattern: str) -> bool:
+    import fnmatch
 
-        names = image.repo_tags + [t.rsplit(":", 1)[0] for t in image.repo_tags]
-        if not any(fnmatch.fnmatch(n, pat) for pat in filters["reference"] for n in names):
-            return False
-    return True
+    name = tag.rsplit(":", 1)[0]
+    return fnmatch.fnmatch(tag, pattern) or fnmatch.fnmatch(name, pattern)
+
+
+def filter_images(
+    images: list[ImageRecord],
+    filters: dict[str, list[str]],
+    labels_of: Callable[[str], dict[str, str] | None],
+    created_of: Callable[[str], float],
+) -> list[ImageRecord]:
+    """dockerd's image list filters. With `reference`, an image shows only the names
+    that matched (`docker images busybox` lists busybox's tags, not its other names)."""
+    if not filters:
+        return images
+    _check_keys(filters, IMAGE_FILTERS)
+    out = []
+    for image in images:
+        if "dangling" in filters:
+            want = filters["dangling"][0].lower() in ("true", "1")
+            if want != (not image.repo_tags):
+                continue
+        if "label" in filters and not _labels_match(labels_of(image.id), filters["label"]):
+            continue
+        created = parse_rfc3339(image.created)
+        if any(created >= created_of(ref) for ref in filters.get("before", [])):
+            continue
+        if any(created <= created_of(ref) for ref in filters.get("since", [])):
+            continue
+        if "reference" in filters:
+            tags = [
+                t
+                for t in image.repo_tags
+                if any(_reference_matches(t, p) for p in filters["reference"])
+            ]
+            if not tags:
+                continue
+            image = msgspec.structs.replace(image, repo_tags=tags)
+        out.append(image)
+    return out

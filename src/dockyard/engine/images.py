@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Callable
 from typing import IO, Any
 
+from dockyard.engine.clock import parse_rfc3339
+from dockyard.engine.filters import filter_images
 from dockyard.engine.models import ImageInfo, ImageRecord
 from dockyard.engine.store import Store
 from dockyard.errors import Conflict, InvalidParameter, NotFound
@@ -92,9 +94,20 @@ class ImageService:
     def config(self, image_id: str) -> dict[str, Any]:
         return self.blobs.image_config(image_id)
 
-    def list(self, all_: bool = False) -> list[ImageRecord]:
-        records = [self._with_tags(r) for r in self._images.values()]
-        return sorted(records, key=lambda r: r.created, reverse=True)
+    def list(self, filters: dict[str, list[str]] | None = None) -> list[ImageRecord]:
+        """Newest first. (`all` would add intermediate images: imports make none.)"""
+        records = sorted(
+            (self._with_tags(r) for r in self._images.values()),
+            key=lambda r: r.created,
+            reverse=True,
+        )
+        return filter_images(records, filters or {}, self.labels, self._created_of)
+
+    def labels(self, image_id: str) -> dict[str, str] | None:
+        return (self.config(image_id).get("config") or {}).get("Labels")
+
+    def _created_of(self, name: str) -> float:
+        return parse_rfc3339(self._images[self.resolve(name)].created)
 
     # changes
 
