@@ -241,7 +241,8 @@ class Monitor:
 
     def _after_started(self, tracer: TracingKernel, report: dict, t0: int, t_started: int) -> None:
         # Off the critical path: the caller already knows the container started.
-        write_json(self.bundle, STATE_FILE, self._state_event("state"))
+        # Both describe a monitor that a reboot ends: no fsync.
+        write_json(self.bundle, STATE_FILE, self._state_event("state"), durable=False)
         self._write_trace(tracer, report, t0, t_started)
 
     def _listen(self) -> socket.socket:
@@ -315,7 +316,7 @@ class Monitor:
             phases["request_to_started_ns"] = t_started - self.request_ns
         calls = [dict(c, process="monitor") for c in tracer.to_json()]
         calls += [dict(c, process="init") for c in report.get("trace", [])]
-        write_json(self.bundle, TRACE_FILE, {"calls": calls, "phases": phases})
+        write_json(self.bundle, TRACE_FILE, {"calls": calls, "phases": phases}, durable=False)
 
     # --- serving ------------------------------------------------------------------
     def _serve(self) -> None:

@@ -292,20 +292,34 @@ class ExecSpec:
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """tmp + fsync + rename: a crash leaves the old file or the new one."""
+def write_atomic(path: str, data: bytes, *, durable: bool = True) -> None:
+    """tmp + fsync + rename: a crash leaves the old file or the new one.
+
+    `durable=False` skips the fsync (about half a millisecond) for files that
+    only matter while this boot lasts or are rewritten before every use (a
+    bundle's config.json, state.json, the start trace): a crash of the process
+    still leaves the old file or the new one, and after a power loss the worst
+    is an empty file, which readers take as absent.
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
 
 
 def write_bundle(bundle_dir: str, oci: dict) -> None:
-    """Write <bundle>/config.json atomically and create the rootfs mount point."""
+    """Write <bundle>/config.json atomically and create the rootfs mount point.
+
+    Compact JSON (json's C encoder; indent= takes the pure-Python one, 6x
+    slower) and no fsync: the engine rewrites config.json before every start,
+    and no container outlives a power loss.
+    """
     os.makedirs(bundle_dir, exist_ok=True)
     os.makedirs(os.path.join(bundle_dir, oci.get("root", {}).get("path", "rootfs")), exist_ok=True)
-    write_atomic(os.path.join(bundle_dir, "config.json"), json.dumps(oci, indent=1).encode())
+    data = json.dumps(oci, separators=(",", ":")).encode()
+    write_atomic(os.path.join(bundle_dir, "config.json"), data, durable=False)

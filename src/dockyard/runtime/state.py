@@ -28,8 +28,9 @@ class ExitRecord:
         return asdict(self)
 
 
-def write_json(bundle_dir: str, name: str, value: object) -> None:
-    write_atomic(os.path.join(bundle_dir, name), json.dumps(value).encode())
+def write_json(bundle_dir: str, name: str, value: object, *, durable: bool = True) -> None:
+    """Atomically; `durable=False` for what means nothing after a reboot (see write_atomic)."""
+    write_atomic(os.path.join(bundle_dir, name), json.dumps(value).encode(), durable=durable)
 
 
 def _read_json(path: str) -> dict | None:
