@@ -27,9 +27,12 @@ class TracingKernel(Kernel):
         self.calls: list[TraceEntry] = []
 
     def to_json(self) -> list[dict[str, object]]:
-        return [
-            {"call": c, "args": [_plain(a) for a in args], "ns": ns} for c, args, ns in self.calls
-        ]
+        return calls_to_json(self.calls)
+
+
+def calls_to_json(calls: list[TraceEntry]) -> list[dict[str, object]]:
+    """Trace entries as the start trace shows them: plain JSON values only."""
+    return [{"call": c, "args": [_plain(a) for a in args], "ns": ns} for c, args, ns in calls]
 
 
 def _plain(value: object) -> object:

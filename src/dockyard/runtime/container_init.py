@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import marshal
 import os
 import signal
 import socket
@@ -25,7 +26,7 @@ from time import perf_counter_ns
 from dockyard.errors import DockyardError, KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
-from dockyard.kernel.trace import TracingKernel
+from dockyard.kernel.trace import TraceEntry, TracingKernel, calls_to_json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.seccomp import compile_profile
@@ -49,8 +50,16 @@ DEV_SYMLINKS = [
     ("/proc/kcore", "core"),
 ]
 # Python ignores these (and the forkserver SIGCHLD/SIGINT); ignored
-# dispositions survive execve, so the command would inherit them.
-RESET_SIGNALS = [signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGHUP]
+# dispositions survive execve, so the command would inherit them. Plain ints,
+# so that the start trace that records them travels as marshal data.
+RESET_SIGNALS = [
+    int(s) for s in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGINT, signal.SIGHUP)
+]
+# The status message that carries the init's start trace: marshal, not JSON
+# (it is sent between the init's last set-up call and its exec, so its cost
+# is start time; json.dumps of ~120 calls costs ~0.2 ms, marshal ~0.02 ms).
+# JSON messages never start with a NUL byte.
+TRACE_MAGIC = b"\0trace\0"
 
 OVERLAY_DATA_LIMIT = 4000  # mount(2) copies one page of data
 
@@ -256,7 +265,7 @@ def init_container(
     """
     # Die with the monitor: a container nobody holds the stdio or the exit code of
     # would be an orphan the daemon cannot see.
-    kernel.set_pdeathsig(signal.SIGKILL)
+    kernel.set_pdeathsig(int(signal.SIGKILL))
     join_cgroups(kernel, cfg, controllers)
     if cfg.oom_score_adj is not None:
         kernel.set_oom_score_adj(cfg.oom_score_adj)
@@ -315,7 +324,7 @@ def exec_in_container(
     """docker exec: join the namespaces and cgroups of the container whose init
     is `target_pid` (the monitor already joined its pid namespace for us), then
     drop privileges and exec as the container's init did."""
-    kernel.set_pdeathsig(signal.SIGKILL)
+    kernel.set_pdeathsig(int(signal.SIGKILL))
     join_cgroups(kernel, cfg, controllers)
     if cfg.oom_score_adj is not None:
         kernel.set_oom_score_adj(cfg.oom_score_adj)
@@ -366,9 +375,7 @@ def child_main(
         socket.send_fds(status, [b'{"pty": true}'], [master])
 
     def report_trace() -> None:
-        status.send(
-            json.dumps({"trace": tracer.to_json(), "init_ns": perf_counter_ns() - t0}).encode()
-        )
+        status.send(encode_trace(tracer.calls, perf_counter_ns() - t0))
 
     code = 127
     try:
@@ -395,6 +402,23 @@ def child_main(
         _report_error(status, f"container init: {exc!r}", "other")
     finally:
         kernel.exit(code)
+
+
+def encode_trace(calls: list[TraceEntry], init_ns: int) -> bytes:
+    """The status message with the init's trace (see TRACE_MAGIC)."""
+    try:
+        return TRACE_MAGIC + marshal.dumps((calls, init_ns))
+    except ValueError:  # an argument marshal cannot carry: send the trace's plain form
+        plain = [(c["call"], tuple(c["args"]), c["ns"]) for c in calls_to_json(calls)]
+        return TRACE_MAGIC + marshal.dumps((plain, init_ns))
+
+
+def decode_trace(msg: bytes) -> dict | None:
+    """{"trace": [(call, args, ns)...], "init_ns": ...} from a status message; None if not one."""
+    if not msg.startswith(TRACE_MAGIC):
+        return None
+    calls, init_ns = marshal.loads(msg[len(TRACE_MAGIC) :])
+    return {"trace": calls, "init_ns": init_ns}
 
 
 def _report_error(status: socket.socket, message: str, kind: str) -> None:

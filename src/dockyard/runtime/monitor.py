@@ -33,7 +33,7 @@ from time import perf_counter_ns
 from dockyard.errors import DockyardError, KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
-from dockyard.kernel.trace import TracingKernel
+from dockyard.kernel.trace import TracingKernel, calls_to_json
 from dockyard.runtime import frames
 from dockyard.runtime.bundle import ContainerConfig, load_config
 from dockyard.runtime.cgroups import (
@@ -44,7 +44,7 @@ from dockyard.runtime.cgroups import (
     remove_cgroups,
     set_frozen,
 )
-from dockyard.runtime.container_init import child_main
+from dockyard.runtime.container_init import child_main, decode_trace
 from dockyard.runtime.jsonlog import JsonFileLog
 from dockyard.runtime.rfc3339 import now_rfc3339nano
 from dockyard.runtime.state import EXIT_FILE, STATE_FILE, TRACE_FILE, ExitRecord, write_json
@@ -315,7 +315,7 @@ class Monitor:
             phases["request_to_monitor_ns"] = t0 - self.request_ns
             phases["request_to_started_ns"] = t_started - self.request_ns
         calls = [dict(c, process="monitor") for c in tracer.to_json()]
-        calls += [dict(c, process="init") for c in report.get("trace", [])]
+        calls += [dict(c, process="init") for c in calls_to_json(report.get("trace", []))]
         write_json(self.bundle, TRACE_FILE, {"calls": calls, "phases": phases}, durable=False)
 
     # --- serving ------------------------------------------------------------------
@@ -608,8 +608,8 @@ def _read_status(sock: socket.socket) -> dict:
         if not msg and not fds:
             return report
         try:
-            report.update(json.loads(msg))
-        except ValueError:
+            report.update(decode_trace(msg) or json.loads(msg))
+        except (ValueError, EOFError, TypeError):
             report.setdefault("error", msg.decode(errors="replace"))
 
 
