@@ -15,6 +15,11 @@ It dies with the daemon (PR_SET_PDEATHSIG, and EOF on the control socket);
 the monitors it forked do not (a forked child does not inherit the death
 signal, and they start their own session). SIGCHLD is ignored, so finished
 monitors are reaped by the kernel and leave no zombies.
+
+A start does not wait for a fork: one monitor is always forked ahead (the
+"spare"). The spare waits on its own socket for one request; on EOF (this
+process is gone) it exits. On a request, it is handed the request and the
+client fd, and the next spare is forked while it runs the container.
 """
 
 from __future__ import annotations
@@ -40,11 +45,14 @@ from dockyard.runtime.spec import DEFAULT_CAPABILITIES, ExecSpec
 READY = frames.FORKSERVER_READY
 
 
-def _monitor_child(kernel: Kernel, ctl: socket.socket, request: dict, client_fd: int) -> None:
+def _monitor_child(
+    kernel: Kernel, ctl: socket.socket | None, request: dict, client_fd: int
+) -> None:
     """Runs in the forked child; never returns."""
     code = 1
     try:
-        ctl.close()
+        if ctl is not None:
+            ctl.close()
         client = socket.socket(fileno=client_fd)
         if request.get("kind") == "exec":
             spec = ExecSpec.from_json(request["exec"])
@@ -70,37 +78,110 @@ def _monitor_child(kernel: Kernel, ctl: socket.socket, request: dict, client_fd:
         os._exit(code)
 
 
-def serve(kernel: Kernel, ctl: socket.socket) -> None:
-    while True:
+class _Spare:
+    """A monitor forked ahead of its request (see the module docstring)."""
+
+    def __init__(self, pid: int, chan: socket.socket) -> None:
+        self.pid = pid
+        self.chan = chan
+
+    @classmethod
+    def fork(cls, kernel: Kernel, ctl: socket.socket) -> _Spare | None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(ctl, 65536, 4)
-        except InterruptedError:
-            continue
-        except ConnectionResetError:
-            return
-        if not msg:
-            return  # the daemon closed the control socket
-        for fd in fds:
-            os.set_inheritable(fd, False)
-        if not fds:
-            continue
-        for extra in fds[1:]:
-            os.close(extra)
-        client_fd = fds[0]
-        try:
-            request = json.loads(msg)
             pid = kernel.fork()
-        except (ValueError, KernelError) as exc:
-            with contextlib.suppress(OSError):
-                os.write(
-                    client_fd,
-                    frames.encode_control({"event": "error", "message": str(exc), "kind": "other"}),
-                )
-            os.close(client_fd)
-            continue
+        except KernelError:
+            ours.close()
+            theirs.close()
+            return None  # starts fork on demand then
         if pid == 0:
-            _monitor_child(kernel, ctl, request, client_fd)
-        os.close(client_fd)
+            ours.close()
+            _spare_child(kernel, ctl, theirs)  # never returns
+        theirs.close()
+        return cls(pid, ours)
+
+    def hand_over(self, msg: bytes, client_fd: int) -> bool:
+        """Give it the request; False if it is gone (the caller forks instead)."""
+        try:
+            socket.send_fds(self.chan, [msg], [client_fd])
+            return True
+        except OSError:
+            return False
+        finally:
+            self.chan.close()
+
+    def stop(self, kernel: Kernel) -> None:
+        """Close its socket (it exits on EOF) and wait until it has."""
+        self.chan.close()
+        # SIGCHLD is ignored: waitpid returns (ECHILD) once the child has exited.
+        with contextlib.suppress(KernelError):
+            kernel.waitpid(self.pid, 0)
+
+
+def _spare_child(kernel: Kernel, ctl: socket.socket, chan: socket.socket) -> None:
+    """Runs in the forked spare; never returns."""
+    try:
+        ctl.close()
+        while True:
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(chan, 65536, 1)
+                break
+            except InterruptedError:
+                continue
+        chan.close()
+        if not msg or not fds:
+            os._exit(0)  # the forkserver is gone
+        request = json.loads(msg)
+    except Exception:  # noqa: BLE001 - a spare must never unwind into the server loop
+        os._exit(1)
+    _monitor_child(kernel, None, request, fds[0])
+
+
+def serve(kernel: Kernel, ctl: socket.socket) -> None:
+    spare: _Spare | None = None
+    try:
+        while True:
+            if spare is None:
+                spare = _Spare.fork(kernel, ctl)
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(ctl, 65536, 4)
+            except InterruptedError:
+                continue
+            except ConnectionResetError:
+                return
+            if not msg:
+                return  # the daemon closed the control socket
+            for fd in fds:
+                os.set_inheritable(fd, False)
+            if not fds:
+                continue
+            for extra in fds[1:]:
+                os.close(extra)
+            client_fd = fds[0]
+            handed = False
+            try:
+                request = json.loads(msg)
+                if spare is not None:
+                    handed = spare.hand_over(msg, client_fd)
+                    spare = None  # used, or gone: the next one is forked before the next request
+                pid = -1 if handed else kernel.fork()
+            except (ValueError, KernelError) as exc:
+                with contextlib.suppress(OSError):
+                    os.write(
+                        client_fd,
+                        frames.encode_control(
+                            {"event": "error", "message": str(exc), "kind": "other"}
+                        ),
+                    )
+                os.close(client_fd)
+                continue
+            if pid == 0:
+                _monitor_child(kernel, ctl, request, client_fd)
+            os.close(client_fd)
+    finally:
+        # A spare must not outlive the forkserver (nor the daemon's stop).
+        if spare is not None:
+            spare.stop(kernel)
 
 
 def main(argv: list[str]) -> int:
