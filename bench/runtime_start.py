@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -124,7 +125,32 @@ def summary(values: list[float]) -> str:
     )
 
 
+def remove_cgroups() -> None:
+    """The per-run cgroup parent, in every controller that is a real cgroup mount
+    (here hugetlb may be a plain directory that crun writes files into)."""
+    for controller in Path("/sys/fs/cgroup").iterdir():
+        path = controller / CGROUP_PARENT
+        if not path.is_dir():
+            continue
+        if not os.path.ismount(controller):
+            shutil.rmtree(path, ignore_errors=True)  # plain files, not a cgroup
+            continue
+        for child in sorted(path.rglob("*"), reverse=True):
+            if child.is_dir():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
 def main() -> int:
+    try:
+        return run()
+    finally:
+        remove_cgroups()
+
+
+def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=30, help="containers per engine")
     args = parser.parse_args()
@@ -155,25 +181,6 @@ def main() -> int:
             print(
                 f"  {call['process']:7s} {call['call']:20s} {call['ns'] / 1e3:8.1f} us  {str(call['args'])[:60]}"
             )
-    for controller in (
-        "memory",
-        "cpu",
-        "cpuacct",
-        "pids",
-        "devices",
-        "blkio",
-        "cpuset",
-        "freezer",
-        "hugetlb",
-        "net_cls",
-        "perf_event",
-    ):
-        path = Path("/sys/fs/cgroup", controller, CGROUP_PARENT)
-        if path.exists():
-            for child in path.iterdir():
-                if child.is_dir():
-                    child.rmdir()
-            path.rmdir()
     return 0
 
 
