@@ -29,7 +29,7 @@ COMMAND = Command(
 )  # fmt: skip
 
 _PHASES = [
-    ("request_to_monitor_ns", "request to monitor (forkserver forks the monitor)"),
+    ("request_to_monitor_ns", "request to monitor (a spare monitor takes it)"),
     ("monitor_setup_ns", "monitor setup (pipes, cgroups, log)"),
     ("init_until_exec_ns", "container init until exec (namespaces, mounts, pivot_root, caps)"),
     ("fork_to_started_ns", "fork of init to started"),
