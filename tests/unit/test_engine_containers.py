@@ -580,6 +580,19 @@ async def test_restore_finishes_a_removal_a_crash_interrupted(tmp_path):
 
 
 @async_test
+async def test_restore_sweeps_the_directory_of_a_create_a_crash_cut_short(tmp_path):
+    w = await world(tmp_path)
+    kept = await w.create()
+    orphan = tmp_path / "containers" / ("f" * 64)  # dirs made, record never written
+    (orphan / "upper").mkdir(parents=True)
+    w2 = await w.restarted()
+    await w2.containers.restore()
+    assert not orphan.exists()
+    assert (tmp_path / "containers" / kept.id).is_dir()
+    assert [c.id for c in w2.containers.list(all_=True)] == [kept.id]
+
+
+@async_test
 async def test_stop_during_restart_backoff_keeps_the_container_stopped(tmp_path):
     w = await world(tmp_path)
     w.launcher.programs["/bin/false"] = exit_with(1)

@@ -764,7 +764,12 @@ class ContainerService:
     # daemon lifetime
 
     async def restore(self) -> None:
-        """After a daemon (re)start: reattach to living monitors, record the dead."""
+        """After a daemon (re)start: reattach to living monitors, record the dead,
+        and sweep the directories of creates that a crash cut short (no record)."""
+        for entry in os.listdir(self._root):
+            if entry not in self._containers:
+                log.info("removing %s: a create the daemon did not finish", entry[:12])
+                await asyncio.to_thread(shutil.rmtree, os.path.join(self._root, entry), True)
         for c in list(self._containers.values()):
             if c.state.status == "removing":
                 await self.remove(c.id, force=True)
