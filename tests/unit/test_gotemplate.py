@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from dockyard.cli.commands.images import HEADERS as IMAGES_HEADERS
+from dockyard.cli.commands.ps import HEADERS as PS_HEADERS
 from dockyard.cli.gotemplate import (
-    IMAGES_HEADERS,
-    PS_HEADERS,
     TemplateError,
     format_table,
     parse_table,

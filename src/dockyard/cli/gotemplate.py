@@ -25,8 +25,6 @@ __all__ = [
     "tabwrite",
     "format_table",
     "compile_template",
-    "PS_HEADERS",
-    "IMAGES_HEADERS",
 ]
 
 
@@ -1859,47 +1857,6 @@ def compile_template(template: str, header: bool = False) -> Template:
 def render(template: str, data: object) -> str:
     """Execute Go template *template* against JSON-like *data*."""
     return compile_template(template).execute(data)
-
-
-#: docker/cli's column titles for ``docker ps`` (container formatter).
-PS_HEADERS: dict[str, str] = {
-    "ID": "CONTAINER ID",
-    "Image": "IMAGE",
-    "Command": "COMMAND",
-    "CreatedAt": "CREATED AT",
-    "RunningFor": "CREATED",
-    "Ports": "PORTS",
-    "State": "STATE",
-    "Status": "STATUS",
-    "Size": "SIZE",
-    "Names": "NAMES",
-    "Labels": "LABELS",
-    "Mounts": "MOUNTS",
-    "LocalVolumes": "LOCAL VOLUMES",
-    "Networks": "NETWORKS",
-    "Platform": "PLATFORM",
-}
-
-#: docker/cli's column titles for ``docker images`` (image formatter).
-IMAGES_HEADERS: dict[str, str] = {
-    "ID": "IMAGE ID",
-    "Repository": "REPOSITORY",
-    "Tag": "TAG",
-    "Digest": "DIGEST",
-    "CreatedSince": "CREATED",
-    "CreatedAt": "CREATED AT",
-    "Size": "SIZE",
-    "Containers": "CONTAINERS",
-    "SharedSize": "SHARED SIZE",
-    "UniqueSize": "UNIQUE SIZE",
-    "VirtualSize": "SIZE",
-}
-
-#: Default ``docker ps`` / ``docker images`` table formats.
-PS_DEFAULT_FORMAT = (
-    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
-)
-IMAGES_DEFAULT_FORMAT = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 
 
 def _default_header(name: str) -> str:
