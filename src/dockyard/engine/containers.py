@@ -38,7 +38,7 @@ from dockyard.errors import (
     NotModified,
     RuntimeFailure,
 )
-from dockyard.image.users import resolve_user
+from dockyard.image.users import parse_passwd, resolve_user
 from dockyard.runtime.launcher import ExitRecord, Launcher, MonitorLink, read_exit
 from dockyard.runtime.spec import (
     CAPABILITIES,
@@ -827,11 +827,9 @@ def _du(path: str) -> int:
 
 
 def _home_of(read: Callable[[str], bytes | None], uid: int) -> str:
-    data = read("/etc/passwd") or b""
-    for line in data.decode(errors="replace").splitlines():
-        parts = line.split(":")
-        if len(parts) >= 6 and parts[2] == str(uid):
-            return parts[5] or "/"
+    for entry in parse_passwd(read("/etc/passwd") or b""):
+        if entry.uid == uid:
+            return entry.home or "/"
     return "/"
 
 

@@ -300,8 +300,15 @@ def init_container(
     kernel.makedirs(cfg.cwd)
     if cfg.readonly_rootfs:
         kernel.mount(None, "/", None, K.MS_BIND | K.MS_REMOUNT | K.MS_RDONLY, None)
-    kernel.chdir(cfg.cwd)
+    confine_and_exec(kernel, cfg, before_exec)
 
+
+def confine_and_exec(
+    kernel: Kernel, cfg: ContainerConfig, before_exec: Callable[[], None] | None
+) -> None:
+    """The last steps of both an init and an exec: cwd, seccomp, credentials, a clean
+    signal state, then exec."""
+    kernel.chdir(cfg.cwd)
     apply_seccomp(kernel, cfg)
     apply_credentials(kernel, cfg)
     kernel.reset_signals(RESET_SIGNALS)
@@ -342,14 +349,7 @@ def exec_in_container(
     else:
         for target, fd in enumerate(stdio):
             kernel.dup2(fd, target)
-    kernel.chdir(cfg.cwd)
-    apply_seccomp(kernel, cfg)
-    apply_credentials(kernel, cfg)
-    kernel.reset_signals(RESET_SIGNALS)
-    kernel.umask(0o022)
-    if before_exec is not None:
-        before_exec()
-    exec_command(kernel, cfg.args, cfg.env)
+    confine_and_exec(kernel, cfg, before_exec)
 
 
 def child_main(
