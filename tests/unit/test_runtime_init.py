@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 
@@ -11,7 +12,6 @@ from dockyard.kernel import flags as K
 from dockyard.kernel.fake import RecordingKernel
 from dockyard.runtime.bundle import config_from_oci
 from dockyard.runtime.container_init import exec_command, exec_in_container, init_container
-from dockyard.runtime.securejoin import resolve_in_root
 from dockyard.runtime.spec import DEFAULT_CAPABILITIES, BindMount, RunSpec
 
 BUNDLE = "/b/c1"
@@ -33,6 +33,18 @@ def run_init(kernel: RecordingKernel | None = None, **overrides) -> RecordingKer
     kernel = kernel or RecordingKernel()
     init_container(kernel, cfg, (10, 11, 12), CONTROLLERS)
     return kernel
+
+
+def mounts_at(k: RecordingKernel) -> list[tuple[object, ...]]:
+    """mount_at and bind_mount_at calls, the target fd replaced by the path it was opened
+    for: ("mount", source, path, fstype, flags, data) or ("bind", source, path, recursive,
+    attrs, propagation)."""
+    found: list[tuple[object, ...]] = []
+    for name, args in k.calls:
+        if name in ("mount_at", "bind_mount_at"):
+            kind = "mount" if name == "mount_at" else "bind"
+            found.append((kind, args[0], k.path_of(args[1]), *args[2:]))
+    return found
 
 
 def index(kernel: RecordingKernel, name: str, *args: object) -> int:
@@ -97,8 +109,8 @@ def test_terminal_comes_from_the_containers_devpts() -> None:
     # After pivot_root, so that the pty belongs to the container's devpts (`tty` says /dev/pts/0).
     i = index(k, "open_pty", "/dev/pts/ptmx")
     assert index(k, "pivot_root") < i
-    master, slave = 101, 102  # what the recording kernel handed out
-    assert sent == [master]  # the master goes to the monitor
+    (master,) = sent  # the master goes to the monitor
+    slave = master + 1  # the recording kernel hands out master and slave in a row
     assert k.find("dup2") == [(slave, 0), (slave, 1), (slave, 2)]
     assert ("/dev/pts/0", "/dev/console", None, K.MS_BIND, None) in k.find("mount")
     assert index(k, "setsid") < i < index(k, "set_controlling_tty", 0)
@@ -116,53 +128,83 @@ def test_mount_sequence() -> None:
         0,
         "lowerdir=/l/top:/l/base,upperdir=/c/upper,workdir=/c/work",
     )
-    by_target = {m[1]: m for m in mounts[2:]}
-    assert by_target[ROOTFS + "/proc"][2] == "proc"
-    assert by_target[ROOTFS + "/dev"][2:4] == ("tmpfs", K.MS_NOSUID | K.MS_STRICTATIME)
-    assert by_target[ROOTFS + "/dev"][4] == "mode=755,size=65536k"
+    # Every target inside the root is an fd the kernel resolved in the root.
+    (root_fd,) = [fd for fd, path in k.fd_paths.items() if path == ROOTFS]
+    assert k.find("open_at")[0] == (K.AT_FDCWD, ROOTFS, os.O_PATH | os.O_DIRECTORY, 0)
+    resolved = {args[1] for args in k.find("open_in_root") if args[0] == root_fd}
+    assert {"/proc", "/dev", "/dev/pts", "/sys", "/etc/hosts"} <= resolved
+    by_target = {m[2]: m for m in mounts_at(k) if m[0] == "mount"}
+    assert by_target[ROOTFS + "/proc"][3] == "proc"
+    assert by_target[ROOTFS + "/dev"][3:5] == ("tmpfs", K.MS_NOSUID | K.MS_STRICTATIME)
+    assert by_target[ROOTFS + "/dev"][5] == "mode=755,size=65536k"
     pts = by_target[ROOTFS + "/dev/pts"]
-    assert pts[2] == "devpts" and "newinstance" in pts[4] and "ptmxmode=0666" in pts[4]
+    assert pts[3] == "devpts" and "newinstance" in pts[5] and "ptmxmode=0666" in pts[5]
     sysfs = by_target[ROOTFS + "/sys"]
-    assert sysfs[2] == "sysfs" and sysfs[3] & K.MS_RDONLY
-    assert by_target[ROOTFS + "/dev/mqueue"][2] == "mqueue"
-    assert "size=67108864" in by_target[ROOTFS + "/dev/shm"][4]
-    # The bind mount: bind first, then a remount makes it read-only.
-    hosts = [m for m in mounts if m[1] == ROOTFS + "/etc/hosts"]
-    assert hosts[0] == ("/c/hosts", ROOTFS + "/etc/hosts", None, K.MS_BIND | K.MS_REC, None)
-    assert (
-        hosts[1][3] & (K.MS_REMOUNT | K.MS_BIND | K.MS_RDONLY)
-        == K.MS_REMOUNT | K.MS_BIND | K.MS_RDONLY
+    assert sysfs[3] == "sysfs" and sysfs[4] & K.MS_RDONLY
+    assert by_target[ROOTFS + "/dev/mqueue"][3] == "mqueue"
+    assert "size=67108864" in by_target[ROOTFS + "/dev/shm"][5]
+    # The bind mount: read-only and rprivate set on the detached copy before it is
+    # moved onto the target, so no remount by path follows.
+    hosts = [m for m in mounts_at(k) if m[2] == ROOTFS + "/etc/hosts"]
+    assert hosts == [
+        ("bind", "/c/hosts", ROOTFS + "/etc/hosts", True, K.MOUNT_ATTR_RDONLY,
+         K.MS_PRIVATE | K.MS_REC)
+    ]  # fmt: skip
+    # Everything is mounted before the pivot, and every fd is closed by then.
+    assert index(k, "mount_at", "shm") < index(k, "pivot_root")
+    assert not k.open_fds
+
+
+def test_missing_targets_are_created_fd_relative() -> None:
+    missing = {ROOTFS + "/data", ROOTFS + "/etc/h"}
+    k = run_init(
+        RecordingKernel(absent=set(missing), dirs={"/host/dir"}),
+        mounts=[BindMount("/host/dir", "/data/a/b"), BindMount("/host/file", "/etc/h")],
     )
-    assert ("/c/hosts" not in k._dirs) and k.find("create_file")[0][:1] == (ROOTFS + "/etc/hosts",)
-    # Everything is mounted before the pivot.
-    assert index(k, "mount", "shm") < index(k, "pivot_root")
+    assert not k.open_fds
+    # Directories one component at a time, each under an fd resolved in the root.
+    made = [(k.path_of(fd), name) for fd, name, _mode in k.find("mkdirat")]
+    assert made[:3] == [(ROOTFS, "data"), (ROOTFS + "/data", "a"), (ROOTFS + "/data/a", "b")]
+    # A file source gets a file target, created without following a symlink.
+    (created,) = [a for a in k.find("open_at") if a[1] == "h"]
+    assert k.path_of(created[0]) == ROOTFS + "/etc"
+    assert created[2] & (os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW) == (
+        os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    )
+    binds = {m[2]: m[1] for m in mounts_at(k) if m[0] == "bind"}
+    assert binds[ROOTFS + "/data/a/b"] == "/host/dir"
+    assert binds[ROOTFS + "/etc/h"] == "/host/file"
 
 
 def test_cgroup_dirs_are_bound_read_only_into_sys_fs_cgroup() -> None:
     k = run_init()
     target = ROOTFS + "/sys/fs/cgroup"
-    mounts = k.find("mount")
+    mounts = mounts_at(k)
     assert (
+        "mount",
         None,
         target,
         None,
         K.MS_REMOUNT | K.MS_RDONLY | K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC,
         "mode=755",
     ) in mounts
+    ro = K.MOUNT_ATTR_RDONLY | K.MOUNT_ATTR_NOSUID | K.MOUNT_ATTR_NODEV | K.MOUNT_ATTR_NOEXEC
     for controller in CONTROLLERS:
         host = f"/sys/fs/cgroup/{controller}/dockyard/c1"
-        assert (host, f"{target}/{controller}", None, K.MS_BIND, None) in mounts
-    assert index(k, "mount", "sysfs") < index(k, "mount", "tmpfs", target)
+        assert ("bind", host, f"{target}/{controller}", False, ro, 0) in mounts
+    kinds = [(m[3], m[2]) for m in mounts if m[0] == "mount"]
+    assert kinds.index(("sysfs", ROOTFS + "/sys")) < kinds.index(("tmpfs", target))
     assert k.find("set_oom_score_adj") == [(0,)]
 
 
 def test_dev_nodes_and_links() -> None:
     k = run_init()
-    nodes = {args[0].rsplit("/", 1)[1]: args[1:] for args in k.find("mknod")}
-    assert nodes["null"] == (K.S_IFCHR | 0o666, 1, 3)
-    assert nodes["zero"] == (K.S_IFCHR | 0o666, 1, 5)
+    nodes = {name: args for fd, name, *args in k.find("mknodat")}
+    assert {k.path_of(fd) for fd, *_ in k.find("mknodat")} == {ROOTFS + "/dev"}
+    assert nodes["null"] == [K.S_IFCHR | 0o666, 1, 3]
+    assert nodes["zero"] == [K.S_IFCHR | 0o666, 1, 5]
     assert set(nodes) == {"null", "zero", "full", "random", "urandom", "tty"}
-    links = {path.rsplit("/", 1)[1]: target for target, path in k.find("symlink")}
+    links = {name: target for target, _fd, name in k.find("symlinkat")}
     assert links == {
         "fd": "/proc/self/fd",
         "stdin": "/proc/self/fd/0",
@@ -207,8 +249,17 @@ def test_readonly_rootfs_is_remounted_after_pivot() -> None:
     k = run_init(readonly_rootfs=True, cwd="/work")
     i = index(k, "mount", None, "/", None, K.MS_BIND | K.MS_REMOUNT | K.MS_RDONLY)
     assert i > index(k, "pivot_root")
-    # The working directory is created before the root becomes read-only.
-    assert index(k, "makedirs", "/work") < i < index(k, "chdir", "/work")
+    # The working directory is resolved (and created) in the new root, before it
+    # becomes read-only.
+    (new_root,) = [fd for fd, path in k.fd_paths.items() if path == "/"]
+    assert index(k, "open_in_root", new_root, "/work") < i < index(k, "chdir", "/work")
+
+
+def test_missing_workdir_is_created_through_the_resolver() -> None:
+    k = run_init(RecordingKernel(absent={"/work"}), cwd="/work/sub")
+    made = [(k.path_of(fd), name) for fd, name, _ in k.find("mkdirat")]
+    assert made == [("/", "work"), ("/work", "sub")]
+    assert index(k, "pivot_root") < index(k, "mkdirat") < index(k, "chdir", "/work/sub")
 
 
 def test_root_user_capabilities() -> None:
@@ -296,21 +347,9 @@ def test_long_overlay_options_use_relative_paths() -> None:
 
 def test_mount_destination_cannot_escape_root() -> None:
     k = run_init(mounts=[BindMount("/c/hosts", "/../../etc/hosts")])
-    assert ("/c/hosts", ROOTFS + "/etc/hosts", None, K.MS_BIND | K.MS_REC, None) in k.find("mount")
-
-
-def test_symlinks_resolve_inside_the_root(tmp_path) -> None:
-    root = tmp_path / "rootfs"
-    (root / "real").mkdir(parents=True)
-    (root / "etc").symlink_to("/../../../outside")  # absolute: relative to the container's root
-    (root / "rel").symlink_to("../../real")
-    (root / "loop").symlink_to("loop")
-    assert resolve_in_root(str(root), "/etc/hosts") == str(root / "outside" / "hosts")
-    assert resolve_in_root(str(root), "/rel/x") == str(root / "real" / "x")
-    assert resolve_in_root(str(root), "/../..") == str(root)
-    assert resolve_in_root(str(root), "/new/dir") == str(root / "new" / "dir")
-    with pytest.raises(RuntimeFailure):
-        resolve_in_root(str(root), "/loop/x")
+    # ".." is cleaned before the kernel sees the path; the kernel keeps symlinks in.
+    assert ("bind", "/c/hosts", ROOTFS + "/etc/hosts") in [m[:3] for m in mounts_at(k)]
+    assert all(not a[1].startswith("/..") for a in k.find("open_in_root"))
 
 
 def test_exec_joins_namespaces_and_cgroups_of_the_target() -> None:

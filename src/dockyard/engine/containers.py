@@ -384,7 +384,10 @@ class ContainerService:
         ]
         for bind in hc.binds or []:
             src, dst, *opts = bind.split(":")
-            os.makedirs(src, exist_ok=True)
+            # dockerd creates a missing source as a directory; an existing file (or
+            # anything else) is bound as it is.
+            if not os.path.lexists(src):
+                os.makedirs(src, exist_ok=True)
             mounts.append(BindMount(src, dst, readonly="ro" in ",".join(opts).split(",")))
         caps = None
         if hc.cap_add or hc.cap_drop:

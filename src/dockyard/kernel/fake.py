@@ -6,18 +6,31 @@ assert which calls happened, in which order, with which flags.
 
 from __future__ import annotations
 
+import errno as E
+import os
+import posixpath
 from collections.abc import Callable
 
 from dockyard.errors import KernelError
-from dockyard.kernel.flags import CAPABILITIES
+from dockyard.kernel.flags import AT_FDCWD, CAPABILITIES
 from dockyard.kernel.interface import Kernel
 
 
 class RecordingKernel(Kernel):
-    def __init__(self, *, fail: dict[str, int] | None = None, dirs: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        fail: dict[str, int] | None = None,
+        dirs: set[str] | None = None,
+        absent: set[str] | None = None,
+    ) -> None:
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self._fail = dict(fail or {})  # call name -> errno to raise (once per matching call)
         self._dirs = dirs if dirs is not None else set()
+        # Paths that do not exist (everything else does) until mkdirat/open_at(O_CREAT).
+        self.absent = set(absent or ())
+        self.fd_paths: dict[int, str] = {}  # every fd handed out -> the path it names
+        self.open_fds: set[int] = set()
         self._next_pid = 1000
         self._next_fd = 100
         self._umask = 0o022
@@ -27,6 +40,18 @@ class RecordingKernel(Kernel):
         errno = self._fail.get(name)
         if errno is not None:
             raise KernelError(name, args, errno)
+
+    def _new_fd(self, path: str) -> int:
+        self._next_fd += 1
+        self.fd_paths[self._next_fd] = path
+        self.open_fds.add(self._next_fd)
+        return self._next_fd
+
+    def _missing(self, path: str) -> bool:
+        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.absent)
+
+    def path_of(self, fd: int) -> str:
+        return self.fd_paths.get(fd, f"<fd {fd}>")
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -58,6 +83,57 @@ class RecordingKernel(Kernel):
 
     def umount2(self, target: str, flags: int) -> None:
         self._rec("umount2", target, flags)
+
+    def mount_at(
+        self, source: str | None, target_fd: int, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        self._rec("mount_at", source, target_fd, fstype, flags, data)
+
+    def bind_mount_at(
+        self, source: str, target_fd: int, recursive: bool, attrs: int, propagation: int
+    ) -> None:
+        self._rec("bind_mount_at", source, target_fd, recursive, attrs, propagation)
+
+    def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
+        self._rec("open_in_root", root_fd, path, flags)
+        # Lexical here: the fake has no symlinks; the real kernel resolves them.
+        full = posixpath.normpath(self.path_of(root_fd) + "/" + posixpath.normpath("/" + path))
+        if self._missing(full):
+            raise KernelError("openat2", (root_fd, path), E.ENOENT)
+        return self._new_fd(full)
+
+    def open_at(self, dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
+        self._rec("open_at", dir_fd, path, flags, mode)
+        full = path if dir_fd == AT_FDCWD else posixpath.join(self.path_of(dir_fd), path)
+        if self._missing(full):
+            if not flags & os.O_CREAT:
+                raise KernelError("openat", (dir_fd, path), E.ENOENT)
+            self.absent.discard(full)
+        elif flags & os.O_EXCL:
+            raise KernelError("openat", (dir_fd, path), E.EEXIST)
+        return self._new_fd(full)
+
+    def mkdirat(self, dir_fd: int, name: str, mode: int) -> None:
+        self._rec("mkdirat", dir_fd, name, mode)
+        full = posixpath.join(self.path_of(dir_fd), name)
+        if not self._missing(full):
+            raise KernelError("mkdirat", (dir_fd, name), E.EEXIST)
+        self.absent.discard(full)
+        self._dirs.add(full)
+
+    def readlinkat(self, dir_fd: int, name: str) -> str:
+        self._rec("readlinkat", dir_fd, name)
+        raise KernelError("readlinkat", (dir_fd, name), E.EINVAL)  # no symlinks here
+
+    def mknodat(self, dir_fd: int, name: str, mode: int, major: int, minor: int) -> None:
+        self._rec("mknodat", dir_fd, name, mode, major, minor)
+
+    def symlinkat(self, target: str, dir_fd: int, name: str) -> None:
+        self._rec("symlinkat", target, dir_fd, name)
+
+    def close(self, fd: int) -> None:
+        self._rec("close", fd)
+        self.open_fds.discard(fd)
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         self._rec("pivot_root", new_root, put_old)

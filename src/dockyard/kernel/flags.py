@@ -32,6 +32,38 @@ MS_STRICTATIME = 1 << 24
 # umount2(2) flags
 MNT_DETACH = 2
 
+# *at(2) calls: the current directory as the base of a relative path
+AT_FDCWD = -100
+
+# openat2(2) resolve flags (<linux/openat2.h>)
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+# mount_setattr(2) attributes (<linux/mount.h>): what a bind mount's options become
+MOUNT_ATTR_RDONLY = 0x01
+MOUNT_ATTR_NOSUID = 0x02
+MOUNT_ATTR_NODEV = 0x04
+MOUNT_ATTR_NOEXEC = 0x08
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+_MS_TO_ATTR = {
+    MS_RDONLY: MOUNT_ATTR_RDONLY,
+    MS_NOSUID: MOUNT_ATTR_NOSUID,
+    MS_NODEV: MOUNT_ATTR_NODEV,
+    MS_NOEXEC: MOUNT_ATTR_NOEXEC,
+    MS_NOATIME: MOUNT_ATTR_NOATIME,
+    MS_STRICTATIME: MOUNT_ATTR_STRICTATIME,
+}
+
+
+def mount_attrs(ms_flags: int) -> int:
+    """The MOUNT_ATTR_* bits of the per-mount MS_* flags (MS_BIND/MS_REC etc. have none)."""
+    return sum(attr for ms, attr in _MS_TO_ATTR.items() if ms_flags & ms)
+
+
 # mknod(2) file types
 S_IFCHR = 0o020000
 

@@ -42,6 +42,49 @@ class Kernel(ABC):
     def umount2(self, target: str, flags: int) -> None: ...
 
     @abstractmethod
+    def mount_at(
+        self, source: str | None, target_fd: int, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        """mount(2) onto the place an O_PATH fd names (through /proc/self/fd/N): the
+        target is what was resolved, whatever the path says by now."""
+
+    @abstractmethod
+    def bind_mount_at(
+        self, source: str, target_fd: int, recursive: bool, attrs: int, propagation: int
+    ) -> None:
+        """open_tree(OPEN_TREE_CLONE) of `source`, mount_setattr (MOUNT_ATTR_* `attrs` on
+        the top mount; `propagation` MS_PRIVATE etc., on all with MS_REC), move_mount
+        onto `target_fd`: the options hold before the mount is visible, with no
+        remount by path."""
+
+    @abstractmethod
+    def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
+        """openat2(root_fd, path, flags|O_CLOEXEC, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS):
+        symlinks and ".." are resolved by the kernel as if root_fd were /.
+        KernelError ENOSYS where openat2 is missing (Linux < 5.6)."""
+
+    @abstractmethod
+    def open_at(self, dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
+        """openat(2) with O_CLOEXEC; dir_fd may be AT_FDCWD."""
+
+    @abstractmethod
+    def mkdirat(self, dir_fd: int, name: str, mode: int) -> None: ...
+
+    @abstractmethod
+    def readlinkat(self, dir_fd: int, name: str) -> str:
+        """The target of a symlink; name "" reads the symlink an O_PATH fd names."""
+
+    @abstractmethod
+    def mknodat(self, dir_fd: int, name: str, mode: int, major: int, minor: int) -> None: ...
+
+    @abstractmethod
+    def symlinkat(self, target: str, dir_fd: int, name: str) -> None:
+        """No error if `name` exists."""
+
+    @abstractmethod
+    def close(self, fd: int) -> None: ...
+
+    @abstractmethod
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
 
     @abstractmethod

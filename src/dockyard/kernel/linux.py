@@ -13,7 +13,14 @@ import time
 from collections.abc import Callable
 
 from dockyard.errors import KernelError
-from dockyard.kernel.flags import CAPABILITIES, cap_number
+from dockyard.kernel.flags import (
+    AT_FDCWD,
+    CAPABILITIES,
+    MS_REC,
+    RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS,
+    cap_number,
+)
 from dockyard.kernel.interface import Kernel
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -45,6 +52,12 @@ _FSCONFIG_CMD_CREATE = 6
 _FSMOUNT_CLOEXEC = 1
 _MOVE_MOUNT_F_EMPTY_PATH = 4
 _AT_FDCWD = -100
+_SYS_OPEN_TREE, _SYS_OPENAT2, _SYS_MOUNT_SETATTR = 428, 437, 442  # same on all arches
+_OPEN_TREE_CLONE = 1
+_AT_RECURSIVE = 0x8000
+_AT_EMPTY_PATH = 0x1000
+_MOVE_MOUNT_T_EMPTY_PATH = 0x40
+_OPENAT2_RETRIES = 64  # EAGAIN: a rename raced with a ".." lookup; the kernel asks to retry
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90}[os.uname().machine]
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[os.uname().machine]
 
@@ -79,6 +92,19 @@ class _CapData(ctypes.Structure):
         ("effective", ctypes.c_uint32),
         ("permitted", ctypes.c_uint32),
         ("inheritable", ctypes.c_uint32),
+    ]
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
     ]
 
 
@@ -177,6 +203,101 @@ class LinuxKernel(Kernel):
 
     def umount2(self, target: str, flags: int) -> None:
         _check(_libc.umount2(_b(target), flags), "umount2", target, flags)
+
+    def mount_at(
+        self, source: str | None, target_fd: int, fstype: str | None, flags: int, data: str | None
+    ) -> None:
+        target = f"/proc/self/fd/{target_fd}".encode()
+        ret = _libc.mount(_b(source), target, _b(fstype), flags, _b(data))
+        _check(ret, "mount", source, f"fd {target_fd}", fstype, hex(flags), data)
+
+    def bind_mount_at(
+        self, source: str, target_fd: int, recursive: bool, attrs: int, propagation: int
+    ) -> None:
+        flags = _OPEN_TREE_CLONE | os.O_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
+        tree = _check(
+            _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, _b(source), flags), "open_tree", source
+        )
+        try:
+            if attrs:  # the top mount only, as a bind remount does ("rro" is not asked for)
+                self._mount_setattr(tree, 0, _MountAttr(attrs, 0, 0, 0))
+            if propagation:  # "rprivate": MS_REC is AT_RECURSIVE to mount_setattr
+                scope = _AT_RECURSIVE if propagation & MS_REC else 0
+                self._mount_setattr(tree, scope, _MountAttr(0, 0, propagation & ~MS_REC, 0))
+            ret = _libc.syscall(
+                _SYS_MOVE_MOUNT,
+                tree,
+                b"",
+                target_fd,
+                b"",
+                _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH,
+            )
+            _check(ret, "move_mount", source, f"fd {target_fd}")
+        finally:
+            os.close(tree)
+
+    def _mount_setattr(self, fd: int, flags: int, attr: _MountAttr) -> None:
+        ret = _libc.syscall(
+            _SYS_MOUNT_SETATTR,
+            fd,
+            b"",
+            _AT_EMPTY_PATH | flags,
+            ctypes.byref(attr),
+            ctypes.sizeof(attr),
+        )
+        _check(ret, "mount_setattr", hex(attr.attr_set), hex(attr.propagation))
+
+    def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
+        how = _OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        raw = _b(path)
+        for _ in range(_OPENAT2_RETRIES):
+            fd = _libc.syscall(_SYS_OPENAT2, root_fd, raw, ctypes.byref(how), ctypes.sizeof(how))
+            if fd >= 0:
+                return fd
+            err = ctypes.get_errno()
+            if err != errno.EAGAIN:
+                break
+        raise KernelError("openat2", (root_fd, path, "RESOLVE_IN_ROOT"), err)
+
+    def open_at(self, dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
+        try:
+            return os.open(
+                path, flags | os.O_CLOEXEC, mode, dir_fd=None if dir_fd == AT_FDCWD else dir_fd
+            )
+        except OSError as exc:
+            raise _oserror("openat", (dir_fd, path, hex(flags)), exc) from None
+
+    def mkdirat(self, dir_fd: int, name: str, mode: int) -> None:
+        try:
+            os.mkdir(name, mode, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _oserror("mkdirat", (dir_fd, name, oct(mode)), exc) from None
+
+    def readlinkat(self, dir_fd: int, name: str) -> str:
+        try:
+            return os.readlink(name, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _oserror("readlinkat", (dir_fd, name), exc) from None
+
+    def mknodat(self, dir_fd: int, name: str, mode: int, major: int, minor: int) -> None:
+        try:
+            os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
+        except OSError as exc:
+            raise _oserror("mknodat", (dir_fd, name, oct(mode), major, minor), exc) from None
+
+    def symlinkat(self, target: str, dir_fd: int, name: str) -> None:
+        try:
+            os.symlink(target, name, dir_fd=dir_fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise _oserror("symlinkat", (target, dir_fd, name), exc) from None
+
+    def close(self, fd: int) -> None:
+        try:
+            os.close(fd)
+        except OSError as exc:
+            raise _oserror("close", (fd,), exc) from None
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         ret = _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))

@@ -30,7 +30,7 @@ from dockyard.kernel.trace import TraceEntry, TracingKernel, calls_to_json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.seccomp import compile_profile
-from dockyard.runtime.securejoin import resolve_in_root
+from dockyard.runtime.securejoin import open_in_root
 from dockyard.runtime.spec import DEFAULT_PATH
 
 # name, major, minor: the devices every container gets (runtime-spec "default devices").
@@ -64,10 +64,6 @@ TRACE_MAGIC = b"\0trace\0"
 OVERLAY_DATA_LIMIT = 4000  # mount(2) copies one page of data
 
 
-def _in_root(rootfs: str, path: str) -> str:
-    return resolve_in_root(rootfs, path)
-
-
 def mount_rootfs(kernel: Kernel, cfg: ContainerConfig) -> None:
     if not cfg.lowerdirs:
         # A plain directory: bind it onto itself so that it is a mount point for pivot_root.
@@ -93,52 +89,76 @@ def mount_rootfs(kernel: Kernel, cfg: ContainerConfig) -> None:
         kernel.mount_overlay(cfg.rootfs, cfg.lowerdirs, cfg.upperdir, cfg.workdir)
 
 
-def mount_one(kernel: Kernel, cfg: ContainerConfig, m: MountEntry) -> None:
-    target = _in_root(cfg.rootfs, m.destination)
-    if m.is_bind and not kernel.is_dir(m.source):
-        kernel.makedirs(os.path.dirname(target))
-        kernel.create_file(target)
-    else:
-        kernel.makedirs(target)
-    # Bind mounts ignore most flags on the first call; read-only etc. need a remount.
-    first = m.flags & (K.MS_BIND | K.MS_REC) if m.is_bind else m.flags
-    kernel.mount(m.source or None, target, m.fstype or None, first, m.data or None)
-    extra = m.flags & ~(K.MS_BIND | K.MS_REC)
-    if m.is_bind and extra:
-        kernel.mount(None, target, None, K.MS_BIND | K.MS_REMOUNT | extra, None)
+def open_root(kernel: Kernel, path: str) -> int:
+    """An O_PATH fd of the container's root: what every path inside it is resolved against."""
+    return kernel.open_at(K.AT_FDCWD, path, os.O_PATH | os.O_DIRECTORY)
+
+
+def mount_one(kernel: Kernel, root_fd: int, m: MountEntry) -> None:
+    # A file bind mount needs a file to cover; everything else a directory.
+    create = "file" if m.is_bind and not kernel.is_dir(m.source) else "dir"
+    target = open_in_root(kernel, root_fd, m.destination, create)
+    try:
+        if m.is_bind:
+            # Options and propagation are set on a detached copy, then it is moved onto
+            # the fd: no remount by path that a racing container could redirect.
+            recursive = bool(m.flags & K.MS_REC)
+            kernel.bind_mount_at(m.source, target, recursive, K.mount_attrs(m.flags), m.propagation)
+            return
+        kernel.mount_at(m.source or None, target, m.fstype or None, m.flags, m.data or None)
+    finally:
+        kernel.close(target)
     if m.propagation:
-        kernel.mount(None, target, None, m.propagation, None)
+        _on_new_mount(kernel, root_fd, m.destination, m.propagation, None)
+
+
+def _on_new_mount(kernel: Kernel, root_fd: int, path: str, flags: int, data: str | None) -> None:
+    """A mount(2) call on the mount just made at `path` (a remount, a propagation
+    change): resolved again, since the fd of the target names what it covers."""
+    fd = open_in_root(kernel, root_fd, path)
+    try:
+        kernel.mount_at(None, fd, None, flags, data)
+    finally:
+        kernel.close(fd)
 
 
 def mount_cgroups(
-    kernel: Kernel, cfg: ContainerConfig, m: MountEntry, controllers: list[str]
+    kernel: Kernel, cfg: ContainerConfig, root_fd: int, m: MountEntry, controllers: list[str]
 ) -> None:
     """cgroup v1 inside the container: a tmpfs with the container's own cgroup
     directory of each controller bind-mounted on it (what runc does), so that
     /sys/fs/cgroup/memory/memory.limit_in_bytes is the container's limit."""
-    target = _in_root(cfg.rootfs, m.destination)
     locked = K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC
     readonly = m.flags & K.MS_RDONLY
-    kernel.makedirs(target)
-    kernel.mount("tmpfs", target, "tmpfs", locked, "mode=755")
+    target = open_in_root(kernel, root_fd, m.destination, "dir")
+    try:
+        kernel.mount_at("tmpfs", target, "tmpfs", locked, "mode=755")
+    finally:
+        kernel.close(target)
     for controller in controllers:
-        path = f"{target}/{controller}"
-        kernel.makedirs(path)
-        kernel.mount(kernel.cgroup_dir(controller, cfg.cgroup_path), path, None, K.MS_BIND, None)
-        kernel.mount(None, path, None, K.MS_BIND | K.MS_REMOUNT | locked | readonly, None)
+        path = open_in_root(kernel, root_fd, f"{m.destination}/{controller}", "dir")
+        try:
+            source = kernel.cgroup_dir(controller, cfg.cgroup_path)
+            kernel.bind_mount_at(source, path, False, K.mount_attrs(locked | readonly), 0)
+        finally:
+            kernel.close(path)
     if readonly:
-        kernel.mount(None, target, None, K.MS_REMOUNT | K.MS_RDONLY | locked, "mode=755")
+        flags = K.MS_REMOUNT | K.MS_RDONLY | locked
+        _on_new_mount(kernel, root_fd, m.destination, flags, "mode=755")
 
 
-def populate_dev(kernel: Kernel, cfg: ContainerConfig) -> None:
-    """Device nodes and symlinks on the container's /dev tmpfs."""
-    dev = _in_root(cfg.rootfs, "/dev")
-    for name, major, minor in DEFAULT_DEVICES:
-        kernel.mknod(f"{dev}/{name}", K.S_IFCHR | 0o666, major, minor)
-    for target, name in DEV_SYMLINKS:
-        kernel.symlink(target, f"{dev}/{name}")
-    if any(m.destination == "/dev/pts" for m in cfg.mounts):
-        kernel.symlink("pts/ptmx", f"{dev}/ptmx")
+def populate_dev(kernel: Kernel, root_fd: int, devpts: bool) -> None:
+    """Device nodes and symlinks on the container's /dev tmpfs (just mounted)."""
+    dev = open_in_root(kernel, root_fd, "/dev")
+    try:
+        for name, major, minor in DEFAULT_DEVICES:
+            kernel.mknodat(dev, name, K.S_IFCHR | 0o666, major, minor)
+        for target, name in DEV_SYMLINKS:
+            kernel.symlinkat(target, dev, name)
+        if devpts:
+            kernel.symlinkat("pts/ptmx", dev, "ptmx")
+    finally:
+        kernel.close(dev)
 
 
 def setup_console(kernel: Kernel, send_pty: Callable[[int], None]) -> None:
@@ -286,18 +306,24 @@ def init_container(
     kernel.umask(0)
     kernel.mount(None, "/", None, K.MS_REC | K.MS_PRIVATE, None)
     mount_rootfs(kernel, cfg)
+    root_fd = open_root(kernel, cfg.rootfs)
+    devpts = any(m.destination == "/dev/pts" for m in cfg.mounts)
     for m in cfg.mounts:
         if m.fstype == "cgroup":
-            mount_cgroups(kernel, cfg, m, controllers)
+            mount_cgroups(kernel, cfg, root_fd, m, controllers)
             continue
-        mount_one(kernel, cfg, m)
+        mount_one(kernel, root_fd, m)
         if m.destination == "/dev" and m.fstype == "tmpfs":
-            populate_dev(kernel, cfg)
+            populate_dev(kernel, root_fd, devpts)
+    kernel.close(root_fd)
     pivot_into(kernel, cfg.rootfs)
     if cfg.terminal:
         setup_console(kernel, send_pty)
     mask_paths(kernel, cfg)
-    kernel.makedirs(cfg.cwd)
+    # The working directory (-w) is created like a mount target: through the resolver.
+    new_root = open_root(kernel, "/")
+    kernel.close(open_in_root(kernel, new_root, cfg.cwd, "dir"))
+    kernel.close(new_root)
     if cfg.readonly_rootfs:
         kernel.mount(None, "/", None, K.MS_BIND | K.MS_REMOUNT | K.MS_RDONLY, None)
     confine_and_exec(kernel, cfg, before_exec)
