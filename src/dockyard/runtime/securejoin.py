@@ -59,6 +59,8 @@ def open_in_root(kernel: Kernel, root_fd: int, path: str, create: Create = None)
         try:
             _create(kernel, parent_fd, name, create)
         except KernelError as exc:
+            if exc.errno == errno.ENOENT:
+                continue  # the parent was removed under us: resolve again
             if exc.errno != errno.EEXIST:
                 raise
             # A dangling symlink (e.g. /etc/resolv.conf -> ../run/...): create

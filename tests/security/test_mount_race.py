@@ -1,0 +1,67 @@
+"""Attack: swap a directory in a shared bind source for a symlink while another
+container starts with a mount target below it (the CVE-2021-30465 class).
+
+Container A has the shared directory at /shared and loops: `a` is a directory,
+then a symlink to a directory on the host. Container B has the same directory
+at /data and a second bind mount at /data/a/<name>, so its runtime must create
+<name> under `a` and mount onto it. A runtime that checks the path and then
+uses the string again follows the symlink and creates <name> (and mounts) on
+the host. Nothing may ever appear in the host directory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+RUNS = 50
+BUDGET = 300.0  # seconds for all runs, on a loaded 2-core machine
+
+
+def test_symlink_swap_in_a_shared_bind_source_stays_inside_the_root(daemon, unique) -> None:
+    base = daemon.base / unique("race")
+    shared, other, host = base / "shared", base / "other", base / "host"
+    for d in (shared, other, host):
+        d.mkdir(parents=True)
+    (shared / "a").mkdir()
+    name = unique("made")
+    swapper = unique("swapper")
+    loop = (
+        "while :; do "
+        "rm -f /shared/a 2>/dev/null; mkdir /shared/a 2>/dev/null; "
+        f"rm -rf /shared/a 2>/dev/null; ln -s {host} /shared/a 2>/dev/null; "
+        "done"
+    )
+    proc = daemon.dockyard(
+        "run", "-d", "--name", swapper, "-v", f"{shared}:/shared", "busybox", "sh", "-c", loop
+    )
+    assert proc.returncode == 0, proc.stderr
+    started = failed = 0
+    try:
+        deadline = time.monotonic() + BUDGET
+        for _ in range(RUNS):
+            if time.monotonic() > deadline:
+                break
+            run = daemon.dockyard(
+                "run", "--rm",
+                "-v", f"{shared}:/data",
+                "-v", f"{other}:/data/a/{name}",
+                "busybox", "true",
+                timeout=60,
+            )  # fmt: skip
+            if run.returncode == 0:
+                started += 1
+            else:
+                failed += 1
+            assert not os.listdir(host), f"created on the host after {started + failed} runs"
+    finally:
+        daemon.dockyard("rm", "-f", swapper)
+    assert started + failed >= RUNS // 2, "too few runs within the time budget"
+    # Refusing every start would hide nothing: the mounts must still be made.
+    assert started >= RUNS // 2, f"only {started} of {started + failed} runs started"
+    assert not os.listdir(host)
+    assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if f" {host}" in line]  # fmt: skip
+    # The daemon still answers and runs containers.
+    assert daemon.dockyard("run", "--rm", "busybox", "true").returncode == 0
