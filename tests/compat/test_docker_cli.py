@@ -190,3 +190,10 @@ def test_name_conflict(daemon, unique):
     third = daemon.docker("run", "--name", name, "busybox", "true")
     assert third.returncode == 125
     assert "is already in use" in third.stderr
+
+
+def test_file_bind_mount(daemon, unique):
+    src = daemon.base / unique("hostfile")
+    src.write_text("bound\n")
+    proc = daemon.docker("run", "--rm", "-v", f"{src}:/h:ro", "busybox", "cat", "/h")
+    assert (proc.returncode, proc.stdout) == (0, "bound\n"), proc.stderr

@@ -99,3 +99,12 @@ def test_unknown_image_raises_api_error(client):
     # pull after the 404, which must fail cleanly too.
     with pytest.raises(docker.errors.APIError):
         client.containers.run("no-such-image-dky", "true", remove=True)
+
+
+def test_file_bind_mount(client, daemon, unique):
+    src = daemon.base / unique("hostfile")
+    src.write_text("bound\n")
+    out = client.containers.run(
+        "busybox", "cat /h", volumes={str(src): {"bind": "/h", "mode": "ro"}}, remove=True
+    )
+    assert out == b"bound\n"
