@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from dockyard.errors import RuntimeFailure
+from dockyard.errors import KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
+from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime.bundle import config_from_oci, load_config
 from dockyard.runtime.spec import DEFAULT_CAPABILITIES, BindMount, RunSpec, write_bundle
 
@@ -167,3 +168,26 @@ def test_bad_config_is_a_runtime_failure(tmp_path) -> None:
         load_config(str(tmp_path))
     with pytest.raises(RuntimeFailure):
         config_from_oci(str(tmp_path), {"process": {}})
+
+
+def test_runtime_refuses_a_cgroups_path_that_climbs_out() -> None:
+    # An OCI bundle written by anyone (containerd, a hand-made config.json) is
+    # checked too, not only what the engine validated.
+    oci = RunSpec(
+        args=["true"], env=[], hostname="h", rootfs_lower=["/l"], rootfs_upper="/u",
+        rootfs_work="/w", cgroup_parent="../../../tmp/x",
+    ).to_oci("c1")  # fmt: skip
+    with pytest.raises(RuntimeFailure, match=r"\.\."):
+        config_from_oci("/b/c1", oci)
+    ok = RunSpec(
+        args=["true"], env=[], hostname="h", rootfs_lower=["/l"], rootfs_upper="/u",
+        rootfs_work="/w", cgroup_parent="/a/./b/",
+    ).to_oci("c1")  # fmt: skip
+    assert config_from_oci("/b/c1", ok).cgroup_path == "a/b/c1"
+
+
+def test_kernel_refuses_cgroup_paths_with_dotdot(tmp_path) -> None:
+    kernel = LinuxKernel(cgroup_root=str(tmp_path))
+    with pytest.raises(KernelError):
+        kernel.cgroup_create("memory", "../../x")
+    assert not (tmp_path.parent / "x").exists()

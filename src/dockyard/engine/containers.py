@@ -39,6 +39,7 @@ from dockyard.errors import (
     RuntimeFailure,
 )
 from dockyard.image.users import parse_passwd, resolve_user
+from dockyard.runtime.cgroups import check_cgroup_parent
 from dockyard.runtime.launcher import ExitRecord, Launcher, MonitorLink, read_exit
 from dockyard.runtime.spec import (
     CAPABILITIES,
@@ -330,6 +331,7 @@ class ContainerService:
             raise NotFound(f"network {mode} not found")
         if hc.memory and hc.memory < 6 * 1024 * 1024:
             raise InvalidParameter("Minimum memory limit allowed is 6MB")
+        check_cgroup_parent(hc.cgroup_parent)
         policy = hc.restart_policy.name
         if policy not in ("", "no", "always", "unless-stopped", "on-failure"):
             raise InvalidParameter(f"invalid restart policy: unknown policy '{policy}'")

@@ -418,6 +418,10 @@ class LinuxKernel(Kernel):
 
     # --- cgroups ---------------------------------------------------------------
     def _cg(self, controller: str, path: str, name: str = "") -> str:
+        # Callers validate cgroup paths; this keeps a missed one from reaching the host's
+        # directories through /sys/fs/cgroup/<controller>/../..
+        if ".." in path.split("/") or ".." in controller.split("/") or "/" in name:
+            raise KernelError("cgroup", (controller, path, name), errno.EINVAL)
         base = f"{self.cgroup_root}/{controller}/{path.strip('/')}"
         return f"{base}/{name}" if name else base
 

@@ -44,6 +44,15 @@ _PROPAGATION: dict[str, int] = {
 CGROUP_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "devices", "freezer")
 
 
+def cgroup_path_error(path: str) -> str | None:
+    """Why a cgroup path (relative to each controller's root) is refused, or None."""
+    if "\0" in path or "\n" in path:
+        return "control characters are not allowed"
+    if ".." in path.split("/"):
+        return '".." is not allowed: the cgroup parent must stay inside the cgroup hierarchy'
+    return None
+
+
 @dataclass
 class MountEntry:
     destination: str
@@ -131,6 +140,13 @@ def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
         else:
             data.append(opt)
     return mount_flags, propagation, ",".join(data)
+
+
+def _cgroup_path(path: str) -> str:
+    error = cgroup_path_error(path)
+    if error:
+        raise ValueError(f"cgroupsPath {path!r}: {error}")
+    return "/".join(p for p in path.split("/") if p not in ("", "."))
 
 
 def _caps(process: dict, kind: str) -> list[str]:
@@ -240,8 +256,8 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
         permitted=_caps(process, "permitted"),
         inheritable=_caps(process, "inheritable"),
         no_new_privileges=bool(process.get("noNewPrivileges", False)),
-        cgroup_path=(linux.get("cgroupsPath") or f"/dockyard/{os.path.basename(bundle)}").strip(
-            "/"
+        cgroup_path=_cgroup_path(
+            linux.get("cgroupsPath") or f"/dockyard/{os.path.basename(bundle)}"
         ),
         resources=resources,
         masked_paths=list(linux.get("maskedPaths", [])),

@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import time
 
-from dockyard.errors import Conflict, KernelError
+from dockyard.errors import Conflict, InvalidParameter, KernelError
 from dockyard.kernel.interface import Kernel
-from dockyard.runtime.bundle import CGROUP_CONTROLLERS, ContainerConfig
+from dockyard.runtime.bundle import CGROUP_CONTROLLERS, ContainerConfig, cgroup_path_error
+
+
+def check_cgroup_parent(parent: str) -> None:
+    """Refuse a HostConfig.CgroupParent that would leave the cgroup hierarchy.
+
+    As with dockerd's cgroupfs driver, "/a/b" and "a/b" both name a/b below each
+    controller's root; ".." (which would reach /sys/fs/cgroup/.. and up, i.e. any
+    host directory) is refused.
+    """
+    error = cgroup_path_error(parent)
+    if error:
+        raise InvalidParameter(f'invalid CgroupParent "{parent}": {error}')
 
 
 def available_controllers(kernel: Kernel) -> list[str]:
