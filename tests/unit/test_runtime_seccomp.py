@@ -131,3 +131,55 @@ def test_profile_is_in_the_oci_config_unless_privileged() -> None:
     assert "mount" in profile["syscalls"][0]["names"]
     assert "seccomp" not in spec(privileged=True)["linux"]
     assert compile_profile(profile, "riscv64") is None  # no table: not applied
+
+
+def test_personality_only_with_dockers_personas() -> None:
+    prog = program()
+    for persona in (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF):
+        assert run_bpf(prog, NR["personality"], (persona,)) == RET_ALLOW, hex(persona)
+    eperm = RET_ERRNO | errno.EPERM
+    addr_no_randomize, read_implies_exec = 0x0040000, 0x0400000
+    for persona in (addr_no_randomize, read_implies_exec, addr_no_randomize | 0x8, 0x1):
+        assert run_bpf(prog, NR["personality"], (persona,)) == eperm, hex(persona)
+    # The kernel reads an unsigned int: high bits cannot smuggle a persona past the check.
+    assert run_bpf(prog, NR["personality"], (0x1_0000_0000 | addr_no_randomize,)) == eperm
+    # Even CAP_SYS_ADMIN does not open it (as in Docker).
+    admin = program([*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"])
+    assert run_bpf(admin, NR["personality"], (addr_no_randomize,)) == eperm
+
+
+def test_pidfd_getfd_process_madvise_and_fanotify_init() -> None:
+    prog = program()
+    eperm = RET_ERRNO | errno.EPERM
+    for name in ("pidfd_getfd", "process_madvise", "fanotify_init"):
+        assert run_bpf(prog, NR[name]) == eperm, name
+    # Granted with the capability Docker ties each one to.
+    ptrace = program([*DEFAULT_CAPABILITIES, "CAP_SYS_PTRACE"])
+    assert run_bpf(ptrace, NR["pidfd_getfd"]) == RET_ALLOW
+    assert run_bpf(ptrace, NR["process_madvise"]) == RET_ALLOW
+    assert run_bpf(ptrace, NR["fanotify_init"]) == eperm
+    admin = program([*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"])
+    assert run_bpf(admin, NR["fanotify_init"]) == RET_ALLOW
+
+
+def test_syscalls_newer_than_the_profile_answer_enosys() -> None:
+    enosys = RET_ERRNO | errno.ENOSYS
+    for caps in (DEFAULT_CAPABILITIES, [*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN", "CAP_SYS_NICE"]):
+        prog = program(caps)
+        # The newest call Docker's profile knows stays as the profile says...
+        assert run_bpf(prog, NR["futex_waitv"]) == RET_ALLOW
+        assert run_bpf(prog, NR["memfd_secret"]) == RET_ALLOW
+        # ...and everything above it is ENOSYS, so libcs fall back.
+        for nr in (451, 452, 462, 1000, 0x3FFFFFFF):
+            assert run_bpf(prog, nr) == enosys, nr
+    assert run_bpf(program(), NR["set_mempolicy_home_node"]) == RET_ERRNO | errno.EPERM
+    nice = program([*DEFAULT_CAPABILITIES, "CAP_SYS_NICE"])
+    assert run_bpf(nice, NR["set_mempolicy_home_node"]) == RET_ALLOW
+    # x32 numbers are still refused as another ABI, not answered ENOSYS.
+    assert run_bpf(program(), 0x40000000 | 1000) == RET_ERRNO | errno.EPERM
+
+
+def test_profile_without_names_has_no_enosys_range() -> None:
+    prog = compile_profile({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}, "x86_64")
+    assert prog is not None
+    assert run_bpf(prog, 1000) == RET_ALLOW

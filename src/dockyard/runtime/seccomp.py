@@ -9,6 +9,11 @@ are refused through clone as well (the flags argument), clone3 answers
 ENOSYS so that libcs fall back to clone, and other ABIs (i386, x32) are
 refused, since the numbers below are x86_64's.
 
+`personality` is allowed only with the personas Docker allows (no
+ADDR_NO_RANDOMIZE, no READ_IMPLIES_EXEC), and every system call newer than
+the newest the profile names answers ENOSYS (as runc does), so a call added
+to a later kernel is not open by default and libcs fall back.
+
 `linux.seccomp` in config.json carries the profile (OCI form, so runc could
 apply it too); the container init compiles it to classic BPF and installs it
 just before it drops its capabilities.
@@ -26,8 +31,8 @@ from functools import lru_cache
 X86_64_SYSCALLS: dict[str, int] = {
     "acct": 163, "add_key": 248, "adjtimex": 159, "bpf": 321, "clock_adjtime": 305,
     "clock_settime": 227, "clone": 56, "clone3": 435, "create_module": 174,
-    "delete_module": 176, "finit_module": 313, "fsconfig": 431, "fsmount": 432,
-    "fsopen": 430, "fspick": 433, "get_kernel_syms": 177, "get_mempolicy": 239,
+    "delete_module": 176, "fanotify_init": 300, "finit_module": 313, "fsconfig": 431,
+    "fsmount": 432, "fsopen": 430, "fspick": 433, "get_kernel_syms": 177, "get_mempolicy": 239,
     "init_module": 175, "io_uring_enter": 426, "io_uring_register": 427,
     "io_uring_setup": 425, "ioperm": 173, "iopl": 172, "kcmp": 312,
     "kexec_file_load": 320, "kexec_load": 246, "keyctl": 250, "lookup_dcookie": 212,
@@ -39,25 +44,39 @@ X86_64_SYSCALLS: dict[str, int] = {
     "request_key": 249, "set_mempolicy": 238, "setns": 308, "settimeofday": 164,
     "swapoff": 168, "swapon": 167, "syslog": 103, "sysfs": 139, "_sysctl": 156,
     "umount2": 166, "unshare": 272, "uselib": 134, "userfaultfd": 323, "ustat": 136,
-    "vhangup": 153,
+    "vhangup": 153, "personality": 135, "pidfd_getfd": 438, "process_madvise": 440,
+    "memfd_secret": 447, "process_mrelease": 448, "futex_waitv": 449,
+    "set_mempolicy_home_node": 450,
 }  # fmt: skip
+
+# The newest system calls Docker's default profile knows (x86_64: up to 450): named
+# by an ALLOW rule after the refusals, so the program's ENOSYS range starts above them.
+NEWEST_KNOWN = ["memfd_secret", "process_mrelease", "futex_waitv", "set_mempolicy_home_node"]
+
+# The personas Docker allows (PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32, and
+# 0xffffffff, which only queries); anything else (ADDR_NO_RANDOMIZE 0x0040000,
+# READ_IMPLIES_EXEC 0x0400000...) is EPERM. The kernel takes an unsigned int, so
+# comparing the low 32 bits of the argument is exact.
+PERSONALITIES = [0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF]
 
 # Refused unless the container holds the capability (moby profiles/seccomp/default.json).
 _GATED: list[tuple[str | None, list[str]]] = [
     (None, ["add_key", "keyctl", "request_key", "io_uring_setup", "io_uring_enter",
             "io_uring_register", "userfaultfd", "uselib", "ustat", "sysfs", "_sysctl",
             "nfsservctl", "get_kernel_syms", "query_module", "create_module"]),
-    ("CAP_SYS_ADMIN", ["bpf", "clone3", "fsconfig", "fsmount", "fsopen", "fspick",
-                       "lookup_dcookie", "mount", "mount_setattr", "move_mount", "open_tree",
-                       "perf_event_open", "pivot_root", "quotactl", "quotactl_fd", "setns",
-                       "swapoff", "swapon", "umount2", "unshare"]),
+    ("CAP_SYS_ADMIN", ["bpf", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen",
+                       "fspick", "lookup_dcookie", "mount", "mount_setattr", "move_mount",
+                       "open_tree", "perf_event_open", "pivot_root", "quotactl", "quotactl_fd",
+                       "setns", "swapoff", "swapon", "umount2", "unshare"]),
     ("CAP_SYS_MODULE", ["delete_module", "finit_module", "init_module"]),
     ("CAP_SYS_BOOT", ["kexec_file_load", "kexec_load", "reboot"]),
     ("CAP_SYS_TIME", ["adjtimex", "clock_adjtime", "clock_settime", "settimeofday"]),
-    ("CAP_SYS_PTRACE", ["kcmp", "process_vm_readv", "process_vm_writev"]),
+    ("CAP_SYS_PTRACE", ["kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv",
+                        "process_vm_writev"]),
     ("CAP_SYS_PACCT", ["acct"]),
     ("CAP_SYS_RAWIO", ["ioperm", "iopl"]),
-    ("CAP_SYS_NICE", ["get_mempolicy", "mbind", "move_pages", "set_mempolicy"]),
+    ("CAP_SYS_NICE", ["get_mempolicy", "mbind", "move_pages", "set_mempolicy",
+                      "set_mempolicy_home_node"]),
     ("CAP_SYSLOG", ["syslog"]),
     ("CAP_SYS_TTY_CONFIG", ["vhangup"]),
     ("CAP_DAC_READ_SEARCH", ["name_to_handle_at", "open_by_handle_at"]),
@@ -101,6 +120,16 @@ def default_profile(capabilities: list[str]) -> dict:
     rules: list[dict] = [
         {"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
     ]
+    # First match wins: the allowed personas, then a refusal of every other one.
+    for persona in PERSONALITIES:
+        rules.append(
+            {
+                "names": ["personality"],
+                "action": "SCMP_ACT_ALLOW",
+                "args": [{"index": 0, "value": persona, "op": "SCMP_CMP_EQ"}],
+            }
+        )
+    rules.append({"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM})
     if "CAP_SYS_ADMIN" not in held:
         rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.ENOSYS})
         for flag in NAMESPACE_FLAGS:
@@ -114,6 +143,7 @@ def default_profile(capabilities: list[str]) -> dict:
                     ],
                 }
             )
+    rules.append({"names": NEWEST_KNOWN, "action": "SCMP_ACT_ALLOW"})
     return {
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64"],
@@ -152,6 +182,8 @@ def _compile(profile_json: str, machine: str) -> bytes | None:
     if profile.get("defaultAction", "SCMP_ACT_ALLOW") != "SCMP_ACT_ALLOW":
         raise ValueError("only profiles whose default action is SCMP_ACT_ALLOW are supported")
     deny_other_abi = RET_ERRNO | errno.EPERM
+    rules = profile.get("syscalls", [])
+    named = [X86_64_SYSCALLS[n] for r in rules for n in r["names"] if n in X86_64_SYSCALLS]
     prog = [
         _insn(_LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
         _insn(_JEQ_K, 1, 0, _AUDIT_ARCH[machine]),
@@ -160,7 +192,12 @@ def _compile(profile_json: str, machine: str) -> bytes | None:
         _insn(_JGE_K, 0, 1, _X32_SYSCALL_BIT),
         _insn(_RET_K, 0, 0, deny_other_abi),
     ]
-    for rule in profile.get("syscalls", []):
+    if named:  # newer than anything the profile names: ENOSYS (what runc does)
+        prog += [
+            _insn(_JGE_K, 0, 1, max(named) + 1),
+            _insn(_RET_K, 0, 0, RET_ERRNO | errno.ENOSYS),
+        ]
+    for rule in rules:
         ret = _action(rule)
         args = rule.get("args") or []
         if len(args) > 1:
