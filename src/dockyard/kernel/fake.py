@@ -31,6 +31,8 @@ class RecordingKernel(Kernel):
         self.absent = set(absent or ())
         self.fd_paths: dict[int, str] = {}  # every fd handed out -> the path it names
         self.open_fds: set[int] = set()
+        self._fresh: set[str] = set()  # where a new (empty) filesystem was mounted
+        self._created: set[str] = set()
         self._next_pid = 1000
         self._next_fd = 100
         self._umask = 0o022
@@ -48,6 +50,10 @@ class RecordingKernel(Kernel):
         return self._next_fd
 
     def _missing(self, path: str) -> bool:
+        if path in self._created:
+            return False
+        if any(path.startswith(p.rstrip("/") + "/") for p in self._fresh):
+            return True  # below a filesystem mounted here: empty until created
         return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.absent)
 
     def path_of(self, fd: int) -> str:
@@ -88,6 +94,8 @@ class RecordingKernel(Kernel):
         self, source: str | None, target_fd: int, fstype: str | None, flags: int, data: str | None
     ) -> None:
         self._rec("mount_at", source, target_fd, fstype, flags, data)
+        if fstype:
+            self._fresh.add(self.path_of(target_fd))
 
     def bind_mount_at(
         self, source: str, target_fd: int, recursive: bool, attrs: int, propagation: int
@@ -108,7 +116,7 @@ class RecordingKernel(Kernel):
         if self._missing(full):
             if not flags & os.O_CREAT:
                 raise KernelError("openat", (dir_fd, path), E.ENOENT)
-            self.absent.discard(full)
+            self._created.add(full)
         elif flags & os.O_EXCL:
             raise KernelError("openat", (dir_fd, path), E.EEXIST)
         return self._new_fd(full)
@@ -118,7 +126,7 @@ class RecordingKernel(Kernel):
         full = posixpath.join(self.path_of(dir_fd), name)
         if not self._missing(full):
             raise KernelError("mkdirat", (dir_fd, name), E.EEXIST)
-        self.absent.discard(full)
+        self._created.add(full)
         self._dirs.add(full)
 
     def readlinkat(self, dir_fd: int, name: str) -> str:

@@ -135,16 +135,22 @@ def mount_cgroups(
         kernel.mount_at("tmpfs", target, "tmpfs", locked, "mode=755")
     finally:
         kernel.close(target)
-    for controller in controllers:
-        path = open_in_root(kernel, root_fd, f"{m.destination}/{controller}", "dir")
-        try:
-            source = kernel.cgroup_dir(controller, cfg.cgroup_path)
-            kernel.bind_mount_at(source, path, False, K.mount_attrs(locked | readonly), 0)
-        finally:
-            kernel.close(path)
-    if readonly:
-        flags = K.MS_REMOUNT | K.MS_RDONLY | locked
-        _on_new_mount(kernel, root_fd, m.destination, flags, "mode=755")
+    # The new tmpfs is this container's alone and nothing runs in it yet: its
+    # entries are made and opened relative to its root, one component each.
+    tmpfs = open_in_root(kernel, root_fd, m.destination)
+    try:
+        for controller in controllers:
+            kernel.mkdirat(tmpfs, controller, 0o755)
+            path = kernel.open_at(tmpfs, controller, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY)
+            try:
+                source = kernel.cgroup_dir(controller, cfg.cgroup_path)
+                kernel.bind_mount_at(source, path, False, K.mount_attrs(locked | readonly), 0)
+            finally:
+                kernel.close(path)
+        if readonly:
+            kernel.mount_at(None, tmpfs, None, K.MS_REMOUNT | K.MS_RDONLY | locked, "mode=755")
+    finally:
+        kernel.close(tmpfs)
 
 
 def populate_dev(kernel: Kernel, root_fd: int, devpts: bool) -> None:
