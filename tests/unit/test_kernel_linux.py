@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import pytest
@@ -51,7 +52,11 @@ def test_capability_queries() -> None:
 
 def test_trace_of_real_calls_is_json_friendly(tmp_path) -> None:
     tracer = TracingKernel(LinuxKernel())
-    tracer.makedirs(str(tmp_path / "a" / "b"))
-    tracer.symlink("b", str(tmp_path / "a" / "link"))
-    assert (tmp_path / "a" / "link").is_symlink()
-    assert [e["call"] for e in tracer.to_json()] == ["makedirs", "symlink"]
+    root = tracer.open_at(-100, str(tmp_path), os.O_PATH | os.O_DIRECTORY)
+    tracer.mkdirat(root, "a", 0o755)
+    tracer.symlinkat("a", root, "link")
+    tracer.close(root)
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "a").is_dir()
+    calls = tracer.to_json()
+    assert [e["call"] for e in calls] == ["open_at", "mkdirat", "symlinkat", "close"]
+    json.dumps(calls)

@@ -146,18 +146,8 @@ class RecordingKernel(Kernel):
     def pivot_root(self, new_root: str, put_old: str) -> None:
         self._rec("pivot_root", new_root, put_old)
 
-    def mknod(self, path: str, mode: int, major: int, minor: int) -> None:
-        self._rec("mknod", path, mode, major, minor)
-
-    def makedirs(self, path: str, mode: int = 0o755) -> None:
-        self._rec("makedirs", path, mode)
-        self._dirs.add(path)
-
     def create_file(self, path: str, mode: int = 0o644) -> None:
         self._rec("create_file", path, mode)
-
-    def symlink(self, target: str, path: str) -> None:
-        self._rec("symlink", target, path)
 
     def is_dir(self, path: str) -> bool:
         return path in self._dirs

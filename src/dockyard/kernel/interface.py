@@ -88,18 +88,8 @@ class Kernel(ABC):
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
 
     @abstractmethod
-    def mknod(self, path: str, mode: int, major: int, minor: int) -> None: ...
-
-    @abstractmethod
-    def makedirs(self, path: str, mode: int = 0o755) -> None:
-        """mkdir -p; no error if it exists."""
-
-    @abstractmethod
     def create_file(self, path: str, mode: int = 0o644) -> None:
         """Create an empty file if missing (a bind-mount target)."""
-
-    @abstractmethod
-    def symlink(self, target: str, path: str) -> None: ...
 
     @abstractmethod
     def is_dir(self, path: str) -> bool: ...

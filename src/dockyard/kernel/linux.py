@@ -303,31 +303,11 @@ class LinuxKernel(Kernel):
         ret = _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
         _check(ret, "pivot_root", new_root, put_old)
 
-    def mknod(self, path: str, mode: int, major: int, minor: int) -> None:
-        try:
-            os.mknod(path, mode, os.makedev(major, minor))
-        except OSError as exc:
-            raise _oserror("mknod", (path, oct(mode), major, minor), exc) from None
-
-    def makedirs(self, path: str, mode: int = 0o755) -> None:
-        try:
-            os.makedirs(path, mode, exist_ok=True)
-        except OSError as exc:
-            raise _oserror("mkdir", (path,), exc) from None
-
     def create_file(self, path: str, mode: int = 0o644) -> None:
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, mode))
         except OSError as exc:
             raise _oserror("open", (path, "O_CREAT"), exc) from None
-
-    def symlink(self, target: str, path: str) -> None:
-        try:
-            os.symlink(target, path)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise _oserror("symlink", (target, path), exc) from None
 
     def is_dir(self, path: str) -> bool:
         return os.path.isdir(path)
