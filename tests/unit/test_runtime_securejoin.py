@@ -14,6 +14,7 @@ import pytest
 
 from dockyard.errors import KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
+from dockyard.kernel.fake import RecordingKernel
 from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime import securejoin
 from dockyard.runtime.securejoin import open_in_root, walk_in_root
@@ -114,3 +115,42 @@ def test_openat2_is_used_when_present(root: Path) -> None:
         os.close(fd)
     finally:
         os.close(root_fd)
+
+
+class Racer(RecordingKernel):
+    """A container changing the tree between the runtime's calls: `script` maps a
+    call name to the errnos its next calls meet."""
+
+    def __init__(self, script: dict[str, list[int]], **kw) -> None:
+        super().__init__(**kw)
+        self.script = script
+
+    def _rec(self, name: str, *args: object) -> None:
+        super()._rec(name, *args)
+        pending = self.script.get(name)
+        if pending:
+            raise KernelError(name, args, pending.pop(0))
+
+
+def test_a_racer_that_wins_the_create_only_costs_a_retry() -> None:
+    # mkdirat meets EEXIST (someone made it first), then ENOENT (its parent was
+    # removed): each time the path is resolved again from the root.
+    k = Racer({"mkdirat": [errno.EEXIST, errno.ENOENT]}, absent={"/r/x"})
+    root = k.open_at(K.AT_FDCWD, "/r", os.O_PATH | os.O_DIRECTORY)
+    fd = open_in_root(k, root, "/x", "dir")
+    assert k.path_of(fd) == "/r/x"
+    assert [n for n in k.names() if n in ("open_in_root", "mkdirat")] == [
+        "open_in_root", "open_in_root", "mkdirat",  # ENOENT; the parent; EEXIST
+        "open_in_root", "open_in_root", "mkdirat",  # ENOENT; the parent; ENOENT
+        "open_in_root", "open_in_root", "mkdirat",  # ENOENT; the parent; made
+        "open_in_root",                             # the result, resolved in the root
+    ]  # fmt: skip
+    assert k.open_fds == {root, fd}
+
+
+def test_a_racer_that_never_stops_gets_an_error_not_an_escape() -> None:
+    k = Racer({"mkdirat": [errno.ENOENT] * 100}, absent={"/r/x"})
+    root = k.open_at(K.AT_FDCWD, "/r", os.O_PATH | os.O_DIRECTORY)
+    with pytest.raises(RuntimeFailure, match="kept changing"):
+        open_in_root(k, root, "/x", "dir")
+    assert k.open_fds == {root}
