@@ -403,3 +403,22 @@ def test_very_many_layers_use_the_new_mount_api() -> None:
             "/var/lib/dockyard/containers/c1/work",
         )
     ]
+
+
+def test_propagation_of_a_new_filesystem_is_set_on_the_new_mount() -> None:
+    oci = RunSpec(
+        args=["true"], env=[], hostname="h", rootfs_lower=["/l"], rootfs_upper="/u",
+        rootfs_work="/w",
+    ).to_oci("c1")  # fmt: skip
+    oci["mounts"].append(
+        {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["rslave"]}
+    )
+    k = RecordingKernel()
+    init_container(k, config_from_oci(BUNDLE, oci), (10, 11, 12), CONTROLLERS)
+    run = [m for m in mounts_at(k) if m[2] == ROOTFS + "/run"]
+    assert run[0][3] == "tmpfs"
+    # The propagation change goes to an fd opened after the mount (the root of the
+    # tmpfs), not to the one the tmpfs covers.
+    assert run[1] == ("mount", None, ROOTFS + "/run", None, K.MS_SLAVE | K.MS_REC, None)
+    fds = [a[1] for n, a in k.calls if n == "mount_at" and k.path_of(a[1]) == ROOTFS + "/run"]
+    assert fds[0] != fds[1]
