@@ -47,3 +47,14 @@ def test_directory_bind_under_another_and_workdir(dockyard, daemon, unique) -> N
     assert (proc.returncode, proc.stdout) == (0, "/new/wd\ninner\n"), proc.stderr
     # The nested target was created in the outer bind source, as with dockerd.
     assert (outer / "a" / "b").is_dir()
+
+
+def test_file_onto_a_directory_is_one_clear_error(dockyard, daemon, unique) -> None:
+    src = daemon.base / unique("file")
+    src.write_text("x\n")
+    proc = dockyard("run", "--rm", "-v", f"{src}:/etc", "busybox", "true")
+    assert proc.returncode == 125
+    assert proc.stderr.strip().endswith(
+        f'error mounting "{src}" to rootfs at "/etc": '
+        "a file and a directory cannot be mounted on each other"
+    ), proc.stderr

@@ -106,6 +106,13 @@ def mount_one(kernel: Kernel, root_fd: int, m: MountEntry) -> None:
             kernel.bind_mount_at(m.source, target, recursive, K.mount_attrs(m.flags), m.propagation)
             return
         kernel.mount_at(m.source or None, target, m.fstype or None, m.flags, m.data or None)
+    except KernelError as exc:
+        reason = os.strerror(exc.errno).lower()
+        if m.is_bind and exc.errno == errno.EINVAL:
+            reason = "a file and a directory cannot be mounted on each other"
+        raise RuntimeFailure(
+            f'error mounting "{m.source}" to rootfs at "{m.destination}": {reason}'
+        ) from None
     finally:
         kernel.close(target)
     if m.propagation:
