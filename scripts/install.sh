@@ -20,6 +20,9 @@ MODE="${1:-all}"
 # busybox-static: the base image; curl: the seed's transcripts; iproute2,
 # procps, psmisc, util-linux, kmod: what the runtime and the tests inspect.
 APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod)
+# Only for the tests (--deps): gcc and libc6-dev build the static probe that
+# tests/security/test_seccomp.py runs inside a container.
+TEST_APT_PACKAGES=(gcc libc6-dev)
 
 say() { echo "install: $*" >&2; }
 
@@ -30,7 +33,7 @@ fi
 
 install_packages() {
     local missing=()
-    for p in "${APT_PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ "${#missing[@]}" -eq 0 ]; then
@@ -116,9 +119,10 @@ start_daemon() {
     exit 1
 }
 
-install_packages
+install_packages "${APT_PACKAGES[@]}"
 install_venv
 if [ "$MODE" = "--deps" ]; then
+    install_packages "${TEST_APT_PACKAGES[@]}"
     exit 0
 fi
 link_cli
