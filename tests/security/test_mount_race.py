@@ -81,3 +81,24 @@ def _race(daemon, unique, shared: Path, other: Path, host: Path, name: str) -> N
                 if f" {host / name} " in line]  # fmt: skip
     # The daemon still answers and runs containers.
     assert daemon.dockyard("run", "--rm", "busybox", "true").returncode == 0
+
+
+def test_a_target_through_a_proc_magic_link_is_refused(daemon, unique) -> None:
+    # /proc/self/root is the init's root, i.e. the host's / while mounts are made:
+    # a target through it must not reach the host.
+    src = daemon.base / unique("src")
+    src.mkdir()
+    marker = unique("magic")
+    try:
+        proc = daemon.dockyard(
+            "run", "--rm", "-v", f"{src}:/proc/self/root/tmp/{marker}", "busybox", "true"
+        )
+        assert not Path("/tmp", marker).exists()
+        assert proc.returncode == 125
+        assert proc.stderr.strip().endswith(
+            f'error mounting "{src}" to rootfs at "/proc/self/root/tmp/{marker}": '
+            "too many levels of symbolic links, or a /proc magic link, on the way"
+        ), proc.stderr
+    finally:
+        with contextlib.suppress(OSError):
+            Path("/tmp", marker).rmdir()

@@ -97,7 +97,10 @@ def open_root(kernel: Kernel, path: str) -> int:
 def mount_one(kernel: Kernel, root_fd: int, m: MountEntry) -> None:
     # A file bind mount needs a file to cover; everything else a directory.
     create = "file" if m.is_bind and not kernel.is_dir(m.source) else "dir"
-    target = open_in_root(kernel, root_fd, m.destination, create)
+    try:
+        target = open_in_root(kernel, root_fd, m.destination, create)
+    except KernelError as exc:
+        raise _mount_error(m, exc) from None
     try:
         if m.is_bind:
             # Options and propagation are set on a detached copy, then it is moved onto
@@ -107,16 +110,20 @@ def mount_one(kernel: Kernel, root_fd: int, m: MountEntry) -> None:
             return
         kernel.mount_at(m.source or None, target, m.fstype or None, m.flags, m.data or None)
     except KernelError as exc:
-        reason = os.strerror(exc.errno).lower()
-        if m.is_bind and exc.errno == errno.EINVAL:
-            reason = "a file and a directory cannot be mounted on each other"
-        raise RuntimeFailure(
-            f'error mounting "{m.source}" to rootfs at "{m.destination}": {reason}'
-        ) from None
+        raise _mount_error(m, exc) from None
     finally:
         kernel.close(target)
     if m.propagation:
         _on_new_mount(kernel, root_fd, m.destination, m.propagation, None)
+
+
+def _mount_error(m: MountEntry, exc: KernelError) -> RuntimeFailure:
+    reason = os.strerror(exc.errno).lower()
+    if exc.syscall == "move_mount" and exc.errno == errno.EINVAL:
+        reason = "a file and a directory cannot be mounted on each other"
+    elif exc.syscall == "openat2" and exc.errno == errno.ELOOP:
+        reason = "too many levels of symbolic links, or a /proc magic link, on the way"
+    return RuntimeFailure(f'error mounting "{m.source}" to rootfs at "{m.destination}": {reason}')
 
 
 def _on_new_mount(kernel: Kernel, root_fd: int, path: str, flags: int, data: str | None) -> None:
