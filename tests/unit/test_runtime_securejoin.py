@@ -21,16 +21,22 @@ from dockyard.runtime.securejoin import open_in_root, walk_in_root
 
 
 class NoOpenat2(LinuxKernel):
-    """A kernel older than 5.6."""
+    """A kernel older than 5.6 (ENOSYS), or a seccomp profile older than openat2 (EPERM)."""
+
+    def __init__(self, err: int) -> None:
+        super().__init__()
+        self.err = err
 
     def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
-        raise KernelError("openat2", (root_fd, path), errno.ENOSYS)
+        raise KernelError("openat2", (root_fd, path), self.err)
 
 
-@pytest.fixture(params=["openat2", "walk"])
+@pytest.fixture(params=["openat2", "walk-enosys", "walk-eperm"])
 def kernel(request, monkeypatch) -> LinuxKernel:
     monkeypatch.setattr(securejoin, "_openat2_missing", [])
-    return LinuxKernel() if request.param == "openat2" else NoOpenat2()
+    if request.param == "openat2":
+        return LinuxKernel()
+    return NoOpenat2(errno.ENOSYS if request.param == "walk-enosys" else errno.EPERM)
 
 
 @pytest.fixture

@@ -97,13 +97,15 @@ def _resolve(kernel: Kernel, root_fd: int, path: str) -> int:
         try:
             return kernel.open_in_root(root_fd, path, os.O_PATH)
         except KernelError as exc:
-            if exc.errno != errno.ENOSYS:
+            # ENOSYS: Linux < 5.6. EPERM: a seccomp profile older than openat2 (the
+            # daemon itself in a container) refuses what it does not know.
+            if exc.errno not in (errno.ENOSYS, errno.EPERM):
                 raise
             _openat2_missing.append(True)
     return walk_in_root(kernel, root_fd, path)
 
 
-_openat2_missing: list[bool] = []  # set once: this kernel has no openat2 (Linux < 5.6)
+_openat2_missing: list[bool] = []  # set once: openat2 is missing or refused here
 
 
 def walk_in_root(kernel: Kernel, root_fd: int, path: str) -> int:
