@@ -114,7 +114,7 @@ def mount_one(kernel: Kernel, root_fd: int, m: MountEntry) -> None:
     finally:
         kernel.close(target)
     if m.propagation:
-        _on_new_mount(kernel, root_fd, m.destination, m.propagation, None)
+        _set_propagation(kernel, root_fd, m.destination, m.propagation)
 
 
 def _mount_error(m: MountEntry, exc: KernelError) -> RuntimeFailure:
@@ -126,12 +126,12 @@ def _mount_error(m: MountEntry, exc: KernelError) -> RuntimeFailure:
     return RuntimeFailure(f'error mounting "{m.source}" to rootfs at "{m.destination}": {reason}')
 
 
-def _on_new_mount(kernel: Kernel, root_fd: int, path: str, flags: int, data: str | None) -> None:
-    """A mount(2) call on the mount just made at `path` (a remount, a propagation
-    change): resolved again, since the fd of the target names what it covers."""
+def _set_propagation(kernel: Kernel, root_fd: int, path: str, propagation: int) -> None:
+    """The propagation of the filesystem just mounted at `path`: resolved again, since
+    the fd the mount went onto names the directory it covers."""
     fd = open_in_root(kernel, root_fd, path)
     try:
-        kernel.mount_at(None, fd, None, flags, data)
+        kernel.mount_at(None, fd, None, propagation, None)
     finally:
         kernel.close(fd)
 
