@@ -51,7 +51,6 @@ _FSCONFIG_SET_STRING = 1
 _FSCONFIG_CMD_CREATE = 6
 _FSMOUNT_CLOEXEC = 1
 _MOVE_MOUNT_F_EMPTY_PATH = 4
-_AT_FDCWD = -100
 _SYS_OPEN_TREE, _SYS_OPENAT2, _SYS_MOUNT_SETATTR = 428, 437, 442  # same on all arches
 _OPEN_TREE_CLONE = 1
 _AT_RECURSIVE = 0x8000
@@ -193,7 +192,7 @@ class LinuxKernel(Kernel):
             mnt = _check(_libc.syscall(_SYS_FSMOUNT, fs, _FSMOUNT_CLOEXEC, 0), "fsmount", "overlay")
             try:
                 ret = _libc.syscall(
-                    _SYS_MOVE_MOUNT, mnt, b"", _AT_FDCWD, _b(target), _MOVE_MOUNT_F_EMPTY_PATH
+                    _SYS_MOVE_MOUNT, mnt, b"", AT_FDCWD, _b(target), _MOVE_MOUNT_F_EMPTY_PATH
                 )
                 _check(ret, "move_mount", target)
             finally:
@@ -216,7 +215,7 @@ class LinuxKernel(Kernel):
     ) -> None:
         flags = _OPEN_TREE_CLONE | os.O_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
         tree = _check(
-            _libc.syscall(_SYS_OPEN_TREE, _AT_FDCWD, _b(source), flags), "open_tree", source
+            _libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(source), flags), "open_tree", source
         )
         try:
             if attrs:  # the top mount only, as a bind remount does ("rro" is not asked for)
