@@ -88,10 +88,12 @@ def test_personality_that_weakens_aslr_is_refused(daemon, probe_image) -> None:
         (SYS_PERSONALITY, ADDR_NO_RANDOMIZE),
         (SYS_PERSONALITY, READ_IMPLIES_EXEC),
         (SYS_PERSONALITY, 0xFFFFFFFF),  # a query: allowed, answers the current persona
+        (SYS_PERSONALITY, 0x0008),  # PER_LINUX32: allowed, as in Docker
     )
     assert got[(SYS_PERSONALITY, ADDR_NO_RANDOMIZE)] == (-1, errno.EPERM)
     assert got[(SYS_PERSONALITY, READ_IMPLIES_EXEC)] == (-1, errno.EPERM)
     assert got[(SYS_PERSONALITY, 0xFFFFFFFF)] == (0, 0)
+    assert got[(SYS_PERSONALITY, 0x0008)] == (0, 0)  # returns the previous persona
 
 
 def test_pidfd_getfd_process_madvise_fanotify_init_are_eperm(daemon, probe_image) -> None:
