@@ -422,3 +422,34 @@ def test_propagation_of_a_new_filesystem_is_set_on_the_new_mount() -> None:
     assert run[1] == ("mount", None, ROOTFS + "/run", None, K.MS_SLAVE | K.MS_REC, None)
     fds = [a[1] for n, a in k.calls if n == "mount_at" and k.path_of(a[1]) == ROOTFS + "/run"]
     assert fds[0] != fds[1]
+
+
+def test_without_the_new_mount_api_binds_are_remounted_only_if_still_theirs() -> None:
+    # Linux < 5.12 (or a seccomp profile that refuses open_tree/mount_setattr).
+    k = run_init(
+        RecordingKernel(fail={"bind_mount_at": errno.ENOSYS}),
+        mounts=[BindMount("/c/hosts", "/etc/hosts", readonly=True)],
+    )
+    hosts = [m for m in mounts_at(k) if m[2] == ROOTFS + "/etc/hosts"]
+    assert hosts[0][0] == "bind"  # tried first, refused
+    assert hosts[1:] == [
+        ("mount", "/c/hosts", ROOTFS + "/etc/hosts", None, K.MS_BIND | K.MS_REC, None),
+        ("mount", None, ROOTFS + "/etc/hosts", None,
+         K.MS_BIND | K.MS_REMOUNT | K.MS_RDONLY, None),
+        ("mount", None, ROOTFS + "/etc/hosts", None, K.MS_PRIVATE | K.MS_REC, None),
+    ]  # fmt: skip
+    fds = [a[1] for n, a in k.calls if n == "mount_at" and k.path_of(a[1]).endswith("/hosts")]
+    assert fds[0] != fds[1] == fds[2]  # the remount goes to the path resolved again
+    assert not k.open_fds
+
+
+def test_without_the_new_mount_api_a_redirected_path_is_not_remounted() -> None:
+    class Redirected(RecordingKernel):
+        def file_identity(self, target: str | int) -> tuple[int, int]:
+            return (1, 1) if isinstance(target, int) else (2, 2)  # a racer's directory
+
+    with pytest.raises(RuntimeFailure, match="changed while it was mounted"):
+        run_init(
+            Redirected(fail={"bind_mount_at": errno.EPERM}),
+            mounts=[BindMount("/c/hosts", "/etc/hosts", readonly=True)],
+        )

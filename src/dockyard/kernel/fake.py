@@ -12,7 +12,7 @@ import posixpath
 from collections.abc import Callable
 
 from dockyard.errors import KernelError
-from dockyard.kernel.flags import AT_FDCWD, CAPABILITIES
+from dockyard.kernel.flags import AT_FDCWD, CAPABILITIES, MS_BIND
 from dockyard.kernel.interface import Kernel
 
 
@@ -33,6 +33,8 @@ class RecordingKernel(Kernel):
         self.open_fds: set[int] = set()
         self._fresh: set[str] = set()  # where a new (empty) filesystem was mounted
         self._created: set[str] = set()
+        # path -> the path whose file it is (a mount of that source covers it)
+        self.identities: dict[str, str] = {}
         self._next_pid = 1000
         self._next_fd = 100
         self._umask = 0o022
@@ -96,6 +98,8 @@ class RecordingKernel(Kernel):
         self._rec("mount_at", source, target_fd, fstype, flags, data)
         if fstype:
             self._fresh.add(self.path_of(target_fd))
+        elif source and flags & MS_BIND:
+            self.identities[self.path_of(target_fd)] = source
 
     def bind_mount_at(
         self, source: str, target_fd: int, recursive: bool, attrs: int, propagation: int
@@ -151,6 +155,11 @@ class RecordingKernel(Kernel):
 
     def is_dir(self, path: str) -> bool:
         return path in self._dirs
+
+    def file_identity(self, target: str | int) -> tuple[int, int]:
+        # Same path, same file: an fd names the path it was opened for.
+        path = self.path_of(target) if isinstance(target, int) else target
+        return 0, hash(self.identities.get(path, path))
 
     def chdir(self, path: str) -> None:
         self._rec("chdir", path)

@@ -95,6 +95,10 @@ class Kernel(ABC):
     def is_dir(self, path: str) -> bool: ...
 
     @abstractmethod
+    def file_identity(self, target: str | int) -> tuple[int, int]:
+        """(st_dev, st_ino) of a path (symlinks followed) or of an fd."""
+
+    @abstractmethod
     def chdir(self, path: str) -> None: ...
 
     @abstractmethod

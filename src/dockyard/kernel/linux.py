@@ -311,6 +311,13 @@ class LinuxKernel(Kernel):
     def is_dir(self, path: str) -> bool:
         return os.path.isdir(path)
 
+    def file_identity(self, target: str | int) -> tuple[int, int]:
+        try:
+            st = os.stat(target)
+        except OSError as exc:
+            raise _oserror("stat", (target,), exc) from None
+        return st.st_dev, st.st_ino
+
     def chdir(self, path: str) -> None:
         try:
             os.chdir(path)

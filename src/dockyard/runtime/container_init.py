@@ -103,10 +103,7 @@ def mount_one(kernel: Kernel, root_fd: int, m: MountEntry) -> None:
         raise _mount_error(m, exc) from None
     try:
         if m.is_bind:
-            # Options and propagation are set on a detached copy, then it is moved onto
-            # the fd: no remount by path that a racing container could redirect.
-            recursive = bool(m.flags & K.MS_REC)
-            kernel.bind_mount_at(m.source, target, recursive, K.mount_attrs(m.flags), m.propagation)
+            bind(kernel, root_fd, m.source, target, m.destination, m.flags, m.propagation)
             return
         kernel.mount_at(m.source or None, target, m.fstype or None, m.flags, m.data or None)
     except KernelError as exc:
@@ -115,6 +112,47 @@ def mount_one(kernel: Kernel, root_fd: int, m: MountEntry) -> None:
         kernel.close(target)
     if m.propagation:
         _set_propagation(kernel, root_fd, m.destination, m.propagation)
+
+
+def bind(
+    kernel: Kernel,
+    root_fd: int,
+    source: str,
+    target: int,
+    path: str,
+    flags: int,
+    propagation: int,
+) -> None:
+    """Bind `source` onto the `target` fd (resolved from `path` in the root).
+
+    Options and propagation are set on a detached copy, then it is moved onto the
+    fd: no remount by path that a racing container could redirect. Where the new
+    mount API is missing (Linux < 5.12) or refused, a bind(2)-style mount onto the
+    fd, then the remount on `path` resolved again, and only if that is the source.
+    """
+    recursive = bool(flags & K.MS_REC)
+    try:
+        kernel.bind_mount_at(source, target, recursive, K.mount_attrs(flags), propagation)
+        return
+    except KernelError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
+    kernel.mount_at(source, target, None, K.MS_BIND | (flags & K.MS_REC), None)
+    extra = flags & ~(K.MS_BIND | K.MS_REC)
+    if not extra and not propagation:
+        return
+    # `target` names the directory the bind covers; the bind itself is reached by
+    # resolving the path again, and is touched only if it is the source's root.
+    fd = open_in_root(kernel, root_fd, path)
+    try:
+        if kernel.file_identity(fd) != kernel.file_identity(source):
+            raise RuntimeFailure(f"{path!r} in the container's root changed while it was mounted")
+        if extra:
+            kernel.mount_at(None, fd, None, K.MS_BIND | K.MS_REMOUNT | extra, None)
+        if propagation:
+            kernel.mount_at(None, fd, None, propagation, None)
+    finally:
+        kernel.close(fd)
 
 
 def _mount_error(m: MountEntry, exc: KernelError) -> RuntimeFailure:
@@ -158,7 +196,8 @@ def mount_cgroups(
             path = kernel.open_at(tmpfs, controller, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY)
             try:
                 source = kernel.cgroup_dir(controller, cfg.cgroup_path)
-                kernel.bind_mount_at(source, path, False, K.mount_attrs(locked | readonly), 0)
+                where = f"{m.destination}/{controller}"
+                bind(kernel, root_fd, source, path, where, K.MS_BIND | locked | readonly, 0)
             finally:
                 kernel.close(path)
         if readonly:
