@@ -129,7 +129,8 @@ def test_write_bundle_is_atomic_and_creates_rootfs(tmp_path) -> None:
     write_bundle(str(bundle), oci)
     assert (bundle / "rootfs").is_dir()
     assert json.loads((bundle / "config.json").read_text()) == oci
-    assert sorted(os.listdir(bundle)) == ["config.json", "rootfs"]  # no temporary left
+    # no temporary left; the daemon-compiled seccomp program beside config.json
+    assert sorted(os.listdir(bundle)) == ["config.json", "rootfs", "seccomp.bpf"]
 
 
 def test_config_round_trip(tmp_path) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from dockyard.errors import RuntimeFailure
 from dockyard.kernel import flags as K
+from dockyard.runtime.seccomp import load_compiled
 from dockyard.runtime.spec import (
     ANNOTATION_LOWERDIR,
     ANNOTATION_OPEN_STDIN,
@@ -124,6 +125,8 @@ class ContainerConfig:
     readonly_paths: list[str]
     oom_score_adj: int | None = None
     seccomp: dict | None = None  # OCI linux.seccomp
+    # Its BPF program, as the daemon compiled it for this config.json (None: compile it).
+    seccomp_program: bytes | None = None
 
 
 def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
@@ -157,10 +160,14 @@ def load_config(bundle: str) -> ContainerConfig:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            oci = json.load(f)
+            raw = f.read()
+        oci = json.loads(raw)
     except (OSError, ValueError) as exc:
         raise RuntimeFailure(f"cannot read {path}: {exc}") from None
-    return config_from_oci(bundle, oci)
+    cfg = config_from_oci(bundle, oci)
+    if cfg.seccomp:
+        cfg.seccomp_program = load_compiled(bundle, raw)
+    return cfg
 
 
 def config_from_oci(bundle: str, oci: dict) -> ContainerConfig:

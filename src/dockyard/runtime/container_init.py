@@ -29,7 +29,7 @@ from dockyard.kernel.interface import Kernel
 from dockyard.kernel.trace import TraceEntry, TracingKernel, calls_to_json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
-from dockyard.runtime.seccomp import compile_profile
+from dockyard.runtime.seccomp import compile_oci
 from dockyard.runtime.securejoin import open_in_root
 from dockyard.runtime.spec import DEFAULT_PATH
 
@@ -269,7 +269,8 @@ def apply_seccomp(kernel: Kernel, cfg: ContainerConfig) -> None:
     # Installed while we still hold CAP_SYS_ADMIN (no no_new_privs needed);
     # the profile allows what the rest of the init does (prctl, capset, execve).
     if cfg.seccomp:
-        program = compile_profile(cfg.seccomp)
+        # The daemon compiled it beside config.json; a bundle from elsewhere is compiled here.
+        program = cfg.seccomp_program or compile_oci(cfg.seccomp)
         if program is not None:
             kernel.set_seccomp_filter(program)
 

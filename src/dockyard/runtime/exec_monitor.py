@@ -66,6 +66,7 @@ class ExecMonitor(Monitor):
             effective=caps or base.effective,
             permitted=caps or base.permitted,
             seccomp=None if spec.privileged else base.seccomp,
+            seccomp_program=None if spec.privileged else base.seccomp_program,
         )
         self.controllers = available_controllers(tracer)
         return cfg

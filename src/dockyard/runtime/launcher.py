@@ -214,6 +214,13 @@ class MonitorLink:
             self._hello.cancel()
 
 
+def _compile_default_seccomp() -> None:
+    from dockyard.runtime.seccomp import compile_oci, default_profile
+    from dockyard.runtime.spec import DEFAULT_CAPABILITIES
+
+    compile_oci(default_profile(DEFAULT_CAPABILITIES))
+
+
 class Launcher:
     def __init__(self, run_dir: str, python: str = sys.executable) -> None:
         self.run_dir = run_dir
@@ -249,10 +256,14 @@ class Launcher:
             theirs.close()
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
+        # Docker's default seccomp program, compiled while the forkserver imports (the
+        # first start then only looks it up).
+        prewarm = asyncio.create_task(asyncio.to_thread(_compile_default_seccomp))
         try:
             ready = await asyncio.wait_for(loop.sock_recv(ours, 16), timeout=30)
         except TimeoutError:
             ready = b""
+        await prewarm
         if ready != frames.FORKSERVER_READY:
             ours.close()
             await self._reap()

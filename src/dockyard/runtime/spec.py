@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from dockyard.kernel.flags import CAPABILITIES
-from dockyard.runtime.seccomp import default_profile
+from dockyard.runtime.seccomp import default_docker_profile, resolve, write_compiled
 
 OCI_VERSION = "1.0.2"
 
@@ -112,6 +112,10 @@ class RunSpec:
     pids_limit: int = 0  # 0 = unlimited, -1 = unlimited
     capabilities: list[str] | None = None  # None = Docker's default set
     privileged: bool = False
+    # Docker-format seccomp profile (--security-opt seccomp=...); None = Docker's default.
+    seccomp_profile: dict | None = None
+    seccomp_unconfined: bool = False
+    no_new_privileges: bool = False
 
     def to_oci(self, container_id: str) -> dict:
         """A config.json for runtime-spec 1.0.2."""
@@ -140,7 +144,7 @@ class RunSpec:
                 "effective": caps,
                 "permitted": caps,
             },
-            "noNewPrivileges": False,
+            "noNewPrivileges": self.no_new_privileges,
             # Containers start at 0 even when the daemon protects itself (dockerd runs at -500).
             "oomScoreAdj": 0,
         }
@@ -249,7 +253,9 @@ class RunSpec:
         if not self.privileged:
             linux["maskedPaths"] = list(MASKED_PATHS)
             linux["readonlyPaths"] = list(READONLY_PATHS)
-            linux["seccomp"] = default_profile(caps)
+        if not self.privileged and not self.seccomp_unconfined:
+            # Resolved against the bounding set, as dockerd does (capability-gated groups).
+            linux["seccomp"] = resolve(self.seccomp_profile or default_docker_profile(), caps)
 
         return {
             "ociVersion": OCI_VERSION,
@@ -323,3 +329,7 @@ def write_bundle(bundle_dir: str, oci: dict) -> None:
     os.makedirs(os.path.join(bundle_dir, oci.get("root", {}).get("path", "rootfs")), exist_ok=True)
     data = json.dumps(oci, separators=(",", ":")).encode()
     write_atomic(os.path.join(bundle_dir, "config.json"), data, durable=False)
+    # Compiled here, once per distinct profile (cached), so the container init only loads it.
+    profile = oci.get("linux", {}).get("seccomp")
+    if profile:
+        write_compiled(bundle_dir, data, profile)
