@@ -19,10 +19,14 @@ MODE="${1:-all}"
 
 # busybox-static: the base image; curl: the seed's transcripts; iproute2,
 # procps, psmisc, util-linux, kmod: what the runtime and the tests inspect.
-APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod)
+# libseccomp2 compiles seccomp profiles (through pyseccomp); tini is --init's
+# /sbin/docker-init (its static build, bind-mounted into containers).
+APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod libseccomp2 tini)
 # Only for the tests (--deps): gcc and libc6-dev build the static probe that
 # tests/security/test_seccomp.py runs inside a container.
-TEST_APT_PACKAGES=(gcc libc6-dev)
+# runc: the tests compare a container's view with runc's on the same bundle;
+# golang-github-containers-common ships /usr/share/containers/seccomp.json.
+TEST_APT_PACKAGES=(gcc libc6-dev runc golang-github-containers-common)
 
 say() { echo "install: $*" >&2; }
 
