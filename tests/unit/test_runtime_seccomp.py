@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -283,7 +284,10 @@ def _known(name: str) -> bool:
 
 def test_allow_by_default_profile_has_no_enosys_range() -> None:
     prog = compile_oci(
-        {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]},
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mount"], "action": "SCMP_ACT_ERRNO"}],
+        },
         "x86_64",
     )
     assert prog is not None
@@ -298,7 +302,7 @@ def test_no_program_for_a_machine_without_a_table() -> None:
 def test_containers_common_profile_compiles_and_refuses_what_it_says() -> None:
     path = "/usr/share/containers/seccomp.json"
     try:
-        text = open(path).read()
+        text = Path(path).read_text()
     except FileNotFoundError:
         pytest.skip(f"{path} absent (Debian's golang-github-containers-common)")
     profile = resolve(parse_docker_profile(text), DEFAULT_CAPABILITIES)

@@ -21,6 +21,7 @@ from dockyard.engine import etc_files
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
 from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.images import ImageService
+from dockyard.engine.isolation import check_isolation, run_spec_options
 from dockyard.engine.logs import LogEntry, read_log
 from dockyard.engine.models import (
     Container,
@@ -332,6 +333,7 @@ class ContainerService:
         if hc.memory and hc.memory < 6 * 1024 * 1024:
             raise InvalidParameter("Minimum memory limit allowed is 6MB")
         check_cgroup_parent(hc.cgroup_parent)
+        check_isolation(hc)
         policy = hc.restart_policy.name
         if policy not in ("", "no", "always", "unless-stopped", "on-failure"):
             raise InvalidParameter(f"invalid restart policy: unknown policy '{policy}'")
@@ -394,6 +396,8 @@ class ContainerService:
         caps = None
         if hc.cap_add or hc.cap_drop:
             caps = _apply_cap_changes(hc.cap_add or [], hc.cap_drop or [])
+        isolation = run_spec_options(hc, self._running_pid, read)
+        groups = groups + [g for g in isolation.pop("extra_gids") if g not in groups]
         return RunSpec(
             args=[c.path, *c.args],
             env=extra + env,
@@ -417,7 +421,15 @@ class ContainerService:
             pids_limit=hc.pids_limit or 0,
             capabilities=caps,
             privileged=hc.privileged,
+            **isolation,
         )
+
+    def _running_pid(self, ref: str) -> int:
+        """The pid of a running container whose namespace another one joins."""
+        other = self.get(ref)
+        if not other.state.running:
+            raise Conflict(f"cannot join namespaces of a non running container: {other.id}")
+        return other.state.pid
 
     async def start(self, ref: str) -> Container:
         c = self.get(ref)

@@ -117,6 +117,8 @@ class HostConfig(msgspec.Struct, rename="pascal"):
     init: bool | None = None
     pids_limit: int | None = None
     ulimits: list[dict[str, Any]] | None = None
+    devices: list[dict[str, Any]] | None = None
+    blkio_weight: int = 0
 
 
 class EndpointSettings(msgspec.Struct, rename="pascal"):

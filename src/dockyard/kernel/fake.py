@@ -259,6 +259,12 @@ class RecordingKernel(Kernel):
     def set_oom_score_adj(self, value: int) -> None:
         self._rec("set_oom_score_adj", value)
 
+    def set_rlimit(self, name: str, soft: int, hard: int) -> None:
+        self._rec("set_rlimit", name, soft, hard)
+
+    def write_sysctl(self, name: str, value: str) -> None:
+        self._rec("write_sysctl", name, value)
+
     def set_signal_handler(self, signum: int, handler: Callable[[int, object], None]) -> None:
         self._rec("set_signal_handler", signum)
 

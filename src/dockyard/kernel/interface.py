@@ -198,6 +198,14 @@ class Kernel(ABC):
     def set_oom_score_adj(self, value: int) -> None: ...
 
     @abstractmethod
+    def set_rlimit(self, name: str, soft: int, hard: int) -> None:
+        """setrlimit(2) by OCI name (RLIMIT_NOFILE...); -1 is RLIM_INFINITY."""
+
+    @abstractmethod
+    def write_sysctl(self, name: str, value: str) -> None:
+        """Write /proc/sys/<name with dots as slashes> (of this process's namespaces)."""
+
+    @abstractmethod
     def set_signal_handler(self, signum: int, handler: Callable[[int, object], None]) -> None: ...
 
     @abstractmethod

@@ -520,6 +520,33 @@ class LinuxKernel(Kernel):
         except OSError as exc:
             raise _oserror("write", ("/proc/self/oom_score_adj", value), exc) from None
 
+    def set_rlimit(self, name: str, soft: int, hard: int) -> None:
+        import resource
+
+        kind = getattr(resource, name, None)
+        if not name.startswith("RLIMIT_") or not isinstance(kind, int):
+            raise KernelError("setrlimit", (name,), errno.EINVAL)
+
+        def lim(v: int) -> int:
+            return resource.RLIM_INFINITY if v < 0 else v
+
+        try:
+            resource.setrlimit(kind, (lim(soft), lim(hard)))
+        except (OSError, ValueError) as exc:
+            code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EINVAL
+            raise KernelError("setrlimit", (name, soft, hard), code) from None
+
+    def write_sysctl(self, name: str, value: str) -> None:
+        path = "/proc/sys/" + name.replace(".", "/")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _oserror("write", (path, value), exc) from None
+
     def set_signal_handler(self, signum: int, handler: Callable[[int, object], None]) -> None:
         signal.signal(signum, handler)
 

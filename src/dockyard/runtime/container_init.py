@@ -330,6 +330,24 @@ def exec_command(kernel: Kernel, args: list[str], env: list[str]) -> None:
     raise RuntimeFailure(f'exec: "{name}": executable file not found in $PATH', "not-found")
 
 
+def create_device_nodes(kernel: Kernel, root_fd: int, cfg: ContainerConfig) -> None:
+    """linux.devices (--device, --privileged): nodes made in the container, its parent
+    directories resolved inside the root."""
+    for node in cfg.device_nodes:
+        parent, name = os.path.split(node.path.rstrip("/"))
+        if not name:
+            raise RuntimeFailure(f"invalid device path {node.path!r}")
+        dir_fd = open_in_root(kernel, root_fd, parent or "/", "dir")
+        try:
+            kind = K.S_IFBLK if node.kind == "b" else K.S_IFCHR
+            kernel.mknodat(dir_fd, name, kind | (node.mode & 0o7777), node.major, node.minor)
+        except KernelError as exc:
+            if exc.errno != errno.EEXIST:
+                raise RuntimeFailure(f"creating device {node.path}: {exc}") from None
+        finally:
+            kernel.close(dir_fd)
+
+
 def init_container(
     kernel: Kernel,
     cfg: ContainerConfig,
@@ -351,6 +369,8 @@ def init_container(
         kernel.set_oom_score_adj(cfg.oom_score_adj)
     if cfg.netns_path:
         kernel.setns(cfg.netns_path, K.CLONE_NEWNET)
+    if cfg.ipc_path:  # --ipc container:<id>
+        kernel.setns(cfg.ipc_path, K.CLONE_NEWIPC)
     kernel.unshare(cfg.unshare_flags)
     if cfg.new_netns:
         kernel.bring_loopback_up()
@@ -375,10 +395,15 @@ def init_container(
         mount_one(kernel, root_fd, m)
         if m.destination == "/dev" and m.fstype == "tmpfs":
             populate_dev(kernel, root_fd, devpts)
+    create_device_nodes(kernel, root_fd, cfg)
     kernel.close(root_fd)
     pivot_into(kernel, cfg.rootfs)
     if cfg.terminal:
         setup_console(kernel, send_pty)
+    # Before /proc/sys turns read-only; the container's own namespaces' values only
+    # (the engine refuses the others).
+    for name, value in cfg.sysctls.items():
+        kernel.write_sysctl(name, value)
     mask_paths(kernel, cfg)
     # The working directory (-w) is created like a mount target: through the resolver.
     new_root = open_root(kernel, "/")
@@ -395,6 +420,8 @@ def confine_and_exec(
     """The last steps of both an init and an exec: cwd, seccomp, credentials, a clean
     signal state, then exec."""
     kernel.chdir(cfg.cwd)
+    for name, soft, hard in cfg.rlimits:  # raising a hard limit needs CAP_SYS_RESOURCE
+        kernel.set_rlimit(name, soft, hard)
     apply_seccomp(kernel, cfg)
     apply_credentials(kernel, cfg)
     kernel.reset_signals(RESET_SIGNALS)

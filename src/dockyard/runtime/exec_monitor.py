@@ -68,7 +68,7 @@ class ExecMonitor(Monitor):
             seccomp=None if spec.privileged else base.seccomp,
             seccomp_program=None if spec.privileged else base.seccomp_program,
         )
-        self.controllers = available_controllers(tracer)
+        self.controllers = available_controllers(tracer, cfg)
         return cfg
 
     def _enter_pid_namespace(self, tracer: TracingKernel) -> None:

@@ -151,9 +151,7 @@ def parse_docker_profile(text: str | bytes) -> dict:
                     f"seccomp profile: {where}.args[{j}].op: unknown operator {arg.get('op')!r}"
                 )
             if not 0 <= int(arg.get("index", -1)) <= 5:
-                raise InvalidParameter(
-                    f"seccomp profile: {where}.args[{j}].index must be 0 to 5"
-                )
+                raise InvalidParameter(f"seccomp profile: {where}.args[{j}].index must be 0 to 5")
     return profile
 
 
