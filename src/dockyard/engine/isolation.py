@@ -411,12 +411,10 @@ def run_spec_options(
 
     security = security_settings(hc.security_opt or [])
     ipc = _namespace_mode(hc.ipc_mode, "ipc", pid_of)
-    ipc_shm = ""
-    if hc.ipc_mode == "host":
-        ipc_shm = "/dev/shm"
-    elif ipc.startswith("/proc/"):
-        # The other container's /dev/shm, as dockerd shares it (through its root).
-        ipc_shm = ipc.rsplit("/ns/", 1)[0] + "/root/dev/shm"
+    # --ipc host shares the host's /dev/shm too. With container:<id> the SysV objects
+    # and message queues are shared (the namespace), /dev/shm is not: that container's
+    # tmpfs lives in its mount namespace, which the kernel will not bind from.
+    ipc_shm = "/dev/shm" if hc.ipc_mode == "host" else ""
     devices = [parse_device(d) for d in hc.devices or []]
     if hc.privileged:
         taken = {d.path for d in devices}

@@ -6,6 +6,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import resource
 import signal
 import socket
 import struct
@@ -521,8 +522,6 @@ class LinuxKernel(Kernel):
             raise _oserror("write", ("/proc/self/oom_score_adj", value), exc) from None
 
     def set_rlimit(self, name: str, soft: int, hard: int) -> None:
-        import resource
-
         kind = getattr(resource, name, None)
         if not name.startswith("RLIMIT_") or not isinstance(kind, int):
             raise KernelError("setrlimit", (name,), errno.EINVAL)

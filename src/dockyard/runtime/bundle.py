@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from dockyard.errors import RuntimeFailure
 from dockyard.kernel import flags as K
-from dockyard.runtime.seccomp import load_compiled
+from dockyard.runtime.seccomp import compile_oci, load_compiled
 from dockyard.runtime.spec import (
     ANNOTATION_LOWERDIR,
     ANNOTATION_OPEN_STDIN,
@@ -190,7 +190,9 @@ def load_config(bundle: str) -> ContainerConfig:
         raise RuntimeFailure(f"cannot read {path}: {exc}") from None
     cfg = config_from_oci(bundle, oci)
     if cfg.seccomp:
-        cfg.seccomp_program = load_compiled(bundle, raw)
+        # What the daemon compiled for this config.json; a bundle from elsewhere is
+        # compiled here, before the init pivots away from the libraries.
+        cfg.seccomp_program = load_compiled(bundle, raw) or compile_oci(cfg.seccomp)
     return cfg
 
 

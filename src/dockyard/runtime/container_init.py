@@ -269,7 +269,7 @@ def apply_seccomp(kernel: Kernel, cfg: ContainerConfig) -> None:
     # Installed while we still hold CAP_SYS_ADMIN (no no_new_privs needed);
     # the profile allows what the rest of the init does (prctl, capset, execve).
     if cfg.seccomp:
-        # The daemon compiled it beside config.json; a bundle from elsewhere is compiled here.
+        # Compiled before the init (see bundle.load_config): it only loads it here.
         program = cfg.seccomp_program or compile_oci(cfg.seccomp)
         if program is not None:
             kernel.set_seccomp_filter(program)
