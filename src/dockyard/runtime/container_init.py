@@ -47,8 +47,10 @@ DEV_SYMLINKS = [
     ("/proc/self/fd/0", "stdin"),
     ("/proc/self/fd/1", "stdout"),
     ("/proc/self/fd/2", "stderr"),
-    ("/proc/kcore", "core"),
-]
+] + (
+    # As runc: /dev/core only where the kernel has a /proc/kcore (checked once, here).
+    [("/proc/kcore", "core")] if os.path.exists("/proc/kcore") else []
+)
 # Python ignores these (and the forkserver SIGCHLD/SIGINT); ignored
 # dispositions survive execve, so the command would inherit them. Plain ints,
 # so that the start trace that records them travels as marshal data.
