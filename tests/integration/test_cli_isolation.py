@@ -354,3 +354,41 @@ def test_stop_signal_is_used_by_stop(dockyard, unique):
         assert "got-usr1" in logs.stdout
     finally:
         dockyard("rm", "-f", name)
+
+
+def _cgroup_value(controller: str, cid: str, name: str) -> str:
+    found = [p for p in Path("/sys/fs/cgroup", controller).rglob(name) if p.parent.name == cid]
+    assert len(found) == 1, found
+    return found[0].read_text().strip()
+
+
+def test_update_a_running_container(dockyard, unique):
+    name = unique("upd")
+    started = dockyard("run", "-d", "--name", name, "--memory", "64m", "busybox", "sleep", "60")
+    assert started.returncode == 0, started.stderr
+    cid = started.stdout.strip()
+    try:
+        assert _cgroup_value("memory", cid, "memory.limit_in_bytes") == str(64 << 20)
+        proc = dockyard(
+            "update", "--memory", "128m", "--memory-swap", "256m", "--cpus", "0.5",
+            "--pids-limit", "50", "--memory-reservation", "32m", name,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == name
+        assert _cgroup_value("memory", cid, "memory.limit_in_bytes") == str(128 << 20)
+        assert _cgroup_value("memory", cid, "memory.soft_limit_in_bytes") == str(32 << 20)
+        assert _cgroup_value("cpu", cid, "cpu.cfs_quota_us") == "50000"
+        assert _cgroup_value("pids", cid, "pids.max") == "50"
+        # cpuset was not joined at start: applies from the next start, and says so.
+        later = dockyard("update", "--cpuset-cpus", "0", name)
+        assert later.returncode == 0, later.stderr
+        assert "WARNING: cpuset.cpus applies from the next start" in later.stderr
+        bad = dockyard("update", "--memory", "1m", name)
+        assert bad.returncode == 1
+        assert "Minimum memory limit allowed is 6MB" in bad.stderr
+        assert _cgroup_value("memory", cid, "memory.limit_in_bytes") == str(128 << 20)
+        none = dockyard("update", name)
+        assert none.returncode != 0
+        assert "you must provide one or more flags" in none.stderr
+    finally:
+        dockyard("rm", "-f", name)

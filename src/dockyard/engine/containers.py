@@ -28,10 +28,12 @@ from dockyard.engine.models import (
     ContainerConfig,
     ContainerState,
     HostConfig,
+    UpdateConfig,
     strslice,
 )
 from dockyard.engine.names import random_name, validate_name
 from dockyard.engine.store import Store
+from dockyard.engine.update import live_resources, merged_host_config
 from dockyard.errors import (
     Conflict,
     InvalidParameter,
@@ -430,6 +432,16 @@ class ContainerService:
         if not other.state.running:
             raise Conflict(f"cannot join namespaces of a non running container: {other.id}")
         return other.state.pid
+
+    def update(self, ref: str, upd: UpdateConfig) -> list[str]:
+        """docker update: checked as at create, applied now if running, kept; warnings."""
+        c = self.get(ref)
+        new, warnings = merged_host_config(c.host_config, upd)
+        if c.state.running:
+            warnings += self._launcher.update_resources(c.bundle, live_resources(new))
+        c.host_config = new
+        self._save(c)
+        return warnings
 
     async def start(self, ref: str) -> Container:
         c = self.get(ref)

@@ -121,6 +121,25 @@ class HostConfig(msgspec.Struct, rename="pascal"):
     blkio_weight: int = 0
 
 
+class UpdateConfig(msgspec.Struct, rename="pascal"):
+    """The body of POST /containers/{id}/update (dockerd's container.UpdateConfig):
+    0, "" and null leave a setting as it is."""
+
+    cpu_shares: int = 0
+    memory: int = 0
+    memory_swap: int = 0
+    memory_reservation: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    nano_cpus: int = field(default=0, name="NanoCpus")
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    blkio_weight: int = 0
+    pids_limit: int | None = None
+    kernel_memory: int = 0
+    restart_policy: RestartPolicy | None = None
+
+
 class EndpointSettings(msgspec.Struct, rename="pascal"):
     aliases: list[str] | None = None
     network_id: str = field(default="", name="NetworkID")

@@ -179,3 +179,60 @@ def read_stats(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> 
             "limit": _read_int(kernel, "pids", path, "pids.max"),
         }
     return stats
+
+
+def update_running(kernel: Kernel, cfg: ContainerConfig, res: dict) -> list[str]:
+    """docker update on a running container: write its cgroups now. Returns warnings
+    for what only the next start can apply (a controller it did not join)."""
+    path = cfg.cgroup_path
+    warnings: list[str] = []
+
+    def has(controller: str, name: str) -> bool:
+        return kernel.cgroup_has(controller, path, name)
+
+    memory, swap = int(res["memory"]), int(res["memory_swap"])
+    if memory and has("memory", "memory.limit_in_bytes"):
+        limit = "memory.limit_in_bytes"
+        memsw = (
+            "memory.memsw.limit_in_bytes" if has("memory", "memory.memsw.limit_in_bytes") else ""
+        )
+        order = [(limit, memory)] + ([(memsw, swap)] if memsw and swap else [])
+        try:
+            for name, value in order:
+                kernel.cgroup_write("memory", path, name, str(value))
+        except KernelError:
+            # Raising the limit above the current memory+swap limit needs memsw first.
+            for name, value in reversed(order):
+                kernel.cgroup_write("memory", path, name, str(value))
+    if res["memory_reservation"] and has("memory", "memory.soft_limit_in_bytes"):
+        kernel.cgroup_write(
+            "memory", path, "memory.soft_limit_in_bytes", str(res["memory_reservation"])
+        )
+    if res["cpu_shares"] and has("cpu", "cpu.shares"):
+        kernel.cgroup_write("cpu", path, "cpu.shares", str(res["cpu_shares"]))
+    if has("cpu", "cpu.cfs_quota_us"):
+        kernel.cgroup_write("cpu", path, "cpu.cfs_period_us", str(res["cpu_period"]))
+        kernel.cgroup_write("cpu", path, "cpu.cfs_quota_us", str(res["cpu_quota"]))
+    if res["pids_limit"] and has("pids", "pids.max"):
+        limit = "max" if int(res["pids_limit"]) < 0 else str(res["pids_limit"])
+        kernel.cgroup_write("pids", path, "pids.max", limit)
+    for key, name in (("cpuset_cpus", "cpuset.cpus"), ("cpuset_mems", "cpuset.mems")):
+        if not res[key]:
+            continue
+        if has("cpuset", name):
+            kernel.cgroup_write("cpuset", path, name, str(res[key]))
+        else:
+            warnings.append(
+                f"{name} applies from the next start: the container was started without a "
+                "cpuset cgroup"
+            )
+    if res["blkio_weight"]:
+        knob = blkio_weight_file(kernel)
+        if knob and has("blkio", knob):
+            kernel.cgroup_write("blkio", path, knob, str(res["blkio_weight"]))
+        else:
+            warnings.append(
+                "the blkio weight applies from the next start: the container was started "
+                "without a blkio cgroup"
+            )
+    return warnings

@@ -361,6 +361,14 @@ class Launcher:
         }
         return await self._start_monitor(request, bundle_dir, exit_file=False)
 
+    def update_resources(self, bundle_dir: str, resources: dict) -> list[str]:
+        """docker update on a running container: its cgroups get the new limits now."""
+        from dockyard.kernel.linux import LinuxKernel
+        from dockyard.runtime.bundle import load_config
+        from dockyard.runtime.cgroups import update_running
+
+        return update_running(LinuxKernel(), load_config(bundle_dir), resources)
+
     async def reattach(self, container_id: str, bundle_dir: str) -> MonitorLink | None:
         """Connect to the monitor of a running container; None if it is gone."""
         try:
