@@ -21,8 +21,10 @@ MODE="${1:-all}"
 # procps, psmisc, util-linux, kmod: what the runtime and the tests inspect.
 APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod)
 # Only for the tests (--deps): gcc and libc6-dev build the static probe that
-# tests/security/test_seccomp.py runs inside a container.
-TEST_APT_PACKAGES=(gcc libc6-dev)
+# tests/security/test_seccomp.py runs inside a container; docker-registry,
+# apache2-utils (htpasswd), openssl (a token server's keys) and skopeo are the
+# registry tests' other side.
+TEST_APT_PACKAGES=(gcc libc6-dev docker-registry apache2-utils openssl skopeo)
 
 say() { echo "install: $*" >&2; }
 
