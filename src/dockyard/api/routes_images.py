@@ -1,4 +1,4 @@
-"""/images/...: list, inspect, import (create?fromSrc=-), tag, delete."""
+"""/images/...: list, inspect, import (create?fromSrc=-), tag, delete, save (get), load."""
 
 from __future__ import annotations
 
@@ -92,9 +92,39 @@ async def delete(request: web.Request) -> web.Response:
     return json_response(result)
 
 
+async def save(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    name = request.match_info.get("name")
+    names = [name] if name is not None else request.query.getall("names", [])
+    plan = svc.images.save_plan(names)  # unknown names answer 404 before any byte
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await svc.images.save(plan, resp.write)
+    await resp.write_eof()
+    return resp
+
+
+async def load(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    # No layer progress is streamed, so quiet (which only hides it) changes nothing.
+    qbool(request, "quiet")
+    lines = await svc.images.load(request.content.iter_chunked(1 << 20))
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    for line in lines:
+        await resp.write(msgspec.json.encode({"stream": line + "\n"}) + b"\r\n")
+    await resp.write_eof()
+    return resp
+
+
 def register(router: Router) -> None:
     router.add("GET", "/images/json", list_images)
     router.add("POST", "/images/create", create)
+    router.add("GET", "/images/get", save)
+    router.add("POST", "/images/load", load)
     router.add("GET", "/images/{name:.+}/json", inspect)
+    router.add("GET", "/images/{name:.+}/get", save)
     router.add("POST", "/images/{name:.+}/tag", tag)
     router.add("DELETE", "/images/{name:.+}", delete)

@@ -12,15 +12,18 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import IO, Any
 
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.filters import filter_images
 from dockyard.engine.models import ImageInfo, ImageRecord
 from dockyard.engine.store import Store
+from dockyard.engine.threads import consume_in_thread, produce_in_thread
 from dockyard.errors import Conflict, InvalidParameter, NotFound
-from dockyard.image.reference import parse_reference
+from dockyard.image.archive import LoadedImage, LoadJournal, SavedImage, load_images, save_images
+from dockyard.image.digest import chain_ids
+from dockyard.image.reference import Reference, is_image_id, parse_reference
 from dockyard.image.store import ImageStore
 
 log = logging.getLogger("dockyard.images")
@@ -222,6 +225,97 @@ class ImageService:
         self.blobs.delete_image(image_id, keep=set(self._images))
         result.append({"Deleted": image_id})
         return result
+
+    # save / load
+
+    def save_plan(self, names: list[str]) -> list[SavedImage]:
+        """Which images (and which of their tags) `docker save NAME...` writes.
+
+        dockerd's rules: a bare repository name saves every tag of it, a
+        name:tag that tag, an id (or id prefix) the image without tags.
+        """
+        if not names:
+            raise InvalidParameter("no images to save")
+        plan: dict[str, list[str]] = {}
+        for name in names:
+            for image_id, ref in self._save_targets(name):
+                tags = plan.setdefault(image_id, [])
+                if ref is not None and ref not in tags:
+                    tags.append(ref)
+        return [SavedImage(image_id, tags) for image_id, tags in plan.items()]
+
+    def _save_targets(self, name: str) -> list[tuple[str, str | None]]:
+        if is_image_id(name):
+            return [(self.resolve(name), None)]
+        try:
+            ref: Reference | None = parse_reference(name, default_tag=None)
+        except InvalidParameter:
+            ref = None
+        if ref is not None and ref.digest is not None:
+            raise InvalidParameter(f"invalid reference {name}: saving by digest is not supported")
+        if ref is not None and ref.tag is None:
+            found = [
+                (image_id, tag)
+                for tag, image_id in sorted(self._tags.items())
+                if parse_reference(tag).name == ref.name
+            ]
+            if found:
+                return found
+            return [(self.resolve(name), None)]  # an id prefix, or "No such image"
+        image_id = self.resolve(name)
+        return [(image_id, str(ref) if ref is not None and str(ref) in self._tags else None)]
+
+    async def save(self, plan: list[SavedImage], write: Callable[[bytes], Awaitable[None]]) -> None:
+        """Stream `docker save` of `plan` to `write`, with the layers pinned meanwhile."""
+
+        def work(out: IO[bytes]) -> None:
+            with self.blobs.lease():
+                for image in plan:
+                    for chain in chain_ids(self.blobs.image_diff_ids(image.image_id)):
+                        self.blobs.pin(chain)
+                save_images(self.blobs, plan, out)
+
+        await produce_in_thread(work, write, "image-save")
+
+    async def load(self, chunks: AsyncIterable[bytes]) -> list[str]:
+        """`docker load`: import every image of the archive, then name them all.
+
+        All or nothing: until every image of the archive is in the store no
+        name changes, and a failure removes what this load added. Returns
+        the lines dockerd prints ("Loaded image: busybox:latest").
+        """
+        loop = asyncio.get_running_loop()
+        journal = LoadJournal()
+        lines: list[str] = []
+
+        def work(stream: IO[bytes]) -> None:
+            # The lease spans the naming (done on the loop), so that no
+            # concurrent rmi/prune can take a layer before its image is named.
+            with self.blobs.lease():
+                loaded = load_images(self.blobs, stream, journal)
+                asyncio.run_coroutine_threadsafe(self._name_loaded(loaded, lines), loop).result()
+
+        try:
+            await consume_in_thread(chunks, work, "image-load")
+        except BaseException:
+            self.blobs.discard(journal.chains, journal.configs, keep=set(self._images))
+            raise
+        return lines
+
+    async def _name_loaded(self, loaded: list[LoadedImage], lines: list[str]) -> None:
+        for image in loaded:
+            self._register(image.image_id)
+            for ref in image.repo_tags:
+                previous = self._tags.get(ref)
+                if previous is not None and previous != image.image_id:
+                    lines.append(
+                        f"The image {ref} already exists, renaming the old one with ID "
+                        f"{previous} to empty string"
+                    )
+                self._set_tag(ref, image.image_id)
+                lines.append(f"Loaded image: {ref}")
+            if not image.repo_tags:
+                lines.append(f"Loaded image ID: {image.image_id}")
 
     def _untag(self, ref: str) -> None:
         self._store.delete_tag(ref)

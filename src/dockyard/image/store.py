@@ -188,7 +188,11 @@ class ImageStore:
         return os.path.exists(os.path.join(self._layer_dir(chain_id), "meta.json"))
 
     def import_layer(
-        self, stream: BinaryIO | Readable, parent_chain_id: str | None = None
+        self,
+        stream: BinaryIO | Readable,
+        parent_chain_id: str | None = None,
+        *,
+        allow_devices: bool = True,
     ) -> Layer:
         """Store the layer tar (uncompressed) as a blob and unpack it, in one pass.
 
@@ -208,7 +212,9 @@ class ImageStore:
             try:
                 with archive_errors():
                     reader = _DigestingReader(open_decompressed(stream), blob_fd)
-                    size = unpack_layer(reader, os.path.join(tmp_dir, "diff"))
+                    size = unpack_layer(
+                        reader, os.path.join(tmp_dir, "diff"), allow_devices=allow_devices
+                    )
                     reader.drain()
                 os.fsync(blob_fd)
             finally:
@@ -431,6 +437,20 @@ class ImageStore:
                 fsync_dir(self.blobs_dir)
             used = self._chains_used_by(kept_ids) | self._leased()
             self._remove_layers([c for c in candidates if c not in used])
+
+    def discard(self, chains: list[str], configs: list[str], keep: set[str]) -> None:
+        """Undo a failed load or pull: remove the image configs and layers it
+        added that no image in `keep` uses and no open lease pins."""
+        with self.lock:
+            kept_ids = {normalize_digest(i) for i in keep}
+            for config in configs:
+                if normalize_digest(config) not in kept_ids:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self._blob_path(config))
+            fsync_dir(self.blobs_dir)
+            used = self._chains_used_by(kept_ids) | self._leased()
+            # Top-most first: a layer is never removed before the ones above it.
+            self._remove_layers([c for c in reversed(chains) if c not in used])
 
     def prune_layers(self, keep: set[str]) -> list[str]:
         """Remove every layer neither used by an image in `keep` nor leased
