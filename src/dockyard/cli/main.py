@@ -38,6 +38,10 @@ COMMANDS: dict[str, str] = {
     "import": "import_",
     "save": "save",
     "load": "load",
+    "pull": "pull",
+    "push": "push",
+    "login": "login",
+    "logout": "logout",
     "trace": "trace",
     "version": "version",
     "info": "info",
@@ -72,6 +76,8 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "import": "import",
         "save": "save",
         "load": "load",
+        "pull": "pull",
+        "push": "push",
         "inspect": "inspect",
     },
     "system": {"info": "info"},
@@ -81,7 +87,11 @@ SUMMARY = [
     ("Common Commands", [
         ("run", "Create and run a new container from an image"),
         ("ps", "List containers"),
+        ("pull", "Download an image from a registry"),
+        ("push", "Upload an image to a registry"),
         ("images", "List images"),
+        ("login", "Log in to a registry"),
+        ("logout", "Log out from a registry"),
         ("version", "Show the Dockyard version information"),
         ("info", "Display system-wide information"),
     ]),
@@ -218,6 +228,7 @@ def run_command(ctx_args: dict, argv: list[str]) -> int:
     except HostError as exc:
         raise CLIError(str(exc), 1) from None
     ctx = Context(host, debug=bool(ctx_args.get("debug")))
+    ctx.config_dir = ctx_args.get("config") or None  # registry credentials (--config)
     return int(module.execute(ctx, opts, args) or 0)
 
 

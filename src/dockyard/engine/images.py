@@ -15,15 +15,18 @@ import tempfile
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import IO, Any
 
+from dockyard.engine import image_pull, image_push
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.filters import filter_images
 from dockyard.engine.models import ImageInfo, ImageRecord
+from dockyard.engine.progress import ProgressStream
 from dockyard.engine.store import Store
 from dockyard.engine.threads import consume_in_thread, produce_in_thread
 from dockyard.errors import Conflict, InvalidParameter, NotFound
 from dockyard.image.archive import LoadedImage, LoadJournal, SavedImage, load_images, save_images
 from dockyard.image.digest import chain_ids
 from dockyard.image.reference import Reference, is_image_id, parse_reference
+from dockyard.image.registry import AuthConfig, InsecureRegistries, Registry, new_session
 from dockyard.image.store import ImageStore
 
 log = logging.getLogger("dockyard.images")
@@ -33,11 +36,26 @@ def _hex(image_id: str) -> str:
     return image_id.removeprefix("sha256:")
 
 
+def _registry_domain(server: str) -> str:
+    """A login's serveraddress ("https://index.docker.io/v1/", "127.0.0.1:5000") as a domain."""
+    host = server.strip()
+    for prefix in ("https://", "http://"):
+        host = host.removeprefix(prefix)
+    host = host.split("/", 1)[0]
+    if host in ("", "index.docker.io", "registry-1.docker.io", "docker.io"):
+        return "docker.io"
+    return host
+
+
 class ImageService:
     def __init__(self, store: Store, blobs: ImageStore, tmp_dir: str) -> None:
         self._store = store
         self.blobs = blobs
         self._tmp_dir = tmp_dir
+        # Registries that may be reached over http (--insecure-registry); set by the daemon.
+        self.insecure = InsecureRegistries()
+        # (registry, blob digest) -> repositories known to hold it, for cross-repo mounts.
+        self._blob_sources: dict[tuple[str, str], set[str]] = {}
         self._images: dict[str, ImageRecord] = {r.id: r for r in store.images()}
         self._tags: dict[str, str] = store.tags()
         # Set by the container service: image id -> (container id, running) users.
@@ -79,6 +97,11 @@ class ImageService:
             found = self._tags.get(str(ref))
             if found:
                 return found
+        if ref is not None and ref.digest is not None:
+            wanted = f"{ref.familiar_name}@{ref.digest}"
+            for record in self._images.values():
+                if wanted in record.repo_digests:
+                    return record.id
         # An id prefix: at least one hex char, unique among images.
         hexpart = _hex(name)
         if hexpart and all(c in "0123456789abcdef" for c in hexpart):
@@ -225,6 +248,101 @@ class ImageService:
         self.blobs.delete_image(image_id, keep=set(self._images))
         result.append({"Deleted": image_id})
         return result
+
+    # registries
+
+    @property
+    def tmp_dir(self) -> str:
+        return self._tmp_dir
+
+    def has_image(self, image_id: str) -> bool:
+        return image_id in self._images
+
+    def image_ids(self) -> set[str]:
+        return set(self._images)
+
+    def chain_ids_of(self, image_id: str) -> list[str]:
+        return chain_ids(self.blobs.image_diff_ids(image_id))
+
+    def blob_sources(self, domain: str, digest: str) -> list[str]:
+        return sorted(self._blob_sources.get((domain, digest), ()))
+
+    def remember_blob_source(self, domain: str, digest: str, path: str) -> None:
+        self._blob_sources.setdefault((domain, digest), set()).add(path)
+
+    def name_pulled(self, image_id: str, ref: Reference, manifest_digest: str) -> None:
+        """Register a pulled image, point its tag at it and record its repo digest."""
+        self._register(image_id)
+        if ref.digest is None:
+            self._set_tag(str(ref), image_id)
+        self.record_repo_digest(image_id, ref, manifest_digest)
+
+    def record_repo_digest(self, image_id: str, ref: Reference, digest: str) -> None:
+        entry = f"{ref.familiar_name}@{digest}"
+        for record in self._images.values():  # a digest names one image
+            if entry in record.repo_digests and record.id != image_id:
+                record.repo_digests.remove(entry)
+                self._store.put_image(record)
+        record = self._images[image_id]
+        if entry not in record.repo_digests:
+            record.repo_digests.append(entry)
+            self._store.put_image(record)
+
+    async def pull(
+        self,
+        from_image: str,
+        tag: str,
+        auth: AuthConfig,
+        progress: ProgressStream,
+        platform: str | None = None,
+    ) -> list[str]:
+        """`POST /images/create?fromImage=`: pull a tag, a digest, or every tag; return ids."""
+        image_pull.parse_platform(platform)  # a bad --platform fails before any traffic
+        ref = parse_reference(from_image, default_tag=None)
+        if tag:
+            if ref.tag is not None or ref.digest is not None:
+                raise InvalidParameter(
+                    f"invalid reference format: {from_image} already has a tag or digest"
+                )
+            if tag.startswith("sha256:"):
+                ref = parse_reference(f"{ref.name}@{tag}")
+            else:
+                ref = ref.with_tag(tag)
+        if ref.tag is not None or ref.digest is not None:
+            return [await image_pull.pull(self, ref, auth, progress, platform)]
+        # Neither tag nor digest: every tag of the repository (docker pull --all-tags).
+        async with new_session() as session:
+            tags = await Registry(session, ref.domain, auth, self.insecure).list_tags(ref.path)
+        return [
+            await image_pull.pull(self, ref.with_tag(t), auth, progress, platform) for t in tags
+        ]
+
+    def push_refs(self, name: str, tag: str) -> list[Reference]:
+        """The local tags `docker push NAME[:TAG]` sends (every tag of NAME without one)."""
+        ref = parse_reference(name, default_tag=None)
+        if ref.digest is not None:
+            raise InvalidParameter("cannot push a digest reference")
+        if tag:
+            ref = ref.with_tag(tag)
+        if ref.tag is not None:
+            if str(ref) not in self._tags:
+                raise NotFound(f"An image does not exist locally with the tag: {ref}")
+            return [ref]
+        refs = [
+            parse_reference(t) for t in sorted(self._tags) if parse_reference(t).name == ref.name
+        ]
+        if not refs:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+        return refs
+
+    async def push(self, refs: list[Reference], auth: AuthConfig, progress: ProgressStream) -> None:
+        await image_push.push(self, refs, auth, progress)
+
+    async def login(self, server: str, auth: AuthConfig) -> None:
+        """`POST /auth`: check credentials against the registry (Unauthorized if refused)."""
+        domain = _registry_domain(server)
+        async with new_session() as session:
+            await Registry(session, domain, auth, self.insecure).login()
 
     # save / load
 

@@ -281,7 +281,7 @@ class ImageStore:
         return layer
 
     @contextlib.contextmanager
-    def lease(self) -> Iterator[set[str]]:
+    def lease(self, shared: set[str] | None = None) -> Iterator[set[str]]:
         """Protect layers from garbage collection while an image is being assembled.
 
         Every layer imported (or looked up with `pin`) by this thread inside
@@ -293,18 +293,26 @@ class ImageStore:
                 base = store.import_layer(tar1)
                 top = store.import_layer(tar2, base.chain_id)
                 store.create_image([base.diff_id, top.diff_id], config)
+
+        Passing the set of an open lease joins it from another thread (a
+        pull imports its layers from several); the lease lasts until the
+        block that opened it ends.
         """
-        pinned: set[str] = set()
+        pinned: set[str] = shared if shared is not None else set()
         stack = self._thread_leases()
         with self.lock:
             stack.append(pinned)
-            self._leases.append(pinned)
+            owner = not any(p is pinned for p in self._leases)
+            if owner:
+                self._leases.append(pinned)
         try:
             yield pinned
         finally:
             with self.lock:
-                stack.remove(pinned)
-                self._leases.remove(pinned)
+                # By identity: two leases with equal contents are still two leases.
+                _remove_identical(stack, pinned)
+                if owner:
+                    _remove_identical(self._leases, pinned)
 
     def pin(self, chain_id: str) -> Layer:
         """Pin an existing layer in this thread's open leases (NotFound if gone)."""
@@ -522,6 +530,13 @@ class ImageStore:
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
+
+
+def _remove_identical(items: list[set[str]], item: set[str]) -> None:
+    for i, candidate in enumerate(items):
+        if candidate is item:
+            del items[i]
+            return
 
 
 def check_image_id(text: str) -> str:
