@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+
 from registry_server import RegistryServer
 
 pytestmark = pytest.mark.docker_cli
