@@ -31,7 +31,7 @@ from dockyard.image.registry import (
     RegistryError,
     new_session,
 )
-from dockyard.image.store import go_architecture
+from dockyard.image.store import ImageStore, Layer, go_architecture
 
 if TYPE_CHECKING:
     from dockyard.engine.images import ImageService
@@ -256,11 +256,16 @@ async def _fetch_layers(
             await downloads[layer.chain_id]
             parent_index = layers.index(layer) - 1
             parent = layers[parent_index].chain_id if parent_index >= 0 else None
-            unpacked = await run_in_thread(
+            stored = await run_in_thread(
                 lambda layer=layer, parent=parent: _unpack(blobs, layer, parent, progress, lease),
                 "image-pull-unpack",
             )
-            imported.append(unpacked)
+            imported.append(stored.chain_id)  # before the check: a wrong layer is undone too
+            if stored.diff_id != layer.diff_id:
+                raise RegistryError(
+                    f"failed to register layer: layer {short(layer.digest)} has diff_id "
+                    f"{stored.diff_id}, the image config says {layer.diff_id}"
+                )
             progress.status("Pull complete", short(layer.digest))
     except BaseException:
         for task in downloads.values():
@@ -314,8 +319,8 @@ class _CountingReader:
 
 
 def _unpack(
-    blobs: Any, layer: _Layer, parent: str | None, progress: ProgressStream, lease: set[str]
-) -> str:
+    blobs: ImageStore, layer: _Layer, parent: str | None, progress: ProgressStream, lease: set[str]
+) -> Layer:
     ident = short(layer.digest)
     total = os.path.getsize(layer.path)
     with blobs.lease(lease), open(layer.path, "rb") as f:
@@ -324,10 +329,5 @@ def _unpack(
             stored = blobs.import_layer(reader, parent)
         except DockyardError as e:
             raise RegistryError(f"failed to register layer {ident}: {e.message}") from None
-    if stored.diff_id != layer.diff_id:
-        raise RegistryError(
-            f"failed to register layer: layer {ident} has diff_id {stored.diff_id}, "
-            f"the image config says {layer.diff_id}"
-        )
     progress.progress("Extracting", ident, total, total, force=True)
-    return stored.chain_id
+    return stored
