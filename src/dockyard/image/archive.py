@@ -343,18 +343,20 @@ def _load_one(
     parent: str | None = None
     for diff_id, chain, path in zip(diff_ids, chains, layer_paths, strict=True):
         if not _pin_if_present(store, chain):
+            expected = _expected_digest(path)
             with archive.open(path) as f:
-                raw = _HashingReader(f)
-                layer = store.import_layer(raw, parent, allow_devices=False)
-                raw.drain()
+                # Only a blob named by its digest needs a second hash (of its raw bytes).
+                raw = _HashingReader(f) if expected is not None else None
+                layer = store.import_layer(raw or f, parent, allow_devices=False)
+                if raw is not None:
+                    raw.drain()
             if layer.chain_id not in journal.chains:
                 journal.chains.append(layer.chain_id)
             if layer.diff_id != diff_id:
                 raise InvalidParameter(
                     f"invalid archive: layer {path} has diff_id {layer.diff_id}, the config says {diff_id}"
                 )
-            expected = _expected_digest(path)
-            if expected is not None and raw.sha.hexdigest() != expected:
+            if raw is not None and raw.sha.hexdigest() != expected:
                 raise InvalidParameter(f"invalid archive: {path} does not match its digest")
         parent = chain
     existed = store.has_blob(sha256_digest(config_bytes))
