@@ -107,6 +107,12 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.labels = list(raw.get("labels", []))
         cfg.group = raw.get("group", cfg.group)
         cfg.insecure_registries = list(raw.get("insecure-registries", []))
+        if args.insecure_registry and raw.get("insecure-registries"):
+            raise DockyardError(
+                "the following directives are specified both as a flag and in the configuration "
+                f"file: insecure-registries: (from flag: {args.insecure_registry}, "
+                f"from file: {raw['insecure-registries']})"
+            )
         if args.host and raw.get("hosts"):
             raise DockyardError(
                 "the following directives are specified both as a flag and in the configuration "

@@ -297,3 +297,20 @@ def test_skopeo_reads_what_we_pushed_and_we_load_its_oci_archive(
     proc = daemon.dockyard("load", "-i", str(out))
     assert proc.returncode == 0, proc.stderr
     assert daemon.dockyard("inspect", "-f", "{{.Id}}", image_id).stdout.strip() == image_id
+
+
+def test_insecure_registries_from_flag_and_daemon_json(daemon_factory, tmp_path):
+    d = daemon_factory(
+        extra_args=["--insecure-registry", "10.9.0.0/16", "--insecure-registry", "myreg.lan:5000"]
+    )
+    config = d.request("GET", "/info").json()["RegistryConfig"]
+    assert config["InsecureRegistryCIDRs"] == ["127.0.0.0/8", "10.9.0.0/16"]
+    assert config["IndexConfigs"]["myreg.lan:5000"]["Secure"] is False
+    assert config["IndexConfigs"]["docker.io"]["Official"] is True
+    d.stop()
+
+    daemon_json = tmp_path / "daemon.json"
+    daemon_json.write_text(json.dumps({"insecure-registries": ["other.lan:5000"]}))
+    d = daemon_factory(extra_args=["--config-file", str(daemon_json)])
+    config = d.request("GET", "/info").json()["RegistryConfig"]
+    assert config["IndexConfigs"]["other.lan:5000"]["Secure"] is False

@@ -106,6 +106,19 @@ class InsecureRegistries:
             except ValueError:
                 self.hosts.add(entry.lower())
 
+    def registry_config(self) -> dict[str, Any]:
+        """`RegistryConfig` of GET /info, as dockerd shows its registry settings."""
+        configs = {
+            DOCKER_HUB: {"Name": DOCKER_HUB, "Mirrors": [], "Secure": True, "Official": True}
+        }
+        for host in sorted(self.hosts - {"localhost"}):
+            configs[host] = {"Name": host, "Mirrors": [], "Secure": False, "Official": False}
+        return {
+            "InsecureRegistryCIDRs": [str(n) for n in self.networks if str(n) != "::1/128"],
+            "IndexConfigs": configs,
+            "Mirrors": [],
+        }
+
     def allows(self, host_port: str) -> bool:
         if host_port.lower() in self.hosts:
             return True
