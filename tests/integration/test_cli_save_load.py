@@ -9,6 +9,7 @@ as <id>.json, manifest.json and repositories.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import tarfile
 from pathlib import Path
@@ -248,3 +249,28 @@ def test_docker_cli_save_and_load(daemon, two_layer_image, tmp_path):
     assert proc.stdout.strip() == image_id
     proc = daemon.docker("run", "--rm", f"{name}:v1", "busybox", "cat", "/etc/motd")
     assert proc.stdout == "from layer two\n", proc.stderr
+
+
+def test_load_api_reports_layers_unless_quiet(daemon, unique):
+    name = unique("progress")
+    # Layers no other test has: only layers not yet in the store are reported.
+    layers = [tar_bytes([(entry(f"{name}-{i}"), name.encode() * (i + 1))]) for i in range(2)]
+    data, image_id = dockerd_2010_archive(layers, [f"{name}:v1"], ["sh"])
+    headers = {"Content-Type": "application/x-tar"}
+    resp = daemon.request("POST", "/images/load", data, headers)
+    assert resp.status == 200
+    messages = [json.loads(line) for line in resp.body.splitlines() if line.strip()]
+    loading = [m for m in messages if m.get("status") == "Loading layer"]
+    chain0 = sha(layers[0])
+    chain1 = hashlib.sha256(f"sha256:{chain0} sha256:{sha(layers[1])}".encode()).hexdigest()
+    assert [m["id"] for m in loading if m["progressDetail"]["current"] == len(layers[0])][0] == (
+        chain0[:12]
+    )
+    assert {m["id"] for m in loading} == {chain0[:12], chain1[:12]}
+    last = loading[-1]["progressDetail"]
+    assert last["current"] == last["total"] == len(layers[1])
+    assert messages[-1] == {"stream": f"Loaded image: {name}:v1\n"}
+    resp = daemon.request("POST", "/images/load?quiet=1", data, headers)
+    messages = [json.loads(line) for line in resp.body.splitlines() if line.strip()]
+    assert messages == [{"stream": f"Loaded image: {name}:v1\n"}]
+    daemon.dockyard("rmi", image_id)

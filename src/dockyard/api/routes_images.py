@@ -107,16 +107,16 @@ async def save(request: web.Request) -> web.StreamResponse:
 
 async def load(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    # No layer progress is streamed, so quiet (which only hides it) changes nothing.
-    qbool(request, "quiet")
-    lines = await svc.images.load(request.content.iter_chunked(1 << 20))
-    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-    resp.enable_chunked_encoding()
-    await resp.prepare(request)
-    for line in lines:
-        await resp.write(msgspec.json.encode({"stream": line + "\n"}) + b"\r\n")
-    await resp.write_eof()
-    return resp
+    quiet = qbool(request, "quiet")
+    progress = ProgressStream()
+
+    async def run() -> None:
+        chunks = request.content.iter_chunked(1 << 20)
+        lines = await svc.images.load(chunks, None if quiet else progress)
+        for line in lines:
+            progress.emit({"stream": line + "\n"})
+
+    return await _stream_progress(request, asyncio.ensure_future(run()), progress)
 
 
 async def _stream_progress(

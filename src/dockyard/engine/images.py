@@ -19,7 +19,7 @@ from dockyard.engine import image_pull, image_push
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.filters import filter_images
 from dockyard.engine.models import ImageInfo, ImageRecord
-from dockyard.engine.progress import ProgressStream
+from dockyard.engine.progress import ProgressStream, short
 from dockyard.engine.store import Store
 from dockyard.engine.threads import consume_in_thread, produce_in_thread
 from dockyard.errors import Conflict, InvalidParameter, NotFound
@@ -395,22 +395,32 @@ class ImageService:
 
         await produce_in_thread(work, write, "image-save")
 
-    async def load(self, chunks: AsyncIterable[bytes]) -> list[str]:
+    async def load(
+        self, chunks: AsyncIterable[bytes], progress: ProgressStream | None = None
+    ) -> list[str]:
         """`docker load`: import every image of the archive, then name them all.
 
         All or nothing: until every image of the archive is in the store no
         name changes, and a failure removes what this load added. Returns
-        the lines dockerd prints ("Loaded image: busybox:latest").
+        the lines dockerd prints ("Loaded image: busybox:latest"). With
+        `progress`, each layer's reading is reported as dockerd's
+        "Loading layer" messages.
         """
         loop = asyncio.get_running_loop()
         journal = LoadJournal()
         lines: list[str] = []
 
+        def report(chain: str, current: int, total: int) -> None:
+            assert progress is not None
+            progress.progress("Loading layer", short(chain), current, total, force=current >= total)
+
         def work(stream: IO[bytes]) -> None:
             # The lease spans the naming (done on the loop), so that no
             # concurrent rmi/prune can take a layer before its image is named.
             with self.blobs.lease():
-                loaded = load_images(self.blobs, stream, journal)
+                loaded = load_images(
+                    self.blobs, stream, journal, report if progress is not None else None
+                )
                 asyncio.run_coroutine_threadsafe(self._name_loaded(loaded, lines), loop).result()
 
         try:

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -167,14 +168,18 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def load_images(
-    store: ImageStore, stream: BinaryIO | Readable, journal: LoadJournal | None = None
+    store: ImageStore,
+    stream: BinaryIO | Readable,
+    journal: LoadJournal | None = None,
+    progress: LayerProgress | None = None,
 ) -> list[LoadedImage]:
     """Import every image of a `docker save` archive; return them in archive order.
 
     Everything is checked before anything is named: the caller registers the
     returned images (inside its own lease) only if the whole archive loaded.
     Device nodes are refused, in the archive and in its layers: a loaded
-    archive is untrusted input. `journal` records what was added, for the
+    archive is untrusted input. `progress(chain id, bytes read, size)` is
+    called as each layer is read. `journal` records what was added, for the
     caller to discard if the load fails.
     """
     journal = journal if journal is not None else LoadJournal()
@@ -187,7 +192,9 @@ def load_images(
         loaded = []
         with store.lease():
             for config_path, layer_paths, tags in entries:
-                loaded.append(_load_one(store, archive, config_path, layer_paths, tags, journal))
+                loaded.append(
+                    _load_one(store, archive, config_path, layer_paths, tags, journal, progress)
+                )
         return loaded
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -300,10 +307,28 @@ def _expected_digest(path: str) -> str | None:
     return (match.group(1) or match.group(2)) if match else None
 
 
+LayerProgress = Callable[[str, int, int], None]
+
+
+class _ProgressReader:
+    def __init__(self, source: BinaryIO, chain: str, size: int, progress: LayerProgress) -> None:
+        self._source = source
+        self._chain = chain
+        self._size = size
+        self._progress = progress
+        self._count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self._count += len(data)
+        self._progress(self._chain, self._count, self._size)
+        return data
+
+
 class _HashingReader:
     """Hashes the raw (possibly compressed) bytes of a blob as it is read."""
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: BinaryIO | Readable) -> None:
         self._source = source
         self.sha = hashlib.sha256()
 
@@ -324,6 +349,7 @@ def _load_one(
     layer_paths: list[str],
     tags: list[str],
     journal: LoadJournal,
+    progress: LayerProgress | None = None,
 ) -> LoadedImage:
     config_bytes = archive.read(config_path)
     try:
@@ -345,9 +371,12 @@ def _load_one(
         if not _pin_if_present(store, chain):
             expected = _expected_digest(path)
             with archive.open(path) as f:
+                source: BinaryIO | Readable = f
+                if progress is not None:
+                    source = _ProgressReader(f, chain, os.fstat(f.fileno()).st_size, progress)
                 # Only a blob named by its digest needs a second hash (of its raw bytes).
-                raw = _HashingReader(f) if expected is not None else None
-                layer = store.import_layer(raw or f, parent, allow_devices=False)
+                raw = _HashingReader(source) if expected is not None else None
+                layer = store.import_layer(raw or source, parent, allow_devices=False)
                 if raw is not None:
                     raw.drain()
             if layer.chain_id not in journal.chains:

@@ -26,6 +26,8 @@ COMMAND = Command(
 
 
 def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
+    from dockyard.cli import progress
+
     source = opts["input"]
     data: IO[bytes]
     if source:
@@ -42,22 +44,16 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
             )
         data = sys.stdin.buffer
     try:
+        terminal = os.isatty(sys.stdout.fileno())
         resp = ctx.client.request(
             "POST",
             "/images/load",
-            # As docker: progress only for a terminal (the daemon sends none anyway).
-            {"quiet": opts["quiet"] or not os.isatty(sys.stdout.fileno())},
+            # As docker: layer progress only for a terminal.
+            {"quiet": opts["quiet"] or not terminal},
             data=data,
             headers={"Content-Type": "application/x-tar"},
         )
-        for msg in resp.iter_json():
-            if not isinstance(msg, dict):
-                continue
-            if msg.get("error") or msg.get("errorDetail"):
-                detail = msg.get("errorDetail") or {}
-                raise CLIError(str(msg.get("error") or detail.get("message")), 1)
-            if msg.get("stream"):
-                ctx.out(str(msg["stream"]))
+        progress.display(resp.iter_json(), sys.stdout, terminal)
     finally:
         if source:
             data.close()
