@@ -362,3 +362,27 @@ async def test_layer_not_matching_the_config_diff_id_fails_the_pull(tmp_path):
             await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
     assert w.images.list() == []
     assert on_disk(w)[0] == []
+
+
+@needs_root
+@async_test
+async def test_full_disk_during_pull_is_one_clear_line(tmp_path):
+    import errno
+
+    w = World(tmp_path)
+    real_import = w.images.blobs.import_layer
+    calls = []
+
+    def import_until_full(stream, parent=None, **kw):
+        calls.append(parent)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_import(stream, parent, **kw)
+
+    w.images.blobs.import_layer = import_until_full  # type: ignore[method-assign]
+    async with FakeRegistry() as fake:
+        fake.add_image("app", "v1", [layer({"a": b"1"}), layer({"b": b"2"})])
+        with pytest.raises(DockyardError) as e:
+            await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
+    assert e.value.message == "failed to register layer: write: no space left on device"
+    assert w.images.list() == [] and on_disk(w)[0] == []

@@ -133,6 +133,13 @@ async def pull(
                     await _fetch_layers(svc, registry, ref, layers, progress, lease, imported)
                     image_id = svc.blobs.create_image_from_config(config_bytes)
                 svc.name_pulled(image_id, ref, manifest_digest)
+        except OSError as e:
+            # A full disk, an I/O error: the user's problem to see, in one line.
+            svc.blobs.discard(imported, [], keep=svc.image_ids())
+            where = f" {e.filename}" if e.filename else ""
+            raise DockyardError(
+                f"failed to register layer: write{where}: {(e.strerror or str(e)).lower()}"
+            ) from None
         except BaseException:
             # After the lease: what this pull unpacked and nothing uses goes.
             svc.blobs.discard(imported, [], keep=svc.image_ids())
