@@ -274,3 +274,14 @@ def test_load_api_reports_layers_unless_quiet(daemon, unique):
     messages = [json.loads(line) for line in resp.body.splitlines() if line.strip()]
     assert messages == [{"stream": f"Loaded image: {name}:v1\n"}]
     daemon.dockyard("rmi", image_id)
+
+
+def test_save_platform_is_checked_not_ignored(daemon):
+    arch = daemon.request("GET", "/version").json()["Arch"]
+    other = "s390x" if arch != "s390x" else "amd64"
+    query = '/images/get?names=busybox&platform={"os":"linux","architecture":"%s"}'
+    ok = daemon.request("GET", query % arch)
+    assert ok.status == 200 and ok.body[:512].strip(b"\0")
+    refused = daemon.request("GET", query % other)
+    assert refused.status == 404
+    assert f"not for the requested platform linux/{other}" in refused.json()["message"]

@@ -96,7 +96,8 @@ async def save(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     name = request.match_info.get("name")
     names = [name] if name is not None else request.query.getall("names", [])
-    plan = svc.images.save_plan(names)  # unknown names answer 404 before any byte
+    # Unknown names answer 404 before any byte.
+    plan = svc.images.save_plan(names, _json_platform(request))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
@@ -112,7 +113,7 @@ async def load(request: web.Request) -> web.StreamResponse:
 
     async def run() -> None:
         chunks = request.content.iter_chunked(1 << 20)
-        lines = await svc.images.load(chunks, None if quiet else progress)
+        lines = await svc.images.load(chunks, None if quiet else progress, _json_platform(request))
         for line in lines:
             progress.emit({"stream": line + "\n"})
 
@@ -151,6 +152,25 @@ async def _stream_progress(
     return resp
 
 
+def _json_platform(request: web.Request) -> str | None:
+    """save/load/push take a JSON-encoded OCI platform: {"os": ..., "architecture": ...}."""
+    raw = request.query.get("platform")
+    if not raw:
+        return None
+    try:
+        doc = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise InvalidParameter(f"invalid platform: {raw}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("architecture", ""), str):
+        raise InvalidParameter(f"invalid platform: {raw}")
+    parts = [
+        str(doc.get("os") or "linux"),
+        str(doc.get("architecture") or ""),
+        str(doc.get("variant") or ""),
+    ]
+    return "/".join(p for p in parts if p)
+
+
 def _registry_auth(request: web.Request) -> AuthConfig:
     return decode_auth_header(request.headers.get("X-Registry-Auth"))
 
@@ -175,7 +195,11 @@ async def _pull(request: web.Request) -> web.StreamResponse:
 
 async def push(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    refs = svc.images.push_refs(request.match_info["name"], request.query.get("tag", ""))
+    refs = svc.images.push_refs(
+        request.match_info["name"],
+        request.query.get("tag", ""),
+        _json_platform(request),
+    )
     progress = ProgressStream()
     job = asyncio.ensure_future(svc.images.push(refs, _registry_auth(request), progress))
     return await _stream_progress(request, job, progress)

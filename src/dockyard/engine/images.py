@@ -317,8 +317,36 @@ class ImageService:
             await image_pull.pull(self, ref.with_tag(t), auth, progress, platform) for t in tags
         ]
 
-    def push_refs(self, name: str, tag: str) -> list[Reference]:
+    def check_platform(self, image_id: str, platform: str | None) -> None:
+        """`--platform` on save/load/push: the image must be for that platform.
+
+        Images here are single-platform, so the option selects nothing; it
+        is checked rather than ignored.
+        """
+        if not platform:
+            return
+        want = image_pull.parse_platform(platform)
+        config = self.config(image_id)
+        have = image_pull.Platform(
+            str(config.get("os") or "linux"),
+            str(config.get("architecture") or ""),
+            str(config.get("variant") or ""),
+        )
+        if (have.os, have.architecture) != (want.os, want.architecture) or (
+            want.variant and want.variant != have.variant
+        ):
+            raise NotFound(
+                f"image {image_id[7:19]} is for {have}, not for the requested platform {want}"
+            )
+
+    def push_refs(self, name: str, tag: str, platform: str | None = None) -> list[Reference]:
         """The local tags `docker push NAME[:TAG]` sends (every tag of NAME without one)."""
+        refs = self._push_refs(name, tag)
+        for ref in refs:
+            self.check_platform(self._tags[str(ref)], platform)
+        return refs
+
+    def _push_refs(self, name: str, tag: str) -> list[Reference]:
         ref = parse_reference(name, default_tag=None)
         if ref.digest is not None:
             raise InvalidParameter("cannot push a digest reference")
@@ -346,7 +374,7 @@ class ImageService:
 
     # save / load
 
-    def save_plan(self, names: list[str]) -> list[SavedImage]:
+    def save_plan(self, names: list[str], platform: str | None = None) -> list[SavedImage]:
         """Which images (and which of their tags) `docker save NAME...` writes.
 
         dockerd's rules: a bare repository name saves every tag of it, a
@@ -360,6 +388,8 @@ class ImageService:
                 tags = plan.setdefault(image_id, [])
                 if ref is not None and ref not in tags:
                     tags.append(ref)
+        for image_id in plan:
+            self.check_platform(image_id, platform)
         return [SavedImage(image_id, tags) for image_id, tags in plan.items()]
 
     def _save_targets(self, name: str) -> list[tuple[str, str | None]]:
@@ -396,7 +426,10 @@ class ImageService:
         await produce_in_thread(work, write, "image-save")
 
     async def load(
-        self, chunks: AsyncIterable[bytes], progress: ProgressStream | None = None
+        self,
+        chunks: AsyncIterable[bytes],
+        progress: ProgressStream | None = None,
+        platform: str | None = None,
     ) -> list[str]:
         """`docker load`: import every image of the archive, then name them all.
 
@@ -421,6 +454,8 @@ class ImageService:
                 loaded = load_images(
                     self.blobs, stream, journal, report if progress is not None else None
                 )
+                for image in loaded:
+                    self.check_platform(image.image_id, platform)
                 asyncio.run_coroutine_threadsafe(self._name_loaded(loaded, lines), loop).result()
 
         try:
