@@ -376,7 +376,9 @@ def _load_one(
                     source = _ProgressReader(f, chain, os.fstat(f.fileno()).st_size, progress)
                 # Only a blob named by its digest needs a second hash (of its raw bytes).
                 raw = _HashingReader(source) if expected is not None else None
-                layer = store.import_layer(raw or source, parent, allow_devices=False)
+                layer = store.import_layer(
+                    raw or source, parent, allow_devices=False, source_file=f
+                )
                 if raw is not None:
                     raw.drain()
             if layer.chain_id not in journal.chains:

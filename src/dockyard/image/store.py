@@ -16,6 +16,7 @@ whole blobs and whole layers only. Temporaries are named
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -79,21 +80,23 @@ class _DigestingReader:
 
     _CHUNK = 1 << 20
 
-    def __init__(self, source: Readable, sink_fd: int) -> None:
+    def __init__(self, source: Readable, sink_fd: int | None) -> None:
         self._source = source
         self._sink_fd = sink_fd
         self._buf = b""
         self._pos = 0
         self.sha = hashlib.sha256()
+        self.count = 0
 
     def _fill(self) -> bool:
         chunk = self._source.read(self._CHUNK)
         if not chunk:
             return False
         self.sha.update(chunk)
-        view = memoryview(chunk)
+        self.count += len(chunk)
+        view = memoryview(chunk) if self._sink_fd is not None else memoryview(b"")
         while view:
-            n = os.write(self._sink_fd, view)
+            n = os.write(self._sink_fd, view)  # type: ignore[arg-type]
             view = view[n:]
         self._buf, self._pos = chunk, 0
         return True
@@ -193,6 +196,7 @@ class ImageStore:
         parent_chain_id: str | None = None,
         *,
         allow_devices: bool = True,
+        source_file: BinaryIO | None = None,
     ) -> Layer:
         """Store the layer tar (uncompressed) as a blob and unpack it, in one pass.
 
@@ -200,15 +204,25 @@ class ImageStore:
         lock, so several layers can be imported at once; only the final
         renames are serialised. The layer is pinned in the calling thread's
         open leases (see `lease`) before the lock is released.
+
+        `source_file`, when `stream` reads a regular file on the store's
+        filesystem (docker load's unpacked archive), lets a plain tar become
+        the blob by a hard link instead of a copy.
         """
         if parent_chain_id is not None:
             parent_chain_id = normalize_digest(parent_chain_id)
             self.layer(parent_chain_id)  # fail fast, before reading the stream
         tmp_dir = temp_name(self.layers_dir)
         tmp_blob = temp_name(self.blobs_dir)
+        link_fd = source_file.fileno() if source_file is not None else None
+        if link_fd is not None and _is_compressed(link_fd):
+            link_fd = None  # its blob is the uncompressed tar: copy that
         try:
             os.mkdir(tmp_dir, 0o700)
-            blob_fd = os.open(tmp_blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            blob_fd = None
+            if link_fd is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                blob_fd = os.open(tmp_blob, flags, 0o644)
             try:
                 with archive_errors():
                     reader = _DigestingReader(open_decompressed(stream), blob_fd)
@@ -216,9 +230,13 @@ class ImageStore:
                         reader, os.path.join(tmp_dir, "diff"), allow_devices=allow_devices
                     )
                     reader.drain()
-                os.fsync(blob_fd)
+                if blob_fd is not None:
+                    os.fsync(blob_fd)
             finally:
-                os.close(blob_fd)
+                if blob_fd is not None:
+                    os.close(blob_fd)
+            if link_fd is not None:
+                self._link_blob(link_fd, reader.count, tmp_blob)
             diff_id = "sha256:" + reader.sha.hexdigest()
             chain = make_chain_id(parent_chain_id, diff_id)
             meta = {"diff_id": diff_id, "chain_id": chain, "parent": parent_chain_id, "size": size}
@@ -244,6 +262,31 @@ class ImageStore:
                 os.unlink(tmp_blob)
             if os.path.lexists(tmp_dir):
                 shutil.rmtree(tmp_dir)
+
+    @staticmethod
+    def _link_blob(fd: int, length: int, tmp_blob: str) -> None:
+        """Make the source file (exactly the bytes hashed) the blob, root's and read-only."""
+        if os.fstat(fd).st_size != length:
+            raise InvalidParameter("invalid layer archive: the layer file changed while read")
+        if os.geteuid() == 0:
+            os.fchown(fd, 0, 0)  # the archive said who owns it: not for the store
+        os.fchmod(fd, 0o644)  # nor setuid bits
+        # By its path in the (private) unpacked archive, checked to be the same inode.
+        try:
+            os.link(os.readlink(f"/proc/self/fd/{fd}"), tmp_blob, follow_symlinks=False)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            # Another filesystem: copy after all.
+            with open(tmp_blob, "xb") as out, open(os.dup(fd), "rb") as src:
+                src.seek(0)
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            return
+        linked, source = os.stat(tmp_blob, follow_symlinks=False), os.fstat(fd)
+        if (linked.st_dev, linked.st_ino) != (source.st_dev, source.st_ino):
+            raise InvalidParameter("invalid layer archive: the layer file changed while read")
 
     def import_directory(self, path: str, parent_chain_id: str | None = None) -> Layer:
         """`docker commit`: a container's overlay upper dir becomes a layer.
@@ -530,6 +573,11 @@ class ImageStore:
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
+
+
+def _is_compressed(fd: int) -> bool:
+    head = os.pread(fd, 6, 0)
+    return head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"))
 
 
 def _remove_identical(items: list[set[str]], item: set[str]) -> None:
