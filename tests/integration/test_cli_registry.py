@@ -314,3 +314,27 @@ def test_insecure_registries_from_flag_and_daemon_json(daemon_factory, tmp_path)
     d = daemon_factory(extra_args=["--config-file", str(daemon_json)])
     config = d.request("GET", "/info").json()["RegistryConfig"]
     assert config["IndexConfigs"]["other.lan:5000"]["Secure"] is False
+
+
+def test_all_tags_push_and_pull(daemon, registry, two_layer_image, unique):
+    _, image_id = two_layer_image
+    name = f"{registry.host}/{unique('alltags')}"
+    for tag in ("a", "b"):
+        assert daemon.dockyard("tag", image_id, f"{name}:{tag}").returncode == 0
+    proc = daemon.dockyard("push", "--all-tags", name)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^a: digest: sha256:", proc.stdout, re.M)
+    assert re.search(r"^b: digest: sha256:", proc.stdout, re.M)
+    proc = daemon.dockyard("push", name)  # no tag: docker's default, latest
+    assert proc.returncode == 1
+    assert "Using default tag: latest" in proc.stdout
+    assert f"An image does not exist locally with the tag: {name}:latest" in proc.stderr
+    assert daemon.dockyard("rmi", f"{name}:a", f"{name}:b").returncode == 0
+    proc = daemon.dockyard("pull", "--all-tags", name)
+    assert proc.returncode == 0, proc.stderr
+    for tag in ("a", "b"):
+        shown = daemon.dockyard("inspect", "-f", "{{.Id}}", f"{name}:{tag}").stdout.strip()
+        assert shown == image_id
+    proc = daemon.dockyard("pull", "-a", f"{name}:a")
+    assert proc.returncode == 1 and "tag can't be used with --all-tags/-a" in proc.stderr
+    daemon.dockyard("rmi", f"{name}:a", f"{name}:b")
