@@ -132,6 +132,8 @@ def test_pull_by_digest_and_missing_tags(daemon, registry, pushed):
         image_id
     )
     assert daemon.dockyard("inspect", f"{name}:v1").returncode == 1  # no tag was pulled
+    rmi = daemon.dockyard("rmi", f"{name}@{digest}")
+    assert rmi.stdout.splitlines() == [f"Untagged: {name}@{digest}", f"Deleted: {image_id}"]
     proc = daemon.dockyard("pull", f"{name}:nope")
     assert proc.returncode == 1
     assert f"manifest for {name}:nope not found" in proc.stderr

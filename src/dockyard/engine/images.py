@@ -243,6 +243,8 @@ class ImageService:
         if users:
             # Forced while stopped containers use it: dockerd only untags then.
             return result
+        # Its digest references (from pull/push) go with it, as dockerd lists them.
+        result.extend({"Untagged": d} for d in self._images[image_id].repo_digests)
         self._store.delete_image(image_id)
         del self._images[image_id]
         self.blobs.delete_image(image_id, keep=set(self._images))
