@@ -54,6 +54,11 @@ def test_docker_login_push_pull_logout(daemon, registry, unique, tmp_path):
     )
     proc = daemon.docker("run", "--rm", f"{name}:v1", "echo", "pulled")
     assert proc.stdout == "pulled\n", proc.stderr
+    # docker run of a missing image pulls it through us, with the stored credentials.
+    assert daemon.docker("rmi", f"{name}:v1").returncode == 0
+    proc = daemon.docker("run", "--rm", f"{name}:v1", "echo", "auto", env=env)
+    assert proc.stdout == "auto\n", proc.stderr
+    assert f"Unable to find image '{name}:v1' locally" in proc.stderr
 
     proc = daemon.docker("logout", registry.host, env=env)
     assert proc.returncode == 0
