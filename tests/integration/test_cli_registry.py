@@ -340,3 +340,22 @@ def test_all_tags_push_and_pull(daemon, registry, two_layer_image, unique):
     proc = daemon.dockyard("pull", "-a", f"{name}:a")
     assert proc.returncode == 1 and "tag can't be used with --all-tags/-a" in proc.stderr
     daemon.dockyard("rmi", f"{name}:a", f"{name}:b")
+
+
+def test_push_mounts_layers_from_another_repository_even_after_a_restart(
+    daemon_factory, registry, unique
+):
+    d = daemon_factory()
+    d.import_busybox()
+    first, second = (f"{registry.host}/{unique(p)}" for p in ("src", "dst"))
+    assert d.dockyard("tag", "busybox", f"{first}:v1").returncode == 0
+    proc = d.dockyard("push", f"{first}:v1")
+    assert proc.returncode == 0 and ": Pushed" in proc.stdout, proc.stderr + proc.stdout
+    d.stop()
+    d = daemon_factory(base=d.base, data_root=d.data_root)
+    assert d.dockyard("tag", "busybox", f"{second}:v1").returncode == 0
+    proc = d.dockyard("push", f"{second}:v1")
+    assert proc.returncode == 0, proc.stderr
+    # Blob digests are diff_ids: the registry links the layer, nothing is uploaded.
+    assert f": Mounted from {first.split('/', 1)[1]}" in proc.stdout, proc.stdout
+    assert ": Pushed" not in proc.stdout

@@ -76,8 +76,7 @@ async def _push_one(
         tag = ref.tag or "latest"
         digest = await registry.put_manifest(ref.path, tag, body, OCI_MANIFEST)
     svc.record_repo_digest(image_id, ref, digest)
-    for layer in layers:
-        svc.remember_blob_source(ref.domain, layer.diff_id, ref.path)
+    svc.remember_blob_sources(ref.domain, [layer.diff_id for layer in layers], ref.path)
     progress.status(f"{tag}: digest: {digest} size: {len(body)}")
     progress.emit({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(body)}})
 

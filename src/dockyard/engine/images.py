@@ -8,6 +8,7 @@ untagging versus deleting.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ from dockyard.engine.store import Store
 from dockyard.engine.threads import consume_in_thread, produce_in_thread
 from dockyard.errors import Conflict, InvalidParameter, NotFound
 from dockyard.image.archive import LoadedImage, LoadJournal, SavedImage, load_images, save_images
+from dockyard.image.atomic import write_file_atomic
 from dockyard.image.digest import chain_ids
 from dockyard.image.reference import Reference, is_image_id, parse_reference
 from dockyard.image.registry import AuthConfig, InsecureRegistries, Registry, new_session
@@ -34,6 +36,21 @@ log = logging.getLogger("dockyard.images")
 
 def _hex(image_id: str) -> str:
     return image_id.removeprefix("sha256:")
+
+
+_MAX_SOURCES = 5
+
+
+def _read_sources(path: str) -> dict[tuple[str, str], list[str]]:
+    try:
+        with open(path, "rb") as f:
+            doc = json.load(f)
+        return {(str(d), str(g)): [str(p) for p in paths] for d, g, paths in doc}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError) as e:
+        log.warning("ignoring %s: %s", path, e)  # only an optimisation is lost
+        return {}
 
 
 def _registry_domain(server: str) -> str:
@@ -54,8 +71,10 @@ class ImageService:
         self._tmp_dir = tmp_dir
         # Registries that may be reached over http (--insecure-registry); set by the daemon.
         self.insecure = InsecureRegistries()
-        # (registry, blob digest) -> repositories known to hold it, for cross-repo mounts.
-        self._blob_sources: dict[tuple[str, str], set[str]] = {}
+        # (registry, blob digest) -> repositories known to hold it, for cross-repo
+        # mounts on push; kept across restarts like dockerd's v2 metadata.
+        self._sources_path = os.path.join(blobs.root, "blob-sources.json")
+        self._blob_sources: dict[tuple[str, str], list[str]] = _read_sources(self._sources_path)
         self._images: dict[str, ImageRecord] = {r.id: r for r in store.images()}
         self._tags: dict[str, str] = store.tags()
         # Set by the container service: image id -> (container id, running) users.
@@ -267,10 +286,17 @@ class ImageService:
         return chain_ids(self.blobs.image_diff_ids(image_id))
 
     def blob_sources(self, domain: str, digest: str) -> list[str]:
-        return sorted(self._blob_sources.get((domain, digest), ()))
+        return list(self._blob_sources.get((domain, digest), ()))
 
-    def remember_blob_source(self, domain: str, digest: str, path: str) -> None:
-        self._blob_sources.setdefault((domain, digest), set()).add(path)
+    def remember_blob_sources(self, domain: str, digests: list[str], path: str) -> None:
+        for digest in digests:
+            known = self._blob_sources.setdefault((domain, digest), [])
+            if path in known:
+                known.remove(path)
+            known.insert(0, path)  # the latest first; a few are enough to find one
+            del known[_MAX_SOURCES:]
+        doc = [[d, g, paths] for (d, g), paths in self._blob_sources.items()]
+        write_file_atomic(self._sources_path, json.dumps(doc).encode(), mode=0o600)
 
     def name_pulled(self, image_id: str, ref: Reference, manifest_digest: str) -> None:
         """Register a pulled image, point its tag at it and record its repo digest."""
