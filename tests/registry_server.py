@@ -2,19 +2,28 @@
 
 Started with `docker-registry serve CONFIG` on a free port of 127.0.0.1 with
 its storage in a temporary directory (its own systemd service is never
-used), optionally behind htpasswd (bcrypt) auth. Stopped and removed by the
-fixture that started it.
+used), optionally behind htpasswd (bcrypt) auth, or behind token auth: then
+a small token server runs here too, issuing the JWTs (RS256, signed with
+openssl, the certificate in the x5c header) that the registry verifies
+against its rootcertbundle. Stopped and removed by the fixture that
+started it.
 """
 
 from __future__ import annotations
 
+import base64
+import http.server
+import json
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -29,8 +38,100 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """Docker's token auth: GET /token?service=&scope= with Basic credentials."""
+
+    def __init__(self, directory: Path, users: dict[str, str], service: str) -> None:
+        self.users = users
+        self.service = service
+        self.issuer = "dky-token-issuer"
+        self.key = directory / "token-key.pem"
+        self.cert = directory / "token-cert.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=dky-token", "-keyout", str(self.key), "-out", str(self.cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        self.x5c = base64.b64encode(der).decode()
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                server.requests.append(self.path)
+                url = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(url.query)
+                user = server.check(self.headers.get("Authorization", ""))
+                if user is None:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = json.dumps({"token": server.token(user, query.get("scope", []))}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def check(self, authorization: str) -> str | None:
+        """The user, "" for anonymous, None for wrong credentials."""
+        if not authorization:
+            return ""
+        try:
+            user, _, password = (
+                base64.b64decode(authorization.split(" ", 1)[1]).decode().partition(":")
+            )
+        except (ValueError, IndexError):
+            return None
+        return user if self.users.get(user) == password else None
+
+    def token(self, user: str, scopes: list[str]) -> str:
+        access = []
+        for scope in " ".join(scopes).split():
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            # Anonymous users get nothing: every repository is private here.
+            granted = actions.split(",") if user else []
+            access.append({"type": kind, "name": name, "actions": granted})
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [self.x5c]}
+        claims = {
+            "iss": self.issuer, "sub": user, "aud": self.service, "exp": now + 600,
+            "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access,
+        }  # fmt: skip
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(), check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 class RegistryServer:
-    def __init__(self, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, users: dict[str, str] | None = None, token_users: dict[str, str] | None = None
+    ) -> None:
         if REGISTRY is None:
             pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
         self.dir = Path(tempfile.mkdtemp(prefix="dky-registry-", dir="/tmp"))
@@ -38,6 +139,16 @@ class RegistryServer:
         self.host = f"127.0.0.1:{self.port}"
         self.storage = self.dir / "data"
         auth = ""
+        self.tokens: TokenServer | None = None
+        if token_users is not None:
+            if shutil.which("openssl") is None:
+                pytest.skip("openssl is not installed (the token server signs with it)")
+            self.tokens = TokenServer(self.dir, token_users, "dky-registry")
+            auth = (
+                f"auth:\n  token:\n    realm: {self.tokens.realm}\n"
+                f"    service: {self.tokens.service}\n    issuer: {self.tokens.issuer}\n"
+                f"    rootcertbundle: {self.tokens.cert}\n"
+            )
         if users:
             if HTPASSWD is None:
                 pytest.skip("htpasswd is not installed (apt-get install apache2-utils)")
@@ -93,4 +204,6 @@ class RegistryServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.log.close()
+        if self.tokens is not None:
+            self.tokens.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

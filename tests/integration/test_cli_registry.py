@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tarfile
 import urllib.request
+from urllib.parse import unquote
 
 import pytest
 from archives import (
@@ -359,3 +360,40 @@ def test_push_mounts_layers_from_another_repository_even_after_a_restart(
     # Blob digests are diff_ids: the registry links the layer, nothing is uploaded.
     assert f": Mounted from {first.split('/', 1)[1]}" in proc.stdout, proc.stdout
     assert ": Pushed" not in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def token_registry():
+    server = RegistryServer(token_users={"carol": "t0ken"})
+    yield server
+    server.stop()
+
+
+def test_bearer_token_auth_with_a_real_registry(daemon, token_registry, unique, tmp_path):
+    env = {"DOCKER_CONFIG": str(tmp_path / "client-config")}
+    name = f"{token_registry.host}/{unique('tok')}"
+    assert daemon.dockyard("tag", "busybox", f"{name}:v1").returncode == 0
+
+    proc = daemon.dockyard("push", f"{name}:v1", env=env)
+    assert proc.returncode == 1  # anonymous tokens grant nothing here
+    proc = daemon.dockyard(
+        "login", "-u", "carol", "--password-stdin", token_registry.host, input="bad\n", env=env
+    )
+    assert proc.returncode == 1 and "unauthorized" in proc.stderr
+    proc = daemon.dockyard(
+        "login", "-u", "carol", "--password-stdin", token_registry.host, input="t0ken\n", env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    proc = daemon.dockyard("push", f"{name}:v1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    path = name.split("/", 1)[1]
+    scopes = [unquote(r) for r in token_registry.tokens.requests]
+    assert any(f"scope=repository:{path}:pull,push" in s for s in scopes), scopes
+    assert daemon.dockyard("rmi", f"{name}:v1").returncode == 0
+    proc = daemon.dockyard("pull", f"{name}:v1", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert daemon.dockyard("rmi", f"{name}:v1").returncode == 0
+    proc = daemon.dockyard("pull", f"{name}:v1")  # no credentials: no access
+    assert proc.returncode == 1
+    assert f"pull access denied for {name}" in proc.stderr
