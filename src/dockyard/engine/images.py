@@ -328,10 +328,7 @@ class ImageService:
         image_pull.parse_platform(platform)  # a bad --platform fails before any traffic
         ref = parse_reference(from_image, default_tag=None)
         if tag:
-            if ref.tag is not None or ref.digest is not None:
-                raise InvalidParameter(
-                    f"invalid reference format: {from_image} already has a tag or digest"
-                )
+            # As dockerd: the tag (or digest) parameter wins over one in fromImage.
             if tag.startswith("sha256:"):
                 ref = parse_reference(f"{ref.name}@{tag}")
             else:
