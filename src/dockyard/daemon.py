@@ -239,7 +239,7 @@ async def serve(cfg: DaemonConfig) -> None:
     from dockyard.engine.images import ImageService
     from dockyard.engine.services import Services
     from dockyard.engine.store import Store
-    from dockyard.image.registry import InsecureRegistries
+    from dockyard.image.registry_auth import InsecureRegistries
     from dockyard.image.store import ImageStore
     from dockyard.runtime.launcher import Launcher
 

@@ -25,12 +25,11 @@ from fakes import World, async_test
 
 from dockyard.engine.progress import ProgressStream
 from dockyard.errors import DockyardError, NotFound, Unauthorized
-from dockyard.image.registry import (
+from dockyard.image.registry import Registry, new_session
+from dockyard.image.registry_auth import (
     AuthConfig,
     InsecureRegistries,
-    Registry,
     decode_auth_header,
-    new_session,
     parse_challenge,
 )
 

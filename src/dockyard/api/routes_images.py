@@ -17,7 +17,7 @@ from dockyard.engine.filters import normalize
 from dockyard.engine.models import AuthRequest
 from dockyard.engine.progress import ProgressStream
 from dockyard.errors import DockyardError, InvalidParameter
-from dockyard.image.registry import AuthConfig, decode_auth_header
+from dockyard.image.registry_auth import AuthConfig, decode_auth_header
 
 if TYPE_CHECKING:
     from dockyard.api.app import Router

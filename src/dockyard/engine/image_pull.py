@@ -26,11 +26,11 @@ from dockyard.image.registry import (
     DOCKER_MANIFEST,
     INDEX_TYPES,
     OCI_MANIFEST,
-    AuthConfig,
     Registry,
     RegistryError,
     new_session,
 )
+from dockyard.image.registry_auth import AuthConfig
 from dockyard.image.store import ImageStore, Layer, go_architecture
 
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from dockyard.engine.progress import ProgressStream, short
 from dockyard.image.reference import Reference
-from dockyard.image.registry import OCI_MANIFEST, AuthConfig, Registry, new_session
+from dockyard.image.registry import OCI_MANIFEST, Registry, new_session
+from dockyard.image.registry_auth import AuthConfig
 
 if TYPE_CHECKING:
     from dockyard.engine.images import ImageService

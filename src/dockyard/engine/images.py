@@ -16,19 +16,19 @@ import tempfile
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import IO, Any
 
-from dockyard.engine import image_pull, image_push
+from dockyard.engine import image_archives, image_pull, image_push
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.filters import filter_images
 from dockyard.engine.models import ImageInfo, ImageRecord
-from dockyard.engine.progress import ProgressStream, short
+from dockyard.engine.progress import ProgressStream
 from dockyard.engine.store import Store
-from dockyard.engine.threads import consume_in_thread, produce_in_thread
 from dockyard.errors import Conflict, InvalidParameter, NotFound
-from dockyard.image.archive import LoadedImage, LoadJournal, SavedImage, load_images, save_images
+from dockyard.image.archive import SavedImage
 from dockyard.image.atomic import write_file_atomic
 from dockyard.image.digest import chain_ids
-from dockyard.image.reference import Reference, is_image_id, parse_reference
-from dockyard.image.registry import AuthConfig, InsecureRegistries, Registry, new_session
+from dockyard.image.reference import Reference, parse_reference
+from dockyard.image.registry import Registry, new_session
+from dockyard.image.registry_auth import AuthConfig, InsecureRegistries
 from dockyard.image.store import ImageStore
 
 log = logging.getLogger("dockyard.images")
@@ -397,58 +397,13 @@ class ImageService:
         async with new_session() as session:
             await Registry(session, domain, auth, self.insecure).login()
 
-    # save / load
+    # save / load (engine/image_archives.py)
 
     def save_plan(self, names: list[str], platform: str | None = None) -> list[SavedImage]:
-        """Which images (and which of their tags) `docker save NAME...` writes.
-
-        dockerd's rules: a bare repository name saves every tag of it, a
-        name:tag that tag, an id (or id prefix) the image without tags.
-        """
-        if not names:
-            raise InvalidParameter("no images to save")
-        plan: dict[str, list[str]] = {}
-        for name in names:
-            for image_id, ref in self._save_targets(name):
-                tags = plan.setdefault(image_id, [])
-                if ref is not None and ref not in tags:
-                    tags.append(ref)
-        for image_id in plan:
-            self.check_platform(image_id, platform)
-        return [SavedImage(image_id, tags) for image_id, tags in plan.items()]
-
-    def _save_targets(self, name: str) -> list[tuple[str, str | None]]:
-        if is_image_id(name):
-            return [(self.resolve(name), None)]
-        try:
-            ref: Reference | None = parse_reference(name, default_tag=None)
-        except InvalidParameter:
-            ref = None
-        if ref is not None and ref.digest is not None:
-            raise InvalidParameter(f"invalid reference {name}: saving by digest is not supported")
-        if ref is not None and ref.tag is None:
-            found = [
-                (image_id, tag)
-                for tag, image_id in sorted(self._tags.items())
-                if parse_reference(tag).name == ref.name
-            ]
-            if found:
-                return found
-            return [(self.resolve(name), None)]  # an id prefix, or "No such image"
-        image_id = self.resolve(name)
-        return [(image_id, str(ref) if ref is not None and str(ref) in self._tags else None)]
+        return image_archives.save_plan(self, names, platform)
 
     async def save(self, plan: list[SavedImage], write: Callable[[bytes], Awaitable[None]]) -> None:
-        """Stream `docker save` of `plan` to `write`, with the layers pinned meanwhile."""
-
-        def work(out: IO[bytes]) -> None:
-            with self.blobs.lease():
-                for image in plan:
-                    for chain in chain_ids(self.blobs.image_diff_ids(image.image_id)):
-                        self.blobs.pin(chain)
-                save_images(self.blobs, plan, out)
-
-        await produce_in_thread(work, write, "image-save")
+        await image_archives.save(self, plan, write)
 
     async def load(
         self,
@@ -456,54 +411,21 @@ class ImageService:
         progress: ProgressStream | None = None,
         platform: str | None = None,
     ) -> list[str]:
-        """`docker load`: import every image of the archive, then name them all.
+        return await image_archives.load(self, chunks, progress, platform)
 
-        All or nothing: until every image of the archive is in the store no
-        name changes, and a failure removes what this load added. Returns
-        the lines dockerd prints ("Loaded image: busybox:latest"). With
-        `progress`, each layer's reading is reported as dockerd's
-        "Loading layer" messages.
-        """
-        loop = asyncio.get_running_loop()
-        journal = LoadJournal()
-        lines: list[str] = []
+    def tagged(self) -> dict[str, str]:
+        """Every tag and the image it names."""
+        return dict(self._tags)
 
-        def report(chain: str, current: int, total: int) -> None:
-            assert progress is not None
-            progress.progress("Loading layer", short(chain), current, total, force=current >= total)
-
-        def work(stream: IO[bytes]) -> None:
-            # The lease spans the naming (done on the loop), so that no
-            # concurrent rmi/prune can take a layer before its image is named.
-            with self.blobs.lease():
-                loaded = load_images(
-                    self.blobs, stream, journal, report if progress is not None else None
-                )
-                for image in loaded:
-                    self.check_platform(image.image_id, platform)
-                asyncio.run_coroutine_threadsafe(self._name_loaded(loaded, lines), loop).result()
-
-        try:
-            await consume_in_thread(chunks, work, "image-load")
-        except BaseException:
-            self.blobs.discard(journal.chains, journal.configs, keep=set(self._images))
-            raise
-        return lines
-
-    async def _name_loaded(self, loaded: list[LoadedImage], lines: list[str]) -> None:
-        for image in loaded:
-            self._register(image.image_id)
-            for ref in image.repo_tags:
-                previous = self._tags.get(ref)
-                if previous is not None and previous != image.image_id:
-                    lines.append(
-                        f"The image {ref} already exists, renaming the old one with ID "
-                        f"{previous} to empty string"
-                    )
-                self._set_tag(ref, image.image_id)
-                lines.append(f"Loaded image: {ref}")
-            if not image.repo_tags:
-                lines.append(f"Loaded image ID: {image.image_id}")
+    def name_image(self, image_id: str, ref: str | None) -> str | None:
+        """Register an image now in the store; point `ref` at it. Returns the image
+        `ref` named before, if another."""
+        self._register(image_id)
+        if ref is None:
+            return None
+        previous = self._tags.get(ref)
+        self._set_tag(ref, image_id)
+        return previous if previous != image_id else None
 
     def _untag(self, ref: str) -> None:
         self._store.delete_tag(ref)
