@@ -11,5 +11,6 @@ registry.py      Registry: the Distribution v2 client (manifests, blobs, auth)
 registry_auth.py AuthConfig, InsecureRegistries, Www-Authenticate challenges
 users.py         resolve_user / resolve_groups: --user, --group-add
 digest.py        sha256 digests and OCI chain ids
+digesting.py     DigestingReader: a layer stream hashed and copied as it is unpacked
 atomic.py        crash-safe writes and temporaries
 """

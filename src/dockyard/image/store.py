@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ from dockyard.image.atomic import fsync_dir, is_stale_temp, temp_name, write_fil
 from dockyard.image.changes import apply_changes
 from dockyard.image.digest import chain_id as make_chain_id
 from dockyard.image.digest import chain_ids, digest_hex, normalize_digest, sha256_digest
+from dockyard.image.digesting import DigestingReader, is_compressed
 from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
 from dockyard.image.tarsafe import Readable, archive_errors, open_decompressed, unpack_layer
@@ -68,60 +68,6 @@ def now_rfc3339() -> str:
 def go_architecture() -> str:
     machine = platform.machine()
     return _GO_ARCH.get(machine, machine)
-
-
-class _DigestingReader:
-    """Passes the uncompressed tar through to the unpacker while hashing it and
-    copying it to the blob file, so the stream is read exactly once.
-
-    Reads the source in large chunks (tarfile asks for 10 KiB at a time):
-    one hash update and one write per MiB instead of per record.
-    """
-
-    _CHUNK = 1 << 20
-
-    def __init__(self, source: Readable, sink_fd: int | None) -> None:
-        self._source = source
-        self._sink_fd = sink_fd
-        self._buf = b""
-        self._pos = 0
-        self.sha = hashlib.sha256()
-        self.count = 0
-
-    def _fill(self) -> bool:
-        chunk = self._source.read(self._CHUNK)
-        if not chunk:
-            return False
-        self.sha.update(chunk)
-        self.count += len(chunk)
-        view = memoryview(chunk) if self._sink_fd is not None else memoryview(b"")
-        while view:
-            n = os.write(self._sink_fd, view)  # type: ignore[arg-type]
-            view = view[n:]
-        self._buf, self._pos = chunk, 0
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self._pos >= len(self._buf) and not self._fill():
-            return b""
-        if size is None or size < 0:
-            parts = [self._buf[self._pos :]]
-            self._pos = len(self._buf)
-            while self._fill():
-                parts.append(self._buf)
-                self._pos = len(self._buf)
-            return b"".join(parts)
-        end = min(len(self._buf), self._pos + size)
-        data = self._buf[self._pos : end]
-        self._pos = end
-        return data
-
-    def drain(self) -> None:
-        # Bytes after the end-of-archive marker (tar record padding) are part
-        # of the diff_id too.
-        self._pos = len(self._buf)
-        while self._fill():
-            self._pos = len(self._buf)
 
 
 class ImageStore:
@@ -215,7 +161,7 @@ class ImageStore:
         tmp_dir = temp_name(self.layers_dir)
         tmp_blob = temp_name(self.blobs_dir)
         link_fd = source_file.fileno() if source_file is not None else None
-        if link_fd is not None and _is_compressed(link_fd):
+        if link_fd is not None and is_compressed(link_fd):
             link_fd = None  # its blob is the uncompressed tar: copy that
         try:
             os.mkdir(tmp_dir, 0o700)
@@ -225,7 +171,7 @@ class ImageStore:
                 blob_fd = os.open(tmp_blob, flags, 0o644)
             try:
                 with archive_errors():
-                    reader = _DigestingReader(open_decompressed(stream), blob_fd)
+                    reader = DigestingReader(open_decompressed(stream), blob_fd)
                     size = unpack_layer(
                         reader, os.path.join(tmp_dir, "diff"), allow_devices=allow_devices
                     )
@@ -573,11 +519,6 @@ class ImageStore:
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
-
-
-def _is_compressed(fd: int) -> bool:
-    head = os.pread(fd, 6, 0)
-    return head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"))
 
 
 def _remove_identical(items: list[set[str]], item: set[str]) -> None:
