@@ -216,3 +216,13 @@ def test_layer_blob_is_roots_and_plain_whatever_the_archive_said(stores):
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777, st.st_nlink) == (0, 0, 0o644, 1)
     with open(dst.blob_path(sha(layer)), "rb") as f:
         assert f.read() == layer
+
+
+def test_oversized_metadata_refused(stores, monkeypatch):
+    import dockyard.image.archive as archive_module
+
+    _, dst = stores
+    monkeypatch.setattr(archive_module, "MAX_METADATA", 1000)
+    data = archive({"manifest.json": b"[" + b" " * 2000 + b"]"})
+    with pytest.raises(InvalidParameter, match="manifest.json is larger than"):
+        load_images(dst, io.BytesIO(data))

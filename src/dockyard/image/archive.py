@@ -29,7 +29,7 @@ from typing import BinaryIO
 from dockyard.errors import InvalidParameter, NotFound
 from dockyard.image.atomic import temp_name
 from dockyard.image.digest import chain_ids, digest_hex, sha256_digest
-from dockyard.image.layered_read import open_file, read_file
+from dockyard.image.layered_read import open_file
 from dockyard.image.reference import parse_reference
 from dockyard.image.store import ImageStore, go_architecture
 from dockyard.image.tarsafe import Readable, unpack_layer
@@ -40,6 +40,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MAX_METADATA = 32 << 20  # manifest.json, index.json, configs: far larger is an attack
 _MTIME = 0  # entries of a saved archive carry no meaningful time; keep output reproducible
 
 
@@ -207,9 +208,13 @@ class _Archive:
         self.root = root
 
     def read(self, path: str) -> bytes:
-        data = read_file([self.root], path)
-        if data is None:
-            raise InvalidParameter(f"invalid archive: {path} not found in the archive")
+        """A metadata file (manifest, index, config), bounded: it is read whole."""
+        with self.open(path) as f:
+            if os.fstat(f.fileno()).st_size > MAX_METADATA:
+                raise InvalidParameter(
+                    f"invalid archive: {path} is larger than {MAX_METADATA >> 20} MiB"
+                )
+            data = f.read()
         expected = _expected_digest(path)
         if expected is not None and hashlib.sha256(data).hexdigest() != expected:
             raise InvalidParameter(f"invalid archive: {path} does not match its digest")
