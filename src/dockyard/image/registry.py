@@ -440,8 +440,10 @@ def _describe(error: BaseException | None) -> str:
 
 
 def new_session() -> aiohttp.ClientSession:
-    """A client session for one pull/push/login (no cookies, no env proxies)."""
+    """A client session for one pull/push/login (no cookies). HTTP(S)_PROXY and
+    NO_PROXY from the daemon's environment are honoured, as dockerd does."""
     return aiohttp.ClientSession(
+        trust_env=True,
         cookie_jar=aiohttp.DummyCookieJar(),
         connector=aiohttp.TCPConnector(limit=8),
         headers={
