@@ -23,10 +23,12 @@ MODE="${1:-all}"
 # /sbin/docker-init (its static build, bind-mounted into containers).
 APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod libseccomp2 tini)
 # Only for the tests (--deps): gcc and libc6-dev build the static probe that
-# tests/security/test_seccomp.py runs inside a container.
-# runc: the tests compare a container's view with runc's on the same bundle;
-# golang-github-containers-common ships /usr/share/containers/seccomp.json.
-TEST_APT_PACKAGES=(gcc libc6-dev runc golang-github-containers-common)
+# tests/security/test_seccomp.py runs inside a container; docker-registry,
+# apache2-utils (htpasswd), openssl (a token server's keys) and skopeo are the
+# registry tests' other side; runc: the tests compare a container's view with
+# runc's on the same bundle; golang-github-containers-common ships
+# /usr/share/containers/seccomp.json.
+TEST_APT_PACKAGES=(gcc libc6-dev docker-registry apache2-utils openssl skopeo runc golang-github-containers-common)
 
 say() { echo "install: $*" >&2; }
 

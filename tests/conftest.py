@@ -44,6 +44,8 @@ HEX64_NAME = re.compile(r"^[0-9a-f]{64}$")
 # Generous, so a loaded 2-core CI machine does not turn slowness into failures.
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+# Port 1 on loopback: nothing listens there (see Daemon.env).
+DEAD_PROXY = "http://127.0.0.1:1"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -304,7 +306,16 @@ class Daemon:
             DOCKER_CONFIG=str(self.base / "docker-config"),
             DOCKER_CLI_HINTS="false",
             PYTHONUNBUFFERED="1",
+            # Tests send nothing beyond loopback: a pull of an image from any
+            # registry that is not on loopback (docker.io for a missing
+            # `busybox2`) goes to a proxy port where nothing listens, and fails
+            # at once instead of resolving a public name.
+            HTTP_PROXY=DEAD_PROXY,
+            HTTPS_PROXY=DEAD_PROXY,
+            NO_PROXY="127.0.0.1,localhost,::1",
         )
+        for key in ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "ALL_PROXY"):
+            env.pop(key, None)
         return env
 
     def command(self) -> list[str]:

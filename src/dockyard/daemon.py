@@ -39,6 +39,7 @@ class DaemonConfig:
     live_restore: bool = False
     labels: list[str] = field(default_factory=list)
     group: str = "dockyard"
+    insecure_registries: list[str] = field(default_factory=list)
 
 
 class _GoStyleFormatter(logging.Formatter):
@@ -74,6 +75,12 @@ def parse_args(argv: list[str]) -> DaemonConfig:
     p.add_argument(
         "--label", action="append", default=None, help="Set key=value labels on the daemon"
     )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=None,
+        help="Registries (host:port or CIDR) to reach over http or unverified TLS",
+    )
     args = p.parse_args(argv)
 
     cfg = DaemonConfig()
@@ -86,6 +93,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
                 f"unable to configure the daemon with file {args.config_file}: {e}"
             ) from None
         known = {"hosts", "data-root", "log-level", "pidfile", "live-restore", "labels", "group"}
+        known.add("insecure-registries")
         unknown = sorted(set(raw) - known)
         if unknown:
             raise DockyardError(
@@ -98,6 +106,13 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.live_restore = bool(raw.get("live-restore", False))
         cfg.labels = list(raw.get("labels", []))
         cfg.group = raw.get("group", cfg.group)
+        cfg.insecure_registries = list(raw.get("insecure-registries", []))
+        if args.insecure_registry and raw.get("insecure-registries"):
+            raise DockyardError(
+                "the following directives are specified both as a flag and in the configuration "
+                f"file: insecure-registries: (from flag: {args.insecure_registry}, "
+                f"from file: {raw['insecure-registries']})"
+            )
         if args.host and raw.get("hosts"):
             raise DockyardError(
                 "the following directives are specified both as a flag and in the configuration "
@@ -117,6 +132,8 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.group = args.group
     if args.label:
         cfg.labels += args.label
+    if args.insecure_registry:
+        cfg.insecure_registries += args.insecure_registry
     if not cfg.hosts:
         cfg.hosts = [f"unix://{DEFAULT_SOCKET}"]
     cfg.data_root = os.path.abspath(cfg.data_root)
@@ -222,6 +239,7 @@ async def serve(cfg: DaemonConfig) -> None:
     from dockyard.engine.images import ImageService
     from dockyard.engine.services import Services
     from dockyard.engine.store import Store
+    from dockyard.image.registry_auth import InsecureRegistries
     from dockyard.image.store import ImageStore
     from dockyard.runtime.launcher import Launcher
 
@@ -234,6 +252,7 @@ async def serve(cfg: DaemonConfig) -> None:
     store = Store(os.path.join(cfg.data_root, "dockyard.db"))
     images = ImageService(store, ImageStore(cfg.data_root), os.path.join(cfg.data_root, "tmp"))
     images.cleanup_tmp()  # imports a crash interrupted
+    images.insecure = InsecureRegistries(cfg.insecure_registries)
     launcher = Launcher(os.path.join(cfg.data_root, "run"))
     await launcher.start()
     containers = ContainerService(store, images, launcher, cfg.data_root)

@@ -28,6 +28,10 @@ class InvalidParameter(DockyardError):
     """400: malformed JSON, bad flag value, unknown option."""
 
 
+class Unauthorized(DockyardError):
+    """401: a registry refused the credentials (login, pull, push)."""
+
+
 class Forbidden(DockyardError):
     """403: operation not allowed in this state."""
 

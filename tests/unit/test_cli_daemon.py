@@ -234,14 +234,38 @@ def test_run_attached_streams_output_and_exits_with_container_code(daemon, capfd
     assert daemon.requests[0].json()["HostConfig"]["AutoRemove"] is True
 
 
-def test_run_missing_image_prints_unable_to_find_and_exits_125(daemon, capfd):
+def test_run_missing_image_pulls_it_and_reports_the_pull_error(daemon, capfd):
     daemon.route("POST", "/containers/create", Reply(404, {"message": "No such image: x:latest"}))
+    daemon.route(
+        "POST",
+        "/images/create",
+        Reply(404, {"message": "pull access denied for x, repository does not exist"}),
+    )
     code = main(["run", "x"])
     out, err = capfd.readouterr()
     assert code == 125
     assert err == (
         "Unable to find image 'x:latest' locally\n"
-        "dockyard: Error response from daemon: No such image: x:latest\n"
+        "dockyard: Error response from daemon: pull access denied for x, repository does not exist\n"
+    )
+    pull = next(r for r in daemon.requests if r.path.endswith("/images/create"))
+    assert pull.query == {"fromImage": ["x"], "tag": ["latest"]}
+    assert "x-registry-auth" in pull.headers
+
+
+def test_run_pull_never_does_not_pull(daemon, capfd):
+    daemon.route("POST", "/containers/create", Reply(404, {"message": "No such image: x:latest"}))
+    code = main(["run", "--pull", "never", "x"])
+    _out, err = capfd.readouterr()
+    assert code == 125
+    assert err == "dockyard: Error response from daemon: No such image: x:latest\n"
+    assert [r.path.rsplit("/", 2)[-2:] for r in daemon.requests] == [["containers", "create"]]
+
+
+def test_run_bad_pull_option(daemon, capfd):
+    assert main(["run", "--pull", "sometimes", "x"]) == 125
+    assert 'invalid pull option: \'sometimes\': must be one of "always", "missing" or "never"' in (
+        capfd.readouterr().err
     )
 
 

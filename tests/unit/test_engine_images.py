@@ -141,3 +141,35 @@ async def test_list_by_reference_shows_only_the_matching_names(tmp_path):
     assert w.images.list({"dangling": ["true"]}) == []
     with pytest.raises(InvalidParameter, match="invalid filter 'colour'"):
         w.images.list({"colour": ["red"]})
+
+
+@async_test
+async def test_save_plan_follows_dockerds_name_rules(tmp_path):
+    w, image_id = await world(tmp_path)
+    w.images.tag("ubuntu", "ubuntu", "22.04")
+    other = await w.images.import_rootfs(
+        lambda f: _write_rootfs(f), repo="me/app", tag="v1", changes=["ENV A=1"]
+    )
+    # A bare repository name: every tag of it.
+    (plan,) = w.images.save_plan(["ubuntu"])
+    assert plan.image_id == image_id and sorted(plan.repo_tags) == ["ubuntu:22.04", "ubuntu:latest"]
+    # name:tag: that tag only; an id: no tags; several names: one entry per image.
+    (plan,) = w.images.save_plan(["ubuntu:22.04"])
+    assert plan.repo_tags == ["ubuntu:22.04"]
+    (plan,) = w.images.save_plan([image_id[7:19]])
+    assert plan.repo_tags == []
+    plans = w.images.save_plan(["ubuntu:latest", "me/app:v1", image_id])
+    assert [(p.image_id, p.repo_tags) for p in plans] == [
+        (image_id, ["ubuntu:latest"]),
+        (other, ["me/app:v1"]),
+    ]
+    with pytest.raises(NotFound, match="No such image: nope:latest"):
+        w.images.save_plan(["nope"])
+    with pytest.raises(InvalidParameter):
+        w.images.save_plan([])
+
+
+async def _write_rootfs(f) -> None:
+    from fakes import _ROOTFS
+
+    f.write(_ROOTFS)

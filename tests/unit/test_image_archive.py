@@ -194,3 +194,35 @@ def test_loads_bare_oci_layout(stores):
             if member.name not in ("manifest.json", "repositories"):
                 tout.addfile(member, tin.extractfile(member) if member.isfile() else None)
     assert load_images(dst, io.BytesIO(stripped.getvalue())) == [LoadedImage(one, ["app:1"])]
+
+
+def test_layer_blob_is_roots_and_plain_whatever_the_archive_said(stores):
+    """A plain layer.tar becomes the blob by a hard link: never with the archive's owner or bits."""
+    _, dst = stores
+    layer = layer_tar({"f": b"x" * 5000})
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [sha(layer)]}}).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data, mode in [
+            ("c.json", config, 0o644),
+            ("l/layer.tar", layer, 0o6777),
+            ("manifest.json", b'[{"Config":"c.json","Layers":["l/layer.tar"]}]', 0o644),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid = len(data), mode, 1000, 1000
+            tar.addfile(info, io.BytesIO(data))
+    (loaded,) = load_images(dst, io.BytesIO(buf.getvalue()))
+    st = os.stat(dst.blob_path(sha(layer)))
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777, st.st_nlink) == (0, 0, 0o644, 1)
+    with open(dst.blob_path(sha(layer)), "rb") as f:
+        assert f.read() == layer
+
+
+def test_oversized_metadata_refused(stores, monkeypatch):
+    import dockyard.image.archive as archive_module
+
+    _, dst = stores
+    monkeypatch.setattr(archive_module, "MAX_METADATA", 1000)
+    data = archive({"manifest.json": b"[" + b" " * 2000 + b"]"})
+    with pytest.raises(InvalidParameter, match="manifest.json is larger than"):
+        load_images(dst, io.BytesIO(data))

@@ -125,9 +125,28 @@ def test_compressed_layers_detected_by_magic(tmp_path, compress):
     assert (dest / "a/b").read_bytes() == b"hello"
 
 
-def test_zstd_refused_clearly(tmp_path):
-    with pytest.raises(InvalidParameter, match="zstd"):
-        unpack_layer(io.BytesIO(b"\x28\xb5\x2f\xfd" + b"\0" * 100), str(tmp_path / "d"))
+def test_zstd_layers_unpack(tmp_path):
+    import zstandard
+
+    data = zstandard.ZstdCompressor().compress(make_tar([F("f", b"zstd data")]))
+    unpack_layer(io.BytesIO(data), str(tmp_path / "d"))
+    assert (tmp_path / "d" / "f").read_bytes() == b"zstd data"
+
+
+def test_corrupt_zstd_refused_clearly(tmp_path):
+    with pytest.raises(InvalidParameter, match="invalid layer archive"):
+        unpack_layer(io.BytesIO(b"\x28\xb5\x2f\xfd" + b"\xff" * 100), str(tmp_path / "d"))
+
+
+def test_device_nodes_refused_when_untrusted(tmp_path):
+    info = tarfile.TarInfo("dev/sda")
+    info.type, info.devmajor, info.devminor = tarfile.BLKTYPE, 8, 0
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(info)
+    with pytest.raises(InvalidParameter, match="refusing device node 'dev/sda'"):
+        unpack_layer(io.BytesIO(buf.getvalue()), str(tmp_path / "d"), allow_devices=False)
+    assert not (tmp_path / "d" / "dev" / "sda").exists()
 
 
 def test_garbage_refused(tmp_path):

@@ -21,6 +21,7 @@ from dockyard.errors import (
     NotFound,
     NotModified,
     RuntimeFailure,
+    Unauthorized,
     Unavailable,
 )
 
@@ -34,6 +35,7 @@ _STATUS: list[tuple[type[DockyardError], int]] = [
     (Conflict, 409),
     (InvalidParameter, 400),
     (Forbidden, 403),
+    (Unauthorized, 401),
     (NotModified, 304),
     (Unavailable, 503),
     (RuntimeFailure, 400),

@@ -106,11 +106,7 @@ async def info(request: web.Request) -> web.Response:
             "OSType": "linux",
             "Architecture": facts["arch"],
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {
-                "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                "IndexConfigs": {},
-                "Mirrors": [],
-            },
+            "RegistryConfig": svc.images.insecure.registry_config(),
             "NCPU": facts["ncpu"],
             "MemTotal": facts["mem_total"],
             "GenericResources": None,

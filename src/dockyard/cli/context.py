@@ -26,6 +26,7 @@ class Context:
     def __init__(self, host: DaemonHost, debug: bool = False) -> None:
         self.host = host
         self.debug = debug
+        self.config_dir: str | None = None  # --config: docker's client config directory
         self._client: Client | None = None
 
     @property

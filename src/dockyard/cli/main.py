@@ -36,6 +36,12 @@ COMMANDS: dict[str, str] = {
     "rmi": "rmi",
     "tag": "tag",
     "import": "import_",
+    "save": "save",
+    "load": "load",
+    "pull": "pull",
+    "push": "push",
+    "login": "login",
+    "logout": "logout",
     "trace": "trace",
     "update": "update",
     "version": "version",
@@ -70,6 +76,10 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "remove": "rmi",
         "tag": "tag",
         "import": "import",
+        "save": "save",
+        "load": "load",
+        "pull": "pull",
+        "push": "push",
         "inspect": "inspect",
     },
     "system": {"info": "info"},
@@ -79,7 +89,11 @@ SUMMARY = [
     ("Common Commands", [
         ("run", "Create and run a new container from an image"),
         ("ps", "List containers"),
+        ("pull", "Download an image from a registry"),
+        ("push", "Upload an image to a registry"),
         ("images", "List images"),
+        ("login", "Log in to a registry"),
+        ("logout", "Log out from a registry"),
         ("version", "Show the Dockyard version information"),
         ("info", "Display system-wide information"),
     ]),
@@ -95,10 +109,12 @@ SUMMARY = [
         ("import", "Import the contents from a tarball to create a filesystem image"),
         ("inspect", "Return low-level information on Dockyard objects"),
         ("kill", "Kill one or more running containers"),
+        ("load", "Load an image from a tar archive or STDIN"),
         ("logs", "Fetch the logs of a container"),
         ("restart", "Restart one or more containers"),
         ("rm", "Remove one or more containers"),
         ("rmi", "Remove one or more images"),
+        ("save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
         ("start", "Start one or more stopped containers"),
         ("stop", "Stop one or more running containers"),
         ("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
@@ -215,6 +231,7 @@ def run_command(ctx_args: dict, argv: list[str]) -> int:
     except HostError as exc:
         raise CLIError(str(exc), 1) from None
     ctx = Context(host, debug=bool(ctx_args.get("debug")))
+    ctx.config_dir = ctx_args.get("config") or None  # registry credentials (--config)
     return int(module.execute(ctx, opts, args) or 0)
 
 

@@ -8,19 +8,27 @@ untagging versus deleting.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import IO, Any
 
+from dockyard.engine import image_archives, image_pull, image_push
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.filters import filter_images
 from dockyard.engine.models import ImageInfo, ImageRecord
+from dockyard.engine.progress import ProgressStream
 from dockyard.engine.store import Store
 from dockyard.errors import Conflict, InvalidParameter, NotFound
-from dockyard.image.reference import parse_reference
+from dockyard.image.archive import SavedImage
+from dockyard.image.atomic import write_file_atomic
+from dockyard.image.digest import chain_ids
+from dockyard.image.reference import Reference, parse_reference
+from dockyard.image.registry import Registry, new_session
+from dockyard.image.registry_auth import AuthConfig, InsecureRegistries
 from dockyard.image.store import ImageStore
 
 log = logging.getLogger("dockyard.images")
@@ -30,11 +38,43 @@ def _hex(image_id: str) -> str:
     return image_id.removeprefix("sha256:")
 
 
+_MAX_SOURCES = 5
+
+
+def _read_sources(path: str) -> dict[tuple[str, str], list[str]]:
+    try:
+        with open(path, "rb") as f:
+            doc = json.load(f)
+        return {(str(d), str(g)): [str(p) for p in paths] for d, g, paths in doc}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError) as e:
+        log.warning("ignoring %s: %s", path, e)  # only an optimisation is lost
+        return {}
+
+
+def _registry_domain(server: str) -> str:
+    """A login's serveraddress ("https://index.docker.io/v1/", "127.0.0.1:5000") as a domain."""
+    host = server.strip()
+    for prefix in ("https://", "http://"):
+        host = host.removeprefix(prefix)
+    host = host.split("/", 1)[0]
+    if host in ("", "index.docker.io", "registry-1.docker.io", "docker.io"):
+        return "docker.io"
+    return host
+
+
 class ImageService:
     def __init__(self, store: Store, blobs: ImageStore, tmp_dir: str) -> None:
         self._store = store
         self.blobs = blobs
         self._tmp_dir = tmp_dir
+        # Registries that may be reached over http (--insecure-registry); set by the daemon.
+        self.insecure = InsecureRegistries()
+        # (registry, blob digest) -> repositories known to hold it, for cross-repo
+        # mounts on push; kept across restarts like dockerd's v2 metadata.
+        self._sources_path = os.path.join(blobs.root, "blob-sources.json")
+        self._blob_sources: dict[tuple[str, str], list[str]] = _read_sources(self._sources_path)
         self._images: dict[str, ImageRecord] = {r.id: r for r in store.images()}
         self._tags: dict[str, str] = store.tags()
         # Set by the container service: image id -> (container id, running) users.
@@ -76,6 +116,11 @@ class ImageService:
             found = self._tags.get(str(ref))
             if found:
                 return found
+        if ref is not None and ref.digest is not None:
+            wanted = f"{ref.familiar_name}@{ref.digest}"
+            for record in self._images.values():
+                if wanted in record.repo_digests:
+                    return record.id
         # An id prefix: at least one hex char, unique among images.
         hexpart = _hex(name)
         if hexpart and all(c in "0123456789abcdef" for c in hexpart):
@@ -217,11 +262,170 @@ class ImageService:
         if users:
             # Forced while stopped containers use it: dockerd only untags then.
             return result
+        # Its digest references (from pull/push) go with it, as dockerd lists them.
+        result.extend({"Untagged": d} for d in self._images[image_id].repo_digests)
         self._store.delete_image(image_id)
         del self._images[image_id]
         self.blobs.delete_image(image_id, keep=set(self._images))
         result.append({"Deleted": image_id})
         return result
+
+    # registries
+
+    @property
+    def tmp_dir(self) -> str:
+        return self._tmp_dir
+
+    def has_image(self, image_id: str) -> bool:
+        return image_id in self._images
+
+    def image_ids(self) -> set[str]:
+        return set(self._images)
+
+    def chain_ids_of(self, image_id: str) -> list[str]:
+        return chain_ids(self.blobs.image_diff_ids(image_id))
+
+    def blob_sources(self, domain: str, digest: str) -> list[str]:
+        return list(self._blob_sources.get((domain, digest), ()))
+
+    def remember_blob_sources(self, domain: str, digests: list[str], path: str) -> None:
+        for digest in digests:
+            known = self._blob_sources.setdefault((domain, digest), [])
+            if path in known:
+                known.remove(path)
+            known.insert(0, path)  # the latest first; a few are enough to find one
+            del known[_MAX_SOURCES:]
+        doc = [[d, g, paths] for (d, g), paths in self._blob_sources.items()]
+        write_file_atomic(self._sources_path, json.dumps(doc).encode(), mode=0o600)
+
+    def name_pulled(self, image_id: str, ref: Reference, manifest_digest: str) -> None:
+        """Register a pulled image, point its tag at it and record its repo digest."""
+        self._register(image_id)
+        if ref.digest is None:
+            self._set_tag(str(ref), image_id)
+        self.record_repo_digest(image_id, ref, manifest_digest)
+
+    def record_repo_digest(self, image_id: str, ref: Reference, digest: str) -> None:
+        entry = f"{ref.familiar_name}@{digest}"
+        for record in self._images.values():  # a digest names one image
+            if entry in record.repo_digests and record.id != image_id:
+                record.repo_digests.remove(entry)
+                self._store.put_image(record)
+        record = self._images[image_id]
+        if entry not in record.repo_digests:
+            record.repo_digests.append(entry)
+            self._store.put_image(record)
+
+    async def pull(
+        self,
+        from_image: str,
+        tag: str,
+        auth: AuthConfig,
+        progress: ProgressStream,
+        platform: str | None = None,
+    ) -> list[str]:
+        """`POST /images/create?fromImage=`: pull a tag, a digest, or every tag; return ids."""
+        image_pull.parse_platform(platform)  # a bad --platform fails before any traffic
+        ref = parse_reference(from_image, default_tag=None)
+        if tag:
+            # As dockerd: the tag (or digest) parameter wins over one in fromImage.
+            if tag.startswith("sha256:"):
+                ref = parse_reference(f"{ref.name}@{tag}")
+            else:
+                ref = ref.with_tag(tag)
+        if ref.tag is not None or ref.digest is not None:
+            return [await image_pull.pull(self, ref, auth, progress, platform)]
+        # Neither tag nor digest: every tag of the repository (docker pull --all-tags).
+        async with new_session() as session:
+            tags = await Registry(session, ref.domain, auth, self.insecure).list_tags(ref.path)
+        return [
+            await image_pull.pull(self, ref.with_tag(t), auth, progress, platform) for t in tags
+        ]
+
+    def check_platform(self, image_id: str, platform: str | None) -> None:
+        """`--platform` on save/load/push: the image must be for that platform.
+
+        Images here are single-platform, so the option selects nothing; it
+        is checked rather than ignored.
+        """
+        if not platform:
+            return
+        want = image_pull.parse_platform(platform)
+        config = self.config(image_id)
+        have = image_pull.Platform(
+            str(config.get("os") or "linux"),
+            str(config.get("architecture") or ""),
+            str(config.get("variant") or ""),
+        )
+        if (have.os, have.architecture) != (want.os, want.architecture) or (
+            want.variant and want.variant != have.variant
+        ):
+            raise NotFound(
+                f"image {image_id[7:19]} is for {have}, not for the requested platform {want}"
+            )
+
+    def push_refs(self, name: str, tag: str, platform: str | None = None) -> list[Reference]:
+        """The local tags `docker push NAME[:TAG]` sends (every tag of NAME without one)."""
+        refs = self._push_refs(name, tag)
+        for ref in refs:
+            self.check_platform(self._tags[str(ref)], platform)
+        return refs
+
+    def _push_refs(self, name: str, tag: str) -> list[Reference]:
+        ref = parse_reference(name, default_tag=None)
+        if ref.digest is not None:
+            raise InvalidParameter("cannot push a digest reference")
+        if tag:
+            ref = ref.with_tag(tag)
+        if ref.tag is not None:
+            if str(ref) not in self._tags:
+                raise NotFound(f"An image does not exist locally with the tag: {ref}")
+            return [ref]
+        refs = [
+            parse_reference(t) for t in sorted(self._tags) if parse_reference(t).name == ref.name
+        ]
+        if not refs:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+        return refs
+
+    async def push(self, refs: list[Reference], auth: AuthConfig, progress: ProgressStream) -> None:
+        await image_push.push(self, refs, auth, progress)
+
+    async def login(self, server: str, auth: AuthConfig) -> None:
+        """`POST /auth`: check credentials against the registry (Unauthorized if refused)."""
+        domain = _registry_domain(server)
+        async with new_session() as session:
+            await Registry(session, domain, auth, self.insecure).login()
+
+    # save / load (engine/image_archives.py)
+
+    def save_plan(self, names: list[str], platform: str | None = None) -> list[SavedImage]:
+        return image_archives.save_plan(self, names, platform)
+
+    async def save(self, plan: list[SavedImage], write: Callable[[bytes], Awaitable[None]]) -> None:
+        await image_archives.save(self, plan, write)
+
+    async def load(
+        self,
+        chunks: AsyncIterable[bytes],
+        progress: ProgressStream | None = None,
+        platform: str | None = None,
+    ) -> list[str]:
+        return await image_archives.load(self, chunks, progress, platform)
+
+    def tagged(self) -> dict[str, str]:
+        """Every tag and the image it names."""
+        return dict(self._tags)
+
+    def name_image(self, image_id: str, ref: str | None) -> str | None:
+        """Register an image now in the store; point `ref` at it. Returns the image
+        `ref` named before, if another."""
+        self._register(image_id)
+        if ref is None:
+            return None
+        previous = self._tags.get(ref)
+        self._set_tag(ref, image_id)
+        return previous if previous != image_id else None
 
     def _untag(self, ref: str) -> None:
         self._store.delete_tag(ref)

@@ -265,3 +265,15 @@ def strslice(value: StrSlice) -> list[str] | None:
     if isinstance(value, str):
         return [value]
     return list(value)
+
+
+class AuthRequest(msgspec.Struct, omit_defaults=True):
+    """`POST /auth` and the X-Registry-Auth header: docker's AuthConfig (lower-case keys)."""
+
+    username: str = ""
+    password: str = ""
+    auth: str = ""  # base64 "user:password", as config.json stores it
+    email: str = ""
+    serveraddress: str = ""
+    identitytoken: str = ""
+    registrytoken: str = ""

@@ -7,7 +7,10 @@ tarsafe.py       unpack_layer: hostile-tar-safe unpacking, overlay whiteouts
 layer_tar.py     write_layer_tar / write_merged_tar: commit and export tars
 layered_read.py  read_file: a file through stacked overlay layer dirs
 archive.py       save_images / load_images: docker save / docker load
+registry.py      Registry: the Distribution v2 client (manifests, blobs, auth)
+registry_auth.py AuthConfig, InsecureRegistries, Www-Authenticate challenges
 users.py         resolve_user / resolve_groups: --user, --group-add
 digest.py        sha256 digests and OCI chain ids
+digesting.py     DigestingReader: a layer stream hashed and copied as it is unpacked
 atomic.py        crash-safe writes and temporaries
 """

@@ -15,18 +15,21 @@ that directory, never on the host).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from dockyard.errors import InvalidParameter, NotFound
 from dockyard.image.atomic import temp_name
 from dockyard.image.digest import chain_ids, digest_hex, sha256_digest
-from dockyard.image.layered_read import open_file, read_file
+from dockyard.image.layered_read import open_file
 from dockyard.image.reference import parse_reference
 from dockyard.image.store import ImageStore, go_architecture
 from dockyard.image.tarsafe import Readable, unpack_layer
@@ -37,6 +40,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MAX_METADATA = 32 << 20  # manifest.json, index.json, configs: far larger is an attack
 _MTIME = 0  # entries of a saved archive carry no meaningful time; keep output reproducible
 
 
@@ -50,6 +54,19 @@ class SavedImage:
 class LoadedImage:
     image_id: str
     repo_tags: list[str]  # normalised familiar "name:tag" forms from the archive
+
+
+@dataclass
+class LoadJournal:
+    """What a load added to the store, so that a failed load can be undone
+    (ImageStore.discard) and no half image stays behind."""
+
+    chains: list[str] = field(default_factory=list)  # layers unpacked by this load
+    configs: list[str] = field(default_factory=list)  # image configs it wrote
+
+
+# Files whose name is their digest: their content is checked against it.
+_DIGEST_NAMED = re.compile(r"(?:blobs/sha256/([0-9a-f]{64})|([0-9a-f]{64})\.json)")
 
 
 # -- save -------------------------------------------------------------------------
@@ -151,18 +168,34 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 # -- load -------------------------------------------------------------------------
 
 
-def load_images(store: ImageStore, stream: BinaryIO | Readable) -> list[LoadedImage]:
-    """Import every image of a `docker save` archive; return them in archive order."""
+def load_images(
+    store: ImageStore,
+    stream: BinaryIO | Readable,
+    journal: LoadJournal | None = None,
+    progress: LayerProgress | None = None,
+) -> list[LoadedImage]:
+    """Import every image of a `docker save` archive; return them in archive order.
+
+    Everything is checked before anything is named: the caller registers the
+    returned images (inside its own lease) only if the whole archive loaded.
+    Device nodes are refused, in the archive and in its layers: a loaded
+    archive is untrusted input. `progress(chain id, bytes read, size)` is
+    called as each layer is read. `journal` records what was added, for the
+    caller to discard if the load fails.
+    """
+    journal = journal if journal is not None else LoadJournal()
     work = temp_name(store.layers_dir, "-load")
     try:
         os.mkdir(work, 0o700)
-        unpack_layer(stream, work)
+        unpack_layer(stream, work, allow_devices=False)
         archive = _Archive(work)
         entries = archive.entries()
         loaded = []
         with store.lease():
             for config_path, layer_paths, tags in entries:
-                loaded.append(_load_one(store, archive, config_path, layer_paths, tags))
+                loaded.append(
+                    _load_one(store, archive, config_path, layer_paths, tags, journal, progress)
+                )
         return loaded
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -175,9 +208,16 @@ class _Archive:
         self.root = root
 
     def read(self, path: str) -> bytes:
-        data = read_file([self.root], path)
-        if data is None:
-            raise InvalidParameter(f"invalid archive: {path} not found in the archive")
+        """A metadata file (manifest, index, config), bounded: it is read whole."""
+        with self.open(path) as f:
+            if os.fstat(f.fileno()).st_size > MAX_METADATA:
+                raise InvalidParameter(
+                    f"invalid archive: {path} is larger than {MAX_METADATA >> 20} MiB"
+                )
+            data = f.read()
+        expected = _expected_digest(path)
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise InvalidParameter(f"invalid archive: {path} does not match its digest")
         return data
 
     def json(self, path: str) -> object:
@@ -267,8 +307,54 @@ def _blob_path(digest: object) -> str:
     return "blobs/sha256/" + digest_hex(digest)
 
 
+def _expected_digest(path: str) -> str | None:
+    match = _DIGEST_NAMED.fullmatch(os.path.normpath(path).lstrip("/"))
+    return (match.group(1) or match.group(2)) if match else None
+
+
+LayerProgress = Callable[[str, int, int], None]
+
+
+class _ProgressReader:
+    def __init__(self, source: BinaryIO, chain: str, size: int, progress: LayerProgress) -> None:
+        self._source = source
+        self._chain = chain
+        self._size = size
+        self._progress = progress
+        self._count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self._count += len(data)
+        self._progress(self._chain, self._count, self._size)
+        return data
+
+
+class _HashingReader:
+    """Hashes the raw (possibly compressed) bytes of a blob as it is read."""
+
+    def __init__(self, source: BinaryIO | Readable) -> None:
+        self._source = source
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self.sha.update(data)
+        return data
+
+    def drain(self) -> None:
+        while data := self._source.read(1 << 20):
+            self.sha.update(data)
+
+
 def _load_one(
-    store: ImageStore, archive: _Archive, config_path: str, layer_paths: list[str], tags: list[str]
+    store: ImageStore,
+    archive: _Archive,
+    config_path: str,
+    layer_paths: list[str],
+    tags: list[str],
+    journal: LoadJournal,
+    progress: LayerProgress | None = None,
 ) -> LoadedImage:
     config_bytes = archive.read(config_path)
     try:
@@ -280,19 +366,40 @@ def _load_one(
         raise InvalidParameter(
             f"invalid archive: {config_path} lists {len(diff_ids)} layers, the manifest {len(layer_paths)}"
         )
+    try:
+        refs = [str(parse_reference(t)) for t in tags]
+    except InvalidParameter as e:
+        raise InvalidParameter(f"invalid archive: bad tag in {config_path}: {e}") from None
     chains = chain_ids(diff_ids)
     parent: str | None = None
     for diff_id, chain, path in zip(diff_ids, chains, layer_paths, strict=True):
         if not _pin_if_present(store, chain):
+            expected = _expected_digest(path)
             with archive.open(path) as f:
-                layer = store.import_layer(f, parent)
+                source: BinaryIO | Readable = f
+                if progress is not None:
+                    source = _ProgressReader(f, chain, os.fstat(f.fileno()).st_size, progress)
+                # Only a blob named by its digest needs a second hash (of its raw bytes).
+                raw = _HashingReader(source) if expected is not None else None
+                layer = store.import_layer(
+                    raw or source, parent, allow_devices=False, source_file=f
+                )
+                if raw is not None:
+                    raw.drain()
+            if layer.chain_id not in journal.chains:
+                journal.chains.append(layer.chain_id)
             if layer.diff_id != diff_id:
                 raise InvalidParameter(
                     f"invalid archive: layer {path} has diff_id {layer.diff_id}, the config says {diff_id}"
                 )
+            if raw is not None and raw.sha.hexdigest() != expected:
+                raise InvalidParameter(f"invalid archive: {path} does not match its digest")
         parent = chain
+    existed = store.has_blob(sha256_digest(config_bytes))
     image_id = store.create_image_from_config(config_bytes)
-    return LoadedImage(image_id, [str(parse_reference(t)) for t in tags])
+    if not existed:
+        journal.configs.append(image_id)
+    return LoadedImage(image_id, refs)
 
 
 def _pin_if_present(store: ImageStore, chain: str) -> bool:

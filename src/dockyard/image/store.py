@@ -16,7 +16,7 @@ whole blobs and whole layers only. Temporaries are named
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import errno
 import json
 import os
 import platform
@@ -32,6 +32,7 @@ from dockyard.image.atomic import fsync_dir, is_stale_temp, temp_name, write_fil
 from dockyard.image.changes import apply_changes
 from dockyard.image.digest import chain_id as make_chain_id
 from dockyard.image.digest import chain_ids, digest_hex, normalize_digest, sha256_digest
+from dockyard.image.digesting import DigestingReader, is_compressed
 from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
 from dockyard.image.tarsafe import Readable, archive_errors, open_decompressed, unpack_layer
@@ -67,58 +68,6 @@ def now_rfc3339() -> str:
 def go_architecture() -> str:
     machine = platform.machine()
     return _GO_ARCH.get(machine, machine)
-
-
-class _DigestingReader:
-    """Passes the uncompressed tar through to the unpacker while hashing it and
-    copying it to the blob file, so the stream is read exactly once.
-
-    Reads the source in large chunks (tarfile asks for 10 KiB at a time):
-    one hash update and one write per MiB instead of per record.
-    """
-
-    _CHUNK = 1 << 20
-
-    def __init__(self, source: Readable, sink_fd: int) -> None:
-        self._source = source
-        self._sink_fd = sink_fd
-        self._buf = b""
-        self._pos = 0
-        self.sha = hashlib.sha256()
-
-    def _fill(self) -> bool:
-        chunk = self._source.read(self._CHUNK)
-        if not chunk:
-            return False
-        self.sha.update(chunk)
-        view = memoryview(chunk)
-        while view:
-            n = os.write(self._sink_fd, view)
-            view = view[n:]
-        self._buf, self._pos = chunk, 0
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self._pos >= len(self._buf) and not self._fill():
-            return b""
-        if size is None or size < 0:
-            parts = [self._buf[self._pos :]]
-            self._pos = len(self._buf)
-            while self._fill():
-                parts.append(self._buf)
-                self._pos = len(self._buf)
-            return b"".join(parts)
-        end = min(len(self._buf), self._pos + size)
-        data = self._buf[self._pos : end]
-        self._pos = end
-        return data
-
-    def drain(self) -> None:
-        # Bytes after the end-of-archive marker (tar record padding) are part
-        # of the diff_id too.
-        self._pos = len(self._buf)
-        while self._fill():
-            self._pos = len(self._buf)
 
 
 class ImageStore:
@@ -188,7 +137,12 @@ class ImageStore:
         return os.path.exists(os.path.join(self._layer_dir(chain_id), "meta.json"))
 
     def import_layer(
-        self, stream: BinaryIO | Readable, parent_chain_id: str | None = None
+        self,
+        stream: BinaryIO | Readable,
+        parent_chain_id: str | None = None,
+        *,
+        allow_devices: bool = True,
+        source_file: BinaryIO | None = None,
     ) -> Layer:
         """Store the layer tar (uncompressed) as a blob and unpack it, in one pass.
 
@@ -196,23 +150,39 @@ class ImageStore:
         lock, so several layers can be imported at once; only the final
         renames are serialised. The layer is pinned in the calling thread's
         open leases (see `lease`) before the lock is released.
+
+        `source_file`, when `stream` reads a regular file on the store's
+        filesystem (docker load's unpacked archive), lets a plain tar become
+        the blob by a hard link instead of a copy.
         """
         if parent_chain_id is not None:
             parent_chain_id = normalize_digest(parent_chain_id)
             self.layer(parent_chain_id)  # fail fast, before reading the stream
         tmp_dir = temp_name(self.layers_dir)
         tmp_blob = temp_name(self.blobs_dir)
+        link_fd = source_file.fileno() if source_file is not None else None
+        if link_fd is not None and is_compressed(link_fd):
+            link_fd = None  # its blob is the uncompressed tar: copy that
         try:
             os.mkdir(tmp_dir, 0o700)
-            blob_fd = os.open(tmp_blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            blob_fd = None
+            if link_fd is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                blob_fd = os.open(tmp_blob, flags, 0o644)
             try:
                 with archive_errors():
-                    reader = _DigestingReader(open_decompressed(stream), blob_fd)
-                    size = unpack_layer(reader, os.path.join(tmp_dir, "diff"))
+                    reader = DigestingReader(open_decompressed(stream), blob_fd)
+                    size = unpack_layer(
+                        reader, os.path.join(tmp_dir, "diff"), allow_devices=allow_devices
+                    )
                     reader.drain()
-                os.fsync(blob_fd)
+                if blob_fd is not None:
+                    os.fsync(blob_fd)
             finally:
-                os.close(blob_fd)
+                if blob_fd is not None:
+                    os.close(blob_fd)
+            if link_fd is not None:
+                self._link_blob(link_fd, reader.count, tmp_blob)
             diff_id = "sha256:" + reader.sha.hexdigest()
             chain = make_chain_id(parent_chain_id, diff_id)
             meta = {"diff_id": diff_id, "chain_id": chain, "parent": parent_chain_id, "size": size}
@@ -238,6 +208,31 @@ class ImageStore:
                 os.unlink(tmp_blob)
             if os.path.lexists(tmp_dir):
                 shutil.rmtree(tmp_dir)
+
+    @staticmethod
+    def _link_blob(fd: int, length: int, tmp_blob: str) -> None:
+        """Make the source file (exactly the bytes hashed) the blob, root's and read-only."""
+        if os.fstat(fd).st_size != length:
+            raise InvalidParameter("invalid layer archive: the layer file changed while read")
+        if os.geteuid() == 0:
+            os.fchown(fd, 0, 0)  # the archive said who owns it: not for the store
+        os.fchmod(fd, 0o644)  # nor setuid bits
+        # By its path in the (private) unpacked archive, checked to be the same inode.
+        try:
+            os.link(os.readlink(f"/proc/self/fd/{fd}"), tmp_blob, follow_symlinks=False)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            # Another filesystem: copy after all.
+            with open(tmp_blob, "xb") as out, open(os.dup(fd), "rb") as src:
+                src.seek(0)
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
+            return
+        linked, source = os.stat(tmp_blob, follow_symlinks=False), os.fstat(fd)
+        if (linked.st_dev, linked.st_ino) != (source.st_dev, source.st_ino):
+            raise InvalidParameter("invalid layer archive: the layer file changed while read")
 
     def import_directory(self, path: str, parent_chain_id: str | None = None) -> Layer:
         """`docker commit`: a container's overlay upper dir becomes a layer.
@@ -275,7 +270,7 @@ class ImageStore:
         return layer
 
     @contextlib.contextmanager
-    def lease(self) -> Iterator[set[str]]:
+    def lease(self, shared: set[str] | None = None) -> Iterator[set[str]]:
         """Protect layers from garbage collection while an image is being assembled.
 
         Every layer imported (or looked up with `pin`) by this thread inside
@@ -287,18 +282,26 @@ class ImageStore:
                 base = store.import_layer(tar1)
                 top = store.import_layer(tar2, base.chain_id)
                 store.create_image([base.diff_id, top.diff_id], config)
+
+        Passing the set of an open lease joins it from another thread (a
+        pull imports its layers from several); the lease lasts until the
+        block that opened it ends.
         """
-        pinned: set[str] = set()
+        pinned: set[str] = shared if shared is not None else set()
         stack = self._thread_leases()
         with self.lock:
             stack.append(pinned)
-            self._leases.append(pinned)
+            owner = not any(p is pinned for p in self._leases)
+            if owner:
+                self._leases.append(pinned)
         try:
             yield pinned
         finally:
             with self.lock:
-                stack.remove(pinned)
-                self._leases.remove(pinned)
+                # By identity: two leases with equal contents are still two leases.
+                _remove_identical(stack, pinned)
+                if owner:
+                    _remove_identical(self._leases, pinned)
 
     def pin(self, chain_id: str) -> Layer:
         """Pin an existing layer in this thread's open leases (NotFound if gone)."""
@@ -432,6 +435,20 @@ class ImageStore:
             used = self._chains_used_by(kept_ids) | self._leased()
             self._remove_layers([c for c in candidates if c not in used])
 
+    def discard(self, chains: list[str], configs: list[str], keep: set[str]) -> None:
+        """Undo a failed load or pull: remove the image configs and layers it
+        added that no image in `keep` uses and no open lease pins."""
+        with self.lock:
+            kept_ids = {normalize_digest(i) for i in keep}
+            for config in configs:
+                if normalize_digest(config) not in kept_ids:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self._blob_path(config))
+            fsync_dir(self.blobs_dir)
+            used = self._chains_used_by(kept_ids) | self._leased()
+            # Top-most first: a layer is never removed before the ones above it.
+            self._remove_layers([c for c in reversed(chains) if c not in used])
+
     def prune_layers(self, keep: set[str]) -> list[str]:
         """Remove every layer neither used by an image in `keep` nor leased
         (e.g. left by an interrupted pull); return their chain ids."""
@@ -502,6 +519,13 @@ class ImageStore:
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
+
+
+def _remove_identical(items: list[set[str]], item: set[str]) -> None:
+    for i, candidate in enumerate(items):
+        if candidate is item:
+            del items[i]
+            return
 
 
 def check_image_id(text: str) -> str:

@@ -451,6 +451,24 @@ def _ulimit(spec: str) -> dict[str, Any]:
     return {"Name": name, "Soft": soft, "Hard": hard}
 
 
+def _pull_for_run(ctx: Any, opts: dict[str, Any], image: str, prog: str) -> None:
+    from dockyard.cli.commands.pull import pull_image
+    from dockyard.client.errors import APIError
+
+    try:
+        pull_image(
+            ctx,
+            normalize_image(image),
+            platform=opts["platform"],
+            quiet=opts["quiet"],
+            to_stderr=True,
+        )
+    except APIError as exc:
+        raise CLIError(f"{prog}: Error response from daemon: {exc.message}", 125) from None
+    except CLIError as exc:  # an error in the pull's progress stream
+        raise CLIError(f"{prog}: {exc.message}", 125) from None
+
+
 def create_container(ctx: Any, opts: dict[str, Any], body: dict[str, Any], prog: str) -> str:
     """POST /containers/create with docker's messages; returns the new id."""
     from dockyard.client.errors import APIError
@@ -463,12 +481,28 @@ def create_container(ctx: Any, opts: dict[str, Any], body: dict[str, Any], prog:
             f"{prog}: Container ID file found, make sure the other container isn't running or delete {cidfile}",
             125,
         )
+    pull = opts.get("pull") or "missing"
+    if pull not in ("always", "missing", "never"):
+        raise CLIError(
+            f'invalid pull option: \'{pull}\': must be one of "always", "missing" or "never"',
+            125,
+        )
+    if pull == "always":
+        _pull_for_run(ctx, opts, image, prog)
     try:
         resp = ctx.client.post("/containers/create", query, body)
     except APIError as exc:
-        if exc.status == 404 and "image" in exc.message.lower():
-            ctx.err(f"Unable to find image '{normalize_image(image)}' locally\n")
-        raise CLIError(f"{prog}: Error response from daemon: {exc.message}", 125) from None
+        if not (exc.status == 404 and "image" in exc.message.lower()):
+            raise CLIError(f"{prog}: Error response from daemon: {exc.message}", 125) from None
+        if pull == "never":
+            raise CLIError(f"{prog}: Error response from daemon: {exc.message}", 125) from None
+        # As docker: pull what is missing (progress on stderr), then create again.
+        ctx.err(f"Unable to find image '{normalize_image(image)}' locally\n")
+        _pull_for_run(ctx, opts, image, prog)
+        try:
+            resp = ctx.client.post("/containers/create", query, body)
+        except APIError as exc2:
+            raise CLIError(f"{prog}: Error response from daemon: {exc2.message}", 125) from None
     for warning in (resp or {}).get("Warnings") or []:
         ctx.err(f"WARNING: {warning}\n")
     cid = str(resp["Id"])

@@ -1,0 +1,130 @@
+"""`docker save` and `docker load` for the image service: which names an archive
+carries, streaming it out, and loading one all or nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import IO, TYPE_CHECKING
+
+from dockyard.engine.progress import ProgressStream, short
+from dockyard.engine.threads import consume_in_thread, produce_in_thread
+from dockyard.errors import InvalidParameter
+from dockyard.image.archive import LoadedImage, LoadJournal, SavedImage, load_images, save_images
+from dockyard.image.digest import chain_ids
+from dockyard.image.reference import Reference, is_image_id, parse_reference
+
+if TYPE_CHECKING:
+    from dockyard.engine.images import ImageService
+
+
+def save_plan(svc: ImageService, names: list[str], platform: str | None = None) -> list[SavedImage]:
+    """Which images (and which of their tags) `docker save NAME...` writes.
+
+    dockerd's rules: a bare repository name saves every tag of it, a
+    name:tag that tag, an id (or id prefix) the image without tags.
+    """
+    if not names:
+        raise InvalidParameter("no images to save")
+    plan: dict[str, list[str]] = {}
+    for name in names:
+        for image_id, ref in _save_targets(svc, name):
+            tags = plan.setdefault(image_id, [])
+            if ref is not None and ref not in tags:
+                tags.append(ref)
+    for image_id in plan:
+        svc.check_platform(image_id, platform)
+    return [SavedImage(image_id, tags) for image_id, tags in plan.items()]
+
+
+def _save_targets(svc: ImageService, name: str) -> list[tuple[str, str | None]]:
+    if is_image_id(name):
+        return [(svc.resolve(name), None)]
+    try:
+        ref: Reference | None = parse_reference(name, default_tag=None)
+    except InvalidParameter:
+        ref = None
+    if ref is not None and ref.digest is not None:
+        return [(svc.resolve(name), None)]  # name@digest (from a pull): the image, untagged
+    if ref is not None and ref.tag is None:
+        found = [
+            (image_id, tag)
+            for tag, image_id in sorted(svc.tagged().items())
+            if parse_reference(tag).name == ref.name
+        ]
+        if found:
+            return found
+        return [(svc.resolve(name), None)]  # an id prefix, or "No such image"
+    image_id = svc.resolve(name)
+    return [(image_id, str(ref) if ref is not None and str(ref) in svc.tagged() else None)]
+
+
+async def save(
+    svc: ImageService, plan: list[SavedImage], write: Callable[[bytes], Awaitable[None]]
+) -> None:
+    """Stream `docker save` of `plan` to `write`, with the layers pinned meanwhile."""
+
+    def work(out: IO[bytes]) -> None:
+        with svc.blobs.lease():
+            for image in plan:
+                for chain in chain_ids(svc.blobs.image_diff_ids(image.image_id)):
+                    svc.blobs.pin(chain)
+            save_images(svc.blobs, plan, out)
+
+    await produce_in_thread(work, write, "image-save")
+
+
+async def load(
+    svc: ImageService,
+    chunks: AsyncIterable[bytes],
+    progress: ProgressStream | None = None,
+    platform: str | None = None,
+) -> list[str]:
+    """`docker load`: import every image of the archive, then name them all.
+
+    All or nothing: until every image of the archive is in the store no
+    name changes, and a failure removes what this load added. Returns
+    the lines dockerd prints ("Loaded image: busybox:latest"). With
+    `progress`, each layer's reading is reported as dockerd's
+    "Loading layer" messages.
+    """
+    loop = asyncio.get_running_loop()
+    journal = LoadJournal()
+    lines: list[str] = []
+
+    def report(chain: str, current: int, total: int) -> None:
+        assert progress is not None
+        progress.progress("Loading layer", short(chain), current, total, force=current >= total)
+
+    def work(stream: IO[bytes]) -> None:
+        # The lease spans the naming (done on the loop), so that no
+        # concurrent rmi/prune can take a layer before its image is named.
+        with svc.blobs.lease():
+            loaded = load_images(
+                svc.blobs, stream, journal, report if progress is not None else None
+            )
+            for image in loaded:
+                svc.check_platform(image.image_id, platform)
+            asyncio.run_coroutine_threadsafe(_name_loaded(svc, loaded, lines), loop).result()
+
+    try:
+        await consume_in_thread(chunks, work, "image-load")
+    except BaseException:
+        svc.blobs.discard(journal.chains, journal.configs, keep=svc.image_ids())
+        raise
+    return lines
+
+
+async def _name_loaded(svc: ImageService, loaded: list[LoadedImage], lines: list[str]) -> None:
+    for image in loaded:
+        svc.name_image(image.image_id, None)
+        for ref in image.repo_tags:
+            previous = svc.name_image(image.image_id, ref)
+            if previous is not None:
+                lines.append(
+                    f"The image {ref} already exists, renaming the old one with ID "
+                    f"{previous} to empty string"
+                )
+            lines.append(f"Loaded image: {ref}")
+        if not image.repo_tags:
+            lines.append(f"Loaded image ID: {image.image_id}")

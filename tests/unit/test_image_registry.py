@@ -1,0 +1,387 @@
+"""The registry client and the engine's pull against a scripted in-process registry.
+
+The fake speaks enough of the Distribution v2 API to misbehave on purpose:
+Bearer and Basic challenges, a blob connection dropped half-way (once, or
+every time), 500 answers, and manifests that do not match their digest.
+The real registry (docker-registry) is exercised by tests/integration.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from aiohttp import web
+from fakes import World, async_test
+
+from dockyard.engine.progress import ProgressStream
+from dockyard.errors import DockyardError, NotFound, Unauthorized
+from dockyard.image.registry import Registry, new_session
+from dockyard.image.registry_auth import (
+    AuthConfig,
+    InsecureRegistries,
+    decode_auth_header,
+    parse_challenge,
+)
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown while unpacking)")
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def layer(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@dataclass
+class FakeRegistry:
+    auth: str = ""  # "", "basic" or "bearer"
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    manifests: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)
+    blob_failure: dict[str, str] = field(default_factory=dict)  # digest -> mode
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def allowed(self, request: web.Request, path: str) -> bool:
+        given = request.headers.get("Authorization", "")
+        if self.auth == "basic":
+            return given == "Basic " + base64.b64encode(b"alice:pw").decode()
+        if self.auth == "bearer":
+            return given == f"Bearer tok:repository:{path}:pull"
+        return True
+
+    def challenge(self) -> web.Response:
+        if self.auth == "basic":
+            header = 'Basic realm="fake"'
+        else:
+            header = f'Bearer realm="http://{self.host}/token",service="fake"'
+        return web.json_response(
+            {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+            status=401,
+            headers={"WWW-Authenticate": header},
+        )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path_qs, dict(request.headers)))
+        parts = request.path.split("/")
+        if request.path == "/v2/":
+            if self.auth and not self.allowed(request, ""):
+                return self.challenge()
+            return web.json_response({})
+        if request.path == "/token":
+            expected = "Basic " + base64.b64encode(b"alice:pw").decode()
+            if request.headers.get("Authorization") != expected:
+                return web.json_response({"details": "bad credentials"}, status=401)
+            return web.json_response({"token": "tok:" + request.query.get("scope", "")})
+        kind, ref = parts[-2], parts[-1]
+        path = "/".join(parts[2:-2])
+        if self.auth and not self.allowed(request, path):
+            return self.challenge()
+        if kind == "manifests":
+            if (path, ref) not in self.manifests:
+                return web.json_response(
+                    {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
+                    status=404,
+                )
+            body, media_type = self.manifests[(path, ref)]
+            return web.Response(body=body, headers={"Content-Type": media_type})
+        data = self.blobs.get(ref)
+        if data is None:
+            return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
+        mode = self.blob_failure.get(ref, "")
+        if mode == "500":
+            return web.json_response(
+                {"errors": [{"code": "UNKNOWN", "message": "boom"}]}, status=500
+            )
+        start = 0
+        if request.headers.get("Range", "").startswith("bytes="):
+            start = int(request.headers["Range"][6:].rstrip("-"))
+        if mode == "close-always" or (mode == "close-once" and start == 0):
+            if mode == "close-once":
+                self.blob_failure[ref] = ""
+            rest = data[start:]
+            resp = web.StreamResponse(
+                status=206 if start else 200, headers={"Content-Length": str(len(rest))}
+            )
+            await resp.prepare(request)
+            await resp.write(rest[: len(rest) // 2])
+            assert request.transport is not None
+            request.transport.abort()  # the connection drops mid-blob
+            return resp
+        if start:
+            return web.Response(
+                body=data[start:],
+                status=206,
+                headers={"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"},
+            )
+        return web.Response(body=data)
+
+    def add_image(self, path: str, tag: str, layers: list[bytes], gz: bool = True) -> str:
+        """Store a schema 2 image (gzip layers by default); return its image id."""
+        diff_ids = [sha(tar) for tar in layers]
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Cmd": ["sh"]},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }
+        ).encode()
+        self.blobs[sha(config)] = config
+        descs = []
+        for tar in layers:
+            blob = gzip.compress(tar, mtime=0) if gz else tar
+            self.blobs[sha(blob)] = blob
+            media = "application/vnd.docker.image.rootfs.diff.tar" + (".gzip" if gz else "")
+            descs.append({"mediaType": media, "digest": sha(blob), "size": len(blob)})
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "digest": sha(config),
+                    "size": len(config),
+                },
+                "layers": descs,
+            }
+        ).encode()
+        media_type = "application/vnd.docker.distribution.manifest.v2+json"
+        self.manifests[(path, tag)] = (manifest, media_type)
+        self.manifests[(path, sha(manifest))] = (manifest, media_type)
+        return sha(config)
+
+    async def __aenter__(self) -> FakeRegistry:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._runner.cleanup()
+
+
+# -- pure parsing -------------------------------------------------------------------
+
+
+def test_parse_challenge():
+    assert parse_challenge(
+        'Bearer realm="https://auth.io/token",service="reg",scope="a:b:pull"'
+    ) == (
+        "bearer",
+        {"realm": "https://auth.io/token", "service": "reg", "scope": "a:b:pull"},
+    )
+    assert parse_challenge('Basic realm="x"') == ("basic", {"realm": "x"})
+
+
+def test_insecure_registries():
+    default = InsecureRegistries()
+    assert default.allows("127.0.0.1:5000") and default.allows("127.9.9.9")
+    assert default.allows("localhost:5000") and default.allows("[::1]:5000")
+    assert not default.allows("registry.example.com") and not default.allows("10.0.0.1:5000")
+    configured = InsecureRegistries(["10.0.0.0/8", "myreg.lan:5000", "http://other.lan"])
+    assert configured.allows("10.1.2.3:5000")
+    assert configured.allows("myreg.lan:5000") and not configured.allows("myreg.lan:6000")
+    assert configured.allows("other.lan")
+
+
+def test_x_registry_auth_header():
+    raw = json.dumps({"username": "u", "password": "p", "serveraddress": "r"}).encode()
+    assert decode_auth_header(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == AuthConfig(
+        "u", "p"
+    )
+    assert decode_auth_header("e30=") == AuthConfig()
+    assert decode_auth_header("%%%not base64") == AuthConfig()  # anonymous, as dockerd
+
+
+# -- the client -------------------------------------------------------------------
+
+
+@async_test
+async def test_bearer_token_per_scope_with_credentials():
+    async with FakeRegistry(auth="bearer") as fake, new_session() as session:
+        fake.add_image("team/app", "v1", [layer({"a": b"1"})])
+        registry = Registry(session, fake.host, AuthConfig("alice", "pw"))
+        body, media_type, digest = await registry.get_manifest("team/app", "v1")
+        assert media_type.endswith("manifest.v2+json") and digest == sha(body)
+        token_requests = [r for r in fake.requests if r[1].startswith("/token")]
+        assert len(token_requests) == 1
+        assert "scope=repository:team/app:pull" in unquote(token_requests[0][1])
+
+        anonymous = Registry(session, fake.host, AuthConfig())
+        with pytest.raises(Unauthorized):
+            await anonymous.get_manifest("team/app", "v1")
+
+
+@async_test
+async def test_basic_auth_and_refused_credentials():
+    async with FakeRegistry(auth="basic") as fake, new_session() as session:
+        fake.add_image("app", "v1", [layer({"a": b"1"})])
+        await Registry(session, fake.host, AuthConfig("alice", "pw")).get_manifest("app", "v1")
+        with pytest.raises(Unauthorized, match="no basic auth credentials"):
+            await Registry(session, fake.host).get_manifest("app", "v1")
+        with pytest.raises(Unauthorized, match="401 Unauthorized"):
+            await Registry(session, fake.host, AuthConfig("alice", "nope")).login()
+        await Registry(session, fake.host, AuthConfig("alice", "pw")).login()
+
+
+@async_test
+async def test_blob_download_resumes_with_range_after_a_drop():
+    async with FakeRegistry() as fake, new_session() as session:
+        data = os.urandom(3 << 20)
+        fake.blobs[sha(data)] = data
+        fake.blob_failure[sha(data)] = "close-once"
+        got = bytearray()
+        size = await Registry(session, fake.host).fetch_blob(
+            "app", sha(data), got.extend, got.clear
+        )
+        assert size == len(data) and bytes(got) == data
+        ranges = [r[2].get("Range") for r in fake.requests if "/blobs/" in r[1]]
+        assert ranges[0] is None and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-"
+
+
+@async_test
+async def test_manifest_not_matching_the_asked_digest_is_refused():
+    async with FakeRegistry() as fake, new_session() as session:
+        fake.add_image("app", "v1", [layer({"a": b"1"})])
+        wrong = sha(b"something else")
+        fake.manifests[("app", wrong)] = fake.manifests[("app", "v1")]
+        with pytest.raises(DockyardError, match="manifest verification failed"):
+            await Registry(session, fake.host).get_manifest("app", wrong)
+        with pytest.raises(NotFound, match="manifest for .*/app:v2 not found"):
+            await Registry(session, fake.host).get_manifest("app", "v2")
+
+
+# -- the engine's pull ---------------------------------------------------------------
+
+
+def drain(progress: ProgressStream) -> list[dict[str, Any]]:
+    out = []
+    while not progress._queue.empty():
+        message = progress._queue.get_nowait()
+        if message is not None:
+            out.append(message)
+    return out
+
+
+def on_disk(w: World) -> tuple[list[str], list[str], list[str]]:
+    root = w.root
+    return (
+        sorted(os.listdir(root / "layers")),
+        sorted(os.listdir(root / "blobs" / "sha256")),
+        sorted(os.listdir(root / "tmp")) if (root / "tmp").exists() else [],
+    )
+
+
+@needs_root
+@async_test
+async def test_pull_of_gzip_layers_behind_bearer_auth(tmp_path):
+    w = World(tmp_path)
+    async with FakeRegistry(auth="bearer") as fake:
+        layers = [layer({"etc/os": b"fake\n"}), layer({"app": b"v1"})]
+        image_id = fake.add_image("team/app", "v1", layers)
+        progress = ProgressStream()
+        ids = await w.images.pull(
+            f"{fake.host}/team/app", "v1", AuthConfig("alice", "pw"), progress
+        )
+    assert ids == [image_id]
+    assert w.images.resolve(f"{fake.host}/team/app:v1") == image_id
+    assert w.images.blobs.image_diff_ids(image_id) == [sha(t) for t in layers]
+    record = w.images.get(image_id)
+    assert record.repo_digests == [
+        f"{fake.host}/team/app@{sha(fake.manifests[('team/app', 'v1')][0])}"
+    ]
+    statuses = [m.get("status", "") for m in drain(progress)]
+    assert statuses[0] == "Pulling from team/app"
+    assert statuses.count("Pull complete") == 2
+    assert statuses[-1] == f"Status: Downloaded newer image for {fake.host}/team/app:v1"
+
+
+@needs_root
+@pytest.mark.parametrize("failure", ["500", "close-always"])
+@async_test
+async def test_failing_registry_leaves_the_store_as_it_was(tmp_path, failure):
+    w = World(tmp_path)
+    async with FakeRegistry() as fake:
+        good = layer({"a": b"1" * 100_000})
+        bad = layer({"b": b"2" * 100_000})
+        fake.add_image("app", "v1", [good, bad])
+        fake.blob_failure[sha(gzip.compress(bad, mtime=0))] = failure
+        before = on_disk(w)
+        with pytest.raises(DockyardError):
+            await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
+    assert w.images.list() == []
+    assert on_disk(w)[0] == before[0]  # the layer that did arrive was removed again
+    assert not [n for n in on_disk(w)[2] if n.startswith("pull-")]
+
+
+@needs_root
+@async_test
+async def test_layer_not_matching_the_config_diff_id_fails_the_pull(tmp_path):
+    w = World(tmp_path)
+    async with FakeRegistry() as fake:
+        fake.add_image("app", "v1", [layer({"a": b"1"})])
+        # Same manifest, but the config now claims another diff_id.
+        manifest = json.loads(fake.manifests[("app", "v1")][0])
+        config = json.loads(fake.blobs[manifest["config"]["digest"]])
+        config["rootfs"]["diff_ids"] = [sha(b"not the layer")]
+        config_bytes = json.dumps(config).encode()
+        fake.blobs[sha(config_bytes)] = config_bytes
+        manifest["config"]["digest"], manifest["config"]["size"] = (
+            sha(config_bytes),
+            len(config_bytes),
+        )
+        fake.manifests[("app", "v1")] = (json.dumps(manifest).encode(), manifest["mediaType"])
+        with pytest.raises(DockyardError, match="diff_id"):
+            await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
+    assert w.images.list() == []
+    assert on_disk(w)[0] == []
+
+
+@needs_root
+@async_test
+async def test_full_disk_during_pull_is_one_clear_line(tmp_path):
+    import errno
+
+    w = World(tmp_path)
+    real_import = w.images.blobs.import_layer
+    calls = []
+
+    def import_until_full(stream, parent=None, **kw):
+        calls.append(parent)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_import(stream, parent, **kw)
+
+    w.images.blobs.import_layer = import_until_full  # type: ignore[method-assign]
+    async with FakeRegistry() as fake:
+        fake.add_image("app", "v1", [layer({"a": b"1"}), layer({"b": b"2"})])
+        with pytest.raises(DockyardError) as e:
+            await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
+    assert e.value.message == "failed to register layer: write: no space left on device"
+    assert w.images.list() == [] and on_disk(w)[0] == []
