@@ -9,7 +9,6 @@ what the profile says.
 from __future__ import annotations
 
 import errno
-import json
 import struct
 from pathlib import Path
 
@@ -344,9 +343,10 @@ def test_bad_profiles_are_refused_naming_the_field(text: str, words: str) -> Non
     assert words in str(err.value)
 
 
-def test_compiled_program_is_used_only_for_its_own_config(tmp_path) -> None:
+def test_compiled_program_is_used_only_for_its_own_profile() -> None:
     profile = default_profile(DEFAULT_CAPABILITIES)
-    config = json.dumps({"linux": {"seccomp": profile}}).encode()
-    seccomp.write_compiled(str(tmp_path), config, profile)
-    assert seccomp.load_compiled(str(tmp_path), config) == compile_oci(profile)
-    assert seccomp.load_compiled(str(tmp_path), config + b" ") is None  # config changed
+    value = seccomp.program_annotation(profile)
+    assert seccomp.program_from_annotation(profile, value) == compile_oci(profile)
+    other = default_profile([])
+    assert seccomp.program_from_annotation(other, value) is None  # profile changed
+    assert seccomp.program_from_annotation(profile, None) is None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from dockyard.errors import RuntimeFailure
 from dockyard.kernel import flags as K
-from dockyard.runtime.seccomp import compile_oci, load_compiled
+from dockyard.runtime.seccomp import ANNOTATION_PROGRAM, compile_oci, program_from_annotation
 from dockyard.runtime.spec import (
     ANNOTATION_LOWERDIR,
     ANNOTATION_OPEN_STDIN,
@@ -184,15 +184,17 @@ def load_config(bundle: str) -> ContainerConfig:
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            raw = f.read()
-        oci = json.loads(raw)
+            oci = json.load(f)
     except (OSError, ValueError) as exc:
         raise RuntimeFailure(f"cannot read {path}: {exc}") from None
     cfg = config_from_oci(bundle, oci)
     if cfg.seccomp:
         # What the daemon compiled for this config.json; a bundle from elsewhere is
         # compiled here, before the init pivots away from the libraries.
-        cfg.seccomp_program = load_compiled(bundle, raw) or compile_oci(cfg.seccomp)
+        compiled = (oci.get("annotations") or {}).get(ANNOTATION_PROGRAM)
+        cfg.seccomp_program = program_from_annotation(cfg.seccomp, compiled) or compile_oci(
+            cfg.seccomp
+        )
     return cfg
 
 

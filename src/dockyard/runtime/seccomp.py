@@ -19,7 +19,7 @@ Two forms, as in Docker:
 `compile_oci` turns an OCI profile into a classic BPF program with libseccomp
 (through `pyseccomp`, a ctypes binding of libseccomp.so.2: no compiler, no build
 step, works from any venv), once per profile: the daemon compiles when it writes
-a bundle and stores the bytes beside config.json; the container init only loads
+a bundle and stores the bytes in config.json (an annotation); the container init only loads
 them. Only the native ABI is compiled in: i386 and x32 calls are refused (EPERM),
 since Docker's profile allows them only for 32-bit images. Calls numbered above
 the newest the profile names answer ENOSYS (what runc does), so libcs fall back
@@ -28,6 +28,7 @@ the newest the profile names answer ENOSYS (what runc does), so libcs fall back
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import json
@@ -89,9 +90,6 @@ _JGE_K = 0x35
 _RET_K = 0x06
 RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
-
-# The file the daemon writes beside config.json: sha256(config.json) + program.
-COMPILED_NAME = "seccomp.bpf"
 
 
 def _machine() -> str:
@@ -226,8 +224,25 @@ def resolve(
 
 
 def default_profile(capabilities: list[str]) -> dict:
-    """Docker's default profile (OCI form) for a container with these capabilities."""
-    return resolve(default_docker_profile(), capabilities)
+    """Docker's default profile (OCI form) for a container with these capabilities.
+    Shared between calls (cached per capability set): do not modify it."""
+    return _default_for(tuple(sorted(set(capabilities))))
+
+
+_DEFAULT_CACHE: dict[tuple[str, ...], dict] = {}
+
+
+def _default_for(capabilities: tuple[str, ...]) -> dict:
+    profile = _DEFAULT_CACHE.get(capabilities)
+    if profile is None:
+        if len(_DEFAULT_CACHE) >= 64:
+            _DEFAULT_CACHE.clear()
+            _BY_IDENTITY.clear()
+            _ANNOTATIONS.clear()
+        profile = _DEFAULT_CACHE[capabilities] = resolve(
+            default_docker_profile(), list(capabilities)
+        )
+    return profile
 
 
 def _nr(name: str, arch: int) -> int | None:
@@ -270,8 +285,23 @@ def compile_oci(profile: dict, machine: str | None = None) -> bytes | None:
     """The BPF program (struct sock_filter[]) for an OCI seccomp profile, compiled
     once per distinct profile in this process. None where this machine has no
     compiler here (the profile is then not applied)."""
+    machine = machine or _machine()
+    known = _BY_IDENTITY.get((id(profile), machine))
+    if known is not None and known[0] is profile:  # a cached default: skip the hashing
+        return known[1]
     text = json.dumps(profile, separators=(",", ":"), sort_keys=True)
-    return _compile(hashlib.sha256(text.encode()).hexdigest(), text, machine or _machine())
+    program = _compile(hashlib.sha256(text.encode()).hexdigest(), text, machine)
+    if any(profile is p for p in _default_profiles()):
+        _BY_IDENTITY[(id(profile), machine)] = (profile, program)
+    return program
+
+
+# Programs of the cached default profiles, by the profile object (kept alive by its cache).
+_BY_IDENTITY: dict[tuple[int, str], tuple[dict, bytes | None]] = {}
+
+
+def _default_profiles() -> list[dict]:
+    return [v for v in _DEFAULT_CACHE.values()]
 
 
 # Kept for callers that named it so.
@@ -344,36 +374,41 @@ def _export(filt: Any) -> bytes:
         os.close(fd)
 
 
-def write_compiled(bundle_dir: str, config_bytes: bytes, profile: dict) -> None:
-    """Store the program for this config.json beside it (see load_compiled)."""
-    program = compile_oci(profile)
-    path = os.path.join(bundle_dir, COMPILED_NAME)
-    if program is None:
-        with_suppress_unlink(path)
-        return
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, hashlib.sha256(config_bytes).digest() + program)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+# The annotation the daemon puts the compiled program in (config.json stays one file,
+# written once): "<sha256 of the canonical linux.seccomp JSON>:<base64 program>".
+ANNOTATION_PROGRAM = "org.dockyard.seccomp.bpf"
 
 
-def load_compiled(bundle_dir: str, config_bytes: bytes) -> bytes | None:
-    """The program the daemon compiled for exactly this config.json, or None."""
-    try:
-        with open(os.path.join(bundle_dir, COMPILED_NAME), "rb") as f:
-            data = f.read()
-    except OSError:
+def _digest(profile: dict) -> str:
+    text = json.dumps(profile, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def program_annotation(profile: dict) -> str | None:
+    """The annotation value for this profile (compiled once per profile), or None where
+    nothing is compiled for this machine."""
+    machine = _machine()
+    known = _ANNOTATIONS.get(id(profile))
+    if known is not None and known[0] is profile:
+        return known[1]
+    program = compile_oci(profile, machine)
+    value = None if program is None else f"{_digest(profile)}:{base64.b64encode(program).decode()}"
+    if any(profile is p for p in _default_profiles()):
+        _ANNOTATIONS[id(profile)] = (profile, value)
+    return value
+
+
+_ANNOTATIONS: dict[int, tuple[dict, str | None]] = {}
+
+
+def program_from_annotation(profile: dict, value: str | None) -> bytes | None:
+    """The program the daemon compiled for exactly this profile, or None."""
+    if not value:
         return None
-    if data[:32] != hashlib.sha256(config_bytes).digest():
-        return None  # stale, or written for another config
-    return data[32:]
-
-
-def with_suppress_unlink(path: str) -> None:
+    digest, _, encoded = value.partition(":")
+    if digest != _digest(profile):
+        return None  # written for another profile (config.json edited since)
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        return base64.b64decode(encoded, validate=True)
+    except ValueError:
+        return None

@@ -14,7 +14,12 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from dockyard.kernel.flags import CAPABILITIES
-from dockyard.runtime.seccomp import default_docker_profile, resolve, write_compiled
+from dockyard.runtime.seccomp import (
+    ANNOTATION_PROGRAM,
+    default_profile,
+    program_annotation,
+    resolve,
+)
 
 OCI_VERSION = "1.0.2"
 
@@ -358,7 +363,11 @@ class RunSpec:
             linux["readonlyPaths"] = list(READONLY_PATHS)
         if not self.privileged and not self.seccomp_unconfined:
             # Resolved against the bounding set, as dockerd does (capability-gated groups).
-            linux["seccomp"] = resolve(self.seccomp_profile or default_docker_profile(), caps)
+            linux["seccomp"] = (
+                resolve(self.seccomp_profile, caps)
+                if self.seccomp_profile is not None
+                else default_profile(caps)
+            )
 
         return {
             "ociVersion": OCI_VERSION,
@@ -430,9 +439,15 @@ def write_bundle(bundle_dir: str, oci: dict) -> None:
     """
     os.makedirs(bundle_dir, exist_ok=True)
     os.makedirs(os.path.join(bundle_dir, oci.get("root", {}).get("path", "rootfs")), exist_ok=True)
-    data = json.dumps(oci, separators=(",", ":")).encode()
-    write_atomic(os.path.join(bundle_dir, "config.json"), data, durable=False)
-    # Compiled here, once per distinct profile (cached), so the container init only loads it.
+    # The seccomp program, compiled here once per distinct profile (cached): the
+    # container init only loads it.
     profile = oci.get("linux", {}).get("seccomp")
     if profile:
-        write_compiled(bundle_dir, data, profile)
+        program = program_annotation(profile)
+        if program is not None:
+            oci = {
+                **oci,
+                "annotations": {**oci.get("annotations", {}), ANNOTATION_PROGRAM: program},
+            }
+    data = json.dumps(oci, separators=(",", ":")).encode()
+    write_atomic(os.path.join(bundle_dir, "config.json"), data, durable=False)
