@@ -118,7 +118,13 @@ def security_settings(opts: list[str]) -> SecuritySettings:
     return out
 
 
+_SYSCTL_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+
+
 def check_sysctl(name: str, network_mode: str, ipc_mode: str, uts_mode: str) -> None:
+    # Written as /proc/sys/<a>/<b>/...: a "/" or ".." would lead elsewhere in it.
+    if not _SYSCTL_NAME.fullmatch(name):
+        raise InvalidParameter(f"invalid sysctl name {name!r}: expected dotted words (a.b.c)")
     if name in NAMESPACED_SYSCTLS or name.startswith("fs.mqueue."):
         if ipc_mode == "host":
             raise InvalidParameter(f"sysctl '{name}' is not allowed in host IPC namespace")

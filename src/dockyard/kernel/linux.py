@@ -536,7 +536,10 @@ class LinuxKernel(Kernel):
             raise KernelError("setrlimit", (name, soft, hard), code) from None
 
     def write_sysctl(self, name: str, value: str) -> None:
-        path = "/proc/sys/" + name.replace(".", "/")
+        parts = name.split(".")
+        if any(p in ("", "..") or "/" in p for p in parts):
+            raise KernelError("write", (name, value), errno.EINVAL)
+        path = "/proc/sys/" + "/".join(parts)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             try:
