@@ -3,7 +3,7 @@
 Needs root. Each test builds bundles over a tiny busybox layer, runs them
 through a real forkserver and monitors, and checks what a user would see.
 The `box` fixture then checks that nothing is left behind: no monitor
-process, no container process, no cgroup directory, no abstract socket.
+process, no container process, no cgroup directory, no monitor socket.
 """
 
 from __future__ import annotations
@@ -48,9 +48,12 @@ def cgroup_dir(controller: str, *parts: str) -> Path:
     return Path("/sys/fs/cgroup", controller, CGROUP_PARENT, *parts)
 
 
-def monitor_sockets() -> list[str]:
+def monitor_sockets(bundles: list[Path]) -> list[str]:
+    """The monitor sockets still there: listed by the kernel or left on disk."""
     with open("/proc/net/unix") as f:
-        return [line.split()[-1] for line in f if f"@dockyard-monitor-{ID_PREFIX}" in line]
+        listed = [line.split()[-1] for line in f if "dockyard-monitor" in line]
+    left = [str(b / "monitor.sock") for b in bundles if (b / "monitor.sock").exists()]
+    return listed + left
 
 
 def alive(pid: int) -> bool:
@@ -144,11 +147,11 @@ class Box:
                 self.monitor_pids.add(int(state["monitor_pid"]))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and (
-            any(alive(p) for p in self.monitor_pids) or monitor_sockets()
+            any(alive(p) for p in self.monitor_pids) or monitor_sockets(self.bundles)
         ):
             time.sleep(0.02)
         problems = [f"monitor {p} still running" for p in self.monitor_pids if alive(p)]
-        problems += [f"socket {s} left" for s in monitor_sockets()]
+        problems += [f"socket {s} left" for s in monitor_sockets(self.bundles)]
         for controller in CONTROLLERS:
             parent = cgroup_dir(controller)
             if parent.exists():
