@@ -169,8 +169,12 @@ def test_forged_frames_from_a_container_are_not_believed(daemon, unique, attacke
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     try:
+        # The attack's last words: "listed N" then "done".
         logs = wait_until(
-            lambda: (out := daemon.dockyard("logs", name).stdout).count("done") == 2 and out,
+            lambda: (
+                re.search(r"^listed \d+\ndone$", out := daemon.dockyard("logs", name).stdout, re.M)
+                and out
+            ),
             timeout=60,
         )
         assert logs, daemon.dockyard("logs", name).stdout
@@ -369,3 +373,39 @@ def test_truncated_frame_is_not_an_exit(tmp_path):
 
     record = asyncio.run(ended_record())
     assert record.exit_code == 255 and "monitor" in record.error
+
+
+def test_a_container_link_reconnects_after_a_broken_stream(tmp_path, caplog):
+    # A stream out of step says nothing about the container: the link finds
+    # its monitor again on the bundle's socket instead of reporting an exit.
+    caplog.set_level(logging.WARNING, logger="dockyard")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / frames.MONITOR_SOCKET))
+    listener.listen(1)
+    listener.setblocking(False)
+
+    async def main() -> object:
+        link, theirs = await link_fed(HELLO + frames.HEADER.pack(frames.STDOUT, 1 << 30), tmp_path)
+        loop = asyncio.get_running_loop()
+        again, _ = await asyncio.wait_for(loop.sock_accept(listener), 5)
+        again.setblocking(False)
+        state = {"event": "state", "pid": 42, "monitor_pid": 41, "started_at": "t"}
+        await send(again, frames.encode_control(state) + frames.encode(frames.STDOUT, b"on\n"))
+        await asyncio.sleep(0.2)
+        assert not link._exit.done()
+        await send(
+            again, frames.encode_control({"event": "exit", "exit_code": 7, "finished_at": "t"})
+        )
+        record = await asyncio.wait_for(link.wait(), 5)
+        again.close()
+        theirs.close()
+        got = [f async for f in link.frames()]
+        await link.close()
+        assert got == [(1, b"on\n")]
+        return record
+
+    try:
+        assert asyncio.run(main()).exit_code == 7
+    finally:
+        listener.close()
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
