@@ -418,7 +418,7 @@ class Monitor:
                     self.reactor.on_read(fd, None)
             elif stream == frames.CONTROL:
                 # A malformed command from one client must not stop the monitor.
-                with contextlib.suppress(ValueError, TypeError, KeyError):
+                with contextlib.suppress(ValueError, TypeError, KeyError, OverflowError):
                     self._command(client, json.loads(payload))
 
     def _command(self, client: _Client, cmd: dict) -> None:
