@@ -419,7 +419,9 @@ class Monitor:
             elif stream == frames.CONTROL:
                 # A malformed command from one client must not stop the monitor.
                 with contextlib.suppress(ValueError, TypeError, KeyError, OverflowError):
-                    self._command(client, json.loads(payload))
+                    cmd = json.loads(payload)
+                    if isinstance(cmd, dict):
+                        self._command(client, cmd)
 
     def _command(self, client: _Client, cmd: dict) -> None:
         name = cmd.get("cmd")
