@@ -417,7 +417,7 @@ async def _connect_monitor(
         return None
     try:
         reader, writer = await asyncio.open_unix_connection(frames.socket_path(dir_fd))
-    except (ConnectionRefusedError, FileNotFoundError, NotADirectoryError):
+    except OSError:
         return None  # no monitor, or one that is gone (a killed monitor leaves its socket file)
     finally:
         os.close(dir_fd)
