@@ -254,18 +254,19 @@ class Monitor:
                 raise RuntimeFailure(f"container {self.container_id} is already running") from None
             raise KernelError("flock", (self.bundle,), exc.errno or 0) from None
         self.bundle_fd = fd
-        path = frames.socket_path(fd)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # left by a monitor that was killed
+            os.unlink(frames.MONITOR_SOCKET, dir_fd=fd)  # left by a monitor that was killed
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        old_umask = self.kernel.umask(0o177)  # born 0600: root's alone from the first instant
         try:
-            sock.bind(path)
-            os.chmod(path, 0o600)
+            sock.bind(frames.socket_path(fd))
         except OSError as exc:
             sock.close()
             raise KernelError(
                 "bind", (self.bundle, frames.MONITOR_SOCKET), exc.errno or 0
             ) from None
+        finally:
+            self.kernel.umask(old_umask)
         sock.listen(16)
         return sock
 
