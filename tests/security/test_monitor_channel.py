@@ -99,6 +99,15 @@ def test_run_gives_the_container_only_stdio(daemon):
     )
     assert with_stdin.returncode == 0, with_stdin.stderr
     assert extra_fds(with_stdin.stdout) == {}
+    tty = daemon.dockyard("run", "-d", "-t", "busybox", "ls", "-l", "/proc/self/fd")
+    assert tty.returncode == 0, tty.stderr
+    cid = tty.stdout.strip()
+    try:
+        assert wait_until(lambda: daemon.dockyard("wait", cid).stdout.strip() == "0")
+        logs = daemon.dockyard("logs", cid).stdout.replace("\r\n", "\n")
+        assert "/dev/pts/0" in logs and extra_fds(logs) == {}
+    finally:
+        daemon.dockyard("rm", "-f", cid)
 
 
 def test_exec_gives_the_process_only_stdio(daemon, unique, tmp_path):
