@@ -392,3 +392,38 @@ def test_update_a_running_container(dockyard, unique):
         assert "you must provide one or more flags" in none.stderr
     finally:
         dockyard("rm", "-f", name)
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (("--sysctl", "net.ipv4.no_such_knob=1"), "sysctl net.ipv4.no_such_knob=1: No such file"),
+        (("--ulimit", "nofile=4294967296:4294967296"), "ulimit RLIMIT_NOFILE="),
+    ],
+)
+def test_start_failure_names_the_field_and_leaves_nothing(dockyard, unique, flags, words):
+    name = unique("bad")
+    proc = dockyard("run", "--name", name, *flags, "busybox", "true")
+    assert proc.returncode != 0
+    assert words in proc.stderr
+    cid = dockyard("inspect", "--format", "{{.Id}}", name).stdout.strip()
+    try:
+        assert cid
+        leftovers = [
+            str(p) for p in Path("/sys/fs/cgroup").glob(f"*/dockyard*/{cid}") if p.is_dir()
+        ]
+        assert leftovers == []
+        assert cid not in Path("/proc/self/mountinfo").read_text()
+        assert not [
+            pid for pid in os.listdir("/proc")
+            if pid.isdigit() and cid in _cmdline(pid)
+        ]  # fmt: skip
+    finally:
+        dockyard("rm", "-f", name)
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""

@@ -405,7 +405,10 @@ def init_container(
     # Before /proc/sys turns read-only; the container's own namespaces' values only
     # (the engine refuses the others).
     for name, value in cfg.sysctls.items():
-        kernel.write_sysctl(name, value)
+        try:
+            kernel.write_sysctl(name, value)
+        except KernelError as exc:
+            raise RuntimeFailure(f"sysctl {name}={value}: {os.strerror(exc.errno)}") from None
     mask_paths(kernel, cfg)
     # The working directory (-w) is created like a mount target: through the resolver.
     new_root = open_root(kernel, "/")
@@ -423,7 +426,10 @@ def confine_and_exec(
     credentials, a clean signal state, then exec."""
     kernel.chdir(cfg.cwd)
     for name, soft, hard in cfg.rlimits:  # raising a hard limit needs CAP_SYS_RESOURCE
-        kernel.set_rlimit(name, soft, hard)
+        try:
+            kernel.set_rlimit(name, soft, hard)
+        except KernelError as exc:
+            raise RuntimeFailure(f"ulimit {name}={soft}:{hard}: {os.strerror(exc.errno)}") from None
     # Only stdio crosses execve: whatever else the monitor or the daemon held
     # (their sockets above all) must not reach the command. CLOEXEC rather
     # than close: the status socket has to stay open until the exec itself.
