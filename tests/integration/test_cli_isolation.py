@@ -220,17 +220,19 @@ def test_uts_host_keeps_the_host_name(dockyard):
 def test_ipc_and_pid_of_another_container(dockyard, unique):
     name = unique("ns")
     first = dockyard(
-        "run", "-d", "--name", name, "busybox", "sh", "-c", "readlink /proc/self/ns/ipc; sleep 60"
-    )
+        "run", "-d", "--name", name, "busybox", "sh", "-c",
+        "readlink /proc/self/ns/ipc; echo shared > /dev/shm/x; sleep 60",
+    )  # fmt: skip
     assert first.returncode == 0, first.stderr
     try:
         proc = run(
             dockyard, "--ipc", f"container:{name}", "--pid", f"container:{name}", "busybox",
-            "sh", "-c", "readlink /proc/self/ns/ipc; ps -o comm | grep -c sleep",
+            "sh", "-c", "readlink /proc/self/ns/ipc; ps -o comm | grep -c sleep; cat /dev/shm/x",
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        ipc_ns, sleeps = proc.stdout.split()
+        ipc_ns, sleeps, shm = proc.stdout.split()
         assert sleeps == "1"  # the other container's process, seen through its pid namespace
+        assert shm == "shared"  # and its /dev/shm
         assert dockyard("logs", name).stdout.strip() == ipc_ns
         own = run(dockyard, "busybox", "readlink", "/proc/self/ns/ipc")
         assert own.stdout.strip() != ipc_ns

@@ -224,3 +224,21 @@ def test_run_spec_options_from_host_config() -> None:
     assert opts["uts"] == "host"
     assert opts["extra_gids"] == [1234]
     assert opts["rlimits"] == [("RLIMIT_NPROC", 5, 6)]
+
+
+def test_ipc_container_shares_its_dev_shm_through_its_mount_namespace() -> None:
+    opts = run_spec_options(HostConfig(ipc_mode="container:x"), lambda ref: 77, lambda p: None)
+    assert opts["ipc"] == "/proc/77/ns/ipc"
+    assert opts["ipc_shm_from"] == "/proc/77/ns/mnt"
+    config = oci(ipc=opts["ipc"], ipc_shm_from=opts["ipc_shm_from"])
+    assert "/dev/shm" not in {m["destination"] for m in config["mounts"]}
+    cfg = config_from_oci(BUNDLE, config)
+    k = RecordingKernel()
+    init_container(k, cfg, (10, 11, 12), [])
+    names = k.names()
+    # Copied while still in the monitor's mount namespace, placed inside the new root.
+    assert names.index("clone_mount_from_ns") < names.index("unshare")
+    assert k.find("clone_mount_from_ns") == [("/proc/77/ns/mnt", "/dev/shm")]
+    ((tree, target),) = k.find("move_mount_fd")
+    assert k.path_of(target).endswith("/rootfs/dev/shm")
+    assert names.index("move_mount_fd") < names.index("pivot_root")

@@ -417,10 +417,10 @@ def run_spec_options(
 
     security = security_settings(hc.security_opt or [])
     ipc = _namespace_mode(hc.ipc_mode, "ipc", pid_of)
-    # --ipc host shares the host's /dev/shm too. With container:<id> the SysV objects
-    # and message queues are shared (the namespace), /dev/shm is not: that container's
-    # tmpfs lives in its mount namespace, which the kernel will not bind from.
+    # /dev/shm goes with the IPC namespace: the host's, or the other container's (copied
+    # from its mount namespace by the init).
     ipc_shm = "/dev/shm" if hc.ipc_mode == "host" else ""
+    ipc_shm_from = ipc.replace("/ns/ipc", "/ns/mnt") if ipc.startswith("/proc/") else ""
     devices = [parse_device(d) for d in hc.devices or []]
     if hc.privileged:
         taken = {d.path for d in devices}
@@ -441,6 +441,7 @@ def run_spec_options(
         "shm_size": hc.shm_size,
         "ipc": ipc,
         "ipc_shm": ipc_shm,
+        "ipc_shm_from": ipc_shm_from,
         "pid": _namespace_mode(hc.pid_mode, "pid", pid_of),
         "uts": "host" if hc.uts_mode == "host" else "private",
         "init_path": init_binary() if hc.init else "",

@@ -106,6 +106,13 @@ class RecordingKernel(Kernel):
     ) -> None:
         self._rec("bind_mount_at", source, target_fd, recursive, attrs, propagation)
 
+    def clone_mount_from_ns(self, mnt_ns: str, path: str) -> int:
+        self._rec("clone_mount_from_ns", mnt_ns, path)
+        return self._new_fd(f"<tree {mnt_ns}:{path}>")
+
+    def move_mount_fd(self, tree_fd: int, target_fd: int) -> None:
+        self._rec("move_mount_fd", tree_fd, target_fd)
+
     def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
         self._rec("open_in_root", root_fd, path, flags)
         # Lexical here: the fake has no symlinks; the real kernel resolves them.

@@ -58,6 +58,16 @@ class Kernel(ABC):
         remount by path."""
 
     @abstractmethod
+    def clone_mount_from_ns(self, mnt_ns: str, path: str) -> int:
+        """A detached copy (open_tree OPEN_TREE_CLONE) of the mount at `path` in another
+        mount namespace (`mnt_ns`, e.g. /proc/PID/ns/mnt): setns there and back. The
+        kernel binds nothing across namespaces otherwise. Returns the tree's fd."""
+
+    @abstractmethod
+    def move_mount_fd(self, tree_fd: int, target_fd: int) -> None:
+        """move_mount(2) a detached tree onto the place an O_PATH fd names."""
+
+    @abstractmethod
     def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
         """openat2(root_fd, path, flags|O_CLOEXEC, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS):
         symlinks and ".." are resolved by the kernel as if root_fd were /.

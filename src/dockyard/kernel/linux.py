@@ -18,6 +18,7 @@ from dockyard.errors import KernelError
 from dockyard.kernel.flags import (
     AT_FDCWD,
     CAPABILITIES,
+    CLONE_NEWNS,
     MS_REC,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
@@ -238,6 +239,37 @@ class LinuxKernel(Kernel):
             _check(ret, "move_mount", source, f"fd {target_fd}")
         finally:
             os.close(tree)
+
+    def clone_mount_from_ns(self, mnt_ns: str, path: str) -> int:
+        try:
+            home = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            there = os.open(mnt_ns, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _oserror("open", (mnt_ns,), exc) from None
+        try:
+            _check(_libc.setns(there, CLONE_NEWNS), "setns", mnt_ns, hex(CLONE_NEWNS))
+            try:
+                flags = _OPEN_TREE_CLONE | os.O_CLOEXEC
+                return _check(
+                    _libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(path), flags), "open_tree", path
+                )
+            finally:
+                # Back home whatever happened: nothing else may run in their namespace.
+                _check(_libc.setns(home, CLONE_NEWNS), "setns", "/proc/self/ns/mnt")
+        finally:
+            os.close(there)
+            os.close(home)
+
+    def move_mount_fd(self, tree_fd: int, target_fd: int) -> None:
+        ret = _libc.syscall(
+            _SYS_MOVE_MOUNT,
+            tree_fd,
+            b"",
+            target_fd,
+            b"",
+            _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        _check(ret, "move_mount", f"fd {tree_fd}", f"fd {target_fd}")
 
     def _mount_setattr(self, fd: int, flags: int, attr: _MountAttr) -> None:
         ret = _libc.syscall(

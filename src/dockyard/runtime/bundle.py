@@ -15,6 +15,7 @@ from dockyard.runtime.seccomp import ANNOTATION_PROGRAM, compile_oci, program_fr
 from dockyard.runtime.spec import (
     ANNOTATION_LOWERDIR,
     ANNOTATION_OPEN_STDIN,
+    ANNOTATION_SHM_FROM,
     ANNOTATION_UPPERDIR,
     ANNOTATION_WORKDIR,
 )
@@ -151,6 +152,7 @@ class ContainerConfig:
     device_nodes: list[DeviceNode] = field(default_factory=list)
     pid_mode: str = "private"  # "private" | "host" | path of a pid namespace to join
     ipc_path: str = ""  # an ipc namespace to join
+    shm_from: str = ""  # a mount namespace whose /dev/shm to share (--ipc container:)
 
 
 def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
@@ -327,4 +329,5 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
         ],
         pid_mode=pid_mode,
         ipc_path=ipc_path,
+        shm_from=annotations.get(ANNOTATION_SHM_FROM, ""),
     )

@@ -373,6 +373,8 @@ def init_container(
         kernel.setns(cfg.netns_path, K.CLONE_NEWNET)
     if cfg.ipc_path:  # --ipc container:<id>
         kernel.setns(cfg.ipc_path, K.CLONE_NEWIPC)
+    # ...and its /dev/shm, copied from its mount namespace while we are still outside ours.
+    shm_tree = kernel.clone_mount_from_ns(cfg.shm_from, "/dev/shm") if cfg.shm_from else -1
     kernel.unshare(cfg.unshare_flags)
     if cfg.new_netns:
         kernel.bring_loopback_up()
@@ -398,6 +400,13 @@ def init_container(
         if m.destination == "/dev" and m.fstype == "tmpfs":
             populate_dev(kernel, root_fd, devpts)
     create_device_nodes(kernel, root_fd, cfg)
+    if shm_tree >= 0:
+        target = open_in_root(kernel, root_fd, "/dev/shm", "dir")
+        try:
+            kernel.move_mount_fd(shm_tree, target)
+        finally:
+            kernel.close(target)
+            kernel.close(shm_tree)
     kernel.close(root_fd)
     pivot_into(kernel, cfg.rootfs)
     if cfg.terminal:

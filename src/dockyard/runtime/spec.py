@@ -27,6 +27,8 @@ ANNOTATION_LOWERDIR = "org.dockyard.rootfs.lowerdir"
 ANNOTATION_UPPERDIR = "org.dockyard.rootfs.upperdir"
 ANNOTATION_WORKDIR = "org.dockyard.rootfs.workdir"
 ANNOTATION_OPEN_STDIN = "org.dockyard.open-stdin"
+# --ipc container:X: the mount namespace whose /dev/shm the container shares.
+ANNOTATION_SHM_FROM = "org.dockyard.ipc.shm-from"
 
 # Docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPABILITIES = [
@@ -141,7 +143,8 @@ class RunSpec:
     sysctls: dict[str, str] = field(default_factory=dict)
     shm_size: int = 0  # bytes, 0 = Docker's 64 MiB
     ipc: str = "private"  # "private" | "host" | path of an ipc namespace to join
-    ipc_shm: str = ""  # the /dev/shm to bind (--ipc host|container:)
+    ipc_shm: str = ""  # the host's /dev/shm to bind (--ipc host)
+    ipc_shm_from: str = ""  # a mount namespace whose /dev/shm to share (--ipc container:)
     pid: str = "private"  # "private" | "host" | path of a pid namespace to join
     uts: str = "private"  # "private" | "host"
     init_path: str = ""  # --init: the static init bound at /sbin/docker-init
@@ -250,7 +253,7 @@ class RunSpec:
                     "options": ["rbind", "rprivate"],
                 }
             )
-        else:
+        elif not self.ipc_shm_from:
             shm = self.shm_size or 64 << 20
             mounts.append(
                 {
@@ -381,6 +384,7 @@ class RunSpec:
                 ANNOTATION_UPPERDIR: self.rootfs_upper,
                 ANNOTATION_WORKDIR: self.rootfs_work,
                 ANNOTATION_OPEN_STDIN: "true" if self.open_stdin else "false",
+                **({ANNOTATION_SHM_FROM: self.ipc_shm_from} if self.ipc_shm_from else {}),
             },
         }
 
