@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.runtime.bundle import CGROUP_CONTROLLERS
 from dockyard.runtime.launcher import Launcher
 from dockyard.runtime.spec import Device, RunSpec, write_bundle
 
@@ -123,11 +124,14 @@ def test_same_bundle_same_view_as_runc(tmp_path: Path, cleanup_cgroups, spec: di
     assert ours[0] == theirs[0]  # CapEff, CapBnd, CapPrm, Seccomp, NoNewPrivs
     # Two deliberate differences, checked as such: the /sys/fs/cgroup tmpfs is read-only
     # here (runc leaves it writable), and the cgroup v1 hierarchies a container does not
-    # join by default (cpuset, blkio, name=systemd: runc joins them all) are not shown.
+    # join by default (cpuset, blkio, name=systemd, hugetlb...: runc joins all the host
+    # has) are not shown.
     cgroup_tmpfs = ("/sys/fs/cgroup", "tmpfs", "mode=755,nodev,noexec,nosuid,relatime")
     assert (cgroup_tmpfs[0], "tmpfs", cgroup_tmpfs[2] + ",ro") in ours[1]
     assert (cgroup_tmpfs[0], "tmpfs", cgroup_tmpfs[2] + ",rw") in theirs[1]
-    not_joined = {f"/sys/fs/cgroup/{h}" for h in ("cpuset", "blkio", "systemd")}
+    not_joined = {
+        f"/sys/fs/cgroup/{h}" for h in os.listdir("/sys/fs/cgroup") if h not in CGROUP_CONTROLLERS
+    }
     assert {m for m in ours[1] if m[0] != "/sys/fs/cgroup"} == {
         m for m in theirs[1] if m[0] != "/sys/fs/cgroup" and m[0] not in not_joined
     }  # the rest of the mount table: targets, types, options
