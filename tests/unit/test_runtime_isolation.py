@@ -196,6 +196,10 @@ def test_device_parsing() -> None:
         (HostConfig(security_opt=["seccomp={"]), "Decoding seccomp profile failed"),
         (HostConfig(security_opt=["no-new-privileges=maybe"]), "invalid --security-opt 2"),
         (HostConfig(security_opt=["apparmor=docker-default"]), "is not supported by dockyard"),
+        (HostConfig(kernel_memory=1 << 30), "KernelMemory (kernel memory accounting is deprecated)"),
+        (HostConfig(device_cgroup_rules=["c 1:3 r"]), "DeviceCgroupRules (--device-cgroup-rule)"),
+        (HostConfig(blkio_device_read_i_ops=[{"Path": "/dev/sda", "Rate": 1}]), "BlkioDeviceReadIOps"),
+        (HostConfig(device_requests=[{"Count": -1}]), "DeviceRequests (--gpus) is not supported"),
     ],
 )  # fmt: skip
 def test_bad_isolation_settings_are_refused(hc: HostConfig, words: str) -> None:

@@ -360,8 +360,26 @@ def check_resources(hc: HostConfig, update: bool = False) -> list[str]:
     return warnings
 
 
+# HostConfig settings this engine does not enforce: refused by name when set.
+_UNSUPPORTED = (
+    ("kernel_memory", "KernelMemory (kernel memory accounting is deprecated)"),
+    ("device_cgroup_rules", "DeviceCgroupRules (--device-cgroup-rule)"),
+    ("blkio_weight_device", "BlkioWeightDevice (--blkio-weight-device)"),
+    ("blkio_device_read_bps", "BlkioDeviceReadBps (--device-read-bps)"),
+    ("blkio_device_write_bps", "BlkioDeviceWriteBps (--device-write-bps)"),
+    ("blkio_device_read_i_ops", "BlkioDeviceReadIOps (--device-read-iops)"),
+    ("blkio_device_write_i_ops", "BlkioDeviceWriteIOps (--device-write-iops)"),
+    ("cpu_realtime_period", "CpuRealtimePeriod (--cpu-rt-period)"),
+    ("cpu_realtime_runtime", "CpuRealtimeRuntime (--cpu-rt-runtime)"),
+    ("device_requests", "DeviceRequests (--gpus)"),
+)
+
+
 def check_isolation(hc: HostConfig) -> list[str]:
     """Everything of docker run's isolation flags a create can check; warnings."""
+    for name, what in _UNSUPPORTED:
+        if getattr(hc, name):
+            raise InvalidParameter(f"{what} is not supported by dockyard")
     warnings = check_resources(hc)
     security_settings(hc.security_opt or [])
     ipc = hc.ipc_mode

@@ -119,6 +119,21 @@ class HostConfig(msgspec.Struct, rename="pascal"):
     ulimits: list[dict[str, Any]] | None = None
     devices: list[dict[str, Any]] | None = None
     blkio_weight: int = 0
+    # Parsed so that a value is refused by name (engine/isolation.py), not dropped.
+    kernel_memory: int = 0
+    device_cgroup_rules: list[str] | None = None
+    blkio_weight_device: list[dict[str, Any]] | None = None
+    blkio_device_read_bps: list[dict[str, Any]] | None = None
+    blkio_device_write_bps: list[dict[str, Any]] | None = None
+    blkio_device_read_i_ops: list[dict[str, Any]] | None = field(
+        default=None, name="BlkioDeviceReadIOps"
+    )
+    blkio_device_write_i_ops: list[dict[str, Any]] | None = field(
+        default=None, name="BlkioDeviceWriteIOps"
+    )
+    cpu_realtime_period: int = 0
+    cpu_realtime_runtime: int = 0
+    device_requests: list[dict[str, Any]] | None = None
 
 
 class UpdateConfig(msgspec.Struct, rename="pascal"):
