@@ -290,6 +290,17 @@ BAD_BODIES = [
         id="secopt-nnp-value",
     ),
     pytest.param(
+        {**BUSYBOX, "ExposedPorts": {"abc/tcp": {}}},
+        'invalid port specification: "abc/tcp"',
+        id="exposed-port",
+    ),
+    pytest.param(
+        with_host(PortBindings={"80/tcp": [{"HostPort": "8o"}]}),
+        'invalid port specification: "8o"',
+        id="host-port",
+    ),
+    pytest.param({**BUSYBOX, "StopSignal": "²"}, "Invalid signal: ²", id="stop-signal"),
+    pytest.param(
         {**BUSYBOX, "Env": ["=oops"]}, "invalid environment variable: =oops", id="env-empty-name"
     ),
     pytest.param(

@@ -60,7 +60,7 @@ def parse_signal(value: str | int | None, default: int = signal_mod.SIGTERM) -> 
     if value is None or value == "":
         return int(default)
     text = str(value).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²" is a digit to isdigit(), not to int()
         num = int(text)
         if 0 < num < 65:
             return num

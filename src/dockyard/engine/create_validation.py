@@ -8,6 +8,7 @@ Every refusal is an InvalidParameter (400): a bad value is the client's mistake.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from dataclasses import dataclass
@@ -117,6 +118,8 @@ def _check_config(config: ContainerConfig) -> None:
     labels = config.labels or {}
     if len(labels) > MAX_LABELS:
         raise InvalidParameter(f"too many labels: {len(labels)} (maximum {MAX_LABELS})")
+    for port in config.exposed_ports or {}:
+        _check_port(port)
     check_hostname(config.hostname)
     if config.domainname and not _HOSTNAME.fullmatch(config.domainname):
         raise InvalidParameter(f"invalid domainname {config.domainname!r}")
@@ -148,10 +151,46 @@ def _check_host_config(hc: HostConfig) -> None:
         raise InvalidParameter("invalid restart policy: maximum retry count cannot be negative")
     if hc.auto_remove and policy not in ("", "no"):
         raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+    _check_port_bindings(hc.port_bindings or {})
     _check_capabilities(hc.cap_add, "CapAdd")
     _check_capabilities(hc.cap_drop, "CapDrop")
     check_security_opts(hc.security_opt or [])
     parse_binds(hc.binds)
+
+
+_PORT = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
+
+
+def _port_range(text: str) -> tuple[int, int] | None:
+    m = _PORT.fullmatch(text)
+    if m is None:
+        return None
+    first = int(m[1])
+    last = int(m[2]) if m[2] else first
+    return (first, last) if first <= last <= 65535 else None
+
+
+def _check_port(port: str) -> None:
+    """dockerd's validatePortBindings for a container port: "80", "80/udp", "80-90/tcp"."""
+    num, _, proto = port.partition("/")
+    span = _port_range(num)
+    if span is None or span[0] == 0 or proto not in ("", "tcp", "udp", "sctp"):
+        raise InvalidParameter(f"invalid port specification: {_go_quote(port)}")
+
+
+def _check_port_bindings(bindings: dict[str, Any]) -> None:
+    for port, targets in bindings.items():
+        _check_port(port)
+        for target in targets or []:
+            if target.host_port and _port_range(target.host_port) is None:
+                raise InvalidParameter(f"invalid port specification: {_go_quote(target.host_port)}")
+            if target.host_ip:
+                try:
+                    ipaddress.ip_address(target.host_ip)
+                except ValueError:
+                    raise InvalidParameter(
+                        f"invalid IP address in port binding: {_go_quote(target.host_ip)}"
+                    ) from None
 
 
 def _check_capabilities(caps: list[str] | None, field: str) -> None:
