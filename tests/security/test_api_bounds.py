@@ -8,6 +8,7 @@ appears, the daemon keeps its memory and keeps answering.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -387,35 +388,63 @@ def test_legacy_start_binds_are_checked(daemon):
         daemon.request("DELETE", f"/containers/{cid}?force=1")
 
 
-def test_good_values_still_run(daemon, unique):
-    """The checks refuse only what is wrong: a normal create with a bind, caps, a
-    workdir and security options Dockyard honours runs and sees them."""
-    name = unique("good")
-    status, got = create(
-        daemon,
-        {
-            "Image": "busybox",
-            "Cmd": ["sh", "-c", "pwd; hostname; cat /m/hostname"],
-            "WorkingDir": "/tmp//x/..",
-            "Hostname": "web-1.example",
-            "HostConfig": {
-                "Binds": ["/etc:/m:ro,rprivate"],
-                "CapAdd": ["net_admin"],
-                "CapDrop": ["CAP_MKNOD"],
-                "SecurityOpt": ["apparmor=unconfined", "label=disable"],
-            },
-        },
-        name,
-    )
+def run_to_end(daemon, name: str, body: dict) -> bytes:
+    status, got = create(daemon, body, name)
     assert status == 201, got
     try:
         assert daemon.request("POST", f"/containers/{name}/start").status == 204
         code = daemon.request("POST", f"/containers/{name}/wait").json()["StatusCode"]
         logs = daemon.request("GET", f"/containers/{name}/logs?stdout=1&stderr=1").body
         assert code == 0, logs
-        assert b"/tmp\n" in logs and b"web-1.example" in logs
+        return logs
     finally:
         daemon.request("DELETE", f"/containers/{name}?force=1")
+
+
+def test_good_values_still_run(daemon, unique):
+    """The checks refuse only what is wrong: a normal create with a bind, caps, a
+    workdir and security options Dockyard honours runs and sees them."""
+    logs = run_to_end(
+        daemon,
+        unique("good"),
+        {
+            "Image": "busybox",
+            "Cmd": [
+                "sh",
+                "-c",
+                "pwd; hostname; ls /m/hostname; grep -E 'NoNewPrivs|Seccomp:' /proc/self/status",
+            ],
+            "WorkingDir": "/tmp//x/..",
+            "Hostname": "web-1.example",
+            "HostConfig": {
+                "Binds": ["/etc:/m:ro,rprivate"],
+                "CapAdd": ["net_admin"],
+                "CapDrop": ["CAP_MKNOD"],
+                "SecurityOpt": ["no-new-privileges", "apparmor=unconfined", "label=disable"],
+            },
+        },
+    )
+    assert b"/tmp\n" in logs and b"web-1.example" in logs and b"/m/hostname" in logs, logs
+    assert re.search(rb"NoNewPrivs:\s+1", logs), logs
+    assert re.search(rb"Seccomp:\s+2", logs), logs  # the default profile still applies
+
+
+def test_security_opts_are_acted_on(daemon, unique):
+    """Accepted options change what the process gets; others are refused by name."""
+    logs = run_to_end(
+        daemon,
+        unique("unconfined"),
+        {
+            "Image": "busybox",
+            "Cmd": ["grep", "-E", "NoNewPrivs|Seccomp:", "/proc/self/status"],
+            "HostConfig": {"SecurityOpt": ["seccomp=unconfined", "no-new-privileges=false"]},
+        },
+    )
+    assert re.search(rb"NoNewPrivs:\s+0", logs), logs
+    assert re.search(rb"Seccomp:\s+0", logs), logs
+    status, got = create(daemon, with_host(SecurityOpt=["seccomp=/etc/profile.json"]))
+    assert status == 400, got
+    assert 'security option "seccomp=/etc/profile.json" is not supported' in got
 
 
 def test_cli_run_with_a_bad_name_gets_dockers_error(daemon):

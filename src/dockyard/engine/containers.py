@@ -398,6 +398,7 @@ class ContainerService:
             pids_limit=hc.pids_limit or 0,
             capabilities=caps,
             privileged=hc.privileged,
+            **create_validation.security_settings(hc.security_opt or []),
         )
 
     async def start(self, ref: str) -> Container:

@@ -205,31 +205,60 @@ def _check_capabilities(caps: list[str] | None, field: str) -> None:
             raise InvalidParameter(f"invalid {field}: unknown capability: {_go_quote(name)}")
 
 
+def security_settings(opts: list[str]) -> dict[str, bool]:
+    """What the security options ask of the runtime: RunSpec's no_new_privileges and
+    seccomp (options are checked at create; see check_security_opts)."""
+    settings = {"no_new_privileges": False, "seccomp": True}
+    for key, value in map(_split_security_opt, opts):
+        if key == "no-new-privileges":
+            settings["no_new_privileges"] = _go_bool(value)
+        elif key == "seccomp" and value == "unconfined":
+            settings["seccomp"] = False
+    return settings
+
+
 def check_security_opts(opts: list[str]) -> None:
-    """dockerd's parseSecurityOpt: its words for malformed options; options this
-    engine cannot honour are refused by name instead of being ignored."""
+    """dockerd's parseSecurityOpt with its words for malformed options; what this
+    engine cannot honour is refused by name rather than ignored."""
     for opt in opts:
-        if opt in ("no-new-privileges", "writable-cgroups", "disable"):
-            key, value = opt, "true"
-        elif "=" in opt:
-            key, _, value = opt.partition("=")
-        elif ":" in opt:
-            key, _, value = opt.partition(":")
-        else:
-            raise InvalidParameter(f"invalid --security-opt 1: {_go_quote(opt)}")
+        key, value = _split_security_opt(opt)
         if key in ("no-new-privileges", "writable-cgroups"):
-            if value.lower() not in ("1", "t", "true", "0", "f", "false"):
+            if _go_bool(value) is None:
                 raise InvalidParameter(f"invalid --security-opt 2: {_go_quote(opt)}")
         elif key not in ("label", "apparmor", "seccomp", "disable"):
             raise InvalidParameter(f"invalid --security-opt 2: {_go_quote(opt)}")
+        if key == "no-new-privileges" or (key, value) == ("seccomp", "unconfined"):
+            continue
         # Neither AppArmor nor SELinux runs under Dockyard: asking to turn them off is
         # what already holds (dockerd, on a host without them, does the same).
         if (key, value) in (("apparmor", "unconfined"), ("label", "disable")):
             continue
         raise InvalidParameter(
             f"security option {_go_quote(opt)} is not supported by dockyard "
-            "(the default seccomp profile and capability set always apply)"
+            "(it honours no-new-privileges, seccomp=unconfined, apparmor=unconfined "
+            "and label=disable)"
         )
+
+
+def _split_security_opt(opt: str) -> tuple[str, str]:
+    if opt in ("no-new-privileges", "writable-cgroups", "disable"):
+        return opt, "true"
+    if "=" in opt:
+        key, _, value = opt.partition("=")
+    elif ":" in opt:
+        key, _, value = opt.partition(":")
+    else:
+        raise InvalidParameter(f"invalid --security-opt 1: {_go_quote(opt)}")
+    return key, value
+
+
+def _go_bool(text: str) -> bool | None:
+    """Go's strconv.ParseBool."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    return None
 
 
 def parse_binds(binds: list[str] | None) -> list[Bind]:
