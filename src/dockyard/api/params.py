@@ -154,6 +154,8 @@ def _depth(value: Any, limit: int) -> int:
 
 
 async def body(request: web.Request, model: type[T], *, optional: bool = False) -> T | None:
+    if optional and not request.body_exists:
+        return None  # as dockerd's start: no body, no Content-Type to check
     check_json_content_type(request)
     raw = await read_bounded(request)
     if not raw.strip():
