@@ -266,3 +266,62 @@ def test_fuzz_inspect(alive, ref, size):
     path = urllib.parse.quote(ref, safe="")
     resp = alive.request("GET", f"/containers/{path}/json?size={urllib.parse.quote(size)}")
     ok_status(resp)
+
+
+@pytest.fixture(scope="module")
+def idle_container(daemon):
+    """One created (never started) container for the query fuzz; removed at the end."""
+    resp = daemon.request("POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"]})
+    assert resp.status == 201, resp.body
+    cid = resp.json()["Id"]
+    yield cid
+    daemon.request("DELETE", f"/containers/{cid}?force=1")
+
+
+# Endpoints whose answer for a created container is immediate (no start, no blocking
+# wait, no removal) with the query parameters the spec gives them.
+CONTAINER_QUERIES = [
+    ("GET", "logs", ["stdout", "stderr", "tail", "since", "until", "timestamps", "follow"]),
+    ("POST", "kill", ["signal"]),
+    ("POST", "stop", ["t", "signal"]),
+    ("POST", "resize", ["h", "w"]),
+    ("GET", "json", ["size"]),
+    ("GET", "trace", []),
+]
+
+
+@given(
+    op=st.sampled_from(CONTAINER_QUERIES),
+    values=st.lists(query_values, min_size=7, max_size=7),
+    version=st.sampled_from(["", "/v1.4", "/v1.24", "/v1.50"]),
+)
+@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_QUERIES", "300")))
+def test_fuzz_container_queries(alive, idle_container, op, values, version):
+    method, action, params = op
+    query = urllib.parse.urlencode(dict(zip(params, values, strict=False)))
+    resp = alive.request(method, f"{version}/containers/{idle_container}/{action}?{query}")
+    ok_status(resp)
+
+
+@given(
+    ref=st.one_of(
+        st.sampled_from(["busybox", "busybox:latest", "sha256:", "a/b:c@d"]), st.text(max_size=60)
+    ),
+    all_=query_values,
+    filters=st.one_of(
+        st.text(max_size=30),
+        st.dictionaries(
+            st.sampled_from(["reference", "dangling", "label", "before", "since", "x"]),
+            st.lists(
+                st.one_of(st.sampled_from(["busybox", "true", "a=b", "*"]), st.text(max_size=10)),
+                max_size=3,
+            ),
+            max_size=3,
+        ).map(json.dumps),
+    ),
+)
+@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_IMAGES", "200")))
+def test_fuzz_images_list_and_inspect(alive, ref, all_, filters):
+    query = urllib.parse.urlencode({"all": all_, "filters": filters})
+    ok_status(alive.request("GET", f"/images/json?{query}"))
+    ok_status(alive.request("GET", f"/images/{urllib.parse.quote(ref, safe='/:@')}/json"))

@@ -136,7 +136,9 @@ def filter_images(
     out = []
     for image in images:
         if "dangling" in filters:
-            want = filters["dangling"][0].lower() in ("true", "1")
+            values = filters["dangling"]
+            # dockerd's ExactMatch holds for a key given without values: dangling only.
+            want = not values or values[0].lower() in ("true", "1")
             if want != (not image.repo_tags):
                 continue
         if "label" in filters and not _labels_match(labels_of(image.id), filters["label"]):
