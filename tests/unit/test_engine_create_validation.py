@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dockyard.engine.containers import parse_signal
 from dockyard.engine.create_validation import (
     Bind,
     check_security_opts,
@@ -117,3 +118,10 @@ def test_good_names():
     assert validate_name("web_1.a-b") == "/web_1.a-b"
     assert validate_name("/ab") == "/ab"
     assert validate_name("x" * 255) == "/" + "x" * 255
+
+
+@pytest.mark.parametrize("text", ["²", "٣", "0", "65", "SIGNOPE"])
+def test_signals_that_are_not_signals(text):
+    """isdigit() holds for "²", int() refuses it: was a 500 for StopSignal and kill."""
+    with pytest.raises(InvalidParameter, match="Invalid signal"):
+        parse_signal(text)
