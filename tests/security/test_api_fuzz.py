@@ -183,7 +183,7 @@ def create_bodies(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @given(body=create_bodies(), name=names)
-@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_CREATE", "1500")))
+@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_CREATE", "800")))
 def test_fuzz_create_from_the_spec(alive, body, name):
     query = "?name=" + urllib.parse.quote(name, safe="") if name else ""
     resp = alive.request("POST", f"/v1.50/containers/create{query}", body)
@@ -217,7 +217,7 @@ json_values = st.recursive(
     ),
     version=st.sampled_from(["", "/v1.4", "/v1.24", "/v1.50"]),
 )
-@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_RAW", "500")))
+@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_RAW", "800")))
 def test_fuzz_create_raw_bodies(alive, payload, content_type, version):
     headers = {"Content-Type": content_type} if content_type else {}
     resp = alive.request("POST", f"{version}/containers/create", payload, headers)
@@ -295,7 +295,7 @@ CONTAINER_QUERIES = [
     values=st.lists(query_values, min_size=7, max_size=7),
     version=st.sampled_from(["", "/v1.4", "/v1.24", "/v1.50"]),
 )
-@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_QUERIES", "300")))
+@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_QUERIES", "400")))
 def test_fuzz_container_queries(alive, idle_container, op, values, version):
     method, action, params = op
     query = urllib.parse.urlencode(dict(zip(params, values, strict=False)))
@@ -320,7 +320,7 @@ def test_fuzz_container_queries(alive, idle_container, op, values, version):
         ).map(json.dumps),
     ),
 )
-@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_IMAGES", "200")))
+@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_IMAGES", "300")))
 def test_fuzz_images_list_and_inspect(alive, ref, all_, filters):
     query = urllib.parse.urlencode({"all": all_, "filters": filters})
     ok_status(alive.request("GET", f"/images/json?{query}"))
