@@ -325,3 +325,25 @@ def test_fuzz_images_list_and_inspect(alive, ref, all_, filters):
     query = urllib.parse.urlencode({"all": all_, "filters": filters})
     ok_status(alive.request("GET", f"/images/json?{query}"))
     ok_status(alive.request("GET", f"/images/{urllib.parse.quote(ref, safe='/:@')}/json"))
+
+
+ref_parts = st.one_of(
+    st.sampled_from(["a", "me/app", "localhost:5000/x", "UPPER", "a..b", "a/", "x@sha256:1"]),
+    st.text(max_size=30),
+)
+
+
+@given(
+    repo=ref_parts,
+    tag=st.one_of(st.sampled_from(["", "v1", "-x", "a" * 129]), st.text(max_size=20)),
+)
+@fuzz_settings(examples=int(os.environ.get("DOCKYARD_FUZZ_TAGS", "200")))
+def test_fuzz_image_tag(alive, repo, tag):
+    """Reference parsing of user names; a tag made is removed again (never busybox's)."""
+    query = urllib.parse.urlencode({"repo": repo, "tag": tag})
+    resp = alive.request("POST", f"/images/busybox/tag?{query}")
+    ok_status(resp)
+    if resp.status == 201 and "busybox" not in repo.lower():
+        name = f"{repo}:{tag}" if tag else repo
+        gone = alive.request("DELETE", f"/images/{urllib.parse.quote(name, safe='/:@')}")
+        ok_status(gone)
