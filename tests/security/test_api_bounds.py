@@ -214,6 +214,16 @@ def test_deep_json_is_400(daemon):
     assert daemon.request("GET", "/_ping").status == 200
 
 
+def test_deep_filters_query_is_400(daemon):
+    """The filters query parameter is JSON too: 3000 levels fit in a request line."""
+    deep = "[" * 3000 + "]" * 3000  # brackets need no quoting; 6000 bytes < 8190
+    for path in ("/containers/json", "/images/json"):
+        resp = daemon.request("GET", f"{path}?filters={deep}")
+        assert resp.status == 400, resp.body
+        assert "exceeded max depth" in resp.message
+    assert daemon.request("GET", "/_ping").status == 200
+
+
 def test_invalid_utf8_is_400(daemon):
     body = b'{"Image":"busybox","Cmd":["echo","\xff\xfe"]}'
     resp = daemon.request("POST", "/containers/create", body, {"Content-Type": "application/json"})

@@ -46,3 +46,17 @@ def test_invalid_utf8_is_invalid_json():
 def test_trailing_content_is_invalid_json():
     with pytest.raises(InvalidParameter, match="invalid JSON"):
         decode_json(b'{"Image": "x"} {}', CreateRequest)
+
+
+def test_filters_are_bounded_like_bodies():
+    from aiohttp.test_utils import make_mocked_request
+
+    from dockyard.api.params import qfilters
+
+    deep = "[" * 3000 + "]" * 3000
+    with pytest.raises(InvalidParameter, match="invalid filter: exceeded max depth"):
+        qfilters(make_mocked_request("GET", f"/containers/json?filters={deep}"))
+    ok = make_mocked_request("GET", '/containers/json?filters={"status":["running"]}')
+    assert qfilters(ok) == {"status": ["running"]}
+    with pytest.raises(InvalidParameter, match="invalid filter"):
+        qfilters(make_mocked_request("GET", "/containers/json?filters={"))
