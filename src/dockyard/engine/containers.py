@@ -17,11 +17,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from dockyard.engine import etc_files
+from dockyard.engine import create_validation, etc_files
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
 from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.images import ImageService
-from dockyard.engine.isolation import check_isolation, run_spec_options
+from dockyard.engine.isolation import run_spec_options
 from dockyard.engine.logs import LogEntry, read_log
 from dockyard.engine.models import (
     Container,
@@ -42,7 +42,6 @@ from dockyard.errors import (
     RuntimeFailure,
 )
 from dockyard.image.users import parse_passwd, resolve_user
-from dockyard.runtime.cgroups import check_cgroup_parent
 from dockyard.runtime.launcher import ExitRecord, Launcher, MonitorLink, read_exit
 from dockyard.runtime.spec import (
     CAPABILITIES,
@@ -64,7 +63,7 @@ def parse_signal(value: str | int | None, default: int = signal_mod.SIGTERM) -> 
     if value is None or value == "":
         return int(default)
     text = str(value).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²" is a digit to isdigit(), not to int()
         num = int(text)
         if 0 < num < 65:
             return num
@@ -217,6 +216,7 @@ class ContainerService:
     ) -> Container:
         if not config.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
+        create_validation.validate_create(config, host_config)
         image_id = self._images.resolve(config.image)
         image_cfg = self._images.config(image_id).get("config") or {}
         merged = self._merge_image_config(config, image_cfg)
@@ -225,7 +225,6 @@ class ContainerService:
         argv = entrypoint + cmd
         if not argv:
             raise InvalidParameter("no command specified")
-        self._validate_host_config(host_config)
 
         container_id = secrets.token_hex(32)
         if name:
@@ -290,6 +289,13 @@ class ContainerService:
                 return name
         return "/" + random_name(20) + secrets.token_hex(2)
 
+    def set_start_binds(self, ref: str, binds: list[str]) -> None:
+        """The 2013 API gave binds at start (POST /v1.4/containers/{id}/start)."""
+        c = self.get(ref)
+        create_validation.parse_binds(binds)
+        c.host_config.binds = binds
+        self._save(c)
+
     @staticmethod
     def _merge_image_config(config: ContainerConfig, image: dict) -> ContainerConfig:
         """dockerd's merge of the image's config into the user's (daemon/commit.go)."""
@@ -324,32 +330,6 @@ class ContainerService:
             merged.on_build = image.get("OnBuild")
         merged.image = config.image
         return merged
-
-    @staticmethod
-    def _validate_host_config(hc: HostConfig) -> None:
-        mode = hc.network_mode
-        if mode.startswith("container:") or mode in ("", "bridge", "default", "none", "host"):
-            pass
-        else:
-            raise NotFound(f"network {mode} not found")
-        if hc.memory and hc.memory < 6 * 1024 * 1024:
-            raise InvalidParameter("Minimum memory limit allowed is 6MB")
-        check_cgroup_parent(hc.cgroup_parent)
-        check_isolation(hc)
-        policy = hc.restart_policy.name
-        if policy not in ("", "no", "always", "unless-stopped", "on-failure"):
-            raise InvalidParameter(f"invalid restart policy: unknown policy '{policy}'")
-        if hc.auto_remove and policy not in ("", "no"):
-            raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
-        for bind in hc.binds or []:
-            parts = bind.split(":")
-            if len(parts) < 2 or not parts[1].startswith("/"):
-                raise InvalidParameter(f"invalid volume specification: '{bind}'")
-            if not parts[0].startswith("/"):
-                raise InvalidParameter(
-                    f"invalid volume specification: '{bind}': named volumes are not available "
-                    "in this version of dockyard; use an absolute host path"
-                )
 
     # start
 
