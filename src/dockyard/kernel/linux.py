@@ -23,6 +23,7 @@ from dockyard.kernel.flags import (
     cap_number,
 )
 from dockyard.kernel.interface import Kernel
+from dockyard.kernel.linux_net import LinuxNetworking
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
@@ -135,11 +136,12 @@ def _cap_mask(names: list[str]) -> int:
     return mask
 
 
-class LinuxKernel(Kernel):
+class LinuxKernel(LinuxNetworking, Kernel):
     def __init__(self, cgroup_root: str = CGROUP_ROOT) -> None:
         self.cgroup_root = cgroup_root
         self._cap_last: int | None = None
         self._permitted: list[str] | None = None
+        LinuxNetworking.__init__(self)
 
     # --- namespaces -------------------------------------------------------
     def unshare(self, flags: int) -> None:

@@ -1,0 +1,297 @@
+"""The bridge driver: Linux bridges as networks, veth pairs as endpoints.
+
+Public interface (used by the engine for the default `bridge` network and for
+user-defined bridge networks):
+
+    driver = BridgeDriver(kernel, ipam, firewall, netns_dir)
+    driver.start()                        # daemon start: own firewall chains, ip_forward
+    driver.create_network(net)            # bridge + gateway address + rules (idempotent)
+    path = driver.create_sandbox(cid)     # a container's network namespace (nsfs file)
+    ep = driver.attach(net, cid, path, ports=requests)   # veth, address, MAC, route, ports
+    driver.detach(net, ep)                # rules, ports, veth, address released
+    driver.delete_sandbox(cid)
+    driver.delete_network(net)
+    driver.stop()                         # daemon shutdown: chains removed
+
+After a daemon restart, `reclaim(net, ep)` takes back the ports and rules of an
+endpoint whose container is still running; `sandboxes()` lists namespace files
+left behind, for the engine to delete those of containers that died meanwhile.
+Nothing here knows about containers' records or the Engine API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from dockyard.errors import InvalidParameter, KernelError
+from dockyard.kernel.interface import Kernel
+from dockyard.network import ports as ports_mod
+from dockyard.network.firewall import BridgeRules, Firewall
+from dockyard.network.ipam import Ipam
+from dockyard.network.ports import PortMapping, PortRequest
+
+DEFAULT_DATA_ROOT = "/var/lib/dockyard"
+DEFAULT_BRIDGE = "dockyard0"
+DEFAULT_MTU = 1500
+
+
+def daemon_suffix(data_root: str) -> str:
+    """ "" for the default data root, else "-" + 8 hex of its path: what keeps the
+    bridge, chain names of daemons sharing a host apart."""
+    if os.path.abspath(data_root) == DEFAULT_DATA_ROOT:
+        return ""
+    return "-" + hashlib.sha256(os.path.abspath(data_root).encode()).hexdigest()[:8]
+
+
+def default_bridge_name(data_root: str) -> str:
+    suffix = daemon_suffix(data_root)
+    return DEFAULT_BRIDGE if not suffix else "dky" + suffix[1:] + "0"
+
+
+def mac_for(ip: str) -> str:
+    """dockerd's MAC for an address: 02:42 followed by the IPv4 bytes."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+@dataclass
+class BridgeNetwork:
+    """A bridge network as the driver needs it."""
+
+    id: str
+    bridge: str  # interface name
+    subnet: str  # "172.17.0.0/16"
+    gateway: str = ""  # default: the subnet's first address
+    ip_range: str = ""
+    internal: bool = False
+    icc: bool = True
+    mtu: int = DEFAULT_MTU
+
+    def rules(self) -> BridgeRules:
+        return BridgeRules(self.bridge, self.subnet, self.internal, self.icc)
+
+
+class Endpoint(msgspec.Struct):
+    """A container's attachment to a network; the engine keeps it in its record."""
+
+    id: str
+    network_id: str
+    container_id: str
+    netns: str
+    ifname: str  # inside the container
+    host_ifname: str  # the veth's host end
+    ip: str
+    prefix_len: int
+    gateway: str
+    mac: str
+    ports: list[PortMapping] = msgspec.field(default_factory=list)
+
+
+class BridgeDriver:
+    def __init__(self, kernel: Kernel, ipam: Ipam, firewall: Firewall, netns_dir: str) -> None:
+        self.kernel = kernel
+        self.ipam = ipam
+        self.firewall = firewall
+        self.netns_dir = netns_dir
+        self._rules_on: set[str] = set()  # networks whose rules are in the chains
+        self._port_fds: dict[str, list[int]] = {}  # endpoint id -> reserved sockets
+
+    # daemon lifetime -----------------------------------------------------------
+    def start(self) -> None:
+        os.makedirs(self.netns_dir, mode=0o700, exist_ok=True)
+        self.firewall.setup()
+        self._rules_on.clear()
+        # Containers reach out and published ports reach in only with forwarding on,
+        # as dockerd sets it.
+        self.kernel.sysctl_write("net.ipv4.ip_forward", "1")
+
+    def stop(self) -> None:
+        for fds in self._port_fds.values():
+            ports_mod.release(self.kernel, fds)
+        self._port_fds.clear()
+        self.firewall.teardown()
+        self._rules_on.clear()
+
+    # networks ------------------------------------------------------------------
+    def create_network(self, net: BridgeNetwork) -> None:
+        """Create the bridge (or adopt it after a restart) with its gateway address,
+        route_localnet (DNAT of 127.0.0.1), up, and its firewall rules."""
+        pool = self.ipam.add_pool(net.id, net.subnet, net.gateway, net.ip_range)
+        net.gateway = str(pool.gateway)
+        net.subnet = str(pool.subnet)
+        cidr = f"{pool.gateway}/{pool.subnet.prefixlen}"
+        if net.bridge not in self.kernel.link_names():
+            self.kernel.bridge_create(net.bridge, net.mtu)
+        if (net.bridge, cidr) not in self.kernel.addr_list():
+            self.kernel.addr_add(net.bridge, cidr)
+        self.kernel.sysctl_write(f"net.ipv4.conf.{net.bridge}.route_localnet", "1")
+        self.kernel.link_set(net.bridge, up=True)
+        if net.id not in self._rules_on:
+            self.firewall.add(self.firewall.network_rules(net.rules()))
+            self._rules_on.add(net.id)
+
+    def delete_network(self, net: BridgeNetwork) -> None:
+        if net.id in self._rules_on:
+            self.firewall.remove(self.firewall.network_rules(net.rules()))
+            self._rules_on.discard(net.id)
+        self.kernel.link_delete(net.bridge)
+        self.ipam.remove_pool(net.id)
+
+    # sandboxes (a container's network namespace) ---------------------------------
+    def sandbox_path(self, container_id: str) -> str:
+        return os.path.join(self.netns_dir, container_id)
+
+    def create_sandbox(self, container_id: str) -> str:
+        path = self.sandbox_path(container_id)
+        if os.path.exists(path):
+            self.kernel.netns_delete(path)  # a leftover of a crash: start afresh
+        self.kernel.netns_create(path)
+        return path
+
+    def delete_sandbox(self, container_id: str) -> None:
+        self.kernel.netns_delete(self.sandbox_path(container_id))
+
+    def sandboxes(self) -> list[str]:
+        """Container ids with a namespace file here."""
+        try:
+            return [n for n in os.listdir(self.netns_dir) if not n.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    # endpoints -------------------------------------------------------------------
+    def attach(
+        self,
+        net: BridgeNetwork,
+        container_id: str,
+        netns: str,
+        *,
+        ifname: str = "eth0",
+        ip: str = "",
+        mac: str = "",
+        ports: Sequence[PortRequest] = (),
+        default_route: bool = True,
+        endpoint_id: str = "",
+    ) -> Endpoint:
+        """Connect the namespace `netns` to `net`. All or nothing: a failure (a host
+        port taken, an address in use) leaves no address, port, rule or interface."""
+        endpoint_id = endpoint_id or secrets.token_hex(32)
+        pool = self.ipam.pool(net.id)
+        if pool is None:
+            raise KeyError(f"network {net.id} was not created")
+        address = self.ipam.allocate(net.id, endpoint_id, ip)
+        held: list[tuple[PortMapping, int]] = []
+        host_if = ""
+        try:
+            if ports and not net.internal:
+                held = ports_mod.reserve(self.kernel, ports)
+            host_if = self._veth_pair(ifname, netns, net.mtu)
+            self.kernel.link_set(host_if, master=net.bridge, up=True)
+            ep = Endpoint(
+                id=endpoint_id,
+                network_id=net.id,
+                container_id=container_id,
+                netns=netns,
+                ifname=ifname,
+                host_ifname=host_if,
+                ip=address,
+                prefix_len=pool.subnet.prefixlen,
+                gateway=str(pool.gateway),
+                mac=mac or mac_for(address),
+                ports=[m for m, _ in held],
+            )
+            self.kernel.link_set(ifname, netns=netns, mac=ep.mac, up=True)
+            self.kernel.addr_add(ifname, f"{address}/{ep.prefix_len}", netns)
+            if default_route and not net.internal:
+                self.kernel.route_add("default", ep.gateway, netns)
+            if ep.ports:
+                self.firewall.add(self.firewall.port_rules(address, ep.ports))
+        except BaseException:
+            ports_mod.release(self.kernel, [fd for _, fd in held])
+            if host_if:
+                try:
+                    self.kernel.link_delete(host_if)
+                except KernelError:
+                    pass
+            self.ipam.release(net.id, address)
+            raise
+        self._port_fds[endpoint_id] = [fd for _, fd in held]
+        return ep
+
+    def _veth_pair(self, ifname: str, netns: str, mtu: int) -> str:
+        for _ in range(3):
+            host_if = "veth" + secrets.token_hex(4)[:7]
+            try:
+                self.kernel.veth_create(host_if, ifname, netns, mtu)
+                return host_if
+            except KernelError as e:
+                if e.errno != 17:  # EEXIST: another daemon's veth has this name
+                    raise
+        raise KernelError("veth_create", (ifname, netns), 17)
+
+    def detach(self, net: BridgeNetwork, ep: Endpoint, *, delete_link: bool = True) -> None:
+        """Undo `attach`. `delete_link=False` when the namespace is deleted next:
+        its veth goes with it, without the wait of deleting it here."""
+        try:
+            if ep.ports:
+                self.firewall.remove(self.firewall.port_rules(ep.ip, ep.ports))
+        finally:
+            ports_mod.release(self.kernel, self._port_fds.pop(ep.id, []))
+            self.ipam.release(net.id, ep.ip)
+            if delete_link:
+                self.kernel.link_delete(ep.host_ifname)
+
+    def reclaim(self, net: BridgeNetwork, ep: Endpoint) -> list[str]:
+        """After a daemon restart, for a container still running: hold its address,
+        its host ports and its rules again. Returns problems (a port another
+        program took meanwhile), which the caller logs; the rest is restored."""
+        problems = []
+        try:
+            self.ipam.allocate(net.id, ep.id, ep.ip)
+        except Exception as e:  # noqa: BLE001 - reported, the endpoint keeps working
+            problems.append(f"address {ep.ip}: {e}")
+        fds = []
+        for m in ep.ports:
+            try:
+                fds.append(self.kernel.port_reserve(m.proto, m.host_ip, m.host_port))
+            except KernelError as e:
+                problems.append(f"port {m.host_ip}:{m.host_port}/{m.proto}: {e.message}")
+        self._port_fds[ep.id] = fds
+        if ep.ports:
+            self.firewall.add(self.firewall.port_rules(ep.ip, ep.ports))
+        return problems
+
+
+def default_bridge_subnet(
+    kernel: Kernel,
+    bridge: str,
+    *,
+    bip: str = "",
+    pools: Sequence[tuple[str, int]] = (),
+    exclude: Sequence[str] = (),
+) -> tuple[str, str]:
+    """(subnet, gateway) of the default bridge: `--bip` if given; else the address
+    the bridge already has (a restart); else the first pool subnet that overlaps
+    no host route or address and nothing in `exclude` (other networks)."""
+    from dockyard.network.ipam import DEFAULT_ADDRESS_POOLS, choose_subnet
+
+    if bip:
+        try:
+            iface = ipaddress.IPv4Interface(bip)
+        except ValueError:
+            raise InvalidParameter(
+                f"invalid bip {bip!r}: an address with its prefix, as 172.18.0.1/16"
+            ) from None
+        return str(iface.network), str(iface.ip)
+    for name, cidr in kernel.addr_list():
+        if name == bridge:
+            iface = ipaddress.IPv4Interface(cidr)
+            return str(iface.network), str(iface.ip)
+    in_use = list(kernel.route_list()) + [c for _, c in kernel.addr_list()] + list(exclude)
+    subnet = choose_subnet(pools or DEFAULT_ADDRESS_POOLS, in_use)
+    return subnet, str(ipaddress.IPv4Network(subnet).network_address + 1)
