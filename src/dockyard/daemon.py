@@ -40,6 +40,8 @@ class DaemonConfig:
     labels: list[str] = field(default_factory=list)
     group: str = "dockyard"
     insecure_registries: list[str] = field(default_factory=list)
+    bip: str = ""  # the default bridge's gateway address and prefix, "172.18.0.1/16"
+    default_address_pools: list[tuple[str, int]] = field(default_factory=list)
 
 
 class _GoStyleFormatter(logging.Formatter):
@@ -81,6 +83,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         default=None,
         help="Registries (host:port or CIDR) to reach over http or unverified TLS",
     )
+    p.add_argument("--bip", default=None, help="Specify default-bridge IPv4 network")
     args = p.parse_args(argv)
 
     cfg = DaemonConfig()
@@ -92,7 +95,17 @@ def parse_args(argv: list[str]) -> DaemonConfig:
             raise DockyardError(
                 f"unable to configure the daemon with file {args.config_file}: {e}"
             ) from None
-        known = {"hosts", "data-root", "log-level", "pidfile", "live-restore", "labels", "group"}
+        known = {
+            "hosts",
+            "data-root",
+            "log-level",
+            "pidfile",
+            "live-restore",
+            "labels",
+            "group",
+            "bip",
+            "default-address-pools",
+        }
         known.add("insecure-registries")
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -113,6 +126,11 @@ def parse_args(argv: list[str]) -> DaemonConfig:
                 f"file: insecure-registries: (from flag: {args.insecure_registry}, "
                 f"from file: {raw['insecure-registries']})"
             )
+        cfg.bip = str(raw.get("bip", ""))
+        if raw.get("default-address-pools"):
+            from dockyard.network.ipam import parse_address_pools
+
+            cfg.default_address_pools = parse_address_pools(list(raw["default-address-pools"]))
         if args.host and raw.get("hosts"):
             raise DockyardError(
                 "the following directives are specified both as a flag and in the configuration "
@@ -134,6 +152,8 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.labels += args.label
     if args.insecure_registry:
         cfg.insecure_registries += args.insecure_registry
+    if args.bip:
+        cfg.bip = args.bip
     if not cfg.hosts:
         cfg.hosts = [f"unix://{DEFAULT_SOCKET}"]
     cfg.data_root = os.path.abspath(cfg.data_root)
@@ -237,10 +257,12 @@ async def serve(cfg: DaemonConfig) -> None:
     from dockyard.api.app import make_app
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
+    from dockyard.engine.networking import ContainerNetworking
     from dockyard.engine.services import Services
     from dockyard.engine.store import Store
     from dockyard.image.registry_auth import InsecureRegistries
     from dockyard.image.store import ImageStore
+    from dockyard.kernel.linux import LinuxKernel
     from dockyard.runtime.launcher import Launcher
 
     os.makedirs(cfg.data_root, mode=0o711, exist_ok=True)
@@ -255,7 +277,14 @@ async def serve(cfg: DaemonConfig) -> None:
     images.insecure = InsecureRegistries(cfg.insecure_registries)
     launcher = Launcher(os.path.join(cfg.data_root, "run"))
     await launcher.start()
-    containers = ContainerService(store, images, launcher, cfg.data_root)
+    networking = ContainerNetworking(
+        LinuxKernel(),
+        cfg.data_root,
+        bip=cfg.bip,
+        address_pools=cfg.default_address_pools,
+    )
+    await networking.start()
+    containers = ContainerService(store, images, launcher, cfg.data_root, networking)
     services = Services(
         containers=containers,
         images=images,

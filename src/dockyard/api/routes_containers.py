@@ -106,8 +106,9 @@ async def create(request: web.Request) -> web.Response:
         return legacy_json_response({"Id": c.short_id}, status=201)
     req = await body(request, CreateRequest)
     config, host = _split_create(req)  # type: ignore[arg-type]
-    c = await svc.containers.create(config, host, name)
-    return json_response({"Id": c.id, "Warnings": []}, status=201)
+    c = await svc.containers.create(config, host, name, req.networking_config)
+    warnings = svc.containers.networking.warnings(c.host_config)
+    return json_response({"Id": c.id, "Warnings": warnings}, status=201)
 
 
 async def start(request: web.Request) -> web.Response:

@@ -25,7 +25,25 @@ def write_atomic(path: str, data: bytes) -> None:
     os.rename(tmp, path)
 
 
-def hosts_file(host_config: HostConfig, host_network: bool) -> str:
+def write_quick(path: str, data: bytes) -> None:
+    """Atomic but without fsync: for files rewritten at every start."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+def hosts_file(
+    host_config: HostConfig,
+    host_network: bool,
+    *,
+    ip: str = "",
+    hostname: str = "",
+    domainname: str = "",
+    host_gateway: str = "127.0.0.1",
+) -> str:
+    """dockerd's /etc/hosts: the defaults, --add-host entries, then the container's
+    own address with its hostname (as `fqdn hostname` with a domain name)."""
     if host_network:
         try:
             with open("/etc/hosts") as f:
@@ -35,10 +53,11 @@ def hosts_file(host_config: HostConfig, host_network: bool) -> str:
     else:
         text = _HOSTS
     for entry in host_config.extra_hosts or []:
-        name, _, ip = entry.partition(":")
-        if ip == "host-gateway":
-            ip = "127.0.0.1"
-        text += f"{ip}\t{name}\n"
+        name, _, addr = entry.partition(":")
+        text += f"{host_gateway if addr == 'host-gateway' else addr}\t{name}\n"
+    if ip and hostname:
+        names = f"{hostname}.{domainname} {hostname}" if domainname else hostname
+        text += f"{ip}\t{names}\n"
     return text
 
 

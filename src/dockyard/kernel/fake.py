@@ -425,3 +425,8 @@ class RecordingKernel(Kernel):
     def close_fd(self, fd: int) -> None:
         self._rec("close_fd", fd)
         self.reserved.pop(fd, None)
+
+    def lock_file(self, path: str) -> int:
+        self._rec("lock_file", path)
+        self._next_fd += 1
+        return self._next_fd

@@ -315,3 +315,8 @@ class Kernel(ABC):
 
     @abstractmethod
     def close_fd(self, fd: int) -> None: ...
+
+    @abstractmethod
+    def lock_file(self, path: str) -> int:
+        """flock(LOCK_EX) on `path` (created 0600), waiting for it; returns the fd,
+        whose close_fd releases the lock."""

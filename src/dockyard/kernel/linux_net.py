@@ -343,3 +343,15 @@ class LinuxNetworking:
 
     def close_fd(self, fd: int) -> None:
         os.close(fd)
+
+    def lock_file(self, path: str) -> int:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _fail("open", (path,), exc.errno) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            os.close(fd)
+            raise _fail("flock", (path, "LOCK_EX"), exc.errno) from None
+        return fd
