@@ -282,7 +282,8 @@ async def inspect(request: web.Request) -> web.Response:
     c = svc.containers.get(request.match_info["id"])
     size = await svc.containers.size(c) if qbool(request, "size") else None
     lower = svc.images.blobs.lower_dirs(c.image)
-    return json_response(shapes.container_inspect(c, version(request), lower, size))
+    ids = svc.containers.networking.network_ids()
+    return json_response(shapes.container_inspect(c, version(request), lower, size, ids))
 
 
 async def trace(request: web.Request) -> web.Response:

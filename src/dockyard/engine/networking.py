@@ -134,6 +134,10 @@ class ContainerNetworking:
         if self.default is not None:
             self.kernel.link_delete(self.default.bridge)
 
+    def network_ids(self) -> dict[str, str]:
+        """Network name -> id, for what inspect shows of a stopped container."""
+        return {DEFAULT_NETWORK: self.default_network_id}
+
     # create-time checks -------------------------------------------------------------
     def host_gateway(self) -> str:
         """What `--add-host name:host-gateway` maps to (dockerd: the bridge's gateway)."""
@@ -146,17 +150,21 @@ class ContainerNetworking:
         endpoints = (networking.endpoints_config if networking else None) or {}
         for name, ep in endpoints.items():
             ipam = (ep.ipam_config if ep else None) or None
-            if ipam and (ipam.ipv4_address or ipam.ipv6_address) and name in (
-                "bridge",
-                "default",
+            if (
+                ipam
+                and (ipam.ipv4_address or ipam.ipv6_address)
+                and name
+                in (
+                    "bridge",
+                    "default",
+                )
             ):
                 raise InvalidParameter(
                     "user specified IP address is supported on user defined networks only"
                 )
             if ep and ep.aliases and name in ("bridge", "default"):
                 raise InvalidParameter(
-                    "network-scoped alias is supported only for containers in user defined "
-                    "networks"
+                    "network-scoped alias is supported only for containers in user defined networks"
                 )
         if mode.startswith("container:"):
             # dockerd's validateNetContainerMode, same words.
