@@ -335,13 +335,35 @@ class RecordingKernel(Kernel):
             raise KernelError("bridge_create", (name,), 17)
         self.links[None][name] = {"kind": "bridge", "mtu": mtu, "up": False}
 
-    def veth_create(self, host_name: str, peer_name: str, peer_netns: str, mtu: int = 1500) -> None:
-        self._rec("veth_create", host_name, peer_name, peer_netns, mtu)
+    def veth_create(
+        self,
+        host_name: str,
+        peer_name: str,
+        peer_netns: str,
+        mtu: int = 1500,
+        *,
+        master: str | None = None,
+        peer_mac: str | None = None,
+    ) -> None:
+        self._rec("veth_create", host_name, peer_name, peer_netns, mtu, master, peer_mac)
         inner = self._ns(peer_netns)
         if host_name in self.links[None] or peer_name in inner:
             raise KernelError("veth_create", (host_name, peer_name), 17)
-        self.links[None][host_name] = {"kind": "veth", "mtu": mtu, "up": False}
-        inner[peer_name] = {"kind": "veth", "mtu": mtu, "up": False, "peer": host_name}
+        if master is not None and master not in self.links[None]:
+            raise KernelError("veth_create", (master,), 19)
+        self.links[None][host_name] = {
+            "kind": "veth",
+            "mtu": mtu,
+            "up": master is not None,
+            "master": master,
+        }
+        inner[peer_name] = {
+            "kind": "veth",
+            "mtu": mtu,
+            "up": False,
+            "peer": host_name,
+            "mac": peer_mac,
+        }
 
     def link_delete(self, name: str, netns: str | None = None) -> None:
         self._rec("link_delete", name, netns)

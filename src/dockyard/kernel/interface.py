@@ -251,9 +251,19 @@ class Kernel(ABC):
         """A Linux bridge, down, no address (EEXIST if the name is taken)."""
 
     @abstractmethod
-    def veth_create(self, host_name: str, peer_name: str, peer_netns: str, mtu: int = 1500) -> None:
+    def veth_create(
+        self,
+        host_name: str,
+        peer_name: str,
+        peer_netns: str,
+        mtu: int = 1500,
+        *,
+        master: str | None = None,
+        peer_mac: str | None = None,
+    ) -> None:
         """A veth pair: `host_name` in the daemon's namespace, `peer_name` created
-        directly inside the namespace file `peer_netns`."""
+        directly inside the namespace file `peer_netns` (with `peer_mac`, down). With
+        `master`, the host end is enslaved to that bridge and up, in the same request."""
 
     @abstractmethod
     def link_delete(self, name: str, netns: str | None = None) -> None:

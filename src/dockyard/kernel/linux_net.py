@@ -87,10 +87,11 @@ def _loopback_up() -> None:
 
 
 def _ifindex(ipr: Any, name: str, call: str) -> int:
-    found = ipr.link_lookup(ifname=name)
-    if not found:
-        raise KernelError(call, (name,), errno.ENODEV)
-    return int(found[0])
+    try:
+        return int(ipr.link("get", ifname=name)[0]["index"])
+    except Exception as exc:  # pyroute2's NetlinkError: ENODEV
+        code = getattr(exc, "code", None) or errno.ENODEV
+        raise KernelError(call, (name,), int(code)) from None
 
 
 def _iptables(argv: list[str], stdin: str | None, call: str) -> str:
@@ -110,6 +111,9 @@ class LinuxNetworking:
         self._net_lock = threading.Lock()
         self._host_nl: Any = None
         self._ns_nl: dict[str, Any] = {}
+        # Interface indexes inside container namespaces (stable while the namespace
+        # lives and only we change it): spares a lookup per call.
+        self._ns_index: dict[tuple[str, str], int] = {}
 
     # --- netlink sockets ---------------------------------------------------
     def _nl(self, netns: str | None) -> Any:
@@ -138,6 +142,14 @@ class LinuxNetworking:
                 code = getattr(exc, "code", None) or getattr(exc, "errno", None) or errno.EIO
                 raise KernelError(call, args, int(code)) from None
 
+    def _index(self, ipr: Any, name: str, netns: str | None, call: str) -> int:
+        if netns is None:
+            return _ifindex(ipr, name, call)
+        index = self._ns_index.get((netns, name))
+        if index is None:
+            index = self._ns_index[(netns, name)] = _ifindex(ipr, name, call)
+        return index
+
     # --- namespaces ----------------------------------------------------------
     def netns_create(self, path: str) -> None:
         try:
@@ -154,6 +166,10 @@ class LinuxNetworking:
                     src = b"/proc/thread-self/ns/net"
                     if _libc.mount(src, os.fsencode(path), None, _MS_BIND, None) != 0:
                         raise _fail("mount", (src.decode(), path, "MS_BIND"))
+                    # Its netlink socket now, while we are inside: no setns later.
+                    from pyroute2 import IPRoute
+
+                    self._ns_nl[path] = IPRoute()
                 finally:
                     if _libc.setns(home, _CLONE_NEWNET) != 0:
                         os.abort()
@@ -169,6 +185,8 @@ class LinuxNetworking:
             ipr = self._ns_nl.pop(path, None)
             if ipr is not None:
                 ipr.close()
+            for key in [k for k in self._ns_index if k[0] == path]:
+                del self._ns_index[key]
         if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
             code = ctypes.get_errno()
             if code not in (errno.EINVAL, errno.ENOENT):
@@ -197,25 +215,33 @@ class LinuxNetworking:
             lambda ipr: ipr.link("add", ifname=name, kind="bridge", mtu=mtu),
         )
 
-    def veth_create(self, host_name: str, peer_name: str, peer_netns: str, mtu: int = 1500) -> None:
-        args = (host_name, peer_name, peer_netns, mtu)
+    def veth_create(
+        self,
+        host_name: str,
+        peer_name: str,
+        peer_netns: str,
+        mtu: int = 1500,
+        *,
+        master: str | None = None,
+        peer_mac: str | None = None,
+    ) -> None:
+        args = (host_name, peer_name, peer_netns, mtu, master, peer_mac)
         try:
             fd = os.open(peer_netns, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise _fail("open", (peer_netns,), exc.errno) from None
+
+        def create(ipr: Any) -> None:
+            peer: dict[str, object] = {"ifname": peer_name, "net_ns_fd": fd, "mtu": mtu}
+            if peer_mac:
+                peer["address"] = peer_mac
+            extra: dict[str, object] = {}
+            if master is not None:
+                extra = {"master": _ifindex(ipr, master, "veth_create"), "state": "up"}
+            ipr.link("add", ifname=host_name, kind="veth", mtu=mtu, peer=peer, **extra)
+
         try:
-            self._net(
-                "veth_create",
-                args,
-                None,
-                lambda ipr: ipr.link(
-                    "add",
-                    ifname=host_name,
-                    kind="veth",
-                    mtu=mtu,
-                    peer={"ifname": peer_name, "net_ns_fd": fd, "mtu": mtu},
-                ),
-            )
+            self._net("veth_create", args, None, create)
         finally:
             os.close(fd)
 
@@ -224,6 +250,8 @@ class LinuxNetworking:
             found = ipr.link_lookup(ifname=name)
             if found:
                 ipr.link("del", index=found[0])
+            if netns is not None:
+                self._ns_index.pop((netns, name), None)
 
         self._net("link_delete", (name, netns), netns, delete)
 
@@ -241,7 +269,7 @@ class LinuxNetworking:
         args = (name, netns, up, mac, mtu, master, to_netns)
 
         def change(ipr: Any) -> None:
-            index = _ifindex(ipr, name, "link_set")
+            index = self._index(ipr, name, netns, "link_set")
             attrs: dict[str, object] = {}
             if mac is not None:
                 attrs["address"] = mac
@@ -259,6 +287,8 @@ class LinuxNetworking:
                     ipr.link("set", index=index, net_ns_fd=fd)
                 finally:
                     os.close(fd)
+                if netns is not None:
+                    self._ns_index.pop((netns, name), None)
 
         self._net("link_set", args, netns, change)
 
@@ -269,7 +299,7 @@ class LinuxNetworking:
         def add(ipr: Any) -> None:
             ipr.addr(
                 "add",
-                index=_ifindex(ipr, ifname, "addr_add"),
+                index=self._index(ipr, ifname, netns, "addr_add"),
                 address=str(iface.ip),
                 prefixlen=iface.network.prefixlen,
                 broadcast=str(iface.network.broadcast_address),

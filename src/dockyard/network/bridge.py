@@ -190,8 +190,8 @@ class BridgeDriver:
         try:
             if ports and not net.internal:
                 held = ports_mod.reserve(self.kernel, ports)
-            host_if = self._veth_pair(ifname, netns, net.mtu)
-            self.kernel.link_set(host_if, master=net.bridge, up=True)
+            mac = mac or mac_for(address)
+            host_if = self._veth_pair(ifname, netns, net.mtu, net.bridge, mac)
             ep = Endpoint(
                 id=endpoint_id,
                 network_id=net.id,
@@ -202,10 +202,10 @@ class BridgeDriver:
                 ip=address,
                 prefix_len=pool.subnet.prefixlen,
                 gateway=str(pool.gateway),
-                mac=mac or mac_for(address),
+                mac=mac,
                 ports=[m for m, _ in held],
             )
-            self.kernel.link_set(ifname, netns=netns, mac=ep.mac, up=True)
+            self.kernel.link_set(ifname, netns=netns, up=True)
             self.kernel.addr_add(ifname, f"{address}/{ep.prefix_len}", netns)
             if default_route and not net.internal:
                 self.kernel.route_add("default", ep.gateway, netns)
@@ -223,11 +223,11 @@ class BridgeDriver:
         self._port_fds[endpoint_id] = [fd for _, fd in held]
         return ep
 
-    def _veth_pair(self, ifname: str, netns: str, mtu: int) -> str:
+    def _veth_pair(self, ifname: str, netns: str, mtu: int, bridge: str, mac: str) -> str:
         for _ in range(3):
             host_if = "veth" + secrets.token_hex(4)[:7]
             try:
-                self.kernel.veth_create(host_if, ifname, netns, mtu)
+                self.kernel.veth_create(host_if, ifname, netns, mtu, master=bridge, peer_mac=mac)
                 return host_if
             except KernelError as e:
                 if e.errno != 17:  # EEXIST: another daemon's veth has this name
