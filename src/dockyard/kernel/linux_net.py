@@ -2,10 +2,13 @@
 sysctls, iptables and port reservations.
 
 A netlink socket keeps the namespace it was created in, so the socket of a
-container's namespace is opened once by entering the namespace briefly (setns
-there and back, in the calling thread only) and then used from anywhere.
-pyroute2 is imported on first use: the container init and the CLI, which share
-the kernel module, never pay for it.
+container's namespace is opened while creating the namespace (or by entering it
+briefly: setns there and back) and used from the daemon's namespace after.
+pyroute2 (0.9) gives each thread its own lazily opened socket; so that every
+socket is opened once, where it is meant to be, all netlink work runs in one
+thread of its own, and a namespace's IPRoute is handed a socket opened inside
+it. pyroute2 is imported on first use: the container init and the CLI, which
+share the kernel module, never pay for it.
 
 The firewall is iptables (iptables-restore for atomic batches): on a host where
 dockerd runs, its FORWARD policy DROP lives in iptables' filter table, and only a
@@ -22,12 +25,14 @@ import ipaddress
 import os
 import socket
 import struct
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from dockyard.errors import KernelError
+
+T = TypeVar("T")
+_NETLINK_ROUTE = 0
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
@@ -95,6 +100,8 @@ def _ifindex(ipr: Any, name: str, call: str) -> int:
 
 
 def _iptables(argv: list[str], stdin: str | None, call: str) -> str:
+    import subprocess
+
     try:
         proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
     except FileNotFoundError:
@@ -108,14 +115,33 @@ class LinuxNetworking:
     """Mixed into LinuxKernel; see the Kernel interface for each call's contract."""
 
     def __init__(self) -> None:
-        self._net_lock = threading.Lock()
+        self._net_executor: Any = None
+        self._net_tid = 0
+        self._net_start = threading.Lock()
         self._host_nl: Any = None
         self._ns_nl: dict[str, Any] = {}
         # Interface indexes inside container namespaces (stable while the namespace
         # lives and only we change it): spares a lookup per call.
         self._ns_index: dict[tuple[str, str], int] = {}
 
-    # --- netlink sockets ---------------------------------------------------
+    # --- the netlink thread and its sockets ---------------------------------------
+    def _in_net_thread(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in the netlink thread (serialised with every other network call)."""
+        if threading.get_ident() == self._net_tid:
+            return fn()
+        if self._net_executor is None:
+            with self._net_start:
+                if self._net_executor is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    def mark() -> None:
+                        self._net_tid = threading.get_ident()
+
+                    self._net_executor = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="netlink", initializer=mark
+                    )
+        return self._net_executor.submit(fn).result()
+
     def _nl(self, netns: str | None) -> Any:
         from pyroute2 import IPRoute
 
@@ -126,14 +152,14 @@ class LinuxNetworking:
         ipr = self._ns_nl.get(netns)
         if ipr is None:
             with _entered(netns):
-                ipr = IPRoute()
-            self._ns_nl[netns] = ipr
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
+            ipr = self._ns_nl[netns] = IPRoute(use_socket=sock)
         return ipr
 
     def _net(
         self, call: str, args: tuple[object, ...], netns: str | None, fn: Callable[[Any], Any]
     ) -> Any:
-        with self._net_lock:
+        def run() -> Any:
             try:
                 return fn(self._nl(netns))
             except KernelError:
@@ -141,6 +167,8 @@ class LinuxNetworking:
             except Exception as exc:  # pyroute2's NetlinkError and OSError carry the errno
                 code = getattr(exc, "code", None) or getattr(exc, "errno", None) or errno.EIO
                 raise KernelError(call, args, int(code)) from None
+
+        return self._in_net_thread(run)
 
     def _index(self, ipr: Any, name: str, netns: str | None, call: str) -> int:
         if netns is None:
@@ -152,28 +180,35 @@ class LinuxNetworking:
 
     # --- namespaces ----------------------------------------------------------
     def netns_create(self, path: str) -> None:
+        self._in_net_thread(lambda: self._netns_create(path))
+
+    def _netns_create(self, path: str) -> None:
+        from pyroute2 import IPRoute
+
         try:
             os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
         except OSError as exc:
             raise _fail("open", (path, "O_CREAT|O_EXCL"), exc.errno) from None
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        sock = None
         try:
-            with self._net_lock:
-                if _libc.unshare(_CLONE_NEWNET) != 0:
-                    raise _fail("unshare", ("CLONE_NEWNET",))
-                try:
-                    _loopback_up()
-                    src = b"/proc/thread-self/ns/net"
-                    if _libc.mount(src, os.fsencode(path), None, _MS_BIND, None) != 0:
-                        raise _fail("mount", (src.decode(), path, "MS_BIND"))
-                    # Its netlink socket now, while we are inside: no setns later.
-                    from pyroute2 import IPRoute
-
-                    self._ns_nl[path] = IPRoute()
-                finally:
-                    if _libc.setns(home, _CLONE_NEWNET) != 0:
-                        os.abort()
+            if _libc.unshare(_CLONE_NEWNET) != 0:
+                raise _fail("unshare", ("CLONE_NEWNET",))
+            try:
+                _loopback_up()
+                src = b"/proc/thread-self/ns/net"
+                if _libc.mount(src, os.fsencode(path), None, _MS_BIND, None) != 0:
+                    raise _fail("mount", (src.decode(), path, "MS_BIND"))
+                # Its netlink socket now, while we are inside: no setns later.
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
+            finally:
+                if _libc.setns(home, _CLONE_NEWNET) != 0:
+                    os.abort()
+            self._ns_nl[path] = IPRoute(use_socket=sock)
         except BaseException:
+            if sock is not None:
+                sock.close()
+            _libc.umount2(os.fsencode(path), _MNT_DETACH)
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise
@@ -181,12 +216,14 @@ class LinuxNetworking:
             os.close(home)
 
     def netns_delete(self, path: str) -> None:
-        with self._net_lock:
-            ipr = self._ns_nl.pop(path, None)
-            if ipr is not None:
-                ipr.close()
-            for key in [k for k in self._ns_index if k[0] == path]:
-                del self._ns_index[key]
+        self._in_net_thread(lambda: self._netns_delete(path))
+
+    def _netns_delete(self, path: str) -> None:
+        ipr = self._ns_nl.pop(path, None)
+        if ipr is not None:
+            ipr.close()
+        for key in [k for k in self._ns_index if k[0] == path]:
+            del self._ns_index[key]
         if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
             code = ctypes.get_errno()
             if code not in (errno.EINVAL, errno.ENOENT):
