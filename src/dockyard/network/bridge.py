@@ -282,7 +282,11 @@ def default_bridge_subnet(
 
     if bip:
         try:
+            if "/" not in bip:
+                raise ValueError(bip)
             iface = ipaddress.IPv4Interface(bip)
+            if iface.network.prefixlen > 30:
+                raise ValueError(bip)
         except ValueError:
             raise InvalidParameter(
                 f"invalid bip {bip!r}: an address with its prefix, as 172.18.0.1/16"
