@@ -275,8 +275,15 @@ async def test_a_bridge_container_gets_an_endpoint_released_at_exit(tmp_path):
     w.launcher.last(c.id).exit(0)
     await eventually(lambda: not c.state.running)
     assert c.endpoints == {} and c.sandbox_key == ""
-    assert w.kernel.netns == set() and w.kernel.reserved == {}
+    assert ep.netns not in w.kernel.netns and w.kernel.reserved == {}
     assert w.networking.ipam.allocations(w.networking.default_network_id) == {}
+    # What is left is one spare for the next start, wired and waiting.
+    await eventually(lambda: len(w.kernel.netns) == 1)
+    (spare,) = w.kernel.netns
+    assert "spare-" in spare and w.kernel.links[spare]["eth0"]["peer"] in w.kernel.links[None]
+    made = len(w.kernel.find("veth_create"))
+    c2 = await w.run(cmd=["/bin/sleep"])
+    assert c2.sandbox_key == spare and len(w.kernel.find("veth_create")) == made
 
 
 @async_test
@@ -300,7 +307,7 @@ async def test_a_port_conflict_fails_the_start_and_records_the_error(tmp_path):
     with pytest.raises(Conflict, match="Bind for 0.0.0.0:8080 failed: port is already allocated"):
         await w.containers.start(c.id)
     assert "driver failed programming external connectivity on endpoint web" in c.state.error
-    assert not c.state.running and w.kernel.netns == set()
+    assert not c.state.running and not [n for n in w.kernel.netns if c.id in n]
     assert w.launcher.runs(c.id) == 0
 
 

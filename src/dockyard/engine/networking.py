@@ -66,6 +66,7 @@ class ContainerNetworking:
         self._pools = list(address_pools)
         self._lock_path = lock_path
         self._lock = asyncio.Lock()
+        self._replenishing: asyncio.Future[None] | None = None
 
     # daemon lifetime ------------------------------------------------------------
     # Kernel calls run in worker threads: pyroute2's synchronous API must not be
@@ -101,7 +102,6 @@ class ContainerNetworking:
 
     def _restore_sync(self, containers: Sequence[Container]) -> list[Container]:
         released = []
-        running = {c.id for c in containers if c.state.running}
         owners = set()
         for c in containers:
             if c.state.running:
@@ -116,17 +116,24 @@ class ContainerNetworking:
                 self._release_sync(c)
                 released.append(c)
         self.ipam.retain(owners)
-        for cid in self.driver.sandboxes():
-            if cid not in running:
-                log.info("deleting the network namespace of %s, which is gone", cid[:12])
-                self.driver.delete_sandbox(cid)
+        in_use = {c.sandbox_key for c in containers if c.state.running and c.sandbox_key}
+        for path in self.driver.sandbox_paths():
+            if path not in in_use:
+                log.info("deleting network namespace %s: no running container uses it", path)
+                self.driver.delete_sandbox_path(path)
         return released
 
     async def shutdown(self, live_restore: bool) -> None:
         """Clean shutdown: without live-restore no container runs any more, so the
         chains and the bridge go; with it, everything stays for the next daemon."""
-        if not live_restore:
-            async with self._lock:
+        if self._replenishing is not None:
+            self._replenishing.cancel()
+            await asyncio.gather(self._replenishing, return_exceptions=True)
+        async with self._lock:
+            if live_restore:
+                # Spares hold no container: the next daemon would only delete them.
+                await asyncio.to_thread(self.driver.drop_spares)
+            else:
                 await asyncio.to_thread(self._shutdown_sync)
 
     def _shutdown_sync(self) -> None:
@@ -207,24 +214,44 @@ class ContainerNetworking:
             hc.port_bindings, (c.config.exposed_ports or {}).keys(), hc.publish_all_ports
         )
         async with self._lock:
-            return await asyncio.to_thread(self._prepare_sync, c, self.default, requests)
+            ep = await asyncio.to_thread(self._prepare_sync, c, self.default, requests)
+        self._replenish_later()
+        return ep
+
+    def _replenish_later(self) -> None:
+        """A spare sandbox for the next start, made after this one is under way."""
+        if self._replenishing is not None or self.default is None:
+            return
+        net = self.default
+
+        async def replenish() -> None:
+            await asyncio.sleep(0.02)  # after the runtime's start, not competing with it
+            try:
+                async with self._lock:
+                    await asyncio.to_thread(self.driver.replenish, net)
+            except Exception as e:  # noqa: BLE001 - a start without a spare is just slower
+                log.warning("could not make a spare network namespace: %s", e)
+            finally:
+                self._replenishing = None
+
+        self._replenishing = asyncio.ensure_future(replenish())
 
     def _prepare_sync(
         self, c: Container, net: BridgeNetwork, requests: list[ports_mod.PortRequest]
     ) -> Endpoint:
-        netns = self.driver.create_sandbox(c.id)
+        netns = self.driver.create_sandbox(c.id, spare_for=net)
         try:
             ep = self.driver.attach(
                 net, c.id, netns, ports=requests, mac=c.config.mac_address or ""
             )
         except ports_mod.AllocationFailed as e:
-            self.driver.delete_sandbox(c.id)
+            self.driver.delete_sandbox_path(netns)
             raise Conflict(
                 f"driver failed programming external connectivity on endpoint {c.name[1:]} "
                 f"({c.id}): {e.message}"
             ) from None
         except BaseException:
-            self.driver.delete_sandbox(c.id)
+            self.driver.delete_sandbox_path(netns)
             raise
         c.sandbox_key = netns
         c.endpoints = {DEFAULT_NETWORK: ep}
@@ -245,7 +272,8 @@ class ContainerNetworking:
                     # The namespace goes next, and its veth with it.
                     self.driver.detach(net, ep, delete_link=False)
         finally:
-            self.driver.delete_sandbox(c.id)
+            if c.sandbox_key:
+                self.driver.delete_sandbox_path(c.sandbox_key)
             c.endpoints = {}
             c.sandbox_key = ""
 

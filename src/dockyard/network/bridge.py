@@ -6,16 +6,24 @@ user-defined bridge networks):
     driver = BridgeDriver(kernel, ipam, firewall, netns_dir)
     driver.start()                        # daemon start: own firewall chains, ip_forward
     driver.create_network(net)            # bridge + gateway address + rules (idempotent)
-    path = driver.create_sandbox(cid)     # a container's network namespace (nsfs file)
+    path = driver.create_sandbox(cid, spare_for=net)  # a network namespace (nsfs file)
     ep = driver.attach(net, cid, path, ports=requests)   # veth, address, MAC, route, ports
     driver.detach(net, ep)                # rules, ports, veth, address released
-    driver.delete_sandbox(cid)
+    driver.delete_sandbox_path(path)      # (delete_sandbox(cid) for one made for cid)
+    driver.replenish(net)                 # off the start path: a spare sandbox, pre-wired
     driver.delete_network(net)
     driver.stop()                         # daemon shutdown: chains removed
 
+Spares: a start's costliest kernel work is creating the namespace and the veth
+pair (a few ms). `replenish(net)` does that ahead of time, in the background,
+for one spare sandbox already wired to `net`; `create_sandbox(cid,
+spare_for=net)` hands it out (its path is then not named after the container:
+keep the path it returns), and `attach` finds its veth ready.
+
 After a daemon restart, `reclaim(net, ep)` takes back the ports and rules of an
-endpoint whose container is still running; `sandboxes()` lists namespace files
-left behind, for the engine to delete those of containers that died meanwhile.
+endpoint whose container is still running; `sandbox_paths()` lists namespace
+files left behind (spares too), for the engine to delete those no running
+container uses.
 Nothing here knows about containers' records or the Engine API.
 """
 
@@ -101,6 +109,8 @@ class BridgeDriver:
         self.netns_dir = netns_dir
         self._rules_on: set[str] = set()  # networks whose rules are in the chains
         self._port_fds: dict[str, list[int]] = {}  # endpoint id -> reserved sockets
+        self._spares: dict[str, list[tuple[str, str]]] = {}  # network id -> [(netns, veth)]
+        self._prewired: dict[str, tuple[str, str]] = {}  # netns -> (network id, veth)
 
     # daemon lifetime -----------------------------------------------------------
     def start(self) -> None:
@@ -112,6 +122,7 @@ class BridgeDriver:
         self.kernel.sysctl_write("net.ipv4.ip_forward", "1")
 
     def stop(self) -> None:
+        self.drop_spares()
         for fds in self._port_fds.values():
             ports_mod.release(self.kernel, fds)
         self._port_fds.clear()
@@ -137,6 +148,7 @@ class BridgeDriver:
             self._rules_on.add(net.id)
 
     def delete_network(self, net: BridgeNetwork) -> None:
+        self.drop_spares(net)
         if net.id in self._rules_on:
             self.firewall.remove(self.firewall.network_rules(net.rules()))
             self._rules_on.discard(net.id)
@@ -147,7 +159,13 @@ class BridgeDriver:
     def sandbox_path(self, container_id: str) -> str:
         return os.path.join(self.netns_dir, container_id)
 
-    def create_sandbox(self, container_id: str) -> str:
+    def create_sandbox(self, container_id: str, spare_for: BridgeNetwork | None = None) -> str:
+        """A network namespace for a container: a spare pre-wired to `spare_for` if
+        there is one, else a new one named after the container."""
+        if spare_for is not None and self._spares.get(spare_for.id):
+            path, veth = self._spares[spare_for.id].pop()
+            self._prewired[path] = (spare_for.id, veth)
+            return path
         path = self.sandbox_path(container_id)
         if os.path.exists(path):
             self.kernel.netns_delete(path)  # a leftover of a crash: start afresh
@@ -155,14 +173,41 @@ class BridgeDriver:
         return path
 
     def delete_sandbox(self, container_id: str) -> None:
-        self.kernel.netns_delete(self.sandbox_path(container_id))
+        self.delete_sandbox_path(self.sandbox_path(container_id))
 
-    def sandboxes(self) -> list[str]:
-        """Container ids with a namespace file here."""
+    def delete_sandbox_path(self, path: str) -> None:
+        self._prewired.pop(path, None)
+        self.kernel.netns_delete(path)
+
+    def sandbox_paths(self) -> list[str]:
+        """Every namespace file here (containers' and spares)."""
         try:
-            return [n for n in os.listdir(self.netns_dir) if not n.startswith(".")]
+            return [os.path.join(self.netns_dir, n) for n in os.listdir(self.netns_dir)]
         except FileNotFoundError:
             return []
+
+    def sandboxes(self) -> list[str]:
+        """Names of the namespace files here (container ids, "spare-*")."""
+        return [os.path.basename(p) for p in self.sandbox_paths()]
+
+    def replenish(self, net: BridgeNetwork, keep: int = 1) -> None:
+        """Make spare sandboxes for `net` until `keep` wait (kernel work: run it off
+        the start path)."""
+        spares = self._spares.setdefault(net.id, [])
+        while len(spares) < keep:
+            path = os.path.join(self.netns_dir, "spare-" + secrets.token_hex(8))
+            self.kernel.netns_create(path)
+            try:
+                veth = self._veth_pair("eth0", path, net.mtu, net.bridge, None)
+            except BaseException:
+                self.kernel.netns_delete(path)
+                raise
+            spares.append((path, veth))
+
+    def drop_spares(self, net: BridgeNetwork | None = None) -> None:
+        for net_id in [net.id] if net else list(self._spares):
+            for path, _veth in self._spares.pop(net_id, []):
+                self.kernel.netns_delete(path)
 
     # endpoints -------------------------------------------------------------------
     def attach(
@@ -191,7 +236,13 @@ class BridgeDriver:
             if ports and not net.internal:
                 held = ports_mod.reserve(self.kernel, ports)
             mac = mac or mac_for(address)
-            host_if = self._veth_pair(ifname, netns, net.mtu, net.bridge, mac)
+            prewired = self._prewired.pop(netns, None)
+            if prewired is not None and prewired[0] == net.id and ifname == "eth0":
+                host_if = prewired[1]  # a spare's: on the bridge and up already
+                self.kernel.link_set(ifname, netns=netns, mac=mac, up=True)
+            else:
+                host_if = self._veth_pair(ifname, netns, net.mtu, net.bridge, mac)
+                self.kernel.link_set(ifname, netns=netns, up=True)
             ep = Endpoint(
                 id=endpoint_id,
                 network_id=net.id,
@@ -205,7 +256,6 @@ class BridgeDriver:
                 mac=mac,
                 ports=[m for m, _ in held],
             )
-            self.kernel.link_set(ifname, netns=netns, up=True)
             self.kernel.addr_add(ifname, f"{address}/{ep.prefix_len}", netns)
             if default_route and not net.internal:
                 self.kernel.route_add("default", ep.gateway, netns)
@@ -223,7 +273,7 @@ class BridgeDriver:
         self._port_fds[endpoint_id] = [fd for _, fd in held]
         return ep
 
-    def _veth_pair(self, ifname: str, netns: str, mtu: int, bridge: str, mac: str) -> str:
+    def _veth_pair(self, ifname: str, netns: str, mtu: int, bridge: str, mac: str | None) -> str:
         for _ in range(3):
             host_if = "veth" + secrets.token_hex(4)[:7]
             try:
