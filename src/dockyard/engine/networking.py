@@ -213,10 +213,11 @@ class ContainerNetworking:
         requests = ports_mod.requests_from(
             hc.port_bindings, (c.config.exposed_ports or {}).keys(), hc.publish_all_ports
         )
-        async with self._lock:
-            ep = await asyncio.to_thread(self._prepare_sync, c, self.default, requests)
-        self._replenish_later()
-        return ep
+        try:
+            async with self._lock:
+                return await asyncio.to_thread(self._prepare_sync, c, self.default, requests)
+        finally:
+            self._replenish_later()
 
     def _replenish_later(self) -> None:
         """A spare sandbox for the next start, made after this one is under way."""
