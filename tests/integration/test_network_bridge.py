@@ -316,10 +316,12 @@ def test_dns_and_hosts_options(dockyard):
         "run", "--rm", "--dns", "192.0.2.53", "--dns-search", "example.test",
         "--dns-option", "ndots:2", "--add-host", "db.test:192.0.2.7",
         "--add-host", "gw.test:host-gateway", "--hostname", "box", "--domainname", "example.test",
-        "busybox", "sh", "-c", "cat /etc/resolv.conf; echo ---; cat /etc/hosts",
+        "busybox", "sh", "-c",
+        "cat /etc/resolv.conf; echo ---; cat /etc/hosts; echo ---; cat /proc/sys/kernel/domainname",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    resolv, hosts = proc.stdout.split("---\n")
+    resolv, hosts, domain = proc.stdout.split("---\n")
+    assert domain == "example.test\n"
     assert "nameserver 192.0.2.53" in resolv
     assert "search example.test" in resolv and "options ndots:2" in resolv
     assert "192.0.2.7\tdb.test" in hosts

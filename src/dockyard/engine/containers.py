@@ -395,6 +395,7 @@ class ContainerService:
             args=[c.path, *c.args],
             env=extra + env,
             hostname=c.config.hostname,
+            domainname=c.config.domainname,
             rootfs_lower=lower,
             rootfs_upper=upper,
             rootfs_work=os.path.join(c.bundle, "work"),

@@ -87,6 +87,9 @@ class RecordingKernel(Kernel):
     def sethostname(self, name: str) -> None:
         self._rec("sethostname", name)
 
+    def setdomainname(self, name: str) -> None:
+        self._rec("setdomainname", name)
+
     def bring_loopback_up(self) -> None:
         self._rec("bring_loopback_up")
 

@@ -24,6 +24,9 @@ class Kernel(ABC):
     def sethostname(self, name: str) -> None: ...
 
     @abstractmethod
+    def setdomainname(self, name: str) -> None: ...
+
+    @abstractmethod
     def bring_loopback_up(self) -> None:
         """SIOCSIFFLAGS IFF_UP on "lo" in the current network namespace."""
 

@@ -37,6 +37,7 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [
     ctypes.c_int,
     ctypes.c_ulong,
@@ -160,6 +161,10 @@ class LinuxKernel(LinuxNetworking, Kernel):
     def sethostname(self, name: str) -> None:
         raw = name.encode()
         _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+
+    def setdomainname(self, name: str) -> None:
+        raw = name.encode()
+        _check(_libc.setdomainname(raw, len(raw)), "setdomainname", name)
 
     def bring_loopback_up(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
