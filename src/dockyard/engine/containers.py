@@ -8,6 +8,7 @@ output out to attached clients. Nothing here speaks HTTP.
 from __future__ import annotations
 
 import asyncio
+import json as json_mod
 import logging
 import os
 import secrets
@@ -461,7 +462,14 @@ class ContainerService:
     async def _prepare_network(self, c: Container) -> None:
         """The container's network namespace and bridge endpoint, and the /etc/hosts
         that names its address."""
-        ep = await self.networking.prepare(c)
+        try:
+            ep = await self.networking.prepare(c)
+        finally:
+            trace = self.networking.last_trace.pop(c.id, None)
+        if trace is not None:
+            etc_files.write_quick(
+                os.path.join(c.bundle, "network-trace.json"), json_mod.dumps(trace).encode()
+            )
         if ep is None:
             return
         hosts = etc_files.hosts_file(
@@ -780,6 +788,15 @@ class ContainerService:
             raise NotFound(f"No start trace for container {ref}: it has not been started") from None
         except (OSError, ValueError) as e:
             raise NotFound(f"No readable start trace for container {ref}: {e}") from None
+        try:
+            with open(os.path.join(c.bundle, "network-trace.json")) as f:
+                network = json.load(f)
+        except (OSError, ValueError):
+            network = []
+        if network:
+            # The daemon's share: the namespace, veth, address and ports, before the runtime.
+            trace["calls"] = network + list(trace.get("calls") or [])
+            trace.setdefault("phases", {})["network_ns"] = sum(c_["ns"] for c_ in network)
         trace["Id"] = c.id
         trace["Command"] = [c.path, *c.args]
         trace["StartedAt"] = c.state.started_at

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dockyard.engine.models import Container, ContainerConfig, HostConfig, NetworkingConfig
 from dockyard.errors import Conflict, InvalidParameter, NotFound
 from dockyard.kernel.interface import Kernel
+from dockyard.kernel.trace import TracingKernel, calls_to_json
 from dockyard.network import ports as ports_mod
 from dockyard.network.bridge import (
     BridgeDriver,
@@ -53,11 +54,14 @@ class ContainerNetworking:
         lock_path: str = SUBNET_LOCK,
     ) -> None:
         self.kernel = kernel
+        # Every call of the driver is timed: a start's share shows in its start trace.
+        self._tracer = TracingKernel(kernel)
         self.ipam = Ipam(os.path.join(data_root, "network-ipam.json"))
-        self.firewall = Firewall(kernel, daemon_suffix(data_root))
+        self.firewall = Firewall(self._tracer, daemon_suffix(data_root))
         self.driver = BridgeDriver(
-            kernel, self.ipam, self.firewall, os.path.join(data_root, "run", "netns")
+            self._tracer, self.ipam, self.firewall, os.path.join(data_root, "run", "netns")
         )
+        self.last_trace: dict[str, list[dict[str, object]]] = {}  # container id -> calls
         self.bridge_name = default_bridge_name(data_root)
         # Stable across restarts, distinct between daemons.
         self.default_network_id = hashlib.sha256(f"bridge:{data_root}".encode()).hexdigest()
@@ -238,6 +242,19 @@ class ContainerNetworking:
         self._replenishing = asyncio.ensure_future(replenish())
 
     def _prepare_sync(
+        self, c: Container, net: BridgeNetwork, requests: list[ports_mod.PortRequest]
+    ) -> Endpoint:
+        self._tracer.calls.clear()
+        try:
+            return self._attach_default(c, net, requests)
+        finally:
+            calls = calls_to_json(self._tracer.calls)
+            for call in calls:
+                call["process"] = "daemon"
+            self.last_trace[c.id] = calls
+            self._tracer.calls.clear()
+
+    def _attach_default(
         self, c: Container, net: BridgeNetwork, requests: list[ports_mod.PortRequest]
     ) -> Endpoint:
         netns = self.driver.create_sandbox(c.id, spare_for=net)
