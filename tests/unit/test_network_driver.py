@@ -334,3 +334,23 @@ async def test_create_refuses_what_dockerd_refuses(tmp_path):
     assert w.networking.warnings(
         HostConfig(network_mode="host", port_bindings={"80/tcp": None})
     ) == ["Published ports are discarded when using host network mode"]
+
+
+def test_resolv_conf_drops_loopback_resolvers_and_falls_back_as_dockerd(tmp_path, monkeypatch):
+    from dockyard.engine import etc_files
+
+    real_open = open
+
+    def fake_open(path, *a, **kw):
+        if path == "/etc/resolv.conf":
+            path = tmp_path / "resolv.conf"
+        return real_open(path, *a, **kw)
+
+    (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.53\nsearch lan\noptions edns0\n")
+    monkeypatch.setattr("builtins.open", fake_open)
+    text = etc_files.resolv_conf(HostConfig(), False)
+    assert "127.0.0.53" not in text and "nameserver 8.8.8.8\nnameserver 8.8.4.4" in text
+    assert "search lan" in text and "options edns0" in text
+    assert "nameserver 127.0.0.53" in etc_files.resolv_conf(HostConfig(), True)
+    custom = etc_files.resolv_conf(HostConfig(dns=["192.0.2.1"], dns_search=["x.test"]), False)
+    assert custom == "search x.test\nnameserver 192.0.2.1\noptions edns0\n"

@@ -16,6 +16,9 @@ _HOSTS = (
 )
 
 
+DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+
+
 def write_atomic(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
@@ -77,6 +80,9 @@ def resolv_conf(host_config: HostConfig, host_network: bool) -> str:
         nameservers = [ns for ns in nameservers if not ns.startswith("127.") and ns != "::1"]
     if host_config.dns:
         nameservers = list(host_config.dns)
+    elif not nameservers and not host_network:
+        # dockerd's fallback when the host has only loopback resolvers.
+        nameservers = list(DEFAULT_NAMESERVERS)
     if host_config.dns_search:
         search = ["search " + " ".join(host_config.dns_search)]
     if host_config.dns_options:
