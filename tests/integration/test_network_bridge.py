@@ -96,14 +96,24 @@ def _host_network_state(daemon) -> dict[str, object]:
 
 
 def _settled_state(daemon) -> dict[str, object]:
-    """_host_network_state once the daemon's spare sandbox for the next start is
-    there (it is made in the background after a start), so that counts compare."""
+    """_host_network_state once it has settled: the daemon's spare sandbox for the
+    next start is there (it is made in the background after a start), and the
+    kernel has torn down the namespaces (and so the veths) of containers that
+    stopped (it does that in the background too), so that counts compare."""
     netns = Path(daemon.data_root) / "run" / "netns"
-    deadline = time.monotonic() + 20
-    while not any(n.startswith("spare-") for n in os.listdir(netns)):
-        assert time.monotonic() < deadline, "no spare sandbox was made"
+    brif = Path(f"/sys/class/net/{default_bridge_name(str(daemon.data_root))}/brif")
+    deadline = time.monotonic() + 30
+    while True:
+        spares = sum(1 for n in os.listdir(netns) if n.startswith("spare-"))
+        running = [
+            c
+            for c in daemon.request("GET", "/containers/json").json()
+            if (c["NetworkSettings"]["Networks"].get("bridge") or {}).get("IPAddress")
+        ]
+        if spares and len(os.listdir(brif)) == spares + len(running):
+            return _host_network_state(daemon)
+        assert time.monotonic() < deadline, f"not settled: {spares} spares, {len(running)} running"
         time.sleep(0.05)
-    return _host_network_state(daemon)
 
 
 @pytest.fixture
