@@ -509,3 +509,14 @@ def test_sigkill_and_restart_reclaims_and_cleans(daemon_factory):
     proc = d.dockyard("run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0")
     assert proc.returncode == 0 and f"inet {keep_ip}/" not in proc.stdout
     assert d.dockyard("rm", "-f", keep, die).returncode == 0
+
+
+def test_mac_address_option(dockyard):
+    proc = dockyard(
+        "run", "--rm", "--mac-address", "92:d0:c6:0a:29:33", "busybox",
+        "cat", "/sys/class/net/eth0/address",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "92:d0:c6:0a:29:33\n"
+    proc = dockyard("run", "--rm", "--mac-address", "nonsense", "busybox", "true")
+    assert proc.returncode == 125 and "invalid MAC address" in proc.stderr

@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 
 from dockyard.engine.models import Container, ContainerConfig, HostConfig, NetworkingConfig
@@ -38,6 +39,7 @@ from dockyard.network.ipam import Ipam
 log = logging.getLogger("dockyard.network")
 
 DEFAULT_NETWORK = "bridge"
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 # Held while a daemon picks a free subnet and creates its bridge, so that two
 # daemons starting at once do not pick the same one.
 SUBNET_LOCK = "/run/dockyard-network.lock"
@@ -193,6 +195,8 @@ class ContainerNetworking:
                 raise Conflict("conflicting options: mac-address and the network mode")
             if config.hostname:
                 raise Conflict("conflicting options: hostname and the network mode")
+        if config.mac_address and not _MAC.match(config.mac_address):
+            raise InvalidParameter(f"invalid MAC address: {config.mac_address}")
         ports_mod.validate(hc.port_bindings, (config.exposed_ports or {}).keys())
 
     @staticmethod
