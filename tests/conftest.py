@@ -326,6 +326,9 @@ class Daemon:
             "--data-root", str(self.data_root),
             "--pidfile", str(self.pidfile),
             "--log-level", "debug",
+            # Test daemons' bridges come from a range of their own, wide enough for
+            # the many that run at once on one machine.
+            "--default-address-pool", "base=10.200.0.0/14,size=24",
             *self.extra_args,
         ]  # fmt: skip
 

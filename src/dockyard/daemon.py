@@ -84,6 +84,12 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         help="Registries (host:port or CIDR) to reach over http or unverified TLS",
     )
     p.add_argument("--bip", default=None, help="Specify default-bridge IPv4 network")
+    p.add_argument(
+        "--default-address-pool",
+        action="append",
+        default=None,
+        help="Default address pools for node specific local networks (base=CIDR,size=N)",
+    )
     args = p.parse_args(argv)
 
     cfg = DaemonConfig()
@@ -154,6 +160,17 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.insecure_registries += args.insecure_registry
     if args.bip:
         cfg.bip = args.bip
+    if args.default_address_pool:
+        from dockyard.network.ipam import parse_address_pools
+
+        entries = []
+        for text in args.default_address_pool:
+            entry: dict[str, object] = {}
+            for part in text.split(","):
+                key, _, value = part.partition("=")
+                entry[key.strip()] = value.strip()
+            entries.append(entry)
+        cfg.default_address_pools = parse_address_pools(entries)
     if not cfg.hosts:
         cfg.hosts = [f"unix://{DEFAULT_SOCKET}"]
     cfg.data_root = os.path.abspath(cfg.data_root)

@@ -354,3 +354,15 @@ def test_resolv_conf_drops_loopback_resolvers_and_falls_back_as_dockerd(tmp_path
     assert "nameserver 127.0.0.53" in etc_files.resolv_conf(HostConfig(), True)
     custom = etc_files.resolv_conf(HostConfig(dns=["192.0.2.1"], dns_search=["x.test"]), False)
     assert custom == "search x.test\nnameserver 192.0.2.1\noptions edns0\n"
+
+
+def test_daemon_flag_default_address_pool():
+    from dockyard.daemon import parse_args
+
+    cfg = parse_args(
+        ["--config-file", "/nonexistent", "--default-address-pool", "base=10.200.0.0/14,size=24"]
+    )
+    assert cfg.default_address_pools == [("10.200.0.0/14", 24)]
+    assert (
+        parse_args(["--config-file", "/nonexistent", "--bip", "10.1.0.1/24"]).bip == "10.1.0.1/24"
+    )
