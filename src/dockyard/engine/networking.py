@@ -261,7 +261,9 @@ class ContainerNetworking:
     def _attach_default(
         self, c: Container, net: BridgeNetwork, requests: list[ports_mod.PortRequest]
     ) -> Endpoint:
-        netns = self.driver.create_sandbox(c.id, spare_for=net)
+        # A spare is addressed and MAC'd already: not for a container that asks its own MAC.
+        spare_for = None if c.config.mac_address else net
+        netns = self.driver.create_sandbox(c.id, spare_for=spare_for)
         try:
             ep = self.driver.attach(
                 net, c.id, netns, ports=requests, mac=c.config.mac_address or ""

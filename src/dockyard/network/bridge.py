@@ -14,11 +14,13 @@ user-defined bridge networks):
     driver.delete_network(net)
     driver.stop()                         # daemon shutdown: chains removed
 
-Spares: a start's costliest kernel work is creating the namespace and the veth
-pair (a few ms). `replenish(net)` does that ahead of time, in the background,
-for one spare sandbox already wired to `net`; `create_sandbox(cid,
-spare_for=net)` hands it out (its path is then not named after the container:
-keep the path it returns), and `attach` finds its veth ready.
+Spares: all the kernel work of a start on a bridge (the namespace, the veth
+pair, raising it, an address, a route: a few ms) can happen before the start.
+`replenish(net)` does it in the background for one spare sandbox, complete with
+an address of `net` held by the spare; `create_sandbox(cid, spare_for=net)`
+hands it out (its path is then not named after the container: keep the path it
+returns), and `attach` without a requested address or MAC just takes it over:
+no kernel call at all unless ports are published.
 
 After a daemon restart, `reclaim(net, ep)` takes back the ports and rules of an
 endpoint whose container is still running; `sandbox_paths()` lists namespace
@@ -101,6 +103,14 @@ class Endpoint(msgspec.Struct):
     ports: list[PortMapping] = msgspec.field(default_factory=list)
 
 
+@dataclass
+class _Spare:
+    network_id: str
+    netns: str
+    veth: str
+    ip: str  # held in IPAM by the spare's name until a container takes it
+
+
 class BridgeDriver:
     def __init__(self, kernel: Kernel, ipam: Ipam, firewall: Firewall, netns_dir: str) -> None:
         self.kernel = kernel
@@ -109,8 +119,8 @@ class BridgeDriver:
         self.netns_dir = netns_dir
         self._rules_on: set[str] = set()  # networks whose rules are in the chains
         self._port_fds: dict[str, list[int]] = {}  # endpoint id -> reserved sockets
-        self._spares: dict[str, list[tuple[str, str]]] = {}  # network id -> [(netns, veth)]
-        self._prewired: dict[str, tuple[str, str]] = {}  # netns -> (network id, veth)
+        self._spares: dict[str, list[_Spare]] = {}  # network id -> ready sandboxes
+        self._prewired: dict[str, _Spare] = {}  # netns -> the spare it was
 
     # daemon lifetime -----------------------------------------------------------
     def start(self) -> None:
@@ -163,9 +173,9 @@ class BridgeDriver:
         """A network namespace for a container: a spare pre-wired to `spare_for` if
         there is one, else a new one named after the container."""
         if spare_for is not None and self._spares.get(spare_for.id):
-            path, veth = self._spares[spare_for.id].pop()
-            self._prewired[path] = (spare_for.id, veth)
-            return path
+            spare = self._spares[spare_for.id].pop()
+            self._prewired[spare.netns] = spare
+            return spare.netns
         path = self.sandbox_path(container_id)
         if os.path.exists(path):
             self.kernel.netns_delete(path)  # a leftover of a crash: start afresh
@@ -176,7 +186,9 @@ class BridgeDriver:
         self.delete_sandbox_path(self.sandbox_path(container_id))
 
     def delete_sandbox_path(self, path: str) -> None:
-        self._prewired.pop(path, None)
+        spare = self._prewired.pop(path, None)
+        if spare is not None:  # handed out, never attached: its address goes back
+            self.ipam.release(spare.network_id, spare.ip)
         self.kernel.netns_delete(path)
 
     def sandbox_paths(self) -> list[str]:
@@ -194,20 +206,33 @@ class BridgeDriver:
         """Make spare sandboxes for `net` until `keep` wait (kernel work: run it off
         the start path)."""
         spares = self._spares.setdefault(net.id, [])
+        pool = self.ipam.pool(net.id)
+        if pool is None:
+            return
         while len(spares) < keep:
-            path = os.path.join(self.netns_dir, "spare-" + secrets.token_hex(8))
+            name = "spare-" + secrets.token_hex(8)
+            path = os.path.join(self.netns_dir, name)
             self.kernel.netns_create(path)
+            ip = ""
             try:
-                veth = self._veth_pair("eth0", path, net.mtu, net.bridge, None)
+                ip = self.ipam.allocate(net.id, name)
+                veth = self._veth_pair("eth0", path, net.mtu, net.bridge, mac_for(ip))
+                self.kernel.link_set("eth0", netns=path, up=True)
+                self.kernel.addr_add("eth0", f"{ip}/{pool.subnet.prefixlen}", path)
+                if not net.internal:
+                    self.kernel.route_add("default", str(pool.gateway), path)
             except BaseException:
+                if ip:
+                    self.ipam.release(net.id, ip)
                 self.kernel.netns_delete(path)
                 raise
-            spares.append((path, veth))
+            spares.append(_Spare(net.id, path, veth, ip))
 
     def drop_spares(self, net: BridgeNetwork | None = None) -> None:
         for net_id in [net.id] if net else list(self._spares):
-            for path, _veth in self._spares.pop(net_id, []):
-                self.kernel.netns_delete(path)
+            for spare in self._spares.pop(net_id, []):
+                self.ipam.release(net_id, spare.ip)
+                self.kernel.netns_delete(spare.netns)
 
     # endpoints -------------------------------------------------------------------
     def attach(
@@ -229,6 +254,18 @@ class BridgeDriver:
         pool = self.ipam.pool(net.id)
         if pool is None:
             raise KeyError(f"network {net.id} was not created")
+        spare = self._prewired.pop(netns, None)
+        if spare is not None:
+            if (
+                spare.network_id != net.id
+                or ifname != "eth0"
+                or (ip and ip != spare.ip)
+                or (mac and mac != mac_for(spare.ip))
+                or (not default_route and not net.internal)
+            ):
+                self._prewired[netns] = spare
+                raise KeyError("a spare sandbox takes no requested address, MAC or interface")
+            return self._take_spare(net, spare, container_id, endpoint_id, ports)
         address = self.ipam.allocate(net.id, endpoint_id, ip)
         held: list[tuple[PortMapping, int]] = []
         host_if = ""
@@ -236,13 +273,8 @@ class BridgeDriver:
             if ports and not net.internal:
                 held = ports_mod.reserve(self.kernel, ports)
             mac = mac or mac_for(address)
-            prewired = self._prewired.pop(netns, None)
-            if prewired is not None and prewired[0] == net.id and ifname == "eth0":
-                host_if = prewired[1]  # a spare's: on the bridge and up already
-                self.kernel.link_set(ifname, netns=netns, mac=mac, up=True)
-            else:
-                host_if = self._veth_pair(ifname, netns, net.mtu, net.bridge, mac)
-                self.kernel.link_set(ifname, netns=netns, up=True)
+            host_if = self._veth_pair(ifname, netns, net.mtu, net.bridge, mac)
+            self.kernel.link_set(ifname, netns=netns, up=True)
             ep = Endpoint(
                 id=endpoint_id,
                 network_id=net.id,
@@ -270,6 +302,44 @@ class BridgeDriver:
                     pass
             self.ipam.release(net.id, address)
             raise
+        self._port_fds[endpoint_id] = [fd for _, fd in held]
+        return ep
+
+    def _take_spare(
+        self,
+        net: BridgeNetwork,
+        spare: _Spare,
+        container_id: str,
+        endpoint_id: str,
+        ports: Sequence[PortRequest],
+    ) -> Endpoint:
+        """A spare's namespace is wired and addressed already: only ports remain."""
+        pool = self.ipam.pool(net.id)
+        assert pool is not None
+        held: list[tuple[PortMapping, int]] = []
+        try:
+            if ports and not net.internal:
+                held = ports_mod.reserve(self.kernel, ports)
+            ep = Endpoint(
+                id=endpoint_id,
+                network_id=net.id,
+                container_id=container_id,
+                netns=spare.netns,
+                ifname="eth0",
+                host_ifname=spare.veth,
+                ip=spare.ip,
+                prefix_len=pool.subnet.prefixlen,
+                gateway=str(pool.gateway),
+                mac=mac_for(spare.ip),
+                ports=[m for m, _ in held],
+            )
+            if ep.ports:
+                self.firewall.add(self.firewall.port_rules(ep.ip, ep.ports))
+        except BaseException:
+            ports_mod.release(self.kernel, [fd for _, fd in held])
+            self._prewired[spare.netns] = spare  # the caller deletes the sandbox
+            raise
+        self.ipam.reassign(net.id, spare.ip, endpoint_id)
         self._port_fds[endpoint_id] = [fd for _, fd in held]
         return ep
 

@@ -193,6 +193,14 @@ class Ipam:
             f"no available IPv4 addresses on this network's address pools: {pool.subnet}"
         )
 
+    def reassign(self, pool_id: str, address: str, owner: str) -> None:
+        """Hand an allocated address to another owner (a spare's, to an endpoint)."""
+        pool = self._pools[pool_id]
+        if address not in pool.allocated:
+            raise KeyError(f"{address} is not allocated")
+        pool.allocated[address] = owner
+        self._save()
+
     def release(self, pool_id: str, address: str) -> None:
         pool = self._pools.get(pool_id)
         if pool is not None and pool.allocated.pop(address, None) is not None:
