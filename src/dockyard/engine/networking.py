@@ -133,7 +133,8 @@ class ContainerNetworking:
         """Clean shutdown: without live-restore no container runs any more, so the
         chains and the bridge go; with it, everything stays for the next daemon."""
         if self._replenishing is not None:
-            self._replenishing.cancel()
+            # Let it finish: cancelled, its worker thread would go on making a spare
+            # after the ones below are gone.
             await asyncio.gather(self._replenishing, return_exceptions=True)
         async with self._lock:
             if live_restore:
