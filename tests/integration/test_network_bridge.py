@@ -312,6 +312,9 @@ def test_network_none_host_and_container_modes(dockyard, inspect, httpd):
     host_links = sorted(os.listdir("/sys/class/net"))
     proc = dockyard("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
     assert proc.returncode == 0 and set(proc.stdout.split()) & set(host_links)
+    proc = dockyard("run", "--rm", "--network", "host", "-p", "80", "busybox", "true")
+    assert proc.returncode == 0
+    assert "Published ports are discarded when using host network mode" in proc.stderr
     web = httpd()
     ip = inspect(web)["NetworkSettings"]["IPAddress"]
     proc = dockyard(
