@@ -524,3 +524,19 @@ def test_mac_address_option(dockyard):
     assert proc.stdout == "92:d0:c6:0a:29:33\n"
     proc = dockyard("run", "--rm", "--mac-address", "nonsense", "busybox", "true")
     assert proc.returncode == 125 and "invalid MAC address" in proc.stderr
+
+
+def test_a_container_reaches_its_own_published_port_through_the_host(daemon, dockyard):
+    """Hairpin NAT: out of the container to the host's address, back into itself."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gateway = _bridge_gateway(daemon)
+    script = (
+        "mkdir /www && echo self > /www/index.html && httpd -p 80 -h /www && "
+        f"for i in 1 2 3 4 5 6 7 8 9 10; do timeout 5 wget -qO- http://{gateway}:{port}/index.html"
+        " && exit 0; sleep 0.3; done; exit 1"
+    )
+    proc = dockyard("run", "--rm", "-p", f"{port}:80", "busybox", "sh", "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "self"

@@ -16,7 +16,7 @@ from dockyard.engine.models import (
     NetworkingConfig,
     PortBinding,
 )
-from dockyard.errors import Conflict, InvalidParameter, Unavailable
+from dockyard.errors import Conflict, InvalidParameter, KernelError, Unavailable
 from dockyard.kernel.fake import RecordingKernel
 from dockyard.network.bridge import (
     BridgeDriver,
@@ -28,7 +28,7 @@ from dockyard.network.bridge import (
 )
 from dockyard.network.firewall import Firewall
 from dockyard.network.ipam import Ipam, choose_subnet, parse_address_pools
-from dockyard.network.ports import AllocationFailed, PortRequest, requests_from
+from dockyard.network.ports import AllocationFailed, PortMapping, PortRequest, requests_from
 
 # -- IPAM --------------------------------------------------------------------------
 
@@ -373,3 +373,29 @@ def test_daemon_flag_default_address_pool():
     assert (
         parse_args(["--config-file", "/nonexistent", "--bip", "10.1.0.1/24"]).bip == "10.1.0.1/24"
     )
+
+
+def test_removing_rules_a_restart_already_flushed_skips_them(tmp_path):
+    class Flushed(RecordingKernel):
+        def firewall_apply(self, rules: str) -> None:
+            if rules.count("-D ") > 1:  # iptables-restore fails on a missing rule
+                raise KernelError("firewall_apply", (rules,), 22)
+            super().firewall_apply(rules)
+
+        def firewall_list(self, table: str) -> list[str]:
+            present = (
+                "-A DOCKYARD-DNAT-t1 -p tcp -m tcp --dport 81 -j DNAT --to-destination 10.0.0.2:81"
+            )
+            return [present] if table == "nat" else []
+
+    k = Flushed()
+    fw = Firewall(k, "-t1")
+    rules = fw.port_rules(
+        "10.0.0.2",
+        [PortMapping("tcp", 80, "0.0.0.0", 80), PortMapping("tcp", 81, "0.0.0.0", 81)],
+    )
+    fw.remove(rules)
+    assert k.firewall == [
+        "*nat\n-D DOCKYARD-DNAT-t1 -p tcp -m tcp --dport 81 -j DNAT --to-destination 10.0.0.2:81\n"
+        "COMMIT\n"
+    ]

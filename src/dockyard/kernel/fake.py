@@ -390,13 +390,20 @@ class RecordingKernel(Kernel):
         mtu: int | None = None,
         master: str | None = None,
         to_netns: str | None = None,
+        hairpin: bool | None = None,
     ) -> None:
-        self._rec("link_set", name, netns, up, mac, mtu, master, to_netns)
+        self._rec("link_set", name, netns, up, mac, mtu, master, to_netns, hairpin)
         links = self._ns(netns)
         if name not in links:
             raise KernelError("link_set", (name,), 19)
         link = links[name]
-        for key, value in (("up", up), ("mac", mac), ("mtu", mtu), ("master", master)):
+        for key, value in (
+            ("up", up),
+            ("mac", mac),
+            ("mtu", mtu),
+            ("master", master),
+            ("hairpin", hairpin),
+        ):
             if value is not None:
                 link[key] = value
         if to_netns is not None:

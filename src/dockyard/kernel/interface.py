@@ -283,9 +283,11 @@ class Kernel(ABC):
         mtu: int | None = None,
         master: str | None = None,
         to_netns: str | None = None,
+        hairpin: bool | None = None,
     ) -> None:
         """Change an interface: state, MAC, MTU, bridge master, or move it into the
-        namespace file `to_netns`."""
+        namespace file `to_netns`; `hairpin`: as a bridge port, may a frame leave by
+        the port it came in (a container reaching itself through a published port)."""
 
     @abstractmethod
     def addr_add(self, ifname: str, cidr: str, netns: str | None = None) -> None:

@@ -302,8 +302,19 @@ class LinuxNetworking:
         mtu: int | None = None,
         master: str | None = None,
         to_netns: str | None = None,
+        hairpin: bool | None = None,
     ) -> None:
-        args = (name, netns, up, mac, mtu, master, to_netns)
+        args = (name, netns, up, mac, mtu, master, to_netns, hairpin)
+        if hairpin is not None:
+            # A bridge port's flag, in sysfs (the daemon's namespace: host ends only).
+            path = f"/sys/class/net/{name}/brport/hairpin_mode"
+            try:
+                with open(path, "w") as f:
+                    f.write("1" if hairpin else "0")
+            except OSError as exc:
+                raise _fail("link_set", (name, "hairpin", hairpin), exc.errno) from None
+            if up is mac is mtu is master is to_netns is None:
+                return
 
         def change(ipr: Any) -> None:
             index = self._index(ipr, name, netns, "link_set")

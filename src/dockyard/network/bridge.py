@@ -348,10 +348,18 @@ class BridgeDriver:
             host_if = "veth" + secrets.token_hex(4)[:7]
             try:
                 self.kernel.veth_create(host_if, ifname, netns, mtu, master=bridge, peer_mac=mac)
-                return host_if
             except KernelError as e:
                 if e.errno != 17:  # EEXIST: another daemon's veth has this name
                     raise
+                continue
+            try:
+                # With br_netfilter, a container's packet to its own published port is
+                # DNATed and bridged back out of the port it came in by.
+                self.kernel.link_set(host_if, hairpin=True)
+            except BaseException:
+                self.kernel.link_delete(host_if)
+                raise
+            return host_if
         raise KernelError("veth_create", (ifname, netns), 17)
 
     def detach(self, net: BridgeNetwork, ep: Endpoint, *, delete_link: bool = True) -> None:
