@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fakes import World, async_test, eventually, exit_with
+from fakes import FakeLauncher, World, async_test, eventually, exit_with
 
 from dockyard.engine.models import (
     ContainerConfig,
@@ -399,3 +399,24 @@ def test_removing_rules_a_restart_already_flushed_skips_them(tmp_path):
         "*nat\n-D DOCKYARD-DNAT-t1 -p tcp -m tcp --dport 81 -j DNAT --to-destination 10.0.0.2:81\n"
         "COMMIT\n"
     ]
+
+
+@async_test
+async def test_after_a_crash_a_running_container_keeps_the_address_it_took_from_a_spare(tmp_path):
+    w = World(tmp_path)
+    await w.image("ubuntu")
+    net_id = w.networking.default_network_id
+    c1 = await w.run(cmd=["/bin/sleep"])
+    await eventually(lambda: w.networking.driver.has_spare(w.networking.default))
+    c2 = await w.run(cmd=["/bin/sleep"])
+    ep2 = c2.endpoints["bridge"]
+    on_disk = json.loads((tmp_path / "network-ipam.json").read_text())
+    assert on_disk[net_id]["allocated"][ep2.ip].startswith("spare-")  # not written at start
+    # The daemon dies here; the next one starts over the same data root.
+    w2 = World(tmp_path, FakeLauncher())
+    for c in (c1, c2):
+        w2.launcher.alive[c.id] = w.launcher.last(c.id)
+    await w2.containers.restore()
+    held = w2.networking.ipam.allocations(net_id)
+    assert held[ep2.ip] == ep2.id and held[c1.endpoints["bridge"].ip] == c1.endpoints["bridge"].id
+    assert w2.networking.ipam.allocate(net_id, "new") not in (ep2.ip, c1.endpoints["bridge"].ip)

@@ -8,7 +8,6 @@ output out to attached clients. Nothing here speaks HTTP.
 from __future__ import annotations
 
 import asyncio
-import json as json_mod
 import logging
 import os
 import secrets
@@ -152,6 +151,7 @@ class ContainerService:
         self._root = os.path.join(data_root, "containers")
         os.makedirs(self._root, exist_ok=True)
         self._containers: dict[str, Container] = {c.id: c for c in store.containers()}
+        self._network_traces: dict[str, dict] = {}  # container id -> its last start's
         self._live: dict[str, _Live] = {}
         images.users_of = self._users_of_image
 
@@ -462,14 +462,11 @@ class ContainerService:
     async def _prepare_network(self, c: Container) -> None:
         """The container's network namespace and bridge endpoint, and the /etc/hosts
         that names its address."""
+        start = time.perf_counter_ns()
         try:
             ep = await self.networking.prepare(c)
         finally:
-            trace = self.networking.last_trace.pop(c.id, None)
-        if trace is not None:
-            etc_files.write_quick(
-                os.path.join(c.bundle, "network-trace.json"), json_mod.dumps(trace).encode()
-            )
+            calls = self.networking.last_trace.pop(c.id, None)
         if ep is None:
             return
         hosts = etc_files.hosts_file(
@@ -481,6 +478,9 @@ class ContainerService:
             host_gateway=self.networking.host_gateway(),
         )
         etc_files.write_quick(c.hosts_path, hosts.encode())
+        # Kept in memory, not in a file: a write would cost the start more than
+        # the work it records.
+        self._network_traces[c.id] = {"ns": time.perf_counter_ns() - start, "calls": calls or []}
 
     def _follow(self, c: Container, link: MonitorLink) -> None:
         live = self._live_of(c.id)
@@ -661,6 +661,7 @@ class ContainerService:
         await asyncio.to_thread(shutil.rmtree, c.bundle, True)
         self._store.delete_container(c.id)
         del self._containers[c.id]
+        self._network_traces.pop(c.id, None)
         self._live.pop(c.id, None)
         live.hub.end()
         for fut in live.removal_waiters + live.exit_waiters:
@@ -788,15 +789,12 @@ class ContainerService:
             raise NotFound(f"No start trace for container {ref}: it has not been started") from None
         except (OSError, ValueError) as e:
             raise NotFound(f"No readable start trace for container {ref}: {e}") from None
-        try:
-            with open(os.path.join(c.bundle, "network-trace.json")) as f:
-                network = json.load(f)
-        except (OSError, ValueError):
-            network = []
-        if network:
-            # The daemon's share: the namespace, veth, address and ports, before the runtime.
-            trace["calls"] = network + list(trace.get("calls") or [])
-            trace.setdefault("phases", {})["network_ns"] = sum(c_["ns"] for c_ in network)
+        network = self._network_traces.get(c.id)
+        if network is not None:  # a start on a bridge, since the daemon started
+            # The daemon's share before the runtime's: the namespace, veth, address and
+            # ports (no call at all when a spare sandbox was ready), the hosts file.
+            trace["calls"] = list(network.get("calls") or []) + list(trace.get("calls") or [])
+            trace.setdefault("phases", {})["network_ns"] = int(network.get("ns") or 0)
         trace["Id"] = c.id
         trace["Command"] = [c.path, *c.args]
         trace["StartedAt"] = c.state.started_at

@@ -224,6 +224,14 @@ class ContainerNetworking:
         )
         try:
             async with self._lock:
+                if (
+                    not requests
+                    and not c.config.mac_address
+                    and self.driver.has_spare(self.default)
+                ):
+                    # A ready spare and no port: no kernel call, only bookkeeping; a
+                    # worker thread would cost more than the work.
+                    return self._prepare_sync(c, self.default, requests)
                 return await asyncio.to_thread(self._prepare_sync, c, self.default, requests)
         finally:
             self._replenish_later()

@@ -202,6 +202,9 @@ class BridgeDriver:
         """Names of the namespace files here (container ids, "spare-*")."""
         return [os.path.basename(p) for p in self.sandbox_paths()]
 
+    def has_spare(self, net: BridgeNetwork) -> bool:
+        return bool(self._spares.get(net.id))
+
     def replenish(self, net: BridgeNetwork, keep: int = 1) -> None:
         """Make spare sandboxes for `net` until `keep` wait (kernel work: run it off
         the start path)."""
@@ -339,7 +342,9 @@ class BridgeDriver:
             ports_mod.release(self.kernel, [fd for _, fd in held])
             self._prewired[spare.netns] = spare  # the caller deletes the sandbox
             raise
-        self.ipam.reassign(net.id, spare.ip, endpoint_id)
+        # Not written to disk now (a rename costs about a millisecond here): a
+        # restart's reclaim() claims the address for the endpoint anyway.
+        self.ipam.reassign(net.id, spare.ip, endpoint_id, persist=False)
         self._port_fds[endpoint_id] = [fd for _, fd in held]
         return ep
 
@@ -380,7 +385,7 @@ class BridgeDriver:
         program took meanwhile), which the caller logs; the rest is restored."""
         problems = []
         try:
-            self.ipam.allocate(net.id, ep.id, ep.ip)
+            self.ipam.claim(net.id, ep.ip, ep.id)
         except Exception as e:  # noqa: BLE001 - reported, the endpoint keeps working
             problems.append(f"address {ep.ip}: {e}")
         fds = []

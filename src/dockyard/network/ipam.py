@@ -193,13 +193,26 @@ class Ipam:
             f"no available IPv4 addresses on this network's address pools: {pool.subnet}"
         )
 
-    def reassign(self, pool_id: str, address: str, owner: str) -> None:
-        """Hand an allocated address to another owner (a spare's, to an endpoint)."""
+    def reassign(self, pool_id: str, address: str, owner: str, *, persist: bool = True) -> None:
+        """Hand an allocated address to another owner (a spare's, to an endpoint).
+        `persist=False` leaves the file to the next change: the address is held
+        either way, and after a crash `claim` gives it to whoever the records say."""
         pool = self._pools[pool_id]
         if address not in pool.allocated:
             raise KeyError(f"{address} is not allocated")
         pool.allocated[address] = owner
-        self._save()
+        if persist:
+            self._save()
+
+    def claim(self, pool_id: str, address: str, owner: str) -> None:
+        """Record `owner` as the holder of `address`, whoever held it (a daemon
+        restart: the containers' records are what is true)."""
+        pool = self._pools[pool_id]
+        if ipaddress.IPv4Address(address) not in pool.subnet:
+            raise InvalidParameter(f"no configured subnet contains IP address {address}")
+        if pool.allocated.get(address) != owner:
+            pool.allocated[address] = owner
+            self._save()
 
     def release(self, pool_id: str, address: str) -> None:
         pool = self._pools.get(pool_id)
