@@ -22,11 +22,11 @@ hands it out (its path is then not named after the container: keep the path it
 returns), and `attach` without a requested address or MAC just takes it over:
 no kernel call at all unless ports are published.
 
-After a daemon restart, `reclaim(net, ep)` takes back the ports and rules of an
-endpoint whose container is still running; `sandbox_paths()` lists namespace
-files left behind (spares too), for the engine to delete those no running
-container uses.
-Nothing here knows about containers' records or the Engine API.
+After a daemon restart, `reclaim(net, ep)` takes back the address, ports and
+rules of an endpoint whose container is still running; `sandbox_paths()` lists
+namespace files left behind (spares too), for the engine to delete those no
+running container uses. Nothing here knows about containers' records or the
+Engine API.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ DEFAULT_MTU = 1500
 
 def daemon_suffix(data_root: str) -> str:
     """ "" for the default data root, else "-" + 8 hex of its path: what keeps the
-    bridge, chain names of daemons sharing a host apart."""
+    bridge and chain names of daemons sharing a host apart."""
     if os.path.abspath(data_root) == DEFAULT_DATA_ROOT:
         return ""
     return "-" + hashlib.sha256(os.path.abspath(data_root).encode()).hexdigest()[:8]
