@@ -420,3 +420,16 @@ async def test_after_a_crash_a_running_container_keeps_the_address_it_took_from_
     held = w2.networking.ipam.allocations(net_id)
     assert held[ep2.ip] == ep2.id and held[c1.endpoints["bridge"].ip] == c1.endpoints["bridge"].id
     assert w2.networking.ipam.allocate(net_id, "new") not in (ep2.ip, c1.endpoints["bridge"].ip)
+
+
+def test_an_address_released_without_saving_is_dropped_by_the_next_daemon(tmp_path):
+    path = str(tmp_path / "ipam.json")
+    ipam = Ipam(path)
+    ipam.add_pool("n", "10.9.0.0/24")
+    a = ipam.allocate("n", "gone")
+    ipam.release("n", a, persist=False)
+    assert ipam.allocations("n") == {}
+    after_crash = Ipam(path)
+    assert after_crash.allocations("n") == {a: "gone"}
+    after_crash.retain(set())
+    assert after_crash.allocations("n") == {}

@@ -375,7 +375,8 @@ class BridgeDriver:
                 self.firewall.remove(self.firewall.port_rules(ep.ip, ep.ports))
         finally:
             ports_mod.release(self.kernel, self._port_fds.pop(ep.id, []))
-            self.ipam.release(net.id, ep.ip)
+            # On the exit path: the file can wait (a restart's retain() drops it).
+            self.ipam.release(net.id, ep.ip, persist=False)
             if delete_link:
                 self.kernel.link_delete(ep.host_ifname)
 

@@ -214,9 +214,11 @@ class Ipam:
             pool.allocated[address] = owner
             self._save()
 
-    def release(self, pool_id: str, address: str) -> None:
+    def release(self, pool_id: str, address: str, *, persist: bool = True) -> None:
+        """`persist=False`: the file keeps the address until the next change; after
+        a crash, `retain` drops it (its owner is not among the living)."""
         pool = self._pools.get(pool_id)
-        if pool is not None and pool.allocated.pop(address, None) is not None:
+        if pool is not None and pool.allocated.pop(address, None) is not None and persist:
             self._save()
 
     def release_owner(self, owner: str) -> None:
