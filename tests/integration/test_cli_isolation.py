@@ -215,6 +215,9 @@ def test_uts_host_keeps_the_host_name(dockyard):
     proc = run(dockyard, "--uts", "host", "busybox", "hostname")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == os.uname().nodename
+    both = run(dockyard, "--uts", "host", "-h", "other", "busybox", "hostname")
+    assert both.returncode == 125
+    assert "conflicting options: hostname and the UTS mode" in both.stderr
 
 
 def test_ipc_and_pid_of_another_container(dockyard, unique):

@@ -77,6 +77,8 @@ def validate_create(config: ContainerConfig, host: HostConfig) -> None:
     _no_nul(host, "HostConfig")
     _check_config(config)
     _check_host_config(host)
+    if host.uts_mode == "host" and config.hostname:
+        raise InvalidParameter("conflicting options: hostname and the UTS mode")
 
 
 def _no_nul(struct: msgspec.Struct, where: str) -> None:

@@ -155,6 +155,7 @@ class RunSpec:
     cpuset_mems: str = ""
     memory_reservation: int = 0
     blkio_weight: int = 0
+    domainname: str = ""
 
     def to_oci(self, container_id: str) -> dict:
         """A config.json for runtime-spec 1.0.2."""
@@ -377,6 +378,7 @@ class RunSpec:
             "process": process,
             "root": {"path": "rootfs", "readonly": self.readonly_rootfs},
             "hostname": self.hostname,
+            **({"domainname": self.domainname} if self.domainname else {}),
             "mounts": mounts,
             "linux": linux,
             "annotations": {
