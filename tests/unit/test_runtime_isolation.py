@@ -246,3 +246,28 @@ def test_ipc_container_shares_its_dev_shm_through_its_mount_namespace() -> None:
     ((tree, target),) = k.find("move_mount_fd")
     assert k.path_of(target).endswith("/rootfs/dev/shm")
     assert names.index("move_mount_fd") < names.index("pivot_root")
+
+
+def test_update_merges_checks_and_keeps_what_is_unset() -> None:
+    from dockyard.engine.models import RestartPolicy, UpdateConfig
+    from dockyard.engine.update import live_resources, merged_host_config
+
+    hc = HostConfig(memory=64 << 20, cpu_shares=512, cpu_quota=20000, cpu_period=50000)
+    new, warnings = merged_host_config(hc, UpdateConfig(memory=128 << 20, nano_cpus=10**9))
+    assert warnings == []
+    assert (new.memory, new.cpu_shares) == (128 << 20, 512)  # shares untouched
+    assert (new.cpu_quota, new.cpu_period, new.nano_cpus) == (0, 0, 10**9)  # --cpus wins
+    assert hc.memory == 64 << 20  # the stored config is not changed in place
+    live = live_resources(new)
+    assert (live["cpu_quota"], live["cpu_period"]) == (100000, 100000)
+    assert live["memory_swap"] == 2 * (128 << 20)  # Docker's default: swap = memory
+    with pytest.raises(InvalidParameter, match="Minimum memory limit allowed is 6MB"):
+        merged_host_config(hc, UpdateConfig(memory=1 << 20))
+    with pytest.raises(InvalidParameter, match="AutoRemove"):
+        merged_host_config(
+            HostConfig(auto_remove=True), UpdateConfig(restart_policy=RestartPolicy("always"))
+        )
+    with pytest.raises(InvalidParameter, match="Kernel memory limit is not supported"):
+        merged_host_config(hc, UpdateConfig(kernel_memory=1 << 30))
+    unlimited, _ = merged_host_config(HostConfig(pids_limit=10), UpdateConfig(pids_limit=0))
+    assert unlimited.pids_limit == -1
