@@ -8,7 +8,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 import dockyard
-from dockyard.api import routes_containers, routes_images, routes_system
+from dockyard.api import (
+    routes_archive,
+    routes_containers,
+    routes_images,
+    routes_system,
+    routes_volumes,
+)
 from dockyard.api.context import API_VERSION, SERVICES
 from dockyard.api.shapes import Version
 from dockyard.api.streams import RawStreamResponse, keep_half_closed_connections_open
@@ -145,4 +151,6 @@ def make_app(services: Services) -> web.Application:
     routes_system.register(router)
     routes_containers.register(router)
     routes_images.register(router)
+    routes_volumes.register(router)
+    routes_archive.register(router)
     return app

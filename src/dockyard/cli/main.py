@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # verb -> module under dockyard.cli.commands
 COMMANDS: dict[str, str] = {
     "attach": "attach",
+    "cp": "cp",
     "run": "run",
     "create": "create",
     "start": "start",
@@ -53,6 +54,7 @@ COMMANDS: dict[str, str] = {
 MANAGEMENT: dict[str, dict[str, str]] = {
     "container": {
         "attach": "attach",
+        "cp": "cp",
         "ls": "ps",
         "list": "ps",
         "ps": "ps",
@@ -85,6 +87,15 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "inspect": "inspect",
     },
     "system": {"info": "info"},
+    "volume": {
+        "create": "volume_create",
+        "ls": "volume_ls",
+        "list": "volume_ls",
+        "inspect": "volume_inspect",
+        "rm": "volume_rm",
+        "remove": "volume_rm",
+        "prune": "volume_prune",
+    },
 }
 
 SUMMARY = [
@@ -103,9 +114,11 @@ SUMMARY = [
         ("container", "Manage containers"),
         ("image", "Manage images"),
         ("system", "Manage Dockyard"),
+        ("volume", "Manage volumes"),
     ]),
     ("Commands", [
         ("attach", "Attach local standard input, output, and error streams to a running container"),
+        ("cp", "Copy files/folders between a container and the local filesystem"),
         ("create", "Create a new container"),
         ("daemon", "Run the Dockyard daemon"),
         ("import", "Import the contents from a tarball to create a filesystem image"),

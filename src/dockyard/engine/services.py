@@ -12,6 +12,7 @@ from typing import Any
 import dockyard
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.images import ImageService
+from dockyard.engine.volumes import VolumeService
 
 
 @dataclass
@@ -23,6 +24,10 @@ class Services:
     daemon_id: str = ""
     labels: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+
+    @property
+    def volumes(self) -> VolumeService:
+        return self.containers.volumes
 
     def info(self) -> dict[str, Any]:
         """The facts `GET /info` reports (counts, host, storage)."""
