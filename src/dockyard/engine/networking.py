@@ -73,6 +73,7 @@ class ContainerNetworking:
         self._lock_path = lock_path
         self._lock = asyncio.Lock()
         self._replenishing: asyncio.Future[None] | None = None
+        self._closing = False
 
     # daemon lifetime ------------------------------------------------------------
     # Kernel calls run in worker threads: pyroute2's synchronous API must not be
@@ -132,6 +133,7 @@ class ContainerNetworking:
     async def shutdown(self, live_restore: bool) -> None:
         """Clean shutdown: without live-restore no container runs any more, so the
         chains and the bridge go; with it, everything stays for the next daemon."""
+        self._closing = True  # a start during shutdown (restart policy) makes no new spare
         if self._replenishing is not None:
             # Let it finish: cancelled, its worker thread would go on making a spare
             # after the ones below are gone.
@@ -238,7 +240,7 @@ class ContainerNetworking:
 
     def _replenish_later(self) -> None:
         """A spare sandbox for the next start, made after this one is under way."""
-        if self._replenishing is not None or self.default is None:
+        if self._replenishing is not None or self.default is None or self._closing:
             return
         net = self.default
 
