@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 # verb -> module under dockyard.cli.commands
 COMMANDS: dict[str, str] = {
     "attach": "attach",
+    "exec": "exec_",
+    "events": "events",
+    "pause": "pause",
+    "unpause": "unpause",
+    "rename": "rename",
+    "top": "top",
+    "stats": "stats",
     "run": "run",
     "create": "create",
     "start": "start",
@@ -53,6 +60,12 @@ COMMANDS: dict[str, str] = {
 MANAGEMENT: dict[str, dict[str, str]] = {
     "container": {
         "attach": "attach",
+        "exec": "exec",
+        "pause": "pause",
+        "unpause": "unpause",
+        "rename": "rename",
+        "top": "top",
+        "stats": "stats",
         "ls": "ps",
         "list": "ps",
         "ps": "ps",
@@ -84,7 +97,7 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "push": "push",
         "inspect": "inspect",
     },
-    "system": {"info": "info"},
+    "system": {"info": "info", "events": "events"},
 }
 
 SUMMARY = [
@@ -107,6 +120,8 @@ SUMMARY = [
     ("Commands", [
         ("attach", "Attach local standard input, output, and error streams to a running container"),
         ("create", "Create a new container"),
+        ("events", "Get real time events from the server"),
+        ("exec", "Execute a command in a running container"),
         ("daemon", "Run the Dockyard daemon"),
         ("import", "Import the contents from a tarball to create a filesystem image"),
         ("inspect", "Return low-level information on Dockyard objects"),

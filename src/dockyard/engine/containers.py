@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from dockyard.engine import create_validation, etc_files
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
+from dockyard.engine.events import EventBus
 from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.images import ImageService
 from dockyard.engine.isolation import run_spec_options
@@ -146,11 +147,16 @@ class ContainerService:
         launcher: Launcher,
         data_root: str,
         networking: ContainerNetworking,
+        events: EventBus | None = None,
     ) -> None:
         self._store = store
         self.networking = networking
         self._images = images
         self._launcher = launcher
+        self.launcher = launcher
+        self.events = events or EventBus()
+        # Called with a container's id once it is removed (its execs go with it).
+        self.removal_hooks: list[Callable[[str], None]] = []
         self._root = os.path.join(data_root, "containers")
         os.makedirs(self._root, exist_ok=True)
         self._containers: dict[str, Container] = {c.id: c for c in store.containers()}
@@ -217,6 +223,12 @@ class ContainerService:
 
     def _save(self, c: Container) -> None:
         self._store.put_container(c)
+
+    def emit(self, c: Container, action: str, **extra: str) -> None:
+        """A container event as dockerd's: image, name and the labels as attributes."""
+        attrs = {**(c.config.labels or {}), "image": c.config.image, "name": c.name.lstrip("/")}
+        attrs.update(extra)
+        self.events.emit("container", action, c.id, attrs)
 
     # create
 
@@ -285,6 +297,7 @@ class ContainerService:
         )
         self._save(c)
         self._containers[c.id] = c
+        self.emit(c, "create")
         log.info("container %s created (%s)", c.short_id, c.name)
         return c
 
@@ -478,6 +491,7 @@ class ContainerService:
         c.monitor_pid = link.monitor_pid
         self._save(c)
         self._follow(c, link)
+        self.emit(c, "start")
         log.info("container %s started (pid %d)", c.short_id, link.pid)
         return c
 
@@ -553,6 +567,7 @@ class ContainerService:
             finished_at=record.finished_at,
         )
         self._save(c)
+        self.emit(c, "die", exitCode=str(record.exit_code))
         log.info("container %s exited with %d", c.short_id, record.exit_code)
         waiters, live.exit_waiters = live.exit_waiters, []
         for fut in waiters:
@@ -619,6 +634,7 @@ class ContainerService:
         if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
             c.manually_stopped = True
         await live.link.kill(signum)
+        self.emit(c, "kill", signal=str(signum))
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self.get(ref)
@@ -638,14 +654,16 @@ class ContainerService:
             timeout = c.config.stop_timeout if c.config.stop_timeout is not None else 10
         exited = self.waiter(c.id, "not-running")
         await live.link.kill(signum)
+        self.emit(c, "kill", signal=str(signum))
         try:
             await asyncio.wait_for(asyncio.shield(exited), None if timeout < 0 else timeout)
-            return
         except TimeoutError:
             log.info("container %s did not stop in %ss: killing it", c.short_id, timeout)
-        if live.link is not None:
-            await live.link.kill(signal_mod.SIGKILL)
-        await exited
+            if live.link is not None:
+                await live.link.kill(signal_mod.SIGKILL)
+                self.emit(c, "kill", signal=str(int(signal_mod.SIGKILL)))
+            await exited
+        self.emit(c, "stop")
 
     async def restart(
         self, ref: str, timeout: int | None = None, signal: str | None = None
@@ -654,6 +672,7 @@ class ContainerService:
         if c.state.running:
             await self.stop(c.id, timeout, signal)
         await self.start(c.id)
+        self.emit(c, "restart")
 
     async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
@@ -686,6 +705,9 @@ class ContainerService:
         self._network_traces.pop(c.id, None)
         self._live.pop(c.id, None)
         live.hub.end()
+        for hook in self.removal_hooks:
+            hook(c.id)
+        self.emit(c, "destroy")
         for fut in live.removal_waiters + live.exit_waiters:
             if not fut.done():
                 fut.set_result(c.state)
@@ -713,6 +735,8 @@ class ContainerService:
         live = self._live_of(c.id)
         queue = None
         seen_run, seen = live.hub.run, dict(live.hub.published)
+        if stream:
+            self.emit(c, "attach")
         if stream and (c.state.running or wait_for_start):
             queue = live.hub.subscribe()
 
@@ -765,6 +789,7 @@ class ContainerService:
         if not c.state.running or live.link is None:
             raise Conflict(f"Container {c.id} is not running")
         await live.link.resize(height, width)
+        self.emit(c, "resize", height=str(height), width=str(width))
 
     def logs(
         self,

@@ -11,6 +11,8 @@ from typing import Any
 
 import dockyard
 from dockyard.engine.containers import ContainerService
+from dockyard.engine.events import EventBus
+from dockyard.engine.exec import ExecService
 from dockyard.engine.images import ImageService
 
 
@@ -23,6 +25,16 @@ class Services:
     daemon_id: str = ""
     labels: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    execs: ExecService = field(init=False)
+
+    def __post_init__(self) -> None:
+        c = self.containers
+        self.execs = ExecService(c, self.images, c.launcher, c.events)
+        c.removal_hooks.append(self.execs.forget_container)
+
+    @property
+    def events(self) -> EventBus:
+        return self.containers.events
 
     def info(self) -> dict[str, Any]:
         """The facts `GET /info` reports (counts, host, storage)."""

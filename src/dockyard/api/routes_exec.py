@@ -1,0 +1,100 @@
+"""/containers/{id}/exec and /exec/...: docker exec over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from dockyard.api.context import services
+from dockyard.api.params import body, json_response, qint, version
+from dockyard.api.streams import (
+    MULTIPLEXED_STREAM,
+    RAW_STREAM,
+    RawStreamResponse,
+    frame,
+    take_over_input,
+)
+from dockyard.engine.exec import ExecConfig, ExecStartConfig, ExecStreams
+
+if TYPE_CHECKING:
+    from dockyard.api.app import Router
+
+log = logging.getLogger("dockyard.api")
+
+
+async def create(request: web.Request) -> web.Response:
+    config = await body(request, ExecConfig)
+    assert config is not None
+    exec_id = services(request).execs.create(request.match_info["id"], config)
+    return json_response({"Id": exec_id}, status=201)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    exec_id = request.match_info["id"]
+    # dockerd reads an absent body as {} (Detach false, Tty false).
+    start_cfg = await body(request, ExecStartConfig, optional=True) or ExecStartConfig()
+    if start_cfg.detach:
+        await svc.execs.start(exec_id, start_cfg)
+        return web.Response(status=200)
+    # Checked before the head goes out, so 404/409 reach the client as errors.
+    svc.execs.get(exec_id)
+    reader = take_over_input(request)
+    streams = await svc.execs.start(exec_id, start_cfg)
+    multiplexed = not streams.tty
+    content_type = (
+        MULTIPLEXED_STREAM if multiplexed and version(request).at_least(1, 42) else RAW_STREAM
+    )
+    if request.headers.get("Upgrade", "").lower() == "tcp":
+        head = {"Content-Type": content_type, "Connection": "Upgrade", "Upgrade": "tcp"}
+        resp = RawStreamResponse(101, "UPGRADED", head)
+    else:
+        resp = RawStreamResponse(200, "OK", {"Content-Type": content_type})
+    stdin_task = None
+    if reader is not None and streams.stdin is not None:
+        stdin_task = asyncio.create_task(_pump_stdin(reader.queue, streams))
+    await resp.prepare(request)
+    try:
+        async for kind, data in streams.frames:
+            await resp.write(frame(kind, data) if multiplexed else data)
+    except (ConnectionResetError, RuntimeError):
+        log.debug("exec client of %s went away", exec_id[:12])
+    finally:
+        if stdin_task is not None:
+            stdin_task.cancel()
+        with contextlib.suppress(Exception):
+            await streams.frames.aclose()  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):
+        await resp.write_eof()
+    return resp
+
+
+async def _pump_stdin(queue: asyncio.Queue[bytes | None], streams: ExecStreams) -> None:
+    assert streams.stdin is not None
+    with contextlib.suppress(Exception):  # the exec may end while input still comes
+        while (data := await queue.get()) is not None:
+            await streams.stdin(data)
+        if streams.close_stdin is not None:
+            await streams.close_stdin()
+
+
+async def inspect(request: web.Request) -> web.Response:
+    return json_response(services(request).execs.inspect(request.match_info["id"]))
+
+
+async def resize(request: web.Request) -> web.Response:
+    await services(request).execs.resize(
+        request.match_info["id"], qint(request, "h", 0) or 0, qint(request, "w", 0) or 0
+    )
+    return web.Response(status=200)
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/containers/{id}/exec", create)
+    router.add("POST", "/exec/{id}/start", start)
+    router.add("POST", "/exec/{id}/resize", resize)
+    router.add("GET", "/exec/{id}/json", inspect)
