@@ -8,7 +8,14 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 import dockyard
-from dockyard.api import routes_containers, routes_events, routes_exec, routes_images, routes_system
+from dockyard.api import (
+    routes_containers,
+    routes_events,
+    routes_exec,
+    routes_images,
+    routes_system,
+    routes_watch,
+)
 from dockyard.api.context import API_VERSION, SERVICES
 from dockyard.api.shapes import Version
 from dockyard.api.streams import RawStreamResponse, keep_half_closed_connections_open
@@ -147,4 +154,5 @@ def make_app(services: Services) -> web.Application:
     routes_images.register(router)
     routes_exec.register(router)
     routes_events.register(router)
+    routes_watch.register(router)
     return app

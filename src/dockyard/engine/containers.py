@@ -224,6 +224,16 @@ class ContainerService:
     def _save(self, c: Container) -> None:
         self._store.put_container(c)
 
+    save = _save  # for the services beside this one (pause, rename, health)
+
+    def link_of(self, c: Container) -> MonitorLink | None:
+        """The connection to a running container's monitor (None when not running)."""
+        live = self._live.get(c.id)
+        return live.link if live is not None else None
+
+    def check_name_free(self, full_name: str) -> None:
+        self._check_name_free(full_name)
+
     def emit(self, c: Container, action: str, **extra: str) -> None:
         """A container event as dockerd's: image, name and the labels as attributes."""
         attrs = {**(c.config.labels or {}), "image": c.config.image, "name": c.name.lstrip("/")}
@@ -635,6 +645,7 @@ class ContainerService:
             c.manually_stopped = True
         await live.link.kill(signum)
         self.emit(c, "kill", signal=str(signum))
+        await self._thaw_if_paused(c, live)
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self.get(ref)
@@ -655,6 +666,7 @@ class ContainerService:
         exited = self.waiter(c.id, "not-running")
         await live.link.kill(signum)
         self.emit(c, "kill", signal=str(signum))
+        await self._thaw_if_paused(c, live)
         try:
             await asyncio.wait_for(asyncio.shield(exited), None if timeout < 0 else timeout)
         except TimeoutError:
@@ -664,6 +676,15 @@ class ContainerService:
                 self.emit(c, "kill", signal=str(int(signal_mod.SIGKILL)))
             await exited
         self.emit(c, "stop")
+
+    async def _thaw_if_paused(self, c: Container, live: _Live) -> None:
+        """A paused container is signalled, then thawed, so that it can act on the signal."""
+        if c.state.paused and live.link is not None:
+            await live.link.resume()
+            c.state.paused = False
+            c.state.status = "running"
+            self._save(c)
+            self.emit(c, "unpause")
 
     async def restart(
         self, ref: str, timeout: int | None = None, signal: str | None = None

@@ -14,6 +14,7 @@ from dockyard.engine.containers import ContainerService
 from dockyard.engine.events import EventBus
 from dockyard.engine.exec import ExecService
 from dockyard.engine.images import ImageService
+from dockyard.engine.stats import StatsService
 
 
 @dataclass
@@ -26,11 +27,13 @@ class Services:
     labels: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     execs: ExecService = field(init=False)
+    stats: StatsService = field(init=False)
 
     def __post_init__(self) -> None:
         c = self.containers
         self.execs = ExecService(c, self.images, c.launcher, c.events)
         c.removal_hooks.append(self.execs.forget_container)
+        self.stats = StatsService(c)
 
     @property
     def events(self) -> EventBus:
