@@ -19,6 +19,7 @@ from dockyard.api.streams import (
     take_over_input,
 )
 from dockyard.engine.exec import ExecConfig, ExecStartConfig, ExecStreams
+from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
     from dockyard.api.app import Router
@@ -41,26 +42,34 @@ async def start(request: web.Request) -> web.StreamResponse:
     if start_cfg.detach:
         await svc.execs.start(exec_id, start_cfg)
         return web.Response(status=200)
-    # Checked before the head goes out, so 404/409 reach the client as errors.
-    svc.execs.get(exec_id)
-    reader = take_over_input(request)
-    streams = await svc.execs.start(exec_id, start_cfg)
-    multiplexed = not streams.tty
+    # Checked before the head goes out, so 404/409 reach the client as errors; the
+    # process starts after it, as with dockerd: a client that reads the head through a
+    # buffered reader (the Docker SDK) would otherwise swallow the first output.
+    ex = svc.execs.check_startable(exec_id)
+    tty = ex.config.tty or start_cfg.tty
     content_type = (
-        MULTIPLEXED_STREAM if multiplexed and version(request).at_least(1, 42) else RAW_STREAM
+        MULTIPLEXED_STREAM if not tty and version(request).at_least(1, 42) else RAW_STREAM
     )
     if request.headers.get("Upgrade", "").lower() == "tcp":
         head = {"Content-Type": content_type, "Connection": "Upgrade", "Upgrade": "tcp"}
         resp = RawStreamResponse(101, "UPGRADED", head)
     else:
         resp = RawStreamResponse(200, "OK", {"Content-Type": content_type})
+    reader = take_over_input(request)
+    await resp.prepare(request)
+    try:
+        streams = await svc.execs.start(exec_id, start_cfg)
+    except DockyardError as e:  # the container stopped meanwhile: dockerd writes it out
+        with contextlib.suppress(Exception):
+            await resp.write(_out(tty, (e.message + "\r\n").encode()))
+            await resp.write_eof()
+        return resp
     stdin_task = None
     if reader is not None and streams.stdin is not None:
         stdin_task = asyncio.create_task(_pump_stdin(reader.queue, streams))
-    await resp.prepare(request)
     try:
         async for kind, data in streams.frames:
-            await resp.write(frame(kind, data) if multiplexed else data)
+            await resp.write(data if tty else frame(kind, data))
     except (ConnectionResetError, RuntimeError):
         log.debug("exec client of %s went away", exec_id[:12])
     finally:
@@ -71,6 +80,10 @@ async def start(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(Exception):
         await resp.write_eof()
     return resp
+
+
+def _out(tty: bool, data: bytes) -> bytes:
+    return data if tty else frame(1, data)
 
 
 async def _pump_stdin(queue: asyncio.Queue[bytes | None], streams: ExecStreams) -> None:

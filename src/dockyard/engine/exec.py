@@ -191,13 +191,19 @@ class ExecService:
             privileged=cfg.privileged,
         )
 
-    async def start(self, exec_id: str, start: ExecStartConfig) -> ExecStreams:
-        """Run the exec; the returned frames end once it has exited and its code is known."""
+    def check_startable(self, exec_id: str) -> Exec:
+        """404/409 now, before an API answer's head goes out."""
         ex = self.get(exec_id)
         if ex.running:
             raise Conflict(f"Error: Exec command {exec_id} is already running")
         if ex.started:
             raise Conflict(f"Error: Exec command {exec_id} has already run")
+        self._running_container(ex.container_id)
+        return ex
+
+    async def start(self, exec_id: str, start: ExecStartConfig) -> ExecStreams:
+        """Run the exec; the returned frames end once it has exited and its code is known."""
+        ex = self.check_startable(exec_id)
         c = self._running_container(ex.container_id)
         ex.started = True
         tty = ex.config.tty or start.tty
