@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from dockyard.engine import create_validation, etc_files
+from dockyard.engine import create_validation, etc_files, health
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
 from dockyard.engine.events import EventBus
 from dockyard.engine.filters import check_container_filters, container_matches
@@ -157,6 +157,10 @@ class ContainerService:
         self.events = events or EventBus()
         # Called with a container's id once it is removed (its execs go with it).
         self.removal_hooks: list[Callable[[str], None]] = []
+        # Called once a container runs (started, or found running after a daemon
+        # restart) and once it exited: health checks follow these.
+        self.run_hooks: list[Callable[[Container], None]] = []
+        self.exit_hooks: list[Callable[[Container], None]] = []
         self._root = os.path.join(data_root, "containers")
         os.makedirs(self._root, exist_ok=True)
         self._containers: dict[str, Container] = {c.id: c for c in store.containers()}
@@ -252,9 +256,11 @@ class ContainerService:
         if not config.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
         create_validation.validate_create(config, host_config)
+        health.validate(config.healthcheck)
         image_id = self._images.resolve(config.image)
         image_cfg = self._images.config(image_id).get("config") or {}
         merged = self._merge_image_config(config, image_cfg)
+        merged.healthcheck = health.merge(config.healthcheck, image_cfg.get("Healthcheck"))
         entrypoint = strslice(merged.entrypoint) or []
         cmd = strslice(merged.cmd) or []
         argv = entrypoint + cmd
@@ -533,6 +539,8 @@ class ContainerService:
         live.link = link
         live.hub.new_run()
         live.running.set()
+        for hook in self.run_hooks:
+            hook(c)
 
         async def pump() -> None:
             async for frame in link.frames():
@@ -564,6 +572,8 @@ class ContainerService:
         live = self._live_of(container_id)
         live.link = None
         live.running.clear()
+        for hook in self.exit_hooks:
+            hook(c)
         try:
             await self.networking.release(c)
         except Exception as e:  # noqa: BLE001 - logged; the exit is recorded regardless

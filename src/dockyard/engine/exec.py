@@ -262,6 +262,32 @@ class ExecService:
 
         return ExecStreams(_drain(queue, attached), tty, write, close)
 
+    async def run_probe(
+        self, ref: str, argv: list[str], timeout: float, max_output: int
+    ) -> tuple[int | None, str]:
+        """Run a health probe: (exit code, first bytes of stdout+stderr); (None, ...) if
+        it outlived `timeout` (it is killed then)."""
+        exec_id = self.create(
+            ref, ExecConfig(attach_stdout=True, attach_stderr=True, cmd=list(argv))
+        )
+        streams = await self.start(exec_id, ExecStartConfig())
+        ex = self.get(exec_id)
+        out = bytearray()
+
+        async def collect() -> None:
+            async for _kind, data in streams.frames:
+                if len(out) < max_output:
+                    out.extend(data[: max_output - len(out)])
+
+        try:
+            await asyncio.wait_for(collect(), timeout)
+        except TimeoutError:
+            if ex.link is not None:
+                with contextlib.suppress(Exception):
+                    await ex.link.kill(9)
+            return None, ""
+        return ex.exit_code, out.decode("utf-8", "replace")
+
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         ex = self.get(exec_id)
         if ex.link is None or not ex.running:

@@ -13,6 +13,7 @@ import dockyard
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.events import EventBus
 from dockyard.engine.exec import ExecService
+from dockyard.engine.health import HealthService
 from dockyard.engine.images import ImageService
 from dockyard.engine.stats import StatsService
 
@@ -28,12 +29,14 @@ class Services:
     started: float = field(default_factory=time.time)
     execs: ExecService = field(init=False)
     stats: StatsService = field(init=False)
+    health: HealthService = field(init=False)
 
     def __post_init__(self) -> None:
         c = self.containers
         self.execs = ExecService(c, self.images, c.launcher, c.events)
         c.removal_hooks.append(self.execs.forget_container)
         self.stats = StatsService(c)
+        self.health = HealthService(c, self.execs)
 
     @property
     def events(self) -> EventBus:
