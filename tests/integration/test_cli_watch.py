@@ -195,3 +195,14 @@ def test_events_bad_filter_is_400(dockyard):
     proc = dockyard("events", "--until", "0s", "--filter", "bogus=1")
     assert proc.returncode == 1
     assert "invalid filter 'bogus'" in proc.stderr
+
+
+def test_image_events(dockyard, unique):
+    since = f"{time.time():.9f}"
+    tag = unique("evimg") + ":v1"
+    assert dockyard("tag", "busybox", tag).returncode == 0
+    assert dockyard("rmi", tag).returncode == 0
+    proc = dockyard("events", "--since", since, "--until", "0s", "--filter", "type=image", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"tag {tag}", "untag " + proc.stdout.splitlines()[1].split()[1]]
+    assert proc.stdout.splitlines()[1].split()[1].startswith("sha256:")

@@ -33,6 +33,7 @@ class Services:
 
     def __post_init__(self) -> None:
         c = self.containers
+        self.images.events = c.events
         self.execs = ExecService(c, self.images, c.launcher, c.events)
         c.removal_hooks.append(self.execs.forget_container)
         self.stats = StatsService(c)
