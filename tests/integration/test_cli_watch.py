@@ -202,7 +202,80 @@ def test_image_events(dockyard, unique):
     tag = unique("evimg") + ":v1"
     assert dockyard("tag", "busybox", tag).returncode == 0
     assert dockyard("rmi", tag).returncode == 0
-    proc = dockyard("events", "--since", since, "--until", "0s", "--filter", "type=image", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+    proc = dockyard(
+        "events",
+        "--since",
+        since,
+        "--until",
+        "0s",
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [f"tag {tag}", "untag " + proc.stdout.splitlines()[1].split()[1]]
+    assert proc.stdout.splitlines() == [
+        f"tag {tag}",
+        "untag " + proc.stdout.splitlines()[1].split()[1],
+    ]
     assert proc.stdout.splitlines()[1].split()[1].startswith("sha256:")
+
+
+def test_diff_added_changed_deleted(dockyard, unique):
+    name = unique("diff")
+    proc = dockyard(
+        "run",
+        "--name",
+        name,
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /new && touch /new/f && echo x >> /etc/passwd && rm /bin/vi && ln -s /etc/shadow /link",
+    )
+    assert proc.returncode == 0, proc.stderr
+    try:
+        out = dockyard("diff", name)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        for want in (
+            "A /new",
+            "A /new/f",
+            "C /etc",
+            "C /etc/passwd",
+            "C /bin",
+            "D /bin/vi",
+            "A /link",
+        ):
+            assert want in lines, (want, lines)
+        assert lines == sorted(lines, key=lambda line: line[2:])
+    finally:
+        dockyard("rm", "-f", name)
+
+
+def test_container_prune(dockyard, unique):
+    keep, gone, running = unique("keep"), unique("gone"), unique("run")
+    # Only this test's containers carry this label: the session's others stay.
+    mine = "prunetest=" + unique("p")
+    made = [
+        dockyard("create", "--name", keep, "-l", mine, "-l", "keep=yes", "busybox", "true"),
+        dockyard("run", "--name", gone, "-l", mine, "busybox", "sh", "-c", "head -c 100000 /dev/zero > /big"),
+        dockyard("run", "-d", "--name", running, "-l", mine, "busybox", "sleep", "60"),
+    ]  # fmt: skip
+    assert all(p.returncode == 0 for p in made), [p.stderr for p in made]
+    gone_id = dockyard("inspect", "--format", "{{.Id}}", gone).stdout.strip()
+    try:
+        proc = dockyard(
+            "container", "prune", "-f", "--filter", f"label={mine}", "--filter", "label!=keep=yes"
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[:3] == ["Deleted Containers:", gone_id, ""]
+        total = proc.stdout.strip().splitlines()[-1]
+        assert re.fullmatch(r"Total reclaimed space: \d+(\.\d+)?kB", total), total
+        names = dockyard("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        assert keep in names and running in names and gone not in names
+        bad = dockyard(
+            "container", "prune", "-f", "--filter", "nope=1", "--filter", f"label={mine}"
+        )
+        assert bad.returncode == 1 and "invalid filter" in bad.stderr
+    finally:
+        dockyard("rm", "-f", keep, gone, running)

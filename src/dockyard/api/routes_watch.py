@@ -9,8 +9,9 @@ import msgspec
 from aiohttp import web
 
 from dockyard.api.context import services
-from dockyard.api.params import json_response, qbool
+from dockyard.api.params import json_response, qbool, qfilters
 from dockyard.engine import container_ops
+from dockyard.engine.filters import normalize
 from dockyard.errors import InvalidParameter
 
 if TYPE_CHECKING:
@@ -65,7 +66,22 @@ async def stats(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def changes(request: web.Request) -> web.Response:
+    svc = services(request)
+    return json_response(
+        await container_ops.diff(svc.containers, svc.images, request.match_info["id"])
+    )
+
+
+async def prune(request: web.Request) -> web.Response:
+    filters = normalize(qfilters(request))
+    deleted, reclaimed = await container_ops.prune(services(request).containers, filters)
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
 def register(router: Router) -> None:
+    router.add("GET", "/containers/{id}/changes", changes)
+    router.add("POST", "/containers/prune", prune)
     router.add("POST", "/containers/{id}/pause", pause)
     router.add("POST", "/containers/{id}/unpause", unpause)
     router.add("POST", "/containers/{id}/rename", rename)

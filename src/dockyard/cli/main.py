@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, str] = {
     "attach": "attach",
     "exec": "exec_",
+    "diff": "diff",
     "events": "events",
     "pause": "pause",
     "unpause": "unpause",
@@ -60,6 +61,8 @@ COMMANDS: dict[str, str] = {
 MANAGEMENT: dict[str, dict[str, str]] = {
     "container": {
         "attach": "attach",
+        "diff": "diff",
+        "prune": "container_prune",
         "exec": "exec",
         "pause": "pause",
         "unpause": "unpause",
@@ -120,6 +123,7 @@ SUMMARY = [
     ("Commands", [
         ("attach", "Attach local standard input, output, and error streams to a running container"),
         ("create", "Create a new container"),
+        ("diff", "Inspect changes to files or directories on a container's filesystem"),
         ("events", "Get real time events from the server"),
         ("exec", "Execute a command in a running container"),
         ("daemon", "Run the Dockyard daemon"),

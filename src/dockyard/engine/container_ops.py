@@ -9,9 +9,11 @@ import os
 import shlex
 
 from dockyard.engine.containers import ContainerService
+from dockyard.engine.images import ImageService
 from dockyard.engine.models import Container
 from dockyard.engine.names import validate_name
 from dockyard.errors import Conflict, InvalidParameter
+from dockyard.image import layer_changes
 
 
 def _running(svc: ContainerService, ref: str) -> Container:
@@ -59,6 +61,71 @@ def rename(svc: ContainerService, ref: str, new_name: str) -> None:
     c.name = full
     svc.save(c)
     svc.emit(c, "rename", oldName=old)
+
+
+async def diff(svc: ContainerService, images: ImageService, ref: str) -> list[dict]:
+    """GET /containers/{id}/changes: [{"Path", "Kind"}] from the container's layer."""
+    c = svc.get(ref)
+    lowers = images.blobs.lower_dirs(c.image)
+    found = await asyncio.to_thread(layer_changes.changes, os.path.join(c.bundle, "upper"), lowers)
+    return [{"Path": path, "Kind": kind} for path, kind in found]
+
+
+async def prune(svc: ContainerService, filters: dict[str, list[str]]) -> tuple[list[str], int]:
+    """POST /containers/prune: remove stopped containers (filters until=, label=, label!=)."""
+    for key in filters:
+        if key not in ("until", "label", "label!"):
+            raise InvalidParameter(f"invalid filter '{key}'")
+    until = None
+    for value in filters.get("until", []):
+        until = _until(value)
+    deleted: list[str] = []
+    reclaimed = 0
+    for c in svc.list(all_=True):
+        if c.state.running or c.state.status == "removing":
+            continue
+        if until is not None and c.created_unix >= until:
+            continue
+        labels = c.config.labels or {}
+        if not all(_label_match(labels, w) for w in filters.get("label", [])):
+            continue
+        if any(_label_match(labels, w) for w in filters.get("label!", [])):
+            continue
+        rw, _ = await svc.size(c)
+        try:
+            await svc.remove(c.id)
+        except Conflict:
+            continue  # started meanwhile
+        deleted.append(c.id)
+        reclaimed += rw
+    svc.events.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
+    return deleted, reclaimed
+
+
+def _label_match(labels: dict[str, str], want: str) -> bool:
+    key, eq, value = want.partition("=")
+    return key in labels and (not eq or labels[key] == value)
+
+
+def _until(value: str) -> float:
+    """A timestamp (unix, RFC 3339) or a Go duration meaning that long ago."""
+    import re
+    import time
+
+    from dockyard.engine.clock import parse_rfc3339
+
+    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", value)
+    if parts and "".join(n + u for n, u in parts) == value:
+        return time.time() - sum(float(n) * units[u] for n, u in parts)
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    ts = parse_rfc3339(value if value.endswith("Z") or "+" in value[10:] else value + "Z")
+    if not ts:
+        raise InvalidParameter(f"invalid filter 'until={value}'")
+    return ts
 
 
 def container_pids(c: Container) -> set[int]:
