@@ -89,6 +89,7 @@ def test_exec_dies_with_the_container(client, box):
     ex = api.exec_create(box.id, ["sleep", "300"])
     api.exec_start(ex["Id"], detach=True)
     assert api.exec_inspect(ex["Id"])["Running"] is True
+    assert api.inspect_container(box.id)["ExecIDs"] == [ex["Id"]]
     box.kill()
     for _ in range(100):
         if not api.exec_inspect(ex["Id"])["Running"]:
