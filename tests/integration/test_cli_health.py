@@ -116,3 +116,7 @@ def test_health_survives_a_daemon_restart(daemon_factory, tmp_path):
             time.sleep(0.2)
     finally:
         d.dockyard("rm", "-f", "hh")
+        # A live-restore daemon keeps its bridge at exit: one more start without it
+        # lets the fixture's clean shutdown take everything down.
+        d.stop()
+        daemon_factory(base=d.base, data_root=d.data_root)

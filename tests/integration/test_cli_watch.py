@@ -279,3 +279,18 @@ def test_container_prune(dockyard, unique):
         assert bad.returncode == 1 and "invalid filter" in bad.stderr
     finally:
         dockyard("rm", "-f", keep, gone, running)
+
+
+def test_network_events(dockyard, unique):
+    since = f"{time.time():.9f}"
+    name = unique("netev")
+    assert dockyard("run", "--name", name, "busybox", "true").returncode == 0
+    cid = dockyard("inspect", "--format", "{{.Id}}", name).stdout.strip()
+    dockyard("rm", name)
+    proc = dockyard(
+        "events", "--since", since, "--until", "0s", "--filter", "type=network",
+        "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    mine = [line for line in proc.stdout.splitlines() if line.endswith(cid)]
+    assert mine == [f"connect bridge {cid}", f"disconnect bridge {cid}"]
