@@ -137,3 +137,22 @@ def test_docker_cli_exec_top_stats(daemon, box):
     refused = daemon.docker("exec", box.name, "true")
     assert refused.returncode != 0 and "paused" in refused.stderr
     assert daemon.docker("unpause", box.name).returncode == 0
+
+
+@pytest.mark.docker_cli
+def test_docker_cli_diff_rename_prune(daemon, client, unique):
+    name, new = unique("dcli"), unique("dcli-new")
+    run = daemon.docker(
+        "run", "--name", name, "-l", f"t={name}", "busybox", "sh", "-c", "touch /added; rm /bin/vi"
+    )
+    assert run.returncode == 0, run.stderr
+    diff = daemon.docker("diff", name)
+    assert diff.returncode == 0, diff.stderr
+    assert {"A /added", "C /bin", "D /bin/vi"} <= set(diff.stdout.splitlines())
+    assert daemon.docker("rename", name, new).returncode == 0
+    assert client.containers.get(new).name == new
+    prune = daemon.docker("container", "prune", "-f", "--filter", f"label=t={name}")
+    assert prune.returncode == 0, prune.stderr
+    assert "Total reclaimed space:" in prune.stdout
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(new)

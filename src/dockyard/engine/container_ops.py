@@ -183,4 +183,5 @@ async def top(svc: ContainerService, ref: str, ps_args: str = "") -> dict:
             raise InvalidParameter(f"Unexpected pid '{fields[pid_col]}'") from None
         if pid in pids:
             processes.append(fields)
+    svc.emit(c, "top")
     return {"Titles": titles, "Processes": processes}

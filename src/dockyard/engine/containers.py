@@ -587,6 +587,8 @@ class ContainerService:
             finished_at=record.finished_at,
         )
         self._save(c)
+        if record.oom_killed:
+            self.emit(c, "oom")
         self.emit(c, "die", exitCode=str(record.exit_code))
         log.info("container %s exited with %d", c.short_id, record.exit_code)
         waiters, live.exit_waiters = live.exit_waiters, []
