@@ -156,3 +156,25 @@ def test_docker_cli_diff_rename_prune(daemon, client, unique):
     assert "Total reclaimed space:" in prune.stdout
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(new)
+
+
+def test_exec_bad_input(client, box):
+    api = client.api
+
+    def create(body: dict) -> int:
+        resp = api._post_json(api._url("/containers/{0}/exec", box.id), data=body)
+        return resp.status_code
+
+    assert create({"Cmd": []}) == 400
+    assert create({}) == 400
+    assert create({"Cmd": ["true"], "Env": ["=x"]}) == 400
+    assert create({"Cmd": ["true"], "ConsoleSize": [1, 2, 3]}) == 400
+    assert create({"Cmd": "true", "User": 5}) == 400  # a type error, not a 500
+    # an unknown user: the start answers, the stream says why, the code is 126
+    res = box.exec_run("true", user="nosuchuser")
+    assert res.exit_code == 126
+    assert b"nosuchuser" in res.output
+    ex = api.exec_create(box.id, "true")
+    with pytest.raises(docker.errors.APIError) as err:
+        api.exec_resize(ex["Id"], height=10, width=10)
+    assert err.value.status_code == 409
