@@ -49,6 +49,11 @@ def test_healthy_then_unhealthy(dockyard, unique, inspect):
             "--filter", "event=health_status", "--format", "{{.Action}}",
         ).stdout.split("\n")  # fmt: skip
         assert events[:2] == ["health_status: healthy", "health_status: unhealthy"]
+        assert dockyard("kill", name).returncode == 0
+        dockyard("wait", name)
+        stopped = inspect(name)["State"]
+        assert stopped["Health"]["Status"] == "unhealthy"  # kept, as dockerd keeps it
+        assert "unhealthy" not in dockyard("ps", "-a", "--filter", f"name={name}").stdout
     finally:
         dockyard("rm", "-f", name)
 

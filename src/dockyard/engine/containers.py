@@ -585,6 +585,7 @@ class ContainerService:
             error=record.error,
             started_at=c.state.started_at,
             finished_at=record.finished_at,
+            health=c.state.health,  # the last result stays for inspect, as dockerd's
         )
         self._save(c)
         if record.oom_killed:
