@@ -169,6 +169,7 @@ def test_exec_bad_input(client, box):
     assert create({}) == 400
     assert create({"Cmd": ["true"], "Env": ["=x"]}) == 400
     assert create({"Cmd": ["true"], "ConsoleSize": [1, 2, 3]}) == 400
+    assert create({"Cmd": ["true"], "WorkingDir": "relative"}) == 400
     assert create({"Cmd": "true", "User": 5}) == 400  # a type error, not a 500
     # an unknown user: the start answers, the stream says why, the code is 126
     res = box.exec_run("true", user="nosuchuser")

@@ -64,6 +64,14 @@ async def start(request: web.Request) -> web.StreamResponse:
             await resp.write(_out(tty, (e.message + "\r\n").encode()))
             await resp.write_eof()
         return resp
+    if streams.error:
+        # As dockerd: the stream says why. A client reading the head through a buffered
+        # reader (the SDK's http.client) loses bytes that arrive with it: let it go first.
+        await asyncio.sleep(0.05)
+        with contextlib.suppress(Exception):
+            await resp.write(_out(tty, (streams.error + "\r\n").encode()))
+            await resp.write_eof()
+        return resp
     stdin_task = None
     if reader is not None and streams.stdin is not None:
         stdin_task = asyncio.create_task(_pump_stdin(reader.queue, streams))

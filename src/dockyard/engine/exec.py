@@ -80,6 +80,7 @@ class ExecStreams:
     tty: bool
     stdin: Callable[[bytes], Awaitable[None]] | None
     close_stdin: Callable[[], Awaitable[None]] | None
+    error: str = ""  # the process could not start (its exit code is 126 or 127)
 
 
 class ExecService:
@@ -116,6 +117,10 @@ class ExecService:
         args = strslice(config.cmd) or []
         if not args:
             raise InvalidParameter("No exec command specified")
+        if config.working_dir and not config.working_dir.startswith("/"):
+            raise InvalidParameter(
+                f"the working directory '{config.working_dir}' is invalid, it needs to be an absolute path"
+            )
         if config.console_size is not None and len(config.console_size) != 2:
             raise InvalidParameter("ConsoleSize must be [height, width]")
         for e in config.env or []:
@@ -220,9 +225,8 @@ class ExecService:
             ex.done.set()
             if start.detach:
                 raise
-            queue.put_nowait((1, (e.message + "\r\n").encode()))
             queue.put_nowait(None)
-            return ExecStreams(_drain(queue, attached), tty, None, None)
+            return ExecStreams(_drain(queue, attached), tty, None, None, error=e.message)
         ex.link, ex.pid, ex.running = link, link.pid, True
         self._emit(c, "exec_start: " + " ".join(ex.args), ex.id)
         size = start.console_size or ex.config.console_size
