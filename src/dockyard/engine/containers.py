@@ -511,6 +511,13 @@ class ContainerService:
         log.info("container %s started (pid %d)", c.short_id, link.pid)
         return c
 
+    def _network_event(self, c: Container, action: str) -> None:
+        """dockerd's network connect/disconnect events, one per endpoint."""
+        ids = self.networking.network_ids()
+        for name in c.endpoints or {}:
+            attrs = {"container": c.id, "name": name, "type": "bridge"}
+            self.events.emit("network", action, ids.get(name, name), attrs)
+
     async def _prepare_network(self, c: Container) -> None:
         """The container's network namespace and bridge endpoint, and the /etc/hosts
         that names its address."""
@@ -521,6 +528,7 @@ class ContainerService:
             calls = self.networking.last_trace.pop(c.id, None)
         if ep is None:
             return
+        self._network_event(c, "connect")
         hosts = etc_files.hosts_file(
             c.host_config,
             False,
@@ -574,6 +582,7 @@ class ContainerService:
         live.running.clear()
         for hook in self.exit_hooks:
             hook(c)
+        self._network_event(c, "disconnect")
         try:
             await self.networking.release(c)
         except Exception as e:  # noqa: BLE001 - logged; the exit is recorded regardless
