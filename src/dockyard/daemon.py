@@ -52,6 +52,8 @@ class DaemonConfig:
     tlscacert: str = ""
     tlscert: str = ""
     tlskey: str = ""
+    log_driver: str = "json-file"
+    log_opts: dict[str, str] = field(default_factory=dict)
     bip: str = ""  # the default bridge's gateway address and prefix, "172.18.0.1/16"
     default_address_pools: list[tuple[str, int]] = field(default_factory=list)
 
@@ -166,6 +168,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         }
         known.add("insecure-registries")
         known |= {"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"}
+        known |= {"log-driver", "log-opts"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise DockyardError(
@@ -179,6 +182,11 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.labels = list(raw.get("labels", []))
         cfg.group = raw.get("group", cfg.group)
         cfg.insecure_registries = list(raw.get("insecure-registries", []))
+        cfg.log_driver = str(raw.get("log-driver") or "json-file")
+        opts = raw.get("log-opts") or {}
+        if not isinstance(opts, dict) or not all(isinstance(v, str) for v in opts.values()):
+            raise DockyardError(f"invalid log-opts in {args.config_file}: want strings")
+        cfg.log_opts = dict(opts)
         for key in ("tls", "tlsverify"):
             if key in raw:
                 if not isinstance(raw[key], bool):
@@ -464,8 +472,11 @@ async def serve(cfg: DaemonConfig) -> None:
         connection_cap,
         quiet_accept_errors,
     )
+    from dockyard.engine import logconfig
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
+    from dockyard.engine.logconfig import LogDefaults
+    from dockyard.engine.models import LogConfig
     from dockyard.engine.networking import ContainerNetworking
     from dockyard.engine.services import Services
     from dockyard.engine.store import Store
@@ -502,6 +513,9 @@ async def serve(cfg: DaemonConfig) -> None:
     )
     await networking.start()
     containers = ContainerService(store, images, launcher, cfg.data_root, networking)
+    containers.log_defaults = LogDefaults(cfg.log_driver, dict(cfg.log_opts))
+    # an unknown driver or option in daemon.json stops the daemon, as dockerd
+    logconfig.check(LogConfig(type=cfg.log_driver, config=dict(cfg.log_opts)), LogDefaults())
     services = Services(
         containers=containers,
         images=images,

@@ -288,7 +288,10 @@ BAD_BODIES = [
         id="bind-inside-proc",
     ),
     pytest.param(
-        with_host(Binds=["/tmp"]), "invalid volume specification: '/tmp'", id="bind-no-colon"
+        # (a lone "/tmp" is an anonymous volume to dockerd, not an error)
+        with_host(Binds=[":/x"]),
+        "invalid volume specification: ':/x'",
+        id="bind-empty-source",
     ),
     pytest.param(
         with_host(Binds=["/tmp:/x:bogus"]), "invalid mode: bogus", id="bind-unknown-option"

@@ -21,9 +21,11 @@ from dockyard.errors import InvalidParameter
     ("raw", "bind"),
     [
         ("/src:/dst", Bind("/src", "/dst", False)),
-        ("/src:/dst:ro", Bind("/src", "/dst", True)),
-        ("/src:/dst/../x/:rw,z,rprivate", Bind("/src", "/x", False)),
-        ("/src:/proc/cpuinfo:ro", Bind("/src", "/proc/cpuinfo", True)),
+        ("/src:/dst:ro", Bind("/src", "/dst", True, mode="ro")),
+        ("/src:/dst/../x/:rw,z,rprivate", Bind("/src", "/x", False, mode="rw,z,rprivate")),
+        ("vol:/d:ro,nocopy", Bind("vol", "/d", True, kind="volume", mode="ro,nocopy", nocopy=True)),
+        ("/anon", Bind("", "/anon", False, kind="volume")),
+        ("/src:/proc/cpuinfo:ro", Bind("/src", "/proc/cpuinfo", True, mode="ro")),
         ("/src:/sys/fs/cgroup", Bind("/src", "/sys/fs/cgroup", False)),
     ],
 )
@@ -40,7 +42,6 @@ def test_good_binds(raw, bind):
         ("/a://proc", "destination can't be '/proc'"),
         ("/a:/sys", "destination can't be '/sys'"),
         ("/a:/proc/self/attr", "is inside /proc"),
-        ("/a", "invalid volume specification: '/a'"),
         ("a", "invalid mount path: 'a' mount path must be absolute"),
         (":/x", "invalid volume specification: ':/x'"),
         ("/a:/b:ro:x", "invalid volume specification: '/a:/b:ro:x'"),
@@ -50,7 +51,9 @@ def test_good_binds(raw, bind):
         ("/a:relative", "invalid mount path: 'relative' mount path must be absolute"),
         ("/a:/b:nocopy", "field VolumeOptions must not be specified"),
         ("/a:/b:rshared", "propagation mode 'rshared' is not supported"),
-        ("vol:/b", "named volumes are not available"),
+        ("a/b:/b", '"a/b" includes invalid characters for a local volume name'),
+        ("..:/b", '".." includes invalid characters for a local volume name'),
+        ("vol:/proc", "destination can't be '/proc'"),
     ],
 )  # fmt: skip
 def test_bad_binds(raw, words):

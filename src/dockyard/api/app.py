@@ -9,11 +9,13 @@ from aiohttp import web
 
 import dockyard
 from dockyard.api import (
+    routes_archive,
     routes_containers,
     routes_events,
     routes_exec,
     routes_images,
     routes_system,
+    routes_volumes,
     routes_watch,
 )
 from dockyard.api.context import API_VERSION, SERVICES
@@ -155,4 +157,6 @@ def make_app(services: Services) -> web.Application:
     routes_exec.register(router)
     routes_events.register(router)
     routes_watch.register(router)
+    routes_volumes.register(router)
+    routes_archive.register(router)
     return app

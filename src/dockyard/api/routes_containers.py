@@ -256,9 +256,12 @@ async def logs(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     try:
-        async for e in entries:
-            data = f"{e.time} ".encode() + e.data if timestamps else e.data
-            await resp.write(frame(e.stream, data) if multiplexed else data)
+        async for batch in entries:
+            chunks = []
+            for e in batch:
+                data = f"{e.time} ".encode() + e.data if timestamps else e.data
+                chunks.append(frame(e.stream, data) if multiplexed else data)
+            await resp.write(b"".join(chunks))
     except (ConnectionResetError, RuntimeError):
         pass
     with contextlib.suppress(Exception):

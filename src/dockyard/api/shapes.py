@@ -16,6 +16,7 @@ import msgspec
 from dockyard.engine import health
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.models import Container, ImageInfo, ImageRecord
+from dockyard.engine.mounts import inspect_shape
 from dockyard.network.bridge import Endpoint
 
 _to_builtins = msgspec.to_builtins
@@ -206,21 +207,7 @@ def _networks(c: Container, network_ids: dict[str, str] | None = None) -> dict[s
 
 
 def _mounts(c: Container) -> list[dict[str, Any]]:
-    out = []
-    for bind in c.host_config.binds or []:
-        src, dst, *opts = bind.split(":")
-        flags = ",".join(opts).split(",")
-        out.append(
-            {
-                "Type": "bind",
-                "Source": src,
-                "Destination": dst,
-                "Mode": ",".join(opts),
-                "RW": "ro" not in flags,
-                "Propagation": "rprivate",
-            }
-        )
-    return out
+    return [inspect_shape(mp) for mp in c.mount_points or []]
 
 
 def container_inspect(

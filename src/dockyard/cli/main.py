@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "rename": "rename",
     "top": "top",
     "stats": "stats",
+    "cp": "cp",
     "run": "run",
     "create": "create",
     "start": "start",
@@ -69,6 +70,7 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "rename": "rename",
         "top": "top",
         "stats": "stats",
+        "cp": "cp",
         "ls": "ps",
         "list": "ps",
         "ps": "ps",
@@ -101,6 +103,15 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "inspect": "inspect",
     },
     "system": {"info": "info", "events": "events"},
+    "volume": {
+        "create": "volume_create",
+        "ls": "volume_ls",
+        "list": "volume_ls",
+        "inspect": "volume_inspect",
+        "rm": "volume_rm",
+        "remove": "volume_rm",
+        "prune": "volume_prune",
+    },
 }
 
 SUMMARY = [
@@ -119,9 +130,11 @@ SUMMARY = [
         ("container", "Manage containers"),
         ("image", "Manage images"),
         ("system", "Manage Dockyard"),
+        ("volume", "Manage volumes"),
     ]),
     ("Commands", [
         ("attach", "Attach local standard input, output, and error streams to a running container"),
+        ("cp", "Copy files/folders between a container and the local filesystem"),
         ("create", "Create a new container"),
         ("diff", "Inspect changes to files or directories on a container's filesystem"),
         ("events", "Get real time events from the server"),

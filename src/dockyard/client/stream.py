@@ -101,5 +101,16 @@ def copy_stream(chunks: Iterable[bytes], sink: OutputSink, tty: bool) -> None:
         for chunk in chunks:
             sink.write(STDOUT, chunk)
         return
-    for stream, payload in demux(chunks):
-        sink.write(stream, payload)
+    # Consecutive frames of one stream in a chunk go out in one write: a 100 MB log
+    # is a few hundred writes, not one per line. The order of the streams is kept.
+    decoder = FrameDecoder()
+    for chunk in chunks:
+        current, parts = 0, []
+        for stream, payload in decoder.feed(chunk):
+            if stream != current and parts:
+                sink.write(current, b"".join(parts))
+                parts = []
+            current = stream
+            parts.append(payload)
+        if parts:
+            sink.write(current, b"".join(parts))

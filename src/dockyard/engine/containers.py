@@ -17,18 +17,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from dockyard.engine import create_validation, etc_files, health
+from dockyard.engine import create_validation, etc_files, health, logconfig, mounts
+from dockyard.engine.archive import ContainerFiles
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
 from dockyard.engine.events import EventBus
 from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.images import ImageService
 from dockyard.engine.isolation import run_spec_options
-from dockyard.engine.logs import LogEntry, read_log
+from dockyard.engine.logs import LogEntry, read_log, read_log_batches
 from dockyard.engine.models import (
     Container,
     ContainerConfig,
     ContainerState,
     HostConfig,
+    MountPoint,
     NetworkingConfig,
     UpdateConfig,
     strslice,
@@ -37,6 +39,7 @@ from dockyard.engine.names import random_name, validate_name
 from dockyard.engine.networking import ContainerNetworking
 from dockyard.engine.store import Store
 from dockyard.engine.update import live_resources, merged_host_config
+from dockyard.engine.volumes import VolumeService
 from dockyard.errors import (
     Conflict,
     InvalidParameter,
@@ -44,6 +47,7 @@ from dockyard.errors import (
     NotModified,
     RuntimeFailure,
 )
+from dockyard.image.layered_copy import copy_tree
 from dockyard.image.users import parse_passwd, resolve_user
 from dockyard.runtime.launcher import ExitRecord, Launcher, MonitorLink, read_exit
 from dockyard.runtime.spec import (
@@ -148,9 +152,11 @@ class ContainerService:
         data_root: str,
         networking: ContainerNetworking,
         events: EventBus | None = None,
+        volumes: VolumeService | None = None,
     ) -> None:
         self._store = store
         self.networking = networking
+        self.volumes = volumes or VolumeService(store, data_root)
         self._images = images
         self._launcher = launcher
         self.launcher = launcher
@@ -164,14 +170,91 @@ class ContainerService:
         self._root = os.path.join(data_root, "containers")
         os.makedirs(self._root, exist_ok=True)
         self._containers: dict[str, Container] = {c.id: c for c in store.containers()}
+        for c in self._containers.values():
+            if c.mount_points is None and c.host_config.binds:
+                # records from before mount points: their binds, as they were mounted
+                c.mount_points = [
+                    MountPoint(
+                        type="bind", destination=b.target, source=b.source, rw=not b.readonly
+                    )
+                    for b in create_validation.parse_binds(c.host_config.binds)
+                    if b.kind == "bind"
+                ]
         self._network_traces: dict[str, dict] = {}  # container id -> its last start's
         self._live: dict[str, _Live] = {}
         images.users_of = self._users_of_image
+        self.volumes.users_of = self._users_of_volume
+        self.log_defaults = logconfig.LogDefaults()  # daemon.json log-driver / log-opts
+        self._copying: set[str] = set()  # stopped containers whose rootfs a cp has mounted
 
     # lookups
 
     def _users_of_image(self, image_id: str) -> list[tuple[str, bool]]:
         return [(c.id, c.state.running) for c in self._containers.values() if c.image == image_id]
+
+    def _users_of_volume(self, name: str) -> list[str]:
+        return [
+            c.id
+            for c in self._containers.values()
+            if any(mp.type == "volume" and mp.name == name for mp in c.mount_points or [])
+        ]
+
+    def files(self, ref: str) -> ContainerFiles:
+        """The files of a container for the archive API (docker cp): a running one seen
+        through its own root, a stopped one with its rootfs and volumes mounted for the
+        time of the copy (it cannot start meanwhile)."""
+        from dockyard.kernel.linux import LinuxKernel
+
+        c = self.get(ref)
+        kernel = LinuxKernel()
+        if c.state.running and c.state.pid:
+            files = ContainerFiles.of_running(kernel, c.state.pid, ref)
+        else:
+            if c.id in self._copying:
+                raise Conflict(f"container {ref} is busy: another copy is in progress")
+            lower = self._images.blobs.lower_dirs(c.image)
+            upper = os.path.join(c.bundle, "upper")
+            binds, _tmpfs = mounts.runtime_mounts(
+                c, self.volumes, lambda path, dest: copy_tree([upper, *lower], path, dest)
+            )
+            self._copying.add(c.id)
+            try:
+                files = ContainerFiles.of_stopped(
+                    kernel,
+                    ref,
+                    os.path.join(c.bundle, "cp-root"),
+                    (lower, upper, os.path.join(c.bundle, "work")),
+                    binds,
+                )
+            except BaseException:
+                self._copying.discard(c.id)
+                raise
+            unmount = files._on_close
+
+            def done() -> None:
+                try:
+                    if unmount is not None:
+                        unmount()
+                finally:
+                    self._copying.discard(c.id)
+
+            files._on_close = done
+        files.readonly_rootfs = c.host_config.readonly_rootfs
+        if c.config.user:
+            lower = self._images.blobs.lower_dirs(c.image)
+            upper = os.path.join(c.bundle, "upper")
+            try:
+                uid, gid, _groups = resolve_user(
+                    c.config.user, lambda p: self._images.blobs.read_file([upper, *lower], p)
+                )
+                files.owner = (uid, gid)
+            except (InvalidParameter, NotFound):
+                pass  # an unknown user fails the container's start, not a copy
+        return files
+
+    def _mounts_of(self, ref: str) -> list[MountPoint]:
+        """--volumes-from: the mount points of another container."""
+        return list(self.get(ref).mount_points or [])
 
     def get(self, ref: str) -> Container:
         """By full id, name (with or without '/'), or unique id prefix, as dockerd."""
@@ -257,6 +340,7 @@ class ContainerService:
             raise InvalidParameter("config cannot be empty in order to create a container")
         create_validation.validate_create(config, host_config)
         health.validate(config.healthcheck)
+        logconfig.check(host_config.log_config, self.log_defaults)
         image_id = self._images.resolve(config.image)
         image_cfg = self._images.config(image_id).get("config") or {}
         merged = self._merge_image_config(config, image_cfg)
@@ -274,6 +358,8 @@ class ContainerService:
             self._check_name_free(full_name)
         else:
             full_name = self._unused_random_name()
+        mounts.check_volumes_from(host_config, self.get)
+        mount_points = mounts.plan(merged, host_config, self.volumes, self._mounts_of)
         if not merged.hostname:
             merged.hostname = container_id[:12]
         if host_config.network_mode in ("", "default"):
@@ -310,6 +396,7 @@ class ContainerService:
             hosts_path=os.path.join(bundle, "hosts"),
             resolv_conf_path=os.path.join(bundle, "resolv.conf"),
             bundle=bundle,
+            mount_points=mount_points,
         )
         self._save(c)
         self._containers[c.id] = c
@@ -337,8 +424,17 @@ class ContainerService:
     def set_start_binds(self, ref: str, binds: list[str]) -> None:
         """The 2013 API gave binds at start (POST /v1.4/containers/{id}/start)."""
         c = self.get(ref)
-        create_validation.parse_binds(binds)
+        parsed = create_validation.parse_binds(binds)
+        if any(b.kind != "bind" for b in parsed):
+            raise InvalidParameter("volumes are given at create, not at start")
         c.host_config.binds = binds
+        c.mount_points = [
+            *(c.mount_points or []),
+            *(
+                MountPoint(type="bind", destination=b.target, source=b.source, rw=not b.readonly)
+                for b in parsed
+            ),
+        ]
         self._save(c)
 
     @staticmethod
@@ -409,23 +505,21 @@ class ContainerService:
             network = "private"  # loopback only
         else:
             network = self.networking.network_path(c)
-        mounts = [
+        etc_binds = [
             BindMount(c.resolv_conf_path, "/etc/resolv.conf"),
             BindMount(c.hostname_path, "/etc/hostname"),
             BindMount(c.hosts_path, "/etc/hosts"),
         ]
-        for bind in hc.binds or []:
-            src, dst, *opts = bind.split(":")
-            # dockerd creates a missing source as a directory; an existing file (or
-            # anything else) is bound as it is.
-            if not os.path.lexists(src):
-                os.makedirs(src, exist_ok=True)
-            mounts.append(BindMount(src, dst, readonly="ro" in ",".join(opts).split(",")))
+        binds, tmpfs = mounts.runtime_mounts(
+            c, self.volumes, lambda path, dest: copy_tree([upper, *lower], path, dest)
+        )
         caps = None
         if hc.cap_add or hc.cap_drop:
             caps = _apply_cap_changes(hc.cap_add or [], hc.cap_drop or [])
         isolation = run_spec_options(hc, self._running_pid, read)
         groups = groups + [g for g in isolation.pop("extra_gids") if g not in groups]
+        # --tmpfs (checked by isolation) and --mount type=tmpfs, one set of tmpfs mounts
+        tmpfs = {**isolation.pop("tmpfs", {}), **tmpfs}
         return RunSpec(
             args=[c.path, *c.args],
             env=extra + env,
@@ -442,7 +536,8 @@ class ContainerService:
             open_stdin=c.config.open_stdin,
             readonly_rootfs=hc.readonly_rootfs,
             network=network,
-            mounts=mounts,
+            mounts=etc_binds + binds,
+            tmpfs=tmpfs,
             cgroup_parent=hc.cgroup_parent or "dockyard",
             memory=hc.memory,
             memory_swap=hc.memory_swap,
@@ -477,12 +572,19 @@ class ContainerService:
         live = self._live_of(c.id)
         if live.removal is not None or c.state.status == "removing":
             raise Conflict(f"cannot start container {c.id}: container is marked for removal")
+        if c.id in self._copying:
+            raise Conflict(f"cannot start container {c.id}: a copy into its files is in progress")
         try:
             await self._prepare_network(c)
             try:
                 spec = self._run_spec(c)
-                write_bundle(c.bundle, spec.to_oci(c.id))
-                link = await self._launcher.run(c.id, c.bundle, log_path=c.log_path)
+                oci = spec.to_oci(c.id)
+                rotation = logconfig.rotation(c.host_config.log_config)
+                if rotation is not None:
+                    oci.setdefault("annotations", {}).update(rotation.annotations())
+                write_bundle(c.bundle, oci)
+                log_path = c.log_path if rotation is not None else ""  # the none driver
+                link = await self._launcher.run(c.id, c.bundle, log_path=log_path)
             except BaseException:
                 await self.networking.release(c)
                 raise
@@ -719,6 +821,8 @@ class ContainerService:
 
     async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
+        if c.id in self._copying:
+            raise Conflict(f"cannot remove container {c.id}: a copy into its files is in progress")
         live = self._live_of(c.id)
         if c.state.running:
             if not force:
@@ -734,19 +838,32 @@ class ContainerService:
         if live.removal is None:
             # The first remover does the work (an auto-remove may have begun meanwhile);
             # any other waits for it, so `rm -f` of a --rm container succeeds.
-            live.removal = asyncio.ensure_future(self._delete(c, live))
+            live.removal = asyncio.ensure_future(self._delete(c, live, volumes))
         await asyncio.shield(live.removal)
 
-    async def _delete(self, c: Container, live: _Live) -> None:
+    async def _delete(self, c: Container, live: _Live, volumes: bool = False) -> None:
         if live.restart_task is not None:
             live.restart_task.cancel()
         c.state.status = "removing"
         self._save(c)  # a crash from here on: restore() finishes the removal
+        scratch = os.path.join(c.bundle, "cp-root")
+        if os.path.ismount(scratch):
+            # a cp of the stopped container was cut short by a crash: unmount its view
+            # (volumes included) before anything under the bundle is deleted
+            from dockyard.kernel.flags import MNT_DETACH
+            from dockyard.kernel.linux import LinuxKernel
+
+            LinuxKernel().umount2(scratch, MNT_DETACH)
         await asyncio.to_thread(shutil.rmtree, c.bundle, True)
         self._store.delete_container(c.id)
         del self._containers[c.id]
         self._network_traces.pop(c.id, None)
         self._live.pop(c.id, None)
+        if volumes or c.host_config.auto_remove:
+            # rm -v and --rm: the anonymous volumes go with the container, named ones stay
+            for mp in c.mount_points or []:
+                if mp.type == "volume" and mp.anonymous and not self._users_of_volume(mp.name):
+                    self.volumes.remove(mp.name, force=True)
         live.hub.end()
         for hook in self.removal_hooks:
             hook(c.id)
@@ -844,18 +961,16 @@ class ContainerService:
         since: float,
         until: float,
         follow: bool,
-    ) -> tuple[Container, AsyncIterator[LogEntry]]:
+    ) -> tuple[Container, AsyncIterator[list[LogEntry]]]:
         c = self.get(ref)
         if c.host_config.log_config.type not in ("json-file", "local", ""):
-            raise InvalidParameter(
-                f'configured logging driver does not support reading: "{c.host_config.log_config.type}"'
-            )
+            raise InvalidParameter("configured logging driver does not support reading")
 
         def running() -> bool:
             current = self._containers.get(c.id)
             return current is not None and current.state.running
 
-        return c, read_log(
+        return c, read_log_batches(
             c.log_path,
             stdout=stdout,
             stderr=stderr,

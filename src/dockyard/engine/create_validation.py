@@ -66,9 +66,12 @@ _PROC_ALLOWED = {
 class Bind:
     """One `-v SRC:DST[:MODE]` entry, parsed."""
 
-    source: str
+    source: str  # host path of a bind, name of a volume ("" for an anonymous one)
     target: str
     readonly: bool
+    kind: str = "bind"  # "bind" | "volume"
+    mode: str = ""
+    nocopy: bool = False
 
 
 def validate_create(config: ContainerConfig, host: HostConfig) -> None:
@@ -272,28 +275,22 @@ def parse_bind(raw: str) -> Bind:
         raise InvalidParameter(spec)
     mode = ""
     if len(parts) == 1:
-        if not parts[0].startswith("/"):
-            raise InvalidParameter(
-                f'{spec}: invalid mount config for type "volume": invalid mount path: '
-                f"'{parts[0]}' mount path must be absolute"
-            )
-        raise InvalidParameter(
-            f"{spec}: anonymous volumes are not available in this version of dockyard; "
-            "give a host path (SRC:DST)"
-        )
-    if len(parts) == 2 and _valid_mode(parts[1]):
-        raise InvalidParameter(spec)  # "/foo:rw": a mode without a destination
-    source, target = parts[0], parts[1]
+        # "/data": an anonymous volume at that path
+        target, source = parts[0], ""
+    else:
+        if len(parts) == 2 and _valid_mode(parts[1]):
+            raise InvalidParameter(spec)  # "/foo:rw": a mode without a destination
+        source, target = parts[0], parts[1]
     if len(parts) == 3:
         mode = parts[2]
     if not _valid_mode(mode):
         raise InvalidParameter(f"invalid mode: {mode}")
-    if not source.startswith("/"):
-        raise InvalidParameter(
-            f"{spec}: named volumes are not available in this version of dockyard; "
-            "use an absolute host path"
-        )
-    kind = 'invalid mount config for type "bind"'
+    is_volume = not source.startswith("/")
+    if is_volume and source:
+        from dockyard.engine.volumes import validate_name
+
+        validate_name(source)
+    kind = f'invalid mount config for type "{"volume" if is_volume else "bind"}"'
     if target == "":
         raise InvalidParameter(f"{spec}: {kind}: field Target must not be empty")
     clean = posixpath.normpath(target.replace("\\", "/"))
@@ -312,7 +309,7 @@ def parse_bind(raw: str) -> Bind:
             f"{spec}: {kind}: invalid specification: destination {clean!r} is inside /proc"
         )
     words = set(mode.split(",")) if mode else set()
-    if words & _COPY_MODES:
+    if words & _COPY_MODES and not is_volume:
         raise InvalidParameter(f"{spec}: {kind}: field VolumeOptions must not be specified")
     unhonoured = words & (_PROPAGATION_MODES - _HONOURED_PROPAGATION)
     if unhonoured:
@@ -320,7 +317,14 @@ def parse_bind(raw: str) -> Bind:
             f"{spec}: propagation mode '{unhonoured.pop()}' is not supported by dockyard "
             "(binds are mounted rprivate)"
         )
-    return Bind(source=source, target=clean, readonly="ro" in words)
+    return Bind(
+        source=source,
+        target=clean,
+        readonly="ro" in words,
+        kind="volume" if is_volume else "bind",
+        mode=mode,
+        nocopy="nocopy" in words,
+    )
 
 
 def _valid_mode(mode: str) -> bool:

@@ -120,7 +120,14 @@ def container_matches(c: Container, filters: dict[str, list[str]], svc: Containe
         current = c.state.health.status if c.state.health is not None else "none"
         if current not in filters["health"]:
             return False
-    return not ("volume" in filters or "network" in filters or "publish" in filters)
+    if "volume" in filters:
+        # a volume's name, a bind's source, or any mount's destination (dockerd's rule)
+        keys = set()
+        for mp in c.mount_points or []:
+            keys |= {mp.name or mp.source, mp.destination}
+        if not any(v in keys for v in filters["volume"]):
+            return False
+    return not ("network" in filters or "publish" in filters)
 
 
 def _reference_matches(tag: str, pattern: str) -> bool:

@@ -248,6 +248,35 @@ class ContainerState(msgspec.Struct, rename="pascal"):
     health: Health | None = None
 
 
+class MountPoint(msgspec.Struct, rename="pascal"):
+    """One mount a container gets, resolved at create (dockerd's MountPoint): a bind of a
+    host path, a volume (named or anonymous) or a tmpfs. `inspect` shows these."""
+
+    type: str  # "bind" | "volume" | "tmpfs"
+    destination: str
+    source: str = ""  # host path for a bind; empty for a volume (its mountpoint is looked up)
+    name: str = ""  # the volume's name
+    driver: str = ""
+    mode: str = ""
+    rw: bool = field(default=True, name="RW")
+    propagation: str = ""
+    anonymous: bool = False  # an anonymous volume: `rm -v` removes it with the container
+    copy_data: bool = True  # fill an empty volume from the image at first mount (not nocopy)
+    tmpfs_options: str = ""  # for a tmpfs: size=..,mode=..
+
+
+class Volume(msgspec.Struct, rename="pascal"):
+    """A volume record (the local driver): data under <data-root>/volumes/<name>/_data."""
+
+    name: str
+    mountpoint: str
+    created_at: str
+    driver: str = "local"
+    labels: dict[str, str] | None = None
+    options: dict[str, str] | None = None  # local driver: type, device, o
+    anonymous: bool = False  # made for an image VOLUME or a `-v /path`
+
+
 class Container(msgspec.Struct, rename="pascal"):
     """A container record: what the store keeps and `inspect` shows."""
 
@@ -273,6 +302,7 @@ class Container(msgspec.Struct, rename="pascal"):
     manually_stopped: bool = False
     # Seconds since the epoch, kept for listing order and "Up N seconds" without reparsing.
     created_unix: float = 0.0
+    mount_points: list[MountPoint] | None = None
     # While it runs: its network namespace file and its endpoints by network name.
     sandbox_key: str = ""
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
@@ -320,3 +350,13 @@ class AuthRequest(msgspec.Struct, omit_defaults=True):
     serveraddress: str = ""
     identitytoken: str = ""
     registrytoken: str = ""
+
+
+class VolumeCreateRequest(msgspec.Struct, rename="pascal"):
+    """Body of POST /volumes/create."""
+
+    name: str = ""
+    driver: str = ""
+    driver_opts: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+    cluster_volume_spec: dict[str, Any] | None = None

@@ -16,6 +16,7 @@ from dockyard.engine.exec import ExecService
 from dockyard.engine.health import HealthService
 from dockyard.engine.images import ImageService
 from dockyard.engine.stats import StatsService
+from dockyard.engine.volumes import VolumeService
 
 
 @dataclass
@@ -42,6 +43,10 @@ class Services:
     @property
     def events(self) -> EventBus:
         return self.containers.events
+
+    @property
+    def volumes(self) -> VolumeService:
+        return self.containers.volumes
 
     def info(self) -> dict[str, Any]:
         """The facts `GET /info` reports (counts, host, storage)."""

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import msgspec
 
-from dockyard.engine.models import Container, ImageRecord
+from dockyard.engine.models import Container, ImageRecord, Volume
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -24,6 +24,10 @@ CREATE TABLE IF NOT EXISTS containers (
 CREATE TABLE IF NOT EXISTS images (
     id  TEXT PRIMARY KEY,
     doc BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    doc  BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tags (
     ref      TEXT PRIMARY KEY,
@@ -42,6 +46,7 @@ class Store:
         self._db.executescript(_SCHEMA)
         self._container_decoder = msgspec.json.Decoder(Container)
         self._image_decoder = msgspec.json.Decoder(ImageRecord)
+        self._volume_decoder = msgspec.json.Decoder(Volume)
 
     def close(self) -> None:
         self._db.close()
@@ -104,3 +109,20 @@ class Store:
 
     def tags(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT ref, image_id FROM tags").fetchall())
+
+    # volumes
+
+    def put_volume(self, v: Volume) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO volumes (name, doc) VALUES (?, ?)",
+                (v.name, msgspec.json.encode(v)),
+            )
+
+    def delete_volume(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM volumes WHERE name = ?", (name,))
+
+    def volumes(self) -> list[Volume]:
+        rows = self._db.execute("SELECT doc FROM volumes").fetchall()
+        return [self._volume_decoder.decode(r[0]) for r in rows]

@@ -125,15 +125,22 @@ def archive_errors() -> Iterator[None]:
         raise
 
 
-def unpack_layer(stream: BinaryIO | Readable, dest: str, *, allow_devices: bool = True) -> int:
+def unpack_layer(
+    stream: BinaryIO | Readable,
+    dest: str,
+    *,
+    allow_devices: bool = True,
+    dest_fd: int | None = None,
+) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
     The size is the sum of regular file sizes, as dockerd's ApplyLayer counts.
     On error `dest` may hold part of the layer: callers unpack into a private
     temporary directory and rename it into place only on success.
     """
-    os.makedirs(dest, exist_ok=True)
-    unpacker = _LayerUnpacker(dest)
+    if dest_fd is None:
+        os.makedirs(dest, exist_ok=True)
+    unpacker = _LayerUnpacker(dest, dest_fd)
     unpacker.allow_devices = allow_devices  # False for untrusted archives (docker load)
     try:
         with archive_errors():
@@ -151,9 +158,10 @@ def unpack_layer(stream: BinaryIO | Readable, dest: str, *, allow_devices: bool 
 
 
 class _LayerUnpacker:
-    def __init__(self, dest: str) -> None:
+    def __init__(self, dest: str, dest_fd: int | None = None) -> None:
         self.allow_devices = True
-        self.root_fd = os.open(dest, _DIR_FLAGS)
+        # dest_fd: a directory already resolved (docker cp into a container's root)
+        self.root_fd = os.dup(dest_fd) if dest_fd is not None else os.open(dest, _DIR_FLAGS)
         self.size = 0
         # Directory mtimes are set at the end: creating children changes them.
         self._dir_times: dict[tuple[str, ...], tuple[int, int]] = {}

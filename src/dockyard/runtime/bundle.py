@@ -146,6 +146,7 @@ class ContainerConfig:
     readonly_paths: list[str]
     oom_score_adj: int | None = None
     seccomp: dict | None = None  # OCI linux.seccomp
+    annotations: dict | None = None  # org.dockyard.* the monitor reads (log rotation)
     # Its BPF program, as the daemon compiled it for this config.json (None: compile it).
     seccomp_program: bytes | None = None
     rlimits: list[tuple[str, int, int]] = field(default_factory=list)
@@ -294,6 +295,7 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
         additional_gids=[int(g) for g in user.get("additionalGids") or []],
         terminal=bool(process.get("terminal", False)),
         open_stdin=annotations.get(ANNOTATION_OPEN_STDIN) == "true",
+        annotations=dict(annotations),
         hostname=oci.get("hostname", ""),
         domainname=oci.get("domainname", ""),
         unshare_flags=unshare_flags,

@@ -11,6 +11,7 @@ short, other control bytes and < > & become \\u00XX, invalid UTF-8 becomes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -77,11 +78,29 @@ class LineSplitter:
 
 
 class JsonFileLog:
-    """Appends entries to a json-file log; one write(2) per chunk of output."""
+    """Appends entries to a json-file log; one write(2) per chunk of output.
 
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    With `max_size`, the file is rotated as dockerd's json-file does: when it
+    reaches the size, `log` becomes `log.1` (`log.1.gz` with `compress`), older
+    ones shift up and the one past `max_file - 1` is dropped; with max_file 1 the
+    file is truncated instead. A log file deleted or renamed under us is reopened
+    at the next rotation; writing never stops the container.
+    """
+
+    def __init__(
+        self, path: str, max_size: int = 0, max_file: int = 1, compress: bool = False
+    ) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.max_file = max(1, max_file)
+        self.compress = compress
+        self.fd = self._open()
+        self.size = os.fstat(self.fd).st_size
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+
+    def _open(self) -> int:
+        # readable too: a compressed rotation reads the file back through this fd
+        return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
     def write(self, stream: str, data: bytes) -> None:
         self._emit(stream, self._splitters[stream].feed(data))
@@ -92,6 +111,66 @@ class JsonFileLog:
         os.close(self.fd)
 
     def _emit(self, stream: str, entries: list[bytes]) -> None:
-        if entries:
-            now = time.time_ns()
-            os.write(self.fd, b"".join(encode_entry(e, stream, now) for e in entries))
+        if not entries:
+            return
+        now = time.time_ns()
+        encoded = [encode_entry(e, stream, now) for e in entries]
+        if not self.max_size:
+            os.write(self.fd, b"".join(encoded))
+            return
+        # as dockerd: an entry that would take the file past max-size goes to a new one
+        batch: list[bytes] = []
+        pending = 0
+        for line in encoded:
+            if self.size + pending + len(line) > self.max_size and self.size + pending > 0:
+                if batch:
+                    os.write(self.fd, b"".join(batch))
+                    self.size += pending
+                    batch, pending = [], 0
+                self._rotate()
+            batch.append(line)
+            pending += len(line)
+        if batch:
+            os.write(self.fd, b"".join(batch))
+            self.size += pending
+
+    def _rotate(self) -> None:
+        if self.max_file == 1:
+            os.ftruncate(self.fd, 0)
+            self.size = 0
+            return
+        ext = ".gz" if self.compress else ""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{self.path}.{self.max_file - 1}{ext}")
+        for i in range(self.max_file - 2, 0, -1):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(f"{self.path}.{i}{ext}", f"{self.path}.{i + 1}{ext}")
+        try:
+            if self.compress:
+                _gzip_to(self.fd, f"{self.path}.1.gz")
+                os.unlink(self.path)
+            else:
+                os.rename(self.path, f"{self.path}.1")
+        except OSError:
+            pass  # deleted under us (or a full disk): start a fresh file anyway
+        os.close(self.fd)
+        self.fd = self._open()
+        self.size = os.fstat(self.fd).st_size
+
+
+def _gzip_to(fd: int, dest: str) -> None:
+    """The content of `fd` (from its start) gzipped into `dest`, atomically."""
+    import gzip
+
+    tmp = dest + ".tmp"
+    try:
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as gz:
+            offset = 0
+            while chunk := os.pread(fd, 1 << 20, offset):
+                gz.write(chunk)
+                offset += len(chunk)
+        os.rename(tmp, dest)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -225,7 +225,13 @@ class Monitor:
         create_cgroups(tracer, cfg, self.controllers)
         self.owns_cgroups = True
         if self.log_path:
-            self.log = JsonFileLog(self.log_path)
+            notes = cfg.annotations or {}
+            self.log = JsonFileLog(
+                self.log_path,
+                max_size=int(notes.get("org.dockyard.log.max-size", "0") or 0),
+                max_file=int(notes.get("org.dockyard.log.max-file", "1") or 1),
+                compress=notes.get("org.dockyard.log.compress") == "true",
+            )
         return cfg
 
     def _enter_pid_namespace(self, tracer: TracingKernel) -> None:

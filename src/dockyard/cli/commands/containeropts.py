@@ -55,6 +55,7 @@ CONTAINER_OPTIONS: list[Opt] = [
     Opt("memory", "m", kind="string", metavar="bytes", help="Memory limit"),
     Opt("memory-reservation", kind="string", metavar="bytes", help="Memory soft limit"),
     Opt("memory-swap", kind="string", metavar="bytes", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
+    Opt("mount", kind="list", metavar="mount", help="Attach a filesystem mount to the container"),
     Opt("name", kind="string", help="Assign a name to the container"),
     Opt("network", kind="string", metavar="network", help="Connect a container to a network"),
     Opt("net", kind="string", hidden=True),
@@ -276,6 +277,7 @@ def build_create_body(
         else:
             volumes[v] = {}
 
+    mounts = [parse_mount_flag(m) for m in opts["mount"]]
     tmpfs: dict[str, str] = {}
     for t in opts["tmpfs"]:
         path, _, topts = t.partition(":")
@@ -395,6 +397,8 @@ def build_create_body(
     }
     if tmpfs:
         host_config["Tmpfs"] = tmpfs
+    if mounts:
+        host_config["Mounts"] = mounts
     if sysctls:
         host_config["Sysctls"] = sysctls
     if opts["runtime"]:
@@ -583,3 +587,76 @@ def _healthcheck(opts: dict[str, Any]) -> dict[str, Any] | None:
     if retries:
         hc["Retries"] = retries
     return hc
+
+
+def _flag_bool(key: str, value: str) -> bool:
+    if value in ("", "1", "true", "True", "TRUE", "t"):
+        return True
+    if value in ("0", "false", "False", "FALSE", "f"):
+        return False
+    raise ValueError(f"invalid value for {key}: {value}")
+
+
+def parse_mount_flag(raw: str) -> dict[str, Any]:
+    """`--mount type=...,src=...,dst=...` into a HostConfig.Mounts entry (docker's opts/mount.go)."""
+    try:
+        return _parse_mount(raw)
+    except ValueError as exc:
+        raise CLIError(f'invalid argument "{raw}" for "--mount" flag: {exc}', 125) from None
+
+
+def _parse_mount(raw: str) -> dict[str, Any]:
+    import csv
+
+    mount: dict[str, Any] = {"Type": "volume"}
+    bind: dict[str, Any] = {}
+    vol: dict[str, Any] = {}
+    tmpfs: dict[str, Any] = {}
+    fields = next(csv.reader([raw])) if raw else []
+    for f in fields:
+        key, eq, value = f.partition("=")
+        key = key.strip().lower()
+        if not eq and key not in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive"):
+            raise ValueError(f"invalid field '{f}' must be a key=value pair")
+        if key == "type":
+            mount["Type"] = value
+        elif key in ("source", "src"):
+            mount["Source"] = value
+        elif key in ("target", "dst", "destination"):
+            mount["Target"] = value
+        elif key in ("readonly", "ro"):
+            mount["ReadOnly"] = _flag_bool(key, value)
+        elif key == "consistency":
+            mount["Consistency"] = value
+        elif key == "bind-propagation":
+            bind["Propagation"] = value
+        elif key == "bind-nonrecursive":
+            bind["NonRecursive"] = _flag_bool(key, value)
+        elif key == "volume-nocopy":
+            vol["NoCopy"] = _flag_bool(key, value)
+        elif key == "volume-label":
+            k, _, v = value.partition("=")
+            vol.setdefault("Labels", {})[k] = v
+        elif key == "volume-driver":
+            vol.setdefault("DriverConfig", {})["Name"] = value
+        elif key == "volume-opt":
+            k, _, v = value.partition("=")
+            vol.setdefault("DriverConfig", {}).setdefault("Options", {})[k] = v
+        elif key == "tmpfs-size":
+            tmpfs["SizeBytes"] = ram_in_bytes(value)
+        elif key == "tmpfs-mode":
+            try:
+                tmpfs["Mode"] = int(value, 8)
+            except ValueError:
+                raise ValueError(f"invalid value for {key}: {value}") from None
+        else:
+            raise ValueError(f"unexpected key '{key}' in '{f}'")
+    if not mount.get("Target"):
+        raise ValueError("target is required")
+    if bind:
+        mount["BindOptions"] = bind
+    if vol:
+        mount["VolumeOptions"] = vol
+    if tmpfs:
+        mount["TmpfsOptions"] = tmpfs
+    return mount
