@@ -567,6 +567,8 @@ async def serve(cfg: DaemonConfig) -> None:
     log.info("Processing signal: shutting down")
     for site in list(runner.sites):
         await site.stop()  # no new clients; those waiting on containers get their answers
+    await services.health.shutdown()
+    await services.execs.shutdown()
     await containers.shutdown(cfg.live_restore)
     await runner.cleanup()
     await launcher.close()

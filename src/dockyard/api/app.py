@@ -11,9 +11,12 @@ import dockyard
 from dockyard.api import (
     routes_archive,
     routes_containers,
+    routes_events,
+    routes_exec,
     routes_images,
     routes_system,
     routes_volumes,
+    routes_watch,
 )
 from dockyard.api.context import API_VERSION, SERVICES
 from dockyard.api.shapes import Version
@@ -151,6 +154,9 @@ def make_app(services: Services) -> web.Application:
     routes_system.register(router)
     routes_containers.register(router)
     routes_images.register(router)
+    routes_exec.register(router)
+    routes_events.register(router)
+    routes_watch.register(router)
     routes_volumes.register(router)
     routes_archive.register(router)
     return app

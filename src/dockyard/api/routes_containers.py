@@ -293,7 +293,10 @@ async def inspect(request: web.Request) -> web.Response:
     size = await svc.containers.size(c) if qbool(request, "size") else None
     lower = svc.images.blobs.lower_dirs(c.image)
     ids = svc.containers.networking.network_ids()
-    return json_response(shapes.container_inspect(c, version(request), lower, size, ids))
+    out = shapes.container_inspect(c, version(request), lower, size, ids)
+    if "ExecIDs" in out:
+        out["ExecIDs"] = svc.execs.exec_ids(c.id) or None
+    return json_response(out)
 
 
 async def trace(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from dockyard.engine import health
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.models import Container, ImageInfo, ImageRecord
 from dockyard.engine.mounts import inspect_shape
@@ -72,7 +73,7 @@ def container_status(c: Container, legacy: bool = False) -> str:
     st = c.state
     if st.running:
         up = "Up " + human_duration(now - parse_rfc3339(st.started_at))
-        return up + " (Paused)" if st.paused else up
+        return up + " (Paused)" if st.paused else up + health.status_suffix(c)
     if st.status == "removing":
         return "Removal In Progress"
     if st.dead:
@@ -219,6 +220,8 @@ def container_inspect(
     config = _to_builtins(c.config)
     host_config = _to_builtins(c.host_config)
     state = _to_builtins(c.state)
+    if state.get("Health") is None:
+        state.pop("Health", None)  # dockerd shows Health only with a healthcheck
     if v.legacy:
         return {
             "Id": c.id,

@@ -228,6 +228,7 @@ def run_session(
     stdin: bool,
     sig_proxy: bool,
     detach_keys: str | None = None,
+    resize_path: str = "/containers/{}/resize",
 ) -> bool:
     """Copy streams until the container closes its output; True if the user detached."""
     keys = b""
@@ -239,19 +240,24 @@ def run_session(
     pump = StdinPump(conn, detach_keys=keys) if stdin else None
     raw = RawTerminal() if (tty and stdin) else None
     proxy = SignalProxy(client, cid) if (sig_proxy and not tty) else None
+    saved_winch = None
     try:
         if raw:
             raw.__enter__()
         if proxy:
             proxy.__enter__()
         if tty:
-            resize(client, cid)
+            resize(client, cid, resize_path)
             if hasattr(signal, "SIGWINCH"):
-                signal.signal(signal.SIGWINCH, lambda *_: resize(client, cid))
+                saved_winch = signal.signal(
+                    signal.SIGWINCH, lambda *_: resize(client, cid, resize_path)
+                )
         if pump:
             pump.start()
         pump_output(conn, tty)
     finally:
+        if saved_winch is not None:
+            signal.signal(signal.SIGWINCH, saved_winch)
         if proxy:
             proxy.__exit__()
         if raw:

@@ -529,17 +529,22 @@ class Client:
     # -- hijack ------------------------------------------------------------
 
     def hijack(
-        self, path: str, query: Mapping[str, QueryValue] | None = None
+        self, path: str, query: Mapping[str, QueryValue] | None = None, body: Any = None
     ) -> HijackedConnection:
-        """POST with Connection: Upgrade; on 101 (or 200) the socket becomes the stream."""
+        """POST with Connection: Upgrade; on 101 (or 200) the socket becomes the stream.
+
+        `body` (exec start's) is sent as JSON."""
         hdrs = {
             "User-Agent": USER_AGENT,
-            "Content-Type": "text/plain",
+            "Content-Type": "text/plain" if body is None else "application/json",
             "Connection": "Upgrade",
             "Upgrade": "tcp",
         }
+        payload = None if body is None else jsonio.dumps(body).encode()
         for attempt in range(2):
-            sock, reader, status, headers = self._send("POST", self._url(path, query), hdrs, None)
+            sock, reader, status, headers = self._send(
+                "POST", self._url(path, query), hdrs, payload
+            )
             if status in (101, 200):
                 return HijackedConnection(sock, reader.buf, headers.get("content-type", ""))
             resp = Response(sock, reader, status, headers, "POST")

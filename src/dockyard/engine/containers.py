@@ -17,9 +17,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from dockyard.engine import create_validation, etc_files, logconfig, mounts
+from dockyard.engine import create_validation, etc_files, health, logconfig, mounts
 from dockyard.engine.archive import ContainerFiles
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
+from dockyard.engine.events import EventBus
 from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.images import ImageService
 from dockyard.engine.isolation import run_spec_options
@@ -150,6 +151,7 @@ class ContainerService:
         launcher: Launcher,
         data_root: str,
         networking: ContainerNetworking,
+        events: EventBus | None = None,
         volumes: VolumeService | None = None,
     ) -> None:
         self._store = store
@@ -157,6 +159,14 @@ class ContainerService:
         self.volumes = volumes or VolumeService(store, data_root)
         self._images = images
         self._launcher = launcher
+        self.launcher = launcher
+        self.events = events or EventBus()
+        # Called with a container's id once it is removed (its execs go with it).
+        self.removal_hooks: list[Callable[[str], None]] = []
+        # Called once a container runs (started, or found running after a daemon
+        # restart) and once it exited: health checks follow these.
+        self.run_hooks: list[Callable[[Container], None]] = []
+        self.exit_hooks: list[Callable[[Container], None]] = []
         self._root = os.path.join(data_root, "containers")
         os.makedirs(self._root, exist_ok=True)
         self._containers: dict[str, Container] = {c.id: c for c in store.containers()}
@@ -301,6 +311,22 @@ class ContainerService:
     def _save(self, c: Container) -> None:
         self._store.put_container(c)
 
+    save = _save  # for the services beside this one (pause, rename, health)
+
+    def link_of(self, c: Container) -> MonitorLink | None:
+        """The connection to a running container's monitor (None when not running)."""
+        live = self._live.get(c.id)
+        return live.link if live is not None else None
+
+    def check_name_free(self, full_name: str) -> None:
+        self._check_name_free(full_name)
+
+    def emit(self, c: Container, action: str, **extra: str) -> None:
+        """A container event as dockerd's: image, name and the labels as attributes."""
+        attrs = {**(c.config.labels or {}), "image": c.config.image, "name": c.name.lstrip("/")}
+        attrs.update(extra)
+        self.events.emit("container", action, c.id, attrs)
+
     # create
 
     async def create(
@@ -313,10 +339,12 @@ class ContainerService:
         if not config.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
         create_validation.validate_create(config, host_config)
+        health.validate(config.healthcheck)
         logconfig.check(host_config.log_config, self.log_defaults)
         image_id = self._images.resolve(config.image)
         image_cfg = self._images.config(image_id).get("config") or {}
         merged = self._merge_image_config(config, image_cfg)
+        merged.healthcheck = health.merge(config.healthcheck, image_cfg.get("Healthcheck"))
         entrypoint = strslice(merged.entrypoint) or []
         cmd = strslice(merged.cmd) or []
         argv = entrypoint + cmd
@@ -372,6 +400,7 @@ class ContainerService:
         )
         self._save(c)
         self._containers[c.id] = c
+        self.emit(c, "create")
         log.info("container %s created (%s)", c.short_id, c.name)
         return c
 
@@ -580,8 +609,16 @@ class ContainerService:
         c.monitor_pid = link.monitor_pid
         self._save(c)
         self._follow(c, link)
+        self.emit(c, "start")
         log.info("container %s started (pid %d)", c.short_id, link.pid)
         return c
+
+    def _network_event(self, c: Container, action: str) -> None:
+        """dockerd's network connect/disconnect events, one per endpoint."""
+        ids = self.networking.network_ids()
+        for name in c.endpoints or {}:
+            attrs = {"container": c.id, "name": name, "type": "bridge"}
+            self.events.emit("network", action, ids.get(name, name), attrs)
 
     async def _prepare_network(self, c: Container) -> None:
         """The container's network namespace and bridge endpoint, and the /etc/hosts
@@ -593,6 +630,7 @@ class ContainerService:
             calls = self.networking.last_trace.pop(c.id, None)
         if ep is None:
             return
+        self._network_event(c, "connect")
         hosts = etc_files.hosts_file(
             c.host_config,
             False,
@@ -611,6 +649,8 @@ class ContainerService:
         live.link = link
         live.hub.new_run()
         live.running.set()
+        for hook in self.run_hooks:
+            hook(c)
 
         async def pump() -> None:
             async for frame in link.frames():
@@ -642,6 +682,9 @@ class ContainerService:
         live = self._live_of(container_id)
         live.link = None
         live.running.clear()
+        for hook in self.exit_hooks:
+            hook(c)
+        self._network_event(c, "disconnect")
         try:
             await self.networking.release(c)
         except Exception as e:  # noqa: BLE001 - logged; the exit is recorded regardless
@@ -653,8 +696,12 @@ class ContainerService:
             error=record.error,
             started_at=c.state.started_at,
             finished_at=record.finished_at,
+            health=c.state.health,  # the last result stays for inspect, as dockerd's
         )
         self._save(c)
+        if record.oom_killed:
+            self.emit(c, "oom")
+        self.emit(c, "die", exitCode=str(record.exit_code))
         log.info("container %s exited with %d", c.short_id, record.exit_code)
         waiters, live.exit_waiters = live.exit_waiters, []
         for fut in waiters:
@@ -721,6 +768,8 @@ class ContainerService:
         if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
             c.manually_stopped = True
         await live.link.kill(signum)
+        self.emit(c, "kill", signal=str(signum))
+        await self._thaw_if_paused(c, live)
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self.get(ref)
@@ -740,14 +789,26 @@ class ContainerService:
             timeout = c.config.stop_timeout if c.config.stop_timeout is not None else 10
         exited = self.waiter(c.id, "not-running")
         await live.link.kill(signum)
+        self.emit(c, "kill", signal=str(signum))
+        await self._thaw_if_paused(c, live)
         try:
             await asyncio.wait_for(asyncio.shield(exited), None if timeout < 0 else timeout)
-            return
         except TimeoutError:
             log.info("container %s did not stop in %ss: killing it", c.short_id, timeout)
-        if live.link is not None:
-            await live.link.kill(signal_mod.SIGKILL)
-        await exited
+            if live.link is not None:
+                await live.link.kill(signal_mod.SIGKILL)
+                self.emit(c, "kill", signal=str(int(signal_mod.SIGKILL)))
+            await exited
+        self.emit(c, "stop")
+
+    async def _thaw_if_paused(self, c: Container, live: _Live) -> None:
+        """A paused container is signalled, then thawed, so that it can act on the signal."""
+        if c.state.paused and live.link is not None:
+            await live.link.resume()
+            c.state.paused = False
+            c.state.status = "running"
+            self._save(c)
+            self.emit(c, "unpause")
 
     async def restart(
         self, ref: str, timeout: int | None = None, signal: str | None = None
@@ -756,6 +817,7 @@ class ContainerService:
         if c.state.running:
             await self.stop(c.id, timeout, signal)
         await self.start(c.id)
+        self.emit(c, "restart")
 
     async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
@@ -803,6 +865,9 @@ class ContainerService:
                 if mp.type == "volume" and mp.anonymous and not self._users_of_volume(mp.name):
                     self.volumes.remove(mp.name, force=True)
         live.hub.end()
+        for hook in self.removal_hooks:
+            hook(c.id)
+        self.emit(c, "destroy")
         for fut in live.removal_waiters + live.exit_waiters:
             if not fut.done():
                 fut.set_result(c.state)
@@ -830,6 +895,8 @@ class ContainerService:
         live = self._live_of(c.id)
         queue = None
         seen_run, seen = live.hub.run, dict(live.hub.published)
+        if stream:
+            self.emit(c, "attach")
         if stream and (c.state.running or wait_for_start):
             queue = live.hub.subscribe()
 
@@ -882,6 +949,7 @@ class ContainerService:
         if not c.state.running or live.link is None:
             raise Conflict(f"Container {c.id} is not running")
         await live.link.resize(height, width)
+        self.emit(c, "resize", height=str(height), width=str(width))
 
     def logs(
         self,

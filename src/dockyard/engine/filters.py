@@ -20,6 +20,7 @@ CONTAINER_FILTERS = {
     "network", "health", "is-task", "publish", "expose",
 }  # fmt: skip
 IMAGE_FILTERS = {"dangling", "label", "before", "since", "reference"}
+HEALTH_STATES = {"starting", "healthy", "unhealthy", "none"}
 STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 
 
@@ -112,6 +113,13 @@ def container_matches(c: Container, filters: dict[str, list[str]], svc: Containe
                 return False
             if not newer and c.created_unix >= other.created_unix:
                 return False
+    if "health" in filters:
+        for h in filters["health"]:
+            if h not in HEALTH_STATES:
+                raise InvalidParameter(f"Unrecognised filter value for health: {h}")
+        current = c.state.health.status if c.state.health is not None else "none"
+        if current not in filters["health"]:
+            return False
     if "volume" in filters:
         # a volume's name, a bind's source, or any mount's destination (dockerd's rule)
         keys = set()

@@ -128,3 +128,4 @@ async def _name_loaded(svc: ImageService, loaded: list[LoadedImage], lines: list
             lines.append(f"Loaded image: {ref}")
         if not image.repo_tags:
             lines.append(f"Loaded image ID: {image.image_id}")
+        svc.emit("load", image.image_id, image.image_id)

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from dockyard.engine import image_archives, image_pull, image_push
 from dockyard.engine.clock import parse_rfc3339
+from dockyard.engine.events import EventBus
 from dockyard.engine.filters import filter_images
 from dockyard.engine.models import ImageInfo, ImageRecord
 from dockyard.engine.progress import ProgressStream
@@ -79,6 +80,15 @@ class ImageService:
         self._tags: dict[str, str] = store.tags()
         # Set by the container service: image id -> (container id, running) users.
         self.users_of: Callable[[str], list[tuple[str, bool]]] = lambda _id: []
+        self.events = EventBus()  # the daemon's shared bus, set by Services
+
+    def emit(self, action: str, actor_id: str, name: str) -> None:
+        """An image event as dockerd's: the name, and the image's labels."""
+        attrs: dict[str, str] = {}
+        if actor_id in self._images:
+            attrs.update(self.labels(actor_id) or {})
+        attrs["name"] = name
+        self.events.emit("image", action, actor_id, attrs)
 
     # lookups
 
@@ -184,6 +194,7 @@ class ImageService:
         self._register(image_id)
         if ref is not None:
             self._set_tag(str(ref), image_id)
+        self.emit("import", image_id, image_id)
         return image_id
 
     def _register(self, image_id: str) -> None:
@@ -210,6 +221,7 @@ class ImageService:
         if ref.digest:
             raise InvalidParameter("refusing to create a tag with a digest reference")
         self._set_tag(str(ref), image_id)
+        self.emit("tag", image_id, str(ref))
         return str(ref)
 
     def delete(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
@@ -264,6 +276,7 @@ class ImageService:
             return result
         # Its digest references (from pull/push) go with it, as dockerd lists them.
         result.extend({"Untagged": d} for d in self._images[image_id].repo_digests)
+        self.emit("delete", image_id, image_id)
         self._store.delete_image(image_id)
         del self._images[image_id]
         self.blobs.delete_image(image_id, keep=set(self._images))
@@ -334,13 +347,17 @@ class ImageService:
             else:
                 ref = ref.with_tag(tag)
         if ref.tag is not None or ref.digest is not None:
-            return [await image_pull.pull(self, ref, auth, progress, platform)]
-        # Neither tag nor digest: every tag of the repository (docker pull --all-tags).
-        async with new_session() as session:
-            tags = await Registry(session, ref.domain, auth, self.insecure).list_tags(ref.path)
-        return [
-            await image_pull.pull(self, ref.with_tag(t), auth, progress, platform) for t in tags
-        ]
+            refs = [ref]
+        else:
+            # Neither tag nor digest: every tag of the repository (docker pull --all-tags).
+            async with new_session() as session:
+                registry = Registry(session, ref.domain, auth, self.insecure)
+                refs = [ref.with_tag(t) for t in await registry.list_tags(ref.path)]
+        ids = []
+        for one in refs:
+            ids.append(await image_pull.pull(self, one, auth, progress, platform))
+            self.emit("pull", str(one), str(one))
+        return ids
 
     def check_platform(self, image_id: str, platform: str | None) -> None:
         """`--platform` on save/load/push: the image must be for that platform.
@@ -404,6 +421,8 @@ class ImageService:
 
     async def save(self, plan: list[SavedImage], write: Callable[[bytes], Awaitable[None]]) -> None:
         await image_archives.save(self, plan, write)
+        for saved in plan:
+            self.emit("save", saved.image_id, saved.image_id)
 
     async def load(
         self,
@@ -429,7 +448,9 @@ class ImageService:
 
     def _untag(self, ref: str) -> None:
         self._store.delete_tag(ref)
-        self._tags.pop(ref, None)
+        image_id = self._tags.pop(ref, None)
+        if image_id is not None:
+            self.emit("untag", image_id, image_id)
 
     def cleanup_tmp(self) -> None:
         shutil.rmtree(self._tmp_dir, ignore_errors=True)

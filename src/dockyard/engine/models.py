@@ -218,6 +218,21 @@ class LegacyStartRequest(msgspec.Struct, rename="pascal"):
     container_id_file: str = field(default="", name="ContainerIDFile")
 
 
+class HealthLog(msgspec.Struct, rename="pascal"):
+    start: str
+    end: str
+    exit_code: int
+    output: str
+
+
+class Health(msgspec.Struct, rename="pascal"):
+    """`.State.Health`: the result of the container's HEALTHCHECK probes."""
+
+    status: str = "starting"  # starting healthy unhealthy
+    failing_streak: int = 0
+    log: list[HealthLog] = field(default_factory=list)
+
+
 class ContainerState(msgspec.Struct, rename="pascal"):
     status: str = "created"  # created running paused restarting removing exited dead
     running: bool = False
@@ -230,6 +245,7 @@ class ContainerState(msgspec.Struct, rename="pascal"):
     error: str = ""
     started_at: str = "0001-01-01T00:00:00Z"
     finished_at: str = "0001-01-01T00:00:00Z"
+    health: Health | None = None
 
 
 class MountPoint(msgspec.Struct, rename="pascal"):

@@ -11,7 +11,11 @@ from typing import Any
 
 import dockyard
 from dockyard.engine.containers import ContainerService
+from dockyard.engine.events import EventBus
+from dockyard.engine.exec import ExecService
+from dockyard.engine.health import HealthService
 from dockyard.engine.images import ImageService
+from dockyard.engine.stats import StatsService
 from dockyard.engine.volumes import VolumeService
 
 
@@ -24,6 +28,21 @@ class Services:
     daemon_id: str = ""
     labels: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    execs: ExecService = field(init=False)
+    stats: StatsService = field(init=False)
+    health: HealthService = field(init=False)
+
+    def __post_init__(self) -> None:
+        c = self.containers
+        self.images.events = c.events
+        self.execs = ExecService(c, self.images, c.launcher, c.events)
+        c.removal_hooks.append(self.execs.forget_container)
+        self.stats = StatsService(c)
+        self.health = HealthService(c, self.execs)
+
+    @property
+    def events(self) -> EventBus:
+        return self.containers.events
 
     @property
     def volumes(self) -> VolumeService:

@@ -173,6 +173,8 @@ def read_stats(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> 
             "user_ticks": int(ticks.get("user", 0)),
             "system_ticks": int(ticks.get("system", 0)),
         }
+    if "blkio" in controllers:  # only with a --blkio-weight (available_controllers)
+        stats["blkio"] = _blkio(kernel, path)
     if "pids" in controllers:
         stats["pids"] = {
             "current": _read_int(kernel, "pids", path, "pids.current"),
@@ -236,3 +238,25 @@ def update_running(kernel: Kernel, cfg: ContainerConfig, res: dict) -> list[str]
                 "without a blkio cgroup"
             )
     return warnings
+
+
+def _blkio(kernel: Kernel, path: str) -> list[dict]:
+    """blkio.throttle.io_service_bytes: "8:0 Read 4096" lines (the Total line skipped)."""
+    out = []
+    try:
+        text = kernel.cgroup_read("blkio", path, "blkio.throttle.io_service_bytes")
+    except KernelError:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and ":" in parts[0]:
+            major, _, minor = parts[0].partition(":")
+            out.append(
+                {
+                    "major": int(major),
+                    "minor": int(minor),
+                    "op": parts[1].lower(),
+                    "value": int(parts[2]),
+                }
+            )
+    return out

@@ -61,6 +61,12 @@ CONTAINER_OPTIONS: list[Opt] = [
     Opt("net", kind="string", hidden=True),
     Opt("network-alias", kind="list", help="Add network-scoped alias for the container"),
     Opt("no-healthcheck", help="Disable any container-specified HEALTHCHECK"),
+    Opt("health-cmd", kind="string", help="Command to run to check health"),
+    Opt("health-interval", kind="string", metavar="duration", help="Time between running the check (ms|s|m|h) (default 0s)"),
+    Opt("health-retries", kind="int", help="Consecutive failures needed to report unhealthy"),
+    Opt("health-start-interval", kind="string", metavar="duration", help="Time between running the check during the start period (ms|s|m|h) (default 0s)"),
+    Opt("health-start-period", kind="string", metavar="duration", help="Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)"),
+    Opt("health-timeout", kind="string", metavar="duration", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)"),
     Opt("oom-kill-disable", help="Disable OOM Killer"),
     Opt("oom-score-adj", kind="int", help="Tune host's OOM preferences (-1000 to 1000)"),
     Opt("pid", kind="string", help="PID namespace to use"),
@@ -340,8 +346,9 @@ def build_create_body(
         config["StopSignal"] = opts["stop_signal"]
     if "stop_timeout" in opts["_set"]:
         config["StopTimeout"] = opts["stop_timeout"]
-    if opts["no_healthcheck"]:
-        config["Healthcheck"] = {"Test": ["NONE"]}
+    healthcheck = _healthcheck(opts)
+    if healthcheck is not None:
+        config["Healthcheck"] = healthcheck
 
     host_config: dict[str, Any] = {
         "Binds": binds or None,
@@ -521,6 +528,65 @@ def create_container(ctx: Any, opts: dict[str, Any], body: dict[str, Any], prog:
         except OSError as exc:
             raise CLIError(f"{prog}: failed to create the container ID file: {exc}", 125) from None
     return cid
+
+
+_GO_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
+
+
+def go_duration_ns(value: str, flag: str) -> int:
+    """Go's time.ParseDuration ("1m30s", "500ms", "0") in nanoseconds."""
+    import re
+
+    text = value.strip()
+    if text == "0":
+        return 0
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise CLIError(
+            f'invalid argument "{value}" for "--{flag}" flag: time: invalid duration "{value}"', 125
+        )
+    return int(sum(float(n) * _GO_UNITS[u] for n, u in parts))
+
+
+def _healthcheck(opts: dict[str, Any]) -> dict[str, Any] | None:
+    """--health-* and --no-healthcheck as docker's CLI builds Config.Healthcheck."""
+    durations = {
+        "Interval": "health_interval",
+        "Timeout": "health_timeout",
+        "StartPeriod": "health_start_period",
+        "StartInterval": "health_start_interval",
+    }
+    given = {
+        k: go_duration_ns(opts[d], d.replace("_", "-")) for k, d in durations.items() if opts.get(d)
+    }
+    retries = opts.get("health_retries") or 0
+    cmd = opts.get("health_cmd") or ""
+    any_health = bool(cmd or given or retries)
+    if opts["no_healthcheck"]:
+        if any_health:
+            raise CLIError("--no-healthcheck conflicts with --health-* options", 125)
+        return {"Test": ["NONE"]}
+    if not any_health:
+        return None
+    for key, ns in given.items():
+        if ns < 0:
+            flag = durations[key].replace("_", "-")
+            raise CLIError(f"--{flag} cannot be negative", 125)
+    if retries < 0:
+        raise CLIError("--health-retries cannot be negative", 125)
+    hc: dict[str, Any] = {"Test": ["CMD-SHELL", cmd] if cmd else []}
+    hc.update(given)
+    if retries:
+        hc["Retries"] = retries
+    return hc
 
 
 def _flag_bool(key: str, value: str) -> bool:

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Time living in a container: `exec c true` and `stats --no-stream c`.
+
+    .venv/bin/python bench/live_bench.py [-n 30] [--host unix:///path/to.sock]
+        [--dockerd-host unix:///run/docker-bench.sock]
+
+Without --host it starts a private daemon (temporary socket and data root,
+busybox from scripts/make-base-image) and stops it at the end; it never
+touches /run/dockyard.sock. One container `sleep` runs for the whole bench.
+Timed, as a user waits for them (whole processes, interleaved rounds after a
+warm-up): `dockyard exec c true`, `docker exec c true` against our socket
+(where the docker CLI is installed), the API round trip alone
+(exec create + start + inspect from a warm Python client), and
+`dockyard stats --no-stream c`. With --dockerd-host (an ALREADY running
+dockerd holding busybox) the docker CLI's exec on dockerd too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _env(host: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+    env.update(DOCKER_HOST=host, DOCKYARD_HOST=host, DOCKER_CLI_HINTS="false")
+    return env
+
+
+def _start_daemon(base: Path) -> tuple[subprocess.Popen[bytes], str]:
+    sock = base / "d.sock"
+    host = f"unix://{sock}"
+    log = (base / "daemon.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dockyard", "daemon", "-H", host, "--data-root", str(base / "root"),
+         "--pidfile", str(base / "d.pid")],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(host), cwd="/",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit("the bench daemon did not start; see " + str(base / "daemon.log"))
+        time.sleep(0.05)
+    time.sleep(0.3)
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
+        check=True, capture_output=True, env=_env(host), timeout=300,
+    )  # fmt: skip
+    return proc, host
+
+
+def _time(argv: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
+    return dt
+
+
+def _api_exec(host: str, name: str) -> None:
+    sys.path.insert(0, str(REPO / "src"))
+    from dockyard.client.host import parse_host
+    from dockyard.client.transport import Client
+
+    client = Client(parse_host(host))
+    exec_id = client.post(f"/containers/{name}/exec", body={"Cmd": ["true"], "AttachStdout": True})["Id"]
+    conn = client.hijack(f"/exec/{exec_id}/start", body={"Detach": False, "Tty": False})
+    for _ in conn.iter_chunks():
+        pass
+    conn.close()
+    assert client.get(f"/exec/{exec_id}/json")["ExitCode"] == 0
+
+
+def _report(name: str, samples: list[float]) -> float:
+    samples = sorted(samples)
+    med = statistics.median(samples)
+    p90 = samples[max(0, int(len(samples) * 0.9) - 1)]
+    print(f"  {name:<44} median {med * 1000:7.1f} ms   p90 {p90 * 1000:7.1f} ms")
+    return med
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=30)
+    ap.add_argument("--host", default="")
+    ap.add_argument("--dockerd-host", default="")
+    args = ap.parse_args()
+    base = None
+    daemon = None
+    host = args.host
+    if not host:
+        base = Path(tempfile.mkdtemp(prefix="dky-bench-live-"))
+        daemon, host = _start_daemon(base)
+    env = _env(host)
+    dockyard = [sys.executable, "-m", "dockyard"]
+    name = f"bench-live-{os.getpid()}"
+    try:
+        subprocess.run([*dockyard, "run", "-d", "--name", name, "busybox", "sleep", "3600"],
+                       env=env, check=True, capture_output=True)  # fmt: skip
+        cmds: dict[str, list[str]] = {"dockyard exec c true": [*dockyard, "exec", name, "true"]}
+        if shutil.which("docker"):
+            cmds["docker exec c true (Dockyard daemon)"] = ["docker", "exec", name, "true"]
+        cmds["dockyard stats --no-stream c"] = [*dockyard, "stats", "--no-stream", name]
+        denv = None
+        if args.dockerd_host and shutil.which("docker"):
+            denv = _env(args.dockerd_host)
+            dname = name + "-d"
+            subprocess.run(["docker", "run", "-d", "--name", dname, "busybox", "sleep", "3600"],
+                           env=denv, check=True, capture_output=True)  # fmt: skip
+            cmds["docker exec c true (dockerd)"] = ["docker", "exec", dname, "true"]
+        results: dict[str, list[float]] = {k: [] for k in cmds}
+        api: list[float] = []
+        for argv in cmds.values():  # warm-up
+            _time(argv, denv if "dockerd)" in " ".join(argv) else env)
+        for _ in range(args.n):
+            for key, argv in cmds.items():
+                results[key].append(_time(argv, denv if key.endswith("(dockerd)") else env))
+            t0 = time.perf_counter()
+            _api_exec(host, name)
+            api.append(time.perf_counter() - t0)
+        print(f"live bench, {args.n} rounds:")
+        meds = {k: _report(k, v) for k, v in results.items()}
+        _report("exec API round trip (create+start+inspect)", api)
+        if "docker exec c true (dockerd)" in meds:
+            ratio = meds["dockyard exec c true"] / meds["docker exec c true (dockerd)"]
+            print(f"  dockyard exec / dockerd exec: {ratio:.2f}")
+        print(json.dumps({k: round(v * 1000, 1) for k, v in meds.items()}))
+    finally:
+        subprocess.run([*dockyard, "rm", "-f", name], env=env, capture_output=True)
+        if denv is not None:
+            subprocess.run(["docker", "rm", "-f", name + "-d"], env=denv, capture_output=True)
+        if daemon is not None:
+            daemon.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                daemon.wait(timeout=30)
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+        if base is not None:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
