@@ -464,9 +464,11 @@ async def serve(cfg: DaemonConfig) -> None:
         connection_cap,
         quiet_accept_errors,
     )
+    from dockyard.engine import network_attach
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
     from dockyard.engine.networking import ContainerNetworking
+    from dockyard.engine.networks import NetworkService
     from dockyard.engine.services import Services
     from dockyard.engine.store import Store
     from dockyard.image.registry_auth import InsecureRegistries
@@ -501,7 +503,12 @@ async def serve(cfg: DaemonConfig) -> None:
         address_pools=cfg.default_address_pools,
     )
     await networking.start()
-    containers = ContainerService(store, images, launcher, cfg.data_root, networking)
+    networks = NetworkService(store)
+    containers = ContainerService(store, images, launcher, cfg.data_root, networking, networks)
+    plumbing = network_attach.wire(
+        networking.kernel, networking, networks, containers.get, store.put_container
+    )
+    await plumbing.start(networking.bridge_name)
     services = Services(
         containers=containers,
         images=images,

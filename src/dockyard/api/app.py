@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 import dockyard
-from dockyard.api import routes_containers, routes_images, routes_system
+from dockyard.api import routes_containers, routes_images, routes_networks, routes_system
 from dockyard.api.context import API_VERSION, SERVICES
 from dockyard.api.shapes import Version
 from dockyard.api.streams import RawStreamResponse, keep_half_closed_connections_open
@@ -145,4 +145,5 @@ def make_app(services: Services) -> web.Application:
     routes_system.register(router)
     routes_containers.register(router)
     routes_images.register(router)
+    routes_networks.register(router)
     return app
