@@ -33,8 +33,9 @@ from dockyard.engine.models import (
     strslice,
 )
 from dockyard.engine.names import random_name, validate_name
+from dockyard.engine.network_endpoints import ContainerFacts
 from dockyard.engine.networking import ContainerNetworking
-from dockyard.engine.networks import ContainerFacts, NetworkService
+from dockyard.engine.networks import NetworkService
 from dockyard.engine.store import Store
 from dockyard.engine.update import live_resources, merged_host_config
 from dockyard.errors import (
