@@ -300,3 +300,29 @@ def test_cycles_on_a_user_network_leave_no_interfaces_fds_or_rules(daemon, docky
     assert settled_ports() == []
     assert len(os.listdir(fds)) <= before_fds + 2, "descriptors left in the daemon"
     assert len(rules_mentioning(bridge)) == before_rules
+
+
+def test_concurrent_starts_get_distinct_addresses_never_an_aux_address(dockyard, net, unique):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name, _ = net("--subnet", "10.239.0.0/29", "--aux-address", "printer=10.239.0.2")
+    names = [unique("par") for _ in range(4)]
+
+    def start(n: str) -> subprocess.CompletedProcess[str]:
+        return dockyard("run", "-d", "--name", n, "--network", name, "busybox", "sleep", "300")
+
+    with ThreadPoolExecutor(4) as pool:
+        procs = list(pool.map(start, names))
+    for proc in procs:
+        assert proc.returncode == 0, proc.stderr
+        net.containers.append(proc.stdout.strip())
+    ips = [
+        json.loads(dockyard("inspect", n).stdout)[0]["NetworkSettings"]["Networks"][name][
+            "IPAddress"
+        ]
+        for n in names
+    ]
+    # /29: .1 the gateway, .2 reserved, .7 broadcast: .3 to .6 for the four
+    assert sorted(ips) == ["10.239.0.3", "10.239.0.4", "10.239.0.5", "10.239.0.6"], ips
+    full = dockyard("run", "--rm", "--network", name, "busybox", "true")
+    assert full.returncode != 0 and "no available IPv4 addresses" in full.stderr, full.stderr

@@ -70,6 +70,7 @@ class Plumbing:
         self._save = save
         self._lock = lock
         self._dns: dict[str, tuple[str, DNSListener]] = {}  # container id -> (netns, listener)
+        self._pending_ifnames: dict[str, set[str]] = {}  # container id -> attaching now
 
     async def _run(self, fn: Callable[..., object], *args: object, **kw: object) -> object:
         async with self._lock:
@@ -115,7 +116,8 @@ class Plumbing:
     # endpoints ---------------------------------------------------------------------
     async def attach(self, n: Network, e: Endpoint, netns: str) -> None:
         c = self._container(e.container_id)
-        taken = {ep.ifname for ep in c.endpoints.values()}
+        pending = self._pending_ifnames.setdefault(c.id, set())
+        taken = {ep.ifname for ep in c.endpoints.values()} | pending
         ifname = next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
         routed = any(
             not self._internal(name) for name in c.endpoints
@@ -129,19 +131,30 @@ class Plumbing:
                 hc.port_bindings, (c.config.exposed_ports or {}).keys(), hc.publish_all_ports
             )
             mac = mac or (c.config.mac_address or "")
-        wanted = e.ipam_config.ipv4_address if e.ipam_config is not None else ""
-        ep = await self._run(
-            self.driver.attach,
-            bridge_network(n),
-            c.id,
-            netns,
-            ifname=ifname,
-            ip=wanted,
-            mac=mac,
-            ports=requests,
-            default_route=not routed and not n.internal,
-            endpoint_id=e.endpoint_id,
-        )
+        # The address and the interface name are held from here (no await in between),
+        # so that starts and connects running at once do not pick the same.
+        e.ip_address = self.networks.choose_address(n, e)
+        pending.add(ifname)
+        try:
+            ep = await self._run(
+                self.driver.attach,
+                bridge_network(n),
+                c.id,
+                netns,
+                ifname=ifname,
+                ip=e.ip_address,
+                mac=mac,
+                ports=requests,
+                default_route=not routed and not n.internal,
+                endpoint_id=e.endpoint_id,
+            )
+        except BaseException:
+            e.ip_address = ""
+            raise
+        finally:
+            pending.discard(ifname)
+            if not pending:
+                self._pending_ifnames.pop(c.id, None)
         c.endpoints[n.name] = ep  # type: ignore[assignment]
         self._save(c)
         e.endpoint_id = ep.id  # type: ignore[attr-defined]

@@ -359,6 +359,26 @@ class EndpointRules:
         for n, _ in self.endpoints_of(container_id):
             self.drop_endpoint(n.id, container_id)
 
+    def choose_address(self, n: Network, e: Endpoint) -> str:
+        """The address a starting endpoint asks the driver for: its requested one, else
+        the first free one of the ip-range that is not the gateway nor an
+        --aux-address (which the driver's IPAM does not know of)."""
+        pool = (n.ipam.config or [IPAMPool()])[0]
+        wanted = e.ipam_config.ipv4_address if e.ipam_config is not None else ""
+        if wanted:
+            return wanted
+        in_use = {
+            ip
+            for (nid, cid), other in self._endpoints.items()
+            if nid == n.id and cid != e.container_id
+            for ip in (
+                other.ip_address,
+                other.ipam_config.ipv4_address if other.ipam_config is not None else "",
+            )
+            if ip
+        }
+        return subnets.pick_address(pool, in_use)
+
     def _addresses_in_use(self, network_id: str) -> set[str]:
         used = set()
         for (nid, _), e in self._endpoints.items():
