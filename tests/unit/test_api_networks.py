@@ -184,6 +184,10 @@ async def test_container_on_a_network_shows_it_and_blocks_its_removal(tmp_path):
         assert ep["NetworkID"] == net["Id"] and ep["Aliases"] == ["www"]
         assert ep["IPAMConfig"] == {"IPv4Address": "10.88.0.50"}
         assert ep["DNSNames"] == ["web", "www", cid[:12]]
+        # before API 1.44 dockerd listed the short id among the aliases, without DNSNames
+        old = await (await client.get(f"/v1.43/containers/{cid}/json")).json()
+        old_ep = old["NetworkSettings"]["Networks"]["app"]
+        assert old_ep["Aliases"] == ["www", cid[:12]] and "DNSNames" not in old_ep
         assert list(info["NetworkSettings"]["Networks"]) == ["app"]
         with open(info["ResolvConfPath"]) as f:
             resolv = f.read()

@@ -56,15 +56,23 @@ def network_container(name: str, e: Endpoint) -> dict[str, Any]:
     }
 
 
-def endpoint_settings(n: Network, e: Endpoint, dns_names: list[str]) -> dict[str, Any]:
-    """A container's entry in NetworkSettings.Networks for a user-defined network."""
+def endpoint_settings(
+    n: Network, e: Endpoint, dns_names: list[str], legacy_aliases: bool = False
+) -> dict[str, Any]:
+    """A container's entry in NetworkSettings.Networks for a user-defined network.
+
+    `legacy_aliases` (API < 1.44, as dockerd answers it): the short id is among the
+    Aliases and there is no DNSNames."""
+    aliases = list(e.aliases)
+    if legacy_aliases and e.container_id[:12] not in aliases:
+        aliases.append(e.container_id[:12])
     ipam = None
     if e.ipam_config is not None:
         ipam = {"IPv4Address": e.ipam_config.ipv4_address}
-    return {
+    out: dict[str, Any] = {
         "IPAMConfig": ipam,
         "Links": None,
-        "Aliases": e.aliases or None,
+        "Aliases": aliases or None,
         "MacAddress": e.mac_address,
         "DriverOpts": None,
         "GwPriority": 0,
@@ -78,3 +86,6 @@ def endpoint_settings(n: Network, e: Endpoint, dns_names: list[str]) -> dict[str
         "GlobalIPv6PrefixLen": 0,
         "DNSNames": dns_names or None,
     }
+    if legacy_aliases:
+        del out["DNSNames"]
+    return out

@@ -284,7 +284,7 @@ async def list_containers(request: web.Request) -> web.Response:
         size = await svc.containers.size(c) if want_size else None
         summary = shapes.container_summary(c, svc.containers.image_name(c), v, size)
         if not v.legacy:
-            _add_networks(svc, c, summary)
+            _add_networks(svc, c, summary, v)
         out.append(summary)
     return json_response(out)
 
@@ -297,18 +297,20 @@ async def inspect(request: web.Request) -> web.Response:
     ids = svc.containers.networking.network_ids()
     out = shapes.container_inspect(c, version(request), lower, size, ids)
     if not version(request).legacy:
-        _add_networks(svc, c, out)
+        _add_networks(svc, c, out, version(request))
     return json_response(out)
 
 
-def _add_networks(svc: Services, c: Container, out: dict) -> None:
+def _add_networks(svc: Services, c: Container, out: dict, v: shapes.Version) -> None:
     """The container's user-defined networks in NetworkSettings.Networks."""
     networks = out["NetworkSettings"]["Networks"]
     mode = c.host_config.network_mode
     if mode not in ("bridge", "host", "none", "default"):
         networks.pop(mode, None)  # a user-defined one: listed below if still joined
     for n, e, names in svc.container_networks(c):
-        networks[n.name] = network_shapes.endpoint_settings(n, e, names)
+        networks[n.name] = network_shapes.endpoint_settings(
+            n, e, names, legacy_aliases=not v.at_least(1, 44)
+        )
 
 
 async def trace(request: web.Request) -> web.Response:
