@@ -33,6 +33,7 @@ from dockyard.engine.networks import NetworkService, bridge_name
 from dockyard.kernel.interface import Kernel
 from dockyard.network import ports as ports_mod
 from dockyard.network.bridge import BridgeDriver, BridgeNetwork
+from dockyard.network.bridge import Endpoint as BridgeEndpoint
 from dockyard.network.dns import DNS_ADDRESS, DNSAnswerer, DNSListener, host_nameservers
 from dockyard.network.isolation import NetworkIsolation
 
@@ -73,6 +74,12 @@ class Plumbing:
         self._pending_ifnames: dict[str, set[str]] = {}  # container id -> attaching now
 
     async def _run(self, fn: Callable[..., object], *args: object, **kw: object) -> object:
+        async with self._lock:
+            return await asyncio.to_thread(fn, *args, **kw)
+
+    async def _attach(
+        self, fn: Callable[..., BridgeEndpoint], *args: object, **kw: object
+    ) -> BridgeEndpoint:
         async with self._lock:
             return await asyncio.to_thread(fn, *args, **kw)
 
@@ -136,7 +143,7 @@ class Plumbing:
         e.ip_address = self.networks.choose_address(n, e)
         pending.add(ifname)
         try:
-            ep = await self._run(
+            ep = await self._attach(
                 self.driver.attach,
                 bridge_network(n),
                 c.id,
@@ -155,14 +162,14 @@ class Plumbing:
             pending.discard(ifname)
             if not pending:
                 self._pending_ifnames.pop(c.id, None)
-        c.endpoints[n.name] = ep  # type: ignore[assignment]
+        c.endpoints[n.name] = ep
         self._save(c)
-        e.endpoint_id = ep.id  # type: ignore[attr-defined]
-        e.ip_address = ep.ip  # type: ignore[attr-defined]
-        e.ip_prefix_len = ep.prefix_len  # type: ignore[attr-defined]
-        e.gateway = ep.gateway  # type: ignore[attr-defined]
-        e.mac_address = ep.mac  # type: ignore[attr-defined]
-        e.interface = ep.ifname  # type: ignore[attr-defined]
+        e.endpoint_id = ep.id
+        e.ip_address = ep.ip
+        e.ip_prefix_len = ep.prefix_len
+        e.gateway = ep.gateway
+        e.mac_address = ep.mac
+        e.interface = ep.ifname
 
     def _internal(self, network_name: str) -> bool:
         n = self.networks.by_name(network_name)
