@@ -472,12 +472,13 @@ async def serve(cfg: DaemonConfig) -> None:
         connection_cap,
         quiet_accept_errors,
     )
-    from dockyard.engine import logconfig
+    from dockyard.engine import logconfig, network_attach
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
     from dockyard.engine.logconfig import LogDefaults
     from dockyard.engine.models import LogConfig
     from dockyard.engine.networking import ContainerNetworking
+    from dockyard.engine.networks import NetworkService
     from dockyard.engine.services import Services
     from dockyard.engine.store import Store
     from dockyard.image.registry_auth import InsecureRegistries
@@ -512,10 +513,17 @@ async def serve(cfg: DaemonConfig) -> None:
         address_pools=cfg.default_address_pools,
     )
     await networking.start()
-    containers = ContainerService(store, images, launcher, cfg.data_root, networking)
+    networks = NetworkService(store)
+    containers = ContainerService(
+        store, images, launcher, cfg.data_root, networking, networks=networks
+    )
     containers.log_defaults = LogDefaults(cfg.log_driver, dict(cfg.log_opts))
     # an unknown driver or option in daemon.json stops the daemon, as dockerd
     logconfig.check(LogConfig(type=cfg.log_driver, config=dict(cfg.log_opts)), LogDefaults())
+    plumbing = network_attach.wire(
+        networking.kernel, networking, networks, containers.get, store.put_container
+    )
+    await plumbing.start(networking.bridge_name)
     services = Services(
         containers=containers,
         images=images,

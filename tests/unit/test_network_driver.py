@@ -279,7 +279,13 @@ async def test_a_bridge_container_gets_an_endpoint_released_at_exit(tmp_path):
     held = w.networking.ipam.allocations(w.networking.default_network_id)
     assert all(owner.startswith("spare-") for owner in held.values()), held
     # What is left is one spare for the next start, wired and waiting.
-    await eventually(lambda: len(w.kernel.netns) == 1)
+    # (made on a worker thread: its namespace exists a moment before its veth)
+    await eventually(
+        lambda: (
+            len(w.kernel.netns) == 1
+            and "eth0" in w.kernel.links.get(next(iter(w.kernel.netns)), {})
+        )
+    )
     (spare,) = w.kernel.netns
     assert "spare-" in spare and w.kernel.links[spare]["eth0"]["peer"] in w.kernel.links[None]
     calls = len(w.kernel.calls)

@@ -14,6 +14,7 @@ from dockyard.api import (
     routes_events,
     routes_exec,
     routes_images,
+    routes_networks,
     routes_system,
     routes_volumes,
     routes_watch,
@@ -159,4 +160,5 @@ def make_app(services: Services) -> web.Application:
     routes_watch.register(router)
     routes_volumes.register(router)
     routes_archive.register(router)
+    routes_networks.register(router)
     return app

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
-from dockyard.api import shapes
+from dockyard.api import network_shapes, shapes
 from dockyard.api.context import services
 from dockyard.api.params import (
     body,
@@ -32,6 +32,7 @@ from dockyard.api.streams import (
 from dockyard.engine.containers import AttachStreams
 from dockyard.engine.filters import normalize
 from dockyard.engine.models import (
+    Container,
     ContainerConfig,
     CreateRequest,
     HostConfig,
@@ -40,6 +41,7 @@ from dockyard.engine.models import (
     PortBinding,
     UpdateConfig,
 )
+from dockyard.engine.services import Services
 from dockyard.errors import InvalidParameter
 
 if TYPE_CHECKING:
@@ -107,7 +109,7 @@ async def create(request: web.Request) -> web.Response:
         return legacy_json_response({"Id": c.short_id}, status=201)
     req = await body(request, CreateRequest)
     config, host = _split_create(req)  # type: ignore[arg-type]
-    c = await svc.containers.create(config, host, name, req.networking_config)
+    c = await svc.containers.create(config, host, name, req.networking_config)  # type: ignore[union-attr]
     warnings = svc.containers.networking.warnings(c.host_config)
     return json_response({"Id": c.id, "Warnings": warnings}, status=201)
 
@@ -283,7 +285,10 @@ async def list_containers(request: web.Request) -> web.Response:
     out = []
     for c in items:
         size = await svc.containers.size(c) if want_size else None
-        out.append(shapes.container_summary(c, svc.containers.image_name(c), v, size))
+        summary = shapes.container_summary(c, svc.containers.image_name(c), v, size)
+        if not v.legacy:
+            _add_networks(svc, c, summary, v)
+        out.append(summary)
     return json_response(out)
 
 
@@ -296,7 +301,21 @@ async def inspect(request: web.Request) -> web.Response:
     out = shapes.container_inspect(c, version(request), lower, size, ids)
     if "ExecIDs" in out:
         out["ExecIDs"] = svc.execs.exec_ids(c.id) or None
+    if not version(request).legacy:
+        _add_networks(svc, c, out, version(request))
     return json_response(out)
+
+
+def _add_networks(svc: Services, c: Container, out: dict, v: shapes.Version) -> None:
+    """The container's user-defined networks in NetworkSettings.Networks."""
+    networks = out["NetworkSettings"]["Networks"]
+    mode = c.host_config.network_mode
+    if mode not in ("bridge", "host", "none", "default"):
+        networks.pop(mode, None)  # a user-defined one: listed below if still joined
+    for n, e, names in svc.container_networks(c):
+        networks[n.name] = network_shapes.endpoint_settings(
+            n, e, names, legacy_aliases=not v.at_least(1, 44)
+        )
 
 
 async def trace(request: web.Request) -> web.Response:

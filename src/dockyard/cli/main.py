@@ -112,6 +112,18 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "remove": "volume_rm",
         "prune": "volume_prune",
     },
+    # "module:verb": one module holds the whole group (cli/commands/network.py)
+    "network": {
+        "create": "network:create",
+        "ls": "network:ls",
+        "list": "network:ls",
+        "inspect": "network:inspect",
+        "rm": "network:rm",
+        "remove": "network:rm",
+        "prune": "network:prune",
+        "connect": "network:connect",
+        "disconnect": "network:disconnect",
+    },
 }
 
 SUMMARY = [
@@ -129,6 +141,7 @@ SUMMARY = [
     ("Management Commands", [
         ("container", "Manage containers"),
         ("image", "Manage images"),
+        ("network", "Manage networks"),
         ("system", "Manage Dockyard"),
         ("volume", "Manage volumes"),
     ]),
@@ -281,7 +294,10 @@ def run_command(ctx_args: dict, argv: list[str]) -> int:
             1,
         )
     name, module_name, rest = resolved
+    module_name, _, verb = module_name.partition(":")
     module = importlib.import_module(f"dockyard.cli.commands.{module_name}")
+    if verb:
+        module = getattr(module, verb)
     spec: Command = module.COMMAND
     if name != spec.name:
         spec = spec.renamed(name)

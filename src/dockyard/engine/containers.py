@@ -36,7 +36,9 @@ from dockyard.engine.models import (
     strslice,
 )
 from dockyard.engine.names import random_name, validate_name
+from dockyard.engine.network_endpoints import ContainerFacts
 from dockyard.engine.networking import ContainerNetworking
+from dockyard.engine.networks import NetworkService
 from dockyard.engine.store import Store
 from dockyard.engine.update import live_resources, merged_host_config
 from dockyard.engine.volumes import VolumeService
@@ -153,10 +155,13 @@ class ContainerService:
         networking: ContainerNetworking,
         events: EventBus | None = None,
         volumes: VolumeService | None = None,
+        networks: NetworkService | None = None,
     ) -> None:
         self._store = store
         self.networking = networking
         self.volumes = volumes or VolumeService(store, data_root)
+        self.networks = networks if networks is not None else NetworkService(store)
+        self.networks.container = self._network_facts
         self._images = images
         self._launcher = launcher
         self.launcher = launcher
@@ -272,6 +277,23 @@ class ContainerService:
                 raise InvalidParameter(f"Multiple IDs found with provided prefix: {ref}")
         raise NotFound(f"No such container: {ref}")
 
+    def _network_facts(self, ref: str) -> ContainerFacts | None:
+        try:
+            c = self.get(ref)
+        except (NotFound, InvalidParameter):
+            return None
+        return ContainerFacts(
+            id=c.id,
+            name=c.name.lstrip("/"),
+            network_mode=c.host_config.network_mode,
+            running=c.state.running,
+            netns=self.netns_path(c),
+        )
+
+    def netns_path(self, c: Container) -> str:
+        """The network namespace file (sandbox) of a running container, "" if none."""
+        return c.sandbox_key if c.state.running else ""
+
     def _live_of(self, container_id: str) -> _Live:
         live = self._live.get(container_id)
         if live is None:
@@ -366,6 +388,12 @@ class ContainerService:
             host_config.network_mode = "bridge"
         if host_config.network_mode == "host" and not config.hostname:
             merged.hostname = os.uname().nodename
+        endpoints = self.networks.plan_endpoints(
+            container_id,
+            full_name.lstrip("/"),
+            host_config.network_mode,
+            networking.endpoints_config if networking is not None else None,
+        )
 
         bundle = os.path.join(self._root, container_id)
         for sub in ("upper", "work", "rootfs"):
@@ -376,7 +404,9 @@ class ContainerService:
             "hosts": etc_files.hosts_file(
                 host_config, host_net, host_gateway=self.networking.host_gateway()
             ),
-            "resolv.conf": etc_files.resolv_conf(host_config, host_net),
+            "resolv.conf": etc_files.resolv_conf(
+                host_config, host_net, embedded_dns=bool(endpoints)
+            ),
         }
         for fname, text in paths.items():
             etc_files.write_atomic(os.path.join(bundle, fname), text.encode())
@@ -400,6 +430,7 @@ class ContainerService:
         )
         self._save(c)
         self._containers[c.id] = c
+        self.networks.save_endpoints(endpoints)
         self.emit(c, "create")
         log.info("container %s created (%s)", c.short_id, c.name)
         return c
@@ -577,6 +608,7 @@ class ContainerService:
         try:
             await self._prepare_network(c)
             try:
+                await self._attach_networks(c)
                 spec = self._run_spec(c)
                 oci = spec.to_oci(c.id)
                 rotation = logconfig.rotation(c.host_config.log_config)
@@ -586,6 +618,7 @@ class ContainerService:
                 log_path = c.log_path if rotation is not None else ""  # the none driver
                 link = await self._launcher.run(c.id, c.bundle, log_path=log_path)
             except BaseException:
+                await self.networks.container_stopped(c.id)
                 await self.networking.release(c)
                 raise
         except (RuntimeFailure, InvalidParameter, Conflict) as e:
@@ -619,6 +652,28 @@ class ContainerService:
         for name in c.endpoints or {}:
             attrs = {"container": c.id, "name": name, "type": "bridge"}
             self.events.emit("network", action, ids.get(name, name), attrs)
+
+    async def _attach_networks(self, c: Container) -> None:
+        """Interfaces on the container's user-defined networks (in the sandbox the
+        default bridge's part made, or in one of its own), and its DNS listener,
+        before its process starts; its /etc/hosts names its first address."""
+        self.networks.check_network_mode(c.host_config.network_mode)
+        if not self.networks.endpoints_of(c.id):
+            return
+        if not c.sandbox_key:
+            c.sandbox_key = await self.networking.create_sandbox(c.id)
+        await self.networks.container_started(c.id, c.sandbox_key)
+        first = c.endpoints.get(next(iter(c.endpoints), ""))
+        if first is not None and c.host_config.network_mode not in ("", "default", "bridge"):
+            hosts = etc_files.hosts_file(
+                c.host_config,
+                False,
+                ip=first.ip,
+                hostname=c.config.hostname,
+                domainname=c.config.domainname,
+                host_gateway=self.networking.host_gateway(),
+            )
+            etc_files.write_quick(c.hosts_path, hosts.encode())
 
     async def _prepare_network(self, c: Container) -> None:
         """The container's network namespace and bridge endpoint, and the /etc/hosts
@@ -686,6 +741,9 @@ class ContainerService:
             hook(c)
         self._network_event(c, "disconnect")
         try:
+            # User-defined networks first: their endpoints leave the record, then
+            # the default bridge's part deletes the sandbox.
+            await self.networks.container_stopped(c.id)
             await self.networking.release(c)
         except Exception as e:  # noqa: BLE001 - logged; the exit is recorded regardless
             log.warning("container %s: releasing its network failed: %s", c.short_id, e)
@@ -855,6 +913,7 @@ class ContainerService:
 
             LinuxKernel().umount2(scratch, MNT_DETACH)
         await asyncio.to_thread(shutil.rmtree, c.bundle, True)
+        self.networks.container_removed(c.id)
         self._store.delete_container(c.id)
         del self._containers[c.id]
         self._network_traces.pop(c.id, None)
@@ -1035,6 +1094,9 @@ class ContainerService:
             )
             await self._on_exit(c.id, record)
         await self.networking.restore(list(self._containers.values()), self._save)
+        await self.networks.restore(
+            [(c.id, c.sandbox_key) for c in self._containers.values() if c.state.running]
+        )
         for c in list(self._containers.values()):
             if (
                 c.host_config.restart_policy.name in ("always", "unless-stopped")
@@ -1063,6 +1125,7 @@ class ContainerService:
                 live.restart_task.cancel()
             if live.link is not None:
                 await live.link.close()
+        await self.networks.shutdown(live_restore)
         await self.networking.shutdown(live_restore)
 
 

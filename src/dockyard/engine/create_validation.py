@@ -18,7 +18,7 @@ import msgspec
 
 from dockyard.engine.isolation import check_isolation
 from dockyard.engine.models import ContainerConfig, HostConfig
-from dockyard.errors import InvalidParameter, NotFound
+from dockyard.errors import InvalidParameter
 from dockyard.kernel.flags import CAPABILITIES
 from dockyard.runtime.cgroups import check_cgroup_parent
 from dockyard.runtime.seccomp import parse_docker_profile
@@ -145,9 +145,7 @@ def check_hostname(hostname: str) -> None:
 
 
 def _check_host_config(hc: HostConfig) -> None:
-    mode = hc.network_mode
-    if not (mode.startswith("container:") or mode in ("", "bridge", "default", "none", "host")):
-        raise NotFound(f"network {mode} not found")
+    # A user-defined NetworkMode is checked by the network service (plan_endpoints).
     if hc.memory and hc.memory < 6 * 1024 * 1024:
         raise InvalidParameter("Minimum memory limit allowed is 6MB")
     check_cgroup_parent(hc.cgroup_parent)

@@ -64,7 +64,10 @@ def hosts_file(
     return text
 
 
-def resolv_conf(host_config: HostConfig, host_network: bool) -> str:
+def resolv_conf(host_config: HostConfig, host_network: bool, embedded_dns: bool = False) -> str:
+    """The container's resolv.conf. With `embedded_dns` (a user-defined network) it
+    names the daemon's DNS server at 127.0.0.11, which forwards what is not a
+    container's name to --dns servers or the host's, as dockerd writes it."""
     try:
         with open("/etc/resolv.conf") as f:
             host_lines = f.read().splitlines()
@@ -87,5 +90,11 @@ def resolv_conf(host_config: HostConfig, host_network: bool) -> str:
         search = ["search " + " ".join(host_config.dns_search)]
     if host_config.dns_options:
         options = ["options " + " ".join(host_config.dns_options)]
+    if embedded_dns:
+        nameservers = ["127.0.0.11"]
+        opts = " ".join(ln.split(None, 1)[1] for ln in options if len(ln.split()) > 1)
+        if "ndots:" not in opts:
+            opts = ("ndots:0 " + opts).strip()
+        options = [f"options {opts}"]
     lines = search + [f"nameserver {ns}" for ns in nameservers] + options
     return "\n".join(lines) + "\n" if lines else ""

@@ -127,7 +127,23 @@ def container_matches(c: Container, filters: dict[str, list[str]], svc: Containe
             keys |= {mp.name or mp.source, mp.destination}
         if not any(v in keys for v in filters["volume"]):
             return False
-    return not ("network" in filters or "publish" in filters)
+    if "network" in filters and not _on_network(c, filters["network"], svc):
+        return False
+    return "publish" not in filters
+
+
+def _on_network(c: Container, wanted: list[str], svc: ContainerService) -> bool:
+    """dockerd's `network` filter: a network's name, or a prefix of its id."""
+    joined: dict[str, str] = {}  # name -> id
+    mode = c.host_config.network_mode
+    if mode and not mode.startswith("container:"):
+        known = svc.networks.by_name(mode)
+        joined[mode] = known.id if known is not None else ""
+    for n, _ in svc.networks.endpoints_of(c.id):
+        joined[n.name] = n.id
+    return any(
+        v in joined or any(nid and nid.startswith(v) for nid in joined.values()) for v in wanted
+    )
 
 
 def _reference_matches(tag: str, pattern: str) -> bool:

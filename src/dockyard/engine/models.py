@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from msgspec import field
 
+from dockyard.engine.network_models import EndpointIPAMConfig
 from dockyard.network.bridge import Endpoint
 
 # Docker accepts both "echo hi" and ["echo", "hi"] for Cmd/Entrypoint (strslice).
@@ -157,14 +158,13 @@ class UpdateConfig(msgspec.Struct, rename="pascal"):
     restart_policy: RestartPolicy | None = None
 
 
-class EndpointIPAMConfig(msgspec.Struct, rename="pascal"):
-    ipv4_address: str = field(default="", name="IPv4Address")
-    ipv6_address: str = field(default="", name="IPv6Address")
-    link_local_ips: list[str] | None = field(default=None, name="LinkLocalIPs")
-
-
 class EndpointSettings(msgspec.Struct, rename="pascal"):
+    """An entry of NetworkingConfig.EndpointsConfig, and a connect's EndpointConfig."""
+
     ipam_config: EndpointIPAMConfig | None = field(default=None, name="IPAMConfig")
+    links: list[str] | None = None
+    driver_opts: dict[str, str] | None = None
+    gw_priority: int = 0
     aliases: list[str] | None = None
     network_id: str = field(default="", name="NetworkID")
     endpoint_id: str = field(default="", name="EndpointID")
@@ -172,6 +172,20 @@ class EndpointSettings(msgspec.Struct, rename="pascal"):
     ip_address: str = field(default="", name="IPAddress")
     ip_prefix_len: int = field(default=0, name="IPPrefixLen")
     mac_address: str = ""
+
+
+class NetworkConnectRequest(msgspec.Struct, rename="pascal"):
+    """Body of POST /networks/{id}/connect."""
+
+    container: str = ""
+    endpoint_config: EndpointSettings | None = None
+
+
+class NetworkDisconnectRequest(msgspec.Struct, rename="pascal"):
+    """Body of POST /networks/{id}/disconnect."""
+
+    container: str = ""
+    force: bool = False
 
 
 class NetworkingConfig(msgspec.Struct, rename="pascal"):

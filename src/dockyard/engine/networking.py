@@ -74,6 +74,14 @@ class ContainerNetworking:
         self._lock = asyncio.Lock()
         self._replenishing: asyncio.Future[None] | None = None
         self._closing = False
+        # User-defined networks by name (set by engine/network_attach.py), so that the
+        # release and the restore of a container treat their endpoints as the default's.
+        self.user_network: Callable[[str], BridgeNetwork | None] = lambda name: None
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held around every driver call (the IPAM is shared)."""
+        return self._lock
 
     # daemon lifetime ------------------------------------------------------------
     # Kernel calls run in worker threads: pyroute2's synchronous API must not be
@@ -211,7 +219,12 @@ class ContainerNetworking:
 
     # start and stop ---------------------------------------------------------------------
     def _network(self, name: str) -> BridgeNetwork | None:
-        return self.default if name == DEFAULT_NETWORK else None
+        return self.default if name == DEFAULT_NETWORK else self.user_network(name)
+
+    async def create_sandbox(self, container_id: str) -> str:
+        """A network namespace for a container that is on user-defined networks only."""
+        async with self._lock:
+            return await asyncio.to_thread(self.driver.create_sandbox, container_id)
 
     async def prepare(self, c: Container) -> Endpoint | None:
         """The sandbox and the default bridge endpoint of a container about to start

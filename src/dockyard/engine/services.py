@@ -9,12 +9,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 import dockyard
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.events import EventBus
 from dockyard.engine.exec import ExecService
 from dockyard.engine.health import HealthService
 from dockyard.engine.images import ImageService
+from dockyard.engine.models import Container
+from dockyard.engine.network_models import IPAM, Endpoint, IPAMPool, Network
+from dockyard.engine.networks import NetworkService
 from dockyard.engine.stats import StatsService
 from dockyard.engine.volumes import VolumeService
 
@@ -31,8 +36,10 @@ class Services:
     execs: ExecService = field(init=False)
     stats: StatsService = field(init=False)
     health: HealthService = field(init=False)
+    networks: NetworkService = field(init=False)
 
     def __post_init__(self) -> None:
+        self.networks = self.containers.networks
         c = self.containers
         self.images.events = c.events
         self.execs = ExecService(c, self.images, c.launcher, c.events)
@@ -47,6 +54,60 @@ class Services:
     @property
     def volumes(self) -> VolumeService:
         return self.containers.volumes
+
+    def network_members(self, n: Network) -> list[tuple[str, str, Endpoint]]:
+        """(container id, name, endpoint) of the containers on a network."""
+        out = []
+        if n.predefined and n.name == "bridge":
+            # The default bridge's endpoints live in the container records.
+            for c in self.containers.list(all_=True):
+                ep = c.endpoints.get("bridge")
+                if ep is not None:
+                    e = Endpoint(
+                        network_id=n.id,
+                        container_id=c.id,
+                        endpoint_id=ep.id,
+                        ip_address=ep.ip,
+                        ip_prefix_len=ep.prefix_len,
+                        gateway=ep.gateway,
+                        mac_address=ep.mac,
+                    )
+                    out.append((c.id, c.name.lstrip("/"), e))
+            return out
+        for e in self.networks.endpoints_on(n.id):
+            facts = self.networks.container(e.container_id)
+            # As dockerd: only the endpoints of running containers (stopped ones hold none).
+            if facts is not None and e.endpoint_id:
+                out.append((e.container_id, facts.name, e))
+        return out
+
+    def network_view(self, n: Network) -> Network:
+        """A network as inspect shows it: the default bridge with its driver's subnet."""
+        default = self.containers.networking.default
+        if not (n.predefined and n.name == "bridge") or default is None:
+            return n
+        pool = IPAMPool(subnet=default.subnet, gateway=default.gateway)
+        return msgspec.structs.replace(n, ipam=IPAM(driver="default", options=None, config=[pool]))
+
+    def network_options(self, n: Network) -> dict[str, str]:
+        default = self.containers.networking.default
+        if not (n.predefined and n.name == "bridge") or default is None:
+            return n.options
+        return {
+            "com.docker.network.bridge.default_bridge": "true",
+            "com.docker.network.bridge.enable_icc": "true",
+            "com.docker.network.bridge.enable_ip_masquerade": "true",
+            "com.docker.network.bridge.host_binding_ipv4": "0.0.0.0",
+            "com.docker.network.bridge.name": default.bridge,
+            "com.docker.network.driver.mtu": str(default.mtu),
+        }
+
+    def container_networks(self, c: Container) -> list[tuple[Network, Endpoint, list[str]]]:
+        """The user-defined networks of a container with its endpoint and DNS names."""
+        name = c.name.lstrip("/")
+        return [
+            (n, e, self.networks.dns_names(e, name)) for n, e in self.networks.endpoints_of(c.id)
+        ]
 
     def info(self) -> dict[str, Any]:
         """The facts `GET /info` reports (counts, host, storage)."""

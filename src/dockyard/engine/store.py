@@ -1,4 +1,4 @@
-"""SQLite persistence of containers, images and tags.
+"""SQLite persistence of containers, images, tags, networks and endpoints.
 
 One database in WAL mode under the data root; every change is one transaction, so
 a daemon killed at any instant restarts from a consistent state. Records are
@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import msgspec
 
 from dockyard.engine.models import Container, ImageRecord, Volume
+from dockyard.engine.network_models import Endpoint, Network
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (
@@ -35,6 +36,21 @@ CREATE TABLE IF NOT EXISTS tags (
 );
 """
 
+# Tables added after the first release: CREATE ... IF NOT EXISTS migrates an older database.
+_NETWORK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS networks (
+    id   TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    doc  BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    network_id   TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    doc          BLOB NOT NULL,
+    PRIMARY KEY (network_id, container_id)
+);
+"""
+
 
 class Store:
     def __init__(self, path: str) -> None:
@@ -44,9 +60,12 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(_NETWORK_SCHEMA)
         self._container_decoder = msgspec.json.Decoder(Container)
         self._image_decoder = msgspec.json.Decoder(ImageRecord)
         self._volume_decoder = msgspec.json.Decoder(Volume)
+        self._network_decoder = msgspec.json.Decoder(Network)
+        self._endpoint_decoder = msgspec.json.Decoder(Endpoint)
 
     def close(self) -> None:
         self._db.close()
@@ -126,3 +145,39 @@ class Store:
     def volumes(self) -> list[Volume]:
         rows = self._db.execute("SELECT doc FROM volumes").fetchall()
         return [self._volume_decoder.decode(r[0]) for r in rows]
+
+    # networks and endpoints
+
+    def put_network(self, n: Network) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO networks (id, name, doc) VALUES (?, ?, ?)",
+                (n.id, n.name, msgspec.json.encode(n)),
+            )
+
+    def delete_network(self, network_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM networks WHERE id = ?", (network_id,))
+            db.execute("DELETE FROM endpoints WHERE network_id = ?", (network_id,))
+
+    def networks(self) -> list[Network]:
+        rows = self._db.execute("SELECT doc FROM networks").fetchall()
+        return [self._network_decoder.decode(r[0]) for r in rows]
+
+    def put_endpoint(self, e: Endpoint) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO endpoints (network_id, container_id, doc) VALUES (?, ?, ?)",
+                (e.network_id, e.container_id, msgspec.json.encode(e)),
+            )
+
+    def delete_endpoint(self, network_id: str, container_id: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "DELETE FROM endpoints WHERE network_id = ? AND container_id = ?",
+                (network_id, container_id),
+            )
+
+    def endpoints(self) -> list[Endpoint]:
+        rows = self._db.execute("SELECT doc FROM endpoints").fetchall()
+        return [self._endpoint_decoder.decode(r[0]) for r in rows]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno as E
 import os
 import posixpath
+import socket
 from collections.abc import Callable
 
 from dockyard.errors import KernelError
@@ -92,6 +93,19 @@ class RecordingKernel(Kernel):
 
     def bring_loopback_up(self) -> None:
         self._rec("bring_loopback_up")
+
+    def listen_in_netns(
+        self, netns_path: str, address: str, port: int
+    ) -> tuple[socket.socket, socket.socket]:
+        # Real sockets on an ephemeral loopback port of this namespace, so that a
+        # server on them can be exercised without root.
+        self._rec("listen_in_netns", netns_path, address, port)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+        tcp.listen(8)
+        return udp, tcp
 
     # --- mounts and files
     def mount(

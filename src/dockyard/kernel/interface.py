@@ -7,6 +7,7 @@ for the container's start trace).
 
 from __future__ import annotations
 
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -29,6 +30,14 @@ class Kernel(ABC):
     @abstractmethod
     def bring_loopback_up(self) -> None:
         """SIOCSIFFLAGS IFF_UP on "lo" in the current network namespace."""
+
+    @abstractmethod
+    def listen_in_netns(
+        self, netns_path: str, address: str, port: int
+    ) -> tuple[socket.socket, socket.socket]:
+        """A UDP and a listening TCP socket bound to address:port inside the network
+        namespace at `netns_path` (with its loopback up). A socket keeps the namespace
+        it was created in, so the caller serves it from its own namespace."""
 
     # --- mounts and files inside the container's root ---------------------
     @abstractmethod

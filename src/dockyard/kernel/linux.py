@@ -11,6 +11,7 @@ import resource
 import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from dockyard.errors import KernelError
 from dockyard.kernel.flags import (
     AT_FDCWD,
     CAPABILITIES,
+    CLONE_NEWNET,
     CLONE_NEWNS,
     MS_REC,
     RESOLVE_IN_ROOT,
@@ -176,6 +178,41 @@ class LinuxKernel(LinuxNetworking, Kernel):
                 fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
             except OSError as exc:
                 raise _oserror("ioctl", ("lo", "SIOCSIFFLAGS", "IFF_UP"), exc) from None
+
+    def listen_in_netns(
+        self, netns_path: str, address: str, port: int
+    ) -> tuple[socket.socket, socket.socket]:
+        # setns(CLONE_NEWNET) changes only the calling thread: do it on a thread of
+        # its own that ends right after, so no other thread (the event loop) ever runs
+        # in the container's namespace.
+        result: list[tuple[socket.socket, socket.socket]] = []
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                self.setns(netns_path, CLONE_NEWNET)
+                self.bring_loopback_up()
+                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    udp.bind((address, port))
+                    tcp.bind((address, port))
+                    tcp.listen(64)
+                except OSError as exc:
+                    udp.close()
+                    tcp.close()
+                    raise _oserror("bind", (netns_path, address, port), exc) from None
+                result.append((udp, tcp))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                failure.append(exc)
+
+        thread = threading.Thread(target=work, name="netns-listen", daemon=True)
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+        return result[0]
 
     # --- mounts and files ----------------------------------------------------
     def mount(

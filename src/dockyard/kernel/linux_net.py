@@ -281,6 +281,8 @@ class LinuxNetworking:
             self._net("veth_create", args, None, create)
         finally:
             os.close(fd)
+        # A new interface of that name (an eth1 connected again): its old index is void.
+        self._ns_index.pop((peer_netns, peer_name), None)
 
     def link_delete(self, name: str, netns: str | None = None) -> None:
         def delete(ipr: Any) -> None:

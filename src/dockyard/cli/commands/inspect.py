@@ -23,12 +23,14 @@ COMMAND = Command(
     min_args=1,
 )  # fmt: skip
 
-KINDS = ("container", "image")
+KINDS = ("container", "image", "network")
 
 
 def _fetch(ctx: Context, kind: str, name: str, size: bool) -> Any:
     if kind == "container":
         return ctx.client.get(f"/containers/{name}/json", {"size": True if size else None})
+    if kind == "network":
+        return ctx.client.get(f"/networks/{name}")
     return ctx.client.get(f"/images/{name}/json")
 
 
