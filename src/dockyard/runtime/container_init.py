@@ -337,8 +337,11 @@ def init_container(
     *,
     send_pty: Callable[[int], None] = lambda fd: None,
     before_exec: Callable[[], None] | None = None,
+    before_pivot: Callable[[], None] | None = None,
 ) -> None:
     """Set up the container in this process and exec its command.
+
+    `before_pivot` runs once the mounts are in place (dockyard-runtime's hooks).
 
     Returns only on a RecordingKernel; raises on failure.
     """
@@ -375,6 +378,8 @@ def init_container(
         if m.destination == "/dev" and m.fstype == "tmpfs":
             populate_dev(kernel, root_fd, devpts)
     kernel.close(root_fd)
+    if before_pivot is not None:
+        before_pivot()
     pivot_into(kernel, cfg.rootfs)
     if cfg.terminal:
         setup_console(kernel, send_pty)
