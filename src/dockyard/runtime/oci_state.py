@@ -24,11 +24,11 @@ DEFAULT_ROOT = "/run/dockyard-runtime"
 STATE_FILE = "state.json"
 FIFO_NAME = "exec.fifo"
 # runc's rule for container ids: no path separators, nothing a shell would trip on.
-_ID_RE = re.compile(r"^[\w+\-.]+$")
+_ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
 
 
 def check_id(container_id: str) -> None:
-    if not container_id or not _ID_RE.match(container_id) or container_id in (".", ".."):
+    if not container_id or not _ID_RE.fullmatch(container_id) or container_id in (".", ".."):
         raise RuntimeFailure(f"invalid container id format: {container_id!r}")
 
 
