@@ -3,7 +3,7 @@
 Needs root. Each test builds bundles over a tiny busybox layer, runs them
 through a real forkserver and monitors, and checks what a user would see.
 The `box` fixture then checks that nothing is left behind: no monitor
-process, no container process, no cgroup directory, no abstract socket.
+process, no container process, no cgroup directory, no monitor socket.
 """
 
 from __future__ import annotations
@@ -48,9 +48,12 @@ def cgroup_dir(controller: str, *parts: str) -> Path:
     return Path("/sys/fs/cgroup", controller, CGROUP_PARENT, *parts)
 
 
-def monitor_sockets() -> list[str]:
+def monitor_sockets(bundles: list[Path]) -> list[str]:
+    """The monitor sockets still there: listed by the kernel or left on disk."""
     with open("/proc/net/unix") as f:
-        return [line.split()[-1] for line in f if f"@dockyard-monitor-{ID_PREFIX}" in line]
+        listed = [line.split()[-1] for line in f if f"@dockyard-monitor-{ID_PREFIX}" in line]
+    left = [str(b / "monitor.sock") for b in bundles if (b / "monitor.sock").exists()]
+    return listed + left
 
 
 def alive(pid: int) -> bool:
@@ -144,11 +147,11 @@ class Box:
                 self.monitor_pids.add(int(state["monitor_pid"]))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and (
-            any(alive(p) for p in self.monitor_pids) or monitor_sockets()
+            any(alive(p) for p in self.monitor_pids) or monitor_sockets(self.bundles)
         ):
             time.sleep(0.02)
         problems = [f"monitor {p} still running" for p in self.monitor_pids if alive(p)]
-        problems += [f"socket {s} left" for s in monitor_sockets()]
+        problems += [f"socket {s} left" for s in monitor_sockets(self.bundles)]
         for controller in CONTROLLERS:
             parent = cgroup_dir(controller)
             if parent.exists():
@@ -367,6 +370,29 @@ def test_reattach_after_dropping_the_link(box: Box) -> None:
         exited = read_exit(bundle)
         assert exited is not None and exited.exit_code == 7
         assert json.loads(Path(bundle, "log.json").read_text())["log"] == "done\n"
+
+    box.run(scenario)
+
+
+def test_one_monitor_per_bundle_and_a_killed_ones_socket_is_reused(box: Box) -> None:
+    async def scenario(launcher: Launcher) -> None:
+        cid, bundle = box.bundle(["sleep", "30"])
+        link = box.track(await launcher.run(cid, bundle, log_path=f"{bundle}/log.json"))
+        sock = Path(bundle, "monitor.sock")
+        assert sock.is_socket() and sock.stat().st_mode & 0o777 == 0o600
+        with pytest.raises(RuntimeFailure, match="already running"):
+            await launcher.run(cid, bundle, log_path=f"{bundle}/log.json")
+        os.kill(link.monitor_pid, signal.SIGKILL)  # the container dies with it (pdeathsig)
+        await link.wait()
+        await link.close()
+        assert sock.is_socket()  # a killed monitor cannot remove its socket...
+        assert await launcher.reattach(cid, bundle) is None  # ...which answers no one
+        link = box.track(await launcher.run(cid, bundle, log_path=f"{bundle}/log.json"))
+        await link.kill(signal.SIGKILL)
+        assert (await link.wait()).exit_code == 137
+        await link.close()
+        await asyncio.sleep(0.2)
+        assert not sock.exists()  # a monitor that ends removes it
 
     box.run(scenario)
 

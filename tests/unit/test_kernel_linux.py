@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 
@@ -60,3 +61,26 @@ def test_trace_of_real_calls_is_json_friendly(tmp_path) -> None:
     calls = tracer.to_json()
     assert [e["call"] for e in calls] == ["open_at", "mkdirat", "symlinkat", "close"]
     json.dumps(calls)
+
+
+def test_mark_cloexec_from_leaves_only_lower_fds_to_an_exec() -> None:
+    # In a child, so the test process's own fds keep their flags.
+    low_r, low_w = os.pipe()
+    high = fcntl.fcntl(low_r, fcntl.F_DUPFD, max(low_r, low_w) + 1)
+    os.set_inheritable(low_r, True)
+    os.set_inheritable(high, True)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            LinuxKernel().mark_cloexec_from(high)
+            code = 0 if os.get_inheritable(low_r) and not os.get_inheritable(high) else 2
+        finally:
+            os._exit(code)
+    try:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert os.get_inheritable(high)  # the parent's untouched
+    finally:
+        for fd in (low_r, low_w, high):
+            os.close(fd)

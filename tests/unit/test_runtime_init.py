@@ -453,3 +453,24 @@ def test_without_the_new_mount_api_a_redirected_path_is_not_remounted() -> None:
             Redirected(fail={"bind_mount_at": errno.EPERM}),
             mounts=[BindMount("/c/hosts", "/etc/hosts", readonly=True)],
         )
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_only_stdio_crosses_exec(terminal: bool) -> None:
+    # The monitor's sockets (and anything else it or the daemon held) must not
+    # reach the command: everything above 2 is close-on-exec once stdio and the
+    # pty are in place, before seccomp could forbid close_range.
+    cfg = config_from_oci(
+        BUNDLE,
+        RunSpec(
+            args=["sh"], env=[], hostname="h", rootfs_lower=["/l"], rootfs_upper="/u", rootfs_work="/w",
+            terminal=terminal,
+        ).to_oci("c1"),
+    )  # fmt: skip
+    for k in (run_init(terminal=terminal), RecordingKernel()):
+        if not k.calls:
+            exec_in_container(k, cfg, 4242, (10, 11, 12), CONTROLLERS)
+        assert k.find("mark_cloexec_from") == [(3,)]
+        mark = index(k, "mark_cloexec_from")
+        assert max(i for i, (n, _) in enumerate(k.calls) if n in ("dup2", "open_pty")) < mark
+        assert mark < index(k, "set_seccomp_filter") < index(k, "execve")

@@ -272,6 +272,9 @@ class RecordingKernel(Kernel):
     def dup2(self, fd: int, fd2: int) -> None:
         self._rec("dup2", fd, fd2)
 
+    def mark_cloexec_from(self, first: int) -> None:
+        self._rec("mark_cloexec_from", first)
+
     def open_pty(self, ptmx: str) -> tuple[int, int, str]:
         self._rec("open_pty", ptmx)
         self._next_fd += 2

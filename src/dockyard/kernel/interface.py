@@ -213,6 +213,10 @@ class Kernel(ABC):
     def dup2(self, fd: int, fd2: int) -> None: ...
 
     @abstractmethod
+    def mark_cloexec_from(self, first: int) -> None:
+        """close_range(first, ~0, CLOSE_RANGE_CLOEXEC): every fd >= first closes at execve."""
+
+    @abstractmethod
     def open_pty(self, ptmx: str) -> tuple[int, int, str]:
         """A new pty from the devpts instance of `ptmx`: (master, slave, slave path)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -57,6 +58,8 @@ _AT_RECURSIVE = 0x8000
 _AT_EMPTY_PATH = 0x1000
 _MOVE_MOUNT_T_EMPTY_PATH = 0x40
 _OPENAT2_RETRIES = 64  # EAGAIN: a rename raced with a ".." lookup; the kernel asks to retry
+_SYS_CLOSE_RANGE = 436  # same on all arches
+_CLOSE_RANGE_CLOEXEC = 1 << 2
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90}[os.uname().machine]
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[os.uname().machine]
 
@@ -536,6 +539,24 @@ class LinuxKernel(Kernel):
             os.dup2(fd, fd2)
         except OSError as exc:
             raise _oserror("dup2", (fd, fd2), exc) from None
+
+    def mark_cloexec_from(self, first: int) -> None:
+        ret = _libc.syscall(
+            _SYS_CLOSE_RANGE, first, ctypes.c_uint(0xFFFFFFFF), _CLOSE_RANGE_CLOEXEC
+        )
+        if ret == 0:
+            return
+        if ctypes.get_errno() not in (errno.ENOSYS, errno.EINVAL):
+            _check(ret, "close_range", first, "CLOSE_RANGE_CLOEXEC")
+        # Before Linux 5.11: flag each open fd.
+        try:
+            fds = [int(name) for name in os.listdir("/proc/self/fd")]
+        except OSError:
+            fds = list(range(first, os.sysconf("SC_OPEN_MAX")))
+        for fd in fds:
+            if fd >= first:
+                with contextlib.suppress(OSError):
+                    os.set_inheritable(fd, False)
 
     def open_pty(self, ptmx: str) -> tuple[int, int, str]:
         try:

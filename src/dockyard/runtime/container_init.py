@@ -396,9 +396,13 @@ def init_container(
 def confine_and_exec(
     kernel: Kernel, cfg: ContainerConfig, before_exec: Callable[[], None] | None
 ) -> None:
-    """The last steps of both an init and an exec: cwd, seccomp, credentials, a clean
-    signal state, then exec."""
+    """The last steps of both an init and an exec: cwd, no inherited fds, seccomp,
+    credentials, a clean signal state, then exec."""
     kernel.chdir(cfg.cwd)
+    # Only stdio crosses execve: whatever else the monitor or the daemon held
+    # (their sockets above all) must not reach the command. CLOEXEC rather
+    # than close: the status socket has to stay open until the exec itself.
+    kernel.mark_cloexec_from(3)
     apply_seccomp(kernel, cfg)
     apply_credentials(kernel, cfg)
     kernel.reset_signals(RESET_SIGNALS)

@@ -124,7 +124,8 @@ def _spare_child(kernel: Kernel, ctl: socket.socket, chan: socket.socket) -> Non
         ctl.close()
         while True:
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(chan, 65536, 1)
+                # CLOEXEC from the start: the client fd is the daemon's link.
+                msg, fds, _flags, _addr = socket.recv_fds(chan, 65536, 1, socket.MSG_CMSG_CLOEXEC)
                 break
             except InterruptedError:
                 continue
@@ -144,15 +145,13 @@ def serve(kernel: Kernel, ctl: socket.socket) -> None:
             if spare is None:
                 spare = _Spare.fork(kernel, ctl)
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(ctl, 65536, 4)
+                msg, fds, _flags, _addr = socket.recv_fds(ctl, 65536, 4, socket.MSG_CMSG_CLOEXEC)
             except InterruptedError:
                 continue
             except ConnectionResetError:
                 return
             if not msg:
                 return  # the daemon closed the control socket
-            for fd in fds:
-                os.set_inheritable(fd, False)
             if not fds:
                 continue
             for extra in fds[1:]:
@@ -201,6 +200,7 @@ def main(argv: list[str]) -> int:
     gc.collect()
     gc.freeze()
     ctl = socket.socket(fileno=ctl_fd)
+    ctl.set_inheritable(False)  # passed to us inheritable; no child needs it
     ctl.setblocking(True)
     ctl.sendall(READY)
     serve(kernel, ctl)

@@ -15,8 +15,11 @@ import struct
 
 # The forkserver's first message on its control socket.
 FORKSERVER_READY = b"ready"
-# Monitors listen in the abstract namespace: nothing on disk, no path-length limit.
-MONITOR_SOCKET_PREFIX = "\0dockyard-monitor-"
+# A container's monitor listens on this path socket in the container's bundle
+# directory: reachable through the file system only, so not from a container
+# (an abstract socket is reachable from any process in the host's network
+# namespace, a --network host container included).
+MONITOR_SOCKET = "monitor.sock"
 
 STDIN = 0
 STDOUT = 1
@@ -25,6 +28,17 @@ CONTROL = 3
 
 HEADER = struct.Struct(">BxxxI")
 MAX_PAYLOAD = 16 * 1024 * 1024
+# What the daemon accepts from a monitor: the monitor reads output 64 KiB at a
+# time and its control messages are small. A bigger header means a broken or
+# forged stream, and is refused before anything is allocated for it.
+MAX_OUTPUT_FRAME = 1024 * 1024
+MAX_CONTROL_FRAME = 1024 * 1024
+
+
+def socket_path(bundle_fd: int) -> str:
+    """The monitor socket's address through an open fd of its bundle directory:
+    short whatever the bundle's path (sun_path holds 108 bytes)."""
+    return f"/proc/self/fd/{bundle_fd}/{MONITOR_SOCKET}"
 
 
 def encode(stream: int, payload: bytes) -> bytes:
@@ -58,3 +72,57 @@ class FrameDecoder:
     @property
     def pending(self) -> int:
         return len(self._buf)
+
+
+def _int(event: dict, key: str, low: int, high: int) -> None:
+    value = event.get(key)
+    # bool is an int to Python, never to the protocol.
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"{key} {value!r:.40} is not an integer in [{low}, {high}]")
+
+
+def _typed(event: dict, key: str, kind: type, *, required: bool = True) -> None:
+    if key not in event:
+        if required:
+            raise ValueError(f"{key} is missing")
+        return
+    if type(event[key]) is not kind:
+        raise ValueError(f"{key} is not a {kind.__name__}")
+
+
+_MAX_PID = 1 << 22  # the kernel's pid_max ceiling
+
+
+def parse_event(payload: bytes) -> dict:
+    """An event from a monitor, checked field by field; ValueError if it is not one.
+
+    Nothing a monitor sends is used before it passes here: a broken (or forged)
+    message must neither crash the daemon nor change what it believes.
+    """
+    try:
+        event = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError("not JSON") from None
+    if not isinstance(event, dict):
+        raise ValueError("not a JSON object")
+    kind = event.get("event")
+    if kind in ("started", "state"):
+        _int(event, "pid", 1, _MAX_PID)
+        _int(event, "monitor_pid", 1, _MAX_PID)
+        _typed(event, "started_at", str)
+    elif kind == "exit":
+        _int(event, "exit_code", 0, 255)
+        _typed(event, "finished_at", str)
+        _typed(event, "oom_killed", bool, required=False)
+        _typed(event, "error", str, required=False)
+    elif kind == "error":
+        _typed(event, "message", str)
+        _typed(event, "kind", str, required=False)
+    elif kind == "reply":
+        _int(event, "req", 1, 1 << 62)
+        _typed(event, "ok", bool)
+        _typed(event, "error", str, required=False)
+        _typed(event, "stats", dict, required=False)
+    else:
+        raise ValueError(f"unknown event {kind!r:.40}")
+    return event

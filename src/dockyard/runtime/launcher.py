@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
+import struct
 import sys
 import time
 from collections import deque
@@ -31,6 +33,11 @@ from dockyard.runtime.state import ExitRecord, read_exit, read_state
 __all__ = ["ExecSpec", "ExitRecord", "Launcher", "MonitorLink", "read_exit", "read_state"]
 
 MAX_PENDING_OUTPUT = 16 * 1024 * 1024
+# A container link whose stream went bad reconnects to the monitor's socket
+# (the container is still running) rather than reporting an exit nobody saw.
+MAX_RECONNECTS = 3
+_UCRED = struct.Struct("3i")
+log = logging.getLogger("dockyard.runtime")
 _SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -63,42 +70,78 @@ class MonitorLink:
         self.dropped_bytes = 0  # output the consumer of frames() was too slow for
         self._requests: dict[int, asyncio.Future[dict]] = {}
         self._next_req = 0
+        self._reconnects = 0
         self._task = asyncio.create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
         try:
-            while True:
-                header = await self._reader.readexactly(frames.HEADER.size)
-                stream, length = frames.HEADER.unpack(header)
-                payload = await self._reader.readexactly(length) if length else b""
-                if stream == frames.CONTROL:
-                    self._event(json.loads(payload))
-                else:
-                    self._push(stream, payload)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            while await self._read_frame() or await self._reconnect():
+                pass
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self._closed_by_monitor()
 
+    async def _read_frame(self) -> bool:
+        """Read and act on one frame; False if the stream cannot go on."""
+        header = await self._reader.readexactly(frames.HEADER.size)
+        stream, length = frames.HEADER.unpack(header)
+        limit = frames.MAX_CONTROL_FRAME if stream == frames.CONTROL else frames.MAX_OUTPUT_FRAME
+        if length > limit:
+            # Not read, not allocated: the stream is out of step from here on.
+            self._warn(f"a {length}-byte frame (stream {stream}, limit {limit}): link closed")
+            return False
+        payload = await self._reader.readexactly(length) if length else b""
+        if stream == frames.CONTROL:
+            try:
+                event = frames.parse_event(payload)
+            except ValueError as exc:
+                self._warn(f"a malformed control frame ({exc}): dropped")
+                return True
+            self._event(event)
+        elif stream in (frames.STDOUT, frames.STDERR):
+            self._push(stream, payload)
+        else:
+            self._warn(f"a frame on unknown stream {stream}: dropped")
+        return True
+
+    def _warn(self, what: str) -> None:
+        # One line, whatever the monitor sent (messages carry no payload bytes).
+        log.warning(
+            "monitor of %s sent %s", os.path.basename(self._bundle), what.replace("\n", " ")
+        )
+
+    async def _reconnect(self) -> bool:
+        """After a protocol error on a container's link: a fresh connection to its monitor."""
+        if not self._exit_file or self._reconnects >= MAX_RECONNECTS:
+            return False
+        self._reconnects += 1
+        self._writer.close()
+        connection = await _connect_monitor(self._bundle)
+        if connection is None:
+            return False
+        self._reader, self._writer = connection
+        return True
+
     def _event(self, event: dict) -> None:
         kind = event.get("event")
         if kind in ("started", "state"):
-            self.pid = int(event["pid"])
-            self.monitor_pid = int(event["monitor_pid"])
-            self.started_at = str(event["started_at"])
+            self.pid = event["pid"]
+            self.monitor_pid = event["monitor_pid"]
+            self.started_at = event["started_at"]
         if kind in ("started", "state", "error") and not self._hello.done():
             self._hello.set_result(event)
         elif kind == "reply":
-            answer = self._requests.get(int(event.get("req") or 0))
+            answer = self._requests.get(event["req"])
             if answer is not None and not answer.done():
                 answer.set_result(event)
         elif kind == "exit" and not self._exit.done():
             self._exit.set_result(
                 ExitRecord(
-                    exit_code=int(event["exit_code"]),
-                    finished_at=str(event["finished_at"]),
-                    oom_killed=bool(event.get("oom_killed", False)),
-                    error=str(event.get("error", "")),
+                    exit_code=event["exit_code"],
+                    finished_at=event["finished_at"],
+                    oom_killed=event.get("oom_killed", False),
+                    error=event.get("error", ""),
                 )
             )
 
@@ -352,15 +395,38 @@ class Launcher:
 
     async def reattach(self, container_id: str, bundle_dir: str) -> MonitorLink | None:
         """Connect to the monitor of a running container; None if it is gone."""
-        try:
-            reader, writer = await asyncio.open_unix_connection(
-                frames.MONITOR_SOCKET_PREFIX + container_id
-            )
-        except (ConnectionRefusedError, FileNotFoundError):
+        connection = await _connect_monitor(bundle_dir)
+        if connection is None:
             return None
+        reader, writer = connection
         link = MonitorLink(reader, writer, bundle_dir)
         event = await link._hello_event()
         if event.get("event") == "state":
             return link
         await link.close()
         return None
+
+
+async def _connect_monitor(
+    bundle_dir: str,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """A connection to the monitor listening in <bundle_dir>; None if none does."""
+    try:
+        dir_fd = os.open(bundle_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        reader, writer = await asyncio.open_unix_connection(frames.socket_path(dir_fd))
+    except OSError:
+        return None  # no monitor, or one that is gone (a killed monitor leaves its socket file)
+    finally:
+        os.close(dir_fd)
+    sock = writer.get_extra_info("socket")
+    _pid, uid, _gid = _UCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    )
+    if uid != 0:
+        log.warning("%s is not a monitor's socket (owner uid %d): ignored", bundle_dir, uid)
+        writer.close()
+        return None
+    return reader, writer

@@ -8,8 +8,9 @@ One monitor process per container, forked by the forkserver and detached
   status socket: EOF means exec succeeded, a message means it failed;
 - copies the container's stdout/stderr (pipes, or a pty) to the json-file log
   and to every connected client, framed (frames.py);
-- serves clients on the abstract unix socket "\\0dockyard-monitor-<id>"
-  (root peers only): stdin, close stdin, resize, kill;
+- serves clients on the path socket <bundle>/monitor.sock (mode 0600, root
+  peers only; never an abstract socket, which a --network host container
+  could reach): stdin, close stdin, resize, kill;
 - when the init exits: drains the output, removes the cgroups, writes
   exit.json, sends the exit event to the clients and exits.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import selectors
@@ -49,7 +51,6 @@ from dockyard.runtime.jsonlog import JsonFileLog
 from dockyard.runtime.rfc3339 import now_rfc3339nano
 from dockyard.runtime.state import EXIT_FILE, STATE_FILE, TRACE_FILE, ExitRecord, write_json
 
-SOCKET_PREFIX = frames.MONITOR_SOCKET_PREFIX
 # A client this far behind misses output frames (the log has them) rather than
 # stalling the container; control frames (the exit event) always get through.
 MAX_CLIENT_BACKLOG = 8 * 1024 * 1024
@@ -58,10 +59,6 @@ MAX_CLIENT_BACKLOG = 8 * 1024 * 1024
 MAX_STDIN_BACKLOG = 1024 * 1024
 DRAIN_TIMEOUT = 2.0  # after the init exits, how long to wait for the pipes' EOF
 _UCRED = struct.Struct("3i")
-
-
-def socket_name(container_id: str) -> str:
-    return SOCKET_PREFIX + container_id
 
 
 class _Client:
@@ -146,6 +143,7 @@ class Monitor:
         self.cfg: ContainerConfig | None = None
         self.controllers: list[str] = []
         self.listener: socket.socket | None = None
+        self.bundle_fd = -1  # holds the bundle's lock while this monitor serves
         self.log: JsonFileLog | None = None
         self.outputs: dict[int, str] = {}  # fd -> "stdout" | "stderr"
         self.stdin_fd = -1
@@ -218,7 +216,7 @@ class Monitor:
     def _prepare(self, tracer: TracingKernel) -> ContainerConfig:
         self.cfg = cfg = load_config(self.bundle)
         self.listener = self._listen()
-        # Holding the socket name proves no other monitor runs this container:
+        # Holding the bundle's lock proves no other monitor runs this container:
         # what a previous run left is stale now.
         for name in (EXIT_FILE, STATE_FILE):
             with contextlib.suppress(FileNotFoundError):
@@ -246,16 +244,42 @@ class Monitor:
         self._write_trace(tracer, report, t0, t_started)
 
     def _listen(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        fd = os.open(self.bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            sock.bind(socket_name(self.container_id))
+            # One monitor per container: an flock on the bundle, held until _stop_listening.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise RuntimeFailure(f"container {self.container_id} is already running") from None
+            raise KernelError("flock", (self.bundle,), exc.errno or 0) from None
+        self.bundle_fd = fd
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(frames.MONITOR_SOCKET, dir_fd=fd)  # left by a monitor that was killed
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        old_umask = self.kernel.umask(0o177)  # born 0600: root's alone from the first instant
+        try:
+            sock.bind(frames.socket_path(fd))
         except OSError as exc:
             sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise RuntimeFailure(f"container {self.container_id} is already running") from None
-            raise KernelError("bind", (socket_name(self.container_id),), exc.errno or 0) from None
+            raise KernelError(
+                "bind", (self.bundle, frames.MONITOR_SOCKET), exc.errno or 0
+            ) from None
+        finally:
+            self.kernel.umask(old_umask)
         sock.listen(16)
         return sock
+
+    def _stop_listening(self) -> None:
+        """No new clients; the lock goes with the socket, so the next start may begin."""
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.bundle_fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(frames.MONITOR_SOCKET, dir_fd=self.bundle_fd)
+            os.close(self.bundle_fd)
+            self.bundle_fd = -1
 
     def _make_stdio(self, cfg: ContainerConfig) -> tuple[tuple[int, int, int], list[int]]:
         """The child's (stdin, stdout, stderr) and the fds to close in the monitor after fork."""
@@ -282,9 +306,8 @@ class Monitor:
                 remove_cgroups(self.kernel, self.cfg, self.controllers)
         if self.log is not None:
             self.log.close()
+        self._stop_listening()
         self._flush_clients_and_close()
-        if self.listener is not None:
-            self.listener.close()
 
     def kill_container(self, signum: int = signal.SIGKILL) -> None:
         if self.pid and self.exit_status is None:
@@ -396,8 +419,10 @@ class Monitor:
                     self.reactor.on_read(fd, None)
             elif stream == frames.CONTROL:
                 # A malformed command from one client must not stop the monitor.
-                with contextlib.suppress(ValueError, TypeError, KeyError):
-                    self._command(client, json.loads(payload))
+                with contextlib.suppress(ValueError, TypeError, KeyError, OverflowError):
+                    cmd = json.loads(payload)
+                    if isinstance(cmd, dict):
+                        self._command(client, cmd)
 
     def _command(self, client: _Client, cmd: dict) -> None:
         name = cmd.get("cmd")
@@ -552,8 +577,7 @@ class Monitor:
             with contextlib.suppress(OSError):
                 self.log.close()
         record = self._exit_record(error)
-        if self.listener is not None:
-            self.listener.close()
+        self._stop_listening()
         self._broadcast_control({"event": "exit", **record.to_json()})
         self._flush_clients_and_close()
 
@@ -599,11 +623,10 @@ def _read_status(sock: socket.socket) -> dict:
     report: dict = {}
     while True:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 1)
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
         except InterruptedError:
             continue
         for fd in fds:
-            os.set_inheritable(fd, False)
             report["pty_fd"] = fd
         if not msg and not fds:
             return report

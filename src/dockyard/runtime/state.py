@@ -46,12 +46,15 @@ def read_exit(bundle_dir: str) -> ExitRecord | None:
     raw = _read_json(os.path.join(bundle_dir, EXIT_FILE))
     if raw is None:
         return None
-    return ExitRecord(
-        exit_code=int(raw.get("exit_code", 255)),
-        finished_at=str(raw.get("finished_at", "")),
-        oom_killed=bool(raw.get("oom_killed", False)),
-        error=str(raw.get("error", "")),
-    )
+    try:
+        return ExitRecord(
+            exit_code=int(raw.get("exit_code", 255)),
+            finished_at=str(raw.get("finished_at", "")),
+            oom_killed=bool(raw.get("oom_killed", False)),
+            error=str(raw.get("error", "")),
+        )
+    except (TypeError, ValueError):
+        return None  # not a record this runtime wrote
 
 
 def read_state(bundle_dir: str) -> dict | None:
