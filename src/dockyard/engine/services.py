@@ -12,6 +12,7 @@ from typing import Any
 import dockyard
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.images import ImageService
+from dockyard.runtime.cgroups_v2 import host_cgroup_version
 
 
 @dataclass
@@ -55,4 +56,5 @@ class Services:
             "arch": platform.machine(),
             "name": socket.gethostname(),
             "version": dockyard.__version__,
+            "cgroup_version": host_cgroup_version(),
         }

@@ -29,6 +29,7 @@ from dockyard.kernel.interface import Kernel
 from dockyard.kernel.trace import TraceEntry, TracingKernel, calls_to_json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
+from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
 from dockyard.runtime.seccomp import compile_profile
 from dockyard.runtime.securejoin import open_in_root
 from dockyard.runtime.spec import DEFAULT_PATH
@@ -183,6 +184,15 @@ def mount_cgroups(
     locked = K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC
     readonly = m.flags & K.MS_RDONLY
     target = open_in_root(kernel, root_fd, m.destination, "dir")
+    hierarchy = v2_hierarchy_of(controllers)
+    if hierarchy is not None:
+        # cgroup v2: the container's own directory of the unified hierarchy.
+        try:
+            source = kernel.cgroup_dir(hierarchy, cfg.cgroup_path)
+            bind(kernel, root_fd, source, target, m.destination, K.MS_BIND | locked | readonly, 0)
+        finally:
+            kernel.close(target)
+        return
     try:
         kernel.mount_at("tmpfs", target, "tmpfs", locked, "mode=755")
     finally:

@@ -273,7 +273,7 @@ def features() -> dict:
         "linux": {
             "namespaces": ["mount", "pid", "network", "uts", "ipc", "cgroup"],
             "capabilities": sorted(_all_caps()),
-            "cgroup": {"v1": True, "v2": False, "systemd": False, "systemdUser": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {"enabled": True, "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO"]},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
