@@ -32,6 +32,10 @@ class Unauthorized(DockyardError):
     """401: a registry refused the credentials (login, pull, push)."""
 
 
+class PayloadTooLarge(InvalidParameter):
+    """413: a request body over the limit the API reads."""
+
+
 class Forbidden(DockyardError):
     """403: operation not allowed in this state."""
 

@@ -12,6 +12,8 @@ the host. Nothing may ever appear in the host directory.
 from __future__ import annotations
 
 import contextlib
+import io
+import tarfile
 import time
 from pathlib import Path
 
@@ -85,20 +87,43 @@ def _race(daemon, unique, shared: Path, other: Path, host: Path, name: str) -> N
 
 def test_a_target_through_a_proc_magic_link_is_refused(daemon, unique) -> None:
     # /proc/self/root is the init's root, i.e. the host's / while mounts are made:
-    # a target through it must not reach the host.
+    # a target through it must not reach the host. Given directly, create refuses
+    # any target inside /proc; through a symlink in the image (x -> /proc/self/root/tmp)
+    # only the runtime can see it, when it resolves the target in the root.
     src = daemon.base / unique("src")
     src.mkdir()
     marker = unique("magic")
+    image = unique("magiclink")
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        link = tarfile.TarInfo("x")
+        link.type, link.linkname = tarfile.SYMTYPE, "/proc/self/root/tmp"
+        tar.addfile(link)
+        for name in ("proc", "sys", "dev", "etc", "tmp"):
+            d = tarfile.TarInfo(name)
+            d.type, d.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(d)
+    imported = daemon.request(
+        "POST",
+        f"/images/create?fromSrc=-&repo={image}&tag=latest",
+        layer.getvalue(),
+        {"Content-Type": "application/x-tar"},
+    )
+    assert imported.status == 200 and b'"error"' not in imported.body, imported.body
     try:
-        proc = daemon.dockyard(
+        direct = daemon.dockyard(
             "run", "--rm", "-v", f"{src}:/proc/self/root/tmp/{marker}", "busybox", "true"
         )
+        assert direct.returncode == 125
+        assert f"destination '/proc/self/root/tmp/{marker}' is inside /proc" in direct.stderr
+        proc = daemon.dockyard("run", "--rm", "-v", f"{src}:/x/{marker}", image, "/true")
         assert not Path("/tmp", marker).exists()
         assert proc.returncode == 125
         assert proc.stderr.strip().endswith(
-            f'error mounting "{src}" to rootfs at "/proc/self/root/tmp/{marker}": '
+            f'error mounting "{src}" to rootfs at "/x/{marker}": '
             "too many levels of symbolic links, or a /proc magic link, on the way"
         ), proc.stderr
     finally:
         with contextlib.suppress(OSError):
             Path("/tmp", marker).rmdir()
+        daemon.request("DELETE", f"/images/{image}:latest")

@@ -223,3 +223,22 @@ async def test_list_shows_the_image_id_once_the_name_points_elsewhere(tmp_path):
     async with api_client(w) as client:
         (item,) = await (await client.get("/containers/json?all=1")).json()
     assert item["Image"] == c.image
+
+
+@async_test
+async def test_v14_start_without_a_body_needs_no_json_content_type(tmp_path):
+    """As dockerd's start: an empty body is not checked; a body must be JSON."""
+    w = await world(tmp_path)
+    await w.create(cmd=["/bin/sleep"], name="plain")
+    async with api_client(w) as client:
+        r = await client.post(
+            "/v1.4/containers/plain/start",
+            data=b'{"Binds":["/tmp:/x"]}',
+            headers={"Content-Type": "text/plain"},
+        )
+        assert r.status == 400
+        assert "must be 'application/json'" in (await r.json())["message"]
+        r = await client.post(
+            "/v1.4/containers/plain/start", headers={"Content-Type": "plain/text"}
+        )
+        assert r.status == 204

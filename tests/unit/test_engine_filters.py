@@ -41,6 +41,7 @@ async def test_list_shows_running_newest_first_and_all_shows_every_state(tmp_pat
         ({"status": ["created", "running"]}, ["/new-one", "/web"]),
         ({"name": ["we"]}, ["/web"]),
         ({"name": ["^new"]}, ["/new-one"]),
+        ({"name": ["?", "job"]}, ["/job"]),  # not a regexp: matches nothing, as dockerd
         ({"label": ["tier"]}, ["/job", "/web"]),
         ({"label": ["tier=front"]}, ["/web"]),
         ({"label": ["tier=front", "app=x"]}, ["/web"]),

@@ -139,6 +139,7 @@ async def test_list_by_reference_shows_only_the_matching_names(tmp_path):
     assert [r.id for r in w.images.list({"before": ["other"]})] == [image_id]
     assert [r.id for r in w.images.list({"since": ["ubuntu"]})] == [other]
     assert w.images.list({"dangling": ["true"]}) == []
+    assert w.images.list({"dangling": []}) == []  # a key without values: dangling only
     with pytest.raises(InvalidParameter, match="invalid filter 'colour'"):
         w.images.list({"colour": ["red"]})
 

@@ -217,6 +217,8 @@ def test_x_registry_auth_header():
     )
     assert decode_auth_header("e30=") == AuthConfig()
     assert decode_auth_header("%%%not base64") == AuthConfig()  # anonymous, as dockerd
+    deep = base64.urlsafe_b64encode(b"[" * 4000 + b"]" * 4000).decode()
+    assert decode_auth_header(deep) == AuthConfig()  # was a RecursionError: a 500
 
 
 # -- the client -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from dockyard.errors import (
     InvalidParameter,
     NotFound,
     NotModified,
+    PayloadTooLarge,
     RuntimeFailure,
     Unauthorized,
     Unavailable,
@@ -33,6 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _STATUS: list[tuple[type[DockyardError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
+    (PayloadTooLarge, 413),
     (InvalidParameter, 400),
     (Forbidden, 403),
     (Unauthorized, 401),
@@ -64,6 +66,12 @@ def _error(message: str, status: int) -> web.Response:
 
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        # Only browsers send Origin (on every cross-origin or state-changing request).
+        # The API answers no CORS headers, and it serves no web page: refusing here
+        # also covers body-less POSTs (kill, stop...) and DNS-rebinding pages.
+        return _error(f"requests from web pages are not accepted (Origin: {origin})", 403)
     raw = request.match_info.get("version")
     if raw is None:
         request[API_VERSION] = CURRENT

@@ -116,8 +116,7 @@ async def start(request: web.Request) -> web.Response:
     if version(request).legacy:
         legacy = await body(request, LegacyStartRequest, optional=True)
         if legacy is not None and legacy.binds:
-            c = svc.containers.get(ref)
-            c.host_config.binds = legacy.binds
+            svc.containers.set_start_binds(ref, legacy.binds)
     await svc.containers.start(ref)
     return web.Response(status=204)
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from dockyard.engine import etc_files
+from dockyard.engine import create_validation, etc_files
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
 from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.images import ImageService
@@ -39,7 +39,6 @@ from dockyard.errors import (
     RuntimeFailure,
 )
 from dockyard.image.users import parse_passwd, resolve_user
-from dockyard.runtime.cgroups import check_cgroup_parent
 from dockyard.runtime.launcher import ExitRecord, Launcher, MonitorLink, read_exit
 from dockyard.runtime.spec import (
     CAPABILITIES,
@@ -61,7 +60,7 @@ def parse_signal(value: str | int | None, default: int = signal_mod.SIGTERM) -> 
     if value is None or value == "":
         return int(default)
     text = str(value).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²" is a digit to isdigit(), not to int()
         num = int(text)
         if 0 < num < 65:
             return num
@@ -214,6 +213,7 @@ class ContainerService:
     ) -> Container:
         if not config.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
+        create_validation.validate_create(config, host_config)
         image_id = self._images.resolve(config.image)
         image_cfg = self._images.config(image_id).get("config") or {}
         merged = self._merge_image_config(config, image_cfg)
@@ -222,7 +222,6 @@ class ContainerService:
         argv = entrypoint + cmd
         if not argv:
             raise InvalidParameter("no command specified")
-        self._validate_host_config(host_config)
 
         container_id = secrets.token_hex(32)
         if name:
@@ -287,6 +286,13 @@ class ContainerService:
                 return name
         return "/" + random_name(20) + secrets.token_hex(2)
 
+    def set_start_binds(self, ref: str, binds: list[str]) -> None:
+        """The 2013 API gave binds at start (POST /v1.4/containers/{id}/start)."""
+        c = self.get(ref)
+        create_validation.parse_binds(binds)
+        c.host_config.binds = binds
+        self._save(c)
+
     @staticmethod
     def _merge_image_config(config: ContainerConfig, image: dict) -> ContainerConfig:
         """dockerd's merge of the image's config into the user's (daemon/commit.go)."""
@@ -321,31 +327,6 @@ class ContainerService:
             merged.on_build = image.get("OnBuild")
         merged.image = config.image
         return merged
-
-    @staticmethod
-    def _validate_host_config(hc: HostConfig) -> None:
-        mode = hc.network_mode
-        if mode.startswith("container:") or mode in ("", "bridge", "default", "none", "host"):
-            pass
-        else:
-            raise NotFound(f"network {mode} not found")
-        if hc.memory and hc.memory < 6 * 1024 * 1024:
-            raise InvalidParameter("Minimum memory limit allowed is 6MB")
-        check_cgroup_parent(hc.cgroup_parent)
-        policy = hc.restart_policy.name
-        if policy not in ("", "no", "always", "unless-stopped", "on-failure"):
-            raise InvalidParameter(f"invalid restart policy: unknown policy '{policy}'")
-        if hc.auto_remove and policy not in ("", "no"):
-            raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
-        for bind in hc.binds or []:
-            parts = bind.split(":")
-            if len(parts) < 2 or not parts[1].startswith("/"):
-                raise InvalidParameter(f"invalid volume specification: '{bind}'")
-            if not parts[0].startswith("/"):
-                raise InvalidParameter(
-                    f"invalid volume specification: '{bind}': named volumes are not available "
-                    "in this version of dockyard; use an absolute host path"
-                )
 
     # start
 
@@ -417,6 +398,7 @@ class ContainerService:
             pids_limit=hc.pids_limit or 0,
             capabilities=caps,
             privileged=hc.privileged,
+            **create_validation.security_settings(hc.security_opt or []),
         )
 
     async def start(self, ref: str) -> Container:

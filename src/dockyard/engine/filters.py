@@ -68,13 +68,21 @@ def check_container_filters(filters: dict[str, list[str]]) -> None:
             raise InvalidParameter(f"invalid filter 'exited={v}'") from None
 
 
+def _search(pattern: str, text: str) -> bool:
+    """dockerd's filters.Match: a pattern that is not a valid regexp matches nothing."""
+    try:
+        return re.search(pattern, text) is not None
+    except re.error:
+        return False
+
+
 def container_matches(c: Container, filters: dict[str, list[str]], svc: ContainerService) -> bool:
     """Whether `c` passes `filters` (already checked by check_container_filters)."""
     if not filters:
         return True
     if "id" in filters and not any(c.id.startswith(v) for v in filters["id"]):
         return False
-    if "name" in filters and not any(re.search(v, c.name[1:]) for v in filters["name"]):
+    if "name" in filters and not any(_search(v, c.name[1:]) for v in filters["name"]):
         return False
     if "status" in filters:
         for s in filters["status"]:
@@ -128,7 +136,9 @@ def filter_images(
     out = []
     for image in images:
         if "dangling" in filters:
-            want = filters["dangling"][0].lower() in ("true", "1")
+            values = filters["dangling"]
+            # dockerd's ExactMatch holds for a key given without values: dangling only.
+            want = not values or values[0].lower() in ("true", "1")
             if want != (not image.repo_tags):
                 continue
         if "label" in filters and not _labels_match(labels_of(image.id), filters["label"]):

@@ -357,7 +357,12 @@ _SURNAMES = [
     "zhukovsky",
 ]
 
-_VALID = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+# dockerd's validContainerNamePattern; matched in full (Go's `$` is the end of the text,
+# Python's would also accept a trailing newline).
+_VALID = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+# dockerd sets none; a name lands in /etc/hosts of linked containers, in `ps` and in the
+# store, so it is bounded like a file name.
+MAX_NAME_LENGTH = 255
 
 
 def random_name(retry: int = 0) -> str:
@@ -372,8 +377,12 @@ def random_name(retry: int = 0) -> str:
 
 def validate_name(name: str) -> str:
     """Return the name with dockerd's leading slash, or raise its error."""
-    if not _VALID.match(name):
+    if not _VALID.fullmatch(name):
         raise InvalidParameter(
             f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    if len(name.lstrip("/")) > MAX_NAME_LENGTH:
+        raise InvalidParameter(
+            f"Invalid container name ({name}): longer than {MAX_NAME_LENGTH} characters"
         )
     return name if name.startswith("/") else "/" + name

@@ -40,8 +40,8 @@ def decode_auth_header(value: str | None) -> AuthConfig:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         doc = json.loads(raw)
-    except (ValueError, TypeError):
-        # dockerd ignores an undecodable header and goes on anonymously.
+    except (ValueError, TypeError, RecursionError):
+        # dockerd ignores an undecodable header (deep nesting too) and goes on anonymously.
         return AuthConfig()
     if not isinstance(doc, dict):
         return AuthConfig()

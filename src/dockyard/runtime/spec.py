@@ -112,6 +112,8 @@ class RunSpec:
     pids_limit: int = 0  # 0 = unlimited, -1 = unlimited
     capabilities: list[str] | None = None  # None = Docker's default set
     privileged: bool = False
+    no_new_privileges: bool = False  # --security-opt no-new-privileges
+    seccomp: bool = True  # False: --security-opt seccomp=unconfined
 
     def to_oci(self, container_id: str) -> dict:
         """A config.json for runtime-spec 1.0.2."""
@@ -140,7 +142,7 @@ class RunSpec:
                 "effective": caps,
                 "permitted": caps,
             },
-            "noNewPrivileges": False,
+            "noNewPrivileges": self.no_new_privileges,
             # Containers start at 0 even when the daemon protects itself (dockerd runs at -500).
             "oomScoreAdj": 0,
         }
@@ -249,7 +251,8 @@ class RunSpec:
         if not self.privileged:
             linux["maskedPaths"] = list(MASKED_PATHS)
             linux["readonlyPaths"] = list(READONLY_PATHS)
-            linux["seccomp"] = default_profile(caps)
+            if self.seccomp:
+                linux["seccomp"] = default_profile(caps)
 
         return {
             "ociVersion": OCI_VERSION,
