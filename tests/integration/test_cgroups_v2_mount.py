@@ -21,7 +21,7 @@ import pytest
 from dockyard.errors import RuntimeFailure
 from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime import cgroups
-from dockyard.runtime.bundle import Resources, config_from_oci
+from dockyard.runtime.bundle import DeviceRule, Resources, config_from_oci
 from dockyard.runtime.oci_cli import default_spec
 
 
@@ -82,3 +82,26 @@ def test_v2_directory_join_freeze_and_removal(v2_mount: Path) -> None:
     cgroups.remove_cgroups(kernel, cfg, controllers)
     assert not (v2_mount / name / "c1").exists()
     os.rmdir(v2_mount / name)
+
+
+def test_v2_device_rules_are_enforced_by_the_bpf_program(v2_mount: Path) -> None:
+    """Only /dev/null allowed: a process in the cgroup can open it, not /dev/zero."""
+    kernel = LinuxKernel(cgroup_root=str(v2_mount))
+    name = f"dky-v2-{uuid.uuid4().hex[:8]}"
+    rules = [DeviceRule(False, "a", None, None, "rwm"), DeviceRule(True, "c", 1, 3, "rwm")]
+    cfg = config(f"{name}/c1", Resources(devices=rules))
+    cgroups.create_cgroups(kernel, cfg, ["cgroup2:"])
+    procs = v2_mount / name / "c1" / "cgroup.procs"
+    try:
+        script = (
+            f"echo $$ > {procs}; cat /dev/null && echo null-ok; "
+            "head -c1 /dev/zero >/dev/null 2>&1 && echo zero-ok || echo zero-denied"
+        )
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+        assert out.stdout.split() == ["null-ok", "zero-denied"], out.stdout + out.stderr
+        # Outside the cgroup nothing changed.
+        with open("/dev/zero", "rb") as f:
+            assert f.read(1) == b"\0"
+    finally:
+        cgroups.remove_cgroups(kernel, cfg, ["cgroup2:"])
+        os.rmdir(v2_mount / name)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.errors import RuntimeFailure
+from dockyard.kernel.fake import RecordingKernel
 from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime import cgroups, cgroups_v2
 from dockyard.runtime.bundle import DeviceRule, Resources, config_from_oci
@@ -97,15 +98,16 @@ def test_a_limit_without_its_controller_is_refused_by_name(tmp_path: Path) -> No
     assert (tmp_path / "dockyard" / "c1" / "memory.max").read_text() == ""
 
 
-def test_device_rules_are_refused_rather_than_dropped(tmp_path: Path) -> None:
-    kernel = fake_cgroupfs(tmp_path, "dockyard/c1")
+def test_device_rules_become_a_bpf_program_on_the_cgroup(tmp_path: Path) -> None:
+    kernel = RecordingKernel()
     rules = [DeviceRule(False, "a", None, None, "rwm"), DeviceRule(True, "c", 1, 3, "rwm")]
-    with pytest.raises(RuntimeFailure, match="devices"):
-        cgroups.create_cgroups(kernel, config(Resources(devices=rules)), ["cgroup2:"])
-    # --privileged's "allow all" needs no filter.
-    cgroups.create_cgroups(
-        kernel, config(Resources(devices=[DeviceRule(True, "a", None, None, "rwm")])), ["cgroup2:"]
-    )
+    cgroups_v2.create(kernel, "", config(Resources(devices=rules)))
+    names = [c[0] for c in kernel.calls]
+    assert names.index("cgroup_create") < names.index("cgroup_attach_device_filter")
+    with pytest.raises(RuntimeFailure, match="linux.resources.devices"):
+        cgroups_v2.create(
+            kernel, "", config(Resources(devices=[DeviceRule(True, "c", 1, 3, "rwx")]))
+        )
 
 
 def test_oom_and_stats_read_v2_files(tmp_path: Path) -> None:

@@ -231,6 +231,9 @@ class RecordingKernel(Kernel):
     def cgroup_remove(self, controller: str, path: str, timeout: float = 2.0) -> None:
         self._rec("cgroup_remove", controller, path)
 
+    def cgroup_attach_device_filter(self, controller: str, path: str, program: bytes) -> None:
+        self._rec("cgroup_attach_device_filter", controller, path, len(program) // 8)
+
     # --- processes
     def fork(self) -> int:
         self._rec("fork")

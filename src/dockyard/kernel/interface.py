@@ -174,6 +174,11 @@ class Kernel(ABC):
     def cgroup_remove(self, controller: str, path: str, timeout: float = 2.0) -> None:
         """rmdir, retrying on EBUSY while the last tasks are released."""
 
+    @abstractmethod
+    def cgroup_attach_device_filter(self, controller: str, path: str, program: bytes) -> None:
+        """cgroup v2's device rules: BPF_PROG_LOAD of a BPF_PROG_TYPE_CGROUP_DEVICE
+        program (8-byte instructions), BPF_PROG_ATTACH to the cgroup directory."""
+
     # --- processes -----------------------------------------------------------
     @abstractmethod
     def fork(self) -> int: ...

@@ -7,9 +7,8 @@ v2 is the one entry V2_PREFIX + <hierarchy> ("" for /sys/fs/cgroup itself,
 as on a pure v2 host). Through the Kernel, the hierarchy is the "controller"
 argument of the cgroup_* calls: <cgroup root>/<hierarchy>/<path>.
 
-Device rules need an eBPF program on v2 (BPF_CGROUP_DEVICE), which this
-runtime does not load: a container with device rules is refused on v2 rather
-than run without them.
+Device rules are an eBPF program on v2 (devicefilter.py), attached to the
+container's cgroup before its init joins it.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import time
 from dockyard.errors import Conflict, KernelError, RuntimeFailure
 from dockyard.kernel.interface import Kernel
 from dockyard.runtime.bundle import ContainerConfig
+from dockyard.runtime.devicefilter import compile_rules
 
 V2_PREFIX = "cgroup2:"
 # What the limits need, in the order they are enabled.
@@ -68,12 +68,10 @@ def _needed(cfg: ContainerConfig) -> list[str]:
 
 def create(kernel: Kernel, h: str, cfg: ContainerConfig) -> None:
     res, path = cfg.resources, cfg.cgroup_path
-    if any(not (d.allow and d.kind == "a") for d in res.devices) and res.devices:
-        # Docker's default rules (deny all, allow the standard nodes) included.
-        raise RuntimeFailure(
-            "linux.resources.devices: device rules need the v1 devices controller; on cgroup "
-            "v2 they need an eBPF device filter, which dockyard does not load yet"
-        )
+    try:
+        program = compile_rules(res.devices) if res.devices else b""
+    except ValueError as exc:
+        raise RuntimeFailure(f"linux.resources.devices: {exc}") from None
     available = root_controllers(kernel, h)
     need = _needed(cfg)
     missing = [c for c in need if c not in available]
@@ -83,6 +81,8 @@ def create(kernel: Kernel, h: str, cfg: ContainerConfig) -> None:
             f"(cgroup.controllers: {' '.join(sorted(available)) or 'none'}): the limit cannot be enforced"
         )
     kernel.cgroup_create(h, path)
+    if program:
+        kernel.cgroup_attach_device_filter(h, path, program)
     # Controllers reach a cgroup only when every ancestor enables them for its children.
     enable = " ".join(f"+{c}" for c in WANTED if c in available)
     parts = path.split("/")

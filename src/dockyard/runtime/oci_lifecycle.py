@@ -32,6 +32,7 @@ import time
 from dockyard.errors import Conflict, DockyardError, KernelError, NotFound, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.linux import LinuxKernel
+from dockyard.runtime import cgroups_v2 as v2
 from dockyard.runtime import oci_state as S
 from dockyard.runtime.bundle import ContainerConfig, DeviceRule, config_from_oci
 from dockyard.runtime.cgroups import (
@@ -363,10 +364,15 @@ def _cfg_of(bundle: str, config: dict) -> ContainerConfig:
 
 def container_status(root: str, c: S.OciContainer) -> str:
     frozen = False
-    if "freezer" in c.controllers and S.init_alive(c):
+    h = v2.hierarchy_of(c.controllers)
+    if S.init_alive(c) and (h is not None or "freezer" in c.controllers):
         with contextlib.suppress(KernelError):
-            state = LinuxKernel().cgroup_read("freezer", c.cgroup_path, "freezer.state")
-            frozen = state.strip() == "FROZEN"
+            if h is not None:
+                events = LinuxKernel().cgroup_read(h, c.cgroup_path, "cgroup.events")
+                frozen = "frozen 1" in events.splitlines()
+            else:
+                state = LinuxKernel().cgroup_read("freezer", c.cgroup_path, "freezer.state")
+                frozen = state.strip() == "FROZEN"
     return S.status(root, c, frozen)
 
 
@@ -379,8 +385,11 @@ def container_pids(c: S.OciContainer) -> list[int]:
     """Every process in the container's cgroup (the init only, if it has none)."""
     if not c.controllers:
         return [c.pid] if S.init_alive(c) else []
+    h = v2.hierarchy_of(c.controllers)
     try:
-        text = LinuxKernel().cgroup_read(c.controllers[0], c.cgroup_path, "cgroup.procs")
+        text = LinuxKernel().cgroup_read(
+            c.controllers[0] if h is None else h, c.cgroup_path, "cgroup.procs"
+        )
     except KernelError as exc:
         if exc.errno == errno.ENOENT:
             return []
@@ -610,6 +619,16 @@ _UPDATABLE = {
 }
 
 
+# The same fields on cgroup v2 (no swap: v2's swap.max is not v1's memsw total;
+# cpu quota and period together as cpu.max).
+_UPDATABLE_V2 = {
+    ("memory", "limit"): ("memory", "memory.max"),
+    ("memory", "reservation"): ("memory", "memory.low"),
+    ("cpu", "shares"): ("cpu", "cpu.weight"),
+    ("pids", "limit"): ("pids", "pids.max"),
+}
+
+
 def update(root: str, container_id: str, resources: dict) -> None:
     """Apply an OCI LinuxResources object to a live container's cgroups.
 
@@ -617,6 +636,10 @@ def update(root: str, container_id: str, resources: dict) -> None:
     c = S.load(root, container_id)
     if container_status(root, c) == "stopped":
         raise Conflict("container not running")
+    h = v2.hierarchy_of(c.controllers)
+    if h is not None:
+        _update_v2(c, h, resources)
+        return
     writes: list[tuple[str, str, str]] = []
     for section, values in resources.items():
         if values in (None, {}, []):
@@ -658,3 +681,47 @@ def update(root: str, container_id: str, resources: dict) -> None:
                 raise RuntimeFailure(
                     f"cannot set {name} to {text}: {os.strerror(exc.errno)}"
                 ) from None
+
+
+def _update_v2(c: S.OciContainer, h: str, resources: dict) -> None:
+    kernel = LinuxKernel()
+    available = v2.root_controllers(kernel, h)
+    writes: list[tuple[str, str]] = []
+    cpu = resources.get("cpu") or {}
+    if cpu.get("quota") is not None or cpu.get("period") is not None:
+        if cpu.get("quota") is None or cpu.get("period") is None:
+            raise RuntimeFailure(
+                "resources.cpu: on cgroup v2, quota and period go together (cpu.max)"
+            )
+        quota = "max" if int(cpu["quota"]) <= 0 else str(int(cpu["quota"]))
+        writes.append(("cpu.max", f"{quota} {int(cpu['period'])}"))
+    for section, values in resources.items():
+        if values in (None, {}, []):
+            continue
+        if not isinstance(values, dict):
+            raise RuntimeFailure(f"resources.{section}: not supported by dockyard-runtime update")
+        for key, value in values.items():
+            if value is None or (section == "cpu" and key in ("quota", "period")):
+                continue
+            target = _UPDATABLE_V2.get((section, key))
+            if target is None:
+                raise RuntimeFailure(
+                    f"resources.{section}.{key}: not supported by dockyard-runtime update on cgroup v2"
+                )
+            controller, name = target
+            if controller not in available:
+                raise RuntimeFailure(
+                    f"resources.{section}.{key}: the {controller} cgroup v2 controller is not available"
+                )
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise RuntimeFailure(f"resources.{section}.{key}: must be an integer")
+            if name == "cpu.weight":
+                text = str(v2.cpu_weight(value))
+            else:
+                text = "max" if value < 0 or (name == "pids.max" and value == 0) else str(value)
+            writes.append((name, text))
+    for name, text in writes:
+        try:
+            kernel.cgroup_write(h, c.cgroup_path, name, text)
+        except KernelError as exc:
+            raise RuntimeFailure(f"cannot set {name} to {text}: {os.strerror(exc.errno)}") from None
