@@ -23,6 +23,7 @@ from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime import cgroups
 from dockyard.runtime.bundle import DeviceRule, Resources, config_from_oci
 from dockyard.runtime.oci_cli import default_spec
+from dockyard.runtime.oci_lifecycle import ALWAYS_ALLOWED_DEVICES
 
 
 @pytest.fixture
@@ -102,6 +103,20 @@ def test_v2_device_rules_are_enforced_by_the_bpf_program(v2_mount: Path) -> None
         # Outside the cgroup nothing changed.
         with open("/dev/zero", "rb") as f:
             assert f.read(1) == b"\0"
+        # Docker's whole default list (what every container gets) passes the verifier.
+        full = config(f"{name}/c2", Resources(devices=docker_default_rules()))
+        cgroups.create_cgroups(kernel, full, ["cgroup2:"])
+        cgroups.remove_cgroups(kernel, full, ["cgroup2:"])
     finally:
         cgroups.remove_cgroups(kernel, cfg, ["cgroup2:"])
         os.rmdir(v2_mount / name)
+
+
+def docker_default_rules() -> list[DeviceRule]:
+    return [
+        DeviceRule(False, "a", None, None, "rwm"),
+        DeviceRule(True, "c", None, None, "m"),
+        DeviceRule(True, "b", None, None, "m"),
+        *ALWAYS_ALLOWED_DEVICES,
+        DeviceRule(True, "c", 10, 200, "rwm"),
+    ]
