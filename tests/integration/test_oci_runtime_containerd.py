@@ -229,6 +229,14 @@ def test_task_exec_ps_and_kill(containerd, unique):
         # ctr task ps: the processes of the container's cgroup (the init alone by now).
         ps = containerd.ctr("task", "ps", cid).stdout.splitlines()
         assert [line.split()[0] for line in ps[1:]] == [str(init_pid)], ps
+        # ctr task pause/resume: runc pause/resume, seen in the task's status.
+        containerd.ctr("task", "pause", cid)
+        assert " PAUSED" in containerd.ctr("task", "ls").stdout
+        freezer = Path(f"/sys/fs/cgroup/freezer/{NAMESPACE}/{cid}/freezer.state")
+        assert freezer.read_text().strip() == "FROZEN"
+        containerd.ctr("task", "resume", cid)
+        assert " RUNNING" in containerd.ctr("task", "ls").stdout
+        assert freezer.read_text().strip() == "THAWED"
         containerd.ctr("task", "kill", "-s", "SIGKILL", cid)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
