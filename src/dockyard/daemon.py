@@ -21,6 +21,8 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 
+from dockyard.engine.runtimes import configure as configure_runtimes
+from dockyard.engine.runtimes import parse_add_runtime
 from dockyard.errors import DockyardError
 
 DEFAULT_SOCKET = "/run/dockyard.sock"
@@ -40,6 +42,8 @@ class DaemonConfig:
     labels: list[str] = field(default_factory=list)
     group: str = "dockyard"
     insecure_registries: list[str] = field(default_factory=list)
+    runtimes: dict[str, dict] = field(default_factory=dict)
+    default_runtime: str = ""
 
 
 class _GoStyleFormatter(logging.Formatter):
@@ -81,6 +85,10 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         default=None,
         help="Registries (host:port or CIDR) to reach over http or unverified TLS",
     )
+    p.add_argument(
+        "--add-runtime", action="append", default=None, help="Register an OCI runtime: name=path"
+    )
+    p.add_argument("--default-runtime", default=None, help="Default OCI runtime for containers")
     args = p.parse_args(argv)
 
     cfg = DaemonConfig()
@@ -94,6 +102,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
             ) from None
         known = {"hosts", "data-root", "log-level", "pidfile", "live-restore", "labels", "group"}
         known.add("insecure-registries")
+        known |= {"runtimes", "default-runtime"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise DockyardError(
@@ -107,6 +116,16 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.labels = list(raw.get("labels", []))
         cfg.group = raw.get("group", cfg.group)
         cfg.insecure_registries = list(raw.get("insecure-registries", []))
+        if not isinstance(raw.get("runtimes", {}), dict):
+            raise DockyardError("runtimes: must be an object of {name: {path: ...}}")
+        cfg.runtimes = dict(raw.get("runtimes", {}))
+        cfg.default_runtime = str(raw.get("default-runtime", ""))
+        if args.default_runtime and raw.get("default-runtime"):
+            raise DockyardError(
+                "the following directives are specified both as a flag and in the configuration "
+                f"file: default-runtime: (from flag: {args.default_runtime}, "
+                f"from file: {raw['default-runtime']})"
+            )
         if args.insecure_registry and raw.get("insecure-registries"):
             raise DockyardError(
                 "the following directives are specified both as a flag and in the configuration "
@@ -134,6 +153,16 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.labels += args.label
     if args.insecure_registry:
         cfg.insecure_registries += args.insecure_registry
+    if args.add_runtime:
+        added = parse_add_runtime(args.add_runtime)
+        both = sorted(set(added) & set(cfg.runtimes))
+        if both:
+            raise DockyardError(
+                f"runtime {', '.join(both)} is given both by --add-runtime and in the configuration file"
+            )
+        cfg.runtimes.update(added)
+    if args.default_runtime:
+        cfg.default_runtime = args.default_runtime
     if not cfg.hosts:
         cfg.hosts = [f"unix://{DEFAULT_SOCKET}"]
     cfg.data_root = os.path.abspath(cfg.data_root)
@@ -255,7 +284,8 @@ async def serve(cfg: DaemonConfig) -> None:
     images.insecure = InsecureRegistries(cfg.insecure_registries)
     launcher = Launcher(os.path.join(cfg.data_root, "run"))
     await launcher.start()
-    containers = ContainerService(store, images, launcher, cfg.data_root)
+    runtimes = configure_runtimes(cfg.runtimes, cfg.default_runtime)
+    containers = ContainerService(store, images, launcher, cfg.data_root, runtimes)
     services = Services(
         containers=containers,
         images=images,

@@ -118,8 +118,7 @@ async def info(request: web.Request) -> web.Response:
             "Labels": svc.labels,
             "ExperimentalBuild": False,
             "ServerVersion": facts["version"],
-            "Runtimes": {"dockyard": {"path": "dockyard-runtime"}},
-            "DefaultRuntime": "dockyard",
+            **facts["runtimes"],
             "Swarm": {
                 "NodeID": "",
                 "NodeAddr": "",

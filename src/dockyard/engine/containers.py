@@ -30,6 +30,8 @@ from dockyard.engine.models import (
     strslice,
 )
 from dockyard.engine.names import random_name, validate_name
+from dockyard.engine.runtimes import BUILTIN as BUILTIN_RUNTIME
+from dockyard.engine.runtimes import OciRuntimes
 from dockyard.engine.store import Store
 from dockyard.errors import (
     Conflict,
@@ -135,8 +137,14 @@ class AttachStreams:
 
 class ContainerService:
     def __init__(
-        self, store: Store, images: ImageService, launcher: Launcher, data_root: str
+        self,
+        store: Store,
+        images: ImageService,
+        launcher: Launcher,
+        data_root: str,
+        runtimes: OciRuntimes | None = None,
     ) -> None:
+        self.runtimes = runtimes or OciRuntimes()
         self._store = store
         self._images = images
         self._launcher = launcher
@@ -145,6 +153,14 @@ class ContainerService:
         self._containers: dict[str, Container] = {c.id: c for c in store.containers()}
         self._live: dict[str, _Live] = {}
         images.users_of = self._users_of_image
+
+    def _runtime_path(self, c: Container) -> str:
+        """The executable of the container's runtime ("" = ours); refused if it went away."""
+        name = c.host_config.runtime
+        path = self.runtimes.path_of(name)
+        if name not in ("", BUILTIN_RUNTIME) and not path:
+            raise InvalidParameter(f"unknown or invalid runtime name: {name}")
+        return path
 
     # lookups
 
@@ -214,6 +230,7 @@ class ContainerService:
         if not config.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
         create_validation.validate_create(config, host_config)
+        host_config.runtime = self.runtimes.resolve(host_config.runtime)
         image_id = self._images.resolve(config.image)
         image_cfg = self._images.config(image_id).get("config") or {}
         merged = self._merge_image_config(config, image_cfg)
@@ -411,7 +428,12 @@ class ContainerService:
         try:
             spec = self._run_spec(c)
             write_bundle(c.bundle, spec.to_oci(c.id))
-            link = await self._launcher.run(c.id, c.bundle, log_path=c.log_path)
+            link = await self._launcher.run(
+                c.id,
+                c.bundle,
+                log_path=c.log_path,
+                runtime_path=self._runtime_path(c),
+            )
         except (RuntimeFailure, InvalidParameter) as e:
             c.state.error = e.message
             if isinstance(e, RuntimeFailure):

@@ -57,4 +57,5 @@ class Services:
             "name": socket.gethostname(),
             "version": dockyard.__version__,
             "cgroup_version": host_cgroup_version(),
+            "runtimes": self.containers.runtimes.info(),
         }

@@ -206,6 +206,9 @@ class RecordingKernel(Kernel):
     def set_pdeathsig(self, signum: int) -> None:
         self._rec("set_pdeathsig", signum)
 
+    def set_child_subreaper(self) -> None:
+        self._rec("set_child_subreaper")
+
     # --- cgroups
     def cgroup_dir(self, controller: str, path: str) -> str:
         return f"/sys/fs/cgroup/{controller}/{path}"

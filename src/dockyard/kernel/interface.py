@@ -147,6 +147,11 @@ class Kernel(ABC):
     @abstractmethod
     def set_pdeathsig(self, signum: int) -> None: ...
 
+    @abstractmethod
+    def set_child_subreaper(self) -> None:
+        """PR_SET_CHILD_SUBREAPER: orphaned descendants (an init that runc started
+        and left) are re-parented to this process, which can then wait for them."""
+
     # --- cgroups (v1: one hierarchy per controller) ------------------------
     @abstractmethod
     def cgroup_dir(self, controller: str, path: str) -> str:

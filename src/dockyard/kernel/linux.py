@@ -68,6 +68,7 @@ _SYS_CAPGET = {"x86_64": 125, "aarch64": 90}[os.uname().machine]
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[os.uname().machine]
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_KEEPCAPS = 8
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
@@ -408,6 +409,9 @@ class LinuxKernel(Kernel):
 
     def set_pdeathsig(self, signum: int) -> None:
         _check(_libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG")
+
+    def set_child_subreaper(self) -> None:
+        _check(_libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl", "PR_SET_CHILD_SUBREAPER")
 
     # --- cgroups ---------------------------------------------------------------
     def _cg(self, controller: str, path: str, name: str = "") -> str:
