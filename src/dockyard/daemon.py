@@ -12,11 +12,13 @@ import contextlib
 import errno
 import fcntl
 import grp
+import ipaddress
 import json
 import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +30,9 @@ from dockyard.errors import DockyardError
 DEFAULT_SOCKET = "/run/dockyard.sock"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
 DEFAULT_CONFIG = "/etc/dockyard/daemon.json"
+# As Go's listeners (dockerd's): the kernel's maximum (net.core.somaxconn caps it), so
+# a burst of connects waits in the queue instead of failing with EAGAIN.
+LISTEN_BACKLOG = 4096
 
 log = logging.getLogger("dockyard.daemon")
 
@@ -44,6 +49,32 @@ class DaemonConfig:
     insecure_registries: list[str] = field(default_factory=list)
     runtimes: dict[str, dict] = field(default_factory=dict)
     default_runtime: str = ""
+    # dockerd's TLS settings; None: not given, so "--tls=false" (a deliberate
+    # unauthenticated listener) is told apart from no word at all.
+    tls: bool | None = None
+    tlsverify: bool | None = None
+    tlscacert: str = ""
+    tlscert: str = ""
+    tlskey: str = ""
+
+    @property
+    def use_tls(self) -> bool:
+        return bool(self.tls or self.tlsverify)
+
+
+def _cert_dir() -> str:
+    """Where dockerd looks for ca.pem, cert.pem, key.pem when no path is given."""
+    return os.environ.get("DOCKER_CERT_PATH") or os.path.join(os.path.expanduser("~"), ".docker")
+
+
+def _bool_flag(value: str) -> bool:
+    """`--tls`, `--tls=true`, `--tls=false` as Go's flag package reads them."""
+    lowered = value.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
 
 
 class _GoStyleFormatter(logging.Formatter):
@@ -53,6 +84,8 @@ class _GoStyleFormatter(logging.Formatter):
         msg = record.getMessage().replace('"', '\\"')
         ts = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
         line = f'time="{ts}.{int(record.msecs):03d}Z" level={record.levelname.lower()} msg="{msg}"'
+        for key, value in getattr(record, "fields", {}).items():
+            line += f' {key}="{value}"'
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -86,6 +119,25 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         help="Registries (host:port or CIDR) to reach over http or unverified TLS",
     )
     p.add_argument(
+        "--tls",
+        nargs="?",
+        const=True,
+        type=_bool_flag,
+        default=None,
+        help="Use TLS; implied by --tlsverify",
+    )
+    p.add_argument(
+        "--tlsverify",
+        nargs="?",
+        const=True,
+        type=_bool_flag,
+        default=None,
+        help="Use TLS and verify the remote",
+    )
+    p.add_argument("--tlscacert", default=None, help="Trust certs signed only by this CA")
+    p.add_argument("--tlscert", default=None, help="Path to TLS certificate file")
+    p.add_argument("--tlskey", default=None, help="Path to TLS key file")
+    p.add_argument(
         "--add-runtime", action="append", default=None, help="Register an OCI runtime: name=path"
     )
     p.add_argument("--default-runtime", default=None, help="Default OCI runtime for containers")
@@ -103,6 +155,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         known = {"hosts", "data-root", "log-level", "pidfile", "live-restore", "labels", "group"}
         known.add("insecure-registries")
         known |= {"runtimes", "default-runtime"}
+        known |= {"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise DockyardError(
@@ -120,22 +173,31 @@ def parse_args(argv: list[str]) -> DaemonConfig:
             raise DockyardError("runtimes: must be an object of {name: {path: ...}}")
         cfg.runtimes = dict(raw.get("runtimes", {}))
         cfg.default_runtime = str(raw.get("default-runtime", ""))
-        if args.default_runtime and raw.get("default-runtime"):
-            raise DockyardError(
-                "the following directives are specified both as a flag and in the configuration "
-                f"file: default-runtime: (from flag: {args.default_runtime}, "
-                f"from file: {raw['default-runtime']})"
+        for key in ("tls", "tlsverify"):
+            if key in raw:
+                if not isinstance(raw[key], bool):
+                    raise DockyardError(
+                        f"invalid value for {key} in {args.config_file}: want true or false"
+                    )
+                setattr(cfg, key, raw[key])
+        for key in ("tlscacert", "tlscert", "tlskey"):
+            setattr(cfg, key, str(raw.get(key, "")))
+        # (false is a value for the TLS switches; an empty list of hosts is none)
+        both = [
+            (k, getattr(args, a), raw[k])
+            for k, a in (
+                ("hosts", "host"), ("insecure-registries", "insecure_registry"),
+                ("tls", "tls"), ("tlsverify", "tlsverify"),
+                ("tlscacert", "tlscacert"), ("tlscert", "tlscert"), ("tlskey", "tlskey"),
+                ("default-runtime", "default_runtime"),
             )
-        if args.insecure_registry and raw.get("insecure-registries"):
+            if getattr(args, a) is not None and k in raw and (raw[k] or raw[k] is False)
+        ]  # fmt: skip
+        if both:
+            conflicts = ", ".join(f"{k}: (from flag: {f}, from file: {v})" for k, f, v in both)
             raise DockyardError(
                 "the following directives are specified both as a flag and in the configuration "
-                f"file: insecure-registries: (from flag: {args.insecure_registry}, "
-                f"from file: {raw['insecure-registries']})"
-            )
-        if args.host and raw.get("hosts"):
-            raise DockyardError(
-                "the following directives are specified both as a flag and in the configuration "
-                f"file: hosts: (from flag: {args.host}, from file: {raw['hosts']})"
+                f"file: {conflicts}"
             )
     if args.host:
         cfg.hosts = args.host
@@ -163,6 +225,18 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.runtimes.update(added)
     if args.default_runtime:
         cfg.default_runtime = args.default_runtime
+    for key in ("tls", "tlsverify", "tlscacert", "tlscert", "tlskey"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    if cfg.tlsverify is None and os.environ.get("DOCKER_TLS_VERIFY"):
+        cfg.tlsverify = True  # dockerd's default for --tlsverify
+    files = [f"--{k}" for k in ("tlscacert", "tlscert", "tlskey") if getattr(cfg, k)]
+    if files and not cfg.use_tls:
+        raise DockyardError(f"{', '.join(files)} need --tls or --tlsverify")
+    certs = _cert_dir()
+    cfg.tlscacert = cfg.tlscacert or os.path.join(certs, "ca.pem")
+    cfg.tlscert = cfg.tlscert or os.path.join(certs, "cert.pem")
+    cfg.tlskey = cfg.tlskey or os.path.join(certs, "key.pem")
     if not cfg.hosts:
         cfg.hosts = [f"unix://{DEFAULT_SOCKET}"]
     cfg.data_root = os.path.abspath(cfg.data_root)
@@ -176,15 +250,20 @@ class Listener:
     port: int = 0
 
 
-def parse_host(host: str) -> Listener:
-    """unix:///path, tcp://127.0.0.1:4243, and the seed's bare 127.0.0.1:4243 or :4243."""
+def parse_host(host: str, tls: bool = False) -> Listener:
+    """unix:///path, tcp://127.0.0.1:4243, and the seed's bare 127.0.0.1:4243 or :4243.
+
+    A TCP host without a port gets dockerd's default: 2376 with TLS, 2375 without."""
     if host.startswith("unix://"):
         return Listener("unix", host[len("unix://") :] or DEFAULT_SOCKET)
     if host.startswith("fd://"):
         raise DockyardError("fd:// hosts (systemd socket activation) are not supported")
     rest = host[len("tcp://") :] if host.startswith("tcp://") else host
+    rest = rest.rstrip("/")
+    if rest.startswith("[") and rest.endswith("]") or ":" not in rest:
+        rest += ":2376" if tls else ":2375"
     addr, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise DockyardError(f"invalid host: {host!r}: expected unix:///path or tcp://ADDR:PORT")
     return Listener("tcp", addr.strip("[]") or "127.0.0.1", int(port))
 
@@ -211,6 +290,37 @@ class DataRootLock:
             ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+
+# Directories the daemon creates directly under the data root; each is made
+# root-only too, so a bind mount of one elsewhere does not reopen the tree.
+_DATA_ROOT_DIRS = ("blobs", "layers", "containers", "run")
+
+
+def private_data_root(path: str) -> None:
+    """Make the data root reachable by root alone (dockerd's /var/lib/docker is 0710).
+
+    Image layers and container upper dirs hold whatever containers and images put
+    there: setuid-root binaries and device nodes. Were any host user able to walk
+    into them, running such a binary would make them root (the CVE-2021-41091
+    class). Nobody but root needs to: the daemon and the monitors run as root and
+    containers see their rootfs from their own mount namespace after pivot_root.
+    So the top directory is closed (0700, owned by root), and the first level below
+    it as a second wall; data roots of older versions (0711 with 0755
+    directories below) are fixed here at every start.
+    """
+    for target in (path, *(os.path.join(path, d) for d in _DATA_ROOT_DIRS)):
+        os.makedirs(target, mode=0o700, exist_ok=True)
+        st = os.stat(target)
+        if st.st_uid != 0 or st.st_gid != 0:
+            # Whoever owns it could chmod it open again.
+            os.chown(target, 0, 0)
+        if st.st_mode & 0o7777 != 0o700:
+            os.chmod(target, 0o700)
+            if target == path:
+                log.info(
+                    "data root %s was mode %o; now 0700 (root only)", path, st.st_mode & 0o7777
+                )
 
 
 def _write_pidfile(path: str) -> None:
@@ -256,27 +366,107 @@ def _unix_socket(path: str, group: str) -> socket.socket:
         os.chown(path, 0, grp.getgrnam(group).gr_gid)
     except KeyError:
         pass  # no such group: root only
-    sock.listen(1024)
+    sock.listen(LISTEN_BACKLOG)
     return sock
+
+
+def _tls_context(cfg: DaemonConfig) -> ssl.SSLContext:
+    from dockyard.api.server import server_tls_context
+
+    for what, path in (("certificate", cfg.tlscert), ("key", cfg.tlskey)):
+        if not os.path.isfile(path):
+            raise DockyardError(f"could not load X509 key pair: open {path}: no TLS {what} there")
+    if cfg.tlsverify and not os.path.isfile(cfg.tlscacert):
+        raise DockyardError(f"could not read CA certificate {cfg.tlscacert!r}: no such file")
+    cafile = cfg.tlscacert if os.path.isfile(cfg.tlscacert) else None
+    try:
+        return server_tls_context(cafile, cfg.tlscert, cfg.tlskey, bool(cfg.tlsverify))
+    except (ssl.SSLError, OSError) as e:
+        raise DockyardError(f"invalid TLS configuration: {e}") from None
+
+
+def is_loopback(address: str) -> bool:
+    """True when every address the listener's host names is a loopback one."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(address, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+# dockerd's words (cmd/dockerd/daemon.go, loadListeners).
+_INSECURE = (
+    "Binding to IP address without --tlsverify is insecure and gives root access on this "
+    "machine to everyone who has access to your network.",
+    "Binding to an IP address, even on localhost, can also give access to scripts run in a "
+    "browser. Be safe out there!",
+)
+_INSECURE_REMOTE = (
+    "Binding to an IP address without --tlsverify is deprecated. Startup is intentionally "
+    "being slowed down to show this message",
+    "Please consider generating tls certificates with client validation to prevent exposing "
+    "unauthenticated root access to your network",
+    "You can override this by explicitly specifying '--tls=false' or '--tlsverify=false'",
+    "Support for listening on TCP without authentication or explicit intent to run without "
+    "authentication will be removed in the next release",
+)
+INSECURE_REMOTE_DELAY = 15.0
+
+
+async def _warn_unauthenticated(cfg: DaemonConfig, lst: Listener) -> None:
+    """A TCP listener without client certificates: dockerd's warnings.
+
+    dockerd also sleeps 1 s for every such listener, loopback included; here the
+    loopback case only warns (the seed's `-H 127.0.0.1:4243` and every test daemon
+    would pay that second). A listener reachable from other machines without an
+    explicit `--tls=false`/`--tlsverify=false` is delayed 15 s, as by dockerd, so
+    that nobody exposes root over the network without seeing it.
+    """
+    fields = {"fields": {"host": f"tcp://{lst.address}:{lst.port}"}}
+    for line in _INSECURE:
+        log.warning("%s", line, extra=fields)
+    explicit = cfg.tls is False or cfg.tlsverify is False
+    if explicit or is_loopback(lst.address):
+        return
+    for line in _INSECURE_REMOTE:
+        log.warning("%s", line, extra=fields)
+    await asyncio.sleep(INSECURE_REMOTE_DELAY)
 
 
 async def serve(cfg: DaemonConfig) -> None:
     from aiohttp import web
 
     from dockyard.api.app import make_app
+    from dockyard.api.server import (
+        GuardedAppRunner,
+        TLSSite,
+        allow_tls_half_close,
+        connection_cap,
+        quiet_accept_errors,
+    )
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
     from dockyard.engine.services import Services
     from dockyard.engine.store import Store
     from dockyard.image.registry_auth import InsecureRegistries
     from dockyard.image.store import ImageStore
+    from dockyard.kernel.limits import raise_nofile_limit
     from dockyard.runtime.launcher import Launcher
 
-    os.makedirs(cfg.data_root, mode=0o711, exist_ok=True)
+    private_data_root(cfg.data_root)
     lock = DataRootLock(cfg.data_root)
     lock.acquire()
     _write_pidfile(cfg.pidfile)
-    listeners = [parse_host(h) for h in cfg.hosts]
+    listeners = [parse_host(h, cfg.use_tls) for h in cfg.hosts]
+    tls_context = _tls_context(cfg) if cfg.use_tls else None
+    if tls_context is not None:
+        allow_tls_half_close()
 
     store = Store(os.path.join(cfg.data_root, "dockyard.db"))
     images = ImageService(store, ImageStore(cfg.data_root), os.path.join(cfg.data_root, "tmp"))
@@ -284,6 +474,10 @@ async def serve(cfg: DaemonConfig) -> None:
     images.insecure = InsecureRegistries(cfg.insecure_registries)
     launcher = Launcher(os.path.join(cfg.data_root, "run"))
     await launcher.start()
+    # After the forkserver started: containers keep the limits the daemon was given
+    # (a soft limit of 2**20 slows programs that close every fd up to it).
+    soft, _hard = raise_nofile_limit()
+    log.debug("open file limit: %d", soft)
     runtimes = configure_runtimes(cfg.runtimes, cfg.default_runtime)
     containers = ContainerService(store, images, launcher, cfg.data_root, runtimes)
     services = Services(
@@ -297,7 +491,14 @@ async def serve(cfg: DaemonConfig) -> None:
     await containers.restore()
 
     app = make_app(services)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
+    quiet_accept_errors(asyncio.get_running_loop())
+    runner = GuardedAppRunner(
+        app,
+        max_connections=connection_cap(soft),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=3.0,
+    )
     await runner.setup()
     unix_paths = []
     for lst in listeners:
@@ -305,13 +506,16 @@ async def serve(cfg: DaemonConfig) -> None:
             site: web.BaseSite = web.SockSite(runner, _unix_socket(lst.address, cfg.group))
             unix_paths.append(lst.address)
         else:
-            site = web.TCPSite(runner, lst.address, lst.port, reuse_address=True)
-            if lst.address not in ("127.0.0.1", "localhost", "::1"):
-                log.warning(
-                    "API listening on %s:%d without TLS: anyone who can reach it is root here",
-                    lst.address,
-                    lst.port,
-                )
+            if not cfg.tlsverify:
+                await _warn_unauthenticated(cfg, lst)
+            site = (TLSSite if tls_context else web.TCPSite)(
+                runner,
+                lst.address,
+                lst.port,
+                reuse_address=True,
+                ssl_context=tls_context,
+                backlog=LISTEN_BACKLOG,
+            )
         await site.start()
         log.info(
             "API listen on %s", lst.address if lst.kind == "unix" else f"{lst.address}:{lst.port}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from dockyard.client.host import DaemonHost
+from dockyard.client.host import DaemonHost, TLSSettings
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:
@@ -23,10 +23,13 @@ class CLIError(Exception):
 
 
 class Context:
-    def __init__(self, host: DaemonHost, debug: bool = False) -> None:
+    def __init__(
+        self, host: DaemonHost, debug: bool = False, tls: TLSSettings | None = None
+    ) -> None:
         self.host = host
         self.debug = debug
         self.config_dir: str | None = None  # --config: docker's client config directory
+        self.tls = tls
         self._client: Client | None = None
 
     @property
@@ -34,7 +37,7 @@ class Context:
         if self._client is None:
             from dockyard.client.transport import Client
 
-            self._client = Client(self.host)
+            self._client = Client(self.host, tls=self.tls)
         return self._client
 
     @staticmethod

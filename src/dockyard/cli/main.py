@@ -130,13 +130,52 @@ GLOBAL = Command(
         Opt("context", "c", kind="string", help="Name of the context to use", metavar="string"),
         Opt("debug", "D", help="Enable debug mode"),
         Opt("host", "H", kind="list", help="Daemon socket to connect to", metavar="list"),
-        Opt("log-level", "l", kind="string", help="Set the logging level", default="info"),
+        Opt(
+            "log-level",
+            "l",
+            kind="string",
+            help='Set the logging level ("debug", "info", "warn", "error", "fatal")',
+            default="info",
+        ),
         Opt("tls", help="Use TLS; implied by --tlsverify"),
+        Opt(
+            "tlscacert",
+            kind="string",
+            help='Trust certs signed only by this CA (default "~/.docker/ca.pem")',
+            metavar="string",
+        ),
+        Opt(
+            "tlscert",
+            kind="string",
+            help='Path to TLS certificate file (default "~/.docker/cert.pem")',
+            metavar="string",
+        ),
+        Opt(
+            "tlskey",
+            kind="string",
+            help='Path to TLS key file (default "~/.docker/key.pem")',
+            metavar="string",
+        ),
         Opt("tlsverify", help="Use TLS and verify the remote"),
         Opt("version", "v", help="Print version information and quit"),
     ],
     interspersed=False,
 )
+
+
+# docker's client log levels; Dockyard's CLI logs nothing below an error, and
+# "debug" is -D (a traceback with an unexpected error).
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
+def _debug_requested(args: list[str]) -> bool:
+    if "-D" in args or "--debug" in args or os.environ.get("DOCKYARD_DEBUG"):
+        return True
+    pairs = zip(args, [*args[1:], ""], strict=True)
+    return any(
+        a in ("-ldebug", "--log-level=debug") or (a in ("-l", "--log-level") and b == "debug")
+        for a, b in pairs
+    )
 
 
 def main_help() -> str:
@@ -218,16 +257,56 @@ def run_command(ctx_args: dict, argv: list[str]) -> int:
             f"See 'dockyard {name} --help' for more information",
             1,
         ) from None
-    from dockyard.client.host import HostError, select_host
+    from dockyard.client.host import HostError, select_host, tls_settings
 
     hosts = ctx_args.get("host") or []
     if len(hosts) > 1:
         raise CLIError("Specify only one -H", 1)
+    # The global flags docker has and Dockyard acts on differently or not at all
+    # are answered here, never ignored.
+    context = ctx_args.get("context")
+    if context and context != "default":
+        raise CLIError(
+            f'context "{context}" does not exist: Dockyard has only the "default" context '
+            "(choose a daemon with -H or DOCKER_HOST)",
+            1,
+        )
+    if context and hosts:
+        raise CLIError("conflicting options: cannot specify both --host and --context", 1)
+    level = ctx_args.get("log_level") or "info"
+    if level not in LOG_LEVELS:
+        raise CLIError(f"Unable to parse logging level: {level}", 1)
+    env = dict(os.environ)
+    if ctx_args.get("config"):  # docker's config dir: where the TLS files are by default
+        env["DOCKER_CONFIG"] = ctx_args["config"]
+    tls_flags = [
+        f"--{k}" for k in ("tls", "tlsverify", "tlscacert", "tlscert", "tlskey") if ctx_args.get(k)
+    ]
     try:
         host = select_host(hosts[0] if hosts else None)
+        if host.scheme == "unix" and tls_flags:
+            raise CLIError(
+                f"{', '.join(tls_flags)}: TLS applies to tcp:// hosts; {host.url} is a "
+                "local socket the daemon serves without TLS",
+                1,
+            )
+        tls = None
+        if host.scheme == "tcp":
+            tls = tls_settings(
+                bool(ctx_args.get("tls")),
+                ctx_args.get("tlsverify") if ctx_args.get("tlsverify_given") else None,
+                ctx_args.get("tlscacert") or "",
+                ctx_args.get("tlscert") or "",
+                ctx_args.get("tlskey") or "",
+                env,
+            )
+            if tls is not None:  # docker's default port is 2376 with TLS
+                host = select_host(hosts[0] if hosts else None, tls=True)
+            elif tls_flags:
+                raise CLIError(f"{' and '.join(tls_flags)} need --tls or --tlsverify", 1)
     except HostError as exc:
         raise CLIError(str(exc), 1) from None
-    ctx = Context(host, debug=bool(ctx_args.get("debug")))
+    ctx = Context(host, debug=bool(ctx_args.get("debug")) or level == "debug", tls=tls)
     ctx.config_dir = ctx_args.get("config") or None  # registry credentials (--config)
     return int(module.execute(ctx, opts, args) or 0)
 
@@ -240,6 +319,11 @@ def _main(argv: list[str]) -> int:
         return 0
     except FlagError as exc:
         raise CLIError(f"{exc}\nSee 'dockyard --help'.", 125) from None
+    # Was --tlsverify on the command line? (Else DOCKER_TLS_VERIFY decides, as for docker.)
+    given = argv[: len(argv) - len(rest)]
+    gopts["tlsverify_given"] = any(
+        a == "--tlsverify" or a.startswith("--tlsverify=") for a in given
+    )
     if gopts["version"]:
         _print(f"Dockyard version {__version__}\n")
         return 0
@@ -266,7 +350,7 @@ def _main(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "-D" in args or "--debug" in args or bool(os.environ.get("DOCKYARD_DEBUG"))
+    debug = _debug_requested(args)
     try:
         return _main(args)
     except CLIError as exc:

@@ -36,8 +36,10 @@ class DaemonHost:
         return f"tcp://{host}:{self.port}"
 
 
-def parse_host(value: str, explicit: bool = True) -> DaemonHost:
-    """Parse `unix:///path`, `tcp://h:p`, `h:p`, `:p`, `fd://` into a DaemonHost."""
+def parse_host(value: str, explicit: bool = True, tls: bool = False) -> DaemonHost:
+    """Parse `unix:///path`, `tcp://h:p`, `h:p`, `:p`, `fd://` into a DaemonHost.
+
+    A TCP host without a port gets docker's default: 2376 with TLS, 2375 without."""
     value = value.strip()
     if not value:
         return parse_host(DEFAULT_HOST, explicit=False)
@@ -69,7 +71,7 @@ def parse_host(value: str, explicit: bool = True) -> DaemonHost:
     host = host or DEFAULT_TCP_HOST
     if not port_s:
         # docker's default TCP port when only a host is given
-        port_s = "2375"
+        port_s = "2376" if tls else "2375"
     try:
         port = int(port_s)
     except ValueError:
@@ -79,13 +81,72 @@ def parse_host(value: str, explicit: bool = True) -> DaemonHost:
     return DaemonHost("tcp", host, port, explicit=explicit)
 
 
-def select_host(flag_value: str | None = None, env: dict[str, str] | None = None) -> DaemonHost:
+def select_host(
+    flag_value: str | None = None, env: dict[str, str] | None = None, tls: bool = False
+) -> DaemonHost:
     """-H flag, else DOCKYARD_HOST, else DOCKER_HOST, else the default socket."""
     env = os.environ if env is None else env
     if flag_value:
-        return parse_host(flag_value, explicit=True)
+        return parse_host(flag_value, explicit=True, tls=tls)
     for name in ("DOCKYARD_HOST", "DOCKER_HOST"):
         value = env.get(name)
         if value:
-            return parse_host(value, explicit=True)
+            return parse_host(value, explicit=True, tls=tls)
     return parse_host(DEFAULT_HOST, explicit=False)
+
+
+class TLSSettings:
+    """What the client does about TLS: verify the daemon against `cafile` or not,
+    and which client certificate (if any) it presents."""
+
+    __slots__ = ("verify", "cafile", "certfile", "keyfile")
+
+    def __init__(self, verify: bool, cafile: str, certfile: str, keyfile: str) -> None:
+        self.verify = verify
+        self.cafile = cafile
+        self.certfile = certfile
+        self.keyfile = keyfile
+
+    def __repr__(self) -> str:
+        return (
+            f"TLSSettings(verify={self.verify}, cafile={self.cafile!r}, "
+            f"certfile={self.certfile!r}, keyfile={self.keyfile!r})"
+        )
+
+
+def tls_settings(
+    tls: bool,
+    tlsverify: bool | None,
+    cacert: str = "",
+    cert: str = "",
+    key: str = "",
+    env: dict[str, str] | None = None,
+) -> TLSSettings | None:
+    """The docker CLI's rules. `tlsverify` None: not on the command line, so
+    DOCKER_TLS_VERIFY (any non-empty value) decides; --tlsverify implies --tls.
+    Files default to ca.pem, cert.pem, key.pem in DOCKER_CERT_PATH (else
+    ~/.docker); a default client certificate that does not exist is not sent."""
+    env = os.environ if env is None else env
+    verify = bool(env.get("DOCKER_TLS_VERIFY")) if tlsverify is None else tlsverify
+    if not (tls or verify or env.get("DOCKER_TLS")):
+        return None
+    certs = (
+        env.get("DOCKER_CERT_PATH")
+        or env.get("DOCKER_CONFIG")
+        or os.path.join(os.path.expanduser("~"), ".docker")
+    )
+    cafile = cacert or os.path.join(certs, "ca.pem")
+    certfile = cert or os.path.join(certs, "cert.pem")
+    keyfile = key or os.path.join(certs, "key.pem")
+    if not cert and not os.path.exists(certfile):
+        certfile = ""
+    if not key and not os.path.exists(keyfile):
+        keyfile = ""
+    if verify and not os.path.exists(cafile):
+        raise HostError(f"could not read CA certificate {cafile!r}: no such file or directory")
+    if bool(certfile) != bool(keyfile):
+        raise HostError(
+            "could not load X509 key pair: both a certificate (--tlscert) and a key "
+            "(--tlskey) are needed"
+        )
+    return TLSSettings(verify, cafile, certfile, keyfile)

@@ -19,13 +19,15 @@ import time
 from dockyard import API_VERSION, __version__
 from dockyard.client import jsonio
 from dockyard.client.errors import APIError, DaemonUnreachable, ProtocolError
-from dockyard.client.host import DEFAULT_HOST, DaemonHost
+from dockyard.client.host import DEFAULT_HOST, DaemonHost, TLSSettings
 
 TYPE_CHECKING = False  # avoids importing typing at run time (startup speed)
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterator, Mapping
     from typing import IO, Any
+
+    from dockyard.client.tls import TLSSocket
 
     QueryValue = str | int | bool | None | list[str]
 
@@ -331,8 +333,11 @@ class Client:
         version: str | None = None,
         autostart: bool = True,
         timeout: float | None = None,
+        tls: TLSSettings | None = None,
     ) -> None:
         self.host = host
+        # TLS applies to TCP only: the daemon serves its unix sockets in the clear.
+        self.tls = tls if host.scheme == "tcp" else None
         # An explicit DOCKER_API_VERSION pins the version (docker does the same).
         pinned = version or os.environ.get("DOCKER_API_VERSION")
         self.version = pinned or API_VERSION
@@ -343,7 +348,7 @@ class Client:
 
     # -- connections -------------------------------------------------------
 
-    def _open(self) -> socket.socket:
+    def _open(self) -> socket.socket | TLSSocket:
         try:
             return self._try_open()
         except OSError as exc:
@@ -353,7 +358,7 @@ class Client:
         except OSError as exc:
             raise DaemonUnreachable(self.host.url, str(exc)) from None
 
-    def _try_open(self) -> socket.socket:
+    def _try_open(self) -> socket.socket | TLSSocket:
         if self.host.scheme == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -363,7 +368,12 @@ class Client:
                 sock.close()
                 raise
             return sock
-        return _tcp_connect(self.host.address, self.host.port, self.timeout)
+        sock = _tcp_connect(self.host.address, self.host.port, self.timeout)
+        if self.tls is None:
+            return sock
+        from dockyard.client.tls import wrap
+
+        return wrap(sock, self.tls, self.host.address)
 
     def _handle_connect_error(self, exc: OSError) -> None:
         """Auto-start the daemon for the default socket, else raise DaemonUnreachable."""
@@ -408,6 +418,7 @@ class Client:
         elif method in ("POST", "PUT"):
             lines.append("Content-Length: 0")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        reader = _Reader(sock)
         try:
             if isinstance(payload, bytes):
                 sock.sendall(head + payload)
@@ -415,8 +426,12 @@ class Client:
                 sock.sendall(head)
                 if streaming:
                     _send_chunked(sock, payload)  # type: ignore[arg-type]
-            reader = _Reader(sock)
             status, resp_headers = _read_head(reader)
+        except ProtocolError as exc:
+            sock.close()
+            if self.host.scheme == "tcp" and not reader.buf:
+                raise ProtocolError(f"{exc.message} {self._tls_hint()}") from None
+            raise
         except (BrokenPipeError, ConnectionResetError) as exc:
             sock.close()
             raise ProtocolError(f"connection to the daemon was lost: {exc}") from None
@@ -424,6 +439,13 @@ class Client:
             sock.close()
             raise
         return sock, reader, status, resp_headers
+
+    def _tls_hint(self) -> str:
+        if self.tls is None:
+            return "(does it require TLS? see --tlsverify)"
+        if self.tls.certfile:
+            return "(was the client certificate refused? it must be signed by the daemon's CA)"
+        return "(does it require a client certificate? see --tlscert and --tlskey)"
 
     # -- requests ------------------------------------------------------------
 
