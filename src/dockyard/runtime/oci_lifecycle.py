@@ -144,10 +144,10 @@ def create(
         return container
     except BaseException:
         if pid > 0:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            with contextlib.suppress(KernelError):
+                kernel.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(KernelError):
+                kernel.waitpid(pid, 0)
         with contextlib.suppress(KernelError):
             remove_cgroups(kernel, cfg, controllers)
         S.remove_dir(root, container_id)
@@ -404,9 +404,13 @@ def kill(root: str, container_id: str, signum: int, *, all_processes: bool = Fal
     if st == "stopped":
         raise RuntimeFailure("container not running")
     targets = container_pids(c) if all_processes else [c.pid]
+    kernel = LinuxKernel()
     for pid in targets:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+        try:
+            kernel.kill(pid, signum)
+        except KernelError as exc:
+            if exc.errno != errno.ESRCH:  # gone meanwhile: fine
+                raise
     if st == "paused" and signum == signal.SIGKILL:
         # A frozen task handles no signal, not even SIGKILL, until thawed.
         with contextlib.suppress(DockyardError):
@@ -510,8 +514,8 @@ def exec_process(
         with ours:
             failure = _until_exec(ours, console)
         if failure is not None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+            with contextlib.suppress(KernelError):
+                kernel.waitpid(pid, 0)
             raise failure
     finally:
         if console is not None:
@@ -520,7 +524,7 @@ def exec_process(
         write_pid_file(pid_file, pid)
     if detach:
         return 0
-    return _wait_forwarding_signals(pid)
+    return _wait_forwarding_signals(kernel, pid)
 
 
 def _until_exec(sock: socket.socket, console: socket.socket | None) -> RuntimeFailure | None:
@@ -552,21 +556,16 @@ FORWARDED_SIGNALS = (
 )
 
 
-def _wait_forwarding_signals(pid: int) -> int:
+def _wait_forwarding_signals(kernel: LinuxKernel, pid: int) -> int:
     """waitpid for our child, passing the signals we get on to it (as runc does)."""
 
     def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+        with contextlib.suppress(KernelError):
+            kernel.kill(pid, signum)
 
     for signum in FORWARDED_SIGNALS:
-        signal.signal(signum, forward)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
+        kernel.set_signal_handler(signum, forward)
+    _, status = kernel.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     return code if code >= 0 else 128 - code
 
@@ -590,7 +589,7 @@ def run(
         raise
     if detach:
         return 0
-    code = _wait_forwarding_signals(c.pid)
+    code = _wait_forwarding_signals(LinuxKernel(), c.pid)
     if not keep:
         delete(root, container_id, force=True)
     return code
