@@ -28,6 +28,7 @@ CONTAINERD = shutil.which("containerd")
 CTR = shutil.which("ctr")
 NAMESPACE = "dky"
 IMAGE = "docker.io/library/busybox:latest"
+RUN_DIR = Path("/run/containerd")
 
 pytestmark = pytest.mark.skipif(
     CONTAINERD is None or CTR is None,
@@ -141,6 +142,8 @@ def cgroups_named(name: str) -> list[str]:
 @pytest.fixture(scope="module")
 def containerd(daemon, tmp_path_factory) -> Iterator[Containerd]:
     base = Path(tempfile.mkdtemp(prefix="dky-ctd-", dir="/tmp"))
+    # ctr's fifos and the shims' sockets go under /run/containerd whatever the config.
+    run_dir_existed = RUN_DIR.exists()
     c = Containerd(base)
     try:
         c.start()
@@ -174,6 +177,10 @@ def containerd(daemon, tmp_path_factory) -> Iterator[Containerd]:
         if state_dir.exists() and any(state_dir.iterdir()):
             problems.append(f"runtime state left: {sorted(os.listdir(state_dir))}")
         shutil.rmtree(base, ignore_errors=True)
+        if not run_dir_existed:
+            for d in (RUN_DIR / "fifo", RUN_DIR / "s", RUN_DIR):
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only if empty: anything in it is someone else's
         assert not problems, problems
 
 
