@@ -18,8 +18,9 @@ DATA_ROOT="${DOCKYARD_DATA_ROOT:-/var/lib/dockyard}"
 MODE="${1:-all}"
 
 # busybox-static: the base image; curl: the seed's transcripts; iproute2,
-# procps, psmisc, util-linux, kmod: what the runtime and the tests inspect.
-APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod)
+# procps, psmisc, util-linux, kmod: what the runtime and the tests inspect;
+# iptables: the bridge network's NAT and forwarding rules.
+APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod iptables)
 # Only for the tests (--deps): gcc and libc6-dev build the static probe that
 # tests/security/test_seccomp.py runs inside a container; docker-registry,
 # apache2-utils (htpasswd), openssl (a token server's keys) and skopeo are the

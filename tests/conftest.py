@@ -326,6 +326,9 @@ class Daemon:
             "--data-root", str(self.data_root),
             "--pidfile", str(self.pidfile),
             "--log-level", "debug",
+            # Test daemons' bridges come from a range of their own, wide enough for
+            # the many that run at once on one machine.
+            "--default-address-pool", "base=10.200.0.0/14,size=24",
             *self.extra_args,
         ]  # fmt: skip
 
@@ -516,12 +519,64 @@ def leftovers(base: Path, container_ids: set[str]) -> list[str]:
     return problems
 
 
+def network_leftovers(data_root: Path) -> list[str]:
+    """The default bridge and the firewall chains of a daemon on `data_root`."""
+    from dockyard.network.bridge import daemon_suffix, default_bridge_name
+
+    problems = []
+    bridge = default_bridge_name(str(data_root))
+    if Path(f"/sys/class/net/{bridge}").exists():
+        problems.append(f"bridge {bridge} still exists")
+    suffix = daemon_suffix(str(data_root))
+    for table in ("filter", "nat"):
+        listing = subprocess.run(
+            ["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True, check=False
+        ).stdout
+        problems += [
+            f"iptables rule left behind: {line}"
+            for line in listing.splitlines()
+            if "DOCKYARD-" in line and line.split()[-1].endswith(suffix) or bridge in line
+        ]
+    return problems
+
+
+def force_network_clean(data_root: Path) -> None:
+    """What a killed daemon leaves of its network: its bridge and its chains."""
+    from dockyard.network.bridge import daemon_suffix, default_bridge_name
+
+    bridge = default_bridge_name(str(data_root))
+    subprocess.run(["ip", "link", "del", bridge], stderr=subprocess.DEVNULL, check=False)
+    suffix = daemon_suffix(str(data_root))
+    if not suffix:
+        return
+    for table in ("filter", "nat"):
+        listing = subprocess.run(
+            ["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True, check=False
+        ).stdout
+        for line in listing.splitlines():
+            if line.startswith("-A ") and line.split()[-1].endswith(suffix):
+                argv = ["iptables", "-w", "-t", table, "-D", *line.split()[1:]]
+                subprocess.run(argv, stderr=subprocess.DEVNULL, check=False)
+        for line in listing.splitlines():
+            if line.startswith("-N ") and line.endswith(suffix):
+                chain = line.split()[1]
+                for op in ("-F", "-X"):
+                    subprocess.run(
+                        ["iptables", "-w", "-t", table, op, chain],
+                        stderr=subprocess.DEVNULL,
+                        check=False,
+                    )
+
+
 def force_clean(base: Path) -> None:
     for pid in processes_mentioning(str(base)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for point in mounts_under(str(base)):
         subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL, check=False)
+    for data_root in {base / "root", *base.glob("*/")}:
+        if (data_root / "dockyard.db").exists():
+            force_network_clean(data_root)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -573,6 +628,8 @@ def shut_down(d: Daemon, watch: ContainerDirWatch | None) -> list[str]:
         # The watch must have seen every container still listed, or its
         # cgroup check below proves nothing.
         problems.append(f"container dir watch missed {sorted(listed - ids)}")
+    if code is not None:
+        problems += network_leftovers(d.data_root)
     return problems + leftovers(d.base, ids)
 
 

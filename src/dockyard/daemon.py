@@ -56,6 +56,8 @@ class DaemonConfig:
     tlscacert: str = ""
     tlscert: str = ""
     tlskey: str = ""
+    bip: str = ""  # the default bridge's gateway address and prefix, "172.18.0.1/16"
+    default_address_pools: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def use_tls(self) -> bool:
@@ -141,6 +143,13 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         "--add-runtime", action="append", default=None, help="Register an OCI runtime: name=path"
     )
     p.add_argument("--default-runtime", default=None, help="Default OCI runtime for containers")
+    p.add_argument("--bip", default=None, help="Specify default-bridge IPv4 network")
+    p.add_argument(
+        "--default-address-pool",
+        action="append",
+        default=None,
+        help="Default address pools for node specific local networks (base=CIDR,size=N)",
+    )
     args = p.parse_args(argv)
 
     cfg = DaemonConfig()
@@ -152,7 +161,17 @@ def parse_args(argv: list[str]) -> DaemonConfig:
             raise DockyardError(
                 f"unable to configure the daemon with file {args.config_file}: {e}"
             ) from None
-        known = {"hosts", "data-root", "log-level", "pidfile", "live-restore", "labels", "group"}
+        known = {
+            "hosts",
+            "data-root",
+            "log-level",
+            "pidfile",
+            "live-restore",
+            "labels",
+            "group",
+            "bip",
+            "default-address-pools",
+        }
         known.add("insecure-registries")
         known |= {"runtimes", "default-runtime"}
         known |= {"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"}
@@ -182,6 +201,11 @@ def parse_args(argv: list[str]) -> DaemonConfig:
                 setattr(cfg, key, raw[key])
         for key in ("tlscacert", "tlscert", "tlskey"):
             setattr(cfg, key, str(raw.get(key, "")))
+        cfg.bip = str(raw.get("bip", ""))
+        if raw.get("default-address-pools"):
+            from dockyard.network.ipam import parse_address_pools
+
+            cfg.default_address_pools = parse_address_pools(list(raw["default-address-pools"]))
         # (false is a value for the TLS switches; an empty list of hosts is none)
         both = [
             (k, getattr(args, a), raw[k])
@@ -190,6 +214,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
                 ("tls", "tls"), ("tlsverify", "tlsverify"),
                 ("tlscacert", "tlscacert"), ("tlscert", "tlscert"), ("tlskey", "tlskey"),
                 ("default-runtime", "default_runtime"),
+                ("bip", "bip"), ("default-address-pools", "default_address_pool"),
             )
             if getattr(args, a) is not None and k in raw and (raw[k] or raw[k] is False)
         ]  # fmt: skip
@@ -237,6 +262,19 @@ def parse_args(argv: list[str]) -> DaemonConfig:
     cfg.tlscacert = cfg.tlscacert or os.path.join(certs, "ca.pem")
     cfg.tlscert = cfg.tlscert or os.path.join(certs, "cert.pem")
     cfg.tlskey = cfg.tlskey or os.path.join(certs, "key.pem")
+    if args.bip:
+        cfg.bip = args.bip
+    if args.default_address_pool:
+        from dockyard.network.ipam import parse_address_pools
+
+        entries = []
+        for text in args.default_address_pool:
+            entry: dict[str, object] = {}
+            for part in text.split(","):
+                key, _, value = part.partition("=")
+                entry[key.strip()] = value.strip()
+            entries.append(entry)
+        cfg.default_address_pools = parse_address_pools(entries)
     if not cfg.hosts:
         cfg.hosts = [f"unix://{DEFAULT_SOCKET}"]
     cfg.data_root = os.path.abspath(cfg.data_root)
@@ -452,11 +490,13 @@ async def serve(cfg: DaemonConfig) -> None:
     )
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
+    from dockyard.engine.networking import ContainerNetworking
     from dockyard.engine.services import Services
     from dockyard.engine.store import Store
     from dockyard.image.registry_auth import InsecureRegistries
     from dockyard.image.store import ImageStore
     from dockyard.kernel.limits import raise_nofile_limit
+    from dockyard.kernel.linux import LinuxKernel
     from dockyard.runtime.launcher import Launcher
 
     private_data_root(cfg.data_root)
@@ -478,8 +518,15 @@ async def serve(cfg: DaemonConfig) -> None:
     # (a soft limit of 2**20 slows programs that close every fd up to it).
     soft, _hard = raise_nofile_limit()
     log.debug("open file limit: %d", soft)
+    networking = ContainerNetworking(
+        LinuxKernel(),
+        cfg.data_root,
+        bip=cfg.bip,
+        address_pools=cfg.default_address_pools,
+    )
+    await networking.start()
     runtimes = configure_runtimes(cfg.runtimes, cfg.default_runtime)
-    containers = ContainerService(store, images, launcher, cfg.data_root, runtimes)
+    containers = ContainerService(store, images, launcher, cfg.data_root, networking, runtimes)
     services = Services(
         containers=containers,
         images=images,

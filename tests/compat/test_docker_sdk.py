@@ -108,3 +108,35 @@ def test_file_bind_mount(client, daemon, unique):
         "busybox", "cat /h", volumes={str(src): {"bind": "/h", "mode": "ro"}}, remove=True
     )
     assert out == b"bound\n"
+
+
+def test_published_ports_through_the_sdk(client, unique):
+    import time
+    import urllib.request
+
+    script = "mkdir /www && echo sdk > /www/index.html && exec httpd -f -p 80 -h /www"
+    c = client.containers.run(
+        "busybox",
+        ["sh", "-c", script],
+        detach=True,
+        name=unique("sdkport"),
+        ports={"80/tcp": ("127.0.0.1", None)},
+    )
+    try:
+        c.reload()
+        (binding,) = c.ports["80/tcp"]
+        assert binding["HostIp"] == "127.0.0.1"
+        port = int(binding["HostPort"])
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as r:
+                    assert r.read() == b"sdk\n"
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        ip = c.attrs["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        assert ip and c.attrs["NetworkSettings"]["IPAddress"] == ip
+    finally:
+        c.remove(force=True)

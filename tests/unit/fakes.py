@@ -34,10 +34,12 @@ from dockyard.engine.clock import rfc3339
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.images import ImageService
 from dockyard.engine.models import ContainerConfig, HostConfig
+from dockyard.engine.networking import ContainerNetworking
 from dockyard.engine.services import Services
 from dockyard.engine.store import Store
 from dockyard.errors import RuntimeFailure
 from dockyard.image.store import ImageStore
+from dockyard.kernel.fake import RecordingKernel
 from dockyard.runtime.state import ExitRecord
 
 T = TypeVar("T")
@@ -237,11 +239,22 @@ class World:
     store: Store = field(init=False)
     images: ImageService = field(init=False)
     containers: ContainerService = field(init=False)
+    kernel: RecordingKernel = field(init=False)
+    networking: ContainerNetworking = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = Store(str(self.root / "dockyard.db"))
         self.images = ImageService(self.store, ImageStore(str(self.root)), str(self.root / "tmp"))
-        self.containers = ContainerService(self.store, self.images, self.launcher, str(self.root))
+        # The networking of containers over the recording kernel: no interface,
+        # rule or namespace is touched, and tests can look at what would have been.
+        self.kernel = RecordingKernel()
+        self.networking = ContainerNetworking(
+            self.kernel, str(self.root), lock_path=str(self.root / "network.lock")
+        )
+        self.networking._start_sync()  # the recording kernel needs no worker thread
+        self.containers = ContainerService(
+            self.store, self.images, self.launcher, str(self.root), self.networking
+        )
 
     @property
     def services(self) -> Services:

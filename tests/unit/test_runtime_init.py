@@ -474,3 +474,10 @@ def test_only_stdio_crosses_exec(terminal: bool) -> None:
         mark = index(k, "mark_cloexec_from")
         assert max(i for i, (n, _) in enumerate(k.calls) if n in ("dup2", "open_pty")) < mark
         assert mark < index(k, "set_seccomp_filter") < index(k, "execve")
+
+
+def test_domainname_is_set_in_the_uts_namespace() -> None:
+    k = run_init(domainname="example.test")
+    assert k.find("setdomainname") == [("example.test",)]
+    assert index(k, "sethostname", "c1host") < index(k, "setdomainname", "example.test")
+    assert run_init().find("setdomainname") == []

@@ -106,8 +106,9 @@ async def create(request: web.Request) -> web.Response:
         return legacy_json_response({"Id": c.short_id}, status=201)
     req = await body(request, CreateRequest)
     config, host = _split_create(req)  # type: ignore[arg-type]
-    c = await svc.containers.create(config, host, name)
-    return json_response({"Id": c.id, "Warnings": []}, status=201)
+    c = await svc.containers.create(config, host, name, req.networking_config)
+    warnings = svc.containers.networking.warnings(c.host_config)
+    return json_response({"Id": c.id, "Warnings": warnings}, status=201)
 
 
 async def start(request: web.Request) -> web.Response:
@@ -281,7 +282,8 @@ async def inspect(request: web.Request) -> web.Response:
     c = svc.containers.get(request.match_info["id"])
     size = await svc.containers.size(c) if qbool(request, "size") else None
     lower = svc.images.blobs.lower_dirs(c.image)
-    return json_response(shapes.container_inspect(c, version(request), lower, size))
+    ids = svc.containers.networking.network_ids()
+    return json_response(shapes.container_inspect(c, version(request), lower, size, ids))
 
 
 async def trace(request: web.Request) -> web.Response:

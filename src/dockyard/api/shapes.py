@@ -6,6 +6,7 @@ Handlers call these with engine models; `Version` says which shape. The 2013 API
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ import msgspec
 
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.models import Container, ImageInfo, ImageRecord
+from dockyard.network.bridge import Endpoint
 
 _to_builtins = msgspec.to_builtins
 
@@ -86,13 +88,46 @@ def _command(c: Container) -> str:
     return " ".join([c.path, *c.args])
 
 
+def _published(c: Container) -> dict[str, list[dict[str, str]]]:
+    """Port key -> the host side of each mapping, from the running endpoints."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for ep in c.endpoints.values():
+        for m in ep.ports:
+            out.setdefault(m.key, []).append({"HostIp": m.host_ip, "HostPort": str(m.host_port)})
+    return out
+
+
 def _ports(c: Container) -> list[dict[str, Any]]:
+    """/containers/json's Ports: published mappings, and exposed ports without one."""
     out: list[dict[str, Any]] = []
-    bindings = c.host_config.port_bindings or {}
+    published = _published(c)
+    for key, hosts in published.items():
+        num, _, proto = key.partition("/")
+        for h in hosts:
+            out.append(
+                {
+                    "IP": h["HostIp"],
+                    "PrivatePort": int(num),
+                    "PublicPort": int(h["HostPort"]),
+                    "Type": proto,
+                }
+            )
     for port in sorted(c.config.exposed_ports or {}):
         num, _, proto = port.partition("/")
-        if not bindings.get(port):
+        if f"{num}/{proto or 'tcp'}" not in published:
             out.append({"PrivatePort": int(num), "Type": proto or "tcp"})
+    return out
+
+
+def inspect_ports(c: Container) -> dict[str, Any]:
+    """NetworkSettings.Ports: every exposed port, with its host side while it runs."""
+    if not c.state.running or not c.endpoints:
+        return {}
+    out: dict[str, Any] = {}
+    for port in c.config.exposed_ports or {}:
+        num, _, proto = port.partition("/")
+        out[f"{num}/{proto or 'tcp'}"] = None
+    out.update(_published(c))
     return out
 
 
@@ -137,28 +172,36 @@ def container_summary(
     return out
 
 
-def _networks(c: Container) -> dict[str, Any]:
+def _endpoint_settings(network_id: str, ep: Endpoint | None) -> dict[str, Any]:
+    return {
+        "IPAMConfig": None,
+        "Links": None,
+        "Aliases": None,
+        "MacAddress": ep.mac if ep else "",
+        "DriverOpts": None,
+        "GwPriority": 0,
+        "NetworkID": network_id,
+        "EndpointID": ep.id if ep else "",
+        "Gateway": ep.gateway if ep else "",
+        "IPAddress": ep.ip if ep else "",
+        "IPPrefixLen": ep.prefix_len if ep else 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "DNSNames": None,
+    }
+
+
+def _networks(c: Container, network_ids: dict[str, str] | None = None) -> dict[str, Any]:
+    """NetworkSettings.Networks: the endpoints while running; the network names
+    (with empty settings) otherwise, as dockerd shows a stopped container."""
     mode = c.host_config.network_mode
     if mode.startswith("container:"):
         return {}
-    return {
-        mode: {
-            "IPAMConfig": None,
-            "Links": None,
-            "Aliases": None,
-            "MacAddress": "",
-            "DriverOpts": None,
-            "NetworkID": "",
-            "EndpointID": "",
-            "Gateway": "",
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
-            "DNSNames": None,
-        }
-    }
+    ids = network_ids or {}
+    if c.endpoints:
+        return {name: _endpoint_settings(ep.network_id, ep) for name, ep in c.endpoints.items()}
+    return {mode: _endpoint_settings(ids.get(mode, ""), None)}
 
 
 def _mounts(c: Container) -> list[dict[str, Any]]:
@@ -184,6 +227,7 @@ def container_inspect(
     v: Version,
     lower_dirs: list[str],
     size: tuple[int, int] | None = None,
+    network_ids: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     config = _to_builtins(c.config)
     host_config = _to_builtins(c.host_config)
@@ -220,9 +264,9 @@ def container_inspect(
             },
             "Image": c.image.removeprefix("sha256:"),
             "NetworkSettings": {
-                "IpAddress": "",
-                "IpPrefixLen": 0,
-                "Gateway": "",
+                "IpAddress": c.endpoints["bridge"].ip if "bridge" in c.endpoints else "",
+                "IpPrefixLen": c.endpoints["bridge"].prefix_len if "bridge" in c.endpoints else 0,
+                "Gateway": c.endpoints["bridge"].gateway if "bridge" in c.endpoints else "",
                 "Bridge": "",
                 "PortMapping": None,
             },
@@ -262,30 +306,36 @@ def container_inspect(
         },
         "Mounts": _mounts(c),
         "Config": config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "SandboxKey": "",
-            "Ports": {},
-            "HairpinMode": False,
-            "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0,
-            "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None,
-            "EndpointID": "",
-            "Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "IPv6Gateway": "",
-            "MacAddress": "",
-            "Networks": _networks(c),
-        },
+        "NetworkSettings": _network_settings(c, network_ids),
     }
     if size is not None:
         out["SizeRw"], out["SizeRootFs"] = size
     return out
+
+
+def _network_settings(c: Container, network_ids: dict[str, str] | None) -> dict[str, Any]:
+    # The top-level address fields describe the default bridge's endpoint only.
+    ep = c.endpoints.get("bridge")
+    return {
+        "Bridge": "",
+        "SandboxID": hashlib.sha256(c.sandbox_key.encode()).hexdigest() if c.sandbox_key else "",
+        "SandboxKey": c.sandbox_key,
+        "Ports": inspect_ports(c),
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": ep.id if ep else "",
+        "Gateway": ep.gateway if ep else "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": ep.ip if ep else "",
+        "IPPrefixLen": ep.prefix_len if ep else 0,
+        "IPv6Gateway": "",
+        "MacAddress": ep.mac if ep else "",
+        "Networks": _networks(c, network_ids),
+    }
 
 
 def _unix(created: str) -> int:

@@ -27,9 +27,11 @@ from dockyard.engine.models import (
     ContainerConfig,
     ContainerState,
     HostConfig,
+    NetworkingConfig,
     strslice,
 )
 from dockyard.engine.names import random_name, validate_name
+from dockyard.engine.networking import ContainerNetworking
 from dockyard.engine.runtimes import BUILTIN as BUILTIN_RUNTIME
 from dockyard.engine.runtimes import OciRuntimes
 from dockyard.engine.store import Store
@@ -142,15 +144,18 @@ class ContainerService:
         images: ImageService,
         launcher: Launcher,
         data_root: str,
+        networking: ContainerNetworking,
         runtimes: OciRuntimes | None = None,
     ) -> None:
         self.runtimes = runtimes or OciRuntimes()
         self._store = store
+        self.networking = networking
         self._images = images
         self._launcher = launcher
         self._root = os.path.join(data_root, "containers")
         os.makedirs(self._root, exist_ok=True)
         self._containers: dict[str, Container] = {c.id: c for c in store.containers()}
+        self._network_traces: dict[str, dict] = {}  # container id -> its last start's
         self._live: dict[str, _Live] = {}
         images.users_of = self._users_of_image
 
@@ -225,7 +230,11 @@ class ContainerService:
     # create
 
     async def create(
-        self, config: ContainerConfig, host_config: HostConfig, name: str = ""
+        self,
+        config: ContainerConfig,
+        host_config: HostConfig,
+        name: str = "",
+        networking: NetworkingConfig | None = None,
     ) -> Container:
         if not config.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
@@ -239,6 +248,7 @@ class ContainerService:
         argv = entrypoint + cmd
         if not argv:
             raise InvalidParameter("no command specified")
+        self.networking.validate(config, host_config, networking)
 
         container_id = secrets.token_hex(32)
         if name:
@@ -259,7 +269,9 @@ class ContainerService:
         host_net = host_config.network_mode == "host"
         paths = {
             "hostname": merged.hostname + "\n",
-            "hosts": etc_files.hosts_file(host_config, host_net),
+            "hosts": etc_files.hosts_file(
+                host_config, host_net, host_gateway=self.networking.host_gateway()
+            ),
             "resolv.conf": etc_files.resolv_conf(host_config, host_net),
         }
         for fname, text in paths.items():
@@ -373,10 +385,11 @@ class ContainerService:
             other = self.get(mode.split(":", 1)[1])
             if not other.state.running:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
-            network = f"/proc/{other.state.pid}/ns/net"
+            network = other.sandbox_key or f"/proc/{other.state.pid}/ns/net"
+        elif mode == "none":
+            network = "private"  # loopback only
         else:
-            # Until the bridge driver lands, "bridge" is a private namespace with loopback.
-            network = "private"
+            network = self.networking.network_path(c)
         mounts = [
             BindMount(c.resolv_conf_path, "/etc/resolv.conf"),
             BindMount(c.hostname_path, "/etc/hostname"),
@@ -396,6 +409,7 @@ class ContainerService:
             args=[c.path, *c.args],
             env=extra + env,
             hostname=c.config.hostname,
+            domainname=c.config.domainname,
             rootfs_lower=lower,
             rootfs_upper=upper,
             rootfs_work=os.path.join(c.bundle, "work"),
@@ -426,15 +440,20 @@ class ContainerService:
         if live.removal is not None or c.state.status == "removing":
             raise Conflict(f"cannot start container {c.id}: container is marked for removal")
         try:
-            spec = self._run_spec(c)
-            write_bundle(c.bundle, spec.to_oci(c.id))
-            link = await self._launcher.run(
-                c.id,
-                c.bundle,
-                log_path=c.log_path,
-                runtime_path=self._runtime_path(c),
-            )
-        except (RuntimeFailure, InvalidParameter) as e:
+            await self._prepare_network(c)
+            try:
+                spec = self._run_spec(c)
+                write_bundle(c.bundle, spec.to_oci(c.id))
+                link = await self._launcher.run(
+                    c.id,
+                    c.bundle,
+                    log_path=c.log_path,
+                    runtime_path=self._runtime_path(c),
+                )
+            except BaseException:
+                await self.networking.release(c)
+                raise
+        except (RuntimeFailure, InvalidParameter, Conflict) as e:
             c.state.error = e.message
             if isinstance(e, RuntimeFailure):
                 c.state.exit_code = {"not-found": 127, "permission": 126}.get(e.kind, 128)
@@ -457,6 +476,29 @@ class ContainerService:
         self._follow(c, link)
         log.info("container %s started (pid %d)", c.short_id, link.pid)
         return c
+
+    async def _prepare_network(self, c: Container) -> None:
+        """The container's network namespace and bridge endpoint, and the /etc/hosts
+        that names its address."""
+        start = time.perf_counter_ns()
+        try:
+            ep = await self.networking.prepare(c)
+        finally:
+            calls = self.networking.last_trace.pop(c.id, None)
+        if ep is None:
+            return
+        hosts = etc_files.hosts_file(
+            c.host_config,
+            False,
+            ip=ep.ip,
+            hostname=c.config.hostname,
+            domainname=c.config.domainname,
+            host_gateway=self.networking.host_gateway(),
+        )
+        etc_files.write_quick(c.hosts_path, hosts.encode())
+        # Kept in memory, not in a file: a write would cost the start more than
+        # the work it records.
+        self._network_traces[c.id] = {"ns": time.perf_counter_ns() - start, "calls": calls or []}
 
     def _follow(self, c: Container, link: MonitorLink) -> None:
         live = self._live_of(c.id)
@@ -494,6 +536,10 @@ class ContainerService:
         live = self._live_of(container_id)
         live.link = None
         live.running.clear()
+        try:
+            await self.networking.release(c)
+        except Exception as e:  # noqa: BLE001 - logged; the exit is recorded regardless
+            log.warning("container %s: releasing its network failed: %s", c.short_id, e)
         c.state = ContainerState(
             status="exited",
             exit_code=record.exit_code,
@@ -633,6 +679,7 @@ class ContainerService:
         await asyncio.to_thread(shutil.rmtree, c.bundle, True)
         self._store.delete_container(c.id)
         del self._containers[c.id]
+        self._network_traces.pop(c.id, None)
         self._live.pop(c.id, None)
         live.hub.end()
         for fut in live.removal_waiters + live.exit_waiters:
@@ -760,6 +807,12 @@ class ContainerService:
             raise NotFound(f"No start trace for container {ref}: it has not been started") from None
         except (OSError, ValueError) as e:
             raise NotFound(f"No readable start trace for container {ref}: {e}") from None
+        network = self._network_traces.get(c.id)
+        if network is not None:  # a start on a bridge, since the daemon started
+            # The daemon's share before the runtime's: the namespace, veth, address and
+            # ports (no call at all when a spare sandbox was ready), the hosts file.
+            trace["calls"] = list(network.get("calls") or []) + list(trace.get("calls") or [])
+            trace.setdefault("phases", {})["network_ns"] = int(network.get("ns") or 0)
         trace["Id"] = c.id
         trace["Command"] = [c.path, *c.args]
         trace["StartedAt"] = c.state.started_at
@@ -794,6 +847,7 @@ class ContainerService:
                 exit_code=255, finished_at=rfc3339(), error="container monitor vanished"
             )
             await self._on_exit(c.id, record)
+        await self.networking.restore(list(self._containers.values()), self._save)
         for c in list(self._containers.values()):
             if (
                 c.host_config.restart_policy.name in ("always", "unless-stopped")
@@ -822,6 +876,7 @@ class ContainerService:
                 live.restart_task.cancel()
             if live.link is not None:
                 await live.link.close()
+        await self.networking.shutdown(live_restore)
 
 
 def _du(path: str) -> int:

@@ -16,6 +16,9 @@ _HOSTS = (
 )
 
 
+DEFAULT_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+
+
 def write_atomic(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
@@ -25,7 +28,25 @@ def write_atomic(path: str, data: bytes) -> None:
     os.rename(tmp, path)
 
 
-def hosts_file(host_config: HostConfig, host_network: bool) -> str:
+def write_quick(path: str, data: bytes) -> None:
+    """Atomic but without fsync: for files rewritten at every start."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+def hosts_file(
+    host_config: HostConfig,
+    host_network: bool,
+    *,
+    ip: str = "",
+    hostname: str = "",
+    domainname: str = "",
+    host_gateway: str = "127.0.0.1",
+) -> str:
+    """dockerd's /etc/hosts: the defaults, --add-host entries, then the container's
+    own address with its hostname (as `fqdn hostname` with a domain name)."""
     if host_network:
         try:
             with open("/etc/hosts") as f:
@@ -35,10 +56,11 @@ def hosts_file(host_config: HostConfig, host_network: bool) -> str:
     else:
         text = _HOSTS
     for entry in host_config.extra_hosts or []:
-        name, _, ip = entry.partition(":")
-        if ip == "host-gateway":
-            ip = "127.0.0.1"
-        text += f"{ip}\t{name}\n"
+        name, _, addr = entry.partition(":")
+        text += f"{host_gateway if addr == 'host-gateway' else addr}\t{name}\n"
+    if ip and hostname:
+        names = f"{hostname}.{domainname} {hostname}" if domainname else hostname
+        text += f"{ip}\t{names}\n"
     return text
 
 
@@ -58,6 +80,9 @@ def resolv_conf(host_config: HostConfig, host_network: bool) -> str:
         nameservers = [ns for ns in nameservers if not ns.startswith("127.") and ns != "::1"]
     if host_config.dns:
         nameservers = list(host_config.dns)
+    elif not nameservers and not host_network:
+        # dockerd's fallback when the host has only loopback resolvers.
+        nameservers = list(DEFAULT_NAMESERVERS)
     if host_config.dns_search:
         search = ["search " + " ".join(host_config.dns_search)]
     if host_config.dns_options:

@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 from msgspec import field
 
+from dockyard.network.bridge import Endpoint
+
 # Docker accepts both "echo hi" and ["echo", "hi"] for Cmd/Entrypoint (strslice).
 StrSlice = list[str] | str | None
 
@@ -119,7 +121,14 @@ class HostConfig(msgspec.Struct, rename="pascal"):
     ulimits: list[dict[str, Any]] | None = None
 
 
+class EndpointIPAMConfig(msgspec.Struct, rename="pascal"):
+    ipv4_address: str = field(default="", name="IPv4Address")
+    ipv6_address: str = field(default="", name="IPv6Address")
+    link_local_ips: list[str] | None = field(default=None, name="LinkLocalIPs")
+
+
 class EndpointSettings(msgspec.Struct, rename="pascal"):
+    ipam_config: EndpointIPAMConfig | None = field(default=None, name="IPAMConfig")
     aliases: list[str] | None = None
     network_id: str = field(default="", name="NetworkID")
     endpoint_id: str = field(default="", name="EndpointID")
@@ -212,6 +221,9 @@ class Container(msgspec.Struct, rename="pascal"):
     manually_stopped: bool = False
     # Seconds since the epoch, kept for listing order and "Up N seconds" without reparsing.
     created_unix: float = 0.0
+    # While it runs: its network namespace file and its endpoints by network name.
+    sandbox_key: str = ""
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
 
     @property
     def short_id(self) -> str:

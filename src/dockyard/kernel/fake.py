@@ -38,6 +38,16 @@ class RecordingKernel(Kernel):
         self._next_pid = 1000
         self._next_fd = 100
         self._umask = 0o022
+        # A model of the network state, so drivers can be tested for what they leave.
+        self.netns: set[str] = set()
+        self.links: dict[str | None, dict[str, dict[str, object]]] = {None: {}}
+        self.addrs: dict[str | None, list[tuple[str, str]]] = {None: []}
+        self.routes: dict[str | None, list[str]] = {None: []}
+        self.firewall: list[str] = []  # every iptables-restore input applied, in order
+        self.sysctls: dict[str, str] = {}
+        self.reserved: dict[int, tuple[str, str, int]] = {}
+        self.taken_ports: set[tuple[str, int]] = set()  # (proto, port) held by others
+        self._next_port = 49153
 
     def _rec(self, name: str, *args: object) -> None:
         self.calls.append((name, args))
@@ -76,6 +86,9 @@ class RecordingKernel(Kernel):
 
     def sethostname(self, name: str) -> None:
         self._rec("sethostname", name)
+
+    def setdomainname(self, name: str) -> None:
+        self._rec("setdomainname", name)
 
     def bring_loopback_up(self) -> None:
         self._rec("bring_loopback_up")
@@ -291,3 +304,167 @@ class RecordingKernel(Kernel):
 
     def set_winsize(self, fd: int, rows: int, cols: int) -> None:
         self._rec("set_winsize", fd, rows, cols)
+
+    # --- networking
+    def _ns(self, netns: str | None) -> dict[str, dict[str, object]]:
+        if netns is not None and netns not in self.netns:
+            raise KernelError("setns", (netns,), 2)
+        return self.links.setdefault(netns, {})
+
+    def netns_create(self, path: str) -> None:
+        self._rec("netns_create", path)
+        if path in self.netns:
+            raise KernelError("open", (path,), 17)
+        self.netns.add(path)
+        self.links[path] = {"lo": {"up": True}}
+        self.addrs[path] = [("lo", "127.0.0.1/8")]
+        self.routes[path] = []
+
+    def netns_delete(self, path: str) -> None:
+        self._rec("netns_delete", path)
+        if path not in self.netns:
+            return
+        self.netns.discard(path)
+        # The namespace dies with its last user: veth peers outside go with it.
+        for name, link in list(self.links.pop(path, {}).items()):
+            peer = link.get("peer")
+            if peer is not None:
+                self.links[None].pop(str(peer), None)
+                self.addrs[None] = [a for a in self.addrs[None] if a[0] != peer]
+            del name
+        self.addrs.pop(path, None)
+        self.routes.pop(path, None)
+
+    def link_names(self, netns: str | None = None) -> list[str]:
+        return list(self._ns(netns))
+
+    def bridge_create(self, name: str, mtu: int = 1500) -> None:
+        self._rec("bridge_create", name, mtu)
+        if name in self.links[None]:
+            raise KernelError("bridge_create", (name,), 17)
+        self.links[None][name] = {"kind": "bridge", "mtu": mtu, "up": False}
+
+    def veth_create(
+        self,
+        host_name: str,
+        peer_name: str,
+        peer_netns: str,
+        mtu: int = 1500,
+        *,
+        master: str | None = None,
+        peer_mac: str | None = None,
+    ) -> None:
+        self._rec("veth_create", host_name, peer_name, peer_netns, mtu, master, peer_mac)
+        inner = self._ns(peer_netns)
+        if host_name in self.links[None] or peer_name in inner:
+            raise KernelError("veth_create", (host_name, peer_name), 17)
+        if master is not None and master not in self.links[None]:
+            raise KernelError("veth_create", (master,), 19)
+        self.links[None][host_name] = {
+            "kind": "veth",
+            "mtu": mtu,
+            "up": master is not None,
+            "master": master,
+        }
+        inner[peer_name] = {
+            "kind": "veth",
+            "mtu": mtu,
+            "up": False,
+            "peer": host_name,
+            "mac": peer_mac,
+        }
+
+    def link_delete(self, name: str, netns: str | None = None) -> None:
+        self._rec("link_delete", name, netns)
+        links = self._ns(netns)
+        link = links.pop(name, None)
+        self.addrs[netns] = [a for a in self.addrs.get(netns, []) if a[0] != name]
+        if link is None:
+            return
+        for other in self.links.values():
+            for peer_name, peer in list(other.items()):
+                if peer.get("peer") == name:
+                    del other[peer_name]
+
+    def link_set(
+        self,
+        name: str,
+        *,
+        netns: str | None = None,
+        up: bool | None = None,
+        mac: str | None = None,
+        mtu: int | None = None,
+        master: str | None = None,
+        to_netns: str | None = None,
+        hairpin: bool | None = None,
+    ) -> None:
+        self._rec("link_set", name, netns, up, mac, mtu, master, to_netns, hairpin)
+        links = self._ns(netns)
+        if name not in links:
+            raise KernelError("link_set", (name,), 19)
+        link = links[name]
+        for key, value in (
+            ("up", up),
+            ("mac", mac),
+            ("mtu", mtu),
+            ("master", master),
+            ("hairpin", hairpin),
+        ):
+            if value is not None:
+                link[key] = value
+        if to_netns is not None:
+            self._ns(to_netns)[name] = links.pop(name)
+
+    def addr_add(self, ifname: str, cidr: str, netns: str | None = None) -> None:
+        self._rec("addr_add", ifname, cidr, netns)
+        if ifname not in self._ns(netns):
+            raise KernelError("addr_add", (ifname,), 19)
+        self.addrs.setdefault(netns, []).append((ifname, cidr))
+
+    def addr_list(self, netns: str | None = None) -> list[tuple[str, str]]:
+        self._ns(netns)
+        return list(self.addrs.get(netns, []))
+
+    def route_add(self, dst: str, gateway: str, netns: str | None = None) -> None:
+        self._rec("route_add", dst, gateway, netns)
+        self._ns(netns)
+        self.routes.setdefault(netns, []).append("0.0.0.0/0" if dst == "default" else dst)
+
+    def route_list(self, netns: str | None = None) -> list[str]:
+        self._ns(netns)
+        return list(self.routes.get(netns, []))
+
+    def sysctl_write(self, key: str, value: str) -> None:
+        self._rec("sysctl_write", key, value)
+        self.sysctls[key] = value
+
+    def firewall_apply(self, rules: str) -> None:
+        self._rec("firewall_apply", rules)
+        self.firewall.append(rules)
+
+    def firewall_list(self, table: str) -> list[str]:
+        return []
+
+    def port_reserve(self, proto: str, host_ip: str, port: int) -> int:
+        self._rec("port_reserve", proto, host_ip, port)
+        if port == 0:
+            port = self._next_port
+            self._next_port += 1
+        held = {(p, hp) for p, _, hp in self.reserved.values()} | self.taken_ports
+        if (proto, port) in held:
+            raise KernelError("bind", (proto, host_ip, port), 98)
+        self._next_fd += 1
+        self.reserved[self._next_fd] = (proto, host_ip, port)
+        return self._next_fd
+
+    def port_of(self, fd: int) -> int:
+        return self.reserved[fd][2]
+
+    def close_fd(self, fd: int) -> None:
+        self._rec("close_fd", fd)
+        self.reserved.pop(fd, None)
+
+    def lock_file(self, path: str) -> int:
+        self._rec("lock_file", path)
+        self._next_fd += 1
+        return self._next_fd

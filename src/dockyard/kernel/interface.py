@@ -24,6 +24,9 @@ class Kernel(ABC):
     def sethostname(self, name: str) -> None: ...
 
     @abstractmethod
+    def setdomainname(self, name: str) -> None: ...
+
+    @abstractmethod
     def bring_loopback_up(self) -> None:
         """SIOCSIFFLAGS IFF_UP on "lo" in the current network namespace."""
 
@@ -237,3 +240,108 @@ class Kernel(ABC):
     @abstractmethod
     def set_winsize(self, fd: int, rows: int, cols: int) -> None:
         """ioctl TIOCSWINSZ."""
+
+    # --- networking: namespaces, links, addresses, routes, firewall ----------
+    # A `netns` argument is the path of a bind-mounted network namespace file
+    # (e.g. <data-root>/run/netns/<id>); None means the daemon's own namespace.
+
+    @abstractmethod
+    def netns_create(self, path: str) -> None:
+        """A new network namespace with "lo" up, kept alive by a bind mount of its
+        nsfs file at `path` (created), as `ip netns add` does."""
+
+    @abstractmethod
+    def netns_delete(self, path: str) -> None:
+        """Unmount (lazily) and unlink `path`; the namespace and the interfaces in it
+        (a veth's peer too) go when its last user leaves. No error if absent."""
+
+    @abstractmethod
+    def link_names(self, netns: str | None = None) -> list[str]:
+        """Names of the network interfaces in a namespace."""
+
+    @abstractmethod
+    def bridge_create(self, name: str, mtu: int = 1500) -> None:
+        """A Linux bridge, down, no address (EEXIST if the name is taken)."""
+
+    @abstractmethod
+    def veth_create(
+        self,
+        host_name: str,
+        peer_name: str,
+        peer_netns: str,
+        mtu: int = 1500,
+        *,
+        master: str | None = None,
+        peer_mac: str | None = None,
+    ) -> None:
+        """A veth pair: `host_name` in the daemon's namespace, `peer_name` created
+        directly inside the namespace file `peer_netns` (with `peer_mac`, down). With
+        `master`, the host end is enslaved to that bridge and up, in the same request."""
+
+    @abstractmethod
+    def link_delete(self, name: str, netns: str | None = None) -> None:
+        """Delete an interface (both ends of a veth). No error if absent."""
+
+    @abstractmethod
+    def link_set(
+        self,
+        name: str,
+        *,
+        netns: str | None = None,
+        up: bool | None = None,
+        mac: str | None = None,
+        mtu: int | None = None,
+        master: str | None = None,
+        to_netns: str | None = None,
+        hairpin: bool | None = None,
+    ) -> None:
+        """Change an interface: state, MAC, MTU, bridge master, or move it into the
+        namespace file `to_netns`; `hairpin`: as a bridge port, may a frame leave by
+        the port it came in (a container reaching itself through a published port)."""
+
+    @abstractmethod
+    def addr_add(self, ifname: str, cidr: str, netns: str | None = None) -> None:
+        """Add an IPv4 address ("10.0.0.2/24") with its broadcast address."""
+
+    @abstractmethod
+    def addr_list(self, netns: str | None = None) -> list[tuple[str, str]]:
+        """(interface, "a.b.c.d/len") of every IPv4 address in a namespace."""
+
+    @abstractmethod
+    def route_add(self, dst: str, gateway: str, netns: str | None = None) -> None:
+        """A route in the main table; `dst` "default" or a CIDR."""
+
+    @abstractmethod
+    def route_list(self, netns: str | None = None) -> list[str]:
+        """Destinations (CIDR; "0.0.0.0/0" for default) of the main table's IPv4 routes."""
+
+    @abstractmethod
+    def sysctl_write(self, key: str, value: str) -> None:
+        """Write /proc/sys/<key with dots as slashes> in the daemon's namespace."""
+
+    @abstractmethod
+    def firewall_apply(self, rules: str) -> None:
+        """Apply iptables-restore input without flushing what is not named in it
+        (`iptables-restore --noflush --wait`): atomic per table."""
+
+    @abstractmethod
+    def firewall_list(self, table: str) -> list[str]:
+        """`iptables -t <table> -S`: the table's chains and rules as command lines."""
+
+    @abstractmethod
+    def port_reserve(self, proto: str, host_ip: str, port: int) -> int:
+        """Bind (without listening) a socket on host_ip:port (port 0: a free ephemeral
+        one) so that no other program can take the port while a container publishes
+        it; returns the fd (its port from `port_of`). EADDRINUSE if taken."""
+
+    @abstractmethod
+    def port_of(self, fd: int) -> int:
+        """The local port a reserved socket is bound to."""
+
+    @abstractmethod
+    def close_fd(self, fd: int) -> None: ...
+
+    @abstractmethod
+    def lock_file(self, path: str) -> int:
+        """flock(LOCK_EX) on `path` (created 0600), waiting for it; returns the fd,
+        whose close_fd releases the lock."""

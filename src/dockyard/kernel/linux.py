@@ -23,6 +23,7 @@ from dockyard.kernel.flags import (
     cap_number,
 )
 from dockyard.kernel.interface import Kernel
+from dockyard.kernel.linux_net import LinuxNetworking
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
@@ -36,6 +37,7 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [
     ctypes.c_int,
     ctypes.c_ulong,
@@ -140,11 +142,12 @@ def _cap_mask(names: list[str]) -> int:
     return mask
 
 
-class LinuxKernel(Kernel):
+class LinuxKernel(LinuxNetworking, Kernel):
     def __init__(self, cgroup_root: str = CGROUP_ROOT) -> None:
         self.cgroup_root = cgroup_root
         self._cap_last: int | None = None
         self._permitted: list[str] | None = None
+        LinuxNetworking.__init__(self)
 
     # --- namespaces -------------------------------------------------------
     def unshare(self, flags: int) -> None:
@@ -163,6 +166,10 @@ class LinuxKernel(Kernel):
     def sethostname(self, name: str) -> None:
         raw = name.encode()
         _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+
+    def setdomainname(self, name: str) -> None:
+        raw = name.encode()
+        _check(_libc.setdomainname(raw, len(raw)), "setdomainname", name)
 
     def bring_loopback_up(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

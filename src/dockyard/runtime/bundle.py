@@ -109,6 +109,7 @@ class ContainerConfig:
     terminal: bool
     open_stdin: bool
     hostname: str
+    domainname: str
     unshare_flags: int  # namespaces created by the init (pid is done by the monitor)
     new_netns: bool
     netns_path: str
@@ -247,6 +248,7 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
         terminal=bool(process.get("terminal", False)),
         open_stdin=annotations.get(ANNOTATION_OPEN_STDIN) == "true",
         hostname=oci.get("hostname", ""),
+        domainname=oci.get("domainname", ""),
         unshare_flags=unshare_flags,
         new_netns=new_netns,
         netns_path=netns_path,

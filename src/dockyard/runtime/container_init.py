@@ -368,6 +368,8 @@ def init_container(
         kernel.bring_loopback_up()
     if cfg.hostname and cfg.unshare_flags & K.CLONE_NEWUTS:
         kernel.sethostname(cfg.hostname)
+    if cfg.domainname and cfg.unshare_flags & K.CLONE_NEWUTS:
+        kernel.setdomainname(cfg.domainname)
 
     # A new session, so that a terminal can become the controlling tty.
     kernel.setsid()

@@ -114,6 +114,7 @@ class RunSpec:
     privileged: bool = False
     no_new_privileges: bool = False  # --security-opt no-new-privileges
     seccomp: bool = True  # False: --security-opt seccomp=unconfined
+    domainname: str = ""
 
     def to_oci(self, container_id: str) -> dict:
         """A config.json for runtime-spec 1.0.2."""
@@ -259,6 +260,7 @@ class RunSpec:
             "process": process,
             "root": {"path": "rootfs", "readonly": self.readonly_rootfs},
             "hostname": self.hostname,
+            **({"domainname": self.domainname} if self.domainname else {}),
             "mounts": mounts,
             "linux": linux,
             "annotations": {

@@ -405,6 +405,10 @@ def build_create_body(
         networking["EndpointsConfig"][network] = endpoint
     elif opts["network_alias"]:
         raise CLIError("network-scoped aliases are only supported for user-defined networks", 125)
+    elif opts["ip"]:
+        # Sent as the docker CLI sends it: the daemon answers that --ip needs a
+        # user-defined network.
+        networking["EndpointsConfig"][network] = {"IPAMConfig": {"IPv4Address": opts["ip"]}}
 
     return {**config, "HostConfig": host_config, "NetworkingConfig": networking}
 

@@ -29,6 +29,7 @@ COMMAND = Command(
 )  # fmt: skip
 
 _PHASES = [
+    ("network_ns", "network, in the daemon (sandbox, address, ports, /etc/hosts)"),
     ("request_to_monitor_ns", "request to monitor (a spare monitor takes it)"),
     ("monitor_setup_ns", "monitor setup (pipes, cgroups, log)"),
     ("init_until_exec_ns", "container init until exec (namespaces, mounts, pivot_root, caps)"),
