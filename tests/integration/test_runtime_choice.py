@@ -5,10 +5,14 @@ mount, cgroup or process is left.)"""
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import REPO
 
 INSTALLED = [name for name in ("runc", "crun") if shutil.which(name)]
 UNIFIED = Path("/sys/fs/cgroup/unified/cgroup.controllers")
@@ -73,3 +77,24 @@ def test_another_runtime_runs_the_container(daemon, unique, runtime) -> None:
     # The runtime's own state is gone too (its `delete` ran), and its cgroup.
     state = daemon.data_root / "run" / "runtimes" / runtime
     assert not state.exists() or sorted(p.name for p in state.iterdir()) == []
+
+
+def test_runc_with_a_tty_hands_the_pty_to_the_monitor(daemon) -> None:
+    """-t: runc sends the pty master over the monitor's console socket."""
+    if "runc" not in INSTALLED:
+        pytest.skip("runc is not installed")
+    cli = " ".join(
+        shlex.quote(a)
+        for a in [sys.executable, "-m", "dockyard", "run", "-t", "--rm", "--runtime", "runc",
+                  "busybox", "sh", "-c", "tty; [ -t 0 ] && echo stdin-is-a-tty"]
+    )  # fmt: skip
+    # script(1) gives the CLI the terminal -t asks for.
+    out = subprocess.run(
+        ["script", "-qec", cli, "/dev/null"],
+        capture_output=True, text=True, timeout=60, env=daemon.env,
+        stdin=subprocess.DEVNULL, cwd=str(REPO / "src"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    assert any(line.endswith("/dev/pts/0") for line in lines), out.stdout
+    assert "stdin-is-a-tty" in lines, out.stdout

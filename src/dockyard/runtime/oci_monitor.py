@@ -11,7 +11,7 @@ the exit), but the container is created by `<runtime> create` and started by
   the monitor's own (runc expects a mounted root; this one vanishes with the
   monitor whatever happens);
 - stdio are the monitor's pipes (or, with a tty, the pty master arrives on a
-  console socket in the bundle);
+  console socket in a private temporary directory);
 - at exit: the OOM verdict from the cgroup, then `<runtime> delete --force`
   (which removes the cgroups it made), then the record.
 
@@ -26,6 +26,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 
 from dockyard.errors import KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
@@ -74,7 +75,7 @@ class ExternalRuntimeMonitor(Monitor):
 
         self.cfg = cfg = load_config(self.bundle)
         self.listener = self._listen()
-        for name in (EXIT_FILE, STATE_FILE, PID_FILE, LOG_FILE, CONSOLE_SOCKET):
+        for name in (EXIT_FILE, STATE_FILE, PID_FILE, LOG_FILE):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.bundle, name))
         # The runtime creates and removes the cgroups (at cfg.cgroup_path, as
@@ -96,11 +97,15 @@ class ExternalRuntimeMonitor(Monitor):
         console = None
         args = ["--log", os.path.join(self.bundle, LOG_FILE), "--log-format", "json", "create"]
         args += ["--bundle", self.bundle, "--pid-file", os.path.join(self.bundle, PID_FILE)]
+        console_dir = ""
         if cfg.terminal:
+            # A short private directory: the bundle's path may pass the 108 bytes of
+            # a unix socket address.
+            console_dir = tempfile.mkdtemp(prefix="dky-console-")
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            console.bind(os.path.join(self.bundle, CONSOLE_SOCKET))
+            console.bind(os.path.join(console_dir, CONSOLE_SOCKET))
             console.listen(1)
-            args += ["--console-socket", os.path.join(self.bundle, CONSOLE_SOCKET)]
+            args += ["--console-socket", os.path.join(console_dir, CONSOLE_SOCKET)]
         try:
             null = subprocess.DEVNULL
             created = self._runtime(
@@ -128,7 +133,8 @@ class ExternalRuntimeMonitor(Monitor):
             if console is not None:
                 console.close()
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.bundle, CONSOLE_SOCKET))
+                    os.unlink(os.path.join(console_dir, CONSOLE_SOCKET))
+                os.rmdir(console_dir)
         return {"trace": []}
 
     def _take_pty(self, console: socket.socket, cfg: ContainerConfig) -> None:
