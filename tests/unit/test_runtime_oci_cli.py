@@ -9,8 +9,8 @@ import pytest
 from dockyard.errors import RuntimeFailure
 from dockyard.runtime.bundle import config_from_oci
 from dockyard.runtime.oci_cli import UsageError, _parser, default_spec, parse_signal, parse_size
+from dockyard.runtime.oci_exec import process_config
 from dockyard.runtime.oci_hooks import hooks_of, run_hooks
-from dockyard.runtime.oci_lifecycle import process_config
 from dockyard.runtime.oci_state import check_id
 
 

@@ -18,6 +18,7 @@ import sys
 
 from dockyard import __version__ as DOCKYARD_VERSION
 from dockyard.errors import DockyardError
+from dockyard.runtime import oci_exec, oci_update
 from dockyard.runtime import oci_lifecycle as L
 from dockyard.runtime import oci_state as S
 from dockyard.runtime.oci_hooks import HOOK_KINDS
@@ -452,7 +453,7 @@ def _dispatch(opts: argparse.Namespace, log: _Log) -> int:
         if opts.preserve_fds:
             raise UsageError("--preserve-fds is not supported")
         process = _process_from_flags(opts, root)
-        return L.exec_process(
+        return oci_exec.exec_process(
             root,
             opts.id,
             process,
@@ -467,10 +468,10 @@ def _dispatch(opts: argparse.Namespace, log: _Log) -> int:
         _print_list(root, opts.format, opts.quiet)
         return 0
     if command in ("pause", "resume"):
-        L.set_paused(root, opts.id, command == "pause")
+        oci_update.set_paused(root, opts.id, command == "pause")
         return 0
     if command == "update":
-        L.update(root, opts.id, _update_resources(opts))
+        oci_update.update(root, opts.id, _update_resources(opts))
         return 0
     if command == "features":
         print(json.dumps(features(), indent=2))

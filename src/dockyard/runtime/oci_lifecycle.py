@@ -20,7 +20,6 @@ as runc sends it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import json
 import os
@@ -41,7 +40,7 @@ from dockyard.runtime.cgroups import (
     remove_cgroups,
     set_frozen,
 )
-from dockyard.runtime.container_init import exec_in_container, init_container
+from dockyard.runtime.container_init import init_container
 from dockyard.runtime.oci_hooks import HOOK_KINDS, hooks_of, run_hooks
 from dockyard.runtime.rfc3339 import now_rfc3339nano
 from dockyard.runtime.spec import DEFAULT_PATH, write_atomic
@@ -90,7 +89,7 @@ def create(
     cfg = _cfg_of(bundle, config)
     if not os.path.isdir(cfg.rootfs):
         raise RuntimeFailure(f"root.path: rootfs {cfg.rootfs} does not exist")
-    _check_console(cfg.terminal, console_socket)
+    check_console(cfg.terminal, console_socket)
     for kind in HOOK_KINDS:
         hooks_of(config, kind)
     os.makedirs(root, mode=0o711, exist_ok=True)
@@ -108,7 +107,7 @@ def create(
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # not umask's: the init may write it as another user
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        console = _connect_console(console_socket)
+        console = connect_console(console_socket)
         controllers = available_controllers(kernel)
         create_cgroups(kernel, cfg, controllers)
         container = S.OciContainer(
@@ -157,7 +156,7 @@ def create(
             console.close()
 
 
-def _check_console(terminal: bool, console_socket: str) -> None:
+def check_console(terminal: bool, console_socket: str) -> None:
     if terminal and not console_socket:
         raise RuntimeFailure(
             "process.terminal is true: --console-socket is required "
@@ -167,7 +166,7 @@ def _check_console(terminal: bool, console_socket: str) -> None:
         raise RuntimeFailure("--console-socket given but process.terminal is false")
 
 
-def _connect_console(path: str) -> socket.socket | None:
+def connect_console(path: str) -> socket.socket | None:
     if not path:
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -243,7 +242,7 @@ def _init_child(
         os.close(fifo_fd)
         run_hooks(config, "startContainer", dict(hook_state, status="running"))
 
-    _child_run(
+    child_run(
         status,
         lambda: init_container(
             kernel,
@@ -257,7 +256,7 @@ def _init_child(
     )
 
 
-def _child_run(status: socket.socket, body: object) -> None:
+def child_run(status: socket.socket, body: object) -> None:
     code = 125
     try:
         body()  # type: ignore[operator]
@@ -334,7 +333,7 @@ def start(root: str, container_id: str) -> S.OciContainer:
 
 
 # --- state -------------------------------------------------------------------
-def _cfg(c: S.OciContainer) -> ContainerConfig:
+def config_of(c: S.OciContainer) -> ContainerConfig:
     return _cfg_of(c.bundle, c.config)
 
 
@@ -414,7 +413,7 @@ def kill(root: str, container_id: str, signum: int, *, all_processes: bool = Fal
     if st == "paused" and signum == signal.SIGKILL:
         # A frozen task handles no signal, not even SIGKILL, until thawed.
         with contextlib.suppress(DockyardError):
-            set_frozen(LinuxKernel(), _cfg(c), c.controllers, False)
+            set_frozen(LinuxKernel(), config_of(c), c.controllers, False)
 
 
 def delete(root: str, container_id: str, *, force: bool = False) -> None:
@@ -435,115 +434,10 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
                 raise RuntimeFailure(f"container {container_id}: init did not die after SIGKILL")
             time.sleep(0.005)
     kernel = LinuxKernel()
-    remove_cgroups(kernel, _cfg(c), c.controllers)
+    remove_cgroups(kernel, config_of(c), c.controllers)
     S.remove_dir(root, container_id)
     # As runc: a failing poststop hook is reported, the container is gone all the same.
     run_hooks(c.config, "poststop", S.oci_state(c, "stopped"))
-
-
-# --- exec -------------------------------------------------------------------------
-def process_config(base: ContainerConfig, process: dict) -> ContainerConfig:
-    """The container's config with an OCI `process` object (exec --process) in place."""
-    try:
-        user = process.get("user") or {}
-        caps = process.get("capabilities")
-        changes: dict = {
-            "args": [str(a) for a in process["args"]],
-            "env": [str(e) for e in process.get("env") or []],
-            "cwd": str(process.get("cwd") or "/"),
-            "uid": int(user.get("uid", 0)),
-            "gid": int(user.get("gid", 0)),
-            "additional_gids": [int(g) for g in user.get("additionalGids") or []],
-            "terminal": bool(process.get("terminal", False)),
-            "no_new_privileges": bool(process.get("noNewPrivileges", False)),
-        }
-        if caps is not None:
-            for kind in ("bounding", "effective", "permitted", "inheritable"):
-                changes[kind] = [str(c) for c in caps.get(kind) or []]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise RuntimeFailure(f"invalid process JSON: {exc!r}") from None
-    if not changes["args"]:
-        raise RuntimeFailure("process.args: no command specified")
-    return dataclasses.replace(base, **changes)
-
-
-def exec_process(
-    root: str,
-    container_id: str,
-    process: dict,
-    *,
-    detach: bool = False,
-    pid_file: str = "",
-    console_socket: str = "",
-) -> int:
-    """Run `process` in the container; its exit code, or 0 once started with `detach`."""
-    c = S.load(root, container_id)
-    st = container_status(root, c)
-    if st == "stopped":
-        raise Conflict("cannot exec in a stopped container")
-    if st == "paused":
-        raise Conflict("cannot exec in a paused container")
-    cfg = process_config(_cfg(c), process)
-    _check_console(cfg.terminal, console_socket)
-    console = _connect_console(console_socket)
-    kernel = DetachedInitKernel()
-    try:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        kernel.setns(f"/proc/{c.pid}/ns/pid", K.CLONE_NEWPID)
-        pid = kernel.fork()
-        if pid == 0:
-            ours.close()
-
-            def send_pty(master: int) -> None:
-                socket.send_fds(theirs, [b'{"pty": true}'], [master])
-
-            _child_run(
-                theirs,
-                lambda: exec_in_container(
-                    kernel,
-                    cfg,
-                    c.pid,
-                    (0, 1, 2),
-                    c.controllers,
-                    send_pty=send_pty,
-                    before_exec=lambda: check_executable(cfg.args, cfg.env),
-                ),
-            )
-        kernel.setns("/proc/self/ns/pid", K.CLONE_NEWPID)
-        theirs.close()
-        with ours:
-            failure = _until_exec(ours, console)
-        if failure is not None:
-            with contextlib.suppress(KernelError):
-                kernel.waitpid(pid, 0)
-            raise failure
-    finally:
-        if console is not None:
-            console.close()
-    if pid_file:
-        write_pid_file(pid_file, pid)
-    if detach:
-        return 0
-    return _wait_forwarding_signals(kernel, pid)
-
-
-def _until_exec(sock: socket.socket, console: socket.socket | None) -> RuntimeFailure | None:
-    """Read the child's status socket to EOF (its exec); the failure it reported, if any."""
-    failure: RuntimeFailure | None = None
-    while True:
-        msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 1)
-        for fd in fds:
-            try:
-                if console is not None:
-                    socket.send_fds(console, [b"/dev/ptmx"], [fd])
-            finally:
-                os.close(fd)
-        if not msg and not fds:
-            return failure
-        if msg:
-            event = json.loads(msg)
-            if "error" in event:
-                failure = RuntimeFailure(str(event["error"]), str(event.get("kind", "other")))
 
 
 FORWARDED_SIGNALS = (
@@ -556,7 +450,7 @@ FORWARDED_SIGNALS = (
 )
 
 
-def _wait_forwarding_signals(kernel: LinuxKernel, pid: int) -> int:
+def wait_forwarding_signals(kernel: LinuxKernel, pid: int) -> int:
     """waitpid for our child, passing the signals we get on to it (as runc does)."""
 
     def forward(signum: int, _frame: object) -> None:
@@ -589,138 +483,7 @@ def run(
         raise
     if detach:
         return 0
-    code = _wait_forwarding_signals(LinuxKernel(), c.pid)
+    code = wait_forwarding_signals(LinuxKernel(), c.pid)
     if not keep:
         delete(root, container_id, force=True)
     return code
-
-
-# --- pause / update ------------------------------------------------------------------
-def set_paused(root: str, container_id: str, paused: bool) -> None:
-    c = S.load(root, container_id)
-    st = container_status(root, c)
-    if paused and st != "running":
-        raise Conflict(f"container not running: {st}")
-    if not paused and st != "paused":
-        raise Conflict(f"container not paused: {st}")
-    set_frozen(LinuxKernel(), _cfg(c), c.controllers, paused)
-
-
-# LinuxResources field -> (controller, v1 file); values written as given.
-_UPDATABLE = {
-    ("memory", "limit"): ("memory", "memory.limit_in_bytes"),
-    ("memory", "reservation"): ("memory", "memory.soft_limit_in_bytes"),
-    ("memory", "swap"): ("memory", "memory.memsw.limit_in_bytes"),
-    ("cpu", "shares"): ("cpu", "cpu.shares"),
-    ("cpu", "quota"): ("cpu", "cpu.cfs_quota_us"),
-    ("cpu", "period"): ("cpu", "cpu.cfs_period_us"),
-    ("pids", "limit"): ("pids", "pids.max"),
-}
-
-
-# The same fields on cgroup v2 (no swap: v2's swap.max is not v1's memsw total;
-# cpu quota and period together as cpu.max).
-_UPDATABLE_V2 = {
-    ("memory", "limit"): ("memory", "memory.max"),
-    ("memory", "reservation"): ("memory", "memory.low"),
-    ("cpu", "shares"): ("cpu", "cpu.weight"),
-    ("pids", "limit"): ("pids", "pids.max"),
-}
-
-
-def update(root: str, container_id: str, resources: dict) -> None:
-    """Apply an OCI LinuxResources object to a live container's cgroups.
-
-    Fields this runtime cannot apply are refused by name, before anything is written."""
-    c = S.load(root, container_id)
-    if container_status(root, c) == "stopped":
-        raise Conflict("container not running")
-    h = v2.hierarchy_of(c.controllers)
-    if h is not None:
-        _update_v2(c, h, resources)
-        return
-    writes: list[tuple[str, str, str]] = []
-    for section, values in resources.items():
-        if values in (None, {}, []):
-            continue
-        if not isinstance(values, dict):
-            raise RuntimeFailure(f"resources.{section}: not supported by dockyard-runtime update")
-        for key, value in values.items():
-            if value is None:
-                continue
-            target = _UPDATABLE.get((section, key))
-            if target is None:
-                raise RuntimeFailure(
-                    f"resources.{section}.{key}: not supported by dockyard-runtime update"
-                )
-            controller, name = target
-            if controller not in c.controllers:
-                raise RuntimeFailure(
-                    f"resources.{section}.{key}: the {controller} cgroup controller is not available"
-                )
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise RuntimeFailure(f"resources.{section}.{key}: must be an integer")
-            text = "max" if (section, key) == ("pids", "limit") and value <= 0 else str(value)
-            writes.append((controller, name, text))
-    kernel = LinuxKernel()
-    # memsw must stay >= the memory limit: raise it first when growing, last when shrinking.
-    writes.sort(key=lambda w: w[1] != "memory.memsw.limit_in_bytes")
-    for controller, name, text in writes:
-        try:
-            kernel.cgroup_write(controller, c.cgroup_path, name, text)
-        except KernelError as exc:
-            if name == "memory.memsw.limit_in_bytes" and exc.errno == errno.EINVAL:
-                continue  # retried after the limit below
-            raise RuntimeFailure(f"cannot set {name} to {text}: {os.strerror(exc.errno)}") from None
-    for controller, name, text in writes:
-        if name == "memory.memsw.limit_in_bytes":
-            try:
-                kernel.cgroup_write(controller, c.cgroup_path, name, text)
-            except KernelError as exc:
-                raise RuntimeFailure(
-                    f"cannot set {name} to {text}: {os.strerror(exc.errno)}"
-                ) from None
-
-
-def _update_v2(c: S.OciContainer, h: str, resources: dict) -> None:
-    kernel = LinuxKernel()
-    available = v2.root_controllers(kernel, h)
-    writes: list[tuple[str, str]] = []
-    cpu = resources.get("cpu") or {}
-    if cpu.get("quota") is not None or cpu.get("period") is not None:
-        if cpu.get("quota") is None or cpu.get("period") is None:
-            raise RuntimeFailure(
-                "resources.cpu: on cgroup v2, quota and period go together (cpu.max)"
-            )
-        quota = "max" if int(cpu["quota"]) <= 0 else str(int(cpu["quota"]))
-        writes.append(("cpu.max", f"{quota} {int(cpu['period'])}"))
-    for section, values in resources.items():
-        if values in (None, {}, []):
-            continue
-        if not isinstance(values, dict):
-            raise RuntimeFailure(f"resources.{section}: not supported by dockyard-runtime update")
-        for key, value in values.items():
-            if value is None or (section == "cpu" and key in ("quota", "period")):
-                continue
-            target = _UPDATABLE_V2.get((section, key))
-            if target is None:
-                raise RuntimeFailure(
-                    f"resources.{section}.{key}: not supported by dockyard-runtime update on cgroup v2"
-                )
-            controller, name = target
-            if controller not in available:
-                raise RuntimeFailure(
-                    f"resources.{section}.{key}: the {controller} cgroup v2 controller is not available"
-                )
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise RuntimeFailure(f"resources.{section}.{key}: must be an integer")
-            if name == "cpu.weight":
-                text = str(v2.cpu_weight(value))
-            else:
-                text = "max" if value < 0 or (name == "pids.max" and value == 0) else str(value)
-            writes.append((name, text))
-    for name, text in writes:
-        try:
-            kernel.cgroup_write(h, c.cgroup_path, name, text)
-        except KernelError as exc:
-            raise RuntimeFailure(f"cannot set {name} to {text}: {os.strerror(exc.errno)}") from None
