@@ -19,15 +19,18 @@ MODE="${1:-all}"
 
 # busybox-static: the base image; curl: the seed's transcripts; iproute2,
 # procps, psmisc, util-linux, kmod: what the runtime and the tests inspect;
-# iptables: the bridge network's NAT and forwarding rules.
-APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod iptables)
+# iptables: the bridge network's NAT and forwarding rules; libseccomp2 compiles
+# seccomp profiles (through pyseccomp); tini is --init's /sbin/docker-init (its
+# static build, bind-mounted into containers).
+APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod iptables libseccomp2 tini)
 # Only for the tests (--deps): gcc and libc6-dev build the static probe that
 # tests/security/test_seccomp.py runs inside a container; docker-registry,
 # apache2-utils (htpasswd), openssl (a token server's keys) and skopeo are the
-# registry tests' other side.
-# containerd drives dockyard-runtime through its runc shim in
-# tests/integration/test_oci_runtime_containerd.py.
-TEST_APT_PACKAGES=(gcc libc6-dev docker-registry apache2-utils openssl skopeo containerd)
+# registry tests' other side; runc: the tests compare a container's view with
+# runc's on the same bundle; golang-github-containers-common ships
+# /usr/share/containers/seccomp.json; containerd drives dockyard-runtime through
+# its runc shim in tests/integration/test_oci_runtime_containerd.py.
+TEST_APT_PACKAGES=(gcc libc6-dev docker-registry apache2-utils openssl skopeo runc golang-github-containers-common containerd)
 
 say() { echo "install: $*" >&2; }
 

@@ -197,3 +197,35 @@ def test_file_bind_mount(daemon, unique):
     src.write_text("bound\n")
     proc = daemon.docker("run", "--rm", "-v", f"{src}:/h:ro", "busybox", "cat", "/h")
     assert (proc.returncode, proc.stdout) == (0, "bound\n"), proc.stderr
+
+
+def test_docker_cli_isolation_flags(daemon, tmp_path):
+    # The docker CLI reads the profile file and sends its content, as dockyard's does.
+    profile = tmp_path / "profile.json"
+    profile.write_text(
+        '{"defaultAction": "SCMP_ACT_ALLOW",'
+        ' "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}'
+    )
+    proc = daemon.docker(
+        "run", "--rm", "--cap-drop", "ALL", "--security-opt", f"seccomp={profile}",
+        "--ulimit", "nofile=64:128", "--read-only", "--tmpfs", "/scratch",
+        "--device", "/dev/null:/dev/mynull", "busybox", "sh", "-c",
+        "grep CapEff /proc/self/status; ulimit -n; mkdir /scratch/d || echo refused;"
+        " touch /x || echo read-only; echo > /dev/mynull && echo device",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert lines[0].split() == ["CapEff:", "0000000000000000"]
+    assert lines[1:5] == ["64", "refused", "read-only", "device"]
+
+
+def test_docker_cli_update(daemon, unique):
+    name = unique("upd")
+    started = daemon.docker("run", "-d", "--name", name, "busybox", "sleep", "60")
+    assert started.returncode == 0, started.stderr
+    try:
+        proc = daemon.docker("update", "--memory", "96m", "--memory-swap", "200m", name)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == name
+    finally:
+        daemon.docker("rm", "-f", name)

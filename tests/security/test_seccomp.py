@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import io
+import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -39,7 +41,8 @@ SYS_PERSONALITY = 135
 SYS_FANOTIFY_INIT = 300
 SYS_PIDFD_GETFD = 438
 SYS_PROCESS_MADVISE = 440
-SYS_CACHESTAT = 451  # Linux 6.5: newer than anything Docker's profile names
+SYS_CACHESTAT = 451  # Linux 6.5: in Docker's current profile
+SYS_FILE_GETATTR = 468  # Linux 6.17: newer than anything Docker's profile names
 ADDR_NO_RANDOMIZE = 0x0040000
 READ_IMPLIES_EXEC = 0x0400000
 
@@ -109,14 +112,19 @@ def test_pidfd_getfd_process_madvise_fanotify_init_are_eperm(daemon, probe_image
 
 
 def test_syscalls_newer_than_the_profile_are_enosys(daemon, probe_image) -> None:
-    # cachestat exists on this kernel (fd -1 would be EBADF); the profile does not
-    # know it, so the container gets ENOSYS, as for a number no kernel has.
-    got = probe(daemon, probe_image, (SYS_CACHESTAT, 0xFFFFFFFF), (1000, 0))
-    assert got[(SYS_CACHESTAT, 0xFFFFFFFF)] == (-1, errno.ENOSYS)
+    # file_getattr is newer than the profile: ENOSYS, as for a number no kernel has;
+    # cachestat, which the profile names, reaches the kernel (fd -1: EBADF).
+    got = probe(
+        daemon, probe_image, (SYS_FILE_GETATTR, 0xFFFFFFFF), (1000, 0), (SYS_CACHESTAT, 0xFFFFFFFF)
+    )
+    assert got[(SYS_FILE_GETATTR, 0xFFFFFFFF)] == (-1, errno.ENOSYS)
     assert got[(1000, 0)] == (-1, errno.ENOSYS)
+    assert got[(SYS_CACHESTAT, 0xFFFFFFFF)] == (-1, errno.EBADF)
 
 
 def test_privileged_is_unconfined(daemon, probe_image) -> None:
     # The control: without the profile the same probe reaches the kernel.
-    got = probe(daemon, probe_image, (SYS_CACHESTAT, 0xFFFFFFFF), extra=("--privileged",))
-    assert got[(SYS_CACHESTAT, 0xFFFFFFFF)] == (-1, errno.EBADF)
+    got = probe(daemon, probe_image, (SYS_FILE_GETATTR, 0xFFFFFFFF), extra=("--privileged",))
+    if tuple(int(v) for v in re.findall(r"\d+", os.uname().release)[:2]) < (6, 17):
+        pytest.skip("file_getattr is Linux 6.17")
+    assert got[(SYS_FILE_GETATTR, 0xFFFFFFFF)][1] != errno.ENOSYS

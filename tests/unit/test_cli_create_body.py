@@ -127,3 +127,36 @@ def test_ram_in_bytes():
     assert ram_in_bytes("4096") == 4096
     with pytest.raises(CLIError):
         ram_in_bytes("lots")
+
+
+def test_seccomp_profile_file_is_sent_as_its_content(tmp_path):
+    profile = tmp_path / "p.json"
+    profile.write_text('{\n  "defaultAction": "SCMP_ACT_ALLOW"\n}\n')
+    hc = body_for(
+        "--security-opt", f"seccomp={profile}", "--security-opt", "no-new-privileges",
+        "--security-opt", "seccomp=unconfined", "busybox",
+    )["HostConfig"]  # fmt: skip
+    assert hc["SecurityOpt"] == [
+        'seccomp={"defaultAction":"SCMP_ACT_ALLOW"}',
+        "no-new-privileges",
+        "seccomp=unconfined",
+    ]
+    with pytest.raises(CLIError, match="opening seccomp profile"):
+        body_for("--security-opt", f"seccomp={tmp_path}/none.json", "busybox")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(CLIError, match="compacting json for seccomp profile"):
+        body_for("--security-opt", f"seccomp={tmp_path}/bad.json", "busybox")
+
+
+def test_update_body_leaves_unset_flags_at_zero():
+    from dockyard.cli.commands import update
+
+    opts, args = parse(update.COMMAND, ["--memory", "64m", "--cpus", "1.5", "c1"])
+    body = update.build_update_body(opts)
+    assert body["Memory"] == 64 << 20
+    assert body["NanoCpus"] == 1_500_000_000
+    assert body["CpuShares"] == 0 and body["PidsLimit"] is None
+    assert "RestartPolicy" not in body
+    opts, _ = parse(update.COMMAND, ["c1"])
+    with pytest.raises(CLIError, match="you must provide one or more flags"):
+        update.build_update_body(opts)

@@ -9,9 +9,9 @@ from dockyard.engine.create_validation import (
     Bind,
     check_security_opts,
     parse_bind,
-    security_settings,
     validate_create,
 )
+from dockyard.engine.isolation import security_settings
 from dockyard.engine.models import ContainerConfig, HostConfig, PortBinding
 from dockyard.engine.names import validate_name
 from dockyard.errors import InvalidParameter
@@ -61,16 +61,17 @@ def test_bad_binds(raw, words):
 
 def test_security_opts():
     check_security_opts(["no-new-privileges", "seccomp=unconfined", "label:disable"])
-    assert security_settings(["no-new-privileges:true", "seccomp=unconfined"]) == {
-        "no_new_privileges": True,
-        "seccomp": False,
-    }
-    assert security_settings([]) == {"no_new_privileges": False, "seccomp": True}
+    settings = security_settings(["no-new-privileges:true", "seccomp=unconfined"])
+    assert settings.no_new_privileges and settings.seccomp_unconfined
+    settings = security_settings([])
+    assert not settings.no_new_privileges and not settings.seccomp_unconfined
+    check_security_opts(['seccomp={"defaultAction": "SCMP_ACT_ERRNO"}'])
     for opt, words in [
         ("nnp", 'invalid --security-opt 1: "nnp"'),
         ("x=y", 'invalid --security-opt 2: "x=y"'),
         ("no-new-privileges=yes", 'invalid --security-opt 2: "no-new-privileges=yes"'),
         ("apparmor=docker-default", "is not supported by dockyard"),
+        ("seccomp=/etc/profile.json", "Decoding seccomp profile failed"),
     ]:
         with pytest.raises(InvalidParameter) as e:
             check_security_opts([opt])

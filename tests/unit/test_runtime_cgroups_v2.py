@@ -15,6 +15,11 @@ from dockyard.runtime.bundle import DeviceRule, Resources, config_from_oci
 from dockyard.runtime.oci_cli import default_spec
 
 FILES = [
+    "memory.low",
+    "cpu.max",
+    "cpuset.cpus",
+    "cpuset.mems",
+    "io.weight",
     "cgroup.procs",
     "cgroup.subtree_control",
     "cgroup.freeze",
@@ -72,8 +77,10 @@ def test_limits_are_written_as_v2_files(tmp_path: Path) -> None:
     assert (c1 / "cpu.weight").read_text() == str(cgroups_v2.cpu_weight(512))
     assert (c1 / "pids.max").read_text() == "20"
     # Each ancestor hands the controllers down (the root and dockyard/).
-    assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
-    assert (tmp_path / "dockyard" / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu +io +memory +pids"
+    assert (
+        tmp_path / "dockyard" / "cgroup.subtree_control"
+    ).read_text() == "+cpu +io +memory +pids"
     cgroups.join_cgroups(kernel, cfg, ["cgroup2:"])
     assert (c1 / "cgroup.procs").read_text() == "0"
 
@@ -130,3 +137,22 @@ def test_oom_and_stats_read_v2_files(tmp_path: Path) -> None:
     assert stats["memory"]["failcnt"] == 3
     assert stats["cpu"]["total_usage_ns"] == 1_500_000
     assert stats["pids"] == {"current": 2, "limit": 10}
+
+
+def test_reservation_quota_cpuset_and_io_weight_on_v2(tmp_path: Path) -> None:
+    kernel = fake_cgroupfs(tmp_path, "dockyard/c1", controllers="cpu cpuset io memory pids")
+    res = Resources(
+        memory_reservation=32 << 20,
+        cpu_quota=50000,
+        cpu_period=100000,
+        cpuset_cpus="0",
+        cpuset_mems="0",
+        blkio_weight=500,
+    )
+    cgroups.create_cgroups(kernel, config(res), ["cgroup2:"])
+    c1 = tmp_path / "dockyard" / "c1"
+    assert (c1 / "memory.low").read_text() == str(32 << 20)
+    assert (c1 / "cpu.max").read_text() == "50000 100000"
+    assert (c1 / "cpuset.cpus").read_text() == "0" and (c1 / "cpuset.mems").read_text() == "0"
+    assert (c1 / "io.weight").read_text() == str(cgroups_v2.blkio_weight_to_io(500))
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu +cpuset +io +memory +pids"

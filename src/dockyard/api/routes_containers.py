@@ -38,6 +38,7 @@ from dockyard.engine.models import (
     LegacyCreateRequest,
     LegacyStartRequest,
     PortBinding,
+    UpdateConfig,
 )
 from dockyard.errors import InvalidParameter
 
@@ -141,6 +142,12 @@ async def kill(request: web.Request) -> web.Response:
         request.match_info["id"], request.query.get("signal") or None
     )
     return web.Response(status=204)
+
+
+async def update(request: web.Request) -> web.Response:
+    upd = await body(request, UpdateConfig)
+    warnings = services(request).containers.update(request.match_info["id"], upd)
+    return json_response({"Warnings": warnings})
 
 
 async def wait(request: web.Request) -> web.StreamResponse:
@@ -314,6 +321,7 @@ def register(router: Router) -> None:
     router.add("POST", "/containers/{id}/restart", restart)
     router.add("POST", "/containers/{id}/kill", kill)
     router.add("POST", "/containers/{id}/wait", wait)
+    router.add("POST", "/containers/{id}/update", update)
     router.add("POST", "/containers/{id}/attach", attach)
     router.add("POST", "/containers/{id}/resize", resize)
     router.add("GET", "/containers/{id}/logs", logs)

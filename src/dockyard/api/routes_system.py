@@ -90,7 +90,7 @@ async def info(request: web.Request) -> web.Response:
             "CPUShares": True,
             "CPUSet": True,
             "PidsLimit": True,
-            "OomKillDisable": True,
+            "OomKillDisable": False,  # --oom-kill-disable is refused
             "IPv4Forwarding": True,
             "Debug": False,
             "NFd": 0,
@@ -129,11 +129,11 @@ async def info(request: web.Request) -> web.Response:
             },
             "LiveRestoreEnabled": svc.live_restore,
             "Isolation": "",
-            "InitBinary": "",
+            "InitBinary": "docker-init",
             "ContainerdCommit": {"ID": ""},
             "RuncCommit": {"ID": ""},
             "InitCommit": {"ID": ""},
-            "SecurityOptions": [],
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Warnings": None,
         }
     )

@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "login": "login",
     "logout": "logout",
     "trace": "trace",
+    "update": "update",
     "version": "version",
     "info": "info",
 }
@@ -68,6 +69,7 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "logs": "logs",
         "inspect": "inspect",
         "trace": "trace",
+        "update": "update",
     },
     "image": {
         "ls": "images",
@@ -120,6 +122,7 @@ SUMMARY = [
         ("stop", "Stop one or more running containers"),
         ("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
         ("trace", "Show the system calls of a container's last start, with their durations"),
+        ("update", "Update configuration of one or more containers"),
         ("wait", "Block until one or more containers stop, then print their exit codes"),
     ]),
 ]  # fmt: skip

@@ -21,6 +21,7 @@ from dockyard.engine import create_validation, etc_files
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
 from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.images import ImageService
+from dockyard.engine.isolation import run_spec_options
 from dockyard.engine.logs import LogEntry, read_log
 from dockyard.engine.models import (
     Container,
@@ -28,6 +29,7 @@ from dockyard.engine.models import (
     ContainerState,
     HostConfig,
     NetworkingConfig,
+    UpdateConfig,
     strslice,
 )
 from dockyard.engine.names import random_name, validate_name
@@ -35,6 +37,7 @@ from dockyard.engine.networking import ContainerNetworking
 from dockyard.engine.runtimes import BUILTIN as BUILTIN_RUNTIME
 from dockyard.engine.runtimes import OciRuntimes
 from dockyard.engine.store import Store
+from dockyard.engine.update import live_resources, merged_host_config
 from dockyard.errors import (
     Conflict,
     InvalidParameter,
@@ -405,6 +408,8 @@ class ContainerService:
         caps = None
         if hc.cap_add or hc.cap_drop:
             caps = _apply_cap_changes(hc.cap_add or [], hc.cap_drop or [])
+        isolation = run_spec_options(hc, self._running_pid, read)
+        groups = groups + [g for g in isolation.pop("extra_gids") if g not in groups]
         return RunSpec(
             args=[c.path, *c.args],
             env=extra + env,
@@ -429,8 +434,25 @@ class ContainerService:
             pids_limit=hc.pids_limit or 0,
             capabilities=caps,
             privileged=hc.privileged,
-            **create_validation.security_settings(hc.security_opt or []),
+            **isolation,
         )
+
+    def _running_pid(self, ref: str) -> int:
+        """The pid of a running container whose namespace another one joins."""
+        other = self.get(ref)
+        if not other.state.running:
+            raise Conflict(f"cannot join namespaces of a non running container: {other.id}")
+        return other.state.pid
+
+    def update(self, ref: str, upd: UpdateConfig) -> list[str]:
+        """docker update: checked as at create, applied now if running, kept; warnings."""
+        c = self.get(ref)
+        new, warnings = merged_host_config(c.host_config, upd)
+        if c.state.running:
+            warnings += self._launcher.update_resources(c.bundle, live_resources(new))
+        c.host_config = new
+        self._save(c)
+        return warnings
 
     async def start(self, ref: str) -> Container:
         c = self.get(ref)

@@ -16,10 +16,12 @@ from typing import Any
 
 import msgspec
 
+from dockyard.engine.isolation import check_isolation
 from dockyard.engine.models import ContainerConfig, HostConfig
 from dockyard.errors import InvalidParameter, NotFound
 from dockyard.kernel.flags import CAPABILITIES
 from dockyard.runtime.cgroups import check_cgroup_parent
+from dockyard.runtime.seccomp import parse_docker_profile
 
 # Far above any real container, far below what would make a record or a start costly.
 MAX_ENV = 4096
@@ -75,6 +77,8 @@ def validate_create(config: ContainerConfig, host: HostConfig) -> None:
     _no_nul(host, "HostConfig")
     _check_config(config)
     _check_host_config(host)
+    if host.uts_mode == "host" and config.hostname:
+        raise InvalidParameter("conflicting options: hostname and the UTS mode")
 
 
 def _no_nul(struct: msgspec.Struct, where: str) -> None:
@@ -156,6 +160,7 @@ def _check_host_config(hc: HostConfig) -> None:
     _check_capabilities(hc.cap_drop, "CapDrop")
     check_security_opts(hc.security_opt or [])
     parse_binds(hc.binds)
+    check_isolation(hc)
 
 
 _PORT = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
@@ -205,18 +210,6 @@ def _check_capabilities(caps: list[str] | None, field: str) -> None:
             raise InvalidParameter(f"invalid {field}: unknown capability: {_go_quote(name)}")
 
 
-def security_settings(opts: list[str]) -> dict[str, bool]:
-    """What the security options ask of the runtime: RunSpec's no_new_privileges and
-    seccomp (options are checked at create; see check_security_opts)."""
-    settings = {"no_new_privileges": False, "seccomp": True}
-    for key, value in map(_split_security_opt, opts):
-        if key == "no-new-privileges":
-            settings["no_new_privileges"] = _go_bool(value)
-        elif key == "seccomp" and value == "unconfined":
-            settings["seccomp"] = False
-    return settings
-
-
 def check_security_opts(opts: list[str]) -> None:
     """dockerd's parseSecurityOpt with its words for malformed options; what this
     engine cannot honour is refused by name rather than ignored."""
@@ -229,14 +222,17 @@ def check_security_opts(opts: list[str]) -> None:
             raise InvalidParameter(f"invalid --security-opt 2: {_go_quote(opt)}")
         if key == "no-new-privileges" or (key, value) == ("seccomp", "unconfined"):
             continue
+        if key == "seccomp":  # a profile's JSON (the CLI sends a file's content)
+            parse_docker_profile(value)
+            continue
         # Neither AppArmor nor SELinux runs under Dockyard: asking to turn them off is
         # what already holds (dockerd, on a host without them, does the same).
         if (key, value) in (("apparmor", "unconfined"), ("label", "disable")):
             continue
         raise InvalidParameter(
             f"security option {_go_quote(opt)} is not supported by dockyard "
-            "(it honours no-new-privileges, seccomp=unconfined, apparmor=unconfined "
-            "and label=disable)"
+            "(it honours no-new-privileges, seccomp=unconfined|<profile JSON>, "
+            "apparmor=unconfined and label=disable)"
         )
 
 

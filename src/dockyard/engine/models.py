@@ -119,6 +119,42 @@ class HostConfig(msgspec.Struct, rename="pascal"):
     init: bool | None = None
     pids_limit: int | None = None
     ulimits: list[dict[str, Any]] | None = None
+    devices: list[dict[str, Any]] | None = None
+    blkio_weight: int = 0
+    # Parsed so that a value is refused by name (engine/isolation.py), not dropped.
+    kernel_memory: int = 0
+    device_cgroup_rules: list[str] | None = None
+    blkio_weight_device: list[dict[str, Any]] | None = None
+    blkio_device_read_bps: list[dict[str, Any]] | None = None
+    blkio_device_write_bps: list[dict[str, Any]] | None = None
+    blkio_device_read_i_ops: list[dict[str, Any]] | None = field(
+        default=None, name="BlkioDeviceReadIOps"
+    )
+    blkio_device_write_i_ops: list[dict[str, Any]] | None = field(
+        default=None, name="BlkioDeviceWriteIOps"
+    )
+    cpu_realtime_period: int = 0
+    cpu_realtime_runtime: int = 0
+    device_requests: list[dict[str, Any]] | None = None
+
+
+class UpdateConfig(msgspec.Struct, rename="pascal"):
+    """The body of POST /containers/{id}/update (dockerd's container.UpdateConfig):
+    0, "" and null leave a setting as it is."""
+
+    cpu_shares: int = 0
+    memory: int = 0
+    memory_swap: int = 0
+    memory_reservation: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    nano_cpus: int = field(default=0, name="NanoCpus")
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    blkio_weight: int = 0
+    pids_limit: int | None = None
+    kernel_memory: int = 0
+    restart_policy: RestartPolicy | None = None
 
 
 class EndpointIPAMConfig(msgspec.Struct, rename="pascal"):

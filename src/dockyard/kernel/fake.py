@@ -119,6 +119,13 @@ class RecordingKernel(Kernel):
     ) -> None:
         self._rec("bind_mount_at", source, target_fd, recursive, attrs, propagation)
 
+    def clone_mount_from_ns(self, mnt_ns: str, path: str) -> int:
+        self._rec("clone_mount_from_ns", mnt_ns, path)
+        return self._new_fd(f"<tree {mnt_ns}:{path}>")
+
+    def move_mount_fd(self, tree_fd: int, target_fd: int) -> None:
+        self._rec("move_mount_fd", tree_fd, target_fd)
+
     def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
         self._rec("open_in_root", root_fd, path, flags)
         # Lexical here: the fake has no symlinks; the real kernel resolves them.
@@ -277,6 +284,12 @@ class RecordingKernel(Kernel):
 
     def set_oom_score_adj(self, value: int) -> None:
         self._rec("set_oom_score_adj", value)
+
+    def set_rlimit(self, name: str, soft: int, hard: int) -> None:
+        self._rec("set_rlimit", name, soft, hard)
+
+    def write_sysctl(self, name: str, value: str) -> None:
+        self._rec("write_sysctl", name, value)
 
     def set_signal_handler(self, signum: int, handler: Callable[[int, object], None]) -> None:
         self._rec("set_signal_handler", signum)

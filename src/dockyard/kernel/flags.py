@@ -66,6 +66,7 @@ def mount_attrs(ms_flags: int) -> int:
 
 # mknod(2) file types
 S_IFCHR = 0o020000
+S_IFBLK = 0o060000
 
 # Capability numbers, <linux/capability.h>.
 CAPABILITIES: dict[str, int] = {

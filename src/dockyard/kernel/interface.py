@@ -61,6 +61,16 @@ class Kernel(ABC):
         remount by path."""
 
     @abstractmethod
+    def clone_mount_from_ns(self, mnt_ns: str, path: str) -> int:
+        """A detached copy (open_tree OPEN_TREE_CLONE) of the mount at `path` in another
+        mount namespace (`mnt_ns`, e.g. /proc/PID/ns/mnt): setns there and back. The
+        kernel binds nothing across namespaces otherwise. Returns the tree's fd."""
+
+    @abstractmethod
+    def move_mount_fd(self, tree_fd: int, target_fd: int) -> None:
+        """move_mount(2) a detached tree onto the place an O_PATH fd names."""
+
+    @abstractmethod
     def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
         """openat2(root_fd, path, flags|O_CLOEXEC, RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS):
         symlinks and ".." are resolved by the kernel as if root_fd were /.
@@ -209,6 +219,14 @@ class Kernel(ABC):
 
     @abstractmethod
     def set_oom_score_adj(self, value: int) -> None: ...
+
+    @abstractmethod
+    def set_rlimit(self, name: str, soft: int, hard: int) -> None:
+        """setrlimit(2) by OCI name (RLIMIT_NOFILE...); -1 is RLIM_INFINITY."""
+
+    @abstractmethod
+    def write_sysctl(self, name: str, value: str) -> None:
+        """Write /proc/sys/<name with dots as slashes> (of this process's namespaces)."""
 
     @abstractmethod
     def set_signal_handler(self, signum: int, handler: Callable[[int, object], None]) -> None: ...

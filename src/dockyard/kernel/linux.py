@@ -7,6 +7,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import resource
 import signal
 import socket
 import struct
@@ -17,6 +18,7 @@ from dockyard.errors import KernelError
 from dockyard.kernel.flags import (
     AT_FDCWD,
     CAPABILITIES,
+    CLONE_NEWNS,
     MS_REC,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
@@ -249,6 +251,37 @@ class LinuxKernel(LinuxNetworking, Kernel):
             _check(ret, "move_mount", source, f"fd {target_fd}")
         finally:
             os.close(tree)
+
+    def clone_mount_from_ns(self, mnt_ns: str, path: str) -> int:
+        try:
+            home = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            there = os.open(mnt_ns, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _oserror("open", (mnt_ns,), exc) from None
+        try:
+            _check(_libc.setns(there, CLONE_NEWNS), "setns", mnt_ns, hex(CLONE_NEWNS))
+            try:
+                flags = _OPEN_TREE_CLONE | os.O_CLOEXEC
+                return _check(
+                    _libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(path), flags), "open_tree", path
+                )
+            finally:
+                # Back home whatever happened: nothing else may run in their namespace.
+                _check(_libc.setns(home, CLONE_NEWNS), "setns", "/proc/self/ns/mnt")
+        finally:
+            os.close(there)
+            os.close(home)
+
+    def move_mount_fd(self, tree_fd: int, target_fd: int) -> None:
+        ret = _libc.syscall(
+            _SYS_MOVE_MOUNT,
+            tree_fd,
+            b"",
+            target_fd,
+            b"",
+            _MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_EMPTY_PATH,
+        )
+        _check(ret, "move_mount", f"fd {tree_fd}", f"fd {target_fd}")
 
     def _mount_setattr(self, fd: int, flags: int, attr: _MountAttr) -> None:
         ret = _libc.syscall(
@@ -575,6 +608,34 @@ class LinuxKernel(LinuxNetworking, Kernel):
                 os.close(fd)
         except OSError as exc:
             raise _oserror("write", ("/proc/self/oom_score_adj", value), exc) from None
+
+    def set_rlimit(self, name: str, soft: int, hard: int) -> None:
+        kind = getattr(resource, name, None)
+        if not name.startswith("RLIMIT_") or not isinstance(kind, int):
+            raise KernelError("setrlimit", (name,), errno.EINVAL)
+
+        def lim(v: int) -> int:
+            return resource.RLIM_INFINITY if v < 0 else v
+
+        try:
+            resource.setrlimit(kind, (lim(soft), lim(hard)))
+        except (OSError, ValueError) as exc:
+            code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EINVAL
+            raise KernelError("setrlimit", (name, soft, hard), code) from None
+
+    def write_sysctl(self, name: str, value: str) -> None:
+        parts = name.split(".")
+        if any(p in ("", "..") or "/" in p for p in parts):
+            raise KernelError("write", (name, value), errno.EINVAL)
+        path = "/proc/sys/" + "/".join(parts)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _oserror("write", (path, value), exc) from None
 
     def set_signal_handler(self, signum: int, handler: Callable[[int, object], None]) -> None:
         signal.signal(signum, handler)

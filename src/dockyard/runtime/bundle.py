@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 from dockyard.errors import RuntimeFailure
 from dockyard.kernel import flags as K
+from dockyard.runtime.seccomp import ANNOTATION_PROGRAM, compile_oci, program_from_annotation
 from dockyard.runtime.spec import (
     ANNOTATION_LOWERDIR,
     ANNOTATION_OPEN_STDIN,
+    ANNOTATION_SHM_FROM,
     ANNOTATION_UPPERDIR,
     ANNOTATION_WORKDIR,
 )
@@ -90,6 +92,25 @@ class Resources:
     cpu_shares: int = 0
     pids_limit: int = 0  # 0 not set, -1 unlimited
     devices: list[DeviceRule] = field(default_factory=list)
+    memory_reservation: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    blkio_weight: int = 0
+
+
+@dataclass
+class DeviceNode:
+    """linux.devices: a node the init creates in the container's /dev."""
+
+    path: str
+    kind: str  # "c" | "b"
+    major: int
+    minor: int
+    mode: int
+    uid: int
+    gid: int
 
 
 @dataclass
@@ -125,6 +146,14 @@ class ContainerConfig:
     readonly_paths: list[str]
     oom_score_adj: int | None = None
     seccomp: dict | None = None  # OCI linux.seccomp
+    # Its BPF program, as the daemon compiled it for this config.json (None: compile it).
+    seccomp_program: bytes | None = None
+    rlimits: list[tuple[str, int, int]] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+    device_nodes: list[DeviceNode] = field(default_factory=list)
+    pid_mode: str = "private"  # "private" | "host" | path of a pid namespace to join
+    ipc_path: str = ""  # an ipc namespace to join
+    shm_from: str = ""  # a mount namespace whose /dev/shm to share (--ipc container:)
 
 
 def parse_mount_options(options: list[str]) -> tuple[int, int, str]:
@@ -161,7 +190,15 @@ def load_config(bundle: str) -> ContainerConfig:
             oci = json.load(f)
     except (OSError, ValueError) as exc:
         raise RuntimeFailure(f"cannot read {path}: {exc}") from None
-    return config_from_oci(bundle, oci)
+    cfg = config_from_oci(bundle, oci)
+    if cfg.seccomp:
+        # What the daemon compiled for this config.json; a bundle from elsewhere is
+        # compiled here, before the init pivots away from the libraries.
+        compiled = (oci.get("annotations") or {}).get(ANNOTATION_PROGRAM)
+        cfg.seccomp_program = program_from_annotation(cfg.seccomp, compiled) or compile_oci(
+            cfg.seccomp
+        )
+    return cfg
 
 
 def config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
@@ -181,6 +218,8 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
     unshare_flags = 0
     new_netns = False
     netns_path = ""
+    ipc_path = ""
+    pid_mode = "host"  # no pid namespace listed: the host's (--pid host)
     for ns in linux.get("namespaces", []):
         kind, ns_path = ns["type"], ns.get("path", "")
         if kind == "network":
@@ -196,8 +235,10 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
                 "ipc": K.CLONE_NEWIPC,
                 "cgroup": K.CLONE_NEWCGROUP,
             }[kind]
-        elif kind == "pid" and not ns_path:
-            pass  # the monitor unshares the pid namespace for its child
+        elif kind == "pid":
+            pid_mode = ns_path or "private"  # the monitor unshares or joins it for its child
+        elif kind == "ipc":
+            ipc_path = ns_path
         else:
             raise ValueError(f"unsupported namespace {ns}")
     if not unshare_flags & K.CLONE_NEWNS:
@@ -229,6 +270,12 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
         cpu_shares=int(res.get("cpu", {}).get("shares", 0) or 0),
         pids_limit=int(res.get("pids", {}).get("limit", 0) or 0),
         devices=devices,
+        memory_reservation=int(res.get("memory", {}).get("reservation", 0) or 0),
+        cpu_quota=int(res.get("cpu", {}).get("quota", 0) or 0),
+        cpu_period=int(res.get("cpu", {}).get("period", 0) or 0),
+        cpuset_cpus=str(res.get("cpu", {}).get("cpus", "") or ""),
+        cpuset_mems=str(res.get("cpu", {}).get("mems", "") or ""),
+        blkio_weight=int(res.get("blockIO", {}).get("weight", 0) or 0),
     )
     root_path = root.get("path", "rootfs")
     lower = annotations.get(ANNOTATION_LOWERDIR, "")
@@ -266,4 +313,23 @@ def _config_from_oci(bundle: str, oci: dict) -> ContainerConfig:
         readonly_paths=list(linux.get("readonlyPaths", [])),
         oom_score_adj=process.get("oomScoreAdj"),
         seccomp=linux.get("seccomp"),
+        rlimits=[
+            (str(r["type"]), int(r["soft"]), int(r["hard"])) for r in process.get("rlimits") or []
+        ],
+        sysctls={str(k): str(v) for k, v in (linux.get("sysctl") or {}).items()},
+        device_nodes=[
+            DeviceNode(
+                path=str(d["path"]),
+                kind=str(d.get("type", "c")),
+                major=int(d["major"]),
+                minor=int(d["minor"]),
+                mode=int(d.get("fileMode", 0o666)),
+                uid=int(d.get("uid", 0)),
+                gid=int(d.get("gid", 0)),
+            )
+            for d in linux.get("devices") or []
+        ],
+        pid_mode=pid_mode,
+        ipc_path=ipc_path,
+        shm_from=annotations.get(ANNOTATION_SHM_FROM, ""),
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from dockyard.errors import Conflict, InvalidParameter, KernelError
+from dockyard.errors import Conflict, InvalidParameter, KernelError, RuntimeFailure
 from dockyard.kernel.interface import Kernel
 from dockyard.runtime import cgroups_v2 as v2
 from dockyard.runtime.bundle import CGROUP_CONTROLLERS, ContainerConfig, cgroup_path_error
@@ -31,10 +31,39 @@ def check_cgroup_parent(parent: str) -> None:
         raise InvalidParameter(f'invalid CgroupParent "{parent}": {error}')
 
 
-def available_controllers(kernel: Kernel) -> list[str]:
-    """The v1 controllers mounted; failing those, the v2 hierarchy at the cgroup root."""
-    v1 = [c for c in CGROUP_CONTROLLERS if kernel.cgroup_has(c, "", "cgroup.procs")]
+def available_controllers(kernel: Kernel, cfg: ContainerConfig | None = None) -> list[str]:
+    """The controllers a container gets: the usual ones, plus cpuset and blkio only when
+    it asks for them (they cost directories and writes at every start otherwise)."""
+    wanted = list(CGROUP_CONTROLLERS)
+    if cfg is not None:
+        if cfg.resources.cpuset_cpus or cfg.resources.cpuset_mems:
+            wanted.append("cpuset")
+        if cfg.resources.blkio_weight:
+            wanted.append("blkio")
+    v1 = [c for c in wanted if kernel.cgroup_has(c, "", "cgroup.procs")]
+    # No v1 controller mounted: the v2 hierarchy at the cgroup root, if there is one.
     return v1 or v2.detect(kernel)
+
+
+# The blkio weight knob: CFQ's, or BFQ's (Linux >= 5.0 has no CFQ).
+BLKIO_WEIGHT_FILES = ("blkio.weight", "blkio.bfq.weight")
+
+
+def blkio_weight_file(kernel: Kernel) -> str | None:
+    return next((f for f in BLKIO_WEIGHT_FILES if kernel.cgroup_has("blkio", "", f)), None)
+
+
+def _inherit_cpuset(kernel: Kernel, path: str) -> None:
+    """cgroup v1 cpuset: a new directory starts with no cpus and no mems, and no task
+    may join it; give each level its parent's, top down."""
+    parts = [p for p in path.split("/") if p]
+    for depth in range(1, len(parts) + 1):
+        here, parent = "/".join(parts[:depth]), "/".join(parts[: depth - 1])
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if not kernel.cgroup_read("cpuset", here, name).strip():
+                kernel.cgroup_write(
+                    "cpuset", here, name, kernel.cgroup_read("cpuset", parent, name).strip()
+                )
 
 
 def create_cgroups(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> None:
@@ -52,8 +81,27 @@ def create_cgroups(kernel: Kernel, cfg: ContainerConfig, controllers: list[str])
             "memory", path, "memory.memsw.limit_in_bytes"
         ):
             kernel.cgroup_write("memory", path, "memory.memsw.limit_in_bytes", str(res.memory_swap))
+    if "memory" in controllers and res.memory_reservation > 0:
+        kernel.cgroup_write(
+            "memory", path, "memory.soft_limit_in_bytes", str(res.memory_reservation)
+        )
     if "cpu" in controllers and res.cpu_shares > 0:
         kernel.cgroup_write("cpu", path, "cpu.shares", str(res.cpu_shares))
+    if "cpu" in controllers and res.cpu_period:
+        kernel.cgroup_write("cpu", path, "cpu.cfs_period_us", str(res.cpu_period))
+    if "cpu" in controllers and res.cpu_quota:
+        kernel.cgroup_write("cpu", path, "cpu.cfs_quota_us", str(res.cpu_quota))
+    if "cpuset" in controllers:
+        _inherit_cpuset(kernel, path)
+        if res.cpuset_cpus:
+            kernel.cgroup_write("cpuset", path, "cpuset.cpus", res.cpuset_cpus)
+        if res.cpuset_mems:
+            kernel.cgroup_write("cpuset", path, "cpuset.mems", res.cpuset_mems)
+    if "blkio" in controllers and res.blkio_weight:
+        knob = blkio_weight_file(kernel)
+        if knob is None:  # the engine refuses it on such a host; a foreign bundle too
+            raise InvalidParameter("blkio weight: this host's block cgroup has no weight knob")
+        kernel.cgroup_write("blkio", path, knob, str(res.blkio_weight))
     if "pids" in controllers and res.pids_limit != 0:
         limit = "max" if res.pids_limit < 0 else str(res.pids_limit)
         kernel.cgroup_write("pids", path, "pids.max", limit)
@@ -160,3 +208,65 @@ def read_stats(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> 
             "limit": _read_int(kernel, "pids", path, "pids.max"),
         }
     return stats
+
+
+def update_running(kernel: Kernel, cfg: ContainerConfig, res: dict) -> list[str]:
+    """docker update on a running container: write its cgroups now. Returns warnings
+    for what only the next start can apply (a controller it did not join)."""
+    if v2.detect(kernel):
+        # The v1 files below do not exist there: refuse rather than change nothing.
+        raise RuntimeFailure(
+            "docker update of a running container is not supported on cgroup v2 yet"
+        )
+    path = cfg.cgroup_path
+    warnings: list[str] = []
+
+    def has(controller: str, name: str) -> bool:
+        return kernel.cgroup_has(controller, path, name)
+
+    memory, swap = int(res["memory"]), int(res["memory_swap"])
+    if memory and has("memory", "memory.limit_in_bytes"):
+        limit = "memory.limit_in_bytes"
+        memsw = (
+            "memory.memsw.limit_in_bytes" if has("memory", "memory.memsw.limit_in_bytes") else ""
+        )
+        order = [(limit, memory)] + ([(memsw, swap)] if memsw and swap else [])
+        try:
+            for name, value in order:
+                kernel.cgroup_write("memory", path, name, str(value))
+        except KernelError:
+            # Raising the limit above the current memory+swap limit needs memsw first.
+            for name, value in reversed(order):
+                kernel.cgroup_write("memory", path, name, str(value))
+    if res["memory_reservation"] and has("memory", "memory.soft_limit_in_bytes"):
+        kernel.cgroup_write(
+            "memory", path, "memory.soft_limit_in_bytes", str(res["memory_reservation"])
+        )
+    if res["cpu_shares"] and has("cpu", "cpu.shares"):
+        kernel.cgroup_write("cpu", path, "cpu.shares", str(res["cpu_shares"]))
+    if has("cpu", "cpu.cfs_quota_us"):
+        kernel.cgroup_write("cpu", path, "cpu.cfs_period_us", str(res["cpu_period"]))
+        kernel.cgroup_write("cpu", path, "cpu.cfs_quota_us", str(res["cpu_quota"]))
+    if res["pids_limit"] and has("pids", "pids.max"):
+        limit = "max" if int(res["pids_limit"]) < 0 else str(res["pids_limit"])
+        kernel.cgroup_write("pids", path, "pids.max", limit)
+    for key, name in (("cpuset_cpus", "cpuset.cpus"), ("cpuset_mems", "cpuset.mems")):
+        if not res[key]:
+            continue
+        if has("cpuset", name):
+            kernel.cgroup_write("cpuset", path, name, str(res[key]))
+        else:
+            warnings.append(
+                f"{name} applies from the next start: the container was started without a "
+                "cpuset cgroup"
+            )
+    if res["blkio_weight"]:
+        knob = blkio_weight_file(kernel)
+        if knob and has("blkio", knob):
+            kernel.cgroup_write("blkio", path, knob, str(res["blkio_weight"]))
+        else:
+            warnings.append(
+                "the blkio weight applies from the next start: the container was started "
+                "without a blkio cgroup"
+            )
+    return warnings

@@ -23,7 +23,7 @@ from dockyard.runtime.devicefilter import compile_rules
 
 V2_PREFIX = "cgroup2:"
 # What the limits need, in the order they are enabled.
-WANTED = ("cpu", "memory", "pids")
+WANTED = ("cpu", "cpuset", "io", "memory", "pids")
 
 
 def hierarchy_of(controllers: list[str]) -> str | None:
@@ -54,12 +54,21 @@ def cpu_weight(shares: int) -> int:
     return 1 + ((shares - 2) * 9999) // 262142
 
 
+def blkio_weight_to_io(weight: int) -> int:
+    """blkio.weight (10..1000) to io.weight (1..10000), as runc converts it."""
+    return 1 + ((weight - 10) * 9999) // 990
+
+
 def _needed(cfg: ContainerConfig) -> list[str]:
     res = cfg.resources
     need = []
-    if res.cpu_shares > 0:
+    if res.cpu_shares > 0 or res.cpu_quota or res.cpu_period:
         need.append("cpu")
-    if res.memory > 0 or res.memory_swap != 0:
+    if res.cpuset_cpus or res.cpuset_mems:
+        need.append("cpuset")
+    if res.blkio_weight:
+        need.append("io")
+    if res.memory > 0 or res.memory_swap != 0 or res.memory_reservation > 0:
         need.append("memory")
     if res.pids_limit != 0:
         need.append("pids")
@@ -95,8 +104,19 @@ def create(kernel: Kernel, h: str, cfg: ContainerConfig) -> None:
         # v1's memsw is memory+swap; v2's swap.max is the swap alone.
         swap = "max" if res.memory_swap < 0 else str(max(0, res.memory_swap - res.memory))
         kernel.cgroup_write(h, path, "memory.swap.max", swap)
+    if res.memory_reservation > 0:
+        kernel.cgroup_write(h, path, "memory.low", str(res.memory_reservation))
     if res.cpu_shares > 0:
         kernel.cgroup_write(h, path, "cpu.weight", str(cpu_weight(res.cpu_shares)))
+    if res.cpu_quota or res.cpu_period:
+        quota = str(res.cpu_quota) if res.cpu_quota > 0 else "max"
+        kernel.cgroup_write(h, path, "cpu.max", f"{quota} {res.cpu_period or 100000}")
+    if res.cpuset_cpus:
+        kernel.cgroup_write(h, path, "cpuset.cpus", res.cpuset_cpus)
+    if res.cpuset_mems:
+        kernel.cgroup_write(h, path, "cpuset.mems", res.cpuset_mems)
+    if res.blkio_weight:
+        kernel.cgroup_write(h, path, "io.weight", str(blkio_weight_to_io(res.blkio_weight)))
     if res.pids_limit != 0:
         kernel.cgroup_write(
             h, path, "pids.max", "max" if res.pids_limit < 0 else str(res.pids_limit)

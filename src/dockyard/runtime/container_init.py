@@ -30,7 +30,7 @@ from dockyard.kernel.trace import TraceEntry, TracingKernel, calls_to_json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
-from dockyard.runtime.seccomp import compile_profile
+from dockyard.runtime.seccomp import compile_oci
 from dockyard.runtime.securejoin import open_in_root
 from dockyard.runtime.spec import DEFAULT_PATH
 
@@ -48,8 +48,10 @@ DEV_SYMLINKS = [
     ("/proc/self/fd/0", "stdin"),
     ("/proc/self/fd/1", "stdout"),
     ("/proc/self/fd/2", "stderr"),
-    ("/proc/kcore", "core"),
-]
+] + (
+    # As runc: /dev/core only where the kernel has a /proc/kcore (checked once, here).
+    [("/proc/kcore", "core")] if os.path.exists("/proc/kcore") else []
+)
 # Python ignores these (and the forkserver SIGCHLD/SIGINT); ignored
 # dispositions survive execve, so the command would inherit them. Plain ints,
 # so that the start trace that records them travels as marshal data.
@@ -279,7 +281,8 @@ def apply_seccomp(kernel: Kernel, cfg: ContainerConfig) -> None:
     # Installed while we still hold CAP_SYS_ADMIN (no no_new_privs needed);
     # the profile allows what the rest of the init does (prctl, capset, execve).
     if cfg.seccomp:
-        program = compile_profile(cfg.seccomp)
+        # Compiled before the init (see bundle.load_config): it only loads it here.
+        program = cfg.seccomp_program or compile_oci(cfg.seccomp)
         if program is not None:
             kernel.set_seccomp_filter(program)
 
@@ -339,6 +342,24 @@ def exec_command(kernel: Kernel, args: list[str], env: list[str]) -> None:
     raise RuntimeFailure(f'exec: "{name}": executable file not found in $PATH', "not-found")
 
 
+def create_device_nodes(kernel: Kernel, root_fd: int, cfg: ContainerConfig) -> None:
+    """linux.devices (--device, --privileged): nodes made in the container, its parent
+    directories resolved inside the root."""
+    for node in cfg.device_nodes:
+        parent, name = os.path.split(node.path.rstrip("/"))
+        if not name:
+            raise RuntimeFailure(f"invalid device path {node.path!r}")
+        dir_fd = open_in_root(kernel, root_fd, parent or "/", "dir")
+        try:
+            kind = K.S_IFBLK if node.kind == "b" else K.S_IFCHR
+            kernel.mknodat(dir_fd, name, kind | (node.mode & 0o7777), node.major, node.minor)
+        except KernelError as exc:
+            if exc.errno != errno.EEXIST:
+                raise RuntimeFailure(f"creating device {node.path}: {exc}") from None
+        finally:
+            kernel.close(dir_fd)
+
+
 def init_container(
     kernel: Kernel,
     cfg: ContainerConfig,
@@ -363,6 +384,10 @@ def init_container(
         kernel.set_oom_score_adj(cfg.oom_score_adj)
     if cfg.netns_path:
         kernel.setns(cfg.netns_path, K.CLONE_NEWNET)
+    if cfg.ipc_path:  # --ipc container:<id>
+        kernel.setns(cfg.ipc_path, K.CLONE_NEWIPC)
+    # ...and its /dev/shm, copied from its mount namespace while we are still outside ours.
+    shm_tree = kernel.clone_mount_from_ns(cfg.shm_from, "/dev/shm") if cfg.shm_from else -1
     kernel.unshare(cfg.unshare_flags)
     if cfg.new_netns:
         kernel.bring_loopback_up()
@@ -389,12 +414,27 @@ def init_container(
         mount_one(kernel, root_fd, m)
         if m.destination == "/dev" and m.fstype == "tmpfs":
             populate_dev(kernel, root_fd, devpts)
+    create_device_nodes(kernel, root_fd, cfg)
+    if shm_tree >= 0:
+        target = open_in_root(kernel, root_fd, "/dev/shm", "dir")
+        try:
+            kernel.move_mount_fd(shm_tree, target)
+        finally:
+            kernel.close(target)
+            kernel.close(shm_tree)
     kernel.close(root_fd)
     if before_pivot is not None:
         before_pivot()
     pivot_into(kernel, cfg.rootfs)
     if cfg.terminal:
         setup_console(kernel, send_pty)
+    # Before /proc/sys turns read-only; the container's own namespaces' values only
+    # (the engine refuses the others).
+    for name, value in cfg.sysctls.items():
+        try:
+            kernel.write_sysctl(name, value)
+        except KernelError as exc:
+            raise RuntimeFailure(f"sysctl {name}={value}: {os.strerror(exc.errno)}") from None
     mask_paths(kernel, cfg)
     # The working directory (-w) is created like a mount target: through the resolver.
     new_root = open_root(kernel, "/")
@@ -411,6 +451,11 @@ def confine_and_exec(
     """The last steps of both an init and an exec: cwd, no inherited fds, seccomp,
     credentials, a clean signal state, then exec."""
     kernel.chdir(cfg.cwd)
+    for name, soft, hard in cfg.rlimits:  # raising a hard limit needs CAP_SYS_RESOURCE
+        try:
+            kernel.set_rlimit(name, soft, hard)
+        except KernelError as exc:
+            raise RuntimeFailure(f"ulimit {name}={soft}:{hard}: {os.strerror(exc.errno)}") from None
     # Only stdio crosses execve: whatever else the monitor or the daemon held
     # (their sockets above all) must not reach the command. CLOEXEC rather
     # than close: the status socket has to stay open until the exec itself.

@@ -66,8 +66,9 @@ class ExecMonitor(Monitor):
             effective=caps or base.effective,
             permitted=caps or base.permitted,
             seccomp=None if spec.privileged else base.seccomp,
+            seccomp_program=None if spec.privileged else base.seccomp_program,
         )
-        self.controllers = available_controllers(tracer)
+        self.controllers = available_controllers(tracer, cfg)
         return cfg
 
     def _enter_pid_namespace(self, tracer: TracingKernel) -> None:

@@ -40,8 +40,7 @@ from dockyard.runtime import frames
 from dockyard.runtime.exec_monitor import detach_and_run_exec
 from dockyard.runtime.monitor import detach_and_run
 from dockyard.runtime.oci_monitor import detach_and_run_external
-from dockyard.runtime.seccomp import compile_profile, default_profile
-from dockyard.runtime.spec import DEFAULT_CAPABILITIES, ExecSpec
+from dockyard.runtime.spec import ExecSpec
 
 READY = frames.FORKSERVER_READY
 
@@ -204,7 +203,6 @@ def main(argv: list[str]) -> int:
     # Answers that do not change, computed once here rather than in every container.
     kernel.cap_last()
     kernel.permitted_caps()
-    compile_profile(default_profile(DEFAULT_CAPABILITIES))
     # Everything imported so far is shared with every monitor: keep the
     # collector from touching (and so copying) those pages after each fork.
     gc.collect()

@@ -257,6 +257,13 @@ class MonitorLink:
             self._hello.cancel()
 
 
+def _compile_default_seccomp() -> None:
+    from dockyard.runtime.seccomp import compile_oci, default_profile
+    from dockyard.runtime.spec import DEFAULT_CAPABILITIES
+
+    compile_oci(default_profile(DEFAULT_CAPABILITIES))
+
+
 class Launcher:
     def __init__(self, run_dir: str, python: str = sys.executable) -> None:
         self.run_dir = run_dir
@@ -292,10 +299,14 @@ class Launcher:
             theirs.close()
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
+        # Docker's default seccomp program, compiled while the forkserver imports (the
+        # first start then only looks it up).
+        prewarm = asyncio.create_task(asyncio.to_thread(_compile_default_seccomp))
         try:
             ready = await asyncio.wait_for(loop.sock_recv(ours, 16), timeout=30)
         except TimeoutError:
             ready = b""
+        await prewarm
         if ready != frames.FORKSERVER_READY:
             ours.close()
             await self._reap()
@@ -399,6 +410,14 @@ class Launcher:
             "exec": spec.to_json(),
         }
         return await self._start_monitor(request, bundle_dir, exit_file=False)
+
+    def update_resources(self, bundle_dir: str, resources: dict) -> list[str]:
+        """docker update on a running container: its cgroups get the new limits now."""
+        from dockyard.kernel.linux import LinuxKernel
+        from dockyard.runtime.bundle import load_config
+        from dockyard.runtime.cgroups import update_running
+
+        return update_running(LinuxKernel(), load_config(bundle_dir), resources)
 
     async def reattach(self, container_id: str, bundle_dir: str) -> MonitorLink | None:
         """Connect to the monitor of a running container; None if it is gone."""

@@ -221,7 +221,7 @@ class Monitor:
         for name in (EXIT_FILE, STATE_FILE):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.bundle, name))
-        self.controllers = available_controllers(tracer)
+        self.controllers = available_controllers(tracer, cfg)
         create_cgroups(tracer, cfg, self.controllers)
         self.owns_cgroups = True
         if self.log_path:
@@ -229,8 +229,13 @@ class Monitor:
         return cfg
 
     def _enter_pid_namespace(self, tracer: TracingKernel) -> None:
-        # A new pid namespace for the next child only: it becomes PID 1.
-        tracer.unshare(K.CLONE_NEWPID)
+        # A new pid namespace for the next child only: it becomes PID 1 (--pid host:
+        # none; --pid container:<id>: that container's).
+        pid_mode = self.cfg.pid_mode if self.cfg is not None else "private"
+        if pid_mode == "private":
+            tracer.unshare(K.CLONE_NEWPID)
+        elif pid_mode != "host":
+            tracer.setns(pid_mode, K.CLONE_NEWPID)
 
     def _child(
         self, cfg: ContainerConfig, stdio: tuple[int, int, int], status: socket.socket

@@ -108,7 +108,7 @@ def create(
         os.chmod(fifo, 0o622)  # not umask's: the init may write it as another user
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         console = connect_console(console_socket)
-        controllers = available_controllers(kernel)
+        controllers = available_controllers(kernel, cfg)
         create_cgroups(kernel, cfg, controllers)
         container = S.OciContainer(
             id=container_id,

@@ -80,7 +80,7 @@ class ExternalRuntimeMonitor(Monitor):
                 os.unlink(os.path.join(self.bundle, name))
         # The runtime creates and removes the cgroups (at cfg.cgroup_path, as
         # ours would be): pause and stats read the same files.
-        self.controllers = available_controllers(tracer)
+        self.controllers = available_controllers(tracer, cfg)
         self.owns_cgroups = True
         if self.log_path:
             self.log = JsonFileLog(self.log_path)

@@ -14,7 +14,12 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from dockyard.kernel.flags import CAPABILITIES
-from dockyard.runtime.seccomp import default_profile
+from dockyard.runtime.seccomp import (
+    ANNOTATION_PROGRAM,
+    default_profile,
+    program_annotation,
+    resolve,
+)
 
 OCI_VERSION = "1.0.2"
 
@@ -22,6 +27,8 @@ ANNOTATION_LOWERDIR = "org.dockyard.rootfs.lowerdir"
 ANNOTATION_UPPERDIR = "org.dockyard.rootfs.upperdir"
 ANNOTATION_WORKDIR = "org.dockyard.rootfs.workdir"
 ANNOTATION_OPEN_STDIN = "org.dockyard.open-stdin"
+# --ipc container:X: the mount namespace whose /dev/shm the container shares.
+ANNOTATION_SHM_FROM = "org.dockyard.ipc.shm-from"
 
 # Docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPABILITIES = [
@@ -89,6 +96,20 @@ class BindMount:
 
 
 @dataclass
+class Device:
+    """A host device node given to the container (--device HOST[:CTR[:rwm]])."""
+
+    path: str  # inside the container
+    kind: str  # "c" or "b"
+    major: int
+    minor: int
+    mode: int  # permission bits of the host node
+    access: str = "rwm"  # what the device cgroup allows
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass
 class RunSpec:
     args: list[str]
     env: list[str]  # "K=V"
@@ -112,8 +133,28 @@ class RunSpec:
     pids_limit: int = 0  # 0 = unlimited, -1 = unlimited
     capabilities: list[str] | None = None  # None = Docker's default set
     privileged: bool = False
-    no_new_privileges: bool = False  # --security-opt no-new-privileges
-    seccomp: bool = True  # False: --security-opt seccomp=unconfined
+    # Docker-format seccomp profile (--security-opt seccomp=...); None = Docker's default.
+    seccomp_profile: dict | None = None
+    seccomp_unconfined: bool = False
+    no_new_privileges: bool = False
+    tmpfs: dict[str, str] = field(default_factory=dict)  # path -> mount options
+    devices: list[Device] = field(default_factory=list)
+    rlimits: list[tuple[str, int, int]] = field(default_factory=list)  # RLIMIT_X, soft, hard
+    sysctls: dict[str, str] = field(default_factory=dict)
+    shm_size: int = 0  # bytes, 0 = Docker's 64 MiB
+    ipc: str = "private"  # "private" | "host" | path of an ipc namespace to join
+    ipc_shm: str = ""  # the host's /dev/shm to bind (--ipc host)
+    ipc_shm_from: str = ""  # a mount namespace whose /dev/shm to share (--ipc container:)
+    pid: str = "private"  # "private" | "host" | path of a pid namespace to join
+    uts: str = "private"  # "private" | "host"
+    init_path: str = ""  # --init: the static init bound at /sbin/docker-init
+    oom_score_adj: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    memory_reservation: int = 0
+    blkio_weight: int = 0
     domainname: str = ""
 
     def to_oci(self, container_id: str) -> dict:
@@ -134,7 +175,7 @@ class RunSpec:
                 "gid": self.gid,
                 "additionalGids": list(self.additional_gids),
             },
-            "args": list(self.args),
+            "args": (["/sbin/docker-init", "--"] if self.init_path else []) + list(self.args),
             "env": list(self.env),
             "cwd": self.cwd or "/",
             # Inheritable stays empty as in Docker >= 20.10.14 (CVE-2022-24769).
@@ -145,14 +186,18 @@ class RunSpec:
             },
             "noNewPrivileges": self.no_new_privileges,
             # Containers start at 0 even when the daemon protects itself (dockerd runs at -500).
-            "oomScoreAdj": 0,
+            "oomScoreAdj": self.oom_score_adj,
         }
-        namespaces: list[dict[str, str]] = [
-            {"type": "pid"},
-            {"type": "ipc"},
-            {"type": "uts"},
-            {"type": "mount"},
-        ]
+        if self.rlimits:
+            process["rlimits"] = [
+                {"type": kind, "soft": soft, "hard": hard} for kind, soft, hard in self.rlimits
+            ]
+        namespaces: list[dict[str, str]] = [{"type": "mount"}]
+        for kind, mode in (("pid", self.pid), ("ipc", self.ipc), ("uts", self.uts)):
+            if mode == "private":
+                namespaces.append({"type": kind})
+            elif mode != "host":
+                namespaces.append({"type": kind, "path": mode})
         if self.network == "private":
             namespaces.append({"type": "network"})
         elif self.network != "host":
@@ -199,13 +244,41 @@ class RunSpec:
                 "source": "mqueue",
                 "options": ["nosuid", "noexec", "nodev"],
             },
-            {
-                "destination": "/dev/shm",
-                "type": "tmpfs",
-                "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
-            },
         ]
+        if self.ipc_shm:
+            mounts.append(
+                {
+                    "destination": "/dev/shm",
+                    "type": "bind",
+                    "source": self.ipc_shm,
+                    "options": ["rbind", "rprivate"],
+                }
+            )
+        elif not self.ipc_shm_from:
+            shm = self.shm_size or 64 << 20
+            mounts.append(
+                {
+                    "destination": "/dev/shm",
+                    "type": "tmpfs",
+                    "source": "shm",
+                    "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm}"],
+                }
+            )
+        if self.init_path:
+            mounts.append(
+                {
+                    "destination": "/sbin/docker-init",
+                    "type": "bind",
+                    "source": self.init_path,
+                    "options": ["rbind", "rprivate", "ro"],
+                }
+            )
+        for path, opts in self.tmpfs.items():
+            # Docker's defaults, which the user's options (exec, size=...) amend.
+            options = ["noexec", "nosuid", "nodev"] + [o for o in opts.split(",") if o]
+            mounts.append(
+                {"destination": path, "type": "tmpfs", "source": "tmpfs", "options": options}
+            )
         for m in self.mounts:
             options = ["rbind", "rprivate"] + (["ro"] if m.readonly else [])
             mounts.append(
@@ -227,8 +300,23 @@ class RunSpec:
             else:
                 memory["swap"] = -1
             resources["memory"] = memory
+        if self.memory_reservation > 0:
+            resources.setdefault("memory", {})["reservation"] = self.memory_reservation
+        cpu: dict = {}
         if self.cpu_shares > 0:
-            resources["cpu"] = {"shares": self.cpu_shares}
+            cpu["shares"] = self.cpu_shares
+        if self.cpu_quota:
+            cpu["quota"] = self.cpu_quota
+        if self.cpu_period:
+            cpu["period"] = self.cpu_period
+        if self.cpuset_cpus:
+            cpu["cpus"] = self.cpuset_cpus
+        if self.cpuset_mems:
+            cpu["mems"] = self.cpuset_mems
+        if cpu:
+            resources["cpu"] = cpu
+        if self.blkio_weight:
+            resources["blockIO"] = {"weight": self.blkio_weight}
         if self.pids_limit != 0:
             resources["pids"] = {"limit": self.pids_limit}
         if self.privileged:
@@ -242,6 +330,16 @@ class RunSpec:
                 if minor is not None:
                     rule["minor"] = minor
                 devices.append(rule)
+            for d in self.devices:
+                devices.append(
+                    {
+                        "allow": True,
+                        "type": d.kind,
+                        "major": d.major,
+                        "minor": d.minor,
+                        "access": d.access,
+                    }
+                )
             resources["devices"] = devices
 
         linux: dict = {
@@ -249,11 +347,31 @@ class RunSpec:
             "resources": resources,
             "cgroupsPath": f"/{self.cgroup_parent.strip('/')}/{container_id}",
         }
+        if self.devices:
+            linux["devices"] = [
+                {
+                    "path": d.path,
+                    "type": d.kind,
+                    "major": d.major,
+                    "minor": d.minor,
+                    "fileMode": d.mode,
+                    "uid": d.uid,
+                    "gid": d.gid,
+                }
+                for d in self.devices
+            ]
+        if self.sysctls:
+            linux["sysctl"] = dict(self.sysctls)
         if not self.privileged:
             linux["maskedPaths"] = list(MASKED_PATHS)
             linux["readonlyPaths"] = list(READONLY_PATHS)
-            if self.seccomp:
-                linux["seccomp"] = default_profile(caps)
+        if not self.privileged and not self.seccomp_unconfined:
+            # Resolved against the bounding set, as dockerd does (capability-gated groups).
+            linux["seccomp"] = (
+                resolve(self.seccomp_profile, caps)
+                if self.seccomp_profile is not None
+                else default_profile(caps)
+            )
 
         return {
             "ociVersion": OCI_VERSION,
@@ -268,6 +386,7 @@ class RunSpec:
                 ANNOTATION_UPPERDIR: self.rootfs_upper,
                 ANNOTATION_WORKDIR: self.rootfs_work,
                 ANNOTATION_OPEN_STDIN: "true" if self.open_stdin else "false",
+                **({ANNOTATION_SHM_FROM: self.ipc_shm_from} if self.ipc_shm_from else {}),
             },
         }
 
@@ -326,5 +445,15 @@ def write_bundle(bundle_dir: str, oci: dict) -> None:
     """
     os.makedirs(bundle_dir, exist_ok=True)
     os.makedirs(os.path.join(bundle_dir, oci.get("root", {}).get("path", "rootfs")), exist_ok=True)
+    # The seccomp program, compiled here once per distinct profile (cached): the
+    # container init only loads it.
+    profile = oci.get("linux", {}).get("seccomp")
+    if profile:
+        program = program_annotation(profile)
+        if program is not None:
+            oci = {
+                **oci,
+                "annotations": {**oci.get("annotations", {}), ANNOTATION_PROGRAM: program},
+            }
     data = json.dumps(oci, separators=(",", ":")).encode()
     write_atomic(os.path.join(bundle_dir, "config.json"), data, durable=False)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 CONTAINER_OPTIONS: list[Opt] = [
     Opt("add-host", kind="list", help="Add a custom host-to-IP mapping (host:ip)"),
     Opt("attach", "a", kind="list", help="Attach to STDIN, STDOUT or STDERR"),
+    Opt("blkio-weight", kind="int", help="Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)"),
     Opt("cap-add", kind="list", help="Add Linux capabilities"),
     Opt("cap-drop", kind="list", help="Drop Linux capabilities"),
     Opt("cgroup-parent", kind="string", help="Optional parent cgroup for the container"),
@@ -365,11 +366,12 @@ def build_create_body(
         "Privileged": bool(opts["privileged"]),
         "PublishAllPorts": bool(opts["publish_all"]),
         "ReadonlyRootfs": bool(opts["read_only"]),
-        "SecurityOpt": opts["security_opt"] or None,
+        "SecurityOpt": [_security_opt(o) for o in opts["security_opt"]] or None,
         "UTSMode": opts["uts"] or "",
         "UsernsMode": opts["userns"] or "",
         "ShmSize": size("shm_size"),
         "CpuShares": opts["cpu_shares"] or 0,
+        "BlkioWeight": opts["blkio_weight"] or 0,
         "Memory": size("memory"),
         "MemoryReservation": size("memory_reservation"),
         "MemorySwap": memory_swap,
@@ -411,6 +413,27 @@ def build_create_body(
         networking["EndpointsConfig"][network] = {"IPAMConfig": {"IPv4Address": opts["ip"]}}
 
     return {**config, "HostConfig": host_config, "NetworkingConfig": networking}
+
+
+def _security_opt(opt: str) -> str:
+    """As the docker CLI: `seccomp=FILE` is sent as the file's content (compact JSON)."""
+    key, sep, value = opt.partition("=")
+    if not sep:
+        key, sep, value = opt.partition(":")
+    if key != "seccomp" or not sep or value == "unconfined":
+        return opt
+    import json
+
+    try:
+        with open(value, "rb") as f:
+            profile = json.load(f)
+    except OSError as exc:
+        raise CLIError(f"opening seccomp profile ({value}) failed: {exc.strerror}", 125) from None
+    except ValueError as exc:
+        raise CLIError(
+            f"compacting json for seccomp profile ({value}) failed: {exc}", 125
+        ) from None
+    return "seccomp=" + json.dumps(profile, separators=(",", ":"))
 
 
 def _device(spec: str) -> dict[str, str]:
