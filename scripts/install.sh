@@ -28,8 +28,9 @@ APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 
 # apache2-utils (htpasswd), openssl (a token server's keys) and skopeo are the
 # registry tests' other side; runc: the tests compare a container's view with
 # runc's on the same bundle; golang-github-containers-common ships
-# /usr/share/containers/seccomp.json.
-TEST_APT_PACKAGES=(gcc libc6-dev docker-registry apache2-utils openssl skopeo runc golang-github-containers-common)
+# /usr/share/containers/seccomp.json; containerd drives dockyard-runtime through
+# its runc shim in tests/integration/test_oci_runtime_containerd.py.
+TEST_APT_PACKAGES=(gcc libc6-dev docker-registry apache2-utils openssl skopeo runc golang-github-containers-common containerd)
 
 say() { echo "install: $*" >&2; }
 
@@ -92,13 +93,19 @@ link_cli() {
     # A launcher rather than pip's entry point: `python -S` skips site-packages and
     # their .pth files (5 ms of every command); the CLI needs only the standard
     # library and its own sources (`dockyard daemon` loads site-packages itself).
-    local target=/usr/local/bin/dockyard
+    # dockyard-runtime (runc's command line, for containerd) is launched the same way.
+    write_launcher /usr/local/bin/dockyard dockyard.cli.main
+    write_launcher /usr/local/bin/dockyard-runtime dockyard.runtime.oci_cli
+}
+
+write_launcher() {
+    local target="$1" module="$2"
     rm -f "$target"
     cat >"$target.tmp" <<EOF
 #!$VENV/bin/python3 -S
 import sys
 sys.path.insert(0, "$REPO/src")
-from dockyard.cli.main import main
+from $module import main
 raise SystemExit(main())
 EOF
     chmod 755 "$target.tmp"

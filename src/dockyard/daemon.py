@@ -23,6 +23,8 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 
+from dockyard.engine.runtimes import configure as configure_runtimes
+from dockyard.engine.runtimes import parse_add_runtime
 from dockyard.errors import DockyardError
 
 DEFAULT_SOCKET = "/run/dockyard.sock"
@@ -45,6 +47,8 @@ class DaemonConfig:
     labels: list[str] = field(default_factory=list)
     group: str = "dockyard"
     insecure_registries: list[str] = field(default_factory=list)
+    runtimes: dict[str, dict] = field(default_factory=dict)
+    default_runtime: str = ""
     # dockerd's TLS settings; None: not given, so "--tls=false" (a deliberate
     # unauthenticated listener) is told apart from no word at all.
     tls: bool | None = None
@@ -137,6 +141,10 @@ def parse_args(argv: list[str]) -> DaemonConfig:
     p.add_argument("--tlscacert", default=None, help="Trust certs signed only by this CA")
     p.add_argument("--tlscert", default=None, help="Path to TLS certificate file")
     p.add_argument("--tlskey", default=None, help="Path to TLS key file")
+    p.add_argument(
+        "--add-runtime", action="append", default=None, help="Register an OCI runtime: name=path"
+    )
+    p.add_argument("--default-runtime", default=None, help="Default OCI runtime for containers")
     p.add_argument("--bip", default=None, help="Specify default-bridge IPv4 network")
     p.add_argument(
         "--default-address-pool",
@@ -167,6 +175,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
             "default-address-pools",
         }
         known.add("insecure-registries")
+        known |= {"runtimes", "default-runtime"}
         known |= {"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"}
         known |= {"log-driver", "log-opts"}
         unknown = sorted(set(raw) - known)
@@ -187,6 +196,10 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         if not isinstance(opts, dict) or not all(isinstance(v, str) for v in opts.values()):
             raise DockyardError(f"invalid log-opts in {args.config_file}: want strings")
         cfg.log_opts = dict(opts)
+        if not isinstance(raw.get("runtimes", {}), dict):
+            raise DockyardError("runtimes: must be an object of {name: {path: ...}}")
+        cfg.runtimes = dict(raw.get("runtimes", {}))
+        cfg.default_runtime = str(raw.get("default-runtime", ""))
         for key in ("tls", "tlsverify"):
             if key in raw:
                 if not isinstance(raw[key], bool):
@@ -208,6 +221,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
                 ("hosts", "host"), ("insecure-registries", "insecure_registry"),
                 ("tls", "tls"), ("tlsverify", "tlsverify"),
                 ("tlscacert", "tlscacert"), ("tlscert", "tlscert"), ("tlskey", "tlskey"),
+                ("default-runtime", "default_runtime"),
                 ("bip", "bip"), ("default-address-pools", "default_address_pool"),
             )
             if getattr(args, a) is not None and k in raw and (raw[k] or raw[k] is False)
@@ -234,6 +248,16 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         cfg.labels += args.label
     if args.insecure_registry:
         cfg.insecure_registries += args.insecure_registry
+    if args.add_runtime:
+        added = parse_add_runtime(args.add_runtime)
+        both = sorted(set(added) & set(cfg.runtimes))
+        if both:
+            raise DockyardError(
+                f"runtime {', '.join(both)} is given both by --add-runtime and in the configuration file"
+            )
+        cfg.runtimes.update(added)
+    if args.default_runtime:
+        cfg.default_runtime = args.default_runtime
     for key in ("tls", "tlsverify", "tlscacert", "tlscert", "tlskey"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
@@ -513,9 +537,10 @@ async def serve(cfg: DaemonConfig) -> None:
         address_pools=cfg.default_address_pools,
     )
     await networking.start()
+    runtimes = configure_runtimes(cfg.runtimes, cfg.default_runtime)
     networks = NetworkService(store)
     containers = ContainerService(
-        store, images, launcher, cfg.data_root, networking, networks=networks
+        store, images, launcher, cfg.data_root, networking, networks=networks, runtimes=runtimes
     )
     containers.log_defaults = LogDefaults(cfg.log_driver, dict(cfg.log_opts))
     # an unknown driver or option in daemon.json stops the daemon, as dockerd

@@ -150,6 +150,7 @@ class FakeLauncher:
     def __init__(self) -> None:
         self.programs: dict[str, Program] = {}
         self.missing: set[str] = set()  # argv[0] that "do not exist" (exit 127)
+        self.runtime_paths: list[str] = []  # the runtime_path of each run ("" = ours)
         self.not_executable: set[str] = set()  # argv[0] without x bit (exit 126)
         self.links: list[FakeLink] = []
         self.alive: dict[str, FakeLink] = {}  # what reattach() finds
@@ -162,7 +163,10 @@ class FakeLauncher:
     def runs(self, container_id: str) -> int:
         return sum(1 for link in self.links if link.container_id == container_id)
 
-    async def run(self, container_id: str, bundle_dir: str, *, log_path: str) -> FakeLink:
+    async def run(
+        self, container_id: str, bundle_dir: str, *, log_path: str, runtime_path: str = ""
+    ) -> FakeLink:
+        self.runtime_paths.append(runtime_path)
         with open(os.path.join(bundle_dir, "config.json")) as f:
             args = json.load(f)["process"]["args"]
         if args[0] in self.missing:

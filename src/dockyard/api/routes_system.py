@@ -98,7 +98,7 @@ async def info(request: web.Request) -> web.Response:
             "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs",
-            "CgroupVersion": "1",
+            "CgroupVersion": facts.get("cgroup_version", "1"),
             "NEventsListener": 0,
             "KernelVersion": facts["kernel"],
             "OperatingSystem": facts["os"],
@@ -118,8 +118,7 @@ async def info(request: web.Request) -> web.Response:
             "Labels": svc.labels,
             "ExperimentalBuild": False,
             "ServerVersion": facts["version"],
-            "Runtimes": {"dockyard": {"path": "dockyard-runtime"}},
-            "DefaultRuntime": "dockyard",
+            **facts["runtimes"],
             "Swarm": {
                 "NodeID": "",
                 "NodeAddr": "",

@@ -39,6 +39,8 @@ from dockyard.engine.names import random_name, validate_name
 from dockyard.engine.network_endpoints import ContainerFacts
 from dockyard.engine.networking import ContainerNetworking
 from dockyard.engine.networks import NetworkService
+from dockyard.engine.runtimes import BUILTIN as BUILTIN_RUNTIME
+from dockyard.engine.runtimes import OciRuntimes
 from dockyard.engine.store import Store
 from dockyard.engine.update import live_resources, merged_host_config
 from dockyard.engine.volumes import VolumeService
@@ -156,7 +158,9 @@ class ContainerService:
         events: EventBus | None = None,
         volumes: VolumeService | None = None,
         networks: NetworkService | None = None,
+        runtimes: OciRuntimes | None = None,
     ) -> None:
+        self.runtimes = runtimes or OciRuntimes()
         self._store = store
         self.networking = networking
         self.volumes = volumes or VolumeService(store, data_root)
@@ -191,6 +195,14 @@ class ContainerService:
         self.volumes.users_of = self._users_of_volume
         self.log_defaults = logconfig.LogDefaults()  # daemon.json log-driver / log-opts
         self._copying: set[str] = set()  # stopped containers whose rootfs a cp has mounted
+
+    def _runtime_path(self, c: Container) -> str:
+        """The executable of the container's runtime ("" = ours); refused if it went away."""
+        name = c.host_config.runtime
+        path = self.runtimes.path_of(name)
+        if name not in ("", BUILTIN_RUNTIME) and not path:
+            raise InvalidParameter(f"unknown or invalid runtime name: {name}")
+        return path
 
     # lookups
 
@@ -363,6 +375,7 @@ class ContainerService:
         create_validation.validate_create(config, host_config)
         health.validate(config.healthcheck)
         logconfig.check(host_config.log_config, self.log_defaults)
+        host_config.runtime = self.runtimes.resolve(host_config.runtime)
         image_id = self._images.resolve(config.image)
         image_cfg = self._images.config(image_id).get("config") or {}
         merged = self._merge_image_config(config, image_cfg)
@@ -616,7 +629,12 @@ class ContainerService:
                     oci.setdefault("annotations", {}).update(rotation.annotations())
                 write_bundle(c.bundle, oci)
                 log_path = c.log_path if rotation is not None else ""  # the none driver
-                link = await self._launcher.run(c.id, c.bundle, log_path=log_path)
+                link = await self._launcher.run(
+                    c.id,
+                    c.bundle,
+                    log_path=log_path,
+                    runtime_path=self._runtime_path(c),
+                )
             except BaseException:
                 await self.networks.container_stopped(c.id)
                 await self.networking.release(c)

@@ -22,6 +22,7 @@ from dockyard.engine.network_models import IPAM, Endpoint, IPAMPool, Network
 from dockyard.engine.networks import NetworkService
 from dockyard.engine.stats import StatsService
 from dockyard.engine.volumes import VolumeService
+from dockyard.runtime.cgroups_v2 import host_cgroup_version
 
 
 @dataclass
@@ -140,4 +141,6 @@ class Services:
             "arch": platform.machine(),
             "name": socket.gethostname(),
             "version": dockyard.__version__,
+            "cgroup_version": host_cgroup_version(),
+            "runtimes": self.containers.runtimes.info(),
         }

@@ -240,6 +240,9 @@ class RecordingKernel(Kernel):
     def set_pdeathsig(self, signum: int) -> None:
         self._rec("set_pdeathsig", signum)
 
+    def set_child_subreaper(self) -> None:
+        self._rec("set_child_subreaper")
+
     # --- cgroups
     def cgroup_dir(self, controller: str, path: str) -> str:
         return f"/sys/fs/cgroup/{controller}/{path}"
@@ -264,6 +267,9 @@ class RecordingKernel(Kernel):
 
     def cgroup_remove(self, controller: str, path: str, timeout: float = 2.0) -> None:
         self._rec("cgroup_remove", controller, path)
+
+    def cgroup_attach_device_filter(self, controller: str, path: str, program: bytes) -> None:
+        self._rec("cgroup_attach_device_filter", controller, path, len(program) // 8)
 
     # --- processes
     def fork(self) -> int:

@@ -169,6 +169,11 @@ class Kernel(ABC):
     @abstractmethod
     def set_pdeathsig(self, signum: int) -> None: ...
 
+    @abstractmethod
+    def set_child_subreaper(self) -> None:
+        """PR_SET_CHILD_SUBREAPER: orphaned descendants (an init that runc started
+        and left) are re-parented to this process, which can then wait for them."""
+
     # --- cgroups (v1: one hierarchy per controller) ------------------------
     @abstractmethod
     def cgroup_dir(self, controller: str, path: str) -> str:
@@ -195,6 +200,11 @@ class Kernel(ABC):
     @abstractmethod
     def cgroup_remove(self, controller: str, path: str, timeout: float = 2.0) -> None:
         """rmdir, retrying on EBUSY while the last tasks are released."""
+
+    @abstractmethod
+    def cgroup_attach_device_filter(self, controller: str, path: str, program: bytes) -> None:
+        """cgroup v2's device rules: BPF_PROG_LOAD of a BPF_PROG_TYPE_CGROUP_DEVICE
+        program (8-byte instructions), BPF_PROG_ATTACH to the cgroup directory."""
 
     # --- processes -----------------------------------------------------------
     @abstractmethod

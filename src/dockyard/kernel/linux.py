@@ -65,11 +65,16 @@ _AT_EMPTY_PATH = 0x1000
 _MOVE_MOUNT_T_EMPTY_PATH = 0x40
 _OPENAT2_RETRIES = 64  # EAGAIN: a rename raced with a ".." lookup; the kernel asks to retry
 _SYS_CLOSE_RANGE = 436  # same on all arches
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
+_BPF_PROG_LOAD, _BPF_PROG_ATTACH = 5, 8
+_BPF_PROG_TYPE_CGROUP_DEVICE, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI = 15, 6, 2
+_BPF_ATTR_SIZE = 128  # bytes past what this kernel knows must be zero, and are
 _CLOSE_RANGE_CLOEXEC = 1 << 2
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90}[os.uname().machine]
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[os.uname().machine]
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_KEEPCAPS = 8
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
@@ -482,6 +487,9 @@ class LinuxKernel(LinuxNetworking, Kernel):
     def set_pdeathsig(self, signum: int) -> None:
         _check(_libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG")
 
+    def set_child_subreaper(self) -> None:
+        _check(_libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl", "PR_SET_CHILD_SUBREAPER")
+
     # --- cgroups ---------------------------------------------------------------
     def _cg(self, controller: str, path: str, name: str = "") -> str:
         # Callers validate cgroup paths; this keeps a missed one from reaching the host's
@@ -548,6 +556,44 @@ class LinuxKernel(LinuxNetworking, Kernel):
                     raise _oserror("rmdir", (target,), exc) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def cgroup_attach_device_filter(self, controller: str, path: str, program: bytes) -> None:
+        target = self._cg(controller, path)
+        insns = ctypes.create_string_buffer(program, len(program))
+        license_ = ctypes.create_string_buffer(b"Apache-2.0")
+        log = ctypes.create_string_buffer(1 << 16)
+        attr = ctypes.create_string_buffer(_BPF_ATTR_SIZE)
+        struct.pack_into(
+            "<IIQQIIQ",
+            attr,
+            0,
+            _BPF_PROG_TYPE_CGROUP_DEVICE,
+            len(program) // 8,
+            ctypes.addressof(insns),
+            ctypes.addressof(license_),
+            1,  # log_level: the verifier says why it refuses
+            len(log),
+            ctypes.addressof(log),
+        )
+        prog = _libc.syscall(_SYS_BPF, _BPF_PROG_LOAD, attr, _BPF_ATTR_SIZE)
+        if prog < 0:
+            err = ctypes.get_errno()
+            detail = log.value.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            raise KernelError("bpf", ("BPF_PROG_LOAD", "cgroup device", detail[0]), err)
+        try:
+            cg = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            os.close(prog)
+            raise _oserror("open", (target,), exc) from None
+        try:
+            attach = ctypes.create_string_buffer(_BPF_ATTR_SIZE)
+            struct.pack_into("<IIII", attach, 0, cg, prog, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI)
+            ret = _libc.syscall(_SYS_BPF, _BPF_PROG_ATTACH, attach, _BPF_ATTR_SIZE)
+            _check(ret, "bpf", "BPF_PROG_ATTACH", target)
+        finally:
+            # The attachment holds the program: neither fd is needed past this.
+            os.close(cg)
+            os.close(prog)
 
     # --- processes ---------------------------------------------------------------
     def fork(self) -> int:

@@ -1,4 +1,8 @@
-"""The container's cgroups (v1): one directory per controller, limits, removal.
+"""The container's cgroups: one directory per controller (v1), limits, removal.
+
+On a host without v1 controllers but with cgroup v2, the same functions work
+on the unified hierarchy (cgroups_v2.py): the controller list is then the one
+entry that names it, and each function hands over to its v2 counterpart.
 
 The monitor creates them before forking the container's init, which joins
 them as its first act (so everything it does is accounted); the monitor
@@ -9,8 +13,9 @@ from __future__ import annotations
 
 import time
 
-from dockyard.errors import Conflict, InvalidParameter, KernelError
+from dockyard.errors import Conflict, InvalidParameter, KernelError, RuntimeFailure
 from dockyard.kernel.interface import Kernel
+from dockyard.runtime import cgroups_v2 as v2
 from dockyard.runtime.bundle import CGROUP_CONTROLLERS, ContainerConfig, cgroup_path_error
 
 
@@ -35,7 +40,9 @@ def available_controllers(kernel: Kernel, cfg: ContainerConfig | None = None) ->
             wanted.append("cpuset")
         if cfg.resources.blkio_weight:
             wanted.append("blkio")
-    return [c for c in wanted if kernel.cgroup_has(c, "", "cgroup.procs")]
+    v1 = [c for c in wanted if kernel.cgroup_has(c, "", "cgroup.procs")]
+    # No v1 controller mounted: the v2 hierarchy at the cgroup root, if there is one.
+    return v1 or v2.detect(kernel)
 
 
 # The blkio weight knob: CFQ's, or BFQ's (Linux >= 5.0 has no CFQ).
@@ -60,6 +67,10 @@ def _inherit_cpuset(kernel: Kernel, path: str) -> None:
 
 
 def create_cgroups(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> None:
+    h = v2.hierarchy_of(controllers)
+    if h is not None:
+        v2.create(kernel, h, cfg)
+        return
     path, res = cfg.cgroup_path, cfg.resources
     for controller in controllers:
         kernel.cgroup_create(controller, path)
@@ -101,11 +112,18 @@ def create_cgroups(kernel: Kernel, cfg: ContainerConfig, controllers: list[str])
 
 
 def join_cgroups(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> None:
+    h = v2.hierarchy_of(controllers)
+    if h is not None:
+        v2.join(kernel, h, cfg)
+        return
     for controller in controllers:
         kernel.cgroup_add_pid(controller, cfg.cgroup_path, 0)
 
 
 def oom_killed(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> bool:
+    h = v2.hierarchy_of(controllers)
+    if h is not None:
+        return v2.oom_killed(kernel, h, cfg)
     if "memory" not in controllers:
         return False
     text = kernel.cgroup_read("memory", cfg.cgroup_path, "memory.oom_control")
@@ -117,12 +135,20 @@ def oom_killed(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> 
 
 
 def remove_cgroups(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> None:
+    h = v2.hierarchy_of(controllers)
+    if h is not None:
+        v2.remove(kernel, h, cfg)
+        return
     for controller in controllers:
         kernel.cgroup_remove(controller, cfg.cgroup_path)
 
 
 def set_frozen(kernel: Kernel, cfg: ContainerConfig, controllers: list[str], frozen: bool) -> None:
     """docker pause / unpause: the v1 freezer, waiting until every task is frozen."""
+    h = v2.hierarchy_of(controllers)
+    if h is not None:
+        v2.set_frozen(kernel, h, cfg, frozen)
+        return
     if "freezer" not in controllers:
         raise Conflict("pausing needs the freezer cgroup controller")
     want = "FROZEN" if frozen else "THAWED"
@@ -147,6 +173,9 @@ def _read_int(kernel: Kernel, controller: str, path: str, name: str) -> int | No
 
 def read_stats(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> dict:
     """Raw cgroup counters for docker stats (the engine shapes them)."""
+    h = v2.hierarchy_of(controllers)
+    if h is not None:
+        return v2.read_stats(kernel, h, cfg)
     path = cfg.cgroup_path
     stats: dict = {}
     if "memory" in controllers:
@@ -186,6 +215,11 @@ def read_stats(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> 
 def update_running(kernel: Kernel, cfg: ContainerConfig, res: dict) -> list[str]:
     """docker update on a running container: write its cgroups now. Returns warnings
     for what only the next start can apply (a controller it did not join)."""
+    if v2.detect(kernel):
+        # The v1 files below do not exist there: refuse rather than change nothing.
+        raise RuntimeFailure(
+            "docker update of a running container is not supported on cgroup v2 yet"
+        )
     path = cfg.cgroup_path
     warnings: list[str] = []
 

@@ -29,6 +29,7 @@ from dockyard.kernel.interface import Kernel
 from dockyard.kernel.trace import TraceEntry, TracingKernel, calls_to_json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
+from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
 from dockyard.runtime.seccomp import compile_oci
 from dockyard.runtime.securejoin import open_in_root
 from dockyard.runtime.spec import DEFAULT_PATH
@@ -185,6 +186,15 @@ def mount_cgroups(
     locked = K.MS_NOSUID | K.MS_NODEV | K.MS_NOEXEC
     readonly = m.flags & K.MS_RDONLY
     target = open_in_root(kernel, root_fd, m.destination, "dir")
+    hierarchy = v2_hierarchy_of(controllers)
+    if hierarchy is not None:
+        # cgroup v2: the container's own directory of the unified hierarchy.
+        try:
+            source = kernel.cgroup_dir(hierarchy, cfg.cgroup_path)
+            bind(kernel, root_fd, source, target, m.destination, K.MS_BIND | locked | readonly, 0)
+        finally:
+            kernel.close(target)
+        return
     try:
         kernel.mount_at("tmpfs", target, "tmpfs", locked, "mode=755")
     finally:
@@ -358,8 +368,11 @@ def init_container(
     *,
     send_pty: Callable[[int], None] = lambda fd: None,
     before_exec: Callable[[], None] | None = None,
+    before_pivot: Callable[[], None] | None = None,
 ) -> None:
     """Set up the container in this process and exec its command.
+
+    `before_pivot` runs once the mounts are in place (dockyard-runtime's hooks).
 
     Returns only on a RecordingKernel; raises on failure.
     """
@@ -410,6 +423,8 @@ def init_container(
             kernel.close(target)
             kernel.close(shm_tree)
     kernel.close(root_fd)
+    if before_pivot is not None:
+        before_pivot()
     pivot_into(kernel, cfg.rootfs)
     if cfg.terminal:
         setup_console(kernel, send_pty)

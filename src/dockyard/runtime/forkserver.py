@@ -39,6 +39,7 @@ from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime import frames
 from dockyard.runtime.exec_monitor import detach_and_run_exec
 from dockyard.runtime.monitor import detach_and_run
+from dockyard.runtime.oci_monitor import detach_and_run_external
 from dockyard.runtime.spec import ExecSpec
 
 READY = frames.FORKSERVER_READY
@@ -53,7 +54,16 @@ def _monitor_child(
         if ctl is not None:
             ctl.close()
         client = socket.socket(fileno=client_fd)
-        if request.get("kind") == "exec":
+        if request.get("runtime"):
+            code = detach_and_run_external(
+                kernel,
+                str(request["id"]),
+                str(request["bundle"]),
+                str(request.get("log_path") or ""),
+                client,
+                dict(request["runtime"]),
+            )
+        elif request.get("kind") == "exec":
             spec = ExecSpec.from_json(request["exec"])
             code = detach_and_run_exec(
                 kernel, str(request["id"]), str(request["bundle"]), spec, client

@@ -356,17 +356,24 @@ class Launcher:
                     assert self._ctl is not None
                     ctl = self._ctl
 
-    async def run(self, container_id: str, bundle_dir: str, *, log_path: str) -> MonitorLink:
+    async def run(
+        self, container_id: str, bundle_dir: str, *, log_path: str, runtime_path: str = ""
+    ) -> MonitorLink:
         """Start the container of <bundle>/config.json; return once its process has exec'd.
 
+        With `runtime_path` (runc, crun), that runtime creates and starts it under the
+        monitor (runtime/oci_monitor.py), its state under <run_dir>/runtimes/<name>.
         Raises RuntimeFailure (kind "not-found", "permission" or "other") if it could not start.
         """
-        request = {
+        request: dict = {
             "id": container_id,
             "bundle": os.path.abspath(bundle_dir),
             "log_path": log_path,
             "request_ns": time.monotonic_ns(),
         }
+        if runtime_path:
+            root = os.path.join(self.run_dir, "runtimes", os.path.basename(runtime_path))
+            request["runtime"] = {"path": runtime_path, "root": root}
         return await self._start_monitor(request, bundle_dir)
 
     async def _start_monitor(

@@ -1,0 +1,104 @@
+"""dockyard-runtime's parsing, without root: signals, sizes, ids, exec's process JSON, hooks."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from dockyard.errors import RuntimeFailure
+from dockyard.runtime.bundle import config_from_oci
+from dockyard.runtime.oci_cli import UsageError, _parser, default_spec, parse_signal, parse_size
+from dockyard.runtime.oci_exec import process_config
+from dockyard.runtime.oci_hooks import hooks_of, run_hooks
+from dockyard.runtime.oci_state import check_id
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("KILL", 9), ("SIGKILL", 9), ("9", 9), ("term", 15), ("SIGUSR1", int(signal.SIGUSR1))],
+)
+def test_signals_by_name_or_number(text: str, value: int) -> None:
+    assert parse_signal(text) == value
+
+
+@pytest.mark.parametrize("text", ["SIGNOPE", "0", "999", "-9", ""])
+def test_unknown_signals_are_refused(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_signal(text)
+
+
+def test_sizes() -> None:
+    assert parse_size("64m") == 64 << 20
+    assert parse_size("1g") == 1 << 30
+    assert parse_size("1024") == 1024
+    assert parse_size("-1") == -1
+    with pytest.raises(UsageError):
+        parse_size("lots")
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "../x", "a b", "x\n"])
+def test_container_ids_that_could_escape_the_root_are_refused(bad: str) -> None:
+    with pytest.raises(RuntimeFailure):
+        check_id(bad)
+
+
+def test_exec_process_json_replaces_the_containers_process() -> None:
+    base = config_from_oci("/b", default_spec())
+    cfg = process_config(
+        base,
+        {
+            "args": ["ls", "-l"],
+            "env": ["A=1"],
+            "cwd": "/tmp",
+            "user": {"uid": 5, "gid": 6, "additionalGids": [7]},
+            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]},
+        },
+    )
+    assert (cfg.args, cfg.env, cfg.cwd, cfg.uid, cfg.gid) == (["ls", "-l"], ["A=1"], "/tmp", 5, 6)
+    assert cfg.additional_gids == [7] and cfg.bounding == ["CAP_KILL"] and cfg.permitted == []
+    assert cfg.mounts == base.mounts and cfg.cgroup_path == base.cgroup_path
+    for bad in ({"args": []}, {}, {"args": ["x"], "user": {"uid": "root"}}):
+        with pytest.raises(RuntimeFailure):
+            process_config(base, bad)
+
+
+def test_hooks_are_checked_before_anything_runs() -> None:
+    with pytest.raises(RuntimeFailure, match=r"hooks.poststart\[0\].path"):
+        hooks_of({"hooks": {"poststart": [{"path": "rel"}]}}, "poststart")
+    with pytest.raises(RuntimeFailure, match="must be a list"):
+        hooks_of({"hooks": {"prestart": {"path": "/x"}}}, "prestart")
+    with pytest.raises(RuntimeFailure, match="timeout"):
+        run_hooks({"hooks": {"prestart": [{"path": "/bin/true", "timeout": -1}]}}, "prestart", {})
+
+
+def test_runc_global_flags_and_create_flags_parse() -> None:
+    opts = _parser().parse_args(
+        [
+            "--root",
+            "/r",
+            "--log",
+            "/l",
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/p",
+            "--console-socket",
+            "/s",
+            "id1",
+        ]
+    )
+    assert (opts.root, opts.log, opts.log_format, opts.bundle, opts.pid_file) == (
+        "/r",
+        "/l",
+        "json",
+        "/b",
+        "/p",
+    )
+    with pytest.raises(UsageError):
+        _parser().parse_args(["--log-format", "xml", "state", "x"])
+    with pytest.raises(UsageError):
+        _parser().parse_args(["create", "--checkpoint", "x", "id"])
