@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
-from dockyard.errors import DockyardError, InvalidParameter
+from dockyard.errors import DockyardError, InvalidParameter, StorageFull, storage_full
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -273,6 +273,8 @@ class _LayerUnpacker:
         except DockyardError:
             raise
         except OSError as e:
+            if storage_full(e) is not None:
+                raise StorageFull(f"failed to extract {name!r}: no space left on device") from e
             raise DockyardError(f"failed to extract {name!r}: {e.strerror or e}") from e
 
     def _remove_existing(self, parent_fd: int, base: str, keep_dir: bool) -> None:

@@ -11,6 +11,7 @@ short, other control bytes and < > & become \\u00XX, invalid UTF-8 becomes
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -82,16 +83,37 @@ class JsonFileLog:
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        self._torn = False  # the file ends in a partly written entry (a full disk)
+        self.dropped = 0  # entries lost to write errors
 
     def write(self, stream: str, data: bytes) -> None:
         self._emit(stream, self._splitters[stream].feed(data))
 
     def close(self) -> None:
-        for stream, splitter in self._splitters.items():
-            self._emit(stream, splitter.flush())
-        os.close(self.fd)
+        try:
+            for stream, splitter in self._splitters.items():
+                self._emit(stream, splitter.flush())
+        finally:
+            os.close(self.fd)
 
     def _emit(self, stream: str, entries: list[bytes]) -> None:
-        if entries:
-            now = time.time_ns()
-            os.write(self.fd, b"".join(encode_entry(e, stream, now) for e in entries))
+        """One write(2); on a full disk the entries are lost (as with dockerd, whose
+        json-file driver drops a message it cannot write) and OSError is raised."""
+        if not entries:
+            return
+        now = time.time_ns()
+        data = b"".join(encode_entry(e, stream, now) for e in entries)
+        if self._torn:
+            # End the fragment a short write left, so readers skip it as one bad line
+            # instead of losing the next good one with it.
+            data = b"\n" + data
+        try:
+            n = os.write(self.fd, data)
+        except OSError:
+            self.dropped += len(entries)
+            raise
+        if n < len(data):
+            self._torn = data[n - 1 : n] != b"\n" if n else self._torn
+            self.dropped += data.count(b"\n", n) or 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "short write to the log")
+        self._torn = False

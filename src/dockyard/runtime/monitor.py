@@ -49,7 +49,15 @@ from dockyard.runtime.cgroups import (
 from dockyard.runtime.container_init import child_main, decode_trace
 from dockyard.runtime.jsonlog import JsonFileLog
 from dockyard.runtime.rfc3339 import now_rfc3339nano
-from dockyard.runtime.state import EXIT_FILE, STATE_FILE, TRACE_FILE, ExitRecord, write_json
+from dockyard.runtime.state import (
+    EXIT_FILE,
+    STATE_FILE,
+    TRACE_FILE,
+    ExitRecord,
+    reserve_exit_slot,
+    write_exit,
+    write_json,
+)
 
 # A client this far behind misses output frames (the log has them) rather than
 # stalling the container; control frames (the exit event) always get through.
@@ -221,6 +229,7 @@ class Monitor:
         for name in (EXIT_FILE, STATE_FILE):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.bundle, name))
+        reserve_exit_slot(self.bundle)
         self.controllers = available_controllers(tracer, cfg)
         create_cgroups(tracer, cfg, self.controllers)
         self.owns_cgroups = True
@@ -244,9 +253,11 @@ class Monitor:
 
     def _after_started(self, tracer: TracingKernel, report: dict, t0: int, t_started: int) -> None:
         # Off the critical path: the caller already knows the container started.
-        # Both describe a monitor that a reboot ends: no fsync.
-        write_json(self.bundle, STATE_FILE, self._state_event("state"), durable=False)
-        self._write_trace(tracer, report, t0, t_started)
+        # Both describe a monitor that a reboot ends: no fsync. A full disk loses them
+        # (the daemon knows the state from the link), not the container.
+        with contextlib.suppress(OSError):
+            write_json(self.bundle, STATE_FILE, self._state_event("state"), durable=False)
+            self._write_trace(tracer, report, t0, t_started)
 
     def _listen(self) -> socket.socket:
         fd = os.open(self.bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -601,7 +612,9 @@ class Monitor:
             oom_killed=oom,
             error=error,
         )
-        write_json(self.bundle, EXIT_FILE, record.to_json())
+        # Whatever happens to the file, the exit event below still reaches the daemon.
+        with contextlib.suppress(OSError):
+            write_exit(self.bundle, record)
         return record
 
     def _flush_clients_and_close(self) -> None:

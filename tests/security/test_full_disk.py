@@ -1,0 +1,229 @@
+"""A full disk is survived: the data root on a small tmpfs that container logs fill.
+
+What a user notices: the operation that needs space fails with "no space left
+on device" (not an internal error); stop, kill, wait and rm -f still work;
+exit codes are the true ones (137 for a kill, the container's own code for a
+container that exits by itself while its log cannot be written); a container
+whose log lines are lost keeps running; the daemon restarts on the full disk
+and serves; removing the culprit gives the space back.
+
+Also here: a tar whose 10 GB sparse file would fill any disk keeps its holes,
+and the SQLite store shrinks again after mass removals.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+FS_SIZE = 40 * 1024 * 1024
+# Long lines: the monitor's per-line work stays small next to the bytes that fill the disk.
+FLOOD = "yes $(printf '%0400d' 0)"
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def wait_until(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def small_base() -> Iterator[Path]:
+    """A base dir whose root/ (the data root) is a tmpfs of FS_SIZE bytes."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: mounts a tmpfs and runs a daemon")
+    base = Path(tempfile.mkdtemp(prefix="dky-", dir="/tmp"))
+    # As conftest's make_base_dir: the leftover sweeper and the docker CLI's config.
+    (base / "owner.pid").write_text(str(os.getpid()))
+    (base / "docker-config").mkdir()
+    root = base / "root"
+    root.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={FS_SIZE},mode=0711", "dky-full-disk", str(root)],
+        check=True,
+    )
+    try:
+        yield base
+    finally:
+        # daemon_factory's teardown (which runs first) already unmounted it lazily.
+        if os.path.ismount(root):
+            subprocess.run(["umount", "-l", str(root)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def full_daemon(small_base: Path, daemon_factory):
+    d = daemon_factory(base=small_base)
+    d.import_busybox()
+    return d
+
+
+def inspect(d, name: str) -> dict:
+    resp = d.request("GET", f"/containers/{name}/json")
+    assert resp.status == 200, (resp.status, resp.body, d.log_tail())
+    return resp.json()
+
+
+def fill_with_logs(d) -> None:
+    """Start a container whose output fills the data root, wait until it is full."""
+    proc = d.dockyard("run", "-d", "--name", "flood", "busybox", "sh", "-c", FLOOD)
+    assert proc.returncode == 0, proc.stderr
+    wait_until(lambda: free_bytes(d.data_root) < 64 * 1024, 60, "the log to fill the disk")
+    # The log cannot grow any more, but the container goes on: its output is dropped.
+    time.sleep(0.5)
+    assert inspect(d, "flood")["State"]["Running"] is True
+
+
+def test_operations_on_a_full_disk(full_daemon) -> None:
+    d = full_daemon
+    # Containers to stop and kill once the disk is full.
+    for name in ("victim-kill", "victim-stop"):
+        proc = d.dockyard("run", "-d", "--name", name, "busybox", "sleep", "1000")
+        assert proc.returncode == 0, proc.stderr
+    fill_with_logs(d)
+
+    # A create needs space: it fails with a clear error.
+    proc = d.dockyard("run", "--name", "nospace", "busybox", "true")
+    assert proc.returncode == 125, (proc.returncode, proc.stdout, proc.stderr)
+    assert "no space left on device" in proc.stderr, proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+
+    # An import needs space: it fails with a clear error, and leaves no temporary behind.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("big")
+        data = os.urandom(4 * 1024 * 1024)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    resp = d.request(
+        "POST", "/images/create?fromSrc=-&repo=nospace", buf.getvalue(),
+        {"Content-Type": "application/x-tar"},
+    )  # fmt: skip
+    assert resp.status in (500, 507), (resp.status, resp.body)
+    assert "no space left on device" in resp.message, resp.message
+    assert "internal error" not in resp.message
+
+    # kill: true exit code, and `wait` wakes up.
+    assert d.dockyard("kill", "victim-kill").returncode == 0
+    proc = d.dockyard("wait", "victim-kill", timeout=30)
+    assert proc.stdout.strip() == "137", (proc.stdout, proc.stderr, d.log_tail())
+    assert inspect(d, "victim-kill")["State"]["ExitCode"] == 137
+
+    # stop (sleep as PID 1 ignores SIGTERM: killed after the timeout).
+    proc = d.dockyard("stop", "-t", "1", "victim-stop", timeout=30)
+    assert proc.returncode == 0, (proc.stderr, d.log_tail())
+    state = inspect(d, "victim-stop")["State"]
+    assert (state["Running"], state["ExitCode"]) == (False, 137), state
+
+    # The flood goes on (its lines are dropped), rm -f stops it and frees the space.
+    assert inspect(d, "flood")["State"]["Running"] is True
+    proc = d.dockyard("rm", "-f", "flood", timeout=30)
+    assert proc.returncode == 0, (proc.stderr, d.log_tail())
+    assert free_bytes(d.data_root) > FS_SIZE // 2
+    assert d.dockyard("run", "--rm", "busybox", "true").returncode == 0
+
+
+def test_exit_code_lands_while_the_log_cannot_be_written(full_daemon) -> None:
+    d = full_daemon
+    # Started before the disk fills; writes far more than the disk holds, then exits 7.
+    proc = d.dockyard(
+        "run", "-d", "--name", "writer", "busybox", "sh", "-c",
+        "sleep 2; yes $(printf '%0400d' 0) | head -c 150000000; exit 7",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    wait_until(lambda: free_bytes(d.data_root) < 64 * 1024, 60, "the log to fill the disk")
+    # Not blocked by its log: it gets through its 150 MB and exits on its own.
+    proc = d.dockyard("wait", "writer", timeout=120)
+    assert proc.stdout.strip() == "7", (proc.stdout, proc.stderr, d.log_tail())
+    state = inspect(d, "writer")["State"]
+    assert (state["ExitCode"], state["Error"]) == (7, ""), state
+    # The lines that made it to the log are whole JSON lines.
+    resp = d.request("GET", "/containers/writer/logs?stdout=1&tail=3")
+    assert resp.status == 200 and resp.body, resp.status
+    assert d.dockyard("rm", "writer").returncode == 0
+    assert free_bytes(d.data_root) > FS_SIZE // 2
+
+
+def test_daemon_restarts_on_a_full_disk(full_daemon, daemon_factory) -> None:
+    d = full_daemon
+    proc = d.dockyard("run", "-d", "--name", "victim", "busybox", "sleep", "1000")
+    assert proc.returncode == 0, proc.stderr
+    fill_with_logs(d)
+    assert d.dockyard("kill", "victim").returncode == 0
+    assert d.dockyard("wait", "victim", timeout=30).stdout.strip() == "137"
+    # A crash (no clean shutdown), then a start on the full disk.
+    d.kill()
+    d2 = daemon_factory(base=d.base, data_root=d.data_root)
+    proc = d2.dockyard("ps", "-a", "--format", "{{.Names}} {{.Status}}")
+    assert proc.returncode == 0, (proc.stderr, d2.log_tail())
+    assert "flood Up" in proc.stdout, proc.stdout
+    assert inspect(d2, "victim")["State"]["ExitCode"] == 137
+    assert inspect(d2, "flood")["State"]["Running"] is True
+    proc = d2.dockyard("rm", "-f", "flood", "victim", timeout=30)
+    assert proc.returncode == 0, (proc.stderr, d2.log_tail())
+    assert free_bytes(d2.data_root) > FS_SIZE // 2
+    assert d2.dockyard("run", "--rm", "busybox", "true").returncode == 0
+
+
+# -- sparse files in layer tars ---------------------------------------------------------
+
+SPARSE_SIZE = 10 * 1024**3
+
+
+@pytest.mark.parametrize("tar_format", ["gnu", "posix"])
+def test_sparse_file_in_import_keeps_its_holes(daemon, tmp_path: Path, tar_format: str) -> None:
+    """A 10 GB file that is all holes but 1 MB: the upload is small, so must the layer be."""
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.truncate(SPARSE_SIZE)
+        f.seek(SPARSE_SIZE // 2)
+        f.write(b"x" * (1024 * 1024))
+    tar_path = tmp_path / "sparse.tar"
+    subprocess.run(
+        ["tar", "--sparse", f"--format={tar_format}", "-C", str(src), "-cf", str(tar_path), "."],
+        check=True,
+    )
+    assert tar_path.stat().st_size < 4 * 1024 * 1024
+    resp = daemon.request(
+        "POST", f"/images/create?fromSrc=-&repo=sparse-{tar_format}", tar_path.read_bytes(),
+        {"Content-Type": "application/x-tar"}, timeout=120,
+    )  # fmt: skip
+    assert resp.status == 200, (resp.status, resp.body)
+    image_id = json.loads(resp.body.splitlines()[-1])["status"]
+    try:
+        found = list((daemon.data_root / "layers").glob("*/diff/sparse"))
+        assert found, "the layer was not unpacked"
+        st = max((p.stat() for p in found), key=lambda s: s.st_mtime_ns)
+        assert st.st_size == SPARSE_SIZE
+        on_disk = st.st_blocks * 512
+        print(f"sparse layer ({tar_format}): apparent {st.st_size} B, on disk {on_disk} B")
+        assert on_disk < 8 * 1024 * 1024, on_disk
+        # The data is where it was: read back through a container.
+        proc = daemon.dockyard(
+            "run", "--rm", image_id, "sh", "-c",
+            f"dd if=/sparse bs=1048576 skip={SPARSE_SIZE // 2 // 1048576} count=1 2>/dev/null"
+            " | head -c 4; dd if=/sparse bs=4096 count=1 2>/dev/null | tr -d '\\0' | wc -c",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "xxxx0", proc.stdout
+    finally:
+        daemon.request("DELETE", f"/images/{image_id}?force=1")
