@@ -222,3 +222,51 @@ def test_sparse_file_in_import_keeps_its_holes(daemon, tmp_path: Path, tar_forma
             assert os.pread(f.fileno(), 4096, 0) == bytes(4096)
     finally:
         daemon.request("DELETE", f"/images/{image_id}?force=1")
+
+
+# -- the SQLite store after mass removals ---------------------------------------------------
+
+
+def _db_bytes(path: Path) -> int:
+    return sum(os.path.getsize(f"{path}{s}") for s in ("", "-wal") if os.path.exists(f"{path}{s}"))
+
+
+def _record(i: int):
+    from dockyard.engine.models import Container, ContainerConfig, HostConfig
+
+    env = [f"VAR{n}={'x' * 40}" for n in range(20)]
+    return Container(
+        id=f"{i:064x}",
+        name=f"/c{i}",
+        created="2026-01-01T00:00:00Z",
+        path="sh",
+        args=["-c", "x" * 200],
+        config=ContainerConfig(image="busybox", env=env),
+        host_config=HostConfig(),
+        image="sha256:" + "0" * 64,
+    )
+
+
+@pytest.mark.parametrize("existing_file", [False, True])
+def test_store_gives_space_back_after_mass_removal(tmp_path: Path, existing_file: bool) -> None:
+    from dockyard.engine.store import Store
+
+    path = tmp_path / "dockyard.db"
+    if existing_file:
+        # A data root from before: a database without auto_vacuum.
+        import sqlite3
+
+        sqlite3.connect(path).execute("CREATE TABLE old (x)").connection.close()
+    store = Store(str(path))
+    for i in range(2000):
+        store.put_container(_record(i))
+    full = _db_bytes(path)
+    for i in range(2000):
+        store.delete_container(f"{i:064x}")
+    after = _db_bytes(path)
+    store.close()
+    print(f"store: {full} B with 2000 containers, {after} B after removing them")
+    assert after < 2 * 1024 * 1024 and after < full // 4, (full, after)
+    store = Store(str(path))  # and it opens again, empty
+    assert store.containers() == []
+    store.close()

@@ -7,6 +7,7 @@ msgspec-encoded documents: the engine's models are the schema.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,14 +33,38 @@ CREATE TABLE IF NOT EXISTS tags (
 """
 
 
+# Free pages are given back to the file system once they are this many, and at
+# least this share of the file (so that churn does not vacuum at every removal).
+_VACUUM_MIN_FREE_PAGES = 256
+_VACUUM_MIN_FREE_SHARE = 0.25
+
+log = logging.getLogger("dockyard.store")
+
+
+_AUTO_VACUUM_INCREMENTAL = 2
+_WAL_KEEP = 1 << 20
+
+
 class Store:
     def __init__(self, path: str) -> None:
         # The daemon's event loop is the only writer; isolation_level=None lets us
         # group statements in explicit transactions.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Before any table exists (a new file) this makes the file shrinkable; an
+        # older file is converted once by a VACUUM below.
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # The WAL is checkpointed at about this size and then cut back to it: reused by
+        # the next writes (so some still land on a full disk), never a mass removal's worth.
+        self._db.execute(f"PRAGMA journal_size_limit={_WAL_KEEP}")
+        self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_KEEP // 4096}")
         self._db.executescript(_SCHEMA)
+        if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL:
+            try:
+                self._db.execute("VACUUM")
+            except sqlite3.OperationalError as e:  # e.g. a full disk: next start tries again
+                log.warning("could not convert %s to incremental vacuum: %s", path, e)
         self._container_decoder = msgspec.json.Decoder(Container)
         self._image_decoder = msgspec.json.Decoder(ImageRecord)
 
@@ -68,6 +93,24 @@ class Store:
     def delete_container(self, container_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+        self._give_back_space()
+
+    def _give_back_space(self) -> None:
+        """After removals: once free pages dominate, truncate them off the file.
+
+        In WAL mode the file shrinks at the checkpoint; the WAL is then cut to _WAL_KEEP."""
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        if free < _VACUUM_MIN_FREE_PAGES:
+            return
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        if free < pages * _VACUUM_MIN_FREE_SHARE:
+            return
+        try:
+            # executescript steps the pragma to its end; execute() frees one page.
+            self._db.executescript("PRAGMA incremental_vacuum;")
+            self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except sqlite3.OperationalError as e:  # the removal itself is done
+            log.warning("could not give back free database pages: %s", e)
 
     def containers(self) -> list[Container]:
         rows = self._db.execute("SELECT doc FROM containers").fetchall()
@@ -86,6 +129,7 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM images WHERE id = ?", (image_id,))
             db.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
+        self._give_back_space()
 
     def images(self) -> list[ImageRecord]:
         rows = self._db.execute("SELECT doc FROM images").fetchall()
