@@ -141,7 +141,32 @@ async def test_service_logs_refuses_drivers_that_cannot_be_read(tmp_path):
 
     w = World(tmp_path)
     await w.image()
-    c = await w.create(host_config=HostConfig(log_config=LogConfig(type="syslog")))
+    c = await w.create(host_config=HostConfig(log_config=LogConfig(type="none")))
     with pytest.raises(InvalidParameter) as e:
         w.containers.logs(c.id, stdout=True, stderr=True, tail=None, since=0, until=0, follow=False)
-    assert e.value.message == 'configured logging driver does not support reading: "syslog"'
+    assert e.value.message == 'configured logging driver does not support reading: "none"'
+
+
+@async_test
+async def test_create_fills_in_and_checks_the_log_driver_and_runtime(tmp_path):
+    from dockyard.engine.models import HostConfig, LogConfig
+    from dockyard.errors import InvalidParameter
+
+    w = World(tmp_path)
+    await w.image()
+    c = await w.create(host_config=HostConfig(log_config=LogConfig(type="")))
+    assert (c.host_config.log_config.type, c.host_config.log_config.config) == ("json-file", {})
+    assert c.host_config.runtime == "dockyard"
+    refused = {
+        "logger: no log driver named 'syslog' is registered": HostConfig(
+            log_config=LogConfig(type="syslog")
+        ),
+        "log opt 'max-size' is not supported by the json-file log driver of this dockyard": (
+            HostConfig(log_config=LogConfig(config={"max-size": "10m"}))
+        ),
+        "unknown or invalid runtime name: runc": HostConfig(runtime="runc"),
+    }
+    for message, hc in refused.items():
+        with pytest.raises(InvalidParameter) as e:
+            await w.create(host_config=hc)
+        assert e.value.message == message

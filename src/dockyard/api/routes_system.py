@@ -12,6 +12,7 @@ from aiohttp import web
 import dockyard
 from dockyard.api.context import services
 from dockyard.api.params import json_response
+from dockyard.engine.containers import DEFAULT_RUNTIME
 
 if TYPE_CHECKING:
     from dockyard.api.app import Router
@@ -118,8 +119,8 @@ async def info(request: web.Request) -> web.Response:
             "Labels": svc.labels,
             "ExperimentalBuild": False,
             "ServerVersion": facts["version"],
-            "Runtimes": {"dockyard": {"path": "dockyard-runtime"}},
-            "DefaultRuntime": "dockyard",
+            "Runtimes": {DEFAULT_RUNTIME: {"path": "dockyard-runtime"}},
+            "DefaultRuntime": DEFAULT_RUNTIME,
             "Swarm": {
                 "NodeID": "",
                 "NodeAddr": "",

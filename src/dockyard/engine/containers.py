@@ -58,6 +58,11 @@ from dockyard.runtime.spec import (
 
 log = logging.getLogger("dockyard.containers")
 
+# The runtime every container runs with; /info reports it as DefaultRuntime.
+DEFAULT_RUNTIME = "dockyard"
+# Log drivers acted on: json-file (written by the monitor) and none (no log).
+LOG_DRIVERS = ("json-file", "none")
+
 # How long a SIGKILL waits for the container's death before `kill` returns (dockerd: 10s).
 KILL_WAIT = 10.0
 
@@ -291,6 +296,7 @@ class ContainerService:
             merged.hostname = container_id[:12]
         if host_config.network_mode in ("", "default"):
             host_config.network_mode = "bridge"
+        self._settle_log_and_runtime(host_config)
         if host_config.network_mode == "host" and not config.hostname:
             merged.hostname = os.uname().nodename
 
@@ -387,6 +393,25 @@ class ContainerService:
             merged.on_build = image.get("OnBuild")
         merged.image = config.image
         return merged
+
+    @staticmethod
+    def _settle_log_and_runtime(hc: HostConfig) -> None:
+        """As dockerd at create: the daemon's defaults filled in (inspect shows them),
+        and what this daemon cannot act on refused in dockerd's words."""
+        log_config = hc.log_config
+        if not log_config.type:
+            log_config.type = "json-file"
+        if log_config.type not in LOG_DRIVERS:
+            raise InvalidParameter(f"logger: no log driver named '{log_config.type}' is registered")
+        for key in sorted(log_config.config or {}):
+            raise InvalidParameter(
+                f"log opt '{key}' is not supported by the {log_config.type} log driver of "
+                "this dockyard"
+            )
+        if not hc.runtime:
+            hc.runtime = DEFAULT_RUNTIME
+        if hc.runtime != DEFAULT_RUNTIME:
+            raise InvalidParameter(f"unknown or invalid runtime name: {hc.runtime}")
 
     # start
 
@@ -492,7 +517,7 @@ class ContainerService:
                 raise NotModified("container already started")
             try:
                 return await self._start(c, live)
-            except (RuntimeFailure, InvalidParameter) as e:
+            except (RuntimeFailure, InvalidParameter, Conflict) as e:
                 if not c.host_config.auto_remove:
                     raise
                 failure = e
@@ -509,7 +534,8 @@ class ContainerService:
             try:
                 spec = self._run_spec(c)
                 write_bundle(c.bundle, spec.to_oci(c.id))
-                link = await self._launcher.run(c.id, c.bundle, log_path=c.log_path)
+                log_path = "" if c.host_config.log_config.type == "none" else c.log_path
+                link = await self._launcher.run(c.id, c.bundle, log_path=log_path)
             except BaseException:
                 await self.networking.release(c)
                 raise
@@ -886,7 +912,7 @@ class ContainerService:
         follow: bool,
     ) -> tuple[Container, AsyncIterator[LogEntry]]:
         c = self.get(ref)
-        if c.host_config.log_config.type not in ("json-file", "local", ""):
+        if c.host_config.log_config.type not in ("json-file", ""):
             raise InvalidParameter(
                 f'configured logging driver does not support reading: "{c.host_config.log_config.type}"'
             )
