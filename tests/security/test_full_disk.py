@@ -13,10 +13,12 @@ and the SQLite store shrinks again after mass removals.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -45,6 +47,32 @@ def wait_until(cond, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def _kill_processes_of(root: str) -> None:
+    """Last resort when a daemon on `root` was not stopped (a failed teardown): it
+    and everything below it, so that no test leaves processes behind."""
+    parents: dict[int, int] = {}
+    doomed: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if root.encode() in cmdline:
+            doomed.add(int(entry.name))
+    grew = True
+    while grew:
+        below = {pid for pid, ppid in parents.items() if ppid in doomed} - doomed
+        doomed |= below
+        grew = bool(below)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
 def small_root() -> Iterator[Path]:
     """A tmpfs of FS_SIZE bytes for a data root (outside the daemon's base dir,
@@ -63,6 +91,7 @@ def small_root() -> Iterator[Path]:
     try:
         yield root
     finally:
+        _kill_processes_of(str(root))
         subprocess.run(["umount", "-l", str(root)], check=False)
         shutil.rmtree(outer, ignore_errors=True)
 
