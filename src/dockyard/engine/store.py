@@ -7,6 +7,7 @@ msgspec-encoded documents: the engine's models are the schema.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -50,9 +51,13 @@ class Store:
         # The daemon's event loop is the only writer; isolation_level=None lets us
         # group statements in explicit transactions.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # Before any table exists (a new file) this makes the file shrinkable; an
-        # older file is converted once by a VACUUM below.
-        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        # Set before any table exists (a new file), this makes the file shrinkable; an
+        # older file is converted once by a VACUUM below. Only when needed: on a full
+        # disk, even setting it again fails, and the daemon must still start.
+        converting = self._auto_vacuum() != _AUTO_VACUUM_INCREMENTAL
+        if converting:
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         # The WAL is checkpointed at about this size and then cut back to it: reused by
@@ -60,13 +65,16 @@ class Store:
         self._db.execute(f"PRAGMA journal_size_limit={_WAL_KEEP}")
         self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_KEEP // 4096}")
         self._db.executescript(_SCHEMA)
-        if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL:
+        if converting and self._auto_vacuum() != _AUTO_VACUUM_INCREMENTAL:
             try:
                 self._db.execute("VACUUM")
             except sqlite3.OperationalError as e:  # e.g. a full disk: next start tries again
                 log.warning("could not convert %s to incremental vacuum: %s", path, e)
         self._container_decoder = msgspec.json.Decoder(Container)
         self._image_decoder = msgspec.json.Decoder(ImageRecord)
+
+    def _auto_vacuum(self) -> int:
+        return int(self._db.execute("PRAGMA auto_vacuum").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
