@@ -149,6 +149,9 @@ def test_operations_on_a_full_disk(full_daemon) -> None:
     assert resp.status in (500, 507), (resp.status, resp.body)
     assert "no space left on device" in resp.message, resp.message
     assert "internal error" not in resp.message
+    leftovers = [p.name for p in (d.data_root / "tmp").iterdir()]
+    leftovers += [p.name for p in (d.data_root / "layers").iterdir() if p.name.startswith(".tmp")]
+    assert leftovers == [], leftovers
 
     # kill: true exit code, and `wait` wakes up.
     assert d.dockyard("kill", "victim-kill").returncode == 0

@@ -1016,6 +1016,9 @@ class ContainerService:
                 *(self.stop(c.id, c.config.stop_timeout) for c in running),
                 return_exceptions=True,
             )
+        # Last chance for records a full disk kept in memory (restore() reads the
+        # true exits from exit.json if this fails too).
+        self._save_pending()
         for live in self._live.values():
             for task in list(live.tasks):
                 task.cancel()
