@@ -302,13 +302,16 @@ def test_store_gives_space_back_after_mass_removal(tmp_path: Path, existing_file
     store = Store(str(path))
     for i in range(2000):
         store.put_container(_record(i))
-    full = _db_bytes(path)
+    full = path.stat().st_size
     for i in range(2000):
         store.delete_container(f"{i:064x}")
-    after = _db_bytes(path)
+    after = path.stat().st_size
+    wal = _db_bytes(path) - after
     store.close()
-    print(f"store: {full} B with 2000 containers, {after} B after removing them")
-    assert after < 2 * 1024 * 1024 and after < full // 4, (full, after)
+    print(f"store: {full} B with 2000 containers, {after} B after removing them (WAL {wal} B)")
+    assert after < 1024 * 1024 and after < full // 8, (full, after)
+    # The WAL is SQLite's to reuse: bounded by its checkpoint (1000 pages), not by removals.
+    assert wal <= 1001 * 4096 + 32 * 1024, wal
     store = Store(str(path))  # and it opens again, empty
     assert store.containers() == []
     store.close()

@@ -43,7 +43,6 @@ log = logging.getLogger("dockyard.store")
 
 
 _AUTO_VACUUM_INCREMENTAL = 2
-_WAL_KEEP = 1 << 20
 
 
 class Store:
@@ -60,10 +59,6 @@ class Store:
                 self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        # The WAL is checkpointed at about this size and then cut back to it: reused by
-        # the next writes (so some still land on a full disk), never a mass removal's worth.
-        self._db.execute(f"PRAGMA journal_size_limit={_WAL_KEEP}")
-        self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_KEEP // 4096}")
         self._db.executescript(_SCHEMA)
         if converting and self._auto_vacuum() != _AUTO_VACUUM_INCREMENTAL:
             try:
@@ -106,7 +101,10 @@ class Store:
     def _give_back_space(self) -> None:
         """After removals: once free pages dominate, truncate them off the file.
 
-        In WAL mode the file shrinks at the checkpoint; the WAL is then cut to _WAL_KEEP."""
+        In WAL mode the file shrinks at the checkpoint, which also empties the WAL.
+        (The WAL is otherwise left alone: it is reused without growing, so some
+        writes still land on a full disk, and truncating it at every checkpoint
+        would slow every save.)"""
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
         if free < _VACUUM_MIN_FREE_PAGES:
             return
@@ -116,7 +114,7 @@ class Store:
         try:
             # executescript steps the pragma to its end; execute() frees one page.
             self._db.executescript("PRAGMA incremental_vacuum;")
-            self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.OperationalError as e:  # the removal itself is done
             log.warning("could not give back free database pages: %s", e)
 
