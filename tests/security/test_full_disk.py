@@ -73,26 +73,35 @@ def _kill_processes_of(root: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def small_root() -> Iterator[Path]:
-    """A tmpfs of FS_SIZE bytes for a data root (outside the daemon's base dir,
-    whose leftover check counts every mount under it)."""
+@pytest.fixture(params=["tmpfs", "ext4"])
+def small_root(request) -> Iterator[Path]:
+    """A file system of FS_SIZE bytes for a data root: a tmpfs, or an ext4 image on a
+    loop device (block allocation, reserved blocks and journal as on a real disk).
+    Outside the daemon's base dir, whose leftover check counts every mount under it."""
     if os.geteuid() != 0:
-        pytest.skip("needs root: mounts a tmpfs and runs a daemon")
+        pytest.skip("needs root: mounts a file system and runs a daemon")
     outer = Path(tempfile.mkdtemp(prefix="dky-", dir="/tmp"))
     # As conftest's make_base_dir: tells scripts/cleanup-test-leftovers who owns it.
     (outer / "owner.pid").write_text(str(os.getpid()))
     root = outer / "root"
     root.mkdir()
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={FS_SIZE},mode=0711", "dky-full-disk", str(root)],
-        check=True,
-    )
+    if request.param == "tmpfs":
+        mount = ["-t", "tmpfs", "-o", f"size={FS_SIZE},mode=0711", "dky-full-disk"]
+    else:
+        image = outer / "disk.img"
+        with open(image, "wb") as f:
+            f.truncate(FS_SIZE)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+        mount = ["-t", "ext4", "-o", "loop", str(image)]
+    subprocess.run(["mount", *mount, str(root)], check=True)
+    os.chmod(root, 0o711)
     try:
         yield root
     finally:
         _kill_processes_of(str(root))
-        subprocess.run(["umount", "-l", str(root)], check=False)
+        # Not lazy: a loop device is released only by a real unmount.
+        if subprocess.run(["umount", str(root)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(root)], check=False)
         shutil.rmtree(outer, ignore_errors=True)
 
 
