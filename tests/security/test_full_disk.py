@@ -174,8 +174,10 @@ def test_operations_on_a_full_disk(full_daemon) -> None:
     state = inspect(d, "victim-stop")["State"]
     assert (state["Running"], state["ExitCode"]) == (False, 137), state
 
-    # The flood goes on (its lines are dropped), rm -f stops it and frees the space.
+    # The flood goes on (its lines are dropped, which the daemon logs, as dockerd
+    # does), rm -f stops it and frees the space.
     assert inspect(d, "flood")["State"]["Running"] is True
+    assert "log entries dropped: No space left on device" in d.log_path.read_text()
     proc = d.dockyard("rm", "-f", "flood", timeout=30)
     assert proc.returncode == 0, (proc.stderr, d.log_tail())
     assert free_bytes(d.data_root) > FS_SIZE // 2

@@ -66,6 +66,7 @@ MAX_CLIENT_BACKLOG = 8 * 1024 * 1024
 # reading from the client that sends it (backpressure, as a pipe would).
 MAX_STDIN_BACKLOG = 1024 * 1024
 DRAIN_TIMEOUT = 2.0  # after the init exits, how long to wait for the pipes' EOF
+LOG_ERROR_INTERVAL = 10.0  # at most one "log entries dropped" report this often
 _UCRED = struct.Struct("3i")
 
 
@@ -162,6 +163,7 @@ class Monitor:
         self.t_fork = 0
         self.owns_cgroups = False
         self.paused = False
+        self.log_error_at = -LOG_ERROR_INTERVAL
 
     # --- start -----------------------------------------------------------------
     def run(self) -> int:
@@ -529,14 +531,26 @@ class Monitor:
         stream = self.outputs[fd]
         if self.log is not None:
             # A full disk loses log lines, as with dockerd; the container goes on.
-            with contextlib.suppress(OSError):
+            try:
                 self.log.write(stream, data)
+            except OSError as exc:
+                self._report_log_error(exc)
         frame = frames.encode(frames.STDOUT if stream == "stdout" else frames.STDERR, data)
         for client in list(self.clients.values()):
             if len(client.out) > MAX_CLIENT_BACKLOG:
                 client.dropped += len(data)
             else:
                 self._send(client, frame)
+
+    def _report_log_error(self, exc: OSError) -> None:
+        """dockerd logs an error when its json-file driver drops a message: tell the
+        daemon, which does (not at every line: a flood must not flood its log too)."""
+        now = time.monotonic()
+        if now - self.log_error_at < LOG_ERROR_INTERVAL or self.log is None:
+            return
+        self.log_error_at = now
+        error = os.strerror(exc.errno) if exc.errno else str(exc)
+        self._broadcast_control({"event": "log-error", "error": error, "dropped": self.log.dropped})
 
     def _send(self, client: _Client, data: bytes) -> None:
         if not client.out:
