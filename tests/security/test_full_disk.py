@@ -205,6 +205,32 @@ def test_exit_code_lands_while_the_log_cannot_be_written(full_daemon) -> None:
     assert free_bytes(d.data_root) > FS_SIZE // 2
 
 
+def test_a_rotated_log_cannot_fill_the_disk(full_daemon) -> None:
+    """With max-size/max-file (as with dockerd) a flood keeps its log to its bound."""
+    d = full_daemon
+    before = free_bytes(d.data_root)
+    proc = d.dockyard(
+        "run", "-d", "--name", "bounded", "--log-opt", "max-size=2m", "--log-opt", "max-file=2",
+        "busybox", "sh", "-c", "yes $(printf '%0400d' 0) | head -c 100000000; sleep 1000",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    # It writes 100 MB (2.5 times the disk) and then sleeps: its log is 2 x 2 MB.
+    log = Path(inspect(d, "bounded")["LogPath"])
+    wait_until(
+        lambda: (d.data_root / "containers").exists() and not _growing(log), 120, "the flood"
+    )
+    used = before - free_bytes(d.data_root)
+    assert used < 6 * 1024 * 1024, used
+    assert d.dockyard("rm", "-f", "bounded").returncode == 0
+
+
+def _growing(log: Path) -> bool:
+    """True while the log still changes (the flood is running)."""
+    first = log.stat().st_mtime_ns if log.exists() else 0
+    time.sleep(1.0)
+    return (log.stat().st_mtime_ns if log.exists() else 0) != first
+
+
 @pytest.mark.parametrize("how", ["crash", "clean"])
 def test_daemon_restarts_on_a_full_disk(full_daemon, daemon_factory, how: str) -> None:
     d = full_daemon

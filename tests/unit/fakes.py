@@ -154,6 +154,7 @@ class FakeLauncher:
         self.links: list[FakeLink] = []
         self.alive: dict[str, FakeLink] = {}  # what reattach() finds
         self.reattached: list[str] = []
+        self.log_rotations: dict[str, tuple[int, int]] = {}  # the last run's (max-size, max-file)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def last(self, container_id: str) -> FakeLink:
@@ -162,7 +163,16 @@ class FakeLauncher:
     def runs(self, container_id: str) -> int:
         return sum(1 for link in self.links if link.container_id == container_id)
 
-    async def run(self, container_id: str, bundle_dir: str, *, log_path: str) -> FakeLink:
+    async def run(
+        self,
+        container_id: str,
+        bundle_dir: str,
+        *,
+        log_path: str,
+        log_max_size: int = 0,
+        log_max_files: int = 1,
+    ) -> FakeLink:
+        self.log_rotations[container_id] = (log_max_size, log_max_files)
         with open(os.path.join(bundle_dir, "config.json")) as f:
             args = json.load(f)["process"]["args"]
         if args[0] in self.missing:

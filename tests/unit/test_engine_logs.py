@@ -161,8 +161,21 @@ async def test_create_fills_in_and_checks_the_log_driver_and_runtime(tmp_path):
         "logger: no log driver named 'syslog' is registered": HostConfig(
             log_config=LogConfig(type="syslog")
         ),
-        "log opt 'max-size' is not supported by the json-file log driver of this dockyard": (
-            HostConfig(log_config=LogConfig(config={"max-size": "10m"}))
+        "unknown log opt 'max-sise' for json-file log driver": HostConfig(
+            log_config=LogConfig(config={"max-sise": "10m"})
+        ),
+        "unknown log opt 'max-size' for none log driver": HostConfig(
+            log_config=LogConfig(type="none", config={"max-size": "10m"})
+        ),
+        "log opt 'compress' of the json-file log driver is not supported by this dockyard": (
+            HostConfig(log_config=LogConfig(config={"compress": "true"}))
+        ),
+        "max-size must be a positive number": HostConfig(
+            log_config=LogConfig(config={"max-size": "0"})
+        ),
+        "invalid size: '10q'": HostConfig(log_config=LogConfig(config={"max-size": "10q"})),
+        "max-file cannot be less than 1": HostConfig(
+            log_config=LogConfig(config={"max-size": "1k", "max-file": "0"})
         ),
         "unknown or invalid runtime name: runc": HostConfig(runtime="runc"),
     }
@@ -170,3 +183,55 @@ async def test_create_fills_in_and_checks_the_log_driver_and_runtime(tmp_path):
         with pytest.raises(InvalidParameter) as e:
             await w.create(host_config=hc)
         assert e.value.message == message
+    # max-size/max-file reach the monitor (go-units' decimal sizes, as dockerd).
+    c = await w.create(
+        host_config=HostConfig(log_config=LogConfig(config={"max-size": "10m", "max-file": "3"}))
+    )
+    await w.containers.start(c.id)
+    assert w.launcher.log_rotations[c.id] == (10_000_000, 3)
+
+
+@async_test
+async def test_logs_read_across_rotated_files(tmp_path):
+    from dockyard.engine.logs import read_log
+    from dockyard.runtime.jsonlog import JsonFileLog
+
+    path = tmp_path / "c-json.log"
+    log = JsonFileLog(str(path), max_size=200, max_files=3)
+    for i in range(40):
+        log.write("stdout", f"line {i}\n".encode())
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["c-json.log", "c-json.log.1", "c-json.log.2"]
+    assert all((tmp_path / f).stat().st_size <= 200 + 80 for f in files)
+    got = [e.data async for e in read_log(str(path))]
+    kept = len(got)
+    assert got == [f"line {i}\n".encode() for i in range(40 - kept, 40)] and kept < 40
+    tail = [e.data async for e in read_log(str(path), tail=kept - 1)]
+    assert tail == got[1:]
+
+
+@async_test
+async def test_follow_goes_on_across_a_rotation(tmp_path):
+    from dockyard.engine.logs import read_log
+    from dockyard.runtime.jsonlog import JsonFileLog
+
+    path = tmp_path / "c-json.log"
+    log = JsonFileLog(str(path), max_size=100, max_files=2)
+    log.write("stdout", b"first\n")
+    done = False
+    got: list[bytes] = []
+
+    async def follow() -> None:
+        async for e in read_log(str(path), follow=True, running=lambda: not done, poll=0.01):
+            got.append(e.data)
+
+    task = asyncio.create_task(follow())
+    for i in range(10):
+        await asyncio.sleep(0.03)
+        log.write("stdout", f"more {i}\n".encode())
+    await asyncio.sleep(0.1)
+    done = True
+    log.close()
+    await asyncio.wait_for(task, 2)
+    assert got == [b"first\n"] + [f"more {i}\n".encode() for i in range(10)]

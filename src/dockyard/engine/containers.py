@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from dockyard.engine import create_validation, etc_files
+from dockyard.engine import create_validation, etc_files, logconfig
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
 from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.images import ImageService
@@ -60,8 +60,6 @@ log = logging.getLogger("dockyard.containers")
 
 # The runtime every container runs with; /info reports it as DefaultRuntime.
 DEFAULT_RUNTIME = "dockyard"
-# Log drivers acted on: json-file (written by the monitor) and none (no log).
-LOG_DRIVERS = ("json-file", "none")
 
 # How long a SIGKILL waits for the container's death before `kill` returns (dockerd: 10s).
 KILL_WAIT = 10.0
@@ -398,16 +396,7 @@ class ContainerService:
     def _settle_log_and_runtime(hc: HostConfig) -> None:
         """As dockerd at create: the daemon's defaults filled in (inspect shows them),
         and what this daemon cannot act on refused in dockerd's words."""
-        log_config = hc.log_config
-        if not log_config.type:
-            log_config.type = "json-file"
-        if log_config.type not in LOG_DRIVERS:
-            raise InvalidParameter(f"logger: no log driver named '{log_config.type}' is registered")
-        for key in sorted(log_config.config or {}):
-            raise InvalidParameter(
-                f"log opt '{key}' is not supported by the {log_config.type} log driver of "
-                "this dockyard"
-            )
+        logconfig.settle(hc.log_config)
         if not hc.runtime:
             hc.runtime = DEFAULT_RUNTIME
         if hc.runtime != DEFAULT_RUNTIME:
@@ -534,8 +523,15 @@ class ContainerService:
             try:
                 spec = self._run_spec(c)
                 write_bundle(c.bundle, spec.to_oci(c.id))
-                log_path = "" if c.host_config.log_config.type == "none" else c.log_path
-                link = await self._launcher.run(c.id, c.bundle, log_path=log_path)
+                log_config = c.host_config.log_config
+                rotation = logconfig.rotation(log_config)
+                link = await self._launcher.run(
+                    c.id,
+                    c.bundle,
+                    log_path="" if log_config.type == "none" else c.log_path,
+                    log_max_size=rotation.max_size,
+                    log_max_files=rotation.max_files,
+                )
             except BaseException:
                 await self.networking.release(c)
                 raise

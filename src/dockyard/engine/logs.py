@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import msgspec
 
 from dockyard.engine.clock import parse_rfc3339 as parse_time
+from dockyard.runtime.jsonlog import rotated_name
 
 
 class _Line(msgspec.Struct):
@@ -78,15 +81,25 @@ async def read_log(
 
     if not os.path.exists(path):
         return
+    older = _rotated_files(path)
     if tail is not None and tail >= 0:
         lines, offset = _tail_lines(path, tail)
+        for name in reversed(older):  # newest first, until there are enough
+            if len(lines) >= tail:
+                break
+            with contextlib.suppress(FileNotFoundError):  # rotated away meanwhile
+                more, _ = _tail_lines(name, tail - len(lines))
+                lines = more + lines
     else:
+        lines = []
+        for name in older:
+            with contextlib.suppress(FileNotFoundError), open(name, "rb") as f:
+                lines += f.read().splitlines()
         with open(path, "rb") as f:
             data = f.read()
-        offset = len(data)
         # A final line without newline is being written: leave it for the follow loop.
         cut = data.rfind(b"\n") + 1
-        lines, offset = data[:cut].splitlines(), cut
+        lines, offset = lines + data[:cut].splitlines(), cut
     for raw in lines:
         e = _entry(raw)
         if wanted(e):
@@ -94,7 +107,8 @@ async def read_log(
     if not follow:
         return
     pending = b""
-    with open(path, "rb") as f:
+    f = open(path, "rb")  # noqa: SIM115 - reopened when the log rotates
+    try:
         f.seek(offset)
         while True:
             alive = running()
@@ -109,6 +123,38 @@ async def read_log(
                     if until and e is not None and parse_time(e.time) > until:
                         return
                 continue
+            if _replaced(path, f):
+                # Rotated (max-file > 1), and what was written before is read: go on
+                # in the new file from its start.
+                f.close()
+                f = open(path, "rb")  # noqa: SIM115
+                pending = b""
+                continue
+            if os.fstat(f.fileno()).st_size < f.tell():
+                f.seek(0)  # emptied in place (max-file 1)
+                pending = b""
+                continue
             if not alive:
                 return
             await asyncio.sleep(poll)
+    finally:
+        f.close()
+
+
+def _rotated_files(path: str) -> list[str]:
+    """The older files of a rotated log, oldest first (<path>.N ... <path>.1)."""
+    found = []
+    n = 1
+    while os.path.exists(rotated_name(path, n)):
+        found.append(rotated_name(path, n))
+        n += 1
+    return found[::-1]
+
+
+def _replaced(path: str, f: BinaryIO) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(f.fileno())
+    return (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino)

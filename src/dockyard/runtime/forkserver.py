@@ -66,6 +66,8 @@ def _monitor_child(
                 str(request.get("log_path") or ""),
                 client,
                 int(request.get("request_ns") or 0),
+                log_max_size=int(request.get("log_max_size") or 0),
+                log_max_files=int(request.get("log_max_files") or 1),
             )
     except Exception:  # noqa: BLE001 - the forked monitor must never unwind into the server loop
         try:

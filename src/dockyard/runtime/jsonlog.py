@@ -11,6 +11,7 @@ short, other control bytes and < > & become \\u00XX, invalid UTF-8 becomes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -77,14 +78,31 @@ class LineSplitter:
         return [rest] if rest else []
 
 
-class JsonFileLog:
-    """Appends entries to a json-file log; one write(2) per chunk of output."""
+def rotated_name(path: str, n: int) -> str:
+    """The n-th older file of a rotated log: <path>.1 is the newest, as dockerd names them."""
+    return f"{path}.{n}"
 
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+class JsonFileLog:
+    """Appends entries to a json-file log; one write(2) per chunk of output.
+
+    With `max_size` (bytes, 0: no limit) it rotates as dockerd's json-file driver
+    with max-size/max-file: once the file has reached max_size, <path>.1 ...
+    <path>.<max_files-1> move up one and the file starts anew; with one file it is
+    emptied instead."""
+
+    def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
+        self.path = path
+        self.max_size = max_size
+        self.max_files = max(1, max_files)
+        self.fd = self._open()
+        self.size = os.fstat(self.fd).st_size
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self._torn = False  # the file ends in a partly written entry (a full disk)
         self.dropped = 0  # entries lost to write errors
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
 
     def write(self, stream: str, data: bytes) -> None:
         self._emit(stream, self._splitters[stream].feed(data))
@@ -97,12 +115,34 @@ class JsonFileLog:
             os.close(self.fd)
 
     def _emit(self, stream: str, entries: list[bytes]) -> None:
-        """One write(2); on a full disk the entries are lost (as with dockerd, whose
-        json-file driver drops a message it cannot write) and OSError is raised."""
+        """On a full disk the entries are lost (as with dockerd, whose json-file driver
+        drops a message it cannot write) and OSError is raised."""
         if not entries:
             return
         now = time.time_ns()
-        data = b"".join(encode_entry(e, stream, now) for e in entries)
+        encoded = [encode_entry(e, stream, now) for e in entries]
+        if not self.max_size:
+            self._write(encoded)
+            return
+        # A file grows past max_size by one entry at most, as with dockerd.
+        batch: list[bytes] = []
+        pending = 0
+        for i, line in enumerate(encoded):
+            if self.size + pending >= self.max_size:
+                if batch:
+                    self._write(batch)
+                    batch, pending = [], 0
+                try:
+                    self._rotate()
+                except OSError:
+                    self.dropped += len(encoded) - i
+                    raise
+            batch.append(line)
+            pending += len(line)
+        self._write(batch)
+
+    def _write(self, lines: list[bytes]) -> None:
+        data = b"".join(lines)
         if self._torn:
             # End the fragment a short write left, so readers skip it as one bad line
             # instead of losing the next good one with it.
@@ -110,10 +150,24 @@ class JsonFileLog:
         try:
             n = os.write(self.fd, data)
         except OSError:
-            self.dropped += len(entries)
+            self.dropped += len(lines)
             raise
+        self.size += n
         if n < len(data):
             self._torn = data[n - 1 : n] != b"\n" if n else self._torn
             self.dropped += data.count(b"\n", n) or 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "short write to the log")
+        self._torn = False
+
+    def _rotate(self) -> None:
+        if self.max_files < 2:
+            os.ftruncate(self.fd, 0)  # O_APPEND: the next write lands at the new end
+        else:
+            for n in range(self.max_files - 1, 1, -1):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(rotated_name(self.path, n - 1), rotated_name(self.path, n))
+            os.rename(self.path, rotated_name(self.path, 1))
+            os.close(self.fd)
+            self.fd = self._open()
+        self.size = 0
         self._torn = False

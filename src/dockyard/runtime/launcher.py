@@ -365,8 +365,19 @@ class Launcher:
                     assert self._ctl is not None
                     ctl = self._ctl
 
-    async def run(self, container_id: str, bundle_dir: str, *, log_path: str) -> MonitorLink:
+    async def run(
+        self,
+        container_id: str,
+        bundle_dir: str,
+        *,
+        log_path: str,
+        log_max_size: int = 0,
+        log_max_files: int = 1,
+    ) -> MonitorLink:
         """Start the container of <bundle>/config.json; return once its process has exec'd.
+
+        The monitor writes its output to the json-file log `log_path` (none if
+        empty), rotated at `log_max_size` bytes keeping `log_max_files` files.
 
         Raises RuntimeFailure (kind "not-found", "permission" or "other") if it could not start.
         """
@@ -374,6 +385,8 @@ class Launcher:
             "id": container_id,
             "bundle": os.path.abspath(bundle_dir),
             "log_path": log_path,
+            "log_max_size": log_max_size,
+            "log_max_files": log_max_files,
             "request_ns": time.monotonic_ns(),
         }
         return await self._start_monitor(request, bundle_dir)

@@ -164,6 +164,7 @@ class Monitor:
         self.owns_cgroups = False
         self.paused = False
         self.log_error_at = -LOG_ERROR_INTERVAL
+        self.log_rotation = (0, 1)  # the json-file log's max-size (0: none) and max-file
 
     # --- start -----------------------------------------------------------------
     def run(self) -> int:
@@ -236,7 +237,7 @@ class Monitor:
         create_cgroups(tracer, cfg, self.controllers)
         self.owns_cgroups = True
         if self.log_path:
-            self.log = JsonFileLog(self.log_path)
+            self.log = JsonFileLog(self.log_path, *self.log_rotation)
         return cfg
 
     def _enter_pid_namespace(self, tracer: TracingKernel) -> None:
@@ -689,7 +690,11 @@ def detach_and_run(
     log_path: str,
     first_client: socket.socket,
     request_ns: int = 0,
+    *,
+    log_max_size: int = 0,
+    log_max_files: int = 1,
 ) -> int:
     monitor = Monitor(kernel, container_id, bundle, log_path, first_client, request_ns)
+    monitor.log_rotation = (log_max_size, log_max_files)
     detach(kernel, monitor)
     return monitor.run()
