@@ -232,7 +232,6 @@ class Monitor:
         for name in (EXIT_FILE, STATE_FILE):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.bundle, name))
-        reserve_exit_slot(self.bundle)
         self.controllers = available_controllers(tracer, cfg)
         create_cgroups(tracer, cfg, self.controllers)
         self.owns_cgroups = True
@@ -259,6 +258,7 @@ class Monitor:
         # Both describe a monitor that a reboot ends: no fsync. A full disk loses them
         # (the daemon knows the state from the link), not the container.
         with contextlib.suppress(OSError):
+            reserve_exit_slot(self.bundle)  # first: the one that matters on a full disk
             write_json(self.bundle, STATE_FILE, self._state_event("state"), durable=False)
             self._write_trace(tracer, report, t0, t_started)
 

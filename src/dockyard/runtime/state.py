@@ -40,13 +40,13 @@ def write_json(bundle_dir: str, name: str, value: object, *, durable: bool = Tru
 
 def reserve_exit_slot(bundle_dir: str) -> None:
     """Allocate the space exit.json will need while the disk still has it."""
-    fd = os.open(
-        os.path.join(bundle_dir, EXIT_SLOT),
-        os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-        0o600,
-    )
+    path = os.path.join(bundle_dir, EXIT_SLOT)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.posix_fallocate(fd, 0, EXIT_SLOT_SIZE)
+    except OSError:
+        os.unlink(path)  # a slot without its blocks would only fail later
+        raise
     finally:
         os.close(fd)
 
