@@ -747,3 +747,25 @@ async def test_restarting_container_refuses_rm_and_stop_ends_it(tmp_path):
     await asyncio.sleep(0.4)  # past the back-off
     assert w.launcher.runs(c.id) == 1
     await w.containers.remove(c.id)
+
+
+@async_test
+async def test_a_rm_container_whose_start_finds_the_disk_full_is_removed(tmp_path, monkeypatch):
+    """`run --rm` waits for condition=removed: a start that fails for space must remove."""
+    import errno
+
+    from dockyard.engine import containers as containers_mod
+
+    w = await world(tmp_path)
+    c = await w.create(cmd=["/bin/sleep"], host_config=HostConfig(auto_remove=True))
+    removed = w.containers.waiter(c.id, "removed")
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "config.json")
+
+    monkeypatch.setattr(containers_mod, "write_bundle", full)
+    with pytest.raises(OSError):
+        await w.containers.start(c.id)
+    await asyncio.wait_for(removed, 1)
+    with pytest.raises(NotFound):
+        w.containers.get(c.id)

@@ -506,8 +506,9 @@ class ContainerService:
                 raise NotModified("container already started")
             try:
                 return await self._start(c, live)
-            except (RuntimeFailure, InvalidParameter, Conflict) as e:
-                if not c.host_config.auto_remove:
+            except Exception as e:
+                expected = isinstance(e, RuntimeFailure | InvalidParameter | Conflict)
+                if not (c.host_config.auto_remove and (expected or storage_full(e))):
                     raise
                 failure = e
         # As dockerd: a --rm container that cannot start is removed (the CLI waits
