@@ -143,6 +143,11 @@ def test_operations_on_a_full_disk(full_daemon) -> None:
     assert proc.returncode == 125, (proc.returncode, proc.stdout, proc.stderr)
     assert "no space left on device" in proc.stderr, proc.stderr
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    # What the failed create had begun is gone: one directory per container listed.
+    listed = d.request("GET", "/containers/json?all=1").json()
+    assert sorted(p.name for p in (d.data_root / "containers").iterdir()) == sorted(
+        c["Id"] for c in listed
+    )
 
     # An import needs space: it fails with a clear error, and leaves no temporary behind.
     buf = io.BytesIO()

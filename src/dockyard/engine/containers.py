@@ -39,6 +39,7 @@ from dockyard.engine.store import Store
 from dockyard.engine.update import live_resources, merged_host_config
 from dockyard.errors import (
     Conflict,
+    DockyardError,
     InvalidParameter,
     NotFound,
     NotModified,
@@ -270,6 +271,24 @@ class ContainerService:
         host_config: HostConfig,
         name: str = "",
         networking: NetworkingConfig | None = None,
+    ) -> Container:
+        try:
+            return await self._create(config, host_config, name)
+        except Exception as e:
+            if isinstance(e, DockyardError) and storage_full(e) is None:
+                raise  # refused before anything was written
+            # E.g. a full disk after the bundle was begun: it goes now, not at the next
+            # daemon start. (create never awaits, so no other create is half done.)
+            self._sweep_unrecorded()
+            raise
+
+    def _sweep_unrecorded(self) -> None:
+        for entry in os.listdir(self._root):
+            if entry not in self._containers:
+                shutil.rmtree(os.path.join(self._root, entry), ignore_errors=True)
+
+    async def _create(
+        self, config: ContainerConfig, host_config: HostConfig, name: str = ""
     ) -> Container:
         if not config.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
