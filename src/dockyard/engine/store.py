@@ -2,7 +2,9 @@
 
 One database in WAL mode under the data root; every change is one transaction, so
 a daemon killed at any instant restarts from a consistent state. Records are
-msgspec-encoded documents: the engine's models are the schema.
+msgspec-encoded documents: the engine's models are the schema. The file gives
+its free pages back after mass removals (auto_vacuum=INCREMENTAL), and opens on
+a full disk (a daemon must start there to let the user free space).
 """
 
 from __future__ import annotations
