@@ -141,8 +141,8 @@ class MonitorLink:
             log.error(
                 "container %s: log entries dropped: %s (%s so far)",
                 os.path.basename(self._bundle)[:12],
-                str(event.get("error", ""))[:200],
-                event.get("dropped"),
+                event["error"][:200].replace("\n", " "),
+                event["dropped"],
             )
         elif kind == "exit" and not self._exit.done():
             self._exit.set_result(
