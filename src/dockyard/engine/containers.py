@@ -273,7 +273,7 @@ class ContainerService:
         networking: NetworkingConfig | None = None,
     ) -> Container:
         try:
-            return await self._create(config, host_config, name)
+            return await self._create(config, host_config, name, networking)
         except Exception as e:
             if isinstance(e, DockyardError) and storage_full(e) is None:
                 raise  # refused before anything was written
@@ -288,7 +288,11 @@ class ContainerService:
                 shutil.rmtree(os.path.join(self._root, entry), ignore_errors=True)
 
     async def _create(
-        self, config: ContainerConfig, host_config: HostConfig, name: str = ""
+        self,
+        config: ContainerConfig,
+        host_config: HostConfig,
+        name: str,
+        networking: NetworkingConfig | None,
     ) -> Container:
         if not config.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
