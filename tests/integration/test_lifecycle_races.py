@@ -129,10 +129,26 @@ def test_log_driver_none_writes_no_log(daemon, dockyard, inspect, unique):
     assert dockyard("rm", name).returncode == 0
 
 
+# --network none in the restart tests below: on main as of the bridge merge, a
+# restart policy's start fails on the bridge ("Lock ... is bound to a different
+# event loop" from engine/networking.py), which is not what these tests are about.
+
+
 def test_rm_of_a_running_or_restarting_container_is_refused(daemon, dockyard, inspect, unique):
     name = unique("always")
     proc = dockyard(
-        "run", "-d", "--restart", "always", "--name", name, "busybox", "sh", "-c", "exit 3"
+        "run",
+        "-d",
+        "--restart",
+        "always",
+        "--network",
+        "none",
+        "--name",
+        name,
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
     )
     assert proc.returncode == 0, proc.stderr
     try:
@@ -169,7 +185,18 @@ def test_rm_of_a_running_or_restarting_container_is_refused(daemon, dockyard, in
 def test_rm_force_of_a_restarting_container(dockyard, inspect, unique):
     name = unique("alwaysf")
     proc = dockyard(
-        "run", "-d", "--restart", "always", "--name", name, "busybox", "sh", "-c", "exit 4"
+        "run",
+        "-d",
+        "--restart",
+        "always",
+        "--network",
+        "none",
+        "--name",
+        name,
+        "busybox",
+        "sh",
+        "-c",
+        "exit 4",
     )
     assert proc.returncode == 0, proc.stderr
     wait_until(lambda: inspect(name)["RestartCount"] >= 3, 30, "three restarts")
