@@ -71,3 +71,28 @@ class KernelError(DockyardError):
         self.errno = errno
         shown = ", ".join(repr(a) for a in args)
         super().__init__(f"{syscall}({shown}): {os.strerror(errno)}")
+
+
+class StorageFull(DockyardError):
+    """The data root's file system is full (ENOSPC, EDQUOT, SQLite's "disk is full").
+
+    A system error (500, as dockerd answers it) with one clear line: the
+    operation that needed space fails, the daemon goes on."""
+
+
+_SQLITE_FULL = 13  # sqlite3.SQLITE_FULL, without importing sqlite3 here
+
+
+def storage_full(exc: BaseException) -> StorageFull | None:
+    """The StorageFull that `exc` amounts to, or None if it is something else."""
+    import errno
+
+    if isinstance(exc, StorageFull):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = exc.filename
+        what = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+        return StorageFull(f"write {where}: {what}" if where else what)
+    if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+        return StorageFull("write dockyard.db: database or disk is full: no space left on device")
+    return None

@@ -633,3 +633,139 @@ async def test_daemon_shutdown_stops_containers_unless_live_restore(tmp_path):
     link = w2.launcher.last(kept.id)
     assert link.kills == [] and link.closed and not link.exited
     assert {x.id: x for x in w2.store.containers()}[kept.id].state.running
+
+
+# -- a full data root, races -----------------------------------------------------------------
+
+
+def _fill_the_store(w: World, monkeypatch) -> list[str]:
+    """From now on every write to the store fails as SQLite does on a full disk."""
+    import sqlite3
+
+    refused: list[str] = []
+
+    def full(*_args, **_kwargs):
+        err = sqlite3.OperationalError("database or disk is full")
+        err.sqlite_errorcode = 13
+        refused.append("write")
+        raise err
+
+    monkeypatch.setattr(w.containers._store, "put_container", full)
+    monkeypatch.setattr(w.containers._store, "delete_container", full)
+    return refused
+
+
+@async_test
+async def test_full_store_exit_is_recorded_in_memory_and_waiters_wake(tmp_path, monkeypatch):
+    w = await world(tmp_path)
+    c = await w.run(cmd=["/bin/sleep", "100"])
+    refused = _fill_the_store(w, monkeypatch)
+    waiting = w.containers.waiter(c.id)
+    await w.containers.kill(c.id)
+    state = await asyncio.wait_for(waiting, 1)
+    assert refused and state.exit_code == 137 and not state.running
+    assert w.containers.get(c.id).state.exit_code == 137
+    # rm -f still removes it (the record goes at the next start, with the bundle gone).
+    await w.containers.remove(c.id, force=True)
+    with pytest.raises(NotFound):
+        w.containers.get(c.id)
+    assert not Path(c.bundle).exists()
+
+
+@async_test
+async def test_full_store_records_are_written_once_there_is_space(tmp_path, monkeypatch):
+    w = await world(tmp_path)
+    c = await w.run(cmd=["/bin/sleep", "100"])
+    with pytest.MonkeyPatch.context() as mp:
+        _fill_the_store(w, mp)
+        await w.containers.kill(c.id)
+    other = await w.create()  # space again: this save also writes the pending one
+    assert other.id
+    w2 = await w.restarted()
+    assert w2.containers.get(c.id).state.exit_code == 137
+
+
+@async_test
+async def test_a_removal_a_full_store_cut_short_is_finished_at_restore(tmp_path, monkeypatch):
+    w = await world(tmp_path)
+    w.launcher.programs["/bin/true"] = exit_with(0)
+    c = await w.run(cmd=["/bin/true"])
+    await w.containers.wait(c.id)
+    _fill_the_store(w, monkeypatch)
+    await w.containers.remove(c.id)
+    monkeypatch.undo()
+    w2 = await w.restarted()
+    await w2.containers.restore()
+    assert w2.containers.list(all_=True) == []
+
+
+@async_test
+async def test_concurrent_starts_run_one_process(tmp_path):
+    w = await world(tmp_path)
+    c = await w.create(cmd=["/bin/sleep", "100"])
+    real_run = w.launcher.run
+
+    async def slow_run(*args, **kwargs):
+        await asyncio.sleep(0.05)
+        return await real_run(*args, **kwargs)
+
+    w.launcher.run = slow_run
+    results = await asyncio.gather(
+        *(w.containers.start(c.id) for _ in range(4)), return_exceptions=True
+    )
+    assert w.launcher.runs(c.id) == 1
+    assert sum(1 for r in results if isinstance(r, NotModified)) == 3
+
+
+@async_test
+async def test_sigkill_returns_once_the_container_is_dead(tmp_path):
+    w = await world(tmp_path)
+    c = await w.run(cmd=["/bin/sleep", "100"])
+    await w.containers.kill(c.id)
+    assert (c.state.running, c.state.exit_code) == (False, 137)
+    await w.containers.remove(c.id)  # no -f needed
+
+
+@async_test
+async def test_restarting_container_refuses_rm_and_stop_ends_it(tmp_path):
+    w = await world(tmp_path)
+    w.launcher.programs["/bin/false"] = exit_with(3)
+    host = HostConfig(restart_policy=RestartPolicy("always"))
+    c = await w.run(cmd=["/bin/false"], host_config=host)
+    await w.containers.wait(c.id)
+    assert (c.state.status, c.state.running, c.state.restarting) == ("restarting", True, True)
+    with pytest.raises(Conflict) as e:
+        await w.containers.remove(c.id)
+    assert e.value.message == (
+        f'cannot remove container "{c.name}": container is restarting: stop the container '
+        "before removing or force remove"
+    )
+    with pytest.raises(Conflict, match="is restarting, wait until the container is running"):
+        await w.containers.kill(c.id)
+    await w.containers.stop(c.id)
+    assert (c.state.status, c.state.running, c.state.restarting) == ("exited", False, False)
+    await asyncio.sleep(0.4)  # past the back-off
+    assert w.launcher.runs(c.id) == 1
+    await w.containers.remove(c.id)
+
+
+@async_test
+async def test_a_rm_container_whose_start_finds_the_disk_full_is_removed(tmp_path, monkeypatch):
+    """`run --rm` waits for condition=removed: a start that fails for space must remove."""
+    import errno
+
+    from dockyard.engine import containers as containers_mod
+
+    w = await world(tmp_path)
+    c = await w.create(cmd=["/bin/sleep"], host_config=HostConfig(auto_remove=True))
+    removed = w.containers.waiter(c.id, "removed")
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "config.json")
+
+    monkeypatch.setattr(containers_mod, "write_bundle", full)
+    with pytest.raises(OSError):
+        await w.containers.start(c.id)
+    await asyncio.wait_for(removed, 1)
+    with pytest.raises(NotFound):
+        w.containers.get(c.id)

@@ -438,3 +438,43 @@ def test_random_hostile_tars_never_touch_the_outside(tmp_path, seed):
     except DockyardError:
         pass  # refusing is fine; writing outside is not
     assert _snapshot(tmp_path, dest) == before
+
+
+# -- sparse members ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tar_args",
+    [
+        ["--format=gnu"],
+        ["--format=posix", "--sparse-version=0.0"],
+        ["--format=posix", "--sparse-version=0.1"],
+        ["--format=posix", "--sparse-version=1.0"],
+    ],
+)
+def test_sparse_member_keeps_its_holes(tmp_path, tar_args):
+    """256 MiB apparent, 50 small data regions: unpacked, only the regions take blocks."""
+    import shutil
+    import subprocess
+
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar makes the sparse archives")
+    src = tmp_path / "s"
+    with open(src, "wb") as f:
+        f.truncate(1 << 28)
+        for i in range(50):
+            f.seek(i * 5 * (1 << 20) + 123)
+            f.write(bytes([i + 1]) * (5000 + i))
+    archive = tmp_path / "s.tar"
+    subprocess.run(
+        ["tar", "--sparse", *tar_args, "-C", str(tmp_path), "-cf", str(archive), "s"], check=True
+    )
+    out = tmp_path / "out"
+    with open(archive, "rb") as f:
+        assert unpack_layer(f, str(out)) == 1 << 28
+    st = (out / "s").stat()
+    assert st.st_size == 1 << 28
+    assert st.st_blocks * 512 < 4 * 1024 * 1024, st.st_blocks
+    with open(src, "rb") as a, open(out / "s", "rb") as b:
+        while chunk := a.read(1 << 24):
+            assert b.read(1 << 24) == chunk

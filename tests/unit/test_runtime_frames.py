@@ -34,3 +34,11 @@ def test_oversized_frame_is_rejected() -> None:
     dec = frames.FrameDecoder()
     with pytest.raises(ValueError):
         dec.feed(frames.HEADER.pack(1, frames.MAX_PAYLOAD + 1))
+
+
+def test_log_error_event_is_checked() -> None:
+    good = {"event": "log-error", "error": "No space left on device", "dropped": 3}
+    assert frames.parse_event(json.dumps(good).encode()) == good
+    for bad in ({**good, "dropped": "3"}, {**good, "error": 1}, {"event": "log-error"}):
+        with pytest.raises(ValueError):
+            frames.parse_event(json.dumps(bad).encode())

@@ -69,3 +69,49 @@ def test_log_file_written_per_line_and_flushed_at_close(tmp_path) -> None:
     ]
     for line in lines:
         assert re.fullmatch(rb'\{"log":".*","stream":"std(out|err)","time":"[0-9T:.-]+Z"\}', line)
+
+
+def test_full_disk_drops_entries_and_a_short_write_does_not_eat_the_next(
+    tmp_path, monkeypatch
+) -> None:
+    """ENOSPC: entries are lost (the container is not blocked); a short write's
+    fragment is ended with a newline once space is back, so the next entry is whole."""
+    import errno
+    import os
+
+    from dockyard.runtime import jsonlog
+
+    path = tmp_path / "c-json.log"
+    log = JsonFileLog(str(path))
+    log.write("stdout", b"first\n")
+    real_write = os.write
+    mode = {"now": "short"}
+
+    def failing_write(fd: int, data: bytes) -> int:
+        if mode["now"] == "short":
+            mode["now"] = "full"
+            return real_write(fd, data[:10])
+        if mode["now"] == "full":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(jsonlog.os, "write", failing_write)
+    for text in (b"torn\n", b"lost\n"):
+        try:
+            log.write("stdout", text)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+        else:
+            raise AssertionError("a write on a full disk must raise")
+    mode["now"] = "ok"
+    log.write("stdout", b"back\n")
+    log.close()
+    assert log.dropped == 2
+    lines = path.read_bytes().split(b"\n")
+    good = []
+    for raw in lines:
+        try:
+            good.append(json.loads(raw)["log"])
+        except ValueError:
+            pass
+    assert good == ["first\n", "back\n"]

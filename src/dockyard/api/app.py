@@ -34,6 +34,7 @@ from dockyard.errors import (
     RuntimeFailure,
     Unauthorized,
     Unavailable,
+    storage_full,
 )
 
 log = logging.getLogger("dockyard.api")
@@ -117,6 +118,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except (ConnectionResetError, BrokenPipeError):
         raise
     except Exception as e:
+        full = storage_full(e)
+        if full is not None:
+            # An expected condition of a full data root: one line, no traceback.
+            log.error("%s %s: %s", request.method, request.path, full.message)
+            return _error(full.message, 500)
         log.exception("%s %s failed", request.method, request.path)
         return _error(f"internal error: {type(e).__name__}: {e}", 500)
 

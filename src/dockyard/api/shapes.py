@@ -71,6 +71,9 @@ def container_status(c: Container, legacy: bool = False) -> str:
     """The `Status` column: "Up 5 seconds", "Exited (0) 3 minutes ago", "Created"."""
     now = time.time()
     st = c.state
+    if st.restarting:
+        ago = human_duration(now - parse_rfc3339(st.finished_at))
+        return f"Restarting ({st.exit_code}) {ago} ago"
     if st.running:
         up = "Up " + human_duration(now - parse_rfc3339(st.started_at))
         return up + " (Paused)" if st.paused else up + health.status_suffix(c)

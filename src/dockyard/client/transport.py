@@ -458,7 +458,10 @@ class Client:
         data: bytes | IO[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
-        """Send a request; raise APIError for non-2xx; the body is left to the caller.
+        """Send a request; raise APIError for a status >= 400; the body is left to the caller.
+
+        As docker's Go client (checkResponseErr): below 400 is no error, so a 304
+        ("already stopped", "already started") makes `stop`/`start` succeed.
 
         `body` is JSON-encoded; `data` is sent raw (a file is streamed chunked).
         """
@@ -474,7 +477,7 @@ class Client:
                 method, self._url(path, query), hdrs, payload
             )
             resp = Response(sock, reader, status, resp_headers, method)
-            if 200 <= status < 300:
+            if 200 <= status < 400:
                 return resp
             message = _error_message(status, resp.read())
             if attempt == 0 and self._downgrade(status, message):

@@ -8,6 +8,7 @@ output out to attached clients. Nothing here speaks HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -46,10 +47,12 @@ from dockyard.engine.update import live_resources, merged_host_config
 from dockyard.engine.volumes import VolumeService
 from dockyard.errors import (
     Conflict,
+    DockyardError,
     InvalidParameter,
     NotFound,
     NotModified,
     RuntimeFailure,
+    storage_full,
 )
 from dockyard.image.layered_copy import copy_tree
 from dockyard.image.users import parse_passwd, resolve_user
@@ -64,6 +67,9 @@ from dockyard.runtime.spec import (
 )
 
 log = logging.getLogger("dockyard.containers")
+
+# How long a SIGKILL waits for the container's death before `kill` returns (dockerd: 10s).
+KILL_WAIT = 10.0
 
 # A frame for attached clients: (stream, data); None ends the stream (the container exited).
 Frame = tuple[int, bytes] | None
@@ -133,6 +139,8 @@ class _Live:
     removal_waiters: list[asyncio.Future[ContainerState]] = field(default_factory=list)
     restart_task: asyncio.Task[None] | None = None  # a restart policy's pending start
     removal: asyncio.Future[None] | None = None  # set once removal began
+    # Held while a start is under way: a second start waits and then finds it running.
+    start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     running: asyncio.Event = field(default_factory=asyncio.Event)  # set while a link is up
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -191,6 +199,9 @@ class ContainerService:
                 ]
         self._network_traces: dict[str, dict] = {}  # container id -> its last start's
         self._live: dict[str, _Live] = {}
+        # Records whose last change could not be written (a full data root): kept
+        # right in memory, written again at the next successful save.
+        self._unsaved: set[str] = set()
         images.users_of = self._users_of_image
         self.volumes.users_of = self._users_of_volume
         self.log_defaults = logconfig.LogDefaults()  # daemon.json log-driver / log-opts
@@ -344,6 +355,37 @@ class ContainerService:
 
     def _save(self, c: Container) -> None:
         self._store.put_container(c)
+        self._unsaved.discard(c.id)
+        self._save_pending()
+
+    def _save_state(self, c: Container) -> None:
+        """Persist a change that has already happened (an exit, a stop, a start).
+
+        On a full data root the operation must not fail for it, nor leave its
+        waiters hanging: the record stays right in memory and is written at the
+        next save that succeeds. After a crash meanwhile, restore() reads the
+        true exit from the monitor's exit.json."""
+        try:
+            self._save(c)
+        except Exception as e:
+            full = storage_full(e)
+            if full is None:
+                raise
+            if c.id not in self._unsaved:
+                log.error("container %s: state not saved (%s): kept in memory", c.short_id, full)
+            self._unsaved.add(c.id)
+
+    def _save_pending(self) -> None:
+        for cid in list(self._unsaved):
+            c = self._containers.get(cid)
+            try:
+                if c is not None:
+                    self._store.put_container(c)
+            except Exception as e:
+                if storage_full(e) is None:
+                    raise
+                return  # still full: the next save tries again
+            self._unsaved.discard(cid)
 
     save = _save  # for the services beside this one (pause, rename, health)
 
@@ -369,6 +411,28 @@ class ContainerService:
         host_config: HostConfig,
         name: str = "",
         networking: NetworkingConfig | None = None,
+    ) -> Container:
+        try:
+            return await self._create(config, host_config, name, networking)
+        except Exception as e:
+            if isinstance(e, DockyardError) and storage_full(e) is None:
+                raise  # refused before anything was written
+            # E.g. a full disk after the bundle was begun: it goes now, not at the next
+            # daemon start. (create never awaits, so no other create is half done.)
+            self._sweep_unrecorded()
+            raise
+
+    def _sweep_unrecorded(self) -> None:
+        for entry in os.listdir(self._root):
+            if entry not in self._containers:
+                shutil.rmtree(os.path.join(self._root, entry), ignore_errors=True)
+
+    async def _create(
+        self,
+        config: ContainerConfig,
+        host_config: HostConfig,
+        name: str,
+        networking: NetworkingConfig | None,
     ) -> Container:
         if not config.image:
             raise InvalidParameter("config cannot be empty in order to create a container")
@@ -611,9 +675,25 @@ class ContainerService:
 
     async def start(self, ref: str) -> Container:
         c = self.get(ref)
-        if c.state.running:
-            raise NotModified("container already started")
         live = self._live_of(c.id)
+        # One start at a time: a concurrent second start finds the container running
+        # (304, as dockerd answers it) instead of launching a second process.
+        async with live.start_lock:
+            if c.state.running:
+                raise NotModified("container already started")
+            try:
+                return await self._start(c, live)
+            except Exception as e:
+                expected = isinstance(e, RuntimeFailure | InvalidParameter | Conflict)
+                if not (c.host_config.auto_remove and (expected or storage_full(e))):
+                    raise
+                failure = e
+        # As dockerd: a --rm container that cannot start is removed (the CLI waits
+        # for that with condition=removed).
+        await self.remove(c.id, force=True)
+        raise failure
+
+    async def _start(self, c: Container, live: _Live) -> Container:
         if live.removal is not None or c.state.status == "removing":
             raise Conflict(f"cannot start container {c.id}: container is marked for removal")
         if c.id in self._copying:
@@ -643,11 +723,7 @@ class ContainerService:
             c.state.error = e.message
             if isinstance(e, RuntimeFailure):
                 c.state.exit_code = {"not-found": 127, "permission": 126}.get(e.kind, 128)
-            self._save(c)
-            if c.host_config.auto_remove:
-                # As dockerd: a --rm container that cannot start is removed (the CLI waits
-                # for that with condition=removed).
-                await self.remove(c.id, force=True)
+            self._save_state(c)
             raise
         c.manually_stopped = False
         c.state = ContainerState(
@@ -658,8 +734,8 @@ class ContainerService:
             finished_at=ZERO_TIME,
         )
         c.monitor_pid = link.monitor_pid
-        self._save(c)
         self._follow(c, link)
+        self._save_state(c)
         self.emit(c, "start")
         log.info("container %s started (pid %d)", c.short_id, link.pid)
         return c
@@ -774,20 +850,25 @@ class ContainerService:
             finished_at=record.finished_at,
             health=c.state.health,  # the last result stays for inspect, as dockerd's
         )
-        self._save(c)
         if record.oom_killed:
             self.emit(c, "oom")
         self.emit(c, "die", exitCode=str(record.exit_code))
+        restart = not c.host_config.auto_remove and self._should_restart(c, live)
+        if restart:
+            # dockerd's SetRestarting: still "running" for ps, wait and rm, no process.
+            c.state.status, c.state.running, c.state.restarting = "restarting", True, True
+            c.restart_count += 1
         log.info("container %s exited with %d", c.short_id, record.exit_code)
+        # Waiters first: a full disk that fails the save below must not leave them hanging.
         waiters, live.exit_waiters = live.exit_waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(c.state)
+        self._save_state(c)
         if c.host_config.auto_remove:
             await self.remove(c.id, force=True)
             return
-        if self._should_restart(c, live):
-            c.restart_count += 1
+        if restart:
             delay = min(0.1 * 2 ** min(c.restart_count, 10), 60.0)
             live.restart_task = asyncio.create_task(self._restart_later(c.id, delay))
 
@@ -803,14 +884,30 @@ class ContainerService:
 
     async def _restart_later(self, container_id: str, delay: float) -> None:
         await asyncio.sleep(delay)
-        self._live_of(container_id).restart_task = None
+        live = self._live_of(container_id)
+        live.restart_task = None
         c = self._containers.get(container_id)
-        if c is None or c.state.running or c.manually_stopped:
+        if c is None or live.link is not None or c.manually_stopped:
             return
         try:
-            await self.start(container_id)
+            async with live.start_lock:
+                await self._start(c, live)
         except Exception as e:  # noqa: BLE001 - a failed restart is logged, not fatal
             log.warning("restart of %s failed: %s", container_id[:12], e)
+            self._end_restarting(c, live)
+
+    def _end_restarting(self, c: Container, live: _Live) -> None:
+        """No next run after all (stopped, or its start failed): the container is exited."""
+        if live.restart_task is not None:
+            live.restart_task.cancel()
+            live.restart_task = None
+        if c.state.restarting:
+            c.state.status, c.state.running, c.state.restarting = "exited", False, False
+            waiters, live.exit_waiters = live.exit_waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(c.state)
+        self._save_state(c)
 
     # stop, kill, wait, remove
 
@@ -839,25 +936,38 @@ class ContainerService:
         c = self.get(ref)
         signum = parse_signal(signal, signal_mod.SIGKILL)
         live = self._live_of(c.id)
+        async with live.start_lock:
+            pass  # a start under way finishes first
+        if c.state.restarting:
+            raise Conflict(
+                f"Cannot kill container: {ref}: Container {c.id} is restarting, "
+                "wait until the container is running"
+            )
         if not c.state.running or live.link is None:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
         if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
             c.manually_stopped = True
+        exited = self.waiter(c.id, "not-running") if signum == signal_mod.SIGKILL else None
         await live.link.kill(signum)
         self.emit(c, "kill", signal=str(signum))
         await self._thaw_if_paused(c, live)
+        if exited is not None:
+            # As dockerd: a SIGKILL returns once the container is dead, so that
+            # `kill` then `rm` finds it stopped.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(exited), KILL_WAIT)
 
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
         c = self.get(ref)
         live = self._live_of(c.id)
+        async with live.start_lock:
+            pass  # a start under way finishes first
+        if c.state.restarting or (live.restart_task is not None and live.link is None):
+            # Between two runs of a restart policy: stopping means "no next run".
+            c.manually_stopped = True
+            self._end_restarting(c, live)
+            return
         if not c.state.running or live.link is None:
-            if live.restart_task is not None:
-                # Between two runs of a restart policy: stopping means "no next run".
-                live.restart_task.cancel()
-                live.restart_task = None
-                c.manually_stopped = True
-                self._save(c)
-                return
             raise NotModified("container already stopped")
         c.manually_stopped = True
         signum = parse_signal(signal or c.config.stop_signal, signal_mod.SIGTERM)
@@ -900,17 +1010,23 @@ class ContainerService:
         if c.id in self._copying:
             raise Conflict(f"cannot remove container {c.id}: a copy into its files is in progress")
         live = self._live_of(c.id)
+        async with live.start_lock:
+            pass  # a start under way finishes first
         if c.state.running:
             if not force:
+                # dockerd's words (daemon/delete.go), "restarting" between two runs.
+                state = "restarting" if c.state.restarting else "running"
                 raise Conflict(
-                    f'cannot remove container "{c.name}": container is running: stop the '
+                    f'cannot remove container "{c.name}": container is {state}: stop the '
                     "container before removing or force remove"
                 )
-            exited = self.waiter(c.id, "not-running")
             c.manually_stopped = True
-            if live.link is not None:
+            if live.link is None:
+                self._end_restarting(c, live)  # restarting: no process to kill
+            else:
+                exited = self.waiter(c.id, "not-running")
                 await live.link.kill(signal_mod.SIGKILL)
-            await exited
+                await exited
         if live.removal is None:
             # The first remover does the work (an auto-remove may have begun meanwhile);
             # any other waits for it, so `rm -f` of a --rm container succeeds.
@@ -921,7 +1037,9 @@ class ContainerService:
         if live.restart_task is not None:
             live.restart_task.cancel()
         c.state.status = "removing"
-        self._save(c)  # a crash from here on: restore() finishes the removal
+        # A crash from here on: restore() finishes the removal (the record says
+        # "removing" or, on a full disk where that could not be written, the bundle is gone).
+        self._save_state(c)
         scratch = os.path.join(c.bundle, "cp-root")
         if os.path.ismount(scratch):
             # a cp of the stopped container was cut short by a crash: unmount its view
@@ -930,9 +1048,17 @@ class ContainerService:
             from dockyard.kernel.linux import LinuxKernel
 
             LinuxKernel().umount2(scratch, MNT_DETACH)
+        # The bundle first: on a full disk it holds the space the record's deletion needs.
         await asyncio.to_thread(shutil.rmtree, c.bundle, True)
         self.networks.container_removed(c.id)
-        self._store.delete_container(c.id)
+        try:
+            self._store.delete_container(c.id)
+        except Exception as e:
+            full = storage_full(e)
+            if full is None:
+                raise
+            log.error("container %s: record not deleted (%s): restore() will", c.short_id, full)
+        self._unsaved.discard(c.id)
         del self._containers[c.id]
         self._network_traces.pop(c.id, None)
         self._live.pop(c.id, None)
@@ -949,6 +1075,12 @@ class ContainerService:
             if not fut.done():
                 fut.set_result(c.state)
         log.info("container %s removed", c.short_id)
+
+    async def _finish_removal(self, c: Container) -> None:
+        live = self._live_of(c.id)
+        if live.removal is None:
+            live.removal = asyncio.ensure_future(self._delete(c, live))
+        await asyncio.shield(live.removal)
 
     # output
 
@@ -1097,11 +1229,13 @@ class ContainerService:
                 log.info("removing %s: a create the daemon did not finish", entry[:12])
                 await asyncio.to_thread(shutil.rmtree, os.path.join(self._root, entry), True)
         for c in list(self._containers.values()):
-            if c.state.status == "removing":
-                await self.remove(c.id, force=True)
+            if c.state.status == "removing" or not os.path.isdir(c.bundle):
+                # A removal cut short (by a crash, or a full disk that kept its record).
+                await self._finish_removal(c)
                 continue
             if not c.state.running:
                 continue
+            c.state.restarting = False  # the daemon that was restarting it is gone
             link = await self._launcher.reattach(c.id, c.bundle)
             if link is not None:
                 log.info("reattached to container %s (pid %d)", c.short_id, link.pid)
@@ -1116,17 +1250,24 @@ class ContainerService:
             [(c.id, c.sandbox_key) for c in self._containers.values() if c.state.running]
         )
         for c in list(self._containers.values()):
+            live = self._live_of(c.id)
             if (
                 c.host_config.restart_policy.name in ("always", "unless-stopped")
-                and not (c.state.running)
+                and (not c.state.running or (c.state.restarting and live.link is None))
                 and c.state.started_at != ZERO_TIME
                 and parse_rfc3339(c.state.finished_at)
+                and not c.manually_stopped
             ):
-                if not c.manually_stopped:
-                    try:
-                        await self.start(c.id)
-                    except Exception as e:  # noqa: BLE001
-                        log.warning("could not restart %s: %s", c.short_id, e)
+                # At daemon start, at once rather than after the policy's back-off.
+                if live.restart_task is not None:
+                    live.restart_task.cancel()
+                    live.restart_task = None
+                try:
+                    async with live.start_lock:
+                        await self._start(c, live)
+                except Exception as e:  # noqa: BLE001
+                    log.warning("could not restart %s: %s", c.short_id, e)
+                    self._end_restarting(c, live)
 
     async def shutdown(self, live_restore: bool) -> None:
         """dockerd stops running containers at shutdown unless live-restore is on."""
@@ -1136,6 +1277,9 @@ class ContainerService:
                 *(self.stop(c.id, c.config.stop_timeout) for c in running),
                 return_exceptions=True,
             )
+        # Last chance for records a full disk kept in memory (restore() reads the
+        # true exits from exit.json if this fails too).
+        self._save_pending()
         for live in self._live.values():
             for task in list(live.tasks):
                 task.cancel()

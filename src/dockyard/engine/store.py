@@ -2,11 +2,15 @@
 
 One database in WAL mode under the data root; every change is one transaction, so
 a daemon killed at any instant restarts from a consistent state. Records are
-msgspec-encoded documents: the engine's models are the schema.
+msgspec-encoded documents: the engine's models are the schema. The file gives
+its free pages back after mass removals (auto_vacuum=INCREMENTAL), and opens on
+a full disk (a daemon must start there to let the user free space).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,20 +56,46 @@ CREATE TABLE IF NOT EXISTS endpoints (
 """
 
 
+# Free pages are given back to the file system once they are this many, and at
+# least this share of the file (so that churn does not vacuum at every removal).
+_VACUUM_MIN_FREE_PAGES = 256
+_VACUUM_MIN_FREE_SHARE = 0.25
+
+log = logging.getLogger("dockyard.store")
+
+
+_AUTO_VACUUM_INCREMENTAL = 2
+
+
 class Store:
     def __init__(self, path: str) -> None:
         # The daemon's event loop is the only writer; isolation_level=None lets us
         # group statements in explicit transactions.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # Set before any table exists (a new file), this makes the file shrinkable; an
+        # older file is converted once by a VACUUM below. Only when needed: on a full
+        # disk, even setting it again fails, and the daemon must still start.
+        converting = self._auto_vacuum() != _AUTO_VACUUM_INCREMENTAL
+        if converting:
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._db.executescript(_NETWORK_SCHEMA)
+        if converting and self._auto_vacuum() != _AUTO_VACUUM_INCREMENTAL:
+            try:
+                self._db.execute("VACUUM")
+            except sqlite3.OperationalError as e:  # e.g. a full disk: next start tries again
+                log.warning("could not convert %s to incremental vacuum: %s", path, e)
         self._container_decoder = msgspec.json.Decoder(Container)
         self._image_decoder = msgspec.json.Decoder(ImageRecord)
         self._volume_decoder = msgspec.json.Decoder(Volume)
         self._network_decoder = msgspec.json.Decoder(Network)
         self._endpoint_decoder = msgspec.json.Decoder(Endpoint)
+
+    def _auto_vacuum(self) -> int:
+        return int(self._db.execute("PRAGMA auto_vacuum").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -92,6 +122,27 @@ class Store:
     def delete_container(self, container_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+        self._give_back_space()
+
+    def _give_back_space(self) -> None:
+        """After removals: once free pages dominate, truncate them off the file.
+
+        In WAL mode the file shrinks at the checkpoint, which also empties the WAL.
+        (The WAL is otherwise left alone: it is reused without growing, so some
+        writes still land on a full disk, and truncating it at every checkpoint
+        would slow every save.)"""
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        if free < _VACUUM_MIN_FREE_PAGES:
+            return
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        if free < pages * _VACUUM_MIN_FREE_SHARE:
+            return
+        try:
+            # executescript steps the pragma to its end; execute() frees one page.
+            self._db.executescript("PRAGMA incremental_vacuum;")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError as e:  # the removal itself is done
+            log.warning("could not give back free database pages: %s", e)
 
     def containers(self) -> list[Container]:
         rows = self._db.execute("SELECT doc FROM containers").fetchall()
@@ -110,6 +161,7 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM images WHERE id = ?", (image_id,))
             db.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
+        self._give_back_space()
 
     def images(self) -> list[ImageRecord]:
         rows = self._db.execute("SELECT doc FROM images").fetchall()

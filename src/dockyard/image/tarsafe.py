@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
-from dockyard.errors import DockyardError, InvalidParameter
+from dockyard.errors import DockyardError, InvalidParameter, StorageFull, storage_full
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -281,6 +281,8 @@ class _LayerUnpacker:
         except DockyardError:
             raise
         except OSError as e:
+            if storage_full(e) is not None:
+                raise StorageFull(f"failed to extract {name!r}: no space left on device") from e
             raise DockyardError(f"failed to extract {name!r}: {e.strerror or e}") from e
 
     def _remove_existing(self, parent_fd: int, base: str, keep_dir: bool) -> None:
@@ -378,7 +380,9 @@ class _LayerUnpacker:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         out = os.open(base, flags, 0o600, dir_fd=parent_fd)
         try:
-            if src is not None:
+            if src is not None and member.sparse is not None:
+                _copy_sparse(src, out, member)
+            elif src is not None:
                 while True:
                     chunk = src.read(_COPY_CHUNK)
                     if not chunk:
@@ -457,6 +461,30 @@ class _LayerUnpacker:
                 os.utime(fd, ns=times)
             finally:
                 os.close(fd)
+
+
+def _copy_sparse(src: BinaryIO, out: int, member: tarfile.TarInfo) -> None:
+    """Write only the data regions of a sparse member (GNU or PAX sparse): its
+    holes stay holes, as with dockerd (Go's tar reader seeks over them), so a
+    small upload cannot become a layer of the size the header claims."""
+    # The unbuffered reader: a buffered one reads ahead into the next data region,
+    # and a stream ("r|") cannot seek back to it.
+    raw = getattr(src, "raw", src)
+    for offset, length in member.sparse or []:
+        if offset < 0 or length < 0 or offset + length > member.size:
+            raise InvalidParameter(f"invalid sparse map in tar entry {member.name!r}")
+        raw.seek(offset)
+        pos, left = offset, length
+        while left:
+            chunk = raw.read(min(_COPY_CHUNK, left))
+            if not chunk:
+                raise InvalidParameter(f"truncated sparse data in tar entry {member.name!r}")
+            view = memoryview(chunk)
+            while view:
+                n = os.pwrite(out, view, pos)
+                view, pos = view[n:], pos + n
+            left -= len(chunk)
+    os.ftruncate(out, member.size)
 
 
 def _layer_relative(name: str, what: str = "path", entry: str | None = None) -> str:

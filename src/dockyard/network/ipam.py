@@ -17,13 +17,15 @@ network's subnet.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dockyard.errors import Conflict, InvalidParameter, Unavailable
+from dockyard.errors import Conflict, InvalidParameter, Unavailable, storage_full
 
 IPv4Network = ipaddress.IPv4Network
 
@@ -97,6 +99,9 @@ class AddressPool:
         )
 
 
+log = logging.getLogger("dockyard.network")
+
+
 class Ipam:
     def __init__(self, state_path: str | None = None) -> None:
         self._path = state_path
@@ -113,9 +118,19 @@ class Ipam:
         if not self._path:
             return
         tmp = self._path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({k: p.to_json() for k, p in self._pools.items()}, f)
-        os.rename(tmp, self._path)
+        try:
+            with open(tmp, "w") as f:
+                json.dump({k: p.to_json() for k, p in self._pools.items()}, f)
+            os.rename(tmp, self._path)
+        except OSError as e:
+            full = storage_full(e)
+            if full is None:
+                raise
+            # A full data root must not fail a release (an exit, a removal, a daemon
+            # start): the allocations stay right in memory; the next save writes them all.
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            log.error("address allocations not saved (%s): kept in memory", full)
 
     # pools -----------------------------------------------------------------
     def add_pool(

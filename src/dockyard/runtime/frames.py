@@ -123,6 +123,9 @@ def parse_event(payload: bytes) -> dict:
         _typed(event, "ok", bool)
         _typed(event, "error", str, required=False)
         _typed(event, "stats", dict, required=False)
+    elif kind == "log-error":
+        _typed(event, "error", str)
+        _int(event, "dropped", 0, 1 << 62)
     else:
         raise ValueError(f"unknown event {kind!r:.40}")
     return event

@@ -12,6 +12,7 @@ short, other control bytes and < > & become \\u00XX, invalid UTF-8 becomes
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 
@@ -85,6 +86,9 @@ class JsonFileLog:
     ones shift up and the one past `max_file - 1` is dropped; with max_file 1 the
     file is truncated instead. A log file deleted or renamed under us is reopened
     at the next rotation; writing never stops the container.
+
+    On a full disk entries are lost (as with dockerd, whose json-file driver drops
+    a message it cannot write): `dropped` counts them and write() raises OSError.
     """
 
     def __init__(
@@ -97,6 +101,8 @@ class JsonFileLog:
         self.fd = self._open()
         self.size = os.fstat(self.fd).st_size
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        self._torn = False  # the file ends in a partly written entry (a full disk)
+        self.dropped = 0  # entries lost to write errors
 
     def _open(self) -> int:
         # readable too: a compressed rotation reads the file back through this fd
@@ -106,9 +112,11 @@ class JsonFileLog:
         self._emit(stream, self._splitters[stream].feed(data))
 
     def close(self) -> None:
-        for stream, splitter in self._splitters.items():
-            self._emit(stream, splitter.flush())
-        os.close(self.fd)
+        try:
+            for stream, splitter in self._splitters.items():
+                self._emit(stream, splitter.flush())
+        finally:
+            os.close(self.fd)
 
     def _emit(self, stream: str, entries: list[bytes]) -> None:
         if not entries:
@@ -116,28 +124,49 @@ class JsonFileLog:
         now = time.time_ns()
         encoded = [encode_entry(e, stream, now) for e in entries]
         if not self.max_size:
-            os.write(self.fd, b"".join(encoded))
+            self._write(encoded)
             return
         # as dockerd: an entry that would take the file past max-size goes to a new one
         batch: list[bytes] = []
         pending = 0
-        for line in encoded:
+        for i, line in enumerate(encoded):
             if self.size + pending + len(line) > self.max_size and self.size + pending > 0:
                 if batch:
-                    os.write(self.fd, b"".join(batch))
-                    self.size += pending
+                    try:
+                        self._write(batch)
+                    except OSError:
+                        self.dropped += len(encoded) - i  # the rest of the chunk too
+                        raise
                     batch, pending = [], 0
                 self._rotate()
             batch.append(line)
             pending += len(line)
         if batch:
-            os.write(self.fd, b"".join(batch))
-            self.size += pending
+            self._write(batch)
+
+    def _write(self, lines: list[bytes]) -> None:
+        data = b"".join(lines)
+        if self._torn:
+            # End the fragment a short write left, so readers skip it as one bad line
+            # instead of losing the next good one with it.
+            data = b"\n" + data
+        try:
+            n = os.write(self.fd, data)
+        except OSError:
+            self.dropped += len(lines)
+            raise
+        self.size += n
+        if n < len(data):
+            self._torn = data[n - 1 : n] != b"\n" if n else self._torn
+            self.dropped += data.count(b"\n", n) or 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "short write to the log")
+        self._torn = False
 
     def _rotate(self) -> None:
         if self.max_file == 1:
             os.ftruncate(self.fd, 0)
             self.size = 0
+            self._torn = False
             return
         ext = ".gz" if self.compress else ""
         with contextlib.suppress(FileNotFoundError):
@@ -156,6 +185,7 @@ class JsonFileLog:
         os.close(self.fd)
         self.fd = self._open()
         self.size = os.fstat(self.fd).st_size
+        self._torn = False
 
 
 def _gzip_to(fd: int, dest: str) -> None:

@@ -32,6 +32,8 @@ from dockyard.runtime.state import ExitRecord, read_exit, read_state
 
 __all__ = ["ExecSpec", "ExitRecord", "Launcher", "MonitorLink", "read_exit", "read_state"]
 
+log = logging.getLogger("dockyard.runtime")
+
 MAX_PENDING_OUTPUT = 16 * 1024 * 1024
 # A container link whose stream went bad reconnects to the monitor's socket
 # (the container is still running) rather than reporting an exit nobody saw.
@@ -135,6 +137,13 @@ class MonitorLink:
             answer = self._requests.get(event["req"])
             if answer is not None and not answer.done():
                 answer.set_result(event)
+        elif kind == "log-error":
+            log.error(
+                "container %s: log entries dropped: %s (%s so far)",
+                os.path.basename(self._bundle)[:12],
+                event["error"][:200].replace("\n", " "),
+                event["dropped"],
+            )
         elif kind == "exit" and not self._exit.done():
             self._exit.set_result(
                 ExitRecord(

@@ -49,7 +49,15 @@ from dockyard.runtime.cgroups import (
 from dockyard.runtime.container_init import child_main, decode_trace
 from dockyard.runtime.jsonlog import JsonFileLog
 from dockyard.runtime.rfc3339 import now_rfc3339nano
-from dockyard.runtime.state import EXIT_FILE, STATE_FILE, TRACE_FILE, ExitRecord, write_json
+from dockyard.runtime.state import (
+    EXIT_FILE,
+    STATE_FILE,
+    TRACE_FILE,
+    ExitRecord,
+    reserve_exit_slot,
+    write_exit,
+    write_json,
+)
 
 # A client this far behind misses output frames (the log has them) rather than
 # stalling the container; control frames (the exit event) always get through.
@@ -58,6 +66,7 @@ MAX_CLIENT_BACKLOG = 8 * 1024 * 1024
 # reading from the client that sends it (backpressure, as a pipe would).
 MAX_STDIN_BACKLOG = 1024 * 1024
 DRAIN_TIMEOUT = 2.0  # after the init exits, how long to wait for the pipes' EOF
+LOG_ERROR_INTERVAL = 10.0  # at most one "log entries dropped" report this often
 _UCRED = struct.Struct("3i")
 
 
@@ -154,6 +163,7 @@ class Monitor:
         self.t_fork = 0
         self.owns_cgroups = False
         self.paused = False
+        self.log_error_at = -LOG_ERROR_INTERVAL
 
     # --- start -----------------------------------------------------------------
     def run(self) -> int:
@@ -250,9 +260,12 @@ class Monitor:
 
     def _after_started(self, tracer: TracingKernel, report: dict, t0: int, t_started: int) -> None:
         # Off the critical path: the caller already knows the container started.
-        # Both describe a monitor that a reboot ends: no fsync.
-        write_json(self.bundle, STATE_FILE, self._state_event("state"), durable=False)
-        self._write_trace(tracer, report, t0, t_started)
+        # Both describe a monitor that a reboot ends: no fsync. A full disk loses them
+        # (the daemon knows the state from the link), not the container.
+        with contextlib.suppress(OSError):
+            reserve_exit_slot(self.bundle)  # first: the one that matters on a full disk
+            write_json(self.bundle, STATE_FILE, self._state_event("state"), durable=False)
+            self._write_trace(tracer, report, t0, t_started)
 
     def _listen(self) -> socket.socket:
         fd = os.open(self.bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -524,14 +537,26 @@ class Monitor:
         stream = self.outputs[fd]
         if self.log is not None:
             # A full disk loses log lines, as with dockerd; the container goes on.
-            with contextlib.suppress(OSError):
+            try:
                 self.log.write(stream, data)
+            except OSError as exc:
+                self._report_log_error(exc)
         frame = frames.encode(frames.STDOUT if stream == "stdout" else frames.STDERR, data)
         for client in list(self.clients.values()):
             if len(client.out) > MAX_CLIENT_BACKLOG:
                 client.dropped += len(data)
             else:
                 self._send(client, frame)
+
+    def _report_log_error(self, exc: OSError) -> None:
+        """dockerd logs an error when its json-file driver drops a message: tell the
+        daemon, which does (not at every line: a flood must not flood its log too)."""
+        now = time.monotonic()
+        if now - self.log_error_at < LOG_ERROR_INTERVAL or self.log is None:
+            return
+        self.log_error_at = now
+        error = os.strerror(exc.errno) if exc.errno else str(exc)
+        self._broadcast_control({"event": "log-error", "error": error, "dropped": self.log.dropped})
 
     def _send(self, client: _Client, data: bytes) -> None:
         if not client.out:
@@ -607,7 +632,9 @@ class Monitor:
             oom_killed=oom,
             error=error,
         )
-        write_json(self.bundle, EXIT_FILE, record.to_json())
+        # Whatever happens to the file, the exit event below still reaches the daemon.
+        with contextlib.suppress(OSError):
+            write_exit(self.bundle, record)
         return record
 
     def _flush_clients_and_close(self) -> None:

@@ -6,6 +6,7 @@ nothing or a whole record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -15,6 +16,10 @@ from dockyard.runtime.spec import write_atomic
 STATE_FILE = "state.json"
 EXIT_FILE = "exit.json"
 TRACE_FILE = "start-trace.json"
+# Blocks claimed at start for exit.json, so that a container that fills the disk
+# still gets its true exit code recorded (not the 255 of a monitor that vanished).
+EXIT_SLOT = "exit.slot"
+EXIT_SLOT_SIZE = 4096
 
 
 @dataclass
@@ -31,6 +36,50 @@ class ExitRecord:
 def write_json(bundle_dir: str, name: str, value: object, *, durable: bool = True) -> None:
     """Atomically; `durable=False` for what means nothing after a reboot (see write_atomic)."""
     write_atomic(os.path.join(bundle_dir, name), json.dumps(value).encode(), durable=durable)
+
+
+def reserve_exit_slot(bundle_dir: str) -> None:
+    """Allocate the space exit.json will need while the disk still has it."""
+    path = os.path.join(bundle_dir, EXIT_SLOT)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, EXIT_SLOT_SIZE)
+    except OSError:
+        os.unlink(path)  # a slot without its blocks would only fail later
+        raise
+    finally:
+        os.close(fd)
+
+
+def write_exit(bundle_dir: str, record: ExitRecord) -> None:
+    """exit.json, atomically: written into the reserved slot, which is renamed.
+
+    Neither step needs a free block, so a full disk cannot turn the true exit
+    code into 255. Without a slot (none was reserved) a plain atomic write."""
+    value = record.to_json()
+    data = json.dumps(value).encode()
+    if len(data) > EXIT_SLOT_SIZE:
+        value["error"] = value["error"][: EXIT_SLOT_SIZE // 2] + "..."
+        data = json.dumps(value).encode()
+    slot = os.path.join(bundle_dir, EXIT_SLOT)
+    try:
+        fd = os.open(slot, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        write_json(bundle_dir, EXIT_FILE, value)
+        return
+    try:
+        # Spaces after the JSON keep the allocated size and still parse.
+        os.pwrite(fd, data.ljust(EXIT_SLOT_SIZE), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(slot, os.path.join(bundle_dir, EXIT_FILE))
+    with contextlib.suppress(OSError):
+        dfd = os.open(bundle_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def _read_json(path: str) -> dict | None:
