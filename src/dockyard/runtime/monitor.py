@@ -234,6 +234,11 @@ class Monitor:
         self.controllers = available_controllers(tracer, cfg)
         create_cgroups(tracer, cfg, self.controllers)
         self.owns_cgroups = True
+        self._open_log(cfg)
+        return cfg
+
+    def _open_log(self, cfg: ContainerConfig) -> None:
+        """The json-file log, rotated as the engine's annotations say (engine/logconfig.py)."""
         if self.log_path:
             notes = cfg.annotations or {}
             self.log = JsonFileLog(
@@ -242,7 +247,6 @@ class Monitor:
                 max_file=int(notes.get("org.dockyard.log.max-file", "1") or 1),
                 compress=notes.get("org.dockyard.log.compress") == "true",
             )
-        return cfg
 
     def _enter_pid_namespace(self, tracer: TracingKernel) -> None:
         # A new pid namespace for the next child only: it becomes PID 1 (--pid host:

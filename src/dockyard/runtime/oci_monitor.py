@@ -37,7 +37,7 @@ from dockyard.runtime.cgroups import available_controllers, oom_killed
 from dockyard.runtime.container_init import mount_rootfs
 from dockyard.runtime.monitor import Monitor, detach, exit_code_of
 from dockyard.runtime.rfc3339 import now_rfc3339nano
-from dockyard.runtime.state import EXIT_FILE, STATE_FILE, ExitRecord, write_json
+from dockyard.runtime.state import EXIT_FILE, STATE_FILE, ExitRecord, write_exit
 
 RUNTIME_TIMEOUT = 60.0
 PID_FILE = "runtime.pid"
@@ -71,8 +71,6 @@ class ExternalRuntimeMonitor(Monitor):
         )
 
     def _prepare(self, tracer: TracingKernel) -> ContainerConfig:
-        from dockyard.runtime.jsonlog import JsonFileLog
-
         self.cfg = cfg = load_config(self.bundle)
         self.listener = self._listen()
         for name in (EXIT_FILE, STATE_FILE, PID_FILE, LOG_FILE):
@@ -82,8 +80,7 @@ class ExternalRuntimeMonitor(Monitor):
         # ours would be): pause and stats read the same files.
         self.controllers = available_controllers(tracer, cfg)
         self.owns_cgroups = True
-        if self.log_path:
-            self.log = JsonFileLog(self.log_path)
+        self._open_log(cfg)
         return cfg
 
     def _start(self, tracer: TracingKernel) -> dict:
@@ -199,7 +196,9 @@ class ExternalRuntimeMonitor(Monitor):
             oom_killed=oom,
             error=error,
         )
-        write_json(self.bundle, EXIT_FILE, record.to_json())
+        # Whatever happens to the file, the exit event still reaches the daemon.
+        with contextlib.suppress(OSError):
+            write_exit(self.bundle, record)
         return record
 
 
