@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 
 def test_readme_hello_world(dockyard):
@@ -225,3 +226,25 @@ def test_trace_of_a_never_started_container_says_so(dockyard, unique):
     proc = dockyard("trace", name)
     assert proc.returncode == 1
     assert "has not been started" in proc.stderr
+
+
+def test_restart_policy_on_the_default_bridge(dockyard, inspect, unique):
+    # A restart on the bridge awaits the network: the restart task must stay
+    # referenced while it does (it was garbage-collected mid-start, and the
+    # container stayed down after its first exit).
+    name = unique("rp")
+    assert dockyard("run", "-d", "--name", name, "--restart", "on-failure:5",
+                    "busybox", "sh", "-c", "exit 3").returncode == 0  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        info = inspect(name)
+        while time.monotonic() < deadline:
+            info = inspect(name)
+            if info["RestartCount"] == 5 and not info["State"]["Running"]:
+                break
+            time.sleep(0.2)
+        assert info["RestartCount"] == 5, info["State"]
+        assert info["State"]["ExitCode"] == 3
+        assert info["NetworkSettings"]["Networks"].get("bridge") is not None
+    finally:
+        dockyard("rm", "-f", name)

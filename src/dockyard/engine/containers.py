@@ -870,7 +870,12 @@ class ContainerService:
             return
         if restart:
             delay = min(0.1 * 2 ** min(c.restart_count, 10), 60.0)
-            live.restart_task = asyncio.create_task(self._restart_later(c.id, delay))
+            task = asyncio.create_task(self._restart_later(c.id, delay))
+            live.restart_task = task
+            # _restart_later clears restart_task once it runs: the loop keeps only weak
+            # references, so without this one the task was collected mid-start.
+            live.tasks.add(task)
+            task.add_done_callback(live.tasks.discard)
 
     @staticmethod
     def _should_restart(c: Container, live: _Live) -> bool:

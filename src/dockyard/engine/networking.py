@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from dockyard.engine.models import Container, ContainerConfig, HostConfig, NetworkingConfig
-from dockyard.errors import Conflict, InvalidParameter, NotFound
+from dockyard.errors import Conflict, InvalidParameter, KernelError, NotFound
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.trace import TracingKernel, calls_to_json
 from dockyard.network import ports as ports_mod
@@ -155,6 +155,13 @@ class ContainerNetworking:
 
     def _shutdown_sync(self) -> None:
         self.driver.stop()
+        # No container runs any more: every namespace file left (a spare handed to a
+        # start that failed before it was attached, say) is garbage.
+        for path in self.driver.sandbox_paths():
+            try:
+                self.driver.delete_sandbox_path(path)
+            except (OSError, KernelError) as e:
+                log.warning("could not delete network namespace %s: %s", path, e)
         if self.default is not None:
             self.kernel.link_delete(self.default.bridge)
 
