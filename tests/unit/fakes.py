@@ -232,6 +232,9 @@ def rootfs_tar() -> bytes:
 _ROOTFS = rootfs_tar()
 
 
+_OPEN_STORES: dict[str, Store] = {}
+
+
 @dataclass
 class World:
     root: Path
@@ -243,7 +246,14 @@ class World:
     networking: ContainerNetworking = field(init=False)
 
     def __post_init__(self) -> None:
-        self.store = Store(str(self.root / "dockyard.db"))
+        # A second World on the same root is the next daemon: the first one's process
+        # (and its exclusive hold on the database) is gone by then.
+        db_path = str(self.root / "dockyard.db")
+        previous = _OPEN_STORES.pop(db_path, None)
+        if previous is not None:
+            previous.close()
+        self.store = Store(db_path)
+        _OPEN_STORES[db_path] = self.store
         self.images = ImageService(self.store, ImageStore(str(self.root)), str(self.root / "tmp"))
         # The networking of containers over the recording kernel: no interface,
         # rule or namespace is touched, and tests can look at what would have been.

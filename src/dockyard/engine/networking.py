@@ -266,13 +266,17 @@ class ContainerNetworking:
 
         async def replenish() -> None:
             await asyncio.sleep(0.02)  # after the runtime's start, not competing with it
+            made = False
             try:
                 async with self._lock:
                     await asyncio.to_thread(self.driver.replenish, net)
+                made = True
             except Exception as e:  # noqa: BLE001 - a start without a spare is just slower
                 log.warning("could not make a spare network namespace: %s", e)
             finally:
                 self._replenishing = None
+            if made and not self.driver.has_spare(net):
+                self._replenish_later()  # a start took the new spare while it was made
 
         self._replenishing = asyncio.ensure_future(replenish())
 

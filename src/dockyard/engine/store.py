@@ -72,6 +72,11 @@ class Store:
         # The daemon's event loop is the only writer; isolation_level=None lets us
         # group statements in explicit transactions.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # One daemon per data root (its flock), so the database is ours alone: in
+        # EXCLUSIVE mode, set before the first access, WAL keeps its index in memory
+        # instead of the -shm file, whose recovery after a crash on a full disk failed
+        # with "disk I/O error" and kept the daemon from starting.
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         # Set before any table exists (a new file), this makes the file shrinkable; an
         # older file is converted once by a VACUUM below. Only when needed: on a full
         # disk, even setting it again fails, and the daemon must still start.
