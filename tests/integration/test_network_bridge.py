@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -94,11 +95,25 @@ def _host_network_state(daemon) -> dict[str, object]:
     }
 
 
+def _live_peers(netns: Path) -> set[int]:
+    """Host-side ifindexes of the veths whose other end is in a namespace that
+    still has its file under `netns` (spares and sandboxes of containers)."""
+    peers: set[int] = set()
+    for name in os.listdir(netns):
+        out = subprocess.run(
+            ["nsenter", f"--net={netns / name}", "ip", "-o", "link", "show"],
+            capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        peers.update(int(m) for m in re.findall(r"@if(\d+):", out))
+    return peers
+
+
 def _settled_state(daemon) -> dict[str, object]:
     """_host_network_state once it has settled: the daemon's spare sandbox for the
-    next start is there (it is made in the background after a start), and the
-    kernel has torn down the namespaces (and so the veths) of containers that
-    stopped (it does that in the background too), so that counts compare."""
+    next start is there with its veth (it is made in the background after a
+    start), and the kernel has torn down the namespaces (and so the veths) of
+    containers that stopped (it does that in the background too: such a veth is
+    still on the bridge, its namespace file gone), so that counts compare."""
     netns = Path(daemon.data_root) / "run" / "netns"
     brif = Path(f"/sys/class/net/{default_bridge_name(str(daemon.data_root))}/brif")
     deadline = time.monotonic() + 30
@@ -109,7 +124,13 @@ def _settled_state(daemon) -> dict[str, object]:
             for c in daemon.request("GET", "/containers/json").json()
             if (c["NetworkSettings"]["Networks"].get("bridge") or {}).get("IPAddress")
         ]
-        if spares and len(os.listdir(brif)) == spares + len(running):
+        on_bridge = set()
+        for port in os.listdir(brif):
+            try:
+                on_bridge.add(int(Path(f"/sys/class/net/{port}/ifindex").read_text()))
+            except OSError:  # going meanwhile (ENOENT, or EINVAL while it is deleted)
+                on_bridge.add(-1)
+        if spares and len(on_bridge) == spares + len(running) and on_bridge <= _live_peers(netns):
             state = _host_network_state(daemon)
             # Other tests' containers on this shared daemon may end meanwhile: count
             # the interfaces beyond those of running containers.
