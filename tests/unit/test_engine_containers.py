@@ -754,7 +754,7 @@ async def test_a_rm_container_whose_start_finds_the_disk_full_is_removed(tmp_pat
     """`run --rm` waits for condition=removed: a start that fails for space must remove."""
     import errno
 
-    from dockyard.engine import containers as containers_mod
+    from dockyard.engine import lifecycle as containers_mod
 
     w = await world(tmp_path)
     c = await w.create(cmd=["/bin/sleep"], host_config=HostConfig(auto_remove=True))

@@ -18,6 +18,7 @@ import msgspec
 
 from dockyard.engine.isolation import check_isolation
 from dockyard.engine.models import ContainerConfig, HostConfig
+from dockyard.engine.signals import parse_signal
 from dockyard.errors import InvalidParameter
 from dockyard.kernel.flags import CAPABILITIES
 from dockyard.runtime.cgroups import check_cgroup_parent
@@ -113,8 +114,6 @@ def _check_config(config: ContainerConfig) -> None:
         if config.working_dir.startswith("//"):
             config.working_dir = "/" + config.working_dir.lstrip("/")
     if config.stop_signal:
-        from dockyard.engine.containers import parse_signal  # containers imports this module
-
         parse_signal(config.stop_signal)
     env = config.env or []
     if len(env) > MAX_ENV:
