@@ -27,9 +27,9 @@ from dockyard.api.streams import (
     RAW_STREAM,
     RawStreamResponse,
     frame,
+    pump_stdin,
     take_over_input,
 )
-from dockyard.engine.containers import AttachStreams
 from dockyard.engine.filters import normalize
 from dockyard.engine.models import (
     Container,
@@ -207,7 +207,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     stdin_task = None
     reader = take_over_input(request)
     if reader is not None and streams.stdin is not None:
-        stdin_task = asyncio.create_task(_pump_stdin(reader.queue, streams))
+        stdin_task = asyncio.create_task(pump_stdin(reader.queue, streams))
     await resp.prepare(request)
     try:
         async for kind, data in streams.frames:
@@ -222,14 +222,6 @@ async def attach(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(Exception):
         await resp.write_eof()
     return resp
-
-
-async def _pump_stdin(queue: asyncio.Queue[bytes | None], streams: AttachStreams) -> None:
-    assert streams.stdin is not None
-    while (data := await queue.get()) is not None:
-        await streams.stdin(data)
-    if streams.close_stdin is not None:
-        await streams.close_stdin()
 
 
 async def logs(request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,10 @@ headers, so `RawStreamResponse` writes exactly the head it is given.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web, web_protocol
 from multidict import CIMultiDict
@@ -18,6 +21,8 @@ RAW_STREAM = "application/vnd.docker.raw-stream"
 MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 
 _HEADER = struct.Struct(">BxxxI")
+
+log = logging.getLogger("dockyard.api")
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -89,3 +94,27 @@ def take_over_input(request: web.Request) -> StdinReader | None:
     if transport is not None and not transport.is_reading():
         reader.feed_eof()  # the client half-closed before we got here
     return reader
+
+
+class StdinTarget(Protocol):
+    """Where a client's stdin goes: an attach's (AttachStreams) or an exec's (ExecStreams)."""
+
+    @property
+    def stdin(self) -> Callable[[bytes], Awaitable[None]] | None: ...
+
+    @property
+    def close_stdin(self) -> Callable[[], Awaitable[None]] | None: ...
+
+
+async def pump_stdin(queue: asyncio.Queue[bytes | None], target: StdinTarget) -> None:
+    """The client's bytes to the process until the client's EOF, then its stdin closed
+    (when the target closes it). The process may end while input still comes: the rest
+    is dropped."""
+    assert target.stdin is not None
+    try:
+        while (data := await queue.get()) is not None:
+            await target.stdin(data)
+        if target.close_stdin is not None:
+            await target.close_stdin()
+    except Exception as e:  # noqa: BLE001 - nothing is left to write to
+        log.debug("stdin not delivered: %s", e)
