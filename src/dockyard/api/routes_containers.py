@@ -27,6 +27,7 @@ from dockyard.api.streams import (
     RAW_STREAM,
     RawStreamResponse,
     frame,
+    frames,
     pump_stdin,
     take_over_input,
 )
@@ -251,16 +252,19 @@ async def logs(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     try:
         async for batch in entries:
-            chunks = []
-            for e in batch:
-                data = f"{e.time} ".encode() + e.data if timestamps else e.data
-                chunks.append(frame(e.stream, data) if multiplexed else data)
-            await resp.write(b"".join(chunks))
+            data = batch.data
+            if timestamps:
+                data = list(map(_stamped, batch.times, data))
+            await resp.write(frames(batch.streams, data) if multiplexed else b"".join(data))
     except (ConnectionResetError, RuntimeError):
         pass
     with contextlib.suppress(Exception):
         await resp.write_eof()
     return resp
+
+
+def _stamped(time: str, data: bytes) -> bytes:
+    return f"{time} ".encode() + data
 
 
 async def list_containers(request: web.Request) -> web.Response:

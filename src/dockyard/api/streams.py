@@ -9,9 +9,10 @@ headers, so `RawStreamResponse` writes exactly the head it is given.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from aiohttp import web, web_protocol
@@ -28,6 +29,13 @@ log = logging.getLogger("dockyard.api")
 def frame(stream: int, data: bytes) -> bytes:
     """Docker's 8-byte header: [stream, 0, 0, 0, size (uint32 big-endian)] + payload."""
     return _HEADER.pack(stream, len(data)) + data
+
+
+def frames(streams: Iterable[int], payloads: list[bytes]) -> bytes:
+    """Many frames in one buffer, one per payload (as dockerd frames each log entry),
+    built without a Python-level step per frame."""
+    headers = map(_HEADER.pack, streams, map(len, payloads))
+    return b"".join(itertools.chain.from_iterable(zip(headers, payloads, strict=True)))
 
 
 class RawStreamResponse(web.StreamResponse):
