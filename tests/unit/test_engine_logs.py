@@ -148,3 +148,35 @@ async def test_service_logs_refuses_drivers_that_cannot_be_read(tmp_path):
     with pytest.raises(InvalidParameter) as e:
         w.containers.logs(c.id, stdout=True, stderr=True, tail=None, since=0, until=0, follow=False)
     assert e.value.message == "configured logging driver does not support reading"
+
+
+@async_test
+async def test_big_reads_keep_entries_streams_and_order_across_block_boundaries(
+    tmp_path, monkeypatch
+):
+    """Lines cut by the end of a read block, and stream names written inside the text
+    (escaped there) that must not be taken for the entries' own streams."""
+    from dockyard.engine import logs as logs_mod
+
+    monkeypatch.setattr(logs_mod, "_BLOCK", 100)  # every few lines a block ends mid-line
+    entries = [(1, b'says "stream":"stderr" here\n')] * 5 + [(2, b'"stream":"stdout"\n')]
+    entries += [(1, f"line {i}\n".encode()) for i in range(50)] + [(2, b"\xc3\xa9 \\ <&>\n")]
+    log = tmp_path / "c-json.log"
+    with open(log, "wb") as f:
+        for i, (stream, data) in enumerate(entries):
+            # the monitor's compact layout (the fallback reads json.dumps' spaced one)
+            f.write(
+                log_line(stream, data, stamp(i)).replace(b'": "', b'":"').replace(b'", "', b'","')
+            )
+    got = [(e.stream, e.data) async for e in read_log(str(log))]
+    assert got == entries
+    only_err = [e.data async for e in read_log(str(log), stdout=False)]
+    assert only_err == [b'"stream":"stdout"\n', b"\xc3\xa9 \\ <&>\n"]
+
+
+def test_frames_are_one_per_entry_as_dockerd_sends_them():
+    from dockyard.api.streams import frame, frames
+
+    payloads = [b"a\n", b"", b"bc\n", b"x" * 70000]
+    streams = [1, 2, 1, 2]
+    assert frames(streams, payloads) == b"".join(map(frame, streams, payloads))

@@ -27,9 +27,10 @@ from dockyard.api.streams import (
     RAW_STREAM,
     RawStreamResponse,
     frame,
+    frames,
+    pump_stdin,
     take_over_input,
 )
-from dockyard.engine.containers import AttachStreams
 from dockyard.engine.filters import normalize
 from dockyard.engine.models import (
     Container,
@@ -207,7 +208,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     stdin_task = None
     reader = take_over_input(request)
     if reader is not None and streams.stdin is not None:
-        stdin_task = asyncio.create_task(_pump_stdin(reader.queue, streams))
+        stdin_task = asyncio.create_task(pump_stdin(reader.queue, streams))
     await resp.prepare(request)
     try:
         async for kind, data in streams.frames:
@@ -222,14 +223,6 @@ async def attach(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(Exception):
         await resp.write_eof()
     return resp
-
-
-async def _pump_stdin(queue: asyncio.Queue[bytes | None], streams: AttachStreams) -> None:
-    assert streams.stdin is not None
-    while (data := await queue.get()) is not None:
-        await streams.stdin(data)
-    if streams.close_stdin is not None:
-        await streams.close_stdin()
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
@@ -259,16 +252,19 @@ async def logs(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     try:
         async for batch in entries:
-            chunks = []
-            for e in batch:
-                data = f"{e.time} ".encode() + e.data if timestamps else e.data
-                chunks.append(frame(e.stream, data) if multiplexed else data)
-            await resp.write(b"".join(chunks))
+            data = batch.data
+            if timestamps:
+                data = list(map(_stamped, batch.times, data))
+            await resp.write(frames(batch.streams, data) if multiplexed else b"".join(data))
     except (ConnectionResetError, RuntimeError):
         pass
     with contextlib.suppress(Exception):
         await resp.write_eof()
     return resp
+
+
+def _stamped(time: str, data: bytes) -> bytes:
+    return f"{time} ".encode() + data
 
 
 async def list_containers(request: web.Request) -> web.Response:

@@ -16,9 +16,10 @@ from dockyard.api.streams import (
     RAW_STREAM,
     RawStreamResponse,
     frame,
+    pump_stdin,
     take_over_input,
 )
-from dockyard.engine.exec import ExecConfig, ExecStartConfig, ExecStreams
+from dockyard.engine.exec import ExecConfig, ExecStartConfig
 from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         return resp
     stdin_task = None
     if reader is not None and streams.stdin is not None:
-        stdin_task = asyncio.create_task(_pump_stdin(reader.queue, streams))
+        stdin_task = asyncio.create_task(pump_stdin(reader.queue, streams))
     try:
         async for kind, data in streams.frames:
             await resp.write(data if tty else frame(kind, data))
@@ -92,15 +93,6 @@ async def start(request: web.Request) -> web.StreamResponse:
 
 def _out(tty: bool, data: bytes) -> bytes:
     return data if tty else frame(1, data)
-
-
-async def _pump_stdin(queue: asyncio.Queue[bytes | None], streams: ExecStreams) -> None:
-    assert streams.stdin is not None
-    with contextlib.suppress(Exception):  # the exec may end while input still comes
-        while (data := await queue.get()) is not None:
-            await streams.stdin(data)
-        if streams.close_stdin is not None:
-            await streams.close_stdin()
 
 
 async def inspect(request: web.Request) -> web.Response:

@@ -9,7 +9,11 @@ headers, so `RawStreamResponse` writes exactly the head it is given.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import struct
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from aiohttp import web, web_protocol
 from multidict import CIMultiDict
@@ -19,10 +23,19 @@ MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 
 _HEADER = struct.Struct(">BxxxI")
 
+log = logging.getLogger("dockyard.api")
+
 
 def frame(stream: int, data: bytes) -> bytes:
     """Docker's 8-byte header: [stream, 0, 0, 0, size (uint32 big-endian)] + payload."""
     return _HEADER.pack(stream, len(data)) + data
+
+
+def frames(streams: Iterable[int], payloads: list[bytes]) -> bytes:
+    """Many frames in one buffer, one per payload (as dockerd frames each log entry),
+    built without a Python-level step per frame."""
+    headers = map(_HEADER.pack, streams, map(len, payloads))
+    return b"".join(itertools.chain.from_iterable(zip(headers, payloads, strict=True)))
 
 
 class RawStreamResponse(web.StreamResponse):
@@ -89,3 +102,27 @@ def take_over_input(request: web.Request) -> StdinReader | None:
     if transport is not None and not transport.is_reading():
         reader.feed_eof()  # the client half-closed before we got here
     return reader
+
+
+class StdinTarget(Protocol):
+    """Where a client's stdin goes: an attach's (AttachStreams) or an exec's (ExecStreams)."""
+
+    @property
+    def stdin(self) -> Callable[[bytes], Awaitable[None]] | None: ...
+
+    @property
+    def close_stdin(self) -> Callable[[], Awaitable[None]] | None: ...
+
+
+async def pump_stdin(queue: asyncio.Queue[bytes | None], target: StdinTarget) -> None:
+    """The client's bytes to the process until the client's EOF, then its stdin closed
+    (when the target closes it). The process may end while input still comes: the rest
+    is dropped."""
+    assert target.stdin is not None
+    try:
+        while (data := await queue.get()) is not None:
+            await target.stdin(data)
+        if target.close_stdin is not None:
+            await target.close_stdin()
+    except Exception as e:  # noqa: BLE001 - nothing is left to write to
+        log.debug("stdin not delivered: %s", e)

@@ -21,6 +21,9 @@ def encode_frame(stream: int, payload: bytes) -> bytes:
     return struct.pack(">BxxxI", stream, len(payload)) + payload
 
 
+_HEADER = struct.Struct(">BxxxI")
+
+
 class FrameDecoder:
     """Incremental decoder: feed arbitrary byte chunks, get (stream, payload) frames.
 
@@ -29,29 +32,56 @@ class FrameDecoder:
     """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._rest = b""  # a header cut by the end of a chunk
         self._stream = STDOUT
         self._remaining = 0
 
     def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
-        self._buf += data
-        while self._buf:
-            if self._remaining == 0:
-                if len(self._buf) < HEADER_SIZE:
-                    return
-                self._stream, self._remaining = struct.unpack_from(">BxxxI", self._buf)
-                del self._buf[:HEADER_SIZE]
+        for stream, parts in self.runs(data):
+            yield from ((stream, p) for p in parts)
+
+    def runs(self, data: bytes) -> list[tuple[int, list[bytes]]]:
+        """The payloads of a chunk, grouped in runs of one stream (in order): a reader
+        writes each run at once instead of one write per frame. The chunk is walked by
+        offset, never shifted: a 64 KiB chunk of 1.6M-line logs holds ~1000 frames."""
+        if self._rest:
+            data, self._rest = self._rest + data, b""
+        out: list[tuple[int, list[bytes]]] = []
+        stream, remaining = self._stream, self._remaining
+        parts: list[bytes] = []
+        pos, end = 0, len(data)
+        unpack = _HEADER.unpack_from
+        while pos < end:
+            if remaining:  # the rest of a frame begun in an earlier chunk
+                take = remaining if remaining < end - pos else end - pos
+                parts.append(data[pos : pos + take])
+                pos += take
+                remaining -= take
                 continue
-            take = min(self._remaining, len(self._buf))
-            chunk = bytes(self._buf[:take])
-            del self._buf[:take]
-            self._remaining -= take
-            yield self._stream, chunk
+            if end - pos < HEADER_SIZE:
+                self._rest = data[pos:]
+                break
+            new, size = unpack(data, pos)
+            pos += HEADER_SIZE
+            if new != stream:
+                if parts:
+                    out.append((stream, parts))
+                    parts = []
+                stream = new
+            stop = pos + size
+            if stop > end:
+                remaining, stop = stop - end, end
+            parts.append(data[pos:stop])
+            pos = stop
+        if parts:
+            out.append((stream, parts))
+        self._stream, self._remaining = stream, remaining
+        return out
 
     @property
     def pending(self) -> int:
         """Bytes still owed: a truncated header or the rest of a frame."""
-        return len(self._buf) + self._remaining
+        return len(self._rest) + self._remaining
 
 
 def demux(chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
@@ -102,15 +132,8 @@ def copy_stream(chunks: Iterable[bytes], sink: OutputSink, tty: bool) -> None:
             sink.write(STDOUT, chunk)
         return
     # Consecutive frames of one stream in a chunk go out in one write: a 100 MB log
-    # is a few hundred writes, not one per line. The order of the streams is kept.
+    # is a few thousand writes, not one per line. The order of the streams is kept.
     decoder = FrameDecoder()
     for chunk in chunks:
-        current, parts = 0, []
-        for stream, payload in decoder.feed(chunk):
-            if stream != current and parts:
-                sink.write(current, b"".join(parts))
-                parts = []
-            current = stream
-            parts.append(payload)
-        if parts:
-            sink.write(current, b"".join(parts))
+        for stream, parts in decoder.runs(chunk):
+            sink.write(stream, parts[0] if len(parts) == 1 else b"".join(parts))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.container_records import ContainerRecords
-from dockyard.engine.logs import LogEntry, read_log, read_log_batches
+from dockyard.engine.logs import LogBatch, read_log, read_log_batches
 from dockyard.engine.models import Container
 from dockyard.errors import Conflict, InvalidParameter
 
@@ -111,7 +111,7 @@ class ContainerOutput(ContainerRecords):
         since: float,
         until: float,
         follow: bool,
-    ) -> tuple[Container, AsyncIterator[list[LogEntry]]]:
+    ) -> tuple[Container, AsyncIterator[LogBatch]]:
         c = self.get(ref)
         if c.host_config.log_config.type not in ("json-file", "local", ""):
             raise InvalidParameter("configured logging driver does not support reading")

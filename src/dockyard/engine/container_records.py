@@ -68,6 +68,8 @@ class ContainerRecords:
         self._launcher = launcher
         self.launcher = launcher
         self.events = events or EventBus()
+        # Volume and network events go on the same stream as the containers'.
+        self.volumes.events = self.networks.events = self.events
         # Called with a container's id once it is removed (its execs go with it).
         self.removal_hooks: list[Callable[[str], None]] = []
         # Called once a container runs (started, or found running after a daemon

@@ -12,6 +12,7 @@ from dockyard.engine import etc_files, logconfig
 from dockyard.engine.clock import ZERO_TIME
 from dockyard.engine.container_records import ContainerRecords, _Live
 from dockyard.engine.models import Container, ContainerState
+from dockyard.engine.resource_events import network_event, volume_mounts
 from dockyard.engine.signals import parse_signal
 from dockyard.errors import Conflict, InvalidParameter, NotModified, RuntimeFailure, storage_full
 from dockyard.runtime.launcher import ExitRecord, MonitorLink
@@ -52,11 +53,14 @@ class ContainerLifecycle(ContainerRecords):
             raise Conflict(f"cannot start container {c.id}: container is marked for removal")
         if c.id in self._copying:
             raise Conflict(f"cannot start container {c.id}: a copy into its files is in progress")
+        mounted = False
         try:
             await self._prepare_network(c)
             try:
                 await self._attach_networks(c)
                 spec = self._run_spec(c)
+                volume_mounts(self.events, c, "mount")
+                mounted = True
                 oci = spec.to_oci(c.id)
                 rotation = logconfig.rotation(c.host_config.log_config)
                 if rotation is not None:
@@ -70,8 +74,11 @@ class ContainerLifecycle(ContainerRecords):
                     runtime_path=self._runtime_path(c),
                 )
             except BaseException:
+                self._network_event(c, "disconnect")
                 await self.networks.container_stopped(c.id)
                 await self.networking.release(c)
+                if mounted:
+                    volume_mounts(self.events, c, "unmount")
                 raise
         except (RuntimeFailure, InvalidParameter, Conflict) as e:
             c.state.error = e.message
@@ -95,11 +102,18 @@ class ContainerLifecycle(ContainerRecords):
         return c
 
     def _network_event(self, c: Container, action: str) -> None:
-        """dockerd's network connect/disconnect events, one per endpoint."""
+        """dockerd's network connect/disconnect events of the default bridge, host and
+        none (the network service emits those of user-defined networks)."""
         ids = self.networking.network_ids()
         for name in c.endpoints or {}:
-            attrs = {"container": c.id, "name": name, "type": "bridge"}
-            self.events.emit("network", action, ids.get(name, name), attrs)
+            if name in ids:
+                attrs = {"container": c.id, "name": name, "type": "bridge"}
+                self.events.emit("network", action, ids[name], attrs)
+        mode = c.host_config.network_mode
+        if mode in ("host", "none"):
+            n = self.networks.by_name(mode)
+            if n is not None:
+                network_event(self.events, n, action, container=c.id)
 
     async def _attach_networks(self, c: Container) -> None:
         """Interfaces on the container's user-defined networks (in the sandbox the
@@ -132,6 +146,7 @@ class ContainerLifecycle(ContainerRecords):
         finally:
             calls = self.networking.last_trace.pop(c.id, None)
         if ep is None:
+            self._network_event(c, "connect")  # host or none (or nothing)
             return
         self._network_event(c, "connect")
         hosts = etc_files.hosts_file(
@@ -195,6 +210,7 @@ class ContainerLifecycle(ContainerRecords):
             await self.networking.release(c)
         except Exception as e:  # noqa: BLE001 - logged; the exit is recorded regardless
             log.warning("container %s: releasing its network failed: %s", c.short_id, e)
+        volume_mounts(self.events, c, "unmount")
         c.state = ContainerState(
             status="exited",
             exit_code=record.exit_code,

@@ -13,12 +13,16 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dockyard.engine import subnets
 from dockyard.engine.network_models import Endpoint, EndpointIPAMConfig, IPAMPool, Network
+from dockyard.engine.resource_events import network_event
 from dockyard.engine.store import Store
 from dockyard.errors import Forbidden, InvalidParameter, NotFound
+
+if TYPE_CHECKING:
+    from dockyard.engine.events import EventBus
 
 log = logging.getLogger("dockyard.networks")
 
@@ -80,6 +84,7 @@ class EndpointRules:
     _endpoints: dict[tuple[str, str], Endpoint]
     container: Callable[[str], ContainerFacts | None]
     plumbing: NetworkPlumbing | None
+    events: EventBus | None
     get: Callable[[str], Network]  # NetworkService.get: by id, name or id prefix
 
     def endpoints_of(self, container_id: str) -> list[tuple[Network, Endpoint]]:
@@ -256,6 +261,8 @@ class EndpointRules:
                     await self.plumbing.detach(n, e, facts.netns)
                 self.drop_endpoint(n.id, facts.id)
                 raise
+            # dockerd: a stopped container is connected at its next start (and the event then)
+            network_event(self.events, n, "connect", container=facts.id)
         log.info("container %s connected to network %s", facts.id[:12], n.name)
 
     async def disconnect(self, ref: str, container_ref: str, force: bool = False) -> None:
@@ -286,6 +293,7 @@ class EndpointRules:
         self.drop_endpoint(n.id, facts.id)
         if facts.running and facts.netns and self.plumbing is not None:
             await self.plumbing.container_networks_changed(facts.id, facts.netns)
+        network_event(self.events, n, "disconnect", container=facts.id)
         log.info("container %s disconnected from network %s", facts.id[:12], n.name)
 
     def check_network_mode(self, network_mode: str) -> None:
@@ -314,10 +322,15 @@ class EndpointRules:
                     await self.plumbing.detach(n, e, netns)
                 self._clear_address(e)
             raise
+        for n, _ in done:
+            network_event(self.events, n, "connect", container=container_id)
 
     async def container_stopped(self, container_id: str) -> None:
         """Release what a container's run held: interfaces, addresses, its DNS listener."""
         pairs = self.endpoints_of(container_id)
+        # Those of its last start that got their interface (a start that failed
+        # before attaching them connected nothing).
+        joined = [n for n, e in pairs if e.endpoint_id or e.interface]
         if self.plumbing is not None:
             for n, e in pairs:
                 with contextlib.suppress(Exception):
@@ -326,6 +339,8 @@ class EndpointRules:
             await self.plumbing.container_networks_changed(container_id, "")
         for _, e in pairs:
             self._clear_address(e)
+        for n in joined:
+            network_event(self.events, n, "disconnect", container=container_id)
 
     async def restore(self, running: list[tuple[str, str]]) -> None:
         """After a daemon start: DNS listeners again for the running containers

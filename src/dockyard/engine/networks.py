@@ -19,6 +19,7 @@ import msgspec
 
 from dockyard.engine import subnets
 from dockyard.engine.clock import ZERO_TIME, parse_rfc3339, rfc3339
+from dockyard.engine.events import EventBus
 from dockyard.engine.network_endpoints import (
     ContainerFacts,
     EndpointRules,
@@ -30,6 +31,7 @@ from dockyard.engine.network_models import (
     Network,
     NetworkCreateRequest,
 )
+from dockyard.engine.resource_events import network_event, prune_event
 from dockyard.engine.store import Store
 from dockyard.errors import Conflict, Forbidden, InvalidParameter, NotFound
 
@@ -62,6 +64,7 @@ class NetworkService(EndpointRules):
         # Set by the container service: facts of a container by id or name, or None.
         self.container: Callable[[str], ContainerFacts | None] = lambda ref: None
         self.plumbing: NetworkPlumbing | None = None
+        self.events: EventBus | None = None  # set by the container service
         # Subnet of the default bridge (set by its driver): user networks avoid it.
         self.default_bridge_subnet: Callable[[], str] = lambda: ""
         self._ensure_predefined()
@@ -176,6 +179,7 @@ class NetworkService(EndpointRules):
             except BaseException:
                 self.forget(n)
                 raise
+        network_event(self.events, n, "create")
         return n
 
     async def remove(self, ref: str) -> None:
@@ -183,6 +187,7 @@ class NetworkService(EndpointRules):
         if self.plumbing is not None:
             await self.plumbing.network_removed(n)
         self.forget(n)
+        network_event(self.events, n, "destroy")
 
     async def prune(self, filters: dict[str, list[str]] | None = None) -> list[str]:
         deleted = []
@@ -192,6 +197,7 @@ class NetworkService(EndpointRules):
             except (Forbidden, NotFound):
                 continue  # in use meanwhile
             deleted.append(n.name)
+        prune_event(self.events, "network", 0)  # dockerd: nothing to reclaim
         return deleted
 
     def _create_record(self, req: NetworkCreateRequest, default_bridge_subnet: str) -> Network:

@@ -18,7 +18,9 @@ import shutil
 from collections.abc import Callable
 
 from dockyard.engine.clock import rfc3339
+from dockyard.engine.events import EventBus
 from dockyard.engine.models import Volume
+from dockyard.engine.resource_events import prune_event, volume_event
 from dockyard.engine.store import Store
 from dockyard.errors import Conflict, InvalidParameter, NotFound
 from dockyard.kernel.flags import MNT_DETACH, MS_BIND
@@ -80,6 +82,7 @@ class VolumeService:
         self._mounted: set[str] = set()  # names whose local-driver mount is up
         # set by the container service: ids of the containers that use a volume
         self.users_of: Callable[[str], list[str]] = lambda name: []
+        self.events: EventBus | None = None  # set by the container service
 
     def _kern(self) -> Kernel:
         if self._kernel is None:
@@ -167,6 +170,7 @@ class VolumeService:
         )
         self._store.put_volume(v)
         self._volumes[name] = v
+        volume_event(self.events, name, "create", driver)
         log.info("volume %s created", name)
         return v
 
@@ -205,6 +209,7 @@ class VolumeService:
         self._store.delete_volume(v.name)
         del self._volumes[v.name]
         shutil.rmtree(os.path.join(self._root, v.name), ignore_errors=True)
+        volume_event(self.events, v.name, "destroy", v.driver)
         log.info("volume %s removed", v.name)
 
     def prune(self, filters: dict[str, list[str]] | None = None) -> tuple[list[str], int]:
@@ -228,6 +233,7 @@ class VolumeService:
             reclaimed += _tree_size(v.mountpoint)
             self._delete(v)
             deleted.append(v.name)
+        prune_event(self.events, "volume", reclaimed)
         return deleted, reclaimed
 
 
