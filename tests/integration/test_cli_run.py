@@ -177,7 +177,9 @@ def test_network_host_sees_host_interfaces(dockyard, unique):
     # A link made for this test: other daemons' veths come and go meanwhile, so the
     # whole listing is compared only for what stays.
     link = "dkyh" + unique("")[-8:]
-    subprocess.run(["ip", "link", "add", link, "type", "dummy"], check=True)
+    subprocess.run(
+        ["ip", "link", "add", link, "type", "veth", "peer", "name", link + "p"], check=True
+    )
     try:
         before = set(os.listdir("/sys/class/net"))
         proc = dockyard("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net")
