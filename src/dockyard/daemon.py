@@ -226,7 +226,11 @@ def parse_args(argv: list[str]) -> DaemonConfig:
             setattr(cfg, key, str(raw.get(key, "")))
         cfg.bip = str(raw.get("bip", ""))
         cfg.ui = str(raw.get("ui", "") or "")
-        cfg.ui_allow_remote = raw.get("ui-allow-remote", False) is True
+        if not isinstance(raw.get("ui-allow-remote", False), bool):
+            raise DockyardError(
+                f"invalid value for ui-allow-remote in {args.config_file}: want true or false"
+            )
+        cfg.ui_allow_remote = raw.get("ui-allow-remote", False)
         if raw.get("default-address-pools"):
             from dockyard.network.ipam import parse_address_pools
 

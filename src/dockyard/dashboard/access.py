@@ -46,6 +46,8 @@ class AccessPolicy:
         """The Host values that name this listener. `localhost` too for a loopback
         one: browsers resolve it to loopback themselves, it cannot be rebound."""
         names = {_host_text(self.address, self.port)}
+        if self.address == "localhost":  # bound on both loopback addresses
+            names |= {f"127.0.0.1:{self.port}", f"[::1]:{self.port}"}
         try:
             if ipaddress.ip_address(self.address).is_loopback:
                 names.add(f"localhost:{self.port}")
