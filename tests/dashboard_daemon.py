@@ -60,4 +60,6 @@ def dashboard_daemon(import_busybox: bool = True) -> Iterator[Dashboard]:
         problems = shut_down(d, watch)
         log = d.log_tail()
         force_clean(d.base)
-        assert not problems, "the dashboard daemon left things behind:\n" + "\n".join(problems) + log
+        assert not problems, (
+            "the dashboard daemon left things behind:\n" + "\n".join(problems) + log
+        )

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.dashboard_daemon import Dashboard, dashboard_daemon
 
 pytestmark = pytest.mark.root
@@ -77,7 +76,9 @@ def inspect_state(ui: Dashboard, name: str) -> dict:
     return r.json()["State"] if r.status == 200 else {}
 
 
-def test_the_page_loads_with_the_token_and_not_without(ui: Dashboard, browser: Any, page: Any) -> None:
+def test_the_page_loads_with_the_token_and_not_without(
+    ui: Dashboard, browser: Any, page: Any
+) -> None:
     assert page.url == f"{ui.origin}/"  # the token left the address bar for a cookie
     assert page.title() == "Dockyard"
     assert page.inner_text("#conn") == "live"
@@ -112,7 +113,9 @@ def test_its_logs_stream(ui: Dashboard, page: Any, container: Any) -> None:
     assert "streamed-42" not in page.inner_text("#logs")
     r = ui.daemon.dockyard("exec", name, "touch", "/go")
     assert r.returncode == 0, r.stderr
-    page.wait_for_function("() => document.querySelector('#logs').textContent.includes('streamed-42')")
+    page.wait_for_function(
+        "() => document.querySelector('#logs').textContent.includes('streamed-42')"
+    )
     page.wait_for_selector("#logs .stderr:has-text('oops')")
 
 
@@ -132,14 +135,18 @@ def test_the_start_timeline_renders(page: Any, container: Any) -> None:
     assert max(widths) > 50  # drawn to scale, not all hairlines
 
 
-def test_a_never_started_container_says_so_on_its_timeline(ui: Dashboard, page: Any, unique) -> None:
+def test_a_never_started_container_says_so_on_its_timeline(
+    ui: Dashboard, page: Any, unique
+) -> None:
     name = unique("dash-created")
     assert ui.daemon.dockyard("create", "--name", name, "busybox", "true").returncode == 0
     try:
         page.wait_for_selector(row(name, "created"))
         page.click(row(name))
         page.click("#subtabs button[data-pane=timeline]")
-        page.wait_for_function("() => document.querySelector('#timeline-note').textContent.includes('not been started')")
+        page.wait_for_function(
+            "() => document.querySelector('#timeline-note').textContent.includes('not been started')"
+        )
         assert page.locator("#timeline svg").count() == 0
     finally:
         ui.daemon.dockyard("rm", "-f", name)
@@ -158,7 +165,9 @@ def test_the_stop_button_stops_it(ui: Dashboard, page: Any, container: Any) -> N
     assert inspect_state(ui, name)["Running"] is True
 
 
-def test_the_remove_button_asks_once_more_then_removes(ui: Dashboard, page: Any, container: Any) -> None:
+def test_the_remove_button_asks_once_more_then_removes(
+    ui: Dashboard, page: Any, container: Any
+) -> None:
     name = container("busybox", "sleep", "300")
     page.click(row(name, "running"))
     page.click(".actions button[data-action=remove]")
@@ -178,17 +187,25 @@ def test_stats_draw_live(page: Any, container: Any) -> None:
     page.wait_for_function("() => document.querySelector('#stat-mem').textContent.includes('B')")
 
 
-def test_the_terminal_runs_a_shell_in_the_container(ui: Dashboard, page: Any, container: Any) -> None:
-    assert (VENDOR / "xterm.js").exists(), "xterm.js is not vendored: bash scripts/install.sh --deps"
+def test_the_terminal_runs_a_shell_in_the_container(
+    ui: Dashboard, page: Any, container: Any
+) -> None:
+    assert (VENDOR / "xterm.js").exists(), (
+        "xterm.js is not vendored: bash scripts/install.sh --deps"
+    )
     name = container("busybox", "sleep", "300")
     page.click(row(name, "running"))
     page.click("#subtabs button[data-pane=terminal]")
     page.fill("#term-cmd", "/bin/sh")
     page.click("#term-form button")
-    page.wait_for_function("() => document.querySelector('#term-status').textContent.startsWith('exec ')")
+    page.wait_for_function(
+        "() => document.querySelector('#term-status').textContent.startsWith('exec ')"
+    )
     page.wait_for_function("() => document.querySelector('#terminal').textContent.includes('#')")
     page.keyboard.type("echo $((6*7))x > /proof; echo done-$((1+1))\n")
-    page.wait_for_function("() => document.querySelector('#terminal').textContent.includes('done-2')")
+    page.wait_for_function(
+        "() => document.querySelector('#terminal').textContent.includes('done-2')"
+    )
     r = ui.daemon.dockyard("exec", name, "cat", "/proof")
     assert r.stdout == "42x\n"
     page.keyboard.type("exit\n")

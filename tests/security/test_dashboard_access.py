@@ -11,7 +11,6 @@ import os
 import socket
 
 import pytest
-
 from tests.dashboard_daemon import Dashboard, dashboard_daemon
 
 pytestmark = pytest.mark.root
@@ -104,7 +103,9 @@ def test_the_logged_url_sets_a_strict_http_only_cookie_and_drops_the_token(ui: D
     ],
 )
 def test_a_host_that_is_not_the_listeners_is_refused(ui: Dashboard, host: str) -> None:
-    status, headers, body = request(ui, "GET", "/api/containers/json", authed(ui, Host=host.format(port=ui.port)))
+    status, headers, body = request(
+        ui, "GET", "/api/containers/json", authed(ui, Host=host.format(port=ui.port))
+    )
     assert status == 403
     assert b"Host" in body
     assert "access-control-allow-origin" not in headers
@@ -119,7 +120,13 @@ def test_a_request_without_any_host_is_refused(ui: Dashboard) -> None:
 
 @pytest.mark.parametrize(
     "origin",
-    ["http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1:{port}", "http://localhost.evil.example:{port}"],
+    [
+        "http://evil.example",
+        "null",
+        "http://127.0.0.1:1",
+        "https://127.0.0.1:{port}",
+        "http://localhost.evil.example:{port}",
+    ],
 )
 def test_a_foreign_origin_cannot_drive_the_api(ui: Dashboard, sleeper: str, origin: str) -> None:
     """CSRF: the browser would attach the cookie to a cross-site POST; the Origin
@@ -131,7 +138,10 @@ def test_a_foreign_origin_cannot_drive_the_api(ui: Dashboard, sleeper: str, orig
     assert running(ui, sleeper)
     # a CORS preflight gets no CORS answer either
     status, headers, _ = request(
-        ui, "OPTIONS", f"/api/containers/{sleeper}/stop", {**hdrs, "Access-Control-Request-Method": "POST"}
+        ui,
+        "OPTIONS",
+        f"/api/containers/{sleeper}/stop",
+        {**hdrs, "Access-Control-Request-Method": "POST"},
     )
     assert status == 403
     assert not any(k.startswith("access-control-") for k in headers)

@@ -138,7 +138,7 @@ function applyContainerEvent(ev) {
   if (ev.Action === "destroy") {
     state.containers.delete(id);
     if (state.selected === id) select(null);
-    renderContainers();
+    scheduleRender();
     return;
   }
   if (!c) {
@@ -164,11 +164,23 @@ function applyContainerEvent(ev) {
     default:
       break;
   }
-  renderContainers();
+  scheduleRender();
   if (state.selected === id) {
     renderDetailHead();
     if (ev.Action === "start" && state.pane === "logs") openPane("logs"); // follow the new run
   }
+}
+
+// One redraw for a burst of events (a `run` makes four in a few milliseconds): the
+// browser shares the machine's CPUs with the containers it watches.
+let renderPending = false;
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  setTimeout(() => {
+    renderPending = false;
+    renderContainers();
+  }, 100);
 }
 
 function renderContainers() {
