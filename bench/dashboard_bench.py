@@ -68,6 +68,12 @@ class EventReader:
         self.thread.join(5)
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def p90(xs: list[float]) -> float:
     ordered = sorted(xs)
     return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
@@ -132,6 +138,7 @@ def main() -> int:
             return elapsed
 
         times: dict[str, list[float]] = {"no page": [], "events only": [], "page open": []}
+        daemon_cpu = dict.fromkeys(times, 0.0)
         requests_during_runs = 0
         with sync_playwright() as p:
             browser = p.chromium.launch(
@@ -154,8 +161,10 @@ def main() -> int:
                         page.goto(url)
                         page.wait_for_selector("#conn.live", timeout=30_000)
                         page.on("request", lambda r, seen=seen: seen.append(r.url))
+                    cpu0 = cpu_seconds(daemon.pid)
                     for _ in range(k):
                         times[mode].append(run_once())
+                    daemon_cpu[mode] += cpu_seconds(daemon.pid) - cpu0
                     if reader is not None:
                         reader.close()
                     if ctx is not None:
@@ -176,7 +185,8 @@ def main() -> int:
         print(f"dockyard run --rm busybox true, {args.n} runs per mode, blocks of {args.block}")
         for mode, xs in times.items():
             print(f"  {mode:12s} median {statistics.median(xs) * 1000:7.1f} ms   "
-                  f"p90 {p90(xs) * 1000:7.1f} ms   median x{statistics.median(xs) / off:.3f}")  # fmt: skip
+                  f"p90 {p90(xs) * 1000:7.1f} ms   median x{statistics.median(xs) / off:.3f}   "
+                  f"daemon CPU {daemon_cpu[mode] / len(xs) * 1000:5.1f} ms/run")  # fmt: skip
         print("  (events only: a client reading the dashboard's /api/events, no browser)")
         print(
             f"  requests the page sent during {len(times['page open'])} runs: {requests_during_runs}"
