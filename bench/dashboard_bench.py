@@ -83,6 +83,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=30, help="timed runs per mode")
     ap.add_argument("--block", type=int, default=10, help="runs per block before switching")
+    ap.add_argument(
+        "--settle", type=float, default=1.0, help="seconds between a switch and a block"
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (the daemon creates namespaces, mounts, cgroups)", file=sys.stderr)
@@ -139,45 +142,43 @@ def main() -> int:
 
         times: dict[str, list[float]] = {"no page": [], "events only": [], "page open": []}
         daemon_cpu = dict.fromkeys(times, 0.0)
-        requests_during_runs = 0
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
             )
+            page = browser.new_page()
+            counting = [False]
+            seen: list[str] = []
+            page.on("request", lambda r: seen.append(r.url) if counting[0] else None)
             run_once()  # warm-up
             done = 0
             order = list(times)
             while done < args.n:
                 k = min(args.block, args.n - done)
                 for mode in order:
-                    ctx = page = None
-                    seen: list[str] = []
                     reader = None
                     if mode == "events only":
                         reader = EventReader(url, port)
                     if mode == "page open":
-                        ctx = browser.new_context()
-                        page = ctx.new_page()
                         page.goto(url)
                         page.wait_for_selector("#conn.live", timeout=30_000)
-                        page.on("request", lambda r, seen=seen: seen.append(r.url))
+                    # Loading the page (or leaving it) is not what is measured: the
+                    # steady state with it open is.
+                    time.sleep(args.settle)
                     cpu0 = cpu_seconds(daemon.pid)
+                    counting[0] = mode == "page open"
                     for _ in range(k):
                         times[mode].append(run_once())
                     daemon_cpu[mode] += cpu_seconds(daemon.pid) - cpu0
+                    counting[0] = False
                     if reader is not None:
                         reader.close()
-                    if ctx is not None:
-                        assert page is not None
+                    if mode == "page open":
                         # the page followed: every run came and went without a reload
                         page.wait_for_function(
                             "() => !document.querySelector('#containers tbody tr')", timeout=10_000
                         )
-                        rows = page.locator("#containers tbody tr").count()
-                        if rows:
-                            print(f"warning: {rows} containers still listed", file=sys.stderr)
-                        requests_during_runs += len(seen)
-                        ctx.close()
+                        page.goto("about:blank")  # closes its event stream
                 order.reverse()  # the other mode first next time
                 done += k
             browser.close()
@@ -188,9 +189,7 @@ def main() -> int:
                   f"p90 {p90(xs) * 1000:7.1f} ms   median x{statistics.median(xs) / off:.3f}   "
                   f"daemon CPU {daemon_cpu[mode] / len(xs) * 1000:5.1f} ms/run")  # fmt: skip
         print("  (events only: a client reading the dashboard's /api/events, no browser)")
-        print(
-            f"  requests the page sent during {len(times['page open'])} runs: {requests_during_runs}"
-        )
+        print(f"  requests the page sent during {len(times['page open'])} runs: {len(seen)}")
         return 0
     finally:
         daemon.send_signal(signal.SIGTERM)
