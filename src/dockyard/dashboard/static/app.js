@@ -421,10 +421,24 @@ const PHASES = [
   ["fork_to_started_ns", "fork to started"],
 ];
 
-// Rows of [label, start ns, duration ns, class, tooltip]. The trace records each
-// call's duration, and a start time only where it has one (`start_ns`, from the
-// request); calls without one are laid end to end from where their process begins.
+function callRow(c, at) {
+  const proc = c.process || "daemon";
+  const args = (c.args || []).map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" ");
+  const ms = ((c.ns || 0) / 1e6).toFixed(3);
+  return [`${proc}: ${c.call}`, at, c.ns || 0, `call-${proc}`, `${proc}: ${c.call}(${args}) ${ms} ms`];
+}
+
+function spanRow(label, at, ns, cls) {
+  return [label, at, ns, cls, `${label}: ${(ns / 1e6).toFixed(3)} ms`];
+}
+
+// Rows of [label, start ns, duration ns, class, tooltip], from the first instant.
+// A trace whose calls carry their `start` (one monotonic clock for the CLI, the
+// daemon, the monitor and the init) is drawn as recorded; an older one has
+// durations only, and its calls are laid end to end from where their process begins.
 function timelineRows(trace) {
+  const calls = trace.calls || [];
+  if (calls.some((c) => c.start > 0)) return timedRows(trace);
   const p = trace.phases || {};
   const net = p.network_ns || 0;
   const monitorAt = net + (p.request_to_monitor_ns || 0);
@@ -438,29 +452,36 @@ function timelineRows(trace) {
   };
   const rows = [];
   for (const [key, label] of PHASES) {
-    if (p[key] === undefined) continue;
-    rows.push([label, phaseAt[key], p[key], "phase", `${label}: ${(p[key] / 1e6).toFixed(3)} ms`]);
+    if (p[key] !== undefined) rows.push(spanRow(label, phaseAt[key], p[key], "phase"));
   }
   const cursor = { daemon: 0, monitor: monitorAt, init: forkAt };
   const laidEndToEnd = [];
-  for (const c of trace.calls || []) {
+  for (const c of calls) {
     const proc = c.process || "daemon";
-    let at = c.start_ns;
-    if (at === undefined) {
-      at = cursor[proc] ?? 0;
-      if (!laidEndToEnd.includes(proc)) laidEndToEnd.push(proc);
-    }
+    const at = cursor[proc] ?? 0;
+    if (!laidEndToEnd.includes(proc)) laidEndToEnd.push(proc);
     cursor[proc] = at + (c.ns || 0);
-    const args = (c.args || []).map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" ");
-    rows.push([
-      `${proc}: ${c.call}`,
-      at,
-      c.ns || 0,
-      `call-${proc}`,
-      `${proc}: ${c.call}(${args}) ${((c.ns || 0) / 1e6).toFixed(3)} ms`,
-    ]);
+    rows.push(callRow(c, at));
   }
   return { rows, laidEndToEnd };
+}
+
+function timedRows(trace) {
+  const spans = []; // [label, absolute start, ns, class]
+  for (const s of trace.client || []) spans.push([`cli: ${s.name}`, s.start, s.ns, "phase"]);
+  if (trace.request) spans.push([`daemon: ${trace.request.name}`, trace.request.start, trace.request.ns, "phase"]);
+  for (const s of trace.daemon || []) spans.push([`daemon: ${s.name}`, s.start, s.ns, "phase"]);
+  const m = trace.marks || {};
+  const p = trace.phases || {};
+  if (m.monitor_start && m.fork) spans.push(["monitor setup", m.monitor_start, m.fork - m.monitor_start, "phase"]);
+  if (m.init_start && p.init_until_exec_ns) spans.push(["init until exec", m.init_start, p.init_until_exec_ns, "phase"]);
+  if (m.fork && m.started) spans.push(["fork to started", m.fork, m.started - m.fork, "phase"]);
+  const calls = (trace.calls || []).filter((c) => c.start > 0);
+  const base = Math.min(...spans.map((s) => s[1]).filter((t) => t > 0), ...calls.map((c) => c.start));
+  const rows = spans.filter((s) => s[1] > 0 && s[2] >= 0).map(([label, at, ns, cls]) => spanRow(label, at - base, ns, cls));
+  rows.sort((a, b) => a[1] - b[1]);
+  for (const c of calls) rows.push(callRow(c, c.start - base));
+  return { rows, laidEndToEnd: [] };
 }
 
 async function showTimeline(id, signal) {
