@@ -508,7 +508,7 @@ async function showTimeline(id, signal) {
     (laidEndToEnd.length ? ` Calls of ${laidEndToEnd.join(", ")} are placed end to end (the trace has their durations).` : "");
   const NS = "http://www.w3.org/2000/svg";
   const labelW = 260;
-  const plotW = 640;
+  const plotW = Math.max(300, box.clientWidth - labelW - 24); // the pane's width: no sideways scroll
   const rowH = 16;
   const axisH = 18;
   const height = rows.length * rowH + axisH + 4;
