@@ -10,17 +10,23 @@ API refuses every request that has one, being no web server of its own).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 from multidict import CIMultiDict
 
+from dockyard.api.streams import RawStreamResponse
 from dockyard.dashboard import terminal
 from dockyard.dashboard.access import TOKEN_PARAM, AccessPolicy
 from dockyard.engine.services import Services
 
 log = logging.getLogger("dockyard.dashboard")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 STATIC = Path(__file__).parent / "static"
 
@@ -49,14 +55,28 @@ def _refuse(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
 
-def make_guard(policy: AccessPolicy):  # noqa: ANN201 - aiohttp's middleware type
+_REFUSAL_LOG_INTERVAL = 60.0
+_last_refusal_logged = [-_REFUSAL_LOG_INTERVAL]
+
+
+def _log_refusal(request: web.Request, why: str) -> None:
+    """A warning a minute at most: a page hammering the port must not fill the log."""
+    now = time.monotonic()
+    if now - _last_refusal_logged[0] >= _REFUSAL_LOG_INTERVAL:
+        _last_refusal_logged[0] = now
+        log.warning("dashboard: refused %s %s: %s", request.method, request.path, why)
+    else:
+        log.debug("dashboard: refused %s %s: %s", request.method, request.path, why)
+
+
+def make_guard(policy: AccessPolicy) -> Middleware:
     @web.middleware
-    async def guard(request: web.Request, handler):  # noqa: ANN001, ANN202
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         why = policy.check_host(request.headers.get("Host"))
         if why is None:
             why = policy.check_origin(request.headers.get("Origin"))
         if why is not None:
-            log.warning("dashboard: refused %s %s: %s", request.method, request.path, why)
+            _log_refusal(request, why)
             return _refuse(403, why)
         given = request.query.get(TOKEN_PARAM)
         if given is not None:
@@ -85,7 +105,7 @@ def make_guard(policy: AccessPolicy):  # noqa: ANN201 - aiohttp's middleware typ
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    if getattr(response, "_exact_headers", None) is not None:
+    if isinstance(response, RawStreamResponse):
         return  # a hijacked stream: its head is exactly dockerd's
     for key, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(key, value)
