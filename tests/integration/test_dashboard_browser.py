@@ -152,7 +152,7 @@ def test_a_never_started_container_says_so_on_its_timeline(
         ui.daemon.dockyard("rm", "-f", name)
 
 
-def test_the_stop_button_stops_it(ui: Dashboard, page: Any, container: Any) -> None:
+def test_the_stop_start_and_restart_buttons(ui: Dashboard, page: Any, container: Any) -> None:
     name = container("busybox", "sleep", "300")
     page.click(row(name, "running"))
     page.wait_for_selector(".actions button[data-action=stop]:not([disabled])")
@@ -162,7 +162,15 @@ def test_the_stop_button_stops_it(ui: Dashboard, page: Any, container: Any) -> N
     page.wait_for_selector(".actions button[data-action=start]:not([disabled])")
     page.click(".actions button[data-action=start]")
     page.wait_for_selector(row(name, "running"))
-    assert inspect_state(ui, name)["Running"] is True
+    first = inspect_state(ui, name)
+    assert first["Running"] is True
+    page.wait_for_selector(".actions button[data-action=restart]:not([disabled])")
+    page.click(".actions button[data-action=restart]")
+    deadline = time.monotonic() + 30
+    while inspect_state(ui, name).get("StartedAt") == first["StartedAt"]:
+        assert time.monotonic() < deadline, "the restart button did not restart it"
+        time.sleep(0.1)
+    page.wait_for_selector(row(name, "running"))
 
 
 def test_the_remove_button_asks_once_more_then_removes(
