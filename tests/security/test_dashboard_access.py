@@ -154,10 +154,10 @@ def test_the_dashboards_own_origin_may_act(ui: Dashboard, sleeper: str) -> None:
     assert not running(ui, sleeper)
 
 
-def _ws_handshake(ui: Dashboard, headers: dict[str, str]) -> bytes:
+def _ws_handshake(ui: Dashboard, headers: dict[str, str], exec_id: str = "a" * 64) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
-        f"GET /terminal/exec/{'a' * 64} HTTP/1.1",
+        f"GET /terminal/exec/{exec_id} HTTP/1.1",
         f"Host: 127.0.0.1:{ui.port}",
         "Upgrade: websocket",
         "Connection: Upgrade",
@@ -178,6 +178,10 @@ def test_the_terminal_websocket_is_guarded_too(ui: Dashboard) -> None:
     # with both right, the socket opens and says the exec does not exist
     answer = _ws_handshake(ui, {"Cookie": ui.cookie, "Origin": ui.origin})
     assert answer.startswith(b"HTTP/1.1 101")
+    # what the relay writes into its own request to the API is an exec id, nothing else
+    for forged in ("a" * 63 + "%20HTTP/1.1%0d%0aX:", "..%2f..%2fcontainers%2fx%2fkill", "A" * 64):
+        answer = _ws_handshake(ui, {"Cookie": ui.cookie, "Origin": ui.origin}, forged)
+        assert answer.split(b"\r\n")[0].split()[1] in (b"400", b"404"), forged
 
 
 def test_the_engine_socket_still_refuses_web_pages(ui: Dashboard) -> None:
