@@ -30,7 +30,9 @@ APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 
 # runc's on the same bundle; golang-github-containers-common ships
 # /usr/share/containers/seccomp.json; containerd drives dockyard-runtime through
 # its runc shim in tests/integration/test_oci_runtime_containerd.py.
-TEST_APT_PACKAGES=(gcc libc6-dev docker-registry apache2-utils openssl skopeo runc golang-github-containers-common containerd)
+# chromium: the dashboard's tests drive Debian's build headless (Playwright, pointed at
+# /usr/bin/chromium: no browser is downloaded).
+TEST_APT_PACKAGES=(gcc libc6-dev docker-registry apache2-utils openssl skopeo runc golang-github-containers-common containerd chromium)
 
 say() { echo "install: $*" >&2; }
 
@@ -112,6 +114,32 @@ EOF
     mv "$target.tmp" "$target"
 }
 
+vendor_xterm() {
+    # The dashboard's terminal: xterm.js from npm at the versions package-lock.json
+    # pins (with their integrity hashes), copied into the package's static files.
+    # Never committed, never fetched by the page from anywhere but the dashboard.
+    local ui="$REPO/src/dockyard/dashboard"
+    local vendor="$ui/static/vendor"
+    local stamp="$vendor/.package-lock.sha256"
+    local want
+    want="$(sha256sum "$ui/package-lock.json" | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$vendor/xterm.js" ]; then
+        return
+    fi
+    command -v npm >/dev/null 2>&1 || install_packages npm
+    say "npm ci (xterm.js for the dashboard)"
+    local build
+    build="$(mktemp -d)"
+    cp "$ui/package.json" "$ui/package-lock.json" "$build/"
+    (cd "$build" && npm ci --ignore-scripts --no-audit --no-fund --silent)
+    mkdir -p "$vendor"
+    cp "$build/node_modules/@xterm/xterm/lib/xterm.js" "$build/node_modules/@xterm/xterm/css/xterm.css" \
+        "$build/node_modules/@xterm/addon-fit/lib/addon-fit.js" "$vendor/"
+    cp "$build/node_modules/@xterm/xterm/LICENSE" "$vendor/LICENSE.xterm"
+    rm -rf "$build"
+    echo "$want" >"$stamp"
+}
+
 daemon_up() {
     curl -sf --max-time 2 --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1
 }
@@ -135,6 +163,7 @@ start_daemon() {
 
 install_packages "${APT_PACKAGES[@]}"
 install_venv
+vendor_xterm
 if [ "$MODE" = "--deps" ]; then
     install_packages "${TEST_APT_PACKAGES[@]}"
     exit 0

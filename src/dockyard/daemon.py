@@ -60,6 +60,8 @@ class DaemonConfig:
     log_opts: dict[str, str] = field(default_factory=dict)
     bip: str = ""  # the default bridge's gateway address and prefix, "172.18.0.1/16"
     default_address_pools: list[tuple[str, int]] = field(default_factory=list)
+    ui: str = ""  # the web dashboard's listener, "127.0.0.1:8080"; off when empty
+    ui_allow_remote: bool = False
 
     @property
     def use_tls(self) -> bool:
@@ -152,6 +154,18 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         default=None,
         help="Default address pools for node specific local networks (base=CIDR,size=N)",
     )
+    p.add_argument(
+        "--ui",
+        default=None,
+        metavar="ADDRESS:PORT",
+        help="Serve the web dashboard there (loopback only unless --ui-allow-remote)",
+    )
+    p.add_argument(
+        "--ui-allow-remote",
+        action="store_true",
+        default=None,
+        help="Let --ui listen on an address other machines can reach",
+    )
     args = p.parse_args(argv)
 
     cfg = DaemonConfig()
@@ -178,6 +192,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         known |= {"runtimes", "default-runtime"}
         known |= {"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"}
         known |= {"log-driver", "log-opts"}
+        known |= {"ui", "ui-allow-remote"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise DockyardError(
@@ -210,6 +225,12 @@ def parse_args(argv: list[str]) -> DaemonConfig:
         for key in ("tlscacert", "tlscert", "tlskey"):
             setattr(cfg, key, str(raw.get(key, "")))
         cfg.bip = str(raw.get("bip", ""))
+        cfg.ui = str(raw.get("ui", "") or "")
+        if not isinstance(raw.get("ui-allow-remote", False), bool):
+            raise DockyardError(
+                f"invalid value for ui-allow-remote in {args.config_file}: want true or false"
+            )
+        cfg.ui_allow_remote = raw.get("ui-allow-remote", False)
         if raw.get("default-address-pools"):
             from dockyard.network.ipam import parse_address_pools
 
@@ -223,6 +244,7 @@ def parse_args(argv: list[str]) -> DaemonConfig:
                 ("tlscacert", "tlscacert"), ("tlscert", "tlscert"), ("tlskey", "tlskey"),
                 ("default-runtime", "default_runtime"),
                 ("bip", "bip"), ("default-address-pools", "default_address_pool"),
+                ("ui", "ui"),
             )
             if getattr(args, a) is not None and k in raw and (raw[k] or raw[k] is False)
         ]  # fmt: skip
@@ -283,10 +305,43 @@ def parse_args(argv: list[str]) -> DaemonConfig:
                 entry[key.strip()] = value.strip()
             entries.append(entry)
         cfg.default_address_pools = parse_address_pools(entries)
+    if args.ui:
+        cfg.ui = args.ui
+    if args.ui_allow_remote:
+        cfg.ui_allow_remote = True
+    if cfg.ui:
+        _check_ui_address(cfg)
+    elif cfg.ui_allow_remote:
+        raise DockyardError("--ui-allow-remote needs --ui ADDRESS:PORT")
     if not cfg.hosts:
         cfg.hosts = [f"unix://{DEFAULT_SOCKET}"]
     cfg.data_root = os.path.abspath(cfg.data_root)
     return cfg
+
+
+def _check_ui_address(cfg: DaemonConfig) -> None:
+    """The dashboard drives a root-equivalent API: loopback unless told otherwise, and
+    a named address in any case (its Host check needs the one browsers will use)."""
+    from dockyard.dashboard.listener import parse_address
+
+    try:
+        address, _port = parse_address(cfg.ui)
+    except DockyardError as e:
+        raise DockyardError(e.message) from None
+    try:
+        unspecified = ipaddress.ip_address(address).is_unspecified
+    except ValueError:
+        unspecified = False
+    if unspecified:
+        raise DockyardError(
+            f"--ui {cfg.ui}: name the one address to serve the dashboard on (127.0.0.1)"
+        )
+    if not is_loopback(address) and not cfg.ui_allow_remote:
+        raise DockyardError(
+            f"--ui {cfg.ui} is not a loopback address: the dashboard gives root on this "
+            "machine to whoever has its token, and serves it without TLS; "
+            "add --ui-allow-remote if that is meant"
+        )
 
 
 @dataclass
@@ -590,6 +645,16 @@ async def serve(cfg: DaemonConfig) -> None:
             "API listen on %s", lst.address if lst.kind == "unix" else f"{lst.address}:{lst.port}"
         )
 
+    dashboard = None
+    if cfg.ui:
+        from dockyard.dashboard import listener as ui_listener
+        from dockyard.dashboard.access import new_token
+
+        address, port = ui_listener.parse_address(cfg.ui)
+        if not is_loopback(address):
+            log.warning("the dashboard on %s is reachable from other machines, without TLS", cfg.ui)
+        dashboard = await ui_listener.start(services, address, port, new_token())
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -600,6 +665,8 @@ async def serve(cfg: DaemonConfig) -> None:
     log.info("Processing signal: shutting down")
     for site in list(runner.sites):
         await site.stop()  # no new clients; those waiting on containers get their answers
+    if dashboard is not None:
+        await dashboard.stop()
     await services.health.shutdown()
     await services.execs.shutdown()
     await containers.shutdown(cfg.live_restore)
