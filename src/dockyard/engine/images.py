@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import IO, Any
 
-from dockyard.engine import image_archives, image_pull, image_push
+from dockyard.engine import image_archives, image_history, image_prune, image_pull, image_push
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.events import EventBus
 from dockyard.engine.filters import filter_images
@@ -291,6 +291,18 @@ class ImageService:
 
     def has_image(self, image_id: str) -> bool:
         return image_id in self._images
+
+    def parent_of(self, image_id: str) -> str:
+        record = self._images.get(image_id)
+        return record.parent if record is not None else ""
+
+    def history(self, name: str, platform: str | None = None) -> list[dict[str, Any]]:
+        """`GET /images/{name}/history` (engine/image_history.py)."""
+        return image_history.history(self, name, platform)
+
+    def prune(self, filters: dict[str, list[str]]) -> tuple[list[dict[str, str]], int]:
+        """`POST /images/prune` (engine/image_prune.py)."""
+        return image_prune.prune(self, filters)
 
     def image_ids(self) -> set[str]:
         return set(self._images)
