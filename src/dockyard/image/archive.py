@@ -29,6 +29,7 @@ from typing import BinaryIO
 from dockyard.errors import InvalidParameter, NotFound
 from dockyard.image.atomic import temp_name
 from dockyard.image.digest import chain_ids, digest_hex, sha256_digest
+from dockyard.image.digesting import is_compressed
 from dockyard.image.layered_read import open_file
 from dockyard.image.reference import parse_reference
 from dockyard.image.store import ImageStore, go_architecture
@@ -379,8 +380,10 @@ def _load_one(
                 source: BinaryIO | Readable = f
                 if progress is not None:
                     source = _ProgressReader(f, chain, os.fstat(f.fileno()).st_size, progress)
-                # Only a blob named by its digest needs a second hash (of its raw bytes).
-                raw = _HashingReader(source) if expected is not None else None
+                # Only a blob named by its digest needs a second hash (of its raw
+                # bytes), and only if compressed: a plain tar's digest is its diff_id.
+                plain = expected is not None and not is_compressed(f.fileno())
+                raw = _HashingReader(source) if expected is not None and not plain else None
                 layer = store.import_layer(
                     raw or source, parent, allow_devices=False, source_file=f
                 )
@@ -393,6 +396,8 @@ def _load_one(
                     f"invalid archive: layer {path} has diff_id {layer.diff_id}, the config says {diff_id}"
                 )
             if raw is not None and raw.sha.hexdigest() != expected:
+                raise InvalidParameter(f"invalid archive: {path} does not match its digest")
+            if plain and layer.diff_id != f"sha256:{expected}":
                 raise InvalidParameter(f"invalid archive: {path} does not match its digest")
         parent = chain
     existed = store.has_blob(sha256_digest(config_bytes))

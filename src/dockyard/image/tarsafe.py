@@ -19,6 +19,7 @@ import bz2
 import contextlib
 import errno
 import gzip
+import io
 import lzma
 import os
 import posixpath
@@ -30,6 +31,7 @@ from collections.abc import Iterator
 from typing import BinaryIO, Protocol
 
 from dockyard.errors import DockyardError, InvalidParameter, StorageFull, storage_full
+from dockyard.image.forward_reader import ForwardReader
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -38,6 +40,7 @@ OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 _MAX_SYMLINKS = 40  # as the kernel (ELOOP)
 _COPY_CHUNK = 1 << 20
+_PARENT_CACHE = 512  # directory fds kept open while unpacking
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -113,6 +116,8 @@ def archive_errors() -> Iterator[None]:
         yield
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
         raise InvalidParameter(f"invalid layer archive: {e}") from e
+    except io.UnsupportedOperation as e:  # a member read out of order (ForwardReader)
+        raise InvalidParameter(f"invalid layer archive: {e}") from e
     except OSError as e:
         if "Invalid data stream" in str(e):  # how bz2 reports garbage
             raise InvalidParameter(f"invalid layer archive: {e}") from e
@@ -145,12 +150,17 @@ def unpack_layer(
     try:
         with archive_errors():
             plain = open_decompressed(stream)
-            with tarfile.open(fileobj=plain, mode="r|", errorlevel=2) as tar:  # type: ignore[call-overload]
+            # Random-access mode over a forward-only reader: tarfile's stream mode
+            # reads 10 KiB at a time (see forward_reader).
+            source = ForwardReader(plain)
+            with tarfile.open(fileobj=source, mode="r:", errorlevel=2) as tar:  # type: ignore[call-overload]
                 # next() rather than iteration, so that the member list can be
                 # dropped as we go: memory stays flat for 100k-entry rootfs tars.
                 while (member := tar.next()) is not None:
                     unpacker.add(tar, member)
                     tar.members.clear()
+                # Bytes after the end-of-archive blocks may have been read ahead
+                # (a DigestingReader below hashed them as they passed).
         unpacker.finish()
     finally:
         unpacker.close()
@@ -165,16 +175,20 @@ class _LayerUnpacker:
         self.size = 0
         # Directory mtimes are set at the end: creating children changes them.
         self._dir_times: dict[tuple[str, ...], tuple[int, int]] = {}
-        self._cached_parent: tuple[tuple[str, ...], int, list[str]] | None = None
+        # Resolved parent directories (layer path -> fd, symlink-free path): a
+        # rootfs tar goes back and forth between a few hundred directories.
+        self._parents: dict[tuple[str, ...], tuple[int, list[str]]] = {}
 
     def close(self) -> None:
         self._drop_cache()
         os.close(self.root_fd)
 
     def _drop_cache(self) -> None:
-        if self._cached_parent is not None:
-            os.close(self._cached_parent[1])
-            self._cached_parent = None
+        """Forget every resolved directory: called before anything is removed or
+        replaced, so a cached fd never names a directory that is no longer there."""
+        parents, self._parents = self._parents, {}
+        for fd, _ in parents.values():
+            os.close(fd)
 
     # -- path resolution ---------------------------------------------------------
 
@@ -250,11 +264,13 @@ class _LayerUnpacker:
 
     def _parent(self, parts: tuple[str, ...], entry: str) -> tuple[int, list[str]]:
         """Parent directory fd (owned by the cache: do not close) and its resolved path."""
-        if self._cached_parent is not None and self._cached_parent[0] == parts:
-            return self._cached_parent[1], self._cached_parent[2]
-        self._drop_cache()
+        cached = self._parents.get(parts)
+        if cached is not None:
+            return cached
+        if len(self._parents) >= _PARENT_CACHE:
+            self._drop_cache()
         fd, resolved = self._resolve_dir(list(parts), entry, create=True)
-        self._cached_parent = (parts, fd, resolved)
+        self._parents[parts] = (fd, resolved)
         return fd, resolved
 
     # -- entries -----------------------------------------------------------------
