@@ -259,3 +259,27 @@ def test_diff_reports_adds_changes_deletes_and_opaque_dirs(daemon, dockyard, uni
         assert not any(".wh." in line for line in lines)
     finally:
         dockyard("rm", name)
+
+
+def test_load_and_rmi_leave_nothing_and_keep_what_another_image_shares(
+    daemon, daemon_factory, tmp_path
+):
+    archive = tmp_path / "bb.tar"
+    assert daemon.dockyard("save", "-o", str(archive), "busybox").returncode == 0
+    d = daemon_factory()
+    assert d.dockyard("load", "-i", str(archive)).returncode == 0
+    # A loaded image runs, and its container exports its change over the image.
+    assert d.dockyard("run", "--name", "cc", "busybox", "sh", "-c", "echo 1 > /f").returncode == 0
+    assert "f" in tar_names(d.request("GET", "/containers/cc/export").body)
+    d.dockyard("rm", "cc")
+    base_layers = store_contents(d.data_root)[1]
+    assert len(base_layers) == 1
+    import_image(d.dockyard, layer_tar({"extra": b"e"}), "extra:1")
+    assert d.dockyard("tag", "busybox", "bb2:1").returncode == 0
+    assert d.dockyard("rmi", "busybox").returncode == 0  # untags only: bb2:1 still names it
+    assert d.dockyard("run", "--rm", "bb2:1", "true").returncode == 0
+    assert d.dockyard("rmi", "bb2:1").returncode == 0
+    _, layers = store_contents(d.data_root)
+    assert not (base_layers & layers)  # busybox's layer went with its last image
+    assert d.dockyard("rmi", "extra:1").returncode == 0
+    assert store_contents(d.data_root) == (set(), set())
