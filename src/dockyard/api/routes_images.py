@@ -230,7 +230,8 @@ async def history(request: web.Request) -> web.Response:
 async def prune(request: web.Request) -> web.Response:
     svc = services(request)
     filters = normalize(qfilters(request))
-    deleted, reclaimed = await asyncio.to_thread(svc.images.prune, filters)
+    # On the loop, as DELETE /images: the image service's state and events are the loop's.
+    deleted, reclaimed = svc.images.prune(filters)
     return json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
