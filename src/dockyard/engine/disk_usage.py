@@ -10,12 +10,13 @@ the kinds asked for are measured (a volume walk can take long).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dockyard.engine.volumes import _tree_size
-from dockyard.errors import InvalidParameter
+from dockyard.errors import InvalidParameter, NotFound
 from dockyard.image.digest import chain_ids
 
 if TYPE_CHECKING:
@@ -62,7 +63,10 @@ async def disk_usage(svc: Services, kinds: list[str]) -> DiskUsage:
     wanted = set(kinds or KINDS)
     out = DiskUsage()
     if "image" in wanted:
-        out.layers_size, out.images = await asyncio.to_thread(_images, svc)
+        # What the service knows is read here, on the loop; the disk in a thread.
+        records = svc.images.list()
+        users = {r.id: len(svc.images.users_of(r.id)) for r in records}
+        out.layers_size, out.images = await asyncio.to_thread(_images, svc, records, users)
     if "container" in wanted:
         out.containers = []
         for c in svc.containers.list(all_=True):
@@ -78,15 +82,25 @@ async def disk_usage(svc: Services, kinds: list[str]) -> DiskUsage:
     return out
 
 
-def _images(svc: Services) -> tuple[int, list[ImageUsage]]:
-    images = svc.images
-    blobs = images.blobs
-    layer_size = {c: blobs.layer(c).size for c in blobs.all_layers()}
-    records = images.list()
-    chains = {r.id: chain_ids(blobs.image_diff_ids(r.id)) for r in records}
-    users = Counter(chain for cs in chains.values() for chain in set(cs))
+def _images(
+    svc: Services, records: list[ImageRecord], users: dict[str, int]
+) -> tuple[int, list[ImageUsage]]:
+    """Layer sizes from the store (off the loop); an image or a layer removed
+    meanwhile by a concurrent rmi is simply not counted."""
+    blobs = svc.images.blobs
+    layer_size: dict[str, int] = {}
+    for chain in blobs.all_layers():
+        with contextlib.suppress(NotFound):
+            layer_size[chain] = blobs.layer(chain).size
+    chains: dict[str, list[str]] = {}
+    for r in records:
+        with contextlib.suppress(NotFound):
+            chains[r.id] = chain_ids(blobs.image_diff_ids(r.id))
+    shared_by = Counter(chain for cs in chains.values() for chain in set(cs))
     usage = []
     for r in records:
-        shared = sum(layer_size.get(c, 0) for c in chains[r.id] if users[c] > 1)
-        usage.append(ImageUsage(r, shared, len(images.users_of(r.id))))
+        if r.id not in chains:
+            continue
+        shared = sum(layer_size.get(c, 0) for c in chains[r.id] if shared_by[c] > 1)
+        usage.append(ImageUsage(r, shared, users.get(r.id, 0)))
     return sum(layer_size.values()), usage
