@@ -212,3 +212,16 @@ async def _body(f) -> None:
     from fakes import _ROOTFS
 
     f.write(_ROOTFS)
+
+
+@async_test
+async def test_rmi_takes_untagged_parents_unless_noprune(tmp_path):
+    w, _ = await world(tmp_path)
+    for prune in (True, False):
+        parent = await w.images.import_rootfs(_body, changes=[f"ENV P={prune}"])
+        child = await w.image("child", changes=[f"ENV C={prune}"])
+        w.images._images[child].parent = parent  # what a commit records
+        result = w.images.delete("child", prune=prune)
+        assert {"Deleted": child} in result
+        assert ({"Deleted": parent} in result) is prune
+        assert w.images.has_image(parent) is not prune

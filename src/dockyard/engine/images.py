@@ -276,12 +276,25 @@ class ImageService:
             return result
         # Its digest references (from pull/push) go with it, as dockerd lists them.
         result.extend({"Untagged": d} for d in self._images[image_id].repo_digests)
+        parent = self._images[image_id].parent
         self.emit("delete", image_id, image_id)
         self._store.delete_image(image_id)
         del self._images[image_id]
         self.blobs.delete_image(image_id, keep=set(self._images))
         result.append({"Deleted": image_id})
+        if prune and self._unused_parent(parent):
+            # dockerd: the untagged parents go too, unless noprune=1.
+            result.extend(self.delete(parent, prune=True))
         return result
+
+    def _unused_parent(self, image_id: str) -> bool:
+        """An untagged image (a commit's or build's parent) nothing else holds."""
+        record = self._images.get(image_id)
+        if record is None or self.tags_of(image_id) or record.repo_digests:
+            return False
+        if any(r.parent == image_id for r in self._images.values()):
+            return False
+        return not self.users_of(image_id)
 
     # registries
 
