@@ -21,8 +21,9 @@ MODE="${1:-all}"
 # procps, psmisc, util-linux, kmod: what the runtime and the tests inspect;
 # iptables: the bridge network's NAT and forwarding rules; libseccomp2 compiles
 # seccomp profiles (through pyseccomp); tini is --init's /sbin/docker-init (its
-# static build, bind-mounted into containers).
-APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod iptables libseccomp2 tini)
+# static build, bind-mounted into containers); mmdebstrap makes the debian base
+# image (`dockyard image bootstrap debian`) from the Debian mirror.
+APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod iptables libseccomp2 tini mmdebstrap)
 # Only for the tests (--deps): gcc and libc6-dev build the static probe that
 # tests/security/test_seccomp.py runs inside a container; docker-registry,
 # apache2-utils (htpasswd), openssl (a token server's keys) and skopeo are the

@@ -3,7 +3,7 @@
 The `daemon` fixture starts `python -m dockyard daemon` on a private unix
 socket, a free TCP port on 127.0.0.1 and a private data root under
 /tmp/dky-XXXX (short, so the socket path stays far below the 108-byte limit),
-imports busybox into it with scripts/make-base-image, and at the end removes
+imports busybox into it with `dockyard image bootstrap busybox`, and at the end removes
 every container, stops the daemon with SIGTERM and checks that nothing is left
 behind: no process naming the directory, no mount under it, no new cgroup.
 
@@ -454,7 +454,7 @@ class Daemon:
 
     def import_busybox(self) -> str:
         proc = subprocess.run(
-            [sys.executable, str(SCRIPTS / "make-base-image"), "busybox"],
+            [sys.executable, "-m", "dockyard", "image", "bootstrap", "busybox"],
             capture_output=True,
             text=True,
             timeout=180,
@@ -462,7 +462,7 @@ class Daemon:
         )
         if proc.returncode != 0:
             raise RuntimeError(
-                f"scripts/make-base-image busybox failed ({proc.returncode}):\n"
+                f"dockyard image bootstrap busybox failed ({proc.returncode}):\n"
                 f"{proc.stdout}{proc.stderr}\n{self.log_tail()}"
             )
         return proc.stdout.strip()

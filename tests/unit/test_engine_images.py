@@ -174,3 +174,54 @@ async def _write_rootfs(f) -> None:
     from fakes import _ROOTFS
 
     f.write(_ROOTFS)
+
+
+@async_test
+async def test_prune_takes_untagged_images_and_spares_tagged_used_and_intermediate(tmp_path):
+    w, image_id = await world(tmp_path)
+    dangling = await w.images.import_rootfs(_body, changes=["ENV D=1"])
+    parent = await w.images.import_rootfs(_body, changes=["ENV P=1"])
+    child = await w.image("child", changes=["ENV C=1"])
+    w.images._images[child].parent = parent  # what a build or commit records
+    deleted, _ = w.images.prune({})
+    assert deleted == [{"Deleted": dangling}]  # the parent of child:latest is no orphan
+    assert w.images.has_image(parent) and w.images.has_image(image_id)
+    used = await w.images.import_rootfs(_body, repo="used", changes=["ENV U=1"])
+    await w.create("used")
+    deleted, _ = w.images.prune({"dangling": ["false"]})
+    gone = {d.get("Deleted") for d in deleted} - {None}
+    assert image_id in gone and child in gone and used not in gone
+    with pytest.raises(InvalidParameter, match="invalid filter 'dangling=maybe'"):
+        w.images.prune({"dangling": ["maybe"]})
+    with pytest.raises(InvalidParameter, match="invalid filter 'reference'"):
+        w.images.prune({"reference": ["x"]})
+
+
+@async_test
+async def test_history_is_newest_first_with_ids_and_tags_on_the_image_itself(tmp_path):
+    w, image_id = await world(tmp_path)
+    entries = w.images.history("ubuntu")
+    assert [e["Id"] for e in entries] == [image_id]
+    assert entries[0]["Tags"] == ["ubuntu:latest"] and entries[0]["Comment"] == "Imported from -"
+    assert entries[0]["Size"] == w.images.blobs.image_size(image_id)
+    with pytest.raises(NotFound):
+        w.images.history("nope")
+
+
+async def _body(f) -> None:
+    from fakes import _ROOTFS
+
+    f.write(_ROOTFS)
+
+
+@async_test
+async def test_rmi_takes_untagged_parents_unless_noprune(tmp_path):
+    w, _ = await world(tmp_path)
+    for prune in (True, False):
+        parent = await w.images.import_rootfs(_body, changes=[f"ENV P={prune}"])
+        child = await w.image("child", changes=[f"ENV C={prune}"])
+        w.images._images[child].parent = parent  # what a commit records
+        result = w.images.delete("child", prune=prune)
+        assert {"Deleted": child} in result
+        assert ({"Deleted": parent} in result) is prune
+        assert w.images.has_image(parent) is not prune

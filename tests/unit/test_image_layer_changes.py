@@ -47,3 +47,37 @@ def test_symlinks_in_the_upper_dir_are_not_walked(tmp_path):
     upper.mkdir()
     os.symlink("/", upper / "root")
     assert changes(str(upper), [str(lower)]) == [("/root", ADDED)]
+
+
+def test_opaque_dir_is_deleted_and_its_content_added(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("trusted.overlay.opaque needs root")
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "var" / "spool").mkdir(parents=True)
+    (lower / "var" / "spool" / "old").write_text("")
+    (upper / "var" / "spool").mkdir(parents=True)
+    os.setxattr(upper / "var" / "spool", "trusted.overlay.opaque", b"y")
+    (upper / "var" / "spool" / "new").write_text("")
+    assert changes(str(upper), [str(lower)]) == [
+        ("/var", MODIFIED), ("/var/spool", DELETED), ("/var/spool/new", ADDED),
+    ]  # fmt: skip
+
+
+def test_a_copied_up_dir_with_the_image_attributes_is_only_a_parent(tmp_path):
+    # overlayfs copies a directory up with its mtime: dockerd lists it only when an
+    # entry in it is added or deleted, not when a file in it is modified.
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc" / "passwd").write_text("root\n")
+    (lower / "etc" / "group").write_text("root\n")
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "passwd").write_text("root\nme\n")
+    st = os.stat(lower / "etc")
+    os.chmod(upper / "etc", st.st_mode)
+    os.utime(upper / "etc", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert changes(str(upper), [str(lower)]) == [("/etc/passwd", MODIFIED)]
+    (upper / "etc" / "new").write_text("")
+    os.utime(upper / "etc", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert changes(str(upper), [str(lower)]) == [
+        ("/etc", MODIFIED), ("/etc/new", ADDED), ("/etc/passwd", MODIFIED),
+    ]  # fmt: skip

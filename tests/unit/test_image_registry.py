@@ -33,7 +33,8 @@ from dockyard.image.registry_auth import (
     parse_challenge,
 )
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown while unpacking)")
+# Pulled layers are unpacked with the recording kernel when not root (see conftest).
+unpacks = pytest.mark.usefixtures("unpack_kernel")
 
 
 def sha(data: bytes) -> str:
@@ -300,7 +301,7 @@ def on_disk(w: World) -> tuple[list[str], list[str], list[str]]:
     )
 
 
-@needs_root
+@unpacks
 @async_test
 async def test_pull_of_gzip_layers_behind_bearer_auth(tmp_path):
     w = World(tmp_path)
@@ -324,7 +325,7 @@ async def test_pull_of_gzip_layers_behind_bearer_auth(tmp_path):
     assert statuses[-1] == f"Status: Downloaded newer image for {fake.host}/team/app:v1"
 
 
-@needs_root
+@unpacks
 @pytest.mark.parametrize("failure", ["500", "close-always"])
 @async_test
 async def test_failing_registry_leaves_the_store_as_it_was(tmp_path, failure):
@@ -342,7 +343,7 @@ async def test_failing_registry_leaves_the_store_as_it_was(tmp_path, failure):
     assert not [n for n in on_disk(w)[2] if n.startswith("pull-")]
 
 
-@needs_root
+@unpacks
 @async_test
 async def test_layer_not_matching_the_config_diff_id_fails_the_pull(tmp_path):
     w = World(tmp_path)
@@ -365,7 +366,7 @@ async def test_layer_not_matching_the_config_diff_id_fails_the_pull(tmp_path):
     assert on_disk(w)[0] == []
 
 
-@needs_root
+@unpacks
 @async_test
 async def test_full_disk_during_pull_is_one_clear_line(tmp_path):
     import errno

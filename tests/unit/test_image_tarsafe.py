@@ -16,8 +16,11 @@ import pytest
 from dockyard.errors import InvalidParameter
 from dockyard.image.tarsafe import unpack_layer
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root (chown, mknod, trusted xattrs)"
+# Runs without root too: chown, mknod and xattrs then go to the recording kernel
+# (tests/unit/conftest.py); only tests that check those results on disk need root.
+pytestmark = pytest.mark.usefixtures("unpack_kernel")
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="checks owners, device nodes or trusted xattrs on disk"
 )
 
 
@@ -76,6 +79,7 @@ def outside_untouched(outside) -> bool:
     )
 
 
+@needs_root
 def test_unpacks_tree_with_metadata(tmp_path):
     dest = tmp_path / "d"
     tar = make_tar(
@@ -154,6 +158,7 @@ def test_garbage_refused(tmp_path):
         unpack_layer(io.BytesIO(b"this is not a tar" * 100), str(tmp_path / "d"))
 
 
+@needs_root
 def test_whiteouts_become_overlay_whiteouts(tmp_path):
     dest = tmp_path / "d"
     tar = make_tar(
@@ -289,6 +294,7 @@ def test_hardlink_to_symlink_links_the_symlink_itself(sandbox):
     assert os.lstat(dest / "lnk2").st_ino != os.stat(outside / "passwd").st_ino
 
 
+@needs_root
 def test_overlay_control_xattrs_dropped(tmp_path):
     dest = tmp_path / "d"
     tar = make_tar(
@@ -320,6 +326,7 @@ def test_dot_slash_names_from_tar_c_dot(tmp_path):
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o750  # "./" entry applies to the root
 
 
+@needs_root
 def test_symlink_xattrs_and_times_apply_to_the_link(sandbox):
     dest, outside = sandbox
     before = os.stat(outside / "passwd")
@@ -346,6 +353,7 @@ def test_whiteout_of_dot_or_dotdot_refused(tmp_path, name):
         unpack_layer(io.BytesIO(make_tar([F(name)])), str(tmp_path / "d"))
 
 
+@needs_root
 def test_whiteout_through_symlinked_parent_stays_inside(sandbox):
     dest, outside = sandbox
     unpack_layer(io.BytesIO(make_tar([L("evil", str(outside)), F("evil/.wh.passwd")])), str(dest))
@@ -478,3 +486,70 @@ def test_sparse_member_keeps_its_holes(tmp_path, tar_args):
     with open(src, "rb") as a, open(out / "s", "rb") as b:
         while chunk := a.read(1 << 24):
             assert b.read(1 << 24) == chunk
+
+
+def test_privileged_calls_go_through_the_kernel(sandbox):
+    """Owners, device nodes, whiteouts and trusted xattrs are the kernel's to make:
+    the recording kernel sees each with the path it acts on (root or not), and a
+    whiteout behind a symlink that points out of the layer lands inside it."""
+    from dockyard.kernel.fake import RecordingKernel
+
+    dest, outside = sandbox
+    kernel = RecordingKernel()
+    tar = make_tar(
+        [
+            D("etc", uid=0, gid=0),
+            F("etc/shadow", b"x", uid=0, gid=42, mode=0o640),
+            L("etc/link", "/etc/shadow", uid=5, gid=6),
+            D("var/cache", xattrs={"trusted.overlay.redirect": "/x"}),
+            F("var/cache/.wh..wh..opq"),
+            F("bin/.wh.sh"),
+            L("evil", str(outside)),
+            F("evil/.wh.passwd"),
+            F("tagged", xattrs={"trusted.dockyard": "v"}),
+        ]
+    )
+    unpack_layer(io.BytesIO(tar), str(dest), kernel=kernel)
+    root = os.path.realpath(dest)
+    assert ("fchown", (f"{root}/etc/shadow", 0, 42)) in kernel.calls
+    assert ("lchownat", (f"{root}/etc/link", 5, 6)) in kernel.calls
+    nodes = {(where, name) for where, name, *_ in kernel.find("mknodat")}
+    # "evil" points at the outside's absolute path: resolved as in a chroot, that
+    # path is made inside the layer, and the whiteout goes there.
+    assert nodes == {(f"{root}/bin", "sh"), (f"{root}{outside}", "passwd")}
+    assert outside_untouched(outside)
+    xattrs = {(p, name, value) for p, name, value, _ in kernel.find("setxattr")}
+    assert (f"{root}/var/cache", "trusted.overlay.opaque", b"y") in xattrs
+    assert (f"{root}/tagged", "trusted.dockyard", b"v") in xattrs
+    assert not any(name == "trusted.overlay.redirect" for _, name, _ in xattrs)  # dropped
+    assert all(not p.startswith(str(outside)) for p, *_ in xattrs)
+
+
+def test_forward_reader_refuses_to_go_back():
+    from dockyard.image.forward_reader import ForwardReader
+
+    r = ForwardReader(io.BytesIO(b"0123456789" * 300_000))  # crosses its 1 MiB chunks
+    assert r.read(5) == b"01234"
+    assert r.seek(1_048_580) == 1_048_580 and r.read(4) == b"0123"
+    with pytest.raises(io.UnsupportedOperation):
+        r.seek(10)
+    r.seek(3_000_000)
+    assert r.read(10) == b"" and r.tell() == 3_000_000  # the end, not an error
+
+
+def test_sparse_map_going_backwards_refused(tmp_path):
+    """A sparse member whose map goes back over data already read cannot make the
+    forward-only reader seek back: a clear refusal, nothing half-written outside."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("s")
+        info.size = 4096
+        info.pax_headers = {
+            "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "s",
+            "GNU.sparse.realsize": "8192",
+        }  # fmt: skip
+        # Map: 2 regions, the second before the first.
+        sparse_map = b"2\n4096\n2048\n0\n2048\n"
+        tar.addfile(info, io.BytesIO(sparse_map.ljust(512, b"\0") + b"x" * (4096 - 512)))
+    with pytest.raises(InvalidParameter, match="backward seek"):
+        unpack_layer(io.BytesIO(buf.getvalue()), str(tmp_path / "d"))

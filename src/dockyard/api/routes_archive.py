@@ -11,6 +11,7 @@ from aiohttp import web
 
 from dockyard.api.context import services
 from dockyard.api.params import qbool
+from dockyard.engine import container_export
 from dockyard.errors import InvalidParameter
 
 if TYPE_CHECKING:
@@ -69,7 +70,20 @@ async def put(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+async def export(request: web.Request) -> web.StreamResponse:
+    """GET /containers/{id}/export: the container's file tree as a tar."""
+    svc = services(request)
+    svc.containers.get(request.match_info["id"])  # 404 before any byte
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar"})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    await container_export.export(svc.containers, svc.images, request.match_info["id"], resp.write)
+    await resp.write_eof()
+    return resp
+
+
 def register(router: Router) -> None:
     router.add("HEAD", "/containers/{id}/archive", head)
     router.add("GET", "/containers/{id}/archive", get)
     router.add("PUT", "/containers/{id}/archive", put)
+    router.add("GET", "/containers/{id}/export", export)

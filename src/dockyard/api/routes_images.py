@@ -222,11 +222,26 @@ async def auth(request: web.Request) -> web.Response:
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
+async def history(request: web.Request) -> web.Response:
+    svc = services(request)
+    return json_response(svc.images.history(request.match_info["name"], _json_platform(request)))
+
+
+async def prune(request: web.Request) -> web.Response:
+    svc = services(request)
+    filters = normalize(qfilters(request))
+    # On the loop, as DELETE /images: the image service's state and events are the loop's.
+    deleted, reclaimed = svc.images.prune(filters)
+    return json_response({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
 def register(router: Router) -> None:
     router.add("GET", "/images/json", list_images)
     router.add("POST", "/images/create", create)
     router.add("GET", "/images/get", save)
     router.add("POST", "/images/load", load)
+    router.add("POST", "/images/prune", prune)
+    router.add("GET", "/images/{name:.+}/history", history)
     router.add("GET", "/images/{name:.+}/json", inspect)
     router.add("GET", "/images/{name:.+}/get", save)
     router.add("POST", "/images/{name:.+}/push", push)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 import dockyard
+from dockyard.api import shapes
 from dockyard.api.context import services
 from dockyard.api.params import json_response
+from dockyard.api.params import version as api_version
+from dockyard.api.routes_volumes import volume_shape
+from dockyard.engine.disk_usage import disk_usage as engine_disk_usage
 
 if TYPE_CHECKING:
     from dockyard.api.app import Router
@@ -139,8 +143,47 @@ async def info(request: web.Request) -> web.Response:
     )
 
 
+async def disk_usage(request: web.Request) -> web.Response:
+    """GET /system/df (type= since API 1.42: only those kinds are measured)."""
+    svc = services(request)
+    v = api_version(request)
+    kinds = request.query.getall("type", []) if v.at_least(1, 42) else []
+    usage = await engine_disk_usage(svc, kinds)
+    out: dict[str, Any] = {
+        "LayersSize": usage.layers_size,
+        "Images": None,
+        "Containers": None,
+        "Volumes": None,
+        "BuildCache": usage.build_cache,
+    }
+    if usage.images is not None:
+        out["Images"] = []
+        for im in usage.images:
+            summary = shapes.image_summary(im.record, svc.images.labels(im.record.id), v)[0]
+            summary["SharedSize"] = im.shared_size
+            summary["Containers"] = im.containers
+            out["Images"].append(summary)
+    if usage.containers is not None:
+        out["Containers"] = [
+            shapes.container_summary(
+                cu.container,
+                svc.containers.image_name(cu.container),
+                v,
+                (cu.size_rw, cu.size_root_fs),
+            )
+            for cu in usage.containers
+        ]
+    if usage.volumes is not None:
+        out["Volumes"] = [
+            {**volume_shape(vu.volume), "UsageData": {"Size": vu.size, "RefCount": vu.ref_count}}
+            for vu in usage.volumes
+        ]
+    return json_response(out)
+
+
 def register(router: Router) -> None:
     router.add("GET", "/_ping", ping)
     router.add("HEAD", "/_ping", ping)
     router.add("GET", "/version", version)
     router.add("GET", "/info", info)
+    router.add("GET", "/system/df", disk_usage)

@@ -75,11 +75,19 @@ class ContainerViews(ContainerRecords):
 
 
 def _du(path: str) -> int:
+    """dockerd's directory.Size: the bytes of every non-directory entry, a file
+    with several links counted once (directories' own sizes are not data)."""
     total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in filenames + dirnames:
+    seen: set[tuple[int, int]] = set()
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for name in filenames:
             try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
+                st = os.lstat(os.path.join(dirpath, name))
             except OSError:
-                pass
+                continue
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
     return total

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import IO, Any
 
-from dockyard.engine import image_archives, image_pull, image_push
+from dockyard.engine import image_archives, image_history, image_prune, image_pull, image_push
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.events import EventBus
 from dockyard.engine.filters import filter_images
@@ -276,12 +276,25 @@ class ImageService:
             return result
         # Its digest references (from pull/push) go with it, as dockerd lists them.
         result.extend({"Untagged": d} for d in self._images[image_id].repo_digests)
+        parent = self._images[image_id].parent
         self.emit("delete", image_id, image_id)
         self._store.delete_image(image_id)
         del self._images[image_id]
         self.blobs.delete_image(image_id, keep=set(self._images))
         result.append({"Deleted": image_id})
+        if prune and self._unused_parent(parent):
+            # dockerd: the untagged parents go too, unless noprune=1.
+            result.extend(self.delete(parent, prune=True))
         return result
+
+    def _unused_parent(self, image_id: str) -> bool:
+        """An untagged image (a commit's or build's parent) nothing else holds."""
+        record = self._images.get(image_id)
+        if record is None or self.tags_of(image_id) or record.repo_digests:
+            return False
+        if any(r.parent == image_id for r in self._images.values()):
+            return False
+        return not self.users_of(image_id)
 
     # registries
 
@@ -291,6 +304,18 @@ class ImageService:
 
     def has_image(self, image_id: str) -> bool:
         return image_id in self._images
+
+    def parent_of(self, image_id: str) -> str:
+        record = self._images.get(image_id)
+        return record.parent if record is not None else ""
+
+    def history(self, name: str, platform: str | None = None) -> list[dict[str, Any]]:
+        """`GET /images/{name}/history` (engine/image_history.py)."""
+        return image_history.history(self, name, platform)
+
+    def prune(self, filters: dict[str, list[str]]) -> tuple[list[dict[str, str]], int]:
+        """`POST /images/prune` (engine/image_prune.py)."""
+        return image_prune.prune(self, filters)
 
     def image_ids(self) -> set[str]:
         return set(self._images)

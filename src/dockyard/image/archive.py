@@ -23,15 +23,17 @@ import re
 import shutil
 import tarfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from dockyard.errors import InvalidParameter, NotFound
 from dockyard.image.atomic import temp_name
 from dockyard.image.digest import chain_ids, digest_hex, sha256_digest
+from dockyard.image.digesting import is_compressed
 from dockyard.image.layered_read import open_file
 from dockyard.image.reference import parse_reference
-from dockyard.image.store import ImageStore, go_architecture
+from dockyard.image.store import ImageStore, UnpackedLayer, go_architecture
 from dockyard.image.tarsafe import Readable, unpack_layer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -313,6 +315,7 @@ def _expected_digest(path: str) -> str | None:
 
 
 LayerProgress = Callable[[str, int, int], None]
+_MAX_PARALLEL_LAYERS = 4
 
 
 class _ProgressReader:
@@ -371,35 +374,85 @@ def _load_one(
     except InvalidParameter as e:
         raise InvalidParameter(f"invalid archive: bad tag in {config_path}: {e}") from None
     chains = chain_ids(diff_ids)
-    parent: str | None = None
-    for diff_id, chain, path in zip(diff_ids, chains, layer_paths, strict=True):
-        if not _pin_if_present(store, chain):
-            expected = _expected_digest(path)
-            with archive.open(path) as f:
-                source: BinaryIO | Readable = f
-                if progress is not None:
-                    source = _ProgressReader(f, chain, os.fstat(f.fileno()).st_size, progress)
-                # Only a blob named by its digest needs a second hash (of its raw bytes).
-                raw = _HashingReader(source) if expected is not None else None
-                layer = store.import_layer(
-                    raw or source, parent, allow_devices=False, source_file=f
-                )
-                if raw is not None:
-                    raw.drain()
-            if layer.chain_id not in journal.chains:
-                journal.chains.append(layer.chain_id)
-            if layer.diff_id != diff_id:
-                raise InvalidParameter(
-                    f"invalid archive: layer {path} has diff_id {layer.diff_id}, the config says {diff_id}"
-                )
-            if raw is not None and raw.sha.hexdigest() != expected:
-                raise InvalidParameter(f"invalid archive: {path} does not match its digest")
-        parent = chain
+    missing = [
+        (diff_id, chain, path)
+        for diff_id, chain, path in zip(diff_ids, chains, layer_paths, strict=True)
+        if not _pin_if_present(store, chain)
+    ]
+    # Unpacking needs no parent: the missing layers are unpacked side by side
+    # (hashing, decompression and writes release the GIL), then named in order.
+    unpacked: dict[str, UnpackedLayer] = {}
+    try:
+        workers = min(len(missing), os.cpu_count() or 2, _MAX_PARALLEL_LAYERS)
+        if workers > 1:
+            with ThreadPoolExecutor(workers, thread_name_prefix="layer-unpack") as pool:
+                futures = {
+                    chain: pool.submit(_unpack_one, store, archive, diff_id, chain, path, progress)
+                    for diff_id, chain, path in missing
+                }
+                errors = []
+                for chain, future in futures.items():
+                    try:
+                        unpacked[chain] = future.result()
+                    except BaseException as e:  # every worker done before we go on
+                        errors.append(e)
+                if errors:
+                    raise errors[0]
+        else:
+            for diff_id, chain, path in missing:
+                unpacked[chain] = _unpack_one(store, archive, diff_id, chain, path, progress)
+        parent: str | None = None
+        for chain in chains:
+            one = unpacked.pop(chain, None)
+            if one is not None:
+                layer = store.commit(one, parent)
+                if layer.chain_id not in journal.chains:
+                    journal.chains.append(layer.chain_id)
+            parent = chain
+    finally:
+        for one in unpacked.values():
+            one.discard()
     existed = store.has_blob(sha256_digest(config_bytes))
     image_id = store.create_image_from_config(config_bytes)
     if not existed:
         journal.configs.append(image_id)
     return LoadedImage(image_id, refs)
+
+
+def _unpack_one(
+    store: ImageStore,
+    archive: _Archive,
+    diff_id: str,
+    chain: str,
+    path: str,
+    progress: LayerProgress | None,
+) -> UnpackedLayer:
+    """Unpack one layer file of the archive, checked against its config and its name."""
+    expected = _expected_digest(path)
+    with archive.open(path) as f:
+        source: BinaryIO | Readable = f
+        if progress is not None:
+            source = _ProgressReader(f, chain, os.fstat(f.fileno()).st_size, progress)
+        # Only a blob named by its digest needs a second hash (of its raw
+        # bytes), and only if compressed: a plain tar's digest is its diff_id.
+        plain = expected is not None and not is_compressed(f.fileno())
+        raw = _HashingReader(source) if expected is not None and not plain else None
+        one = store.unpack(raw or source, allow_devices=False, source_file=f)
+        try:
+            if raw is not None:
+                raw.drain()
+            if one.diff_id != diff_id:
+                raise InvalidParameter(
+                    f"invalid archive: layer {path} has diff_id {one.diff_id}, the config says {diff_id}"
+                )
+            if raw is not None and raw.sha.hexdigest() != expected:
+                raise InvalidParameter(f"invalid archive: {path} does not match its digest")
+            if plain and one.diff_id != f"sha256:{expected}":
+                raise InvalidParameter(f"invalid archive: {path} does not match its digest")
+        except BaseException:
+            one.discard()
+            raise
+    return one
 
 
 def _pin_if_present(store: ImageStore, chain: str) -> bool:

@@ -70,6 +70,27 @@ def go_architecture() -> str:
     return _GO_ARCH.get(machine, machine)
 
 
+@dataclass
+class UnpackedLayer:
+    """A layer unpacked into temporaries, not yet named (ImageStore.unpack)."""
+
+    diff_id: str
+    size: int
+    tmp_dir: str
+    tmp_blob: str
+
+    def discard(self) -> None:
+        """Remove what commit did not take (all of it, if never committed)."""
+        _discard(self.tmp_dir, self.tmp_blob)
+
+
+def _discard(tmp_dir: str, tmp_blob: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp_blob)
+    if os.path.lexists(tmp_dir):
+        shutil.rmtree(tmp_dir)
+
+
 class ImageStore:
     def __init__(self, root: str) -> None:
         self.root = root
@@ -158,6 +179,19 @@ class ImageStore:
         if parent_chain_id is not None:
             parent_chain_id = normalize_digest(parent_chain_id)
             self.layer(parent_chain_id)  # fail fast, before reading the stream
+        unpacked = self.unpack(stream, allow_devices=allow_devices, source_file=source_file)
+        return self.commit(unpacked, parent_chain_id)
+
+    def unpack(
+        self,
+        stream: BinaryIO | Readable,
+        *,
+        allow_devices: bool = True,
+        source_file: BinaryIO | None = None,
+    ) -> UnpackedLayer:
+        """The first half of import_layer: hash and unpack into private temporaries,
+        which need no parent yet, so the layers of one image can be unpacked side
+        by side and committed in order. Discard what `commit` does not take."""
         tmp_dir = temp_name(self.layers_dir)
         tmp_blob = temp_name(self.blobs_dir)
         link_fd = source_file.fileno() if source_file is not None else None
@@ -183,31 +217,46 @@ class ImageStore:
                     os.close(blob_fd)
             if link_fd is not None:
                 self._link_blob(link_fd, reader.count, tmp_blob)
-            diff_id = "sha256:" + reader.sha.hexdigest()
-            chain = make_chain_id(parent_chain_id, diff_id)
-            meta = {"diff_id": diff_id, "chain_id": chain, "parent": parent_chain_id, "size": size}
             os.chmod(tmp_dir, 0o755)
-            write_file_atomic(os.path.join(tmp_dir, "meta.json"), json.dumps(meta).encode())
             # The unpacked files must be on disk before the layer becomes
             # visible; one sync is far cheaper than an fsync per file.
             os.sync()
+        except BaseException:
+            _discard(tmp_dir, tmp_blob)
+            raise
+        return UnpackedLayer("sha256:" + reader.sha.hexdigest(), size, tmp_dir, tmp_blob)
+
+    def commit(self, unpacked: UnpackedLayer, parent_chain_id: str | None) -> Layer:
+        """The second half of import_layer: name the unpacked layer by its chain id
+        (its parent must be present) and pin it in this thread's leases."""
+        try:
+            if parent_chain_id is not None:
+                parent_chain_id = normalize_digest(parent_chain_id)
+            diff_id = unpacked.diff_id
+            chain = make_chain_id(parent_chain_id, diff_id)
+            meta = {
+                "diff_id": diff_id,
+                "chain_id": chain,
+                "parent": parent_chain_id,
+                "size": unpacked.size,
+            }
+            write_file_atomic(
+                os.path.join(unpacked.tmp_dir, "meta.json"), json.dumps(meta).encode()
+            )
             with self.lock:
                 if parent_chain_id is not None:
                     self.layer(parent_chain_id)  # a GC may have run meanwhile
                 blob_path = self._blob_path(diff_id)
                 if not os.path.exists(blob_path):
-                    os.rename(tmp_blob, blob_path)
+                    os.rename(unpacked.tmp_blob, blob_path)
                     fsync_dir(self.blobs_dir)
                 if not self.has_layer(chain):
-                    os.rename(tmp_dir, self._layer_dir(chain))
+                    os.rename(unpacked.tmp_dir, self._layer_dir(chain))
                     fsync_dir(self.layers_dir)
                 self._pin(chain)
                 return self.layer(chain)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_blob)
-            if os.path.lexists(tmp_dir):
-                shutil.rmtree(tmp_dir)
+            unpacked.discard()
 
     @staticmethod
     def _link_blob(fd: int, length: int, tmp_blob: str) -> None:

@@ -11,6 +11,10 @@ that directory fd, so no path string ever reaches outside `dest`.
 Docker whiteouts (".wh.NAME", ".wh..wh..opq") are converted to overlayfs
 form (0/0 char device, trusted.overlay.opaque=y), as dockerd's overlay2
 driver does, so the unpacked directory can be used as a lowerdir as is.
+
+The privileged calls (chown, mknod, xattrs) go through a `Kernel` (DESIGN.md):
+the Linux one in the daemon, the recording one in unit tests without root.
+Plain file I/O (open, write, mkdir, symlink, link) is done here directly.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import bz2
 import contextlib
 import errno
 import gzip
+import io
 import lzma
 import os
 import posixpath
@@ -27,9 +32,19 @@ import stat
 import tarfile
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from dockyard.errors import DockyardError, InvalidParameter, StorageFull, storage_full
+from dockyard.errors import (
+    DockyardError,
+    InvalidParameter,
+    KernelError,
+    StorageFull,
+    storage_full,
+)
+from dockyard.image.forward_reader import ForwardReader
+
+if TYPE_CHECKING:
+    from dockyard.kernel.interface import Kernel
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -38,12 +53,25 @@ OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 _MAX_SYMLINKS = 40  # as the kernel (ELOOP)
 _COPY_CHUNK = 1 << 20
+_PARENT_CACHE = 512  # directory fds kept open while unpacking
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BZIP2_MAGIC = b"BZh"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+_KERNEL: list[Kernel] = []
+
+
+def default_kernel() -> Kernel:
+    """The Linux kernel, made once (tests put a recording one in its place)."""
+    if not _KERNEL:
+        from dockyard.kernel.linux import LinuxKernel
+
+        _KERNEL.append(LinuxKernel())
+    return _KERNEL[0]
 
 
 class Readable(Protocol):
@@ -113,6 +141,8 @@ def archive_errors() -> Iterator[None]:
         yield
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
         raise InvalidParameter(f"invalid layer archive: {e}") from e
+    except io.UnsupportedOperation as e:  # a member read out of order (ForwardReader)
+        raise InvalidParameter(f"invalid layer archive: {e}") from e
     except OSError as e:
         if "Invalid data stream" in str(e):  # how bz2 reports garbage
             raise InvalidParameter(f"invalid layer archive: {e}") from e
@@ -131,6 +161,7 @@ def unpack_layer(
     *,
     allow_devices: bool = True,
     dest_fd: int | None = None,
+    kernel: Kernel | None = None,
 ) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
@@ -140,17 +171,22 @@ def unpack_layer(
     """
     if dest_fd is None:
         os.makedirs(dest, exist_ok=True)
-    unpacker = _LayerUnpacker(dest, dest_fd)
+    unpacker = _LayerUnpacker(dest, dest_fd, kernel)
     unpacker.allow_devices = allow_devices  # False for untrusted archives (docker load)
     try:
         with archive_errors():
             plain = open_decompressed(stream)
-            with tarfile.open(fileobj=plain, mode="r|", errorlevel=2) as tar:  # type: ignore[call-overload]
+            # Random-access mode over a forward-only reader: tarfile's stream mode
+            # reads 10 KiB at a time (see forward_reader).
+            source = ForwardReader(plain)
+            with tarfile.open(fileobj=source, mode="r:", errorlevel=2) as tar:  # type: ignore[call-overload]
                 # next() rather than iteration, so that the member list can be
                 # dropped as we go: memory stays flat for 100k-entry rootfs tars.
                 while (member := tar.next()) is not None:
                     unpacker.add(tar, member)
                     tar.members.clear()
+                # Bytes after the end-of-archive blocks may have been read ahead
+                # (a DigestingReader below hashed them as they passed).
         unpacker.finish()
     finally:
         unpacker.close()
@@ -158,23 +194,30 @@ def unpack_layer(
 
 
 class _LayerUnpacker:
-    def __init__(self, dest: str, dest_fd: int | None = None) -> None:
+    def __init__(self, dest: str, dest_fd: int | None = None, kernel: Kernel | None = None) -> None:
         self.allow_devices = True
+        # Owners, device nodes and xattrs go through the kernel (a recording one in
+        # unit tests without root); plain file I/O does not.
+        self.kernel = kernel if kernel is not None else default_kernel()
         # dest_fd: a directory already resolved (docker cp into a container's root)
         self.root_fd = os.dup(dest_fd) if dest_fd is not None else os.open(dest, _DIR_FLAGS)
         self.size = 0
         # Directory mtimes are set at the end: creating children changes them.
         self._dir_times: dict[tuple[str, ...], tuple[int, int]] = {}
-        self._cached_parent: tuple[tuple[str, ...], int, list[str]] | None = None
+        # Resolved parent directories (layer path -> fd, symlink-free path): a
+        # rootfs tar goes back and forth between a few hundred directories.
+        self._parents: dict[tuple[str, ...], tuple[int, list[str]]] = {}
 
     def close(self) -> None:
         self._drop_cache()
         os.close(self.root_fd)
 
     def _drop_cache(self) -> None:
-        if self._cached_parent is not None:
-            os.close(self._cached_parent[1])
-            self._cached_parent = None
+        """Forget every resolved directory: called before anything is removed or
+        replaced, so a cached fd never names a directory that is no longer there."""
+        parents, self._parents = self._parents, {}
+        for fd, _ in parents.values():
+            os.close(fd)
 
     # -- path resolution ---------------------------------------------------------
 
@@ -250,11 +293,13 @@ class _LayerUnpacker:
 
     def _parent(self, parts: tuple[str, ...], entry: str) -> tuple[int, list[str]]:
         """Parent directory fd (owned by the cache: do not close) and its resolved path."""
-        if self._cached_parent is not None and self._cached_parent[0] == parts:
-            return self._cached_parent[1], self._cached_parent[2]
-        self._drop_cache()
+        cached = self._parents.get(parts)
+        if cached is not None:
+            return cached
+        if len(self._parents) >= _PARENT_CACHE:
+            self._drop_cache()
         fd, resolved = self._resolve_dir(list(parts), entry, create=True)
-        self._cached_parent = (parts, fd, resolved)
+        self._parents[parts] = (fd, resolved)
         return fd, resolved
 
     # -- entries -----------------------------------------------------------------
@@ -278,6 +323,12 @@ class _LayerUnpacker:
             self._add_entry(tar, member, parent_fd, parent_path, base)
         except FileExistsError as e:
             raise InvalidParameter(f"invalid tar entry {name!r}: {e.strerror}") from e
+        except KernelError as e:  # chown, mknod, xattrs (through the kernel)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(f"failed to extract {name!r}: no space left on device") from e
+            if e.errno == errno.EEXIST:
+                raise InvalidParameter(f"invalid tar entry {name!r}: {os.strerror(e.errno)}") from e
+            raise DockyardError(f"failed to extract {name!r}: {os.strerror(e.errno)}") from e
         except DockyardError:
             raise
         except OSError as e:
@@ -301,7 +352,7 @@ class _LayerUnpacker:
 
     def _add_whiteout(self, parent_fd: int, base: str, member: tarfile.TarInfo) -> None:
         if base == WHITEOUT_OPAQUE:
-            os.setxattr(parent_fd, OVERLAY_OPAQUE_XATTR, b"y")
+            self.kernel.setxattr(parent_fd, OVERLAY_OPAQUE_XATTR, b"y")
             return
         if base.startswith(WHITEOUT_META_PREFIX):
             return  # other aufs metadata
@@ -312,8 +363,8 @@ class _LayerUnpacker:
         fd = os.dup(parent_fd)
         try:
             self._remove_existing(fd, hidden, keep_dir=False)
-            os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=fd)
-            os.chown(hidden, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
+            self.kernel.mknodat(fd, hidden, stat.S_IFCHR | 0o000, 0, 0)
+            self.kernel.lchownat(fd, hidden, member.uid, member.gid)
         finally:
             os.close(fd)
 
@@ -344,7 +395,7 @@ class _LayerUnpacker:
                 # inside the container's root at run time, and we never
                 # follow it while unpacking (see _resolve_dir).
                 os.symlink(member.linkname, base, dir_fd=fd)
-                os.chown(base, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
+                self.kernel.lchownat(fd, base, member.uid, member.gid)
                 self._apply_xattrs(_proc_path(fd, base), member, follow=False)
                 os.utime(base, ns=_times_ns(member), dir_fd=fd, follow_symlinks=False)
             elif member.islnk():
@@ -358,10 +409,8 @@ class _LayerUnpacker:
                     os.mkfifo(base, 0o600, dir_fd=fd)
                 else:
                     kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-                    os.mknod(
-                        base, kind | 0o600, os.makedev(member.devmajor, member.devminor), dir_fd=fd
-                    )
-                os.chown(base, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
+                    self.kernel.mknodat(fd, base, kind | 0o600, member.devmajor, member.devminor)
+                self.kernel.lchownat(fd, base, member.uid, member.gid)
                 # Not a symlink (we just made it), so following is harmless here.
                 os.chmod(base, member.mode & 0o7777, dir_fd=fd)
                 self._apply_xattrs(_proc_path(fd, base), member, follow=False)
@@ -392,7 +441,7 @@ class _LayerUnpacker:
                         n = os.write(out, view)
                         view = view[n:]
             # chown before chmod: chown clears setuid/setgid bits.
-            os.fchown(out, member.uid, member.gid)
+            self.kernel.fchown(out, member.uid, member.gid)
             os.fchmod(out, member.mode & 0o7777)
             self._apply_xattrs(out, member, follow=True)
             os.utime(out, ns=_times_ns(member))
@@ -426,7 +475,7 @@ class _LayerUnpacker:
     # -- metadata ----------------------------------------------------------------
 
     def _apply_dir_metadata(self, dfd: int, path: tuple[str, ...], member: tarfile.TarInfo) -> None:
-        os.fchown(dfd, member.uid, member.gid)
+        self.kernel.fchown(dfd, member.uid, member.gid)
         os.fchmod(dfd, member.mode & 0o7777)
         self._apply_xattrs(dfd, member, follow=True)
         self._dir_times[path] = _times_ns(member)
@@ -444,8 +493,8 @@ class _LayerUnpacker:
             ):
                 continue
             try:
-                os.setxattr(target, attr, raw, follow_symlinks=follow)
-            except OSError as e:
+                self.kernel.setxattr(target, attr, raw, follow)
+            except KernelError as e:
                 # As dockerd: file systems without (some) xattrs are not fatal.
                 if e.errno not in (errno.ENOTSUP, errno.EPERM):
                     raise

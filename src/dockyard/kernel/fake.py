@@ -172,7 +172,10 @@ class RecordingKernel(Kernel):
         raise KernelError("readlinkat", (dir_fd, name), E.EINVAL)  # no symlinks here
 
     def mknodat(self, dir_fd: int, name: str, mode: int, major: int, minor: int) -> None:
-        self._rec("mknodat", dir_fd, name, mode, major, minor)
+        # A real directory's fd (an unpacker's) is recorded as its path: it is closed
+        # by the time a test looks.
+        where: int | str = dir_fd if dir_fd in self.fd_paths else self._real_path(dir_fd)
+        self._rec("mknodat", where, name, mode, major, minor)
 
     def symlinkat(self, target: str, dir_fd: int, name: str) -> None:
         self._rec("symlinkat", target, dir_fd, name)
@@ -180,6 +183,30 @@ class RecordingKernel(Kernel):
     def close(self, fd: int) -> None:
         self._rec("close", fd)
         self.open_fds.discard(fd)
+
+    def _real_path(self, fd: int) -> str:
+        """The path of an fd: one of ours, else a real one (an unpacker's directory)."""
+        if fd in self.fd_paths:
+            return self.fd_paths[fd]
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return f"<fd {fd}>"
+
+    # Recorded with the paths they act on, so an unpacking test without root can
+    # assert who would own what and which xattrs were set.
+    def fchown(self, fd: int, uid: int, gid: int) -> None:
+        self._rec("fchown", self._real_path(fd), uid, gid)
+
+    def lchownat(self, dir_fd: int, name: str, uid: int, gid: int) -> None:
+        self._rec("lchownat", posixpath.join(self._real_path(dir_fd), name), uid, gid)
+
+    def setxattr(self, target: int | str, name: str, value: bytes, follow: bool = True) -> None:
+        path = self._real_path(target) if isinstance(target, int) else target
+        if path.startswith("/proc/self/fd/"):  # <dir fd>/<name>, as an unpacker names a link
+            fd, _, rest = path[len("/proc/self/fd/") :].partition("/")
+            path = posixpath.join(self._real_path(int(fd)), rest)
+        self._rec("setxattr", path, name, value, follow)
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         self._rec("pivot_root", new_root, put_old)

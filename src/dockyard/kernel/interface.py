@@ -106,6 +106,18 @@ class Kernel(ABC):
     @abstractmethod
     def close(self, fd: int) -> None: ...
 
+    # --- the privileged file operations of unpacking a layer ---------------
+    @abstractmethod
+    def fchown(self, fd: int, uid: int, gid: int) -> None: ...
+
+    @abstractmethod
+    def lchownat(self, dir_fd: int, name: str, uid: int, gid: int) -> None:
+        """fchownat(AT_SYMLINK_NOFOLLOW): the entry itself, never what a symlink names."""
+
+    @abstractmethod
+    def setxattr(self, target: int | str, name: str, value: bytes, follow: bool = True) -> None:
+        """fsetxattr on an fd; on a path, setxattr (lsetxattr when not `follow`)."""
+
     @abstractmethod
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
 

@@ -383,6 +383,27 @@ class LinuxKernel(LinuxNetworking, Kernel):
         except OSError as exc:
             raise _oserror("close", (fd,), exc) from None
 
+    def fchown(self, fd: int, uid: int, gid: int) -> None:
+        try:
+            os.fchown(fd, uid, gid)
+        except OSError as exc:
+            raise _oserror("fchown", (fd, uid, gid), exc) from None
+
+    def lchownat(self, dir_fd: int, name: str, uid: int, gid: int) -> None:
+        try:
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as exc:
+            raise _oserror(
+                "fchownat", (dir_fd, name, uid, gid, "AT_SYMLINK_NOFOLLOW"), exc
+            ) from None
+
+    def setxattr(self, target: int | str, name: str, value: bytes, follow: bool = True) -> None:
+        try:
+            os.setxattr(target, name, value, follow_symlinks=follow)
+        except OSError as exc:
+            call = "fsetxattr" if isinstance(target, int) else "setxattr" if follow else "lsetxattr"
+            raise _oserror(call, (target, name), exc) from None
+
     def pivot_root(self, new_root: str, put_old: str) -> None:
         ret = _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
         _check(ret, "pivot_root", new_root, put_old)

@@ -10,6 +10,7 @@ from dockyard.cli.flags import Command, Opt
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 COMMAND = Command(
@@ -28,27 +29,35 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     output = opts["output"]
     if not output and os.isatty(sys.stdout.fileno()):
         raise CLIError("Cowardly refusing to save to a terminal. Use the -o flag or redirect", 1)
-    directory = ""
-    if output:
-        directory = os.path.dirname(os.path.abspath(output))
-        if not os.path.isdir(directory):
-            raise CLIError(
-                f'failed to save image: invalid output path: directory "{directory}" does not exist',
-                1,
-            )
+    check_output_dir(output, "failed to save image")
     resp = ctx.client.request("GET", "/images/get", {"names": list(args)})
+    write_stream(resp.iter_chunks(), output)
+    return 0
+
+
+def check_output_dir(output: str, what: str) -> None:
+    """docker's check before any request: the directory of `-o` must exist."""
+    if not output:
+        return
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise CLIError(f'{what}: invalid output path: directory "{directory}" does not exist', 1)
+
+
+def write_stream(chunks: Iterable[bytes], output: str) -> None:
+    """Write to stdout, or to `output` through a temporary file next to it renamed
+    once complete (as docker), so a failure never leaves a truncated archive."""
     if not output:
         out_fd = sys.stdout.fileno()
-        for chunk in resp.iter_chunks():
+        for chunk in chunks:
             _write_all(out_fd, chunk)
-        return 0
-    # As docker: a temporary file next to the target, renamed once complete,
-    # so a failed save never leaves a truncated archive under the name.
+        return
+    directory = os.path.dirname(os.path.abspath(output))
     tmp = os.path.join(directory, f".{os.path.basename(output)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         try:
-            for chunk in resp.iter_chunks():
+            for chunk in chunks:
                 _write_all(fd, chunk)
             os.fsync(fd)
         finally:
@@ -61,7 +70,6 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         except FileNotFoundError:
             pass
         raise
-    return 0
 
 
 def _umask() -> int:
