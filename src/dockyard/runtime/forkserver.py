@@ -166,7 +166,8 @@ def _spare_child(kernel: Kernel, ctl: socket.socket, chan: socket.socket) -> Non
 class _Host:
     """The monitor host (monitor_host.py) that runs every container's monitor."""
 
-    def __init__(self, chan: socket.socket) -> None:
+    def __init__(self, pid: int, chan: socket.socket) -> None:
+        self.pid = pid
         self.chan = chan
 
     @classmethod
@@ -191,7 +192,7 @@ class _Host:
                 os._exit(code)
         theirs.close()
         _CHANNELS.add(ours)
-        return cls(ours)
+        return cls(pid, ours)
 
     def send(self, msg: bytes, client_fd: int) -> bool:
         """Hand it a start; False if it is gone (killed: a new one is forked).
@@ -208,6 +209,22 @@ class _Host:
         """It ends once its last container has (EOF on its channel)."""
         _CHANNELS.discard(self.chan)
         self.chan.close()
+
+    def stop(self, kernel: Kernel) -> None:
+        """At the forkserver's end: a host without containers exits now, and is
+        waited for (nothing the daemon started outlives its stop); one with
+        containers says so and stays."""
+        try:
+            self.chan.shutdown(socket.SHUT_WR)
+            self.chan.settimeout(5)
+            stays = self.chan.recv(16) == frames.MONITOR_HOST_STAYS
+        except OSError:
+            stays = True  # busy (or gone): not worth holding the daemon's stop
+        self.close()
+        if not stays:
+            # SIGCHLD is ignored: waitpid returns (ECHILD) once it has exited.
+            with contextlib.suppress(KernelError):
+                kernel.waitpid(self.pid, 0)
 
 
 def _start_in_host(
@@ -274,7 +291,7 @@ def serve(kernel: Kernel, ctl: socket.socket) -> None:
         if spare is not None:
             spare.stop(kernel)
         if host is not None:
-            host.close()
+            host.stop(kernel)
 
 
 def main(argv: list[str]) -> int:

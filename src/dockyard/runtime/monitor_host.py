@@ -97,6 +97,10 @@ class MonitorHost:
             # The forkserver is gone: no new containers; exit after the last one.
             for fd in fds:
                 os.close(fd)
+            if self.monitors:
+                # The forkserver waits for our exit unless told we stay.
+                with contextlib.suppress(OSError):
+                    self.chan.send(frames.MONITOR_HOST_STAYS)
             self._close_chan()
             return
         # Taken: a host killed before this point has not taken it, and the forkserver
