@@ -11,14 +11,15 @@ measures again. The cost per container is the difference divided by N: the
 monitors themselves plus what the daemon and forkserver grew by. The
 containers' own processes (busybox sleep) are not counted. Prints the
 breakdown (PSS, private dirty, RSS) per kind of process, and the same figure
-for containerd's runc shims where containerd is installed
-(--containerd: starts containerd on a private socket, runs N containers
-through `ctr run -d`).
+for containerd's runc shims where containerd is installed (a private
+containerd on its own socket and root, N `ctr run -d` containers of the same
+busybox image; --no-containerd skips it). No dockerd is started.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -103,6 +104,8 @@ def dockyard_processes(daemon_pid: int) -> dict[str, list[int]]:
     """{"daemon": [pid], "forkserver": [...], "monitor": [...]} (the spare counts as one)."""
     exe = os.readlink(f"/proc/{daemon_pid}/exe")
     kinds: dict[str, list[int]] = {"daemon": [daemon_pid], "forkserver": [], "monitor": []}
+    # "monitor": the monitor host and the forkserver's spare (or, before the monitor
+    # host, one monitor process per container).
     kids = children_of()
     for pid in tree(daemon_pid)[1:]:
         if not is_ours(pid, exe):
@@ -169,7 +172,93 @@ class Daemon:
         self.log.close()
 
 
-def dockyard_per_container(n: int) -> tuple[dict[str, Mem], dict[str, Mem]]:
+def pss_of(pids: list[int]) -> int:
+    return sum(smaps_rollup(p).pss for p in pids)
+
+
+def pids_named(name: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == name[:15]:
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def containerd_per_container(n: int, archive: Path, base: Path) -> tuple[float, float, int]:
+    """containerd's runc shims: (kB PSS per shim, kB containerd grew by per container,
+    shims) with n `ctr run -d` containers of a private containerd."""
+    containerd, ctr = shutil.which("containerd"), shutil.which("ctr")
+    assert containerd and ctr
+    sock = base / "c.sock"
+    (base / "config.toml").write_text(
+        f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\n'
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+        f'[grpc]\n  address = "{sock}"\n[ttrpc]\n  address = "{sock}.ttrpc"\n'
+        f'[debug]\n  address = "{base}/debug.sock"\n'
+    )
+    log = (base / "containerd.log").open("wb")
+    proc = subprocess.Popen(
+        [containerd, "--config", str(base / "config.toml")],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+    def run_ctr(*args: str, check: bool = True) -> str:
+        out = subprocess.run(
+            [ctr, "--address", str(sock), "--namespace", "dkybench", *args],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if check and out.returncode != 0:
+            raise SystemExit(f"ctr {' '.join(args)}: {out.stderr}")
+        return out.stdout
+
+    shims_before = set(pids_named("containerd-shim-runc-v2"))
+    ids = [f"mem{i}" for i in range(n)]
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(
+            [ctr, "--address", str(sock), "version"], capture_output=True
+        ).returncode:
+            if time.monotonic() > deadline:
+                raise SystemExit("containerd did not start")
+            time.sleep(0.2)
+        run_ctr("image", "import", str(archive))
+        image = "docker.io/library/busybox:latest"
+        run_ctr("run", "--rm", image, "warm", "true")
+        time.sleep(1.0)
+        before = smaps_rollup(proc.pid).pss
+        for cid in ids:
+            run_ctr("run", "-d", image, cid, "sleep", "100000")
+        time.sleep(2.0)
+        shims = [p for p in pids_named("containerd-shim-runc-v2") if p not in shims_before]
+        grew = (smaps_rollup(proc.pid).pss - before) / n
+        return pss_of(shims) / max(1, len(shims)), grew, len(shims)
+    finally:
+        for cid in ids:
+            run_ctr("task", "kill", "-s", "KILL", cid, check=False)
+        time.sleep(1.0)
+        for cid in ids:
+            run_ctr("task", "delete", "-f", cid, check=False)
+            run_ctr("container", "rm", cid, check=False)
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+        # runc's state root for the namespace, and ctr's directories if we made them
+        # (only when empty: anything in them is someone else's).
+        for d in ("runc/dkybench", "runc", "fifo", "s", ""):
+            with contextlib.suppress(OSError):
+                Path("/run/containerd", d).rmdir()
+        for controller in ("memory", "pids", "cpu", "cpuacct", "freezer", "devices", "blkio"):
+            with contextlib.suppress(OSError):
+                (Path("/sys/fs/cgroup") / controller / "dkybench").rmdir()
+
+
+def dockyard_per_container(
+    n: int, with_containerd: bool = False
+) -> tuple[dict[str, Mem], dict[str, Mem]]:
     base = Path(tempfile.mkdtemp(prefix="dky-mem-", dir="/tmp"))
     daemon = Daemon(base)
     try:
@@ -186,6 +275,16 @@ def dockyard_per_container(n: int) -> tuple[dict[str, Mem], dict[str, Mem]]:
             daemon.cli("run", "-d", "--network", "none", "busybox", "sleep", "100000")
         time.sleep(2.0)  # idle: let every monitor settle
         after = measure(daemon.proc.pid)
+        if with_containerd and shutil.which("containerd") and shutil.which("ctr"):
+            archive = base / "busybox.tar"
+            daemon.cli("save", "-o", str(archive), "busybox:latest")
+            ctd = base / "ctd"
+            ctd.mkdir()
+            shim, grew, count = containerd_per_container(n, archive, ctd)
+            print(
+                f"containerd (runc shims), {count} containers: {shim:.0f} kB PSS per shim, "
+                f"containerd grew {grew:.0f} kB per container"
+            )
         return before, after
     finally:
         ids = daemon.cli("ps", "-aq").split()
@@ -223,10 +322,13 @@ def report(before: dict[str, Mem], after: dict[str, Mem], n: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=50)
+    parser.add_argument(
+        "--no-containerd", action="store_true", help="skip containerd's shims (where installed)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (containers)")
-    before, after = dockyard_per_container(args.n)
+    before, after = dockyard_per_container(args.n, not args.no_containerd)
     report(before, after, args.n)
     return 0
 
