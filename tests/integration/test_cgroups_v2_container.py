@@ -18,6 +18,7 @@ limit files themselves are checked against a fake cgroupfs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -143,3 +144,67 @@ def test_a_limit_the_v2_host_cannot_enforce_is_refused_at_create(v2) -> None:
     assert run.returncode == 1
     assert "memory cgroup v2 controller" in run.stderr
     assert not (mnt / parent / cid).exists()
+
+
+@pytest.fixture
+def v2_root(monkeypatch: pytest.MonkeyPatch):
+    """A cgroup2 mount that daemons started by the test use (DOCKYARD_CGROUP_ROOT).
+    Set up before daemon_factory, so torn down after its daemons have stopped."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount cgroup2")
+    mnt = Path(tempfile.mkdtemp(prefix="dky-cg2-", dir="/tmp"))
+    mounted = subprocess.run(
+        ["mount", "-t", "cgroup2", "none", str(mnt)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        mnt.rmdir()
+        pytest.skip(f"this kernel does not let us mount cgroup2: {mounted.stderr.strip()}")
+    monkeypatch.setenv("DOCKYARD_CGROUP_ROOT", str(mnt))
+    try:
+        yield mnt
+    finally:
+        # The daemon's parent cgroup stays, as on v1 (/sys/fs/cgroup/memory/dockyard):
+        # empty, removed here with the mount.
+        left = (
+            [p for p in (mnt / "dockyard").iterdir() if p.is_dir()]
+            if (mnt / "dockyard").exists()
+            else []
+        )
+        with contextlib.suppress(OSError):
+            (mnt / "dockyard").rmdir()
+        subprocess.run(["umount", str(mnt)], check=False)
+        mnt.rmdir()
+        assert left == [], f"container cgroups left: {left}"
+
+
+def test_the_daemon_runs_updates_and_pauses_containers_on_cgroup_v2(
+    v2_root, daemon_factory
+) -> None:
+    mnt = v2_root
+    d = daemon_factory()
+    d.import_busybox()
+    assert d.request("GET", "/info").json()["CgroupVersion"] == "2"
+    run = d.dockyard("run", "-d", "--network", "none", "busybox", "sleep", "300")
+    assert run.returncode == 0, run.stderr
+    cid = run.stdout.strip()
+    cg = mnt / "dockyard" / cid
+    pid = d.request("GET", f"/containers/{cid}/json").json()["State"]["Pid"]
+    assert f"0::/dockyard/{cid}\n" in Path(f"/proc/{pid}/cgroup").read_text()
+    assert (cg / "cgroup.procs").read_text().split() == [str(pid)]
+    assert d.dockyard("pause", cid).returncode == 0
+    assert "frozen 1" in (cg / "cgroup.events").read_text()
+    assert d.dockyard("unpause", cid).returncode == 0
+    assert "frozen 0" in (cg / "cgroup.events").read_text()
+    if "memory" not in (mnt / "cgroup.controllers").read_text().split():
+        refused = d.dockyard("update", "--memory", "64m", cid)
+        assert refused.returncode != 0
+        assert "memory.max: the memory cgroup v2 controller" in refused.stderr
+        limited = d.dockyard(
+            "run", "--rm", "--network", "none", "--memory", "64m", "busybox", "true"
+        )
+        assert limited.returncode != 0 and "memory cgroup v2 controller" in limited.stderr
+    assert d.dockyard("rm", "-f", cid).returncode == 0
+    deadline = time.monotonic() + 10
+    while cg.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not cg.exists()

@@ -33,8 +33,10 @@ def hierarchy_of(controllers: list[str]) -> str | None:
     return None
 
 
-def host_cgroup_version(root: str = "/sys/fs/cgroup") -> str:
-    """ "2" on a unified host (cgroup2 mounted at the root), else "1" (v1 or hybrid)."""
+def host_cgroup_version(root: str = "") -> str:
+    """ "2" on a unified host (cgroup2 mounted at the root), else "1" (v1 or hybrid).
+    The root: /sys/fs/cgroup, or where DOCKYARD_CGROUP_ROOT says."""
+    root = root or os.environ.get("DOCKYARD_CGROUP_ROOT") or "/sys/fs/cgroup"
     return "2" if os.path.exists(os.path.join(root, "cgroup.controllers")) else "1"
 
 
