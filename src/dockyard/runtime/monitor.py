@@ -576,6 +576,8 @@ class Monitor:
             self.reactor.forget(fd)
             os.close(fd)
             self.stdin_fd = -1
+            if fd == self.pty_master:
+                self.pty_master = -1
 
     def _resume_clients(self) -> None:
         if len(self.stdin_buf) > MAX_STDIN_BACKLOG // 2:
@@ -598,6 +600,8 @@ class Monitor:
             self.reactor.forget(fd)
             if fd != self.stdin_fd:
                 os.close(fd)
+                if fd == self.pty_master:
+                    self.pty_master = -1  # the number may be another container's from now on
             return
         stream = self.outputs[fd]
         if self.log is not None:

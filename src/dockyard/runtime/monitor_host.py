@@ -138,11 +138,13 @@ class MonitorHost:
             monitor.release()
             client.close()
             return
-        if started:
-            # Another monitor of this bundle refused to start (flock), so the key is free.
-            self.monitors[bundle] = monitor
-            if self.stopping:  # a SIGTERM that came while it started
-                monitor.kill_container()
+        if not started:
+            monitor.release()  # its pipes (a process of its own would just exit)
+            return
+        # Another monitor of this bundle refused to start (flock), so the key is free.
+        self.monitors[bundle] = monitor
+        if self.stopping:  # a SIGTERM that came while it started
+            monitor.kill_container()
 
     def _close_chan(self) -> None:
         if self.chan is not None:
