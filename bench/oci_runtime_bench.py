@@ -9,8 +9,8 @@ dir. Rounds are interleaved (each round runs every runtime once), so load on
 the machine hits all alike; a warm-up round first. Prints median and p90 of
 the whole process, and the ratio dockyard-runtime / each other runtime.
 
-Then where dockyard-runtime's time goes: the interpreter with its imports
-(`dockyard-runtime --version`), and the rest (create's fork, namespaces,
+Then where dockyard-runtime's time goes: the interpreter (`python -S -c
+pass`), the modules `run` imports, and the rest (create's fork, namespaces,
 mounts, pivot_root, exec, waiting, delete).
 
 dockyard-runtime is launched as scripts/install.sh installs it (`python -S`
@@ -104,7 +104,16 @@ def main() -> int:
                     broken[name] = out
                 elif rnd > 0:
                     results[name].append(out)
-        version = [timed([str(launcher), "--version"], bundle) for _ in range(args.n)]
+        src = str(REPO / "src")
+        bare = [timed([sys.executable, "-S", "-c", "pass"], bundle) for _ in range(args.n)]
+        imports = [
+            timed(
+                [sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {src!r}); "
+                 "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle"],
+                bundle,
+            )
+            for _ in range(args.n)
+        ]  # fmt: skip
         print(f'one bundle (busybox, args ["true"]), {args.n} interleaved rounds, whole processes')
         print(f"{'runtime':<18}{'median ms':>10}{'p90 ms':>10}")
         for name, times in results.items():
@@ -120,10 +129,12 @@ def main() -> int:
                 if name != "dockyard-runtime" and times and name not in broken:
                     ratio = statistics.median(ours) / statistics.median(times)
                     print(f"ratio dockyard-runtime / {name}: {ratio:.2f}")
-            startup = statistics.median([v for v in version if isinstance(v, float)])
+            interp = statistics.median([v for v in bare if isinstance(v, float)])
+            startup = statistics.median([v for v in imports if isinstance(v, float)])
             print(
                 f"where dockyard-runtime's {statistics.median(ours) * 1000:.1f} ms go: "
-                f"interpreter + imports {startup * 1000:.1f} ms (`--version`), "
+                f"the interpreter {interp * 1000:.1f} ms (`python -S -c pass`), "
+                f"the imports `run` needs {(startup - interp) * 1000:.1f} ms, "
                 f"the container itself {(statistics.median(ours) - startup) * 1000:.1f} ms"
             )
         print(f"load average: {os.getloadavg()[0]:.2f} (2 cores)")

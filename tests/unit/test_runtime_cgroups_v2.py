@@ -156,3 +156,71 @@ def test_reservation_quota_cpuset_and_io_weight_on_v2(tmp_path: Path) -> None:
     assert (c1 / "cpuset.cpus").read_text() == "0" and (c1 / "cpuset.mems").read_text() == "0"
     assert (c1 / "io.weight").read_text() == str(cgroups_v2.blkio_weight_to_io(500))
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu +cpuset +io +memory +pids"
+
+
+def live(**changes: object) -> dict:
+    """engine/update.py's live_resources shape."""
+    res = {
+        "memory": 0,
+        "memory_swap": 0,
+        "memory_reservation": 0,
+        "cpu_shares": 0,
+        "cpu_quota": -1,
+        "cpu_period": 100000,
+        "cpuset_cpus": "",
+        "cpuset_mems": "",
+        "blkio_weight": 0,
+        "pids_limit": 0,
+    }
+    res.update(changes)
+    return res
+
+
+def test_docker_update_of_a_running_container_writes_its_v2_files(tmp_path: Path) -> None:
+    kernel = fake_cgroupfs(tmp_path, "dockyard/c1")
+    cfg = config(Resources(memory=64 << 20))
+    cgroups.create_cgroups(kernel, cfg, ["cgroup2:"])
+    c1 = tmp_path / "dockyard" / "c1"
+    (c1 / "cgroup.controllers").write_text("cpu io memory pids\n")
+    warnings = cgroups.update_running(
+        kernel,
+        cfg,
+        live(
+            memory=128 << 20,
+            memory_swap=256 << 20,
+            memory_reservation=32 << 20,
+            cpu_shares=2048,
+            cpu_quota=50000,
+            blkio_weight=500,
+            pids_limit=-1,
+        ),
+    )
+    assert warnings == []
+    assert (c1 / "memory.max").read_text() == str(128 << 20)
+    assert (c1 / "memory.swap.max").read_text() == str(128 << 20)  # the swap beyond memory
+    assert (c1 / "memory.low").read_text() == str(32 << 20)
+    assert (c1 / "cpu.weight").read_text() == str(cgroups_v2.cpu_weight(2048))
+    assert (c1 / "cpu.max").read_text() == "50000 100000"
+    assert (c1 / "io.weight").read_text() == str(cgroups_v2.blkio_weight_to_io(500))
+    assert (c1 / "pids.max").read_text() == "max"
+    # --cpus removed: the quota goes back to none. (cgroupfs writes replace the value;
+    # this fake's regular file needs emptying first.)
+    (c1 / "cpu.max").write_text("")
+    cgroups.update_running(kernel, cfg, live(cpu_quota=-1))
+    assert (c1 / "cpu.max").read_text() == "max 100000"
+
+
+def test_docker_update_without_the_controller_is_refused_by_name_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    kernel = fake_cgroupfs(tmp_path, "dockyard/c1", controllers="cpu pids")
+    cfg = config(Resources())
+    cgroups.create_cgroups(kernel, cfg, ["cgroup2:"])
+    c1 = tmp_path / "dockyard" / "c1"
+    (c1 / "cgroup.controllers").write_text("cpu pids\n")
+    with pytest.raises(RuntimeFailure, match=r"memory\.max, memory\.low: the memory cgroup v2"):
+        cgroups.update_running(
+            kernel, cfg, live(memory=1 << 30, memory_reservation=1 << 20, pids_limit=9)
+        )
+    assert (c1 / "memory.max").read_text() == ""
+    assert (c1 / "pids.max").read_text() == ""  # nothing of it was written

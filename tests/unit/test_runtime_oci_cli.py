@@ -8,7 +8,7 @@ import pytest
 
 from dockyard.errors import RuntimeFailure
 from dockyard.runtime.bundle import config_from_oci
-from dockyard.runtime.oci_cli import UsageError, _parser, default_spec, parse_signal, parse_size
+from dockyard.runtime.oci_cli import UsageError, default_spec, parse_args, parse_signal, parse_size
 from dockyard.runtime.oci_exec import process_config
 from dockyard.runtime.oci_hooks import hooks_of, run_hooks
 from dockyard.runtime.oci_state import check_id
@@ -73,7 +73,7 @@ def test_hooks_are_checked_before_anything_runs() -> None:
 
 
 def test_runc_global_flags_and_create_flags_parse() -> None:
-    opts = _parser().parse_args(
+    opts = parse_args(
         [
             "--root",
             "/r",
@@ -99,6 +99,52 @@ def test_runc_global_flags_and_create_flags_parse() -> None:
         "/p",
     )
     with pytest.raises(UsageError):
-        _parser().parse_args(["--log-format", "xml", "state", "x"])
+        parse_args(["--log-format", "xml", "state", "x"])
     with pytest.raises(UsageError):
-        _parser().parse_args(["create", "--checkpoint", "x", "id"])
+        parse_args(["create", "--checkpoint", "x", "id"])
+
+
+def test_runc_command_lines_as_containerd_and_users_write_them() -> None:
+    opts = parse_args(["--root=/r", "run", "-d", "--bundle=/b", "c1"])
+    assert (opts.root, opts.command, opts.detach, opts.bundle, opts.id) == (
+        "/r",
+        "run",
+        True,
+        "/b",
+        "c1",
+    )
+    # Flags after the id still count (runc's urfave/cli does not care either).
+    opts = parse_args(["delete", "c1", "--force"])
+    assert (opts.id, opts.force) == ("c1", True)
+    opts = parse_args(["kill", "--all", "c1", "KILL"])
+    assert (opts.all, opts.id, opts.signal) == (True, "c1", "KILL")
+    assert parse_args(["kill", "c1"]).signal == "SIGTERM"
+    # Everything after exec's id is the process's own command line, flags included.
+    opts = parse_args(["exec", "-e", "A=1", "--env", "B=2", "-t", "c1", "ls", "-l", "--", "x"])
+    assert (opts.env, opts.tty, opts.id, opts.args) == (
+        ["A=1", "B=2"],
+        True,
+        "c1",
+        ["ls", "-l", "--", "x"],
+    )
+    assert parse_args(["ps", "--format", "json", "c1", "-ef"]).ps_args == ["-ef"]
+    assert parse_args(["update", "--pids-limit", "5", "c1"]).pids_limit == 5
+    assert parse_args(["--version"]).version
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bogus", "x"], "no such command 'bogus'"),
+        (["--bogus", "state", "x"], "flag provided but not defined: --bogus"),
+        (["state"], "requires id"),
+        (["state", "a", "b"], "unexpected argument"),
+        (["create", "--bundle"], "flag needs an argument: --bundle"),
+        (["update", "--pids-limit", "many", "c"], "invalid value 'many'"),
+        (["--debug=maybe", "state", "x"], "invalid boolean"),
+        (["ps", "-f", "yaml", "c"], "invalid choice 'yaml'"),
+    ],
+)
+def test_bad_command_lines_are_refused_by_name(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_args(argv)

@@ -94,6 +94,10 @@ _TIOCGPTPEER = 0x5441
 _TIOCSWINSZ = 0x5414
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+# Where the cgroup filesystem is mounted, if not at CGROUP_ROOT: e.g. a cgroup2
+# mount of its own, to run containers on cgroup v2 on a host whose v1 hierarchies
+# hold the controllers (tests/integration/test_cgroups_v2_container.py).
+CGROUP_ROOT_ENV = "DOCKYARD_CGROUP_ROOT"
 
 
 class _CapHeader(ctypes.Structure):
@@ -147,8 +151,8 @@ def _cap_mask(names: list[str]) -> int:
 
 
 class LinuxKernel(LinuxNetworking, Kernel):
-    def __init__(self, cgroup_root: str = CGROUP_ROOT) -> None:
-        self.cgroup_root = cgroup_root
+    def __init__(self, cgroup_root: str = "") -> None:
+        self.cgroup_root = cgroup_root or os.environ.get(CGROUP_ROOT_ENV) or CGROUP_ROOT
         self._cap_last: int | None = None
         self._permitted: list[str] | None = None
         LinuxNetworking.__init__(self)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from dockyard.errors import Conflict, InvalidParameter, KernelError, RuntimeFailure
+from dockyard.errors import Conflict, InvalidParameter, KernelError
 from dockyard.kernel.interface import Kernel
 from dockyard.runtime import cgroups_v2 as v2
 from dockyard.runtime.bundle import CGROUP_CONTROLLERS, ContainerConfig, cgroup_path_error
@@ -215,11 +215,9 @@ def read_stats(kernel: Kernel, cfg: ContainerConfig, controllers: list[str]) -> 
 def update_running(kernel: Kernel, cfg: ContainerConfig, res: dict) -> list[str]:
     """docker update on a running container: write its cgroups now. Returns warnings
     for what only the next start can apply (a controller it did not join)."""
-    if v2.detect(kernel):
-        # The v1 files below do not exist there: refuse rather than change nothing.
-        raise RuntimeFailure(
-            "docker update of a running container is not supported on cgroup v2 yet"
-        )
+    h = v2.hierarchy_of(available_controllers(kernel, cfg))
+    if h is not None:
+        return v2.update(kernel, h, cfg, res)
     path = cfg.cgroup_path
     warnings: list[str] = []
 

@@ -33,8 +33,10 @@ def hierarchy_of(controllers: list[str]) -> str | None:
     return None
 
 
-def host_cgroup_version(root: str = "/sys/fs/cgroup") -> str:
-    """ "2" on a unified host (cgroup2 mounted at the root), else "1" (v1 or hybrid)."""
+def host_cgroup_version(root: str = "") -> str:
+    """ "2" on a unified host (cgroup2 mounted at the root), else "1" (v1 or hybrid).
+    The root: /sys/fs/cgroup, or where DOCKYARD_CGROUP_ROOT says."""
+    root = root or os.environ.get("DOCKYARD_CGROUP_ROOT") or "/sys/fs/cgroup"
     return "2" if os.path.exists(os.path.join(root, "cgroup.controllers")) else "1"
 
 
@@ -121,6 +123,50 @@ def create(kernel: Kernel, h: str, cfg: ContainerConfig) -> None:
         kernel.cgroup_write(
             h, path, "pids.max", "max" if res.pids_limit < 0 else str(res.pids_limit)
         )
+
+
+def update(kernel: Kernel, h: str, cfg: ContainerConfig, res: dict) -> list[str]:
+    """docker update of a running container (engine/update.py's live_resources):
+    its cgroup's v2 files now. A limit whose controller the container's cgroup
+    does not have is refused by name before anything is written."""
+    path = cfg.cgroup_path
+    have = set(kernel.cgroup_read(h, path, "cgroup.controllers").split())
+    writes: list[tuple[str, str, str]] = []  # (controller, file, value)
+    memory, swap = int(res["memory"]), int(res["memory_swap"])
+    if memory > 0:
+        writes.append(("memory", "memory.max", str(memory)))
+    if swap != 0 and kernel.cgroup_has(h, path, "memory.swap.max"):
+        value = "max" if swap < 0 else str(max(0, swap - memory))
+        writes.append(("memory", "memory.swap.max", value))
+    if int(res["memory_reservation"]) > 0:
+        writes.append(("memory", "memory.low", str(res["memory_reservation"])))
+    if int(res["cpu_shares"]) > 0:
+        writes.append(("cpu", "cpu.weight", str(cpu_weight(int(res["cpu_shares"])))))
+    quota = int(res["cpu_quota"])
+    if quota > 0 or "cpu" in have:  # no quota (-1) on a cgroup without cpu: nothing to do
+        cpu_max = f"{quota if quota > 0 else 'max'} {int(res['cpu_period']) or 100000}"
+        writes.append(("cpu", "cpu.max", cpu_max))
+    for key, name in (("cpuset_cpus", "cpuset.cpus"), ("cpuset_mems", "cpuset.mems")):
+        if res[key]:
+            writes.append(("cpuset", name, str(res[key])))
+    if int(res["blkio_weight"]) > 0:
+        writes.append(("io", "io.weight", str(blkio_weight_to_io(int(res["blkio_weight"])))))
+    pids = int(res["pids_limit"])
+    if pids != 0:
+        writes.append(("pids", "pids.max", "max" if pids < 0 else str(pids)))
+    missing = sorted({c for c, name, _ in writes if c not in have})
+    if missing:
+        names = ", ".join(name for c, name, _ in writes if c in missing)
+        raise RuntimeFailure(
+            f"cannot update {names}: the {', '.join(missing)} cgroup v2 controller(s) are not "
+            f"available to the container (its cgroup.controllers: {' '.join(sorted(have)) or 'none'})"
+        )
+    for _controller, name, value in writes:
+        try:
+            kernel.cgroup_write(h, path, name, value)
+        except KernelError as exc:
+            raise RuntimeFailure(f"cannot set {name} to {value}: {exc.message}") from None
+    return []
 
 
 def join(kernel: Kernel, h: str, cfg: ContainerConfig) -> None:

@@ -39,10 +39,21 @@ from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime import frames
 from dockyard.runtime.exec_monitor import detach_and_run_exec
 from dockyard.runtime.monitor import detach_and_run
+from dockyard.runtime.monitor_host import run_host
 from dockyard.runtime.oci_monitor import detach_and_run_external
 from dockyard.runtime.spec import ExecSpec
 
 READY = frames.FORKSERVER_READY
+
+# Our ends of the channels to the spare and to the monitor host: a child must
+# not hold them, or the other end would not see EOF when this process dies.
+_CHANNELS: set[socket.socket] = set()
+
+
+def _close_channels() -> None:
+    for chan in _CHANNELS:
+        chan.close()
+    _CHANNELS.clear()
 
 
 def _monitor_child(
@@ -51,6 +62,7 @@ def _monitor_child(
     """Runs in the forked child; never returns."""
     code = 1
     try:
+        _close_channels()
         if ctl is not None:
             ctl.close()
         client = socket.socket(fileno=client_fd)
@@ -107,6 +119,7 @@ class _Spare:
             ours.close()
             _spare_child(kernel, ctl, theirs)  # never returns
         theirs.close()
+        _CHANNELS.add(ours)
         return cls(pid, ours)
 
     def hand_over(self, msg: bytes, client_fd: int) -> bool:
@@ -117,10 +130,12 @@ class _Spare:
         except OSError:
             return False
         finally:
+            _CHANNELS.discard(self.chan)
             self.chan.close()
 
     def stop(self, kernel: Kernel) -> None:
         """Close its socket (it exits on EOF) and wait until it has."""
+        _CHANNELS.discard(self.chan)
         self.chan.close()
         # SIGCHLD is ignored: waitpid returns (ECHILD) once the child has exited.
         with contextlib.suppress(KernelError):
@@ -130,6 +145,7 @@ class _Spare:
 def _spare_child(kernel: Kernel, ctl: socket.socket, chan: socket.socket) -> None:
     """Runs in the forked spare; never returns."""
     try:
+        _close_channels()
         ctl.close()
         while True:
             try:
@@ -147,8 +163,88 @@ def _spare_child(kernel: Kernel, ctl: socket.socket, chan: socket.socket) -> Non
     _monitor_child(kernel, None, request, fds[0])
 
 
+class _Host:
+    """The monitor host (monitor_host.py) that runs every container's monitor."""
+
+    def __init__(self, pid: int, chan: socket.socket) -> None:
+        self.pid = pid
+        self.chan = chan
+
+    @classmethod
+    def fork(cls, kernel: Kernel, ctl: socket.socket) -> _Host | None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = kernel.fork()
+        except KernelError:
+            ours.close()
+            theirs.close()
+            return None
+        if pid == 0:
+            code = 1
+            try:
+                _close_channels()
+                ours.close()
+                ctl.close()
+                code = run_host(kernel, theirs)
+            except BaseException:  # noqa: BLE001 - never unwind into the server loop
+                pass
+            finally:
+                os._exit(code)
+        theirs.close()
+        _CHANNELS.add(ours)
+        return cls(pid, ours)
+
+    def send(self, msg: bytes, client_fd: int) -> bool:
+        """Hand it a start; False if it is gone (killed: a new one is forked).
+
+        Its answer says it took the request: a send alone may still reach a host
+        that a SIGKILL is taking down, and be lost with it."""
+        try:
+            socket.send_fds(self.chan, [msg], [client_fd])
+            return self.chan.recv(16) == frames.MONITOR_HOST_TOOK
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        """It ends once its last container has (EOF on its channel)."""
+        _CHANNELS.discard(self.chan)
+        self.chan.close()
+
+    def stop(self, kernel: Kernel) -> None:
+        """At the forkserver's end: a host without containers exits now, and is
+        waited for (nothing the daemon started outlives its stop); one with
+        containers says so and stays."""
+        try:
+            self.chan.shutdown(socket.SHUT_WR)
+            self.chan.settimeout(5)
+            stays = self.chan.recv(16) == frames.MONITOR_HOST_STAYS
+        except OSError:
+            stays = True  # busy (or gone): not worth holding the daemon's stop
+        self.close()
+        if not stays:
+            # SIGCHLD is ignored: waitpid returns (ECHILD) once it has exited.
+            with contextlib.suppress(KernelError):
+                kernel.waitpid(self.pid, 0)
+
+
+def _start_in_host(
+    kernel: Kernel, ctl: socket.socket, host: _Host | None, msg: bytes, fd: int
+) -> _Host:
+    """Give a container start to the monitor host, forking a new one if it is gone."""
+    if host is not None and host.send(msg, fd):
+        return host
+    if host is not None:
+        host.close()
+    new = _Host.fork(kernel, ctl)
+    if new is None or not new.send(msg, fd):
+        raise KernelError("fork", ("monitor host",), 11)
+    return new
+
+
 def serve(kernel: Kernel, ctl: socket.socket) -> None:
     spare: _Spare | None = None
+    # Forked before anything else, so it holds nothing of a container's.
+    host = _Host.fork(kernel, ctl)
     try:
         while True:
             if spare is None:
@@ -169,6 +265,10 @@ def serve(kernel: Kernel, ctl: socket.socket) -> None:
             handed = False
             try:
                 request = json.loads(msg)
+                if not request.get("runtime") and request.get("kind") != "exec":
+                    host = _start_in_host(kernel, ctl, host, msg, client_fd)
+                    os.close(client_fd)
+                    continue
                 if spare is not None:
                     handed = spare.hand_over(msg, client_fd)
                     spare = None  # used, or gone: the next one is forked before the next request
@@ -190,6 +290,8 @@ def serve(kernel: Kernel, ctl: socket.socket) -> None:
         # A spare must not outlive the forkserver (nor the daemon's stop).
         if spare is not None:
             spare.stop(kernel)
+        if host is not None:
+            host.stop(kernel)
 
 
 def main(argv: list[str]) -> int:

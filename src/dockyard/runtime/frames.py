@@ -15,6 +15,10 @@ import struct
 
 # The forkserver's first message on its control socket.
 FORKSERVER_READY = b"ready"
+# The monitor host's answer to each start the forkserver hands it.
+MONITOR_HOST_TOOK = b"took"
+# Its answer when the forkserver goes and it keeps running containers.
+MONITOR_HOST_STAYS = b"stays"
 # A container's monitor listens on this path socket in the container's bundle
 # directory: reachable through the file system only, so not from a container
 # (an abstract socket is reachable from any process in the host's network

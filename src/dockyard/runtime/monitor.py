@@ -1,7 +1,9 @@
 """The per-container monitor: starts the container, holds its stdio, logs, reports the exit.
 
-One monitor process per container, forked by the forkserver and detached
-(its own session), so it outlives the daemon. It:
+A Monitor per container, run by the monitor host (monitor_host.py: one
+detached process for many containers, so it outlives the daemon), or in a
+process of its own forked by the forkserver (exec sessions, other runtimes).
+It:
 
 - creates the container's cgroups, unshares a pid namespace for its child and
   forks the container init (container_init.py), then waits on the O_CLOEXEC
@@ -136,13 +138,15 @@ class Monitor:
         log_path: str,
         first_client: socket.socket | None,
         request_ns: int = 0,
+        reactor: _Reactor | None = None,
     ) -> None:
         self.kernel = kernel
         self.container_id = container_id
         self.bundle = bundle
         self.log_path = log_path
         self.request_ns = request_ns
-        self.reactor = _Reactor()
+        # Its own, or the monitor host's shared one (monitor_host.py).
+        self.reactor = reactor if reactor is not None else _Reactor()
         self.clients: dict[int, _Client] = {}
         if first_client is not None:
             first_client.setblocking(False)
@@ -164,10 +168,23 @@ class Monitor:
         self.owns_cgroups = False
         self.paused = False
         self.log_error_at = -LOG_ERROR_INTERVAL
+        self.drain_deadline: float | None = None
+        self.host_pid = os.getpid()  # once the init exited
+        # In the monitor host, the container's pid namespace is made for one fork
+        # only: the host's next child (another container's init) must not land in it.
+        self.shared = reactor is not None
 
     # --- start -----------------------------------------------------------------
     def run(self) -> int:
         """Start the container and serve it until it exits; the process exit code."""
+        if not self.begin():
+            return 1
+        self._serve()
+        return 0
+
+    def begin(self) -> bool:
+        """Start the container and register its fds with the reactor; False if it
+        did not start (the clients were told why, nothing is left behind)."""
         t0 = perf_counter_ns()
         tracer = TracingKernel(self.kernel)
         try:
@@ -175,22 +192,22 @@ class Monitor:
         except DockyardError as exc:
             kind = exc.kind if isinstance(exc, RuntimeFailure) else "other"
             self._fail_start(exc.message, kind)
-            return 1
+            return False
         except OSError as exc:
             self._fail_start(f"container monitor: {exc}", "other")
-            return 1
+            return False
         error = init_report.get("error")
         if error is not None:
             self._fail_start(str(error), str(init_report.get("kind", "other")))
-            return 1
+            return False
         t_started = perf_counter_ns()
         self.started_at = now_rfc3339nano()
         pidfd = self.kernel.pidfd_open(self.pid)
         self._broadcast_control(self._state_event("started"))
         self.reactor.on_read(pidfd, lambda: self._on_exit(pidfd))
         self._after_started(tracer, init_report, t0, t_started)
-        self._serve()
-        return 0
+        self._register()
+        return True
 
     def _start(self, tracer: TracingKernel) -> dict:
         cfg = self._prepare(tracer)
@@ -198,7 +215,11 @@ class Monitor:
         status, child_status = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._enter_pid_namespace(tracer)
         self.t_fork = perf_counter_ns()
-        pid = tracer.fork()
+        try:
+            pid = tracer.fork()
+        finally:
+            if self.shared and os.getpid() == self.host_pid:
+                self._leave_pid_namespace(tracer)
         if pid == 0:
             self._child(cfg, stdio, child_status)  # never returns
             os._exit(127)
@@ -257,9 +278,17 @@ class Monitor:
         elif pid_mode != "host":
             tracer.setns(pid_mode, K.CLONE_NEWPID)
 
+    def _leave_pid_namespace(self, tracer: TracingKernel) -> None:
+        # setns to our own (active) pid namespace: children are born in it again.
+        if self.cfg is not None and self.cfg.pid_mode != "host":
+            tracer.setns("/proc/self/ns/pid", K.CLONE_NEWPID)
+
     def _child(
         self, cfg: ContainerConfig, stdio: tuple[int, int, int], status: socket.socket
     ) -> None:
+        if self.shared:
+            # The host's SIGTERM handler stops every container: not this one's business.
+            self.kernel.reset_signals([signal.SIGTERM])
         child_main(self.kernel, cfg, stdio, self.controllers, status)
 
     def _after_started(self, tracer: TracingKernel, report: dict, t0: int, t_started: int) -> None:
@@ -301,6 +330,8 @@ class Monitor:
     def _stop_listening(self) -> None:
         """No new clients; the lock goes with the socket, so the next start may begin."""
         if self.listener is not None:
+            # Forgotten before closed: in the monitor host the fd number is reused.
+            self.reactor.forget(self.listener.fileno())
             self.listener.close()
             self.listener = None
         if self.bundle_fd >= 0:
@@ -370,13 +401,15 @@ class Monitor:
         write_json(self.bundle, TRACE_FILE, {"calls": calls, "phases": phases}, durable=False)
 
     # --- serving ------------------------------------------------------------------
-    def _serve(self) -> None:
+    def _register(self) -> None:
         if self.listener is not None:
             self.reactor.on_read(self.listener.fileno(), self._accept)
         for fd in self.clients:
             self.reactor.on_read(fd, lambda fd=fd: self._client_readable(fd))
         for fd in self.outputs:
             self.reactor.on_read(fd, lambda fd=fd: self._output_readable(fd))
+
+    def _serve(self) -> None:
         error = ""
         try:
             self._loop()
@@ -388,19 +421,47 @@ class Monitor:
         self._finish(error)
 
     def _loop(self) -> None:
-        deadline: float | None = None
-        while True:
-            if self.exit_status is not None:
-                if not self.outputs:
-                    return
-                if deadline is None:
-                    deadline = time.monotonic() + DRAIN_TIMEOUT
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                self.reactor.poll(remaining)
-            else:
-                self.reactor.poll(None)
+        while not self.drained():
+            self.reactor.poll(self.timeout())
+
+    def drained(self) -> bool:
+        """The init has exited and its output is all read (or DRAIN_TIMEOUT passed)."""
+        if self.exit_status is None:
+            return False
+        if self.drain_deadline is None:
+            self.drain_deadline = time.monotonic() + DRAIN_TIMEOUT
+        return not self.outputs or time.monotonic() >= self.drain_deadline
+
+    def timeout(self) -> float | None:
+        """How long the reactor may wait, as far as this container is concerned."""
+        if self.exit_status is None:
+            return None
+        if self.drain_deadline is None:
+            self.drain_deadline = time.monotonic() + DRAIN_TIMEOUT
+        return max(0.0, self.drain_deadline - time.monotonic())
+
+    def crashed(self, exc: BaseException) -> None:
+        """A bug in one of this container's callbacks (in the monitor host): end this
+        container the way _serve does, leaving every other one alone."""
+        self.kill_container()
+        if self.exit_status is None:
+            with contextlib.suppress(KernelError):
+                _, self.exit_status = self.kernel.waitpid(self.pid, 0)
+        if self.exit_status is None:
+            self.exit_status = 255 << 8
+        self._finish(f"container monitor failed: {exc!r}")
+        self.release()
+
+    def release(self) -> None:
+        """Close what the container left open (output not drained in time, stdin)."""
+        # (A pty master is one of these while open; once closed, its number may be
+        # another container's already.)
+        for fd in {*self.outputs, self.stdin_fd} - {-1}:
+            self.reactor.forget(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.outputs.clear()
+        self.stdin_fd = self.pty_master = -1
 
     def _accept(self) -> None:
         assert self.listener is not None
@@ -515,6 +576,8 @@ class Monitor:
             self.reactor.forget(fd)
             os.close(fd)
             self.stdin_fd = -1
+            if fd == self.pty_master:
+                self.pty_master = -1
 
     def _resume_clients(self) -> None:
         if len(self.stdin_buf) > MAX_STDIN_BACKLOG // 2:
@@ -537,6 +600,8 @@ class Monitor:
             self.reactor.forget(fd)
             if fd != self.stdin_fd:
                 os.close(fd)
+                if fd == self.pty_master:
+                    self.pty_master = -1  # the number may be another container's from now on
             return
         stream = self.outputs[fd]
         if self.log is not None:
@@ -611,6 +676,10 @@ class Monitor:
         _, status = self.kernel.waitpid(self.pid, 0)
         self.exit_status = status
 
+    def finish(self) -> None:
+        """The container has exited and its output is drained: tell and clean up."""
+        self._finish()
+
     def _finish(self, error: str = "") -> None:
         assert self.cfg is not None and self.exit_status is not None
         if self.log is not None:
@@ -644,6 +713,7 @@ class Monitor:
     def _flush_clients_and_close(self) -> None:
         deadline = time.monotonic() + 1.0
         for client in list(self.clients.values()):
+            self.reactor.forget(client.sock.fileno())
             if client.out:
                 try:
                     client.sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -678,15 +748,19 @@ def _read_status(sock: socket.socket) -> dict:
             report.setdefault("error", msg.decode(errors="replace"))
 
 
+def detach_stdio() -> None:
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 def detach(kernel: Kernel, monitor: Monitor) -> None:
     """In a freshly forked process: leave the forkserver's session, quiet stdio."""
     kernel.setsid()
     # The forkserver ignores SIGCHLD to reap monitors; the monitor must wait for its child.
     kernel.reset_signals([signal.SIGCHLD])
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+    detach_stdio()
     # Stopped (e.g. at shutdown): take the container down through the normal
     # exit path, so exit.json and the cgroups are dealt with.
     kernel.set_signal_handler(signal.SIGTERM, lambda _signum, _frame: monitor.kill_container())

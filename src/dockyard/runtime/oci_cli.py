@@ -8,32 +8,20 @@ in --log), and for `run`/`exec` without --detach the process's own code.
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
-import signal
-import subprocess
 import sys
+from types import SimpleNamespace
 
 from dockyard import __version__ as DOCKYARD_VERSION
 from dockyard.errors import DockyardError
-from dockyard.runtime import oci_exec, oci_update
-from dockyard.runtime import oci_lifecycle as L
-from dockyard.runtime import oci_state as S
-from dockyard.runtime.oci_hooks import HOOK_KINDS
-from dockyard.runtime.spec import DEFAULT_CAPABILITIES, OCI_VERSION
+from dockyard.runtime.oci_flags import UsageError, parse_args, usage
+
+# Everything else is imported by the command that needs it: `run` pays for the
+# runtime, not for `ps`'s subprocess or `update`'s parsing (see oci_flags.py).
 
 PROG = "dockyard-runtime"
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+__all__ = ["UsageError", "default_spec", "main", "parse_args", "parse_signal", "parse_size"]
 
 
 class _Log:
@@ -47,7 +35,9 @@ class _Log:
     def write(self, level: str, msg: str) -> None:
         if not self.path:
             return
-        now = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+        from dockyard.runtime.rfc3339 import now_rfc3339nano
+
+        now = now_rfc3339nano()
         if self.fmt == "json":
             line = json.dumps({"level": level, "msg": msg, "time": now})
         else:
@@ -63,82 +53,9 @@ class _Log:
             self.write("debug", msg)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="an OCI runtime with runc's command line")
-    p.add_argument("--root", default=S.DEFAULT_ROOT, help="directory for container state")
-    p.add_argument("--log", default="", help="log file (default: stderr only)")
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("--criu", default=None)
-    p.add_argument("--rootless", default=None)
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="command")
-
-    def cmd(name: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name)
-
-    c = cmd("create")
-    c.add_argument("-b", "--bundle", default=".")
-    c.add_argument("--pid-file", default="")
-    c.add_argument("--console-socket", default="")
-    c.add_argument("--no-pivot", action="store_true")
-    c.add_argument("--no-new-keyring", action="store_true")
-    c.add_argument("--preserve-fds", type=int, default=0)
-    c.add_argument("id")
-    r = cmd("run")
-    for action in c._actions[1:-1]:
-        r._add_action(action)
-    r.add_argument("-d", "--detach", action="store_true")
-    r.add_argument("--keep", action="store_true")
-    r.add_argument("id")
-    for name in ("start", "state", "pause", "resume"):
-        cmd(name).add_argument("id")
-    k = cmd("kill")
-    k.add_argument("-a", "--all", action="store_true")
-    k.add_argument("id")
-    k.add_argument("signal", nargs="?", default="SIGTERM")
-    d = cmd("delete")
-    d.add_argument("-f", "--force", action="store_true")
-    d.add_argument("id")
-    e = cmd("exec")
-    e.add_argument("-p", "--process", default="")
-    e.add_argument("-t", "--tty", action="store_true")
-    e.add_argument("-d", "--detach", action="store_true")
-    e.add_argument("--pid-file", default="")
-    e.add_argument("--console-socket", default="")
-    e.add_argument("--cwd", default="")
-    e.add_argument("-e", "--env", action="append", default=[])
-    e.add_argument("-u", "--user", default="")
-    e.add_argument("--no-new-privs", action="store_true")
-    e.add_argument("--preserve-fds", type=int, default=0)
-    e.add_argument("id")
-    e.add_argument("args", nargs=argparse.REMAINDER)
-    ps = cmd("ps")
-    ps.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    ps.add_argument("id")
-    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
-    ls = cmd("list")
-    ls.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    ls.add_argument("-q", "--quiet", action="store_true")
-    u = cmd("update")
-    u.add_argument("-r", "--resources", default="")
-    u.add_argument("--memory", default=None)
-    u.add_argument("--memory-reservation", default=None)
-    u.add_argument("--memory-swap", default=None)
-    u.add_argument("--cpu-share", type=int, default=None)
-    u.add_argument("--cpu-quota", type=int, default=None)
-    u.add_argument("--cpu-period", type=int, default=None)
-    u.add_argument("--pids-limit", type=int, default=None)
-    u.add_argument("id")
-    cmd("features")
-    sp = cmd("spec")
-    sp.add_argument("-b", "--bundle", default="")
-    sp.add_argument("--rootless", dest="spec_rootless", action="store_true")
-    return p
-
-
 def parse_signal(text: str) -> int:
+    import signal
+
     name = text.upper()
     if name.isdigit():
         value = int(name)
@@ -168,7 +85,7 @@ def parse_size(text: str) -> int:
         raise UsageError(f"invalid size {text!r}") from None
 
 
-def _refuse_globals(opts: argparse.Namespace) -> None:
+def _refuse_globals(opts: SimpleNamespace) -> None:
     if opts.systemd_cgroup:
         raise UsageError(
             "--systemd-cgroup is not supported: dockyard-runtime manages cgroups "
@@ -180,7 +97,7 @@ def _refuse_globals(opts: argparse.Namespace) -> None:
         raise UsageError("--rootless is not supported: dockyard-runtime runs as root only")
 
 
-def _process_from_flags(opts: argparse.Namespace, root: str) -> dict:
+def _process_from_flags(opts: SimpleNamespace, root: str) -> dict:
     if opts.process:
         try:
             with open(opts.process, "rb") as f:
@@ -195,6 +112,8 @@ def _process_from_flags(opts: argparse.Namespace, root: str) -> dict:
         args = args[1:]
     if not args:
         raise UsageError("exec: a command (or --process) is required")
+    from dockyard.runtime import oci_state as S
+
     c = S.load(root, opts.id)
     process = dict(c.config.get("process") or {})
     process.update(args=args, terminal=opts.tty)
@@ -212,7 +131,7 @@ def _process_from_flags(opts: argparse.Namespace, root: str) -> dict:
     return process
 
 
-def _update_resources(opts: argparse.Namespace) -> dict:
+def _update_resources(opts: SimpleNamespace) -> dict:
     if opts.resources:
         try:
             if opts.resources == "-":
@@ -248,6 +167,9 @@ def _update_resources(opts: argparse.Namespace) -> dict:
 
 
 def features() -> dict:
+    from dockyard.runtime.oci_hooks import HOOK_KINDS
+    from dockyard.runtime.spec import OCI_VERSION
+
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -291,6 +213,8 @@ def _all_caps() -> list[str]:
 
 def default_spec() -> dict:
     """runc spec's template: sh on a terminal in ./rootfs, Docker's default capabilities."""
+    from dockyard.runtime.spec import DEFAULT_CAPABILITIES, OCI_VERSION
+
     caps = list(DEFAULT_CAPABILITIES)
     return {
         "ociVersion": OCI_VERSION,
@@ -364,6 +288,9 @@ def default_spec() -> dict:
 
 
 def _print_list(root: str, fmt: str, quiet: bool) -> None:
+    from dockyard.runtime import oci_lifecycle as L
+    from dockyard.runtime import oci_state as S
+
     rows = []
     for cid in S.list_ids(root):
         try:
@@ -385,7 +312,12 @@ def _print_list(root: str, fmt: str, quiet: bool) -> None:
             )
 
 
-def _print_ps(root: str, opts: argparse.Namespace) -> None:
+def _print_ps(root: str, opts: SimpleNamespace) -> None:
+    import subprocess
+
+    from dockyard.runtime import oci_lifecycle as L
+    from dockyard.runtime import oci_state as S
+
     c = S.load(root, opts.id)
     pids = L.container_pids(c)
     if opts.format == "json":
@@ -410,9 +342,11 @@ def _print_ps(root: str, opts: argparse.Namespace) -> None:
             print(line)
 
 
-def _dispatch(opts: argparse.Namespace, log: _Log) -> int:
+def _dispatch(opts: SimpleNamespace, log: _Log) -> int:
     root = opts.root
     command = opts.command
+    if command in ("create", "run", "start", "state", "kill", "delete"):
+        from dockyard.runtime import oci_lifecycle as L
     if command == "create":
         if opts.no_pivot:
             raise UsageError("--no-pivot is not supported: dockyard-runtime always uses pivot_root")
@@ -450,6 +384,8 @@ def _dispatch(opts: argparse.Namespace, log: _Log) -> int:
         L.delete(root, opts.id, force=opts.force)
         return 0
     if command == "exec":
+        from dockyard.runtime import oci_exec
+
         if opts.preserve_fds:
             raise UsageError("--preserve-fds is not supported")
         process = _process_from_flags(opts, root)
@@ -467,6 +403,8 @@ def _dispatch(opts: argparse.Namespace, log: _Log) -> int:
     if command == "list":
         _print_list(root, opts.format, opts.quiet)
         return 0
+    if command in ("pause", "resume", "update"):
+        from dockyard.runtime import oci_update
     if command in ("pause", "resume"):
         oci_update.set_paused(root, opts.id, command == "pause")
         return 0
@@ -492,9 +430,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     log = _Log("", "text", False)
     try:
-        opts = _parser().parse_args(argv)
+        opts = parse_args(argv)
         log = _Log(opts.log, opts.log_format, opts.debug)
+        if opts.help:
+            print(usage(opts.command))
+            return 0
         if opts.version:
+            from dockyard.runtime.spec import OCI_VERSION
+
             print(f"{PROG} version {DOCKYARD_VERSION}\nspec: {OCI_VERSION}")
             return 0
         _refuse_globals(opts)

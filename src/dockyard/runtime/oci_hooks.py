@@ -10,7 +10,6 @@ poststart after `start`, poststop after `delete`.
 from __future__ import annotations
 
 import json
-import subprocess
 
 from dockyard.errors import RuntimeFailure
 
@@ -51,6 +50,8 @@ def run_hooks(config: dict, kind: str, state: dict) -> None:
         timeout = hook.get("timeout")
         if timeout is not None and (not isinstance(timeout, int) or timeout <= 0):
             raise RuntimeFailure(f"hooks.{kind}[{i}].timeout: must be a positive integer")
+        import subprocess  # only bundles with hooks pay for it
+
         try:
             done = subprocess.run(
                 args,

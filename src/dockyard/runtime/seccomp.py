@@ -28,16 +28,18 @@ the newest the profile names answer ENOSYS (what runc does), so libcs fall back
 
 from __future__ import annotations
 
-import base64
 import errno
-import hashlib
 import json
 import os
 import struct
 from functools import lru_cache
-from typing import Any
 
 from dockyard.errors import InvalidParameter
+
+TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings here
+
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PROFILE_PATH = os.path.join(os.path.dirname(__file__), "seccomp_default.json")
 
@@ -151,6 +153,19 @@ def parse_docker_profile(text: str | bytes) -> dict:
             if not 0 <= int(arg.get("index", -1)) <= 5:
                 raise InvalidParameter(f"seccomp profile: {where}.args[{j}].index must be 0 to 5")
     return profile
+
+
+# hashlib and base64 cost a few ms to import: only a bundle that needs them pays.
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _b64():  # noqa: ANN202 - the base64 module
+    import base64
+
+    return base64
 
 
 def _check_action(action: Any, where: str) -> None:
@@ -290,7 +305,7 @@ def compile_oci(profile: dict, machine: str | None = None) -> bytes | None:
     if known is not None and known[0] is profile:  # a cached default: skip the hashing
         return known[1]
     text = json.dumps(profile, separators=(",", ":"), sort_keys=True)
-    program = _compile(hashlib.sha256(text.encode()).hexdigest(), text, machine)
+    program = _compile(_sha256(text), text, machine)
     if any(profile is p for p in _default_profiles()):
         _BY_IDENTITY[(id(profile), machine)] = (profile, program)
     return program
@@ -381,7 +396,7 @@ ANNOTATION_PROGRAM = "org.dockyard.seccomp.bpf"
 
 def _digest(profile: dict) -> str:
     text = json.dumps(profile, separators=(",", ":"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _sha256(text)
 
 
 def program_annotation(profile: dict) -> str | None:
@@ -392,7 +407,7 @@ def program_annotation(profile: dict) -> str | None:
     if known is not None and known[0] is profile:
         return known[1]
     program = compile_oci(profile, machine)
-    value = None if program is None else f"{_digest(profile)}:{base64.b64encode(program).decode()}"
+    value = None if program is None else f"{_digest(profile)}:{_b64().b64encode(program).decode()}"
     if any(profile is p for p in _default_profiles()):
         _ANNOTATIONS[id(profile)] = (profile, value)
     return value
@@ -409,6 +424,6 @@ def program_from_annotation(profile: dict, value: str | None) -> bytes | None:
     if digest != _digest(profile):
         return None  # written for another profile (config.json edited since)
     try:
-        return base64.b64decode(encoded, validate=True)
+        return _b64().b64decode(encoded, validate=True)
     except ValueError:
         return None
