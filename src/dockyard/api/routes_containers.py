@@ -319,6 +319,13 @@ async def trace(request: web.Request) -> web.Response:
     return json_response(services(request).containers.start_trace(request.match_info["id"]))
 
 
+async def explain(request: web.Request) -> web.Response:
+    """Dockyard's own: the container built by hand, as a shell script (dockyard explain)."""
+    from dockyard.engine.explain import explain_container
+
+    return json_response(explain_container(services(request).containers, request.match_info["id"]))
+
+
 async def remove(request: web.Request) -> web.Response:
     await services(request).containers.remove(
         request.match_info["id"], force=qbool(request, "force"), volumes=qbool(request, "v")
@@ -347,4 +354,5 @@ def register(router: Router) -> None:
     router.add("POST", "/containers/{id}/resize", resize)
     router.add("GET", "/containers/{id}/logs", logs)
     router.add("GET", "/containers/{id}/trace", trace)
+    router.add("GET", "/containers/{id}/explain", explain)
     router.add("DELETE", "/containers/{id}", remove)

@@ -55,6 +55,7 @@ COMMANDS: dict[str, str] = {
     "login": "login",
     "logout": "logout",
     "trace": "trace",
+    "explain": "explain",
     "update": "update",
     "version": "version",
     "info": "info",
@@ -90,6 +91,7 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "logs": "logs",
         "inspect": "inspect",
         "trace": "trace",
+        "explain": "explain",
         "update": "update",
     },
     "image": {
@@ -158,6 +160,7 @@ SUMMARY = [
         ("diff", "Inspect changes to files or directories on a container's filesystem"),
         ("events", "Get real time events from the server"),
         ("exec", "Execute a command in a running container"),
+        ("explain", "Print a shell script that builds a container by hand, step by step"),
         ("export", "Export a container's filesystem as a tar archive"),
         ("history", "Show the history of an image"),
         ("daemon", "Run the Dockyard daemon"),

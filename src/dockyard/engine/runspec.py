@@ -98,6 +98,10 @@ class RunSpecBuilder(ContainerRecords):
             **isolation,
         )
 
+    def run_spec(self, c: Container) -> RunSpec:
+        """The RunSpec a start of `c` gives the runtime (dockyard explain shows it)."""
+        return self._run_spec(c)
+
     def _running_pid(self, ref: str) -> int:
         """The pid of a running container whose namespace another one joins."""
         other = self.get(ref)

@@ -61,6 +61,14 @@ class Firewall:
     def _chains(self) -> dict[str, list[str]]:
         return {"filter": [self.forward], "nat": [self.dnat, self.post]}
 
+    def chains(self) -> dict[str, list[str]]:
+        """table -> the daemon's chains in it."""
+        return self._chains()
+
+    def jumps(self) -> dict[str, list[str]]:
+        """table -> the rules of built-in chains that jump to the daemon's."""
+        return self._jumps()
+
     def setup(self) -> None:
         """Create (or empty) the chains and hook them in, once each."""
         existing = {t: set(self.kernel.firewall_list(t)) for t in ("filter", "nat")}
