@@ -72,15 +72,26 @@ def _view(pid: int) -> dict[str, object]:
     }
 
 
-def _host_state(cid: str) -> dict[str, object]:
-    """What the script may change on the host, and must put back."""
+def _host_state(cid: str, script: str) -> dict[str, object]:
+    """What the script may change on the host, and must put back: its namespace, its
+    veths, the rules in this daemon's chains, the container's cgroups and mounts
+    (other tests change the rest of the host meanwhile)."""
+    names = set(re.findall(r"-N (DOCKYARD-[\w-]+)", script))
+    names |= set(re.findall(r"ip link add (\S+) mtu \d+ type bridge", script))
+    rules = {
+        table: sorted(
+            line
+            for line in _run("iptables", "-t", table, "-S").splitlines()
+            if any(n in line for n in names)
+        )
+        for table in ("filter", "nat")
+    }
     return {
-        "netns": sorted(_run("ip", "netns", "list").split()),
-        "links": sorted(
-            re.findall(r"^\d+: ([^:@]+)", _run("ip", "-o", "link"), flags=re.MULTILINE)
+        "netns": sorted(n for n in _run("ip", "netns", "list").split() if n.startswith("dky-")),
+        "veths": sorted(
+            re.findall(r"^\d+: (vx[^:@]+)", _run("ip", "-o", "link"), flags=re.MULTILINE)
         ),
-        "filter": sorted(_run("iptables", "-t", "filter", "-S").splitlines()),
-        "nat": sorted(_run("iptables", "-t", "nat", "-S").splitlines()),
+        "rules": rules,
         "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/dockyard/{cid}")),
         "mounts": sorted(
             line for line in Path("/proc/self/mountinfo").read_text().splitlines() if cid in line
@@ -144,7 +155,8 @@ def test_explain_script_builds_the_same_container(dockyard, inspect, unique):
             assert needed in script, needed
         assert "seccomp" in script and "NOT done here" in script
         assert dockyard("stop", "-t", "1", name).returncode == 0
-        before = _host_state(cid)
+        before = _host_state(cid, script)
+        assert before["rules"]["nat"], "the daemon's chains are found"
 
         script_proc = subprocess.Popen(
             ["sh", "-c", script],
@@ -157,6 +169,10 @@ def test_explain_script_builds_the_same_container(dockyard, inspect, unique):
         assert script_proc.poll() is None, script_proc.communicate()
         assert isinstance(pid, int)
         made = _view(pid)
+        during = _host_state(cid, script)
+        # Its published port is DNATed to it, by the rule the script added.
+        assert any("DNAT --to-destination" in r for r in during["rules"]["nat"]), during
+        assert not any("DNAT --to-destination" in r for r in before["rules"]["nat"])
         seccomp = (_status(pid)["Seccomp"], "2")
         for key in real:
             if isinstance(real[key], list):
@@ -168,7 +184,7 @@ def test_explain_script_builds_the_same_container(dockyard, inspect, unique):
 
         os.kill(pid, signal.SIGKILL)
         script_proc.wait(timeout=60)
-        assert _host_state(cid) == before
+        assert _host_state(cid, script) == before
     finally:
         if script_proc is not None and script_proc.poll() is None:
             os.killpg(script_proc.pid, signal.SIGTERM)
