@@ -21,8 +21,11 @@ def test_tracing_kernel_times_every_call_and_delegates() -> None:
     tracer.mount("proc", "/proc", "proc", K.MS_NOSUID, None)
     assert tracer.fork() == 1001  # the inner kernel's answer comes back
     assert inner.names() == ["unshare", "mount", "fork"]
-    assert [c for c, _, _ in tracer.calls] == ["unshare", "mount", "fork"]
-    assert all(isinstance(ns, int) and ns >= 0 for _, _, ns in tracer.calls)
+    assert [c for c, _, _, _ in tracer.calls] == ["unshare", "mount", "fork"]
+    assert all(isinstance(ns, int) and ns >= 0 for _, _, ns, _ in tracer.calls)
+    # Starts on the monotonic clock, in order, each call after the previous one's end.
+    starts = [(start, ns) for _, _, ns, start in tracer.calls]
+    assert all(a + d <= b for (a, d), (b, _) in zip(starts, starts[1:], strict=False))
     entry = tracer.to_json()[1]
     assert entry["call"] == "mount" and entry["args"] == [
         "proc",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -31,6 +32,7 @@ from dockyard.api.streams import (
     pump_stdin,
     take_over_input,
 )
+from dockyard.engine.explain import explain_container
 from dockyard.engine.filters import normalize
 from dockyard.engine.models import (
     Container,
@@ -43,6 +45,7 @@ from dockyard.engine.models import (
     UpdateConfig,
 )
 from dockyard.engine.services import Services
+from dockyard.engine.start_trace import CLIENT_TIMING_HEADER
 from dockyard.errors import InvalidParameter
 
 if TYPE_CHECKING:
@@ -122,7 +125,9 @@ async def start(request: web.Request) -> web.Response:
         legacy = await body(request, LegacyStartRequest, optional=True)
         if legacy is not None and legacy.binds:
             svc.containers.set_start_binds(ref, legacy.binds)
+    received = time.perf_counter_ns()
     await svc.containers.start(ref)
+    svc.containers.note_start_request(ref, received, request.headers.get(CLIENT_TIMING_HEADER))
     return web.Response(status=204)
 
 
@@ -315,14 +320,19 @@ def _add_networks(svc: Services, c: Container, out: dict, v: shapes.Version) -> 
 
 
 async def trace(request: web.Request) -> web.Response:
-    """Dockyard's own: the start trace of a container (not in Docker's API)."""
-    return json_response(services(request).containers.start_trace(request.match_info["id"]))
+    """Dockyard's own: the start trace of a container (not in Docker's API);
+    ?format=perfetto: in the Chrome/Perfetto trace-event format."""
+    fmt = request.query.get("format") or "dockyard"
+    containers = services(request).containers
+    if fmt == "perfetto":
+        return json_response(containers.perfetto_trace(request.match_info["id"]))
+    if fmt != "dockyard":
+        raise InvalidParameter(f'unknown trace format "{fmt}": "dockyard" or "perfetto"')
+    return json_response(containers.start_trace(request.match_info["id"]))
 
 
 async def explain(request: web.Request) -> web.Response:
     """Dockyard's own: the container built by hand, as a shell script (dockyard explain)."""
-    from dockyard.engine.explain import explain_container
-
     return json_response(explain_container(services(request).containers, request.match_info["id"]))
 
 

@@ -90,6 +90,8 @@ class ContainerRecords:
                     if b.kind == "bind"
                 ]
         self._network_traces: dict[str, dict] = {}  # container id -> its last start's
+        # container id -> the daemon's steps of its last start (engine/start_trace.py)
+        self._start_timelines: dict[str, dict] = {}
         self._live: dict[str, _Live] = {}
         # Records whose last change could not be written (a full data root): kept
         # right in memory, written again at the next successful save.

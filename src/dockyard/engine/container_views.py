@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
+from dockyard.engine import start_trace
 from dockyard.engine.container_records import ContainerRecords
 from dockyard.engine.filters import check_container_filters, container_matches
 from dockyard.engine.models import Container
@@ -45,28 +47,40 @@ class ContainerViews(ContainerRecords):
         return self._images.resolve(name)
 
     def start_trace(self, ref: str) -> dict:
-        """The runtime's record of the last start: every kernel call with its duration,
-        and the phases (what the 2013 article had to dig out with strace)."""
-        import json
-
+        """The last start of a container: every kernel call with its start and duration,
+        the phases, and the daemon's and the CLI's part on the same clock (what the 2013
+        article had to dig out with strace)."""
         c = self.get(ref)
-        try:
-            with open(os.path.join(c.bundle, "start-trace.json")) as f:
-                trace = json.load(f)
-        except FileNotFoundError:
-            raise NotFound(f"No start trace for container {ref}: it has not been started") from None
-        except (OSError, ValueError) as e:
-            raise NotFound(f"No readable start trace for container {ref}: {e}") from None
-        network = self._network_traces.get(c.id)
-        if network is not None:  # a start on a bridge, since the daemon started
-            # The daemon's share before the runtime's: the namespace, veth, address and
-            # ports (no call at all when a spare sandbox was ready), the hosts file.
-            trace["calls"] = list(network.get("calls") or []) + list(trace.get("calls") or [])
-            trace.setdefault("phases", {})["network_ns"] = int(network.get("ns") or 0)
+        trace = start_trace.assemble(
+            start_trace.read_bundle_trace(c.bundle, ref),
+            self._network_traces.get(c.id),
+            self._start_timelines.get(c.id),
+        )
         trace["Id"] = c.id
         trace["Command"] = [c.path, *c.args]
         trace["StartedAt"] = c.state.started_at
         return trace
+
+    def perfetto_trace(self, ref: str) -> dict:
+        """The start trace in the Chrome/Perfetto trace-event format."""
+        return start_trace.to_perfetto(self.start_trace(ref))
+
+    def note_start_request(self, ref: str, start_ns: int, client_timing: str | None) -> None:
+        """The API request of the start just made, and the instants its client sent."""
+        now = time.perf_counter_ns()
+        try:
+            c = self.get(ref)
+        except NotFound:
+            return  # a --rm container that could not start is gone already
+        daemon = self._start_timelines.get(c.id)
+        if daemon is None:
+            return
+        daemon["request"] = {
+            "name": "POST /containers/{id}/start",
+            "start": start_ns,
+            "ns": now - start_ns,
+        }
+        daemon["client"] = start_trace.parse_client_timing(client_timing, now)
 
     async def size(self, c: Container) -> tuple[int, int]:
         """(SizeRw, SizeRootFs): bytes in the container layer, and with the image."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal as signal_mod
 import time
 
@@ -14,6 +15,7 @@ from dockyard.engine.container_records import ContainerRecords, _Live
 from dockyard.engine.models import Container, ContainerState
 from dockyard.engine.resource_events import network_event, volume_mounts
 from dockyard.engine.signals import parse_signal
+from dockyard.engine.start_trace import StartTimeline
 from dockyard.errors import Conflict, InvalidParameter, NotModified, RuntimeFailure, storage_full
 from dockyard.runtime.launcher import ExitRecord, MonitorLink
 from dockyard.runtime.spec import write_bundle
@@ -54,18 +56,23 @@ class ContainerLifecycle(ContainerRecords):
         if c.id in self._copying:
             raise Conflict(f"cannot start container {c.id}: a copy into its files is in progress")
         mounted = False
+        steps = StartTimeline()  # the daemon's part of the start trace
         try:
             await self._prepare_network(c)
+            steps.mark("network: namespace, veth, address, ports, /etc/hosts")
             try:
                 await self._attach_networks(c)
+                steps.mark("user-defined networks, DNS")
                 spec = self._run_spec(c)
                 volume_mounts(self.events, c, "mount")
                 mounted = True
                 oci = spec.to_oci(c.id)
+                steps.mark("image resolved: layers, user, mounts (RunSpec, config.json)")
                 rotation = logconfig.rotation(c.host_config.log_config)
                 if rotation is not None:
                     oci.setdefault("annotations", {}).update(rotation.annotations())
                 write_bundle(c.bundle, oci)
+                steps.mark("bundle written")
                 log_path = c.log_path if rotation is not None else ""  # the none driver
                 link = await self._launcher.run(
                     c.id,
@@ -73,6 +80,7 @@ class ContainerLifecycle(ContainerRecords):
                     log_path=log_path,
                     runtime_path=self._runtime_path(c),
                 )
+                steps.mark("monitor asked, container started")
             except BaseException:
                 self._network_event(c, "disconnect")
                 await self.networks.container_stopped(c.id)
@@ -98,6 +106,8 @@ class ContainerLifecycle(ContainerRecords):
         self._follow(c, link)
         self._save_state(c)
         self.emit(c, "start")
+        steps.mark("state saved, start event")
+        self._start_timelines[c.id] = {"steps": steps.steps, "pid": os.getpid()}
         log.info("container %s started (pid %d)", c.short_id, link.pid)
         return c
 

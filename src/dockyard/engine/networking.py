@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dockyard.engine.models import Container, ContainerConfig, HostConfig, NetworkingConfig
 from dockyard.errors import Conflict, InvalidParameter, KernelError, NotFound
 from dockyard.kernel.interface import Kernel
-from dockyard.kernel.trace import TracingKernel, calls_to_json
+from dockyard.kernel.trace import TRACING, TracingKernel, calls_to_json
 from dockyard.network import ports as ports_mod
 from dockyard.network.bridge import (
     BridgeDriver,
@@ -57,7 +57,7 @@ class ContainerNetworking:
     ) -> None:
         self.kernel = kernel
         # Every call of the driver is timed: a start's share shows in its start trace.
-        self._tracer = TracingKernel(kernel)
+        self._tracer = TracingKernel(kernel) if TRACING else kernel
         self.ipam = Ipam(os.path.join(data_root, "network-ipam.json"))
         self.firewall = Firewall(self._tracer, daemon_suffix(data_root))
         self.driver = BridgeDriver(
@@ -283,15 +283,18 @@ class ContainerNetworking:
     def _prepare_sync(
         self, c: Container, net: BridgeNetwork, requests: list[ports_mod.PortRequest]
     ) -> Endpoint:
-        self._tracer.calls.clear()
+        tracer = self._tracer
+        if not isinstance(tracer, TracingKernel):
+            return self._attach_default(c, net, requests)
+        tracer.calls.clear()
         try:
             return self._attach_default(c, net, requests)
         finally:
-            calls = calls_to_json(self._tracer.calls)
+            calls = calls_to_json(tracer.calls)
             for call in calls:
                 call["process"] = "daemon"
             self.last_trace[c.id] = calls
-            self._tracer.calls.clear()
+            tracer.calls.clear()
 
     def _attach_default(
         self, c: Container, net: BridgeNetwork, requests: list[ports_mod.PortRequest]

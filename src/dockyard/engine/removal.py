@@ -74,6 +74,7 @@ class ContainerRemoval(ContainerRecords):
         self._unsaved.discard(c.id)
         del self._containers[c.id]
         self._network_traces.pop(c.id, None)
+        self._start_timelines.pop(c.id, None)
         self._live.pop(c.id, None)
         if volumes or c.host_config.auto_remove:
             # rm -v and --rm: the anonymous volumes go with the container, named ones stay

@@ -7,6 +7,7 @@ through a Kernel.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from time import perf_counter_ns
 
@@ -17,11 +18,17 @@ TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings h
 if TYPE_CHECKING:
     from typing import Any
 
-TraceEntry = tuple[str, tuple[object, ...], int]
+# (call, args, duration ns, start ns): the start on CLOCK_MONOTONIC (perf_counter_ns on
+# Linux), the clock every process of a start shares, so their traces line up.
+TraceEntry = tuple[str, tuple[object, ...], int, int]
+
+# DOCKYARD_START_TRACE=0 in the daemon's environment (inherited by its monitors)
+# turns the start trace off: the bench's baseline for what recording costs.
+TRACING = os.environ.get("DOCKYARD_START_TRACE", "1") != "0"
 
 
 class TracingKernel(Kernel):
-    """Delegates to `inner`; appends (call, args, duration ns) to `calls`.
+    """Delegates to `inner`; appends (call, args, duration ns, start ns) to `calls`.
 
     Failed calls are recorded too (their duration is what the failure cost).
     """
@@ -36,7 +43,10 @@ class TracingKernel(Kernel):
 
 def calls_to_json(calls: list[TraceEntry]) -> list[dict[str, object]]:
     """Trace entries as the start trace shows them: plain JSON values only."""
-    return [{"call": c, "args": [_plain(a) for a in args], "ns": ns} for c, args, ns in calls]
+    return [
+        {"call": c, "args": [_plain(a) for a in args], "ns": ns, "start": start}
+        for c, args, ns, start in calls
+    ]
 
 
 def _plain(value: object) -> object:
@@ -55,7 +65,9 @@ def _traced(name: str) -> Callable[..., Any]:
         try:
             return getattr(self.inner, name)(*args, **kwargs)
         finally:
-            self.calls.append((name, args + tuple(kwargs.values()), perf_counter_ns() - start))
+            self.calls.append(
+                (name, args + tuple(kwargs.values()), perf_counter_ns() - start, start)
+            )
 
     call.__name__ = name
     call.__qualname__ = f"TracingKernel.{name}"

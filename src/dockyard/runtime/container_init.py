@@ -26,7 +26,7 @@ from time import perf_counter_ns
 from dockyard.errors import DockyardError, KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
-from dockyard.kernel.trace import TraceEntry, TracingKernel, calls_to_json
+from dockyard.kernel.trace import TRACING, TraceEntry, TracingKernel, calls_to_json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
@@ -519,14 +519,16 @@ def child_main(
     EOF when execve succeeds. One JSON message each: the pty master (with
     the fd attached), the start trace just before exec, or the error.
     """
-    tracer = TracingKernel(kernel)
     t0 = perf_counter_ns()
+    tracer: Kernel = TracingKernel(kernel) if TRACING else kernel
+    calls = tracer.calls if isinstance(tracer, TracingKernel) else []
 
     def send_pty(master: int) -> None:
         socket.send_fds(status, [b'{"pty": true}'], [master])
 
     def report_trace() -> None:
-        status.send(encode_trace(tracer.calls, perf_counter_ns() - t0))
+        # Also the monitor's word that the init reached exec: sent with tracing off too.
+        status.send(encode_trace(calls, perf_counter_ns() - t0, t0))
 
     code = 127
     try:
@@ -555,21 +557,22 @@ def child_main(
         kernel.exit(code)
 
 
-def encode_trace(calls: list[TraceEntry], init_ns: int) -> bytes:
+def encode_trace(calls: list[TraceEntry], init_ns: int, init_start: int = 0) -> bytes:
     """The status message with the init's trace (see TRACE_MAGIC)."""
     try:
-        return TRACE_MAGIC + marshal.dumps((calls, init_ns))
+        return TRACE_MAGIC + marshal.dumps((calls, init_ns, init_start))
     except ValueError:  # an argument marshal cannot carry: send the trace's plain form
-        plain = [(c["call"], tuple(c["args"]), c["ns"]) for c in calls_to_json(calls)]
-        return TRACE_MAGIC + marshal.dumps((plain, init_ns))
+        plain = [(c["call"], tuple(c["args"]), c["ns"], c["start"]) for c in calls_to_json(calls)]
+        return TRACE_MAGIC + marshal.dumps((plain, init_ns, init_start))
 
 
 def decode_trace(msg: bytes) -> dict | None:
-    """{"trace": [(call, args, ns)...], "init_ns": ...} from a status message; None if not one."""
+    """{"trace": [(call, args, ns, start)...], "init_ns", "init_start"} from a status
+    message; None if not one."""
     if not msg.startswith(TRACE_MAGIC):
         return None
-    calls, init_ns = marshal.loads(msg[len(TRACE_MAGIC) :])
-    return {"trace": calls, "init_ns": init_ns}
+    calls, init_ns, init_start = marshal.loads(msg[len(TRACE_MAGIC) :])
+    return {"trace": calls, "init_ns": init_ns, "init_start": init_start}
 
 
 def _report_error(status: socket.socket, message: str, kind: str) -> None:

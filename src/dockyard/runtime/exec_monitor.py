@@ -17,7 +17,6 @@ from dockyard.errors import RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.flags import CAPABILITIES
 from dockyard.kernel.interface import Kernel
-from dockyard.kernel.trace import TracingKernel
 from dockyard.runtime.bundle import ContainerConfig, load_config
 from dockyard.runtime.cgroups import available_controllers
 from dockyard.runtime.container_init import child_main
@@ -40,7 +39,7 @@ class ExecMonitor(Monitor):
         self.spec = spec
         self.target = 0
 
-    def _prepare(self, tracer: TracingKernel) -> ContainerConfig:
+    def _prepare(self, tracer: Kernel) -> ContainerConfig:
         base = load_config(self.bundle)
         state = read_state(self.bundle)
         if state is None or read_exit(self.bundle) is not None:
@@ -71,7 +70,7 @@ class ExecMonitor(Monitor):
         self.controllers = available_controllers(tracer, cfg)
         return cfg
 
-    def _enter_pid_namespace(self, tracer: TracingKernel) -> None:
+    def _enter_pid_namespace(self, tracer: Kernel) -> None:
         tracer.setns(f"/proc/{self.target}/ns/pid", K.CLONE_NEWPID)
 
     def _child(
@@ -79,7 +78,7 @@ class ExecMonitor(Monitor):
     ) -> None:
         child_main(self.kernel, cfg, stdio, self.controllers, status, exec_target=self.target)
 
-    def _after_started(self, tracer: TracingKernel, report: dict, t0: int, t_started: int) -> None:
+    def _after_started(self, tracer: Kernel, report: dict, t0: int, t_started: int) -> None:
         pass
 
     def _exit_record(self, error: str) -> ExitRecord:

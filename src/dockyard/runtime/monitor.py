@@ -37,7 +37,7 @@ from time import perf_counter_ns
 from dockyard.errors import DockyardError, KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
-from dockyard.kernel.trace import TracingKernel, calls_to_json
+from dockyard.kernel.trace import TRACING, TracingKernel, calls_to_json
 from dockyard.runtime import frames
 from dockyard.runtime.bundle import ContainerConfig, load_config
 from dockyard.runtime.cgroups import (
@@ -186,7 +186,7 @@ class Monitor:
         """Start the container and register its fds with the reactor; False if it
         did not start (the clients were told why, nothing is left behind)."""
         t0 = perf_counter_ns()
-        tracer = TracingKernel(self.kernel)
+        tracer = TracingKernel(self.kernel) if TRACING else self.kernel
         try:
             init_report = self._start(tracer)
         except DockyardError as exc:
@@ -209,7 +209,7 @@ class Monitor:
         self._register()
         return True
 
-    def _start(self, tracer: TracingKernel) -> dict:
+    def _start(self, tracer: Kernel) -> dict:
         cfg = self._prepare(tracer)
         stdio, child_fds = self._make_stdio(cfg)
         status, child_status = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -244,7 +244,7 @@ class Monitor:
         return report
 
     # The steps a container start and an exec differ in (see exec_monitor.py).
-    def _prepare(self, tracer: TracingKernel) -> ContainerConfig:
+    def _prepare(self, tracer: Kernel) -> ContainerConfig:
         self.cfg = cfg = load_config(self.bundle)
         self.listener = self._listen()
         # Holding the bundle's lock proves no other monitor runs this container:
@@ -269,7 +269,7 @@ class Monitor:
                 compress=notes.get("org.dockyard.log.compress") == "true",
             )
 
-    def _enter_pid_namespace(self, tracer: TracingKernel) -> None:
+    def _enter_pid_namespace(self, tracer: Kernel) -> None:
         # A new pid namespace for the next child only: it becomes PID 1 (--pid host:
         # none; --pid container:<id>: that container's).
         pid_mode = self.cfg.pid_mode if self.cfg is not None else "private"
@@ -291,14 +291,15 @@ class Monitor:
             self.kernel.reset_signals([signal.SIGTERM])
         child_main(self.kernel, cfg, stdio, self.controllers, status)
 
-    def _after_started(self, tracer: TracingKernel, report: dict, t0: int, t_started: int) -> None:
+    def _after_started(self, tracer: Kernel, report: dict, t0: int, t_started: int) -> None:
         # Off the critical path: the caller already knows the container started.
         # Both describe a monitor that a reboot ends: no fsync. A full disk loses them
         # (the daemon knows the state from the link), not the container.
         with contextlib.suppress(OSError):
             reserve_exit_slot(self.bundle)  # first: the one that matters on a full disk
             write_json(self.bundle, STATE_FILE, self._state_event("state"), durable=False)
-            self._write_trace(tracer, report, t0, t_started)
+            if isinstance(tracer, TracingKernel):
+                self._write_trace(tracer, report, t0, t_started)
 
     def _listen(self) -> socket.socket:
         fd = os.open(self.bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -396,9 +397,20 @@ class Monitor:
         if self.request_ns:
             phases["request_to_monitor_ns"] = t0 - self.request_ns
             phases["request_to_started_ns"] = t_started - self.request_ns
+        # The same instants on CLOCK_MONOTONIC, for a timeline of every process of the
+        # start (dockyard trace --format perfetto).
+        marks = {
+            "request": self.request_ns,
+            "monitor_start": t0,
+            "fork": self.t_fork,
+            "init_start": report.get("init_start", 0),
+            "started": t_started,
+        }
+        pids = {"monitor": os.getpid(), "init": self.pid}
         calls = [dict(c, process="monitor") for c in tracer.to_json()]
         calls += [dict(c, process="init") for c in calls_to_json(report.get("trace", []))]
-        write_json(self.bundle, TRACE_FILE, {"calls": calls, "phases": phases}, durable=False)
+        trace = {"calls": calls, "phases": phases, "marks": marks, "pids": pids}
+        write_json(self.bundle, TRACE_FILE, trace, durable=False)
 
     # --- serving ------------------------------------------------------------------
     def _register(self) -> None:

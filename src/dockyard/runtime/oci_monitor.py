@@ -31,7 +31,6 @@ import tempfile
 from dockyard.errors import KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
-from dockyard.kernel.trace import TracingKernel
 from dockyard.runtime.bundle import ContainerConfig, load_config
 from dockyard.runtime.cgroups import available_controllers, oom_killed
 from dockyard.runtime.container_init import mount_rootfs
@@ -70,7 +69,7 @@ class ExternalRuntimeMonitor(Monitor):
             **kw,  # type: ignore[arg-type]
         )
 
-    def _prepare(self, tracer: TracingKernel) -> ContainerConfig:
+    def _prepare(self, tracer: Kernel) -> ContainerConfig:
         self.cfg = cfg = load_config(self.bundle)
         self.listener = self._listen()
         for name in (EXIT_FILE, STATE_FILE, PID_FILE, LOG_FILE):
@@ -83,7 +82,7 @@ class ExternalRuntimeMonitor(Monitor):
         self._open_log(cfg)
         return cfg
 
-    def _start(self, tracer: TracingKernel) -> dict:
+    def _start(self, tracer: Kernel) -> dict:
         cfg = self._prepare(tracer)
         self.kernel.set_child_subreaper()
         tracer.unshare(K.CLONE_NEWNS)

@@ -60,9 +60,26 @@ def remove_quietly(client: Any, cid: str) -> None:
         client.request("DELETE", f"/containers/{cid}", {"force": True}).read()
 
 
+def _timing(marks: dict[str, tuple[int, int]]) -> dict[str, str]:
+    """The start trace's CLI track: when this process began and made its requests
+    (perf_counter_ns is CLOCK_MONOTONIC, the daemon's clock too)."""
+    import os
+    import time
+
+    from dockyard.cli import STARTED_NS
+
+    now = time.perf_counter_ns()
+    parts = [f"pid={os.getpid()}", f"main={STARTED_NS}-{now}", f"start={now}"]
+    parts += [f"{k}={a}-{b}" for k, (a, b) in marks.items()]
+    return {"X-Dockyard-Client-Timing": ";".join(parts)}
+
+
 def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
+    import time
+
     from dockyard.client.errors import APIError, DaemonUnreachable
 
+    marks: dict[str, tuple[int, int]] = {}
     detach = bool(opts["detach"])
     body = build_create_body(opts, args, detach=detach)
     tty = bool(body["Tty"])
@@ -74,14 +91,16 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         if problem:  # checked before anything is created, as docker does
             raise CLIError(f"{PROG}: {problem}", 1)
     try:
+        t = time.perf_counter_ns()
         cid = create_container(ctx, opts, body, PROG)
+        marks["create"] = (t, time.perf_counter_ns())
     except DaemonUnreachable as exc:
         raise CLIError(f"{PROG}: {exc.message}", 125) from None
     client = ctx.client
 
     if detach:
         try:
-            client.request("POST", f"/containers/{cid}/start").read()
+            client.request("POST", f"/containers/{cid}/start", headers=_timing(marks)).read()
         except APIError as exc:
             if opts["rm"]:
                 remove_quietly(client, cid)
@@ -94,7 +113,9 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     conn = None
     if body["AttachStdin"] or body["AttachStdout"] or body["AttachStderr"]:
         try:
+            t = time.perf_counter_ns()
             conn = attach(client, cid, stdin, body["AttachStdout"], body["AttachStderr"])
+            marks["attach"] = (t, time.perf_counter_ns())
         except APIError as exc:
             raise CLIError(f"{PROG}: Error response from daemon: {exc.message}", 125) from None
 
@@ -107,7 +128,7 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     waiter.registered.wait(timeout=2.0)
 
     try:
-        client.request("POST", f"/containers/{cid}/start").read()
+        client.request("POST", f"/containers/{cid}/start", headers=_timing(marks)).read()
     except APIError as exc:
         if conn is not None:
             conn.close()

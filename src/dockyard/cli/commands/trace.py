@@ -17,15 +17,17 @@ if TYPE_CHECKING:
 
 COMMAND = Command(
     name="trace",
-    usage="[OPTIONS] CONTAINER",
+    usage="[OPTIONS] CONTAINER | --diff CONTAINER CONTAINER",
     description="Show the system calls and phases of a container's last start, with their durations",
     options=[
         Opt("top", kind="string", default="0", help="Show only the N slowest calls (0: all, in order)"),
         Opt("json", help="Print the raw trace as JSON"),
+        Opt("format", kind="string", default="table", help='"table", "json", or "perfetto" (Chrome/Perfetto trace-event JSON, for ui.perfetto.dev)'),
+        Opt("diff", help="Compare the last starts of two containers, step by step"),
     ],
     aliases=["container trace", "trace"],
     min_args=1,
-    max_args=1,
+    max_args=2,
 )  # fmt: skip
 
 _PHASES = [
@@ -47,11 +49,39 @@ def _args(args: list[Any]) -> str:
     return text if len(text) <= 70 else text[:69] + "…"
 
 
-def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
-    trace = ctx.client.request("GET", f"/containers/{args[0]}/trace").json() or {}
-    if opts.get("json"):
-        import json
+def _get(ctx: Context, ref: str, fmt: str = "dockyard") -> dict[str, Any]:
+    from dockyard.cli.context import CLIError
+    from dockyard.client.errors import APIError
 
+    query = {"format": fmt} if fmt != "dockyard" else None
+    try:
+        return ctx.client.request("GET", f"/containers/{ref}/trace", query).json() or {}
+    except APIError as exc:
+        raise CLIError(f"Error response from daemon: {exc.message}", 1) from None
+
+
+def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
+    import json
+
+    from dockyard.cli.context import CLIError
+
+    fmt = opts.get("format") or "table"
+    if fmt not in ("table", "json", "perfetto"):
+        raise CLIError(f'invalid --format "{fmt}": "table", "json" or "perfetto"', 1)
+    if opts.get("diff"):
+        if len(args) != 2:
+            raise CLIError('"dockyard trace --diff" takes two containers', 1)
+        if fmt != "table" or opts.get("json"):
+            raise CLIError("--diff prints a table: it takes no --format or --json", 1)
+        _diff(ctx, _get(ctx, args[0]), _get(ctx, args[1]), args)
+        return 0
+    if len(args) != 1:
+        raise CLIError('"dockyard trace" takes one container (two with --diff)', 1)
+    if fmt == "perfetto":
+        ctx.out(json.dumps(_get(ctx, args[0], "perfetto")) + "\n")
+        return 0
+    trace = _get(ctx, args[0])
+    if opts.get("json") or fmt == "json":
         ctx.out(json.dumps(trace, indent=4) + "\n")
         return 0
     from dockyard.cli.gotemplate import tabwrite
@@ -77,3 +107,42 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     ctx.out(tabwrite(rows))
     ctx.out(f"\n{len(calls)} calls, {_ms(total)} ms inside the kernel interface\n")
     return 0
+
+
+def _steps(trace: dict[str, Any]) -> list[tuple[str, int]]:
+    """(step, ns) of a start in order: the daemon's steps, the phases, then every call
+    (the n-th call of a name in a process is one step, so two starts line up)."""
+    out = [("daemon: " + s["name"], int(s.get("ns") or 0)) for s in trace.get("daemon") or []]
+    phases = trace.get("phases") or {}
+    out += [(label, int(phases[key])) for key, label in _PHASES if key in phases]
+    seen: dict[tuple[str, str], int] = {}
+    for c in trace.get("calls") or []:
+        key = (c.get("process", ""), c.get("call", ""))
+        seen[key] = seen.get(key, 0) + 1
+        out.append((f"{key[0]}: {key[1]} #{seen[key]}", int(c.get("ns") or 0)))
+    return out
+
+
+def _diff(ctx: Context, a: dict[str, Any], b: dict[str, Any], names: list[str]) -> None:
+    from dockyard.cli.gotemplate import tabwrite
+
+    sa, sb = _steps(a), dict(_steps(b))
+    rows = [["STEP", f"A: {names[0][:12]} MS", f"B: {names[1][:12]} MS", "B - A MS"]]
+    done = set()
+    for step, ns in sa:
+        other = sb.get(step)
+        done.add(step)
+        rows.append(
+            [step, _ms(ns), "-" if other is None else _ms(other),
+             "only in A" if other is None else f"{(other - ns) / 1e6:+.3f}"]
+        )  # fmt: skip
+    for step, ns in _steps(b):
+        if step not in done:
+            rows.append([step, "-", _ms(ns), "only in B"])
+    ctx.out(tabwrite(rows) + "\n")
+    ta = (a.get("phases") or {}).get("request_to_started_ns")
+    tb = (b.get("phases") or {}).get("request_to_started_ns")
+    if ta and tb:
+        ctx.out(
+            f"\nrequest to started: A {_ms(ta)} ms, B {_ms(tb)} ms ({(tb - ta) / 1e6:+.3f} ms)\n"
+        )
