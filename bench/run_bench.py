@@ -351,6 +351,12 @@ def show_start_trace(api: Api, cid: str) -> None:
         for name, ns in trace["phases"].items():
             print(f"      {name:<44} {float(ns) / 1e6:8.2f} ms")
     calls = trace.get("calls") if isinstance(trace, dict) else trace
+    if isinstance(calls, dict):  # (call, args, ns, start) arrays by process
+        calls = [
+            {"call": c[0], "args": c[1], "ns": c[2], "process": proc}
+            for proc, cs in calls.items()
+            for c in cs
+        ]
     if isinstance(calls, list) and all(isinstance(c, dict) for c in calls):
         # Sum by (process, call): what the kernel work of a start costs.
         totals: dict[tuple[str, str], list[float]] = {}

@@ -228,7 +228,13 @@ def test_trace_shows_where_the_start_went(dockyard, unique):
     assert re.search(r"^\d+ calls, [\d.]+ ms inside the kernel interface$", proc.stdout, re.M)
     top = dockyard("trace", "--top", "3", name).stdout
     assert (
-        len([ln for ln in top.splitlines() if re.match(r"^\w+\s+(init|monitor|daemon)\s+[\d.]+\s", ln)])
+        len(
+            [
+                ln
+                for ln in top.splitlines()
+                if re.match(r"^\w+\s+(init|monitor|daemon)\s+[\d.]+\s", ln)
+            ]
+        )
         == 3
     )
 

@@ -212,7 +212,7 @@ def test_echo_output_reaches_frames_and_json_log(box: Box) -> None:
             and state["started_at"] == link.started_at
         )
         trace = json.loads(Path(bundle, "start-trace.json").read_text())
-        assert "pivot_root" in [c["call"] for c in trace["calls"]]
+        assert "pivot_root" in [c[0] for c in trace["calls"]["init"]]
         assert trace["phases"]["request_to_started_ns"] > 0
 
     box.run(scenario)

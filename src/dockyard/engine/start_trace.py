@@ -84,10 +84,29 @@ def client_steps(timing: dict[str, Any]) -> list[dict[str, Any]]:
     return steps
 
 
+def calls_of(raw: Any) -> list[dict[str, Any]]:
+    """The runtime's calls as the API shows them: {"call", "args", "ns", "start",
+    "process"} each, from the file's (call, args, ns, start) arrays by process."""
+    if isinstance(raw, list):  # a file from before the arrays: objects already
+        return [c for c in raw if isinstance(c, dict)]
+    if not isinstance(raw, dict):
+        return []
+    return [
+        {"call": c[0], "args": c[1], "ns": c[2], "start": c[3], "process": process}
+        for process, calls in raw.items()
+        for c in calls
+        if isinstance(c, list) and len(c) == 4
+    ]
+
+
 def read_bundle_trace(bundle: str, ref: str) -> dict[str, Any]:
     try:
         with open(os.path.join(bundle, "start-trace.json")) as f:
-            return json.load(f)
+            trace = json.load(f)
+        if not isinstance(trace, dict):
+            raise ValueError("not a JSON object")
+        trace["calls"] = calls_of(trace.get("calls"))
+        return trace
     except FileNotFoundError:
         from dockyard.kernel.trace import TRACING
 

@@ -49,6 +49,13 @@ def calls_to_json(calls: list[TraceEntry]) -> list[dict[str, object]]:
     ]
 
 
+def plain_value(value: object) -> object:
+    """json.dumps's `default` for call arguments: bytes by their length, others by repr."""
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    return repr(value)
+
+
 def _plain(value: object) -> object:
     if value is None or isinstance(value, (int, str, bool, float)):
         return value
