@@ -59,16 +59,21 @@ def _start_daemon(base: Path, tracing: bool) -> tuple[subprocess.Popen[bytes], s
          "--pidfile", str(base / "d.pid"), "--default-address-pool", "base=10.220.0.0/16,size=24"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(host, tracing), cwd="/",
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the bench daemon did not start; see " + str(base / "daemon.log"))
-        time.sleep(0.05)
-    time.sleep(0.3)
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
-        check=True, capture_output=True, env=_env(host, tracing), timeout=300,
-    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("the bench daemon did not start; see " + str(base / "daemon.log"))
+            time.sleep(0.05)
+        time.sleep(0.3)
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
+            check=True, capture_output=True, env=_env(host, tracing), timeout=300,
+        )  # fmt: skip
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=60)
+        raise
     return proc, host
 
 
@@ -221,12 +226,19 @@ def main() -> int:
         + cost["daemon's step marks (ms)"]
     )
     # The network driver's calls of a start on the bridge (a handful; none with a
-    # ready spare) cost the same per call as the init's.
-    base = runs.get("run --rm busybox true", {}).get("off", 0.042) * 1000
-    print(
-        f"\nOn the start's path: {on_path:.3f} ms = {on_path / base * 100:.2f}% of a "
-        f"{base:.1f} ms `run --rm busybox true` (the budget: 2%)"
-    )
+    # ready spare) cost the same per call as the init's. The monitor's trace file is
+    # written after the start is reported; a `run --rm ... true` still waits for it
+    # (the exit is handled after it), so it is counted in "all".
+    every = on_path + cost["monitor's trace file, after the start (ms)"]
+    bases = [("the README's", 42.0)]
+    if runs:
+        bases.append(("this run's", runs["run --rm busybox true"]["off"] * 1000))
+    for label, base in bases:
+        print(
+            f"Against {label} {base:.1f} ms `run --rm busybox true`: on the start's path "
+            f"{on_path:.3f} ms = {on_path / base * 100:.2f}%, all recording {every:.3f} ms = "
+            f"{every / base * 100:.2f}% (the budget: 2%)"
+        )
     return 0
 
 
