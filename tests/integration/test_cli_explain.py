@@ -163,6 +163,8 @@ SCENARIOS = {
         "--read-only", "--tmpfs", "/scratch", "--ulimit", "nofile=100:200",
         "-m", "64m", "--pids-limit", "50", "--sysctl", "net.ipv4.ip_unprivileged_port_start=0",
     ],
+    # A user-defined network (made by the test), with an alias.
+    "usernet": ["--network", "{net}", "--network-alias", "web"],
 }  # fmt: skip
 
 
@@ -170,8 +172,14 @@ SCENARIOS = {
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_explain_script_builds_the_same_container(dockyard, inspect, unique, scenario):
     name = unique("explain")
+    net = unique("explainnet")
+    flags = SCENARIOS[scenario]
+    if scenario == "usernet":
+        made = dockyard("network", "create", net)
+        assert made.returncode == 0, made.stderr
+        flags = [f.format(net=net) for f in flags]
     proc = dockyard(
-        "run", "-d", "--name", name, *SCENARIOS[scenario], "busybox", "sleep", "1000",
+        "run", "-d", "--name", name, *flags, "busybox", "sleep", "1000",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     cid = proc.stdout.strip()
@@ -188,7 +196,9 @@ def test_explain_script_builds_the_same_container(dockyard, inspect, unique, sce
         assert dockyard("stop", "-t", "1", name).returncode == 0
         before = _host_state(cid, script)
         bridged = scenario == "bridge"
-        assert bool(before["rules"]["nat"]) == bridged, "the daemon's chains are found"
+        assert bool(before["rules"]["nat"]) == (scenario != "confined"), "the daemon's chains"
+        if scenario == "usernet":
+            assert "127.0.0.11:53" in script and "NOT done here" in script
 
         script_proc = subprocess.Popen(
             ["sh", "-c", script],
@@ -231,6 +241,8 @@ def test_explain_script_builds_the_same_container(dockyard, inspect, unique, sce
         for cg in Path("/sys/fs/cgroup").glob(f"*/dockyard/{cid}"):
             _wait_for(lambda cg=cg: _rmdir(cg), timeout=10, what=f"rmdir {cg}")
         dockyard("rm", "-f", name)
+        if scenario == "usernet":
+            dockyard("network", "rm", net)
 
 
 def test_explain_run_prints_a_script_for_a_new_container(dockyard, unique):
@@ -278,3 +290,28 @@ def test_explain_takes_one_container(dockyard):
     proc = dockyard("explain", "a", "b")
     assert proc.returncode == 1
     assert "one container" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--network", "host"], "--- network: --network host"),
+        (["--privileged"], "--bounding-set -all,+chown,"),
+        (["-t"], "this script keeps the terminal it runs in"),
+        (["--device", "/dev/null:/dev/mynull"], 'mknod -m 666 "${ROOT}/dev/mynull" c 1 3'),
+        (["--init"], "/sbin/docker-init"),
+        (["-v", "/tmp:/hosttmp:ro"], "mount -o remount,bind,ro"),
+    ],
+)
+def test_explain_run_scripts_are_valid_shell(dockyard, unique, flags, expected):
+    name = unique("explainsyn")
+    proc = dockyard("explain", "run", "--name", name, *flags, "busybox", "true")
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert expected in proc.stdout
+        inside = proc.stdout.split("<<'DOCKYARD_INSIDE'\n", 1)[1].split("\nDOCKYARD_INSIDE\n")[0]
+        for part in (proc.stdout, inside):
+            syntax = subprocess.run(["sh", "-n", "-c", part], capture_output=True, text=True)
+            assert syntax.returncode == 0, syntax.stderr
+    finally:
+        dockyard("rm", "-f", name)

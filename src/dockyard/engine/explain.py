@@ -140,6 +140,7 @@ def _plan_for(
     ports: list[Any],
     note: str = "",
 ) -> NetworkPlan:
+    embedded_dns = name not in ("bridge", "default")
     return NetworkPlan(
         network=name,
         bridge=net.bridge,
@@ -156,6 +157,7 @@ def _plan_for(
         port_rules=fw.port_rules(ip, ports) if ports else {},
         ports=[f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.proto}" for p in ports],
         address_note=note,
+        embedded_dns=embedded_dns,
     )
 
 

@@ -104,6 +104,7 @@ class NetworkPlan:
     port_rules: dict[str, list[str]] = field(default_factory=dict)
     ports: list[str] = field(default_factory=list)  # "0.0.0.0:8080->80/tcp"
     address_note: str = ""
+    embedded_dns: bool = False  # a user-defined network: the daemon's DNS at 127.0.0.11
 
 
 @dataclass
@@ -336,6 +337,12 @@ def _bridge_endpoint(s: _Script, net: NetworkPlan) -> None:
         "undo 'echo 0 > /proc/sys/net/ipv4/ip_forward'; fi"
     )
     _firewall(s, net)
+    if net.embedded_dns:
+        s.comment(
+            "DNS: the daemon answers the names of this network's containers at 127.0.0.11:53\n"
+            "with sockets it opened inside the namespace (its resolv.conf names it); a shell\n"
+            "cannot serve them: NOT done here, so those names do not resolve in this copy."
+        )
 
 
 _RULE_WHY = [
