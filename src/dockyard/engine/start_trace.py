@@ -194,6 +194,9 @@ def to_perfetto(trace: dict[str, Any]) -> dict[str, Any]:
         add("daemon", request["name"], "api", request["start"], request["ns"])
     for step in trace.get("daemon") or []:
         add("daemon", step["name"], "engine", step["start"], step["ns"])
+    if marks.get("request"):
+        # Inside the daemon's "monitor asked" step: the instant the request left.
+        add("daemon", "request sent to the monitor", "engine", marks["request"], 0)
     t0, fork, started = marks.get("monitor_start", 0), marks.get("fork", 0), marks.get("started", 0)
     if t0 and started:
         add("monitor", "monitor: set up, fork, wait for exec", "runtime", t0, started - t0)
