@@ -73,6 +73,9 @@ def _view(pid: int, cid: str) -> dict[str, object]:
         "macs": re.findall(r"link/ether (\S+)", links),
         "routes": _run("nsenter", "-t", str(pid), "-n", "ip", "route").splitlines(),
         "cwd": os.readlink(f"/proc/{pid}/cwd"),
+        "session leader": Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3]
+        == str(pid),
+        "oom_score_adj": Path(f"/proc/{pid}/oom_score_adj").read_text().strip(),
         "open files limit": [
             line
             for line in Path(f"/proc/{pid}/limits").read_text().splitlines()

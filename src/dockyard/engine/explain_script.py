@@ -417,7 +417,8 @@ def _launch(s: _Script, plan: ExplainPlan, prefix: list[str], inside: str) -> No
         + (", net (loopback only)" if _own_netns(plan) else "")
         + ". The child is PID 1 of the new pid namespace.\n"
         "--kill-child: the container dies with the process that made it (the runtime sets\n"
-        "PR_SET_PDEATHSIG), so nothing is left that nobody watches."
+        "PR_SET_PDEATHSIG), so nothing is left that nobody watches. setsid: a session of its\n"
+        "own, as the runtime gives it (a terminal can become its controlling tty)."
     )
     joins: list[str] = list(prefix)
     if cfg.ipc_path:
@@ -447,7 +448,7 @@ def _launch(s: _Script, plan: ExplainPlan, prefix: list[str], inside: str) -> No
     if joins:
         words.append("--")
     words += ["unshare", *flags, "--", "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
-    words += ['ID="$ID"', 'BUNDLE="$BUNDLE"', '/bin/sh -c "$INSIDE"']
+    words += ['ID="$ID"', 'BUNDLE="$BUNDLE"', 'setsid /bin/sh -c "$INSIDE"']
     s.add(" ".join(words) + " || status=$?")
     s.add("exit ${status:-0}")
 
