@@ -137,6 +137,14 @@ def test_trace_bad_input_is_refused_clearly(daemon, dockyard, unique):
         assert proc.returncode == 1 and "--format" in proc.stderr
         proc = dockyard("trace", "--diff", name)
         assert proc.returncode == 1 and "two containers" in proc.stderr
+        for flags in (
+            ["--top", "x"],
+            ["--top", "3", "--format", "perfetto"],
+            ["--json", "--format", "perfetto"],
+        ):
+            proc = dockyard("trace", *flags, name)
+            assert proc.returncode == 1 and proc.stderr.strip(), flags
+            assert "Traceback" not in proc.stderr
         proc = dockyard("trace", "no-such-container")
         assert proc.returncode == 1 and "No such container" in proc.stderr
         resp = daemon.request("GET", f"/containers/{name}/trace?format=svg")

@@ -68,6 +68,15 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     fmt = opts.get("format") or "table"
     if fmt not in ("table", "json", "perfetto"):
         raise CLIError(f'invalid --format "{fmt}": "table", "json" or "perfetto"', 1)
+    if opts.get("json"):
+        if fmt == "perfetto":
+            raise CLIError("--json and --format perfetto: choose one", 1)
+        fmt = "json"
+    top = opts.get("top") or "0"
+    if not top.isdigit():
+        raise CLIError(f'invalid --top "{top}": a number of calls', 1)
+    if top != "0" and (fmt != "table" or opts.get("diff")):
+        raise CLIError("--top applies to the table of one start", 1)
     if opts.get("diff"):
         if len(args) != 2:
             raise CLIError('"dockyard trace --diff" takes two containers', 1)
@@ -81,7 +90,7 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         ctx.out(json.dumps(_get(ctx, args[0], "perfetto")) + "\n")
         return 0
     trace = _get(ctx, args[0])
-    if opts.get("json") or fmt == "json":
+    if fmt == "json":
         ctx.out(json.dumps(trace, indent=4) + "\n")
         return 0
     from dockyard.cli.gotemplate import tabwrite
@@ -93,11 +102,8 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     rows = [["PHASE", "MS"]]
     rows += [[label, _ms(phases[key])] for key, label in _PHASES if key in phases]
     ctx.out(tabwrite(rows) + "\n")
-    try:
-        top = int(opts.get("top") or 0)
-    except ValueError:
-        top = 0
-    shown = sorted(calls, key=lambda c: -c.get("ns", 0))[:top] if top > 0 else calls
+    count = int(top)
+    shown = sorted(calls, key=lambda c: -c.get("ns", 0))[:count] if count > 0 else calls
     rows = [["CALL", "PROCESS", "MS", "ARGUMENTS"]]
     rows += [
         [c.get("call", ""), c.get("process", ""), _ms(c.get("ns", 0)), _args(c.get("args") or [])]
