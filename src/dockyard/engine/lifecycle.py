@@ -336,7 +336,10 @@ class ContainerLifecycle(ContainerRecords):
     async def _thaw_if_paused(self, c: Container, live: _Live) -> None:
         """A paused container is signalled, then thawed, so that it can act on the signal."""
         if c.state.paused and live.link is not None:
-            await live.link.resume()
+            # The monitor thaws a container it signals itself: the container may have
+            # ended, and its monitor with it, before this resume reaches it.
+            with contextlib.suppress(RuntimeFailure):
+                await live.link.resume()
             c.state.paused = False
             c.state.status = "running"
             self._save(c)
