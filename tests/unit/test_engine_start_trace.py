@@ -97,7 +97,14 @@ def test_perfetto_has_a_track_per_process_and_nested_slices():
 
 
 def test_perfetto_of_a_trace_from_before_a_daemon_restart():
-    # The runtime's file only (the daemon's part was in memory): no CLI, no daemon track.
+    # The runtime's file only (the daemon's part was in memory): no CLI track, and of
+    # the daemon only the instant its request left for the monitor (the monitor's mark).
     doc = to_perfetto(assemble(_runtime_trace(), None, None))
     names = [e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"]
-    assert names == ["container monitor (pid 300)", "container init (pid 301)"]
+    assert names == [
+        "dockyard daemon",
+        "container monitor (pid 300)",
+        "container init (pid 301)",
+    ]
+    daemon = [e["name"] for e in doc["traceEvents"] if e["ph"] == "X" and e["pid"] == 1 << 23 | 1]
+    assert daemon == ["request sent to the monitor"]
