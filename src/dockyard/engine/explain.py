@@ -12,7 +12,8 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from dockyard.engine.explain_script import CgroupStep, ExplainPlan, NetworkPlan, render
+from dockyard.engine.explain_plan import CgroupStep, ExplainPlan, NetworkPlan
+from dockyard.engine.explain_script import render
 from dockyard.engine.network_attach import bridge_network
 from dockyard.kernel.interface import Kernel
 from dockyard.network.bridge import BridgeNetwork, mac_for
