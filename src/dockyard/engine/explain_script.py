@@ -6,7 +6,9 @@ runtime's cgroup code makes for it (recorded, not done), and its network
 endpoints with the firewall rules of their networks. Output: a script that
 does, with util-linux, iproute2 and iptables, what the monitor and the
 container init do with system calls, in the same order, each step commented
-with why Docker does it. Everything it creates is undone when it ends.
+with why Docker does it. Everything it creates is undone when it ends. This
+module writes the host's part (network, firewall, cgroups, the unshare that
+launches the rest) and puts explain_inside.py's part, the init's, inside it.
 
 What a shell cannot do is said, not faked: seccomp (a BPF program loaded with
 seccomp(2)), holding a published host port, a pty of the container's devpts.
