@@ -267,8 +267,10 @@ def test_load_api_reports_layers_unless_quiet(daemon, unique):
         chain0[:12]
     )
     assert {m["id"] for m in loading} == {chain0[:12], chain1[:12]}
-    last = loading[-1]["progressDetail"]
-    assert last["current"] == last["total"] == len(layers[1])
+    # Layers are unpacked side by side: each one's last report is its completion.
+    for chain, layer in ((chain0, layers[0]), (chain1, layers[1])):
+        last = [m for m in loading if m["id"] == chain[:12]][-1]["progressDetail"]
+        assert last["current"] == last["total"] == len(layer)
     assert messages[-1] == {"stream": f"Loaded image: {name}:v1\n"}
     resp = daemon.request("POST", "/images/load?quiet=1", data, headers)
     messages = [json.loads(line) for line in resp.body.splitlines() if line.strip()]
