@@ -235,8 +235,29 @@ def configured_mirror(
     return DEFAULT_MIRROR
 
 
+def without_device_nodes(src: Path, dest: Path) -> None:
+    """Copy a rootfs tar without its /dev nodes: the runtime gives a container its
+    /dev, the official images ship none, and `load` refuses device nodes in an
+    archive, so an image that had them could not be saved and loaded back."""
+    with tarfile.open(src) as tin, tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tout:
+        for member in tin:
+            if member.ischr() or member.isblk():
+                continue
+            tout.addfile(member, tin.extractfile(member) if member.isreg() else None)
+
+
 def debian_rootfs(suite: str, out: Path, *, mirror: str, variant: str, include: list[str]) -> None:
-    """Write a rootfs tar of Debian `suite` to `out` (mmdebstrap, else debootstrap)."""
+    """Write a rootfs tar of Debian `suite` to `out` (mmdebstrap, else debootstrap),
+    without device nodes."""
+    raw = out.with_name(out.name + ".raw")
+    try:
+        _debian_rootfs(suite, raw, mirror=mirror, variant=variant, include=include)
+        without_device_nodes(raw, out)
+    finally:
+        raw.unlink(missing_ok=True)
+
+
+def _debian_rootfs(suite: str, out: Path, *, mirror: str, variant: str, include: list[str]) -> None:
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(MTIME), "DEBIAN_FRONTEND": "noninteractive"}
     if shutil.which("mmdebstrap") is None and shutil.which("debootstrap") is None:
         apt_install("mmdebstrap")
