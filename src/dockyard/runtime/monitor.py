@@ -190,13 +190,49 @@ class Monitor:
         tracer = TracingKernel(self.kernel) if TRACING else self.kernel
         try:
             init_report = self._start(tracer)
-        except DockyardError as exc:
+        except (DockyardError, OSError) as exc:
+            self._start_error(exc)
+            return False
+        return self._started(tracer, init_report, t0)
+
+    def begin_async(self, done: Callable[[bool], None]) -> bool:
+        """begin() for the monitor host: the init's report is read from the reactor,
+        so other containers are served while this one's init sets up. False if it
+        failed before the fork (as begin); else done(started) is called later."""
+        t0 = perf_counter_ns()
+        tracer = TracingKernel(self.kernel) if TRACING else self.kernel
+        try:
+            status = self._spawn(tracer)
+        except (DockyardError, OSError) as exc:
+            self._start_error(exc)
+            return False
+        status.setblocking(False)
+        report: dict = {}
+
+        def readable() -> None:
+            if not _read_status_step(status, report):
+                return  # more to come: the init has not exec'd yet
+            self.reactor.forget(status.fileno())
+            status.close()
+            try:
+                settled = self._settle(report)
+            except (DockyardError, OSError) as exc:
+                self._start_error(exc)
+                done(False)
+                return
+            done(self._started(tracer, settled, t0))
+
+        self.reactor.on_read(status.fileno(), readable)
+        return True
+
+    def _start_error(self, exc: DockyardError | OSError) -> None:
+        if isinstance(exc, DockyardError):
             kind = exc.kind if isinstance(exc, RuntimeFailure) else "other"
             self._fail_start(exc.message, kind)
-            return False
-        except OSError as exc:
+        else:
             self._fail_start(f"container monitor: {exc}", "other")
-            return False
+
+    def _started(self, tracer: Kernel, init_report: dict, t0: int) -> bool:
         error = init_report.get("error")
         if error is not None:
             self._fail_start(str(error), str(init_report.get("kind", "other")))
@@ -211,6 +247,13 @@ class Monitor:
         return True
 
     def _start(self, tracer: Kernel) -> dict:
+        status = self._spawn(tracer)
+        report = _read_status(status)
+        status.close()
+        return self._settle(report)
+
+    def _spawn(self, tracer: Kernel) -> socket.socket:
+        """Prepare and fork the init; the socket its status comes on (EOF: exec'd)."""
         cfg = self._prepare(tracer)
         stdio, child_fds = self._make_stdio(cfg)
         status, child_status = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -228,8 +271,12 @@ class Monitor:
         for fd in child_fds:
             os.close(fd)
         child_status.close()
-        report = _read_status(status)
-        status.close()
+        return status
+
+    def _settle(self, report: dict) -> dict:
+        """The init's report read to EOF: its pty, or its failure (reaped)."""
+        assert self.cfg is not None
+        cfg, pid = self.cfg, self.pid
         if "pty_fd" in report:
             master = report.pop("pty_fd")
             os.set_blocking(master, False)
@@ -279,7 +326,7 @@ class Monitor:
         elif pid_mode != "host":
             tracer.setns(pid_mode, K.CLONE_NEWPID)
 
-    def _leave_pid_namespace(self, tracer: TracingKernel) -> None:
+    def _leave_pid_namespace(self, tracer: Kernel) -> None:
         # setns to our own (active) pid namespace: children are born in it again.
         if self.cfg is not None and self.cfg.pid_mode != "host":
             tracer.setns("/proc/self/ns/pid", K.CLONE_NEWPID)
@@ -750,15 +797,25 @@ def exit_code_of(wait_status: int) -> int:
 def _read_status(sock: socket.socket) -> dict:
     """Read the init's status socket to EOF (its exec); merge its JSON messages."""
     report: dict = {}
+    while not _read_status_step(sock, report):
+        pass
+    return report
+
+
+def _read_status_step(sock: socket.socket, report: dict) -> bool:
+    """Merge what the status socket has into report; True at EOF (the init exec'd
+    or died). A non-blocking socket returns False when it has nothing more yet."""
     while True:
         try:
             msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 1, socket.MSG_CMSG_CLOEXEC)
         except InterruptedError:
             continue
+        except BlockingIOError:
+            return False
         for fd in fds:
             report["pty_fd"] = fd
         if not msg and not fds:
-            return report
+            return True
         try:
             report.update(decode_trace(msg) or json.loads(msg))
         except (ValueError, EOFError, TypeError):

@@ -14,11 +14,11 @@ session, not the daemon's child once the forkserver is gone), so
 containers, their logs and their exit records survive a daemon restart or
 crash; each container keeps its path socket <bundle>/monitor.sock and bundle
 lock, so reattaching is unchanged. A bug in one container's callback ends
-that container only (Monitor.crashed). What is shared: a SIGKILL of the host
-(or a crash of the interpreter) ends all its containers, as the death of
-containerd ends containers without shims; and a container start blocks the
-host's loop while that container's init sets up (milliseconds), so the
-others' output waits in their pipes meanwhile.
+that container only (Monitor.crashed). A start does not hold the loop while
+the container's init sets up (mounts, pivot_root...): its status socket is
+one more fd of the reactor (Monitor.begin_async). What is shared: a SIGKILL
+of the host (or a crash of the interpreter) ends all its containers, as the
+death of containerd ends containers without shims.
 
 The host takes requests from the forkserver on its channel (SOCK_SEQPACKET,
 one JSON message with the daemon's link fd attached, as the spare does).
@@ -113,6 +113,8 @@ class MonitorHost:
         try:
             request = json.loads(msg)
             bundle = str(request["bundle"])
+            cid, log_path = str(request["id"]), str(request.get("log_path") or "")
+            request_ns = int(request.get("request_ns") or 0)
         except (ValueError, KeyError, TypeError) as exc:
             with contextlib.suppress(OSError):
                 client.sendall(
@@ -123,28 +125,35 @@ class MonitorHost:
         view = _ReactorView(self.reactor, self)
         monitor = Monitor(
             self.kernel,
-            str(request["id"]),
+            cid,
             bundle,
-            str(request.get("log_path") or ""),
+            log_path,
             client,
-            int(request.get("request_ns") or 0),
+            request_ns,
             reactor=view,  # type: ignore[arg-type] - the reactor's interface
         )
         view.monitor = monitor
+
+        def done(started: bool) -> None:
+            if not started:
+                if self.monitors.get(bundle) is monitor:
+                    del self.monitors[bundle]
+                monitor.release()  # its pipes (a process of its own would just exit)
+            elif self.stopping:  # a SIGTERM that came while it started
+                monitor.kill_container()
+
         try:
-            started = monitor.begin()
+            forked = monitor.begin_async(done)
         except Exception:  # noqa: BLE001 - a start bug fails that start, not the host
             _record_bug(bundle)
             monitor.release()
             client.close()
             return
-        if not started:
-            monitor.release()  # its pipes (a process of its own would just exit)
+        if not forked:
+            monitor.release()
             return
-        # Another monitor of this bundle refused to start (flock), so the key is free.
+        # Its bundle's lock is held (a second start of it was refused above): the key is free.
         self.monitors[bundle] = monitor
-        if self.stopping:  # a SIGTERM that came while it started
-            monitor.kill_container()
 
     def _close_chan(self) -> None:
         if self.chan is not None:
