@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -190,10 +191,24 @@ async def _watch_client(request: web.Request, job: asyncio.Future[Any]) -> None:
     a step prints nothing."""
     while not job.done():
         transport = request.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or _peer_gone(transport):
             job.cancel()
             return
         await asyncio.sleep(0.2)
+
+
+_GONE = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0x2000)
+
+
+def _peer_gone(transport: asyncio.BaseTransport) -> bool:
+    """The client closed its end (the daemon keeps half-closed connections open for
+    attach, so aiohttp does not see it): a build's client never half-closes."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), _GONE)
+    return bool(poller.poll(0))
 
 
 def register(router: Router) -> None:
