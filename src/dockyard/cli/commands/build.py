@@ -136,7 +136,8 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
                 if msg.get("error") or msg.get("errorDetail"):
                     display.close()
                     detail = msg.get("errorDetail") or {}
-                    raise CLIError(str(msg.get("error") or detail.get("message")), 1)
+                    code = detail.get("code") if isinstance(detail.get("code"), int) else 0
+                    raise CLIError(str(msg.get("error") or detail.get("message")), code or 1)
                 aux = msg.get("aux")
                 if isinstance(aux, dict) and aux.get("ID"):
                     image_id = str(aux["ID"])
