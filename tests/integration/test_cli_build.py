@@ -469,3 +469,21 @@ def test_commit_pauses_a_running_container(daemon, dockyard, unique):
     assert dockyard("run", "--rm", tag, "cat", "/state").stdout == "live\n"
     dockyard("rm", "-f", name)
     dockyard("rmi", tag)
+
+
+def test_cache_from_a_loaded_image(dockyard, tmp_path, unique):
+    ctx = write_context(
+        tmp_path / "ctx",
+        {"Dockerfile": "FROM busybox\nENV A=1\nRUN echo ran > /ran\nCOPY f /f\n", "f": "f\n"},
+    )
+    tag = unique("cachefrom")
+    assert build(dockyard, ctx, "-t", tag).returncode == 0
+    archive = tmp_path / "img.tar"
+    assert dockyard("save", "-o", str(archive), tag).returncode == 0
+    assert dockyard("rmi", tag).returncode == 0  # the build's intermediate images go too
+    assert dockyard("load", "-i", str(archive)).returncode == 0  # no parents: no local cache
+    from_cache = build(dockyard, ctx, "-t", unique("cf"), "--cache-from", tag)
+    assert from_cache.returncode == 0, from_cache.stderr
+    assert steps_cached(from_cache.stdout) == [True] * 3, from_cache.stdout
+    missing = build(dockyard, ctx, "--cache-from", "no-such-image-here")
+    assert missing.returncode == 1 and "No such image" in missing.stderr

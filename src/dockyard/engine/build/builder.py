@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dockyard.engine.build import run_step, sources, syntax, words
+from dockyard.engine.build.cache import StepCache
 from dockyard.engine.build.context import BuildContext
 from dockyard.engine.build.copy_steps import CopySteps, has_wildcard
 from dockyard.engine.build.metadata_steps import MetadataSteps
@@ -65,6 +66,7 @@ class Builder(MetadataSteps, CopySteps):
         self.step = 0
         self.total = 0
         self._scratch = 0
+        self.cache = StepCache(images, opts.cache_from)
 
     # -- output ---------------------------------------------------------------
 
@@ -84,7 +86,9 @@ class Builder(MetadataSteps, CopySteps):
             await self._run_stage(stage)
         final = stages[-1]
         if not final.image:
-            raise InvalidParameter("no image was generated: the Dockerfile makes no files nor config")
+            raise InvalidParameter(
+                "no image was generated: the Dockerfile makes no files nor config"
+            )
         unused = sorted(
             k for k in self.opts.build_args if k not in self.used_args and k not in PREDEFINED_ARGS
         )
@@ -330,7 +334,17 @@ class Builder(MetadataSteps, CopySteps):
         awaited only on a cache miss."""
         container_config = copy.deepcopy(stage.config)
         container_config["Cmd"] = cache_cmd
-        hit = None if self.opts.no_cache else self._cached(stage.image, container_config)
+        child = ChildImage(
+            config=copy.deepcopy(stage.config),
+            created_by=" ".join(cache_cmd),
+            author=stage.author,
+            container_config=container_config,
+        )
+        hit = None
+        if not self.opts.no_cache:
+            hit = self.cache.local(stage.image, container_config)
+            if hit is None:
+                hit = await finish(self.cache.from_sources(stage.image, child))
         if hit is not None:
             self.out(" ---> Using cache\n")
             stage.image = hit
@@ -341,12 +355,6 @@ class Builder(MetadataSteps, CopySteps):
         if make is not None:
             upper, cleanup = await make()
         try:
-            child = ChildImage(
-                config=copy.deepcopy(stage.config),
-                created_by=" ".join(cache_cmd),
-                author=stage.author,
-                container_config=container_config,
-            )
             parent = stage.image or None
             image_id = await self._write_image(parent, upper, child)
         finally:
@@ -372,26 +380,6 @@ class Builder(MetadataSteps, CopySteps):
                 return image_id
 
         return await finish(asyncio.to_thread(work))  # type: ignore[no-any-return]
-
-    def _cached(self, parent: str, container_config: dict[str, Any]) -> str | None:
-        candidates = self.images.children_of(parent) if parent else self._roots()
-        for child in sorted(candidates, key=lambda i: self._created(i), reverse=True):
-            try:
-                cfg = self.images.config(child)
-            except NotFound:
-                continue
-            if cfg.get("container_config") == container_config:
-                return child
-        return None
-
-    def _roots(self) -> list[str]:
-        return [i for i in self.images.image_ids() if not self.images.get(i).parent]
-
-    def _created(self, image_id: str) -> str:
-        try:
-            return self.images.get(image_id).created
-        except NotFound:
-            return ""
 
     # ARG
 
@@ -487,7 +475,6 @@ class Builder(MetadataSteps, CopySteps):
             cpuset_mems=self.opts.cpuset_mems,
             cgroup_parent=self.opts.cgroup_parent,
         )
-
 
 
 def _heredoc_script(first_line: str, inst: Instruction) -> str:

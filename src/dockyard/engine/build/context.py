@@ -48,9 +48,7 @@ class BuildContext:
                 return data.decode("utf-8").removeprefix("\ufeff"), rel
             except UnicodeDecodeError:
                 raise InvalidParameter(f"{rel}: the Dockerfile is not valid UTF-8") from None
-        raise NotFound(
-            f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}"
-        )
+        raise NotFound(f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}")
 
 
 class _Peeked:

@@ -72,7 +72,9 @@ class CopySteps:
             if from_ref is not None:
                 image = self._from_image(stage, from_ref)
                 source_mount = copy_step.mounted_image(
-                    self.kernel, self.images.blobs.lower_dirs(image) if image else [], scratch + "/from"
+                    self.kernel,
+                    self.images.blobs.lower_dirs(image) if image else [],
+                    scratch + "/from",
                 )
                 src_root_path = os.path.join(scratch, "from", "root")
                 source_mount.__enter__()
@@ -131,7 +133,9 @@ class CopySteps:
             try:
                 own.mode = int(chmod, 8)
             except ValueError:
-                raise InvalidParameter(f"invalid chmod parameter: {chmod!r} (octal digits only)") from None
+                raise InvalidParameter(
+                    f"invalid chmod parameter: {chmod!r} (octal digits only)"
+                ) from None
             if not 0 <= own.mode <= 0o7777:
                 raise InvalidParameter(f"invalid chmod parameter: {chmod!r}")
         chown = inst.flags.get("chown")
@@ -214,8 +218,6 @@ class CopySteps:
         return plan
 
 
-
-
 @dataclass
 class CopyPlan:
     dest: str
@@ -232,9 +234,11 @@ class CopyPlan:
             # A file copied onto an existing directory goes into it (dockerd's rule).
             if len(entries) == 1 and entries[0].name and not entries[0].name.count("/"):
                 whole = posixpath.join(directory, entries[0].name)
-                if (directory, entries[0].name) in self.file_into and copy_step.is_dir_in_root(
-                    kernel, root_fd, whole
-                ) and not _is_dir_entry(entries[0]):
+                if (
+                    (directory, entries[0].name) in self.file_into
+                    and copy_step.is_dir_in_root(kernel, root_fd, whole)
+                    and not _is_dir_entry(entries[0])
+                ):
                     directory = whole
             copy_step.make_dirs(kernel, root_fd, directory, owner)
             copy_step.extract_into(
@@ -270,7 +274,6 @@ def _is_archive(path: str) -> bool:
     return len(head) == 512 and head[257:262] == b"ustar"
 
 
-
 _MAX_DOWNLOAD = 8 << 30
 
 
@@ -300,4 +303,3 @@ def _download(url: str, scratch: str, n: int) -> tuple[str, str]:
         except (TypeError, ValueError):
             pass
     return path, name
-

@@ -97,9 +97,9 @@ class MetadataSteps:
         await self._commit_meta(stage, "EXPOSE " + " ".join(listed))
 
     async def _do_volume(self, stage: Stage, inst: Instruction) -> None:
-        paths = list(inst.args) if inst.json else [
-            w for a in inst.args for w in self._words(stage, a)
-        ]
+        paths = (
+            list(inst.args) if inst.json else [w for a in inst.args for w in self._words(stage, a)]
+        )
         if not paths:
             raise InvalidParameter("VOLUME requires at least one argument")
         volumes = dict(stage.config.get("Volumes") or {})
@@ -168,10 +168,11 @@ class MetadataSteps:
                     try:
                         retries = int(value)
                     except ValueError:
-                        raise InvalidParameter(f"invalid argument {value!r} for --retries") from None
+                        raise InvalidParameter(
+                            f"invalid argument {value!r} for --retries"
+                        ) from None
                     if retries < 0:
                         raise InvalidParameter("--retries cannot be negative")
                     health["Retries"] = retries
         stage.config["Healthcheck"] = health
         await self._commit_meta(stage, f"HEALTHCHECK {go_q(health['Test'])}")
-

@@ -64,7 +64,9 @@ class SourceRoot:
         """Sources for one argument: a path, or a wildcard pattern's matches."""
         rel = posixpath.normpath("/" + arg).lstrip("/")
         if posixpath.normpath(arg).startswith("../") or posixpath.normpath(arg) == "..":
-            raise InvalidParameter(f"{what} failed: forbidden path outside the build context: {arg}")
+            raise InvalidParameter(
+                f"{what} failed: forbidden path outside the build context: {arg}"
+            )
         if _WILDCARDS & set(rel):
             return self._glob(arg, rel, what)
         if rel and self.ignore.excluded(rel):
@@ -90,7 +92,9 @@ class SourceRoot:
         finally:
             os.close(fd)
         if real != self.path and not real.startswith(self.path + "/"):
-            raise InvalidParameter(f"{what} failed: forbidden path outside the build context: {arg}")
+            raise InvalidParameter(
+                f"{what} failed: forbidden path outside the build context: {arg}"
+            )
         return Source(arg, real, is_dir, os.path.relpath(real, self.path))
 
     def _glob(self, arg: str, pattern: str, what: str) -> list[Source]:

@@ -46,4 +46,3 @@ class Stage:
     args: dict[str, str | None] = field(default_factory=dict)
     cmd_set: bool = False
     author: str = ""
-
