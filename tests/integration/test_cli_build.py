@@ -487,3 +487,25 @@ def test_cache_from_a_loaded_image(dockyard, tmp_path, unique):
     assert steps_cached(from_cache.stdout) == [True] * 3, from_cache.stdout
     missing = build(dockyard, ctx, "--cache-from", "no-such-image-here")
     assert missing.returncode == 1 and "No such image" in missing.stderr
+
+
+def test_builder_prune_removes_the_cache_of_untagged_builds(daemon, dockyard, tmp_path, unique):
+    tagged = unique("kept")
+    ctx = write_context(tmp_path / "a", {"Dockerfile": "FROM busybox\nRUN echo a > /a\nENV K=1\n"})
+    assert build(dockyard, ctx, "-t", tagged).returncode == 0
+    other = write_context(
+        tmp_path / "b", {"Dockerfile": f"FROM busybox\nRUN echo {unique('b')} > /b\nENV B=1\n"}
+    )
+    untagged = build(dockyard, other, "-q").stdout.strip()
+    run_step = image_config(daemon, untagged)["Parent"]
+    assert run_step and run_step != image_config(daemon, "busybox")["Id"]
+    proc = dockyard("builder", "prune", "-f")
+    assert proc.returncode == 0, proc.stderr
+    after = set(dockyard("images", "-aq", "--no-trunc").stdout.split())
+    assert run_step not in after  # the untagged build's RUN step goes; its result stays
+    assert untagged in after
+    assert steps_cached(build(dockyard, ctx, "-t", tagged).stdout) == [True, True]
+    assert dockyard("builder", "prune", "-af").returncode == 0
+    assert untagged not in set(dockyard("images", "-aq", "--no-trunc").stdout.split())
+    assert steps_cached(build(dockyard, ctx, "-t", tagged).stdout) == [True, True]
+    dockyard("rmi", tagged)

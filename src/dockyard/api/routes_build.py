@@ -17,13 +17,16 @@ from dockyard.api.params import (
     decode_json,
     json_response,
     qbool,
+    qfilters,
     qint,
     read_bounded,
 )
 from dockyard.engine import image_commit
+from dockyard.engine.build import prune as build_prune_mod
 from dockyard.engine.build import service as build_service
 from dockyard.engine.build.options import BuildOptions
 from dockyard.engine.build.run_step import StepFailed
+from dockyard.engine.filters import normalize
 from dockyard.engine.models import ContainerConfig
 from dockyard.errors import DockyardError, InvalidParameter
 
@@ -211,6 +214,16 @@ def _peer_gone(transport: asyncio.BaseTransport) -> bool:
     return bool(poller.poll(0))
 
 
+async def build_prune(request: web.Request) -> web.Response:
+    svc = services(request)
+    if request.query.get("keep-storage") not in (None, "", "0"):
+        raise InvalidParameter("keep-storage is not supported by the classic builder's cache")
+    filters = normalize(qfilters(request))
+    removed, reclaimed = build_prune_mod.prune(svc.images, filters, qbool(request, "all"))
+    return json_response({"CachesDeleted": removed or None, "SpaceReclaimed": reclaimed})
+
+
 def register(router: Router) -> None:
     router.add("POST", "/commit", commit)
     router.add("POST", "/build", build)
+    router.add("POST", "/build/prune", build_prune)

@@ -113,6 +113,7 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "bootstrap": "image_bootstrap",
     },
     "system": {"info": "info", "events": "events", "df": "system_df", "prune": "system_prune"},
+    "builder": {"build": "build", "prune": "builder_prune"},
     "volume": {
         "create": "volume_create",
         "ls": "volume_ls",

@@ -321,6 +321,18 @@ class ImageService:
             return False
         return not self.users_of(image_id)
 
+    def remove_intermediate(self, image_id: str) -> None:
+        """Drop an untagged, unused image that others were built on (`builder prune`):
+        its children take its parent as theirs; layers they use stay."""
+        if self.tags_of(image_id) or self.users_of(image_id):
+            raise Conflict(f"image {image_id[7:19]} is tagged or in use")
+        parent = self._images[image_id].parent
+        for child in self.children_of(image_id):
+            record = self._images[child]
+            record.parent = parent
+            self._store.put_image(record)
+        self._delete_record(image_id)
+
     def _delete_record(self, image_id: str) -> None:
         self.emit("delete", image_id, image_id)
         self._store.delete_image(image_id)
