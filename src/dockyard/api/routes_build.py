@@ -111,7 +111,8 @@ def build_options(request: web.Request) -> BuildOptions:
         labels={str(k): str(v) for k, v in labels.items()},
         quiet=qbool(request, "q"),
         network_mode=q.get("networkmode", ""),
-        extra_hosts=[h for h in q.get("extrahosts", "").split(",") if h],
+        # One parameter, comma-separated (the docker CLI), or one per host.
+        extra_hosts=[h for v in q.getall("extrahosts", []) for h in v.split(",") if h],
         cache_from=_json_list(request, "cachefrom"),
         pull=qbool(request, "pull"),
         shm_size=qint(request, "shmsize", 0) or 0,
