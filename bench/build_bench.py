@@ -15,7 +15,8 @@ imports busybox into it (scripts/make-base-image), and builds a small app:
 Rows (medians of N): cold (--no-cache), cached (nothing changed: every step
 `Using cache`), one file changed (the COPY and the steps after it rerun),
 and where the cold build's time goes (context upload, RUN steps, COPY,
-commits), from the build's own step timings. dockerd and `buildah bud` rows
+commits), from the build's own step timings; then a context with one big file
+(--big-mb) and the daemon's peak memory (VmHWM) around its build. dockerd and `buildah bud` rows
 appear only where they are installed and running (this script starts no
 other engine); here neither is.
 """
@@ -78,6 +79,12 @@ class Daemon:
             raise SystemExit(f"build failed: {proc.stderr}{proc.stdout}")
         return elapsed, proc.stdout
 
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
@@ -119,6 +126,7 @@ def main() -> int:
     p.add_argument("--kb", type=int, default=8)
     p.add_argument("-n", type=int, default=3)
     p.add_argument("--base", default="busybox")
+    p.add_argument("--big-mb", type=int, default=512, help="a context with one big file (0: skip)")
     args = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (RUN steps are real containers)")
@@ -156,6 +164,20 @@ def main() -> int:
         print("where a cold build's time goes (median seconds, summed per instruction):")
         for kind, values in sorted(parts.items(), key=lambda kv: -median(kv[1])):
             print(f"  {kind:<10}{median(values):>7.2f}s")
+        if args.big_mb:
+            big = base / "big"
+            big.mkdir()
+            (big / "Dockerfile").write_text("FROM busybox\nCOPY blob /blob\n")
+            with (big / "blob").open("wb") as f:
+                chunk = random.Random(1).randbytes(1 << 20)
+                for _ in range(args.big_mb):
+                    f.write(chunk)
+            before = daemon.peak_rss_mb()
+            t, _ = daemon.build(big, "-t", "bench:big")
+            print(
+                f"a {args.big_mb} MB context: {t:.2f}s, daemon peak RSS {before:.0f} MB before, "
+                f"{daemon.peak_rss_mb():.0f} MB after"
+            )
         others = [e for e in ("dockerd", "buildah") if shutil.which(e)]
         if not others:
             print("dockerd and buildah are not installed here: no side-by-side rows")

@@ -172,12 +172,7 @@ class ImageService:
 
     def register_child(self, image_id: str, parent: str) -> None:
         """A committed or built image, with the image it was made from as its parent."""
-        if image_id in self._images:
-            return
-        self._register(image_id)
-        record = self._images[image_id]
-        record.parent = parent
-        self._store.put_image(record)
+        self._register(image_id, parent)
 
     def labels(self, image_id: str) -> dict[str, str] | None:
         return (self.config(image_id).get("config") or {}).get("Labels")
@@ -218,7 +213,7 @@ class ImageService:
         self.emit("import", image_id, image_id)
         return image_id
 
-    def _register(self, image_id: str) -> None:
+    def _register(self, image_id: str, parent: str = "") -> None:
         if image_id in self._images:
             return
         cfg = self.blobs.image_config(image_id)
@@ -228,6 +223,7 @@ class ImageService:
             created=cfg.get("created", ""),
             size=self.blobs.image_size(image_id),
             comment=history[-1].get("comment", ""),
+            parent=parent,
         )
         self._store.put_image(record)
         self._images[image_id] = record
