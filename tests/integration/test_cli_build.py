@@ -3,6 +3,7 @@ the cache is right (and survives a restart), bad input fails before any step."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import json
@@ -12,6 +13,7 @@ import socket
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,26 @@ def image_config(daemon, ref: str) -> dict:
     resp = daemon.request("GET", f"/images/{ref}/json")
     assert resp.status == 200, resp.body
     return resp.json()
+
+
+@contextlib.contextmanager
+def serve(directory: Path) -> Iterator[int]:
+    """An http server for `directory` on 127.0.0.1 (its port), for ADD URL and remote=."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(directory), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def steps_cached(output: str) -> list[bool]:
@@ -240,24 +262,12 @@ COPY one.txt two.txt /multi/
     served.mkdir()
     (served / "served.txt").write_text("served\n")
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(served), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        text = (ctx / "Dockerfile").read_text().replace("{port}", str(server.server_port))
+    with serve(served) as port:
+        text = (ctx / "Dockerfile").read_text().replace("{port}", str(port))
         (ctx / "Dockerfile").write_text(text)
         tag = unique("copy")
         proc = build(dockyard, ctx, "-t", tag)
         assert proc.returncode == 0, proc.stderr + proc.stdout
-    finally:
-        server.shutdown()
-        server.server_close()
     script = (
         "cat /renamed.txt /dir/one.txt; ls /glob; stat -c '%u:%g %a' /owned/one.txt;"
         "cat /unpacked/d/f; stat -c '%u' /unpacked/d/f; cat /dl/served.txt;"
@@ -509,3 +519,26 @@ def test_builder_prune_removes_the_cache_of_untagged_builds(daemon, dockyard, tm
     assert untagged not in set(dockyard("images", "-aq", "--no-trunc").stdout.split())
     assert steps_cached(build(dockyard, ctx, "-t", tagged).stdout) == [True, True]
     dockyard("rmi", tagged)
+
+
+def test_remote_contexts_over_http(dockyard, tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "Dockerfile").write_text('FROM busybox\nCMD ["echo", "remote dockerfile"]\n')
+    src = write_context(
+        tmp_path / "src",
+        {"Dockerfile": 'FROM busybox\nCOPY f /f\nCMD ["cat", "/f"]\n', "f": "from tar\n"},
+    )
+    with tarfile.open(www / "ctx.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname=".")
+    with serve(www) as port:
+        plain = dockyard("build", "-q", f"http://127.0.0.1:{port}/Dockerfile")
+        archive = dockyard("build", "-q", f"http://127.0.0.1:{port}/ctx.tar.gz")
+        missing = dockyard("build", "-q", f"http://127.0.0.1:{port}/nothing.tar")
+    assert plain.returncode == 0, plain.stderr
+    assert dockyard("run", "--rm", plain.stdout.strip()).stdout == "remote dockerfile\n"
+    assert archive.returncode == 0, archive.stderr
+    assert dockyard("run", "--rm", archive.stdout.strip()).stdout == "from tar\n"
+    assert missing.returncode == 1 and "404" in missing.stderr
+    git = dockyard("build", "https://127.0.0.1:1/repo.git")
+    assert git.returncode == 1 and "not git repositories" in git.stderr

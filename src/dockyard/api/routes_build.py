@@ -81,10 +81,6 @@ def _json_list(request: web.Request, name: str) -> list[str]:
 
 def build_options(request: web.Request) -> BuildOptions:
     q = request.query
-    if q.get("remote"):
-        raise InvalidParameter(
-            "remote build contexts (remote=) are not supported: send the context as the body"
-        )
     if q.get("version") not in (None, "", "1"):
         raise InvalidParameter(f"builder version {q.get('version')} (BuildKit) is not supported")
     if q.get("outputs"):
@@ -126,6 +122,7 @@ def build_options(request: web.Request) -> BuildOptions:
         cgroup_parent=q.get("cgroupparent", ""),
         ulimits=list(ulimits or []),
         platform=q.get("platform", ""),
+        remote=q.get("remote", ""),
     )
 
 

@@ -79,10 +79,9 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     from dockyard.cli import build_context
 
     source = args[0]
-    if "://" in source or source.startswith("git@"):
-        raise CLIError(
-            "remote build contexts (URLs) are not supported: give a directory, a tar or -", 1
-        )
+    remote = source.startswith(("http://", "https://"))
+    if not remote and ("://" in source or source.startswith("git@")):
+        raise CLIError("only http(s) URLs are supported as remote contexts (not git)", 1)
     query: dict[str, Any] = {
         "t": opts["tag"] or None,
         "buildargs": json.dumps(_build_args(opts["build_arg"])) if opts["build_arg"] else None,
@@ -101,9 +100,14 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
         "shmsize": _size(opts["shm_size"]) if opts["shm_size"] else None,
     }
     dockerfile_name = opts["file"] or ""
-    data: IO[bytes]
+    data: IO[bytes] | None
     closer = None
-    if source == "-":
+    if remote:
+        data = None
+        query["remote"] = source
+        if dockerfile_name:
+            query["dockerfile"] = dockerfile_name
+    elif source == "-":
         if os.isatty(sys.stdin.fileno()):
             raise CLIError("requested build from stdin, but stdin is a terminal", 1)
         data = sys.stdin.buffer

@@ -9,6 +9,7 @@ device nodes are refused.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import posixpath
 import shutil
@@ -114,6 +115,34 @@ async def receive_context(chunks: AsyncIterable[bytes], root: str) -> BuildConte
 
     try:
         await consume_in_thread(chunks, work, "build-context")  # type: ignore[arg-type]
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return BuildContext(root, load_ignore(root))
+
+
+async def fetch_context(url: str, root: str) -> BuildContext:
+    """`remote=`: a tar (plain or compressed) or a Dockerfile, fetched over http(s)."""
+    import urllib.error
+    import urllib.request
+
+    if not url.startswith(("http://", "https://")) or url.endswith(".git"):
+        raise InvalidParameter(
+            f"remote context {url!r}: only http(s) URLs of a tar or a Dockerfile are supported "
+            "(not git repositories)"
+        )
+
+    def work() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - http(s) only
+                unpack_context(resp, root)
+        except urllib.error.HTTPError as e:
+            raise InvalidParameter(f"remote context {url}: {e.code} {e.reason}") from None
+        except OSError as e:
+            raise InvalidParameter(f"remote context {url}: {e}") from None
+
+    try:
+        await asyncio.to_thread(work)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise

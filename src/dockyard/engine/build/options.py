@@ -48,9 +48,17 @@ class BuildOptions:
     cgroup_parent: str = ""
     ulimits: list[dict] = field(default_factory=list)
     platform: str = ""
+    remote: str = ""  # an http(s) URL of the context, instead of the request body
 
 
 def check(opts: BuildOptions) -> None:
+    if opts.remote and (
+        not opts.remote.startswith(("http://", "https://")) or opts.remote.endswith(".git")
+    ):
+        raise InvalidParameter(
+            f"remote context {opts.remote!r}: only http(s) URLs of a tar or a Dockerfile are "
+            "supported (not git repositories)"
+        )
     if opts.network_mode.startswith("container:"):
         raise InvalidParameter("networkmode container:<name> is not supported for builds")
     if opts.memory and opts.memory < 6 * 1024 * 1024:

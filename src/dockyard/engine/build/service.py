@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from dockyard.engine.build import options as build_options
 from dockyard.engine.build.builder import Builder
-from dockyard.engine.build.context import receive_context
+from dockyard.engine.build.context import fetch_context, receive_context
 from dockyard.engine.progress import ProgressStream
 from dockyard.errors import InvalidParameter
 from dockyard.image.reference import parse_reference
@@ -102,7 +102,11 @@ async def build(
     work = os.path.join(images.tmp_dir, "build-" + secrets.token_hex(8))
     os.makedirs(work, mode=0o700)
     try:
-        context = await receive_context(chunks, os.path.join(work, "context"))
+        root = os.path.join(work, "context")
+        if opts.remote:
+            context = await fetch_context(opts.remote, root)
+        else:
+            context = await receive_context(chunks, root)
 
         async def pull(ref: str) -> None:
             parsed = parse_reference(ref)
