@@ -125,3 +125,33 @@ def test_sdk_commit(client, unique):
     assert client.containers.run(image.id, ["cat", "/f"], remove=True) == b"sdk\n"
     c.remove()
     client.images.remove(image.id)
+
+
+def test_docker_compose_v1_build(daemon, tmp_path, unique):
+    import shutil
+    import subprocess
+
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose (v1) is not installed")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text(
+        'FROM busybox\nARG WHO\nRUN echo "compose $WHO" > /msg\nCMD ["cat", "/msg"]\n'
+    )
+    tag = unique("compose") + ":1"
+    (tmp_path / "docker-compose.yml").write_text(
+        f'version: "3"\nservices:\n  app:\n    build:\n      context: ./app\n'
+        f"      args:\n        WHO: built\n    image: {tag}\n"
+    )
+    proc = subprocess.run(
+        [compose, "build"],
+        cwd=tmp_path,
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert daemon.dockyard("run", "--rm", tag).stdout == "compose built\n"
+    daemon.dockyard("rmi", tag)
