@@ -542,3 +542,19 @@ def test_remote_contexts_over_http(dockyard, tmp_path):
     assert missing.returncode == 1 and "404" in missing.stderr
     git = dockyard("build", "https://127.0.0.1:1/repo.git")
     assert git.returncode == 1 and "not git repositories" in git.stderr
+
+
+def test_dockerfile_flag_inside_and_outside_the_context(dockyard, tmp_path):
+    ctx = write_context(
+        tmp_path / "ctx",
+        {"docker/Dockerfile.dev": 'FROM busybox\nCOPY f /f\nCMD ["cat", "/f"]\n', "f": "ctx\n"},
+    )
+    (tmp_path / "Outside.Dockerfile").write_text('FROM busybox\nCOPY f /g\nCMD ["cat", "/g"]\n')
+    inside = dockyard("build", "-q", "-f", str(ctx / "docker" / "Dockerfile.dev"), str(ctx))
+    assert inside.returncode == 0, inside.stderr
+    assert dockyard("run", "--rm", inside.stdout.strip()).stdout == "ctx\n"
+    outside = dockyard("build", "-q", "-f", str(tmp_path / "Outside.Dockerfile"), str(ctx))
+    assert outside.returncode == 0, outside.stderr
+    assert dockyard("run", "--rm", outside.stdout.strip()).stdout == "ctx\n"
+    missing = dockyard("build", "-f", str(tmp_path / "nope"), str(ctx))
+    assert missing.returncode == 1 and "Cannot locate specified Dockerfile" in missing.stderr
