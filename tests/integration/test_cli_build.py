@@ -558,3 +558,20 @@ def test_dockerfile_flag_inside_and_outside_the_context(dockyard, tmp_path):
     assert dockyard("run", "--rm", outside.stdout.strip()).stdout == "ctx\n"
     missing = dockyard("build", "-f", str(tmp_path / "nope"), str(ctx))
     assert missing.returncode == 1 and "Cannot locate specified Dockerfile" in missing.stderr
+
+
+def test_commit_keeps_owners_modes_and_hard_links(daemon, dockyard, unique):
+    name = unique("links")
+    script = "echo x > /a; ln /a /b; chown 5:6 /a; chmod 4751 /a; mkdir /d; chmod 1777 /d"
+    assert dockyard("run", "--name", name, "busybox", "sh", "-c", script).returncode == 0
+    tag = unique("linked")
+    assert dockyard("commit", name, tag).returncode == 0
+    out = dockyard("run", "--rm", tag, "stat", "-c", "%i %h %u:%g %a", "/a", "/b", "/d").stdout
+    a, b, d = out.splitlines()
+    assert a == b and a.split()[1:] == ["2", "5:6", "4751"], out  # one inode, two names
+    assert d.split()[2:] == ["0:0", "1777"]
+    layer = image_config(daemon, tag)["RootFS"]["Layers"][-1].removeprefix("sha256:")
+    with tarfile.open(daemon.data_root / "blobs" / "sha256" / layer) as tar:
+        assert tar.getmember("b").islnk() and tar.getmember("b").linkname == "a"
+    dockyard("rm", name)
+    dockyard("rmi", tag)
