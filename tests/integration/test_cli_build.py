@@ -575,3 +575,34 @@ def test_commit_keeps_owners_modes_and_hard_links(daemon, dockyard, unique):
         assert tar.getmember("b").islnk() and tar.getmember("b").linkname == "a"
     dockyard("rm", name)
     dockyard("rmi", tag)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("platform=linux/arm64", "only linux/"),
+        ("version=2", "BuildKit"),
+        ("remote=git://example.invalid/x.git", "not git repositories"),
+        ("networkmode=container:abc", "container:<name> is not supported"),
+        (
+            "ulimits=" + "%5B%7B%22Name%22%3A%22nofile%22%2C%22Soft%22%3A1%2C%22Hard%22%3A1%7D%5D",
+            "ulimits",
+        ),
+        ("memory=1024", "Minimum memory limit"),
+        ("t=Bad%20Tag", "invalid reference format"),
+        ("cachefrom=%5B%22no-such-image-x%22%5D", "No such image"),
+        ("buildargs=%5B1%5D", "buildargs must be a JSON object"),
+    ],
+)
+def test_build_options_refused_before_the_stream(daemon, query, message):
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w") as tar:
+        data = b"FROM busybox\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    resp = daemon.request(
+        "POST", f"/build?{query}", body.getvalue(), {"Content-Type": "application/x-tar"}
+    )
+    assert resp.status == (404 if "No such image" in message else 400), resp.body
+    assert message in resp.message
