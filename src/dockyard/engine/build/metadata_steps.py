@@ -175,4 +175,34 @@ class MetadataSteps:
                         raise InvalidParameter("--retries cannot be negative")
                     health["Retries"] = retries
         stage.config["Healthcheck"] = health
-        await self._commit_meta(stage, f"HEALTHCHECK {go_q(health['Test'])}")
+        await self._commit_meta(stage, f"HEALTHCHECK {_go_health(health)}")
+
+
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration.String() ("5s", "1m30s", "100ms", "0s")."""
+    if ns == 0:
+        return "0s"
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return f"{ns / size:g}{unit}"
+    hours, rest = divmod(ns, 3600 * 1_000_000_000)
+    minutes, rest = divmod(rest, 60 * 1_000_000_000)
+    seconds = f"{rest / 1_000_000_000:.9f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+def _go_health(health: dict[str, Any]) -> str:
+    """dockerd's `HEALTHCHECK %q` of its HealthConfig, as history shows it."""
+    if health["Test"] == ["NONE"]:
+        return '&{["NONE"] "0s" "0s" "0s" "0s" \'\\x00\'}'
+    durations = " ".join(
+        json.dumps(_go_duration(int(health.get(k) or 0)))
+        for k in ("Interval", "Timeout", "StartPeriod", "StartInterval")
+    )
+    retries = int(health.get("Retries") or 0)
+    return f"&{{{go_q(health['Test'])} {durations} '\\x{retries:02x}'}}"
