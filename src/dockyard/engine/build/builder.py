@@ -27,9 +27,11 @@ from dockyard.engine.build.options import PREDEFINED_ARGS, BuildOptions
 from dockyard.engine.build.stage import DEFAULT_PATH, DEFAULT_SHELL, Stage, finish, short
 from dockyard.engine.build.syntax import DockerfileError, Instruction
 from dockyard.engine.image_commit import ChildImage, container_layer, write_child_image
+from dockyard.engine.image_pull import parse_platform
 from dockyard.engine.models import HostConfig
 from dockyard.errors import DockyardError, InvalidParameter, NotFound
 from dockyard.image.reference import parse_reference
+from dockyard.image.store import go_architecture
 from dockyard.kernel.interface import Kernel
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ class Builder(MetadataSteps, CopySteps):
         self.work_dir = work_dir
         self._pull = pull
         self.escape = "\\"
+        self.filename = "Dockerfile"
         self.meta_args: dict[str, str | None] = {}
         self.used_args: set[str] = set()
         self.stages: list[Stage] = []
@@ -78,6 +81,7 @@ class Builder(MetadataSteps, CopySteps):
 
     async def build(self) -> str:
         text, name = self.ctx.dockerfile(self.opts.dockerfile)
+        self.filename = name
         instructions, self.escape = syntax.parse(text, name)
         stages = self._plan(instructions, name)
         for tag in self.opts.tags:
@@ -207,7 +211,9 @@ class Builder(MetadataSteps, CopySteps):
                         try:
                             root.resolve(src, inst.cmd)
                         except DockyardError as e:
-                            raise DockerfileError(f"Dockerfile:{inst.line}: {e.message}") from None
+                            raise DockerfileError(
+                                f"{self.filename}:{inst.line}: {e.message}"
+                            ) from None
         finally:
             root.close()
 
@@ -249,11 +255,7 @@ class Builder(MetadataSteps, CopySteps):
         platform = inst.flags.get("platform")
         if platform:
             platform = words.word(platform, meta_env, self.escape)
-            from dockyard.engine.image_pull import parse_platform
-
             want = parse_platform(platform)
-            from dockyard.image.store import go_architecture
-
             if (want.os, want.architecture) != ("linux", go_architecture()):
                 raise InvalidParameter(
                     f"FROM --platform={platform}: only linux/{go_architecture()} images can be "
@@ -311,7 +313,7 @@ class Builder(MetadataSteps, CopySteps):
             raise
         except DockyardError as e:
             if inst.line and not isinstance(e, run_step.StepFailed):
-                e.message = f"Dockerfile:{inst.line}: {e.message}"
+                e.message = f"{self.filename}:{inst.line}: {e.message}"
                 e.args = (e.message,)
             raise
 

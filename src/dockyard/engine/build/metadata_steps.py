@@ -10,6 +10,7 @@ from typing import Any
 
 from dockyard.engine.build.stage import Stage, go_q
 from dockyard.engine.build.syntax import Instruction
+from dockyard.engine.containers import parse_signal
 from dockyard.errors import InvalidParameter
 from dockyard.image.changes import _expand_port, _parse_duration
 
@@ -129,8 +130,6 @@ class MetadataSteps:
         if len(inst.args) != 1:
             raise InvalidParameter("STOPSIGNAL requires exactly one argument")
         signal = self._word(stage, inst.args[0])
-        from dockyard.engine.containers import parse_signal
-
         parse_signal(signal)  # an unknown signal fails the build here
         stage.config["StopSignal"] = signal
         await self._commit_meta(stage, f"STOPSIGNAL {signal}")
