@@ -517,4 +517,9 @@ class ImageService:
             self.emit("untag", image_id, image_id)
 
     def cleanup_tmp(self) -> None:
+        from dockyard.engine.build.copy_step import unmount_under
+
+        # A build a crash interrupted may have left an overlay mounted in there.
+        if os.path.isdir(self._tmp_dir):
+            unmount_under(self._tmp_dir)
         shutil.rmtree(self._tmp_dir, ignore_errors=True)

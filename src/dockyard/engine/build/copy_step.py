@@ -127,3 +127,18 @@ def extract_archive(kernel: Kernel, root_fd: int, directory: str, archive: str) 
         raise InvalidParameter(f"ADD failed: {e.message}") from None
     finally:
         os.close(fd)
+
+
+def unmount_under(path: str) -> None:
+    """Detach any overlay a step left mounted below `path` (never delete through one)."""
+    from dockyard.kernel.linux import LinuxKernel
+
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point.startswith(path + "/"):
+                points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        with contextlib.suppress(KernelError):
+            LinuxKernel().umount2(point, MNT_DETACH)

@@ -8,7 +8,6 @@ mounted there; RUN containers are removed by their step.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import secrets
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dockyard.engine.build import options as build_options
 from dockyard.engine.build.builder import Builder
 from dockyard.engine.build.context import fetch_context, receive_context
+from dockyard.engine.build.copy_step import unmount_under
 from dockyard.engine.progress import ProgressStream
 from dockyard.errors import InvalidParameter
 from dockyard.image.reference import parse_reference
@@ -116,21 +116,5 @@ async def build(
         builder = Builder(containers, images, LinuxKernel(), context, opts, emit, work, pull)
         return await builder.build()
     finally:
-        _unmount_under(work)
+        unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _unmount_under(path: str) -> None:
-    """Detach any overlay a step left mounted below `path` (never delete through one)."""
-    from dockyard.kernel.flags import MNT_DETACH
-    from dockyard.kernel.linux import LinuxKernel
-
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].encode().decode("unicode_escape")
-            if point.startswith(path + "/"):
-                points.append(point)
-    for point in sorted(points, key=len, reverse=True):
-        with contextlib.suppress(Exception):
-            LinuxKernel().umount2(point, MNT_DETACH)
