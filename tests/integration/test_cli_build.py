@@ -606,3 +606,35 @@ def test_build_options_refused_before_the_stream(daemon, query, message):
     )
     assert resp.status == (404 if "No such image" in message else 400), resp.body
     assert message in resp.message
+
+
+def _raw_build(daemon, members: list[tuple[tarfile.TarInfo, bytes]]):
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w") as tar:
+        data = b"FROM busybox\nCOPY . /ctx/\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for member, content in members:
+            member.size = len(content)
+            tar.addfile(member, io.BytesIO(content) if content else None)
+    return daemon.request(
+        "POST", "/build", body.getvalue(), {"Content-Type": "application/x-tar"}, timeout=60
+    )
+
+
+def test_hostile_context_archives_write_nothing_outside(daemon, tmp_path):
+    target = tmp_path / "escaped"
+    up = tarfile.TarInfo("../" * 12 + str(target).lstrip("/"))
+    resp = _raw_build(daemon, [(up, b"x")])
+    assert b"errorDetail" in resp.body and not target.exists(), resp.body
+    link = tarfile.TarInfo("link")
+    link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path)
+    through = tarfile.TarInfo("link/escaped")
+    resp = _raw_build(daemon, [(link, b""), (through, b"x")])
+    assert not target.exists(), resp.body
+    dev = tarfile.TarInfo("null")
+    dev.type, dev.devmajor, dev.devminor = tarfile.CHRTYPE, 1, 3
+    resp = _raw_build(daemon, [(dev, b"")])
+    assert b"errorDetail" in resp.body, resp.body
+    assert not list((daemon.data_root / "tmp").glob("build-*"))
