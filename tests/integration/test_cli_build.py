@@ -117,6 +117,12 @@ def test_history_entries_as_dockerd_writes_them(daemon, dockyard, tmp_path, uniq
     assert re.fullmatch(
         r"/bin/sh -c #\(nop\) COPY dir:[0-9a-f]{64} in /app/ ", history[2]["created_by"]
     )
+    # WORKDIR of a directory the COPY made: an empty layer; one word after the shell
+    assert history[3] == {
+        **history[3],
+        "created_by": "/bin/sh -c #(nop) WORKDIR /app",
+        "empty_layer": True,
+    }
     assert history[5]["created_by"] == '/bin/sh -c #(nop)  CMD ["cat" "/built.txt" "copied.txt"]'
     dockyard("rmi", tag)
 
@@ -638,3 +644,20 @@ def test_hostile_context_archives_write_nothing_outside(daemon, tmp_path):
     resp = _raw_build(daemon, [(dev, b"")])
     assert b"errorDetail" in resp.body, resp.body
     assert not list((daemon.data_root / "tmp").glob("build-*"))
+
+
+def test_workdir_is_made_in_its_own_layer(daemon, dockyard, tmp_path, unique):
+    ctx = write_context(
+        tmp_path, {"Dockerfile": "FROM busybox\nWORKDIR /srv/made/here\nWORKDIR /etc\n"}
+    )
+    tag = unique("wd")
+    assert build(dockyard, ctx, "-t", tag).returncode == 0
+    info = image_config(daemon, tag)
+    base = image_config(daemon, "busybox")["RootFS"]["Layers"]
+    assert len(info["RootFS"]["Layers"]) == len(base) + 1  # /etc existed: no layer for it
+    layer = info["RootFS"]["Layers"][-1].removeprefix("sha256:")
+    with tarfile.open(daemon.data_root / "blobs" / "sha256" / layer) as tar:
+        assert tar.getnames() == ["srv", "srv/made", "srv/made/here"]
+    out = dockyard("run", "--rm", "--workdir", "/", tag, "stat", "-c", "%u %a", "/srv/made/here")
+    assert out.stdout == "0 755\n"
+    dockyard("rmi", tag)

@@ -39,6 +39,37 @@ class CopySteps:
     async def _do_add(self, stage: Stage, inst: Instruction) -> None:
         await self._copy(stage, inst, "ADD")
 
+    async def _do_workdir(self, stage: Stage, inst: Instruction) -> None:
+        """As dockerd: the directory is made now, in the step's own layer (an empty
+        layer when the image has it already)."""
+        if len(inst.args) != 1:
+            raise InvalidParameter("WORKDIR requires exactly one argument")
+        path = self._word(stage, inst.args[0])
+        if not path.startswith("/"):
+            path = posixpath.join(stage.config.get("WorkingDir") or "/", path)
+        path = posixpath.normpath(path)
+        stage.config["WorkingDir"] = path
+        cache_cmd = [*self._shell(stage), f"#(nop) WORKDIR {path}"]
+
+        async def make() -> tuple[str, Callable[[], Any]]:
+            lowers = self.images.blobs.lower_dirs(stage.image) if stage.image else []
+            mount = copy_step.mounted_image(self.kernel, lowers, self._scratch_dir())
+            root_fd, upper = mount.__enter__()
+            try:
+                await finish(
+                    asyncio.to_thread(copy_step.make_dirs, self.kernel, root_fd, path, None)
+                )
+            except BaseException:
+                mount.__exit__(None, None, None)
+                raise
+
+            async def cleanup() -> None:
+                mount.__exit__(None, None, None)
+
+            return upper, cleanup
+
+        await self._commit(stage, cache_cmd, make)
+
     def _scratch_dir(self) -> str:
         self._scratch += 1
         return os.path.join(self.work_dir, f"step-{self._scratch}")

@@ -5,7 +5,6 @@ each commits an image with an empty layer and dockerd's `#(nop)` history text.""
 from __future__ import annotations
 
 import json
-import posixpath
 from typing import Any
 
 from dockyard.engine.build.stage import Stage, go_q
@@ -116,15 +115,6 @@ class MetadataSteps:
             raise InvalidParameter("USER requires exactly one argument")
         stage.config["User"] = self._word(stage, inst.args[0])
         await self._commit_meta(stage, f"USER {stage.config['User']}")
-
-    async def _do_workdir(self, stage: Stage, inst: Instruction) -> None:
-        if len(inst.args) != 1:
-            raise InvalidParameter("WORKDIR requires exactly one argument")
-        path = self._word(stage, inst.args[0])
-        if not path.startswith("/"):
-            path = posixpath.join(stage.config.get("WorkingDir") or "/", path)
-        stage.config["WorkingDir"] = posixpath.normpath(path)
-        await self._commit_meta(stage, f"WORKDIR {stage.config['WorkingDir']}")
 
     async def _do_stopsignal(self, stage: Stage, inst: Instruction) -> None:
         if len(inst.args) != 1:
