@@ -1,5 +1,6 @@
-"""COPY and ADD steps: sources resolved (context, another stage, an image, a URL,
-a heredoc), checksummed for the cache, then written into an overlay of the image."""
+"""The steps that write files through an overlay of the image: COPY and ADD
+(sources resolved in the context, another stage, an image, a URL or a heredoc,
+checksummed for the cache) and WORKDIR (its directory)."""
 
 from __future__ import annotations
 
