@@ -10,6 +10,7 @@ from aiohttp import web
 import dockyard
 from dockyard.api import (
     routes_archive,
+    routes_build,
     routes_containers,
     routes_events,
     routes_exec,
@@ -167,4 +168,5 @@ def make_app(services: Services) -> web.Application:
     routes_volumes.register(router)
     routes_archive.register(router)
     routes_networks.register(router)
+    routes_build.register(router)
     return app

@@ -32,7 +32,7 @@ async def list_images(request: web.Request) -> web.Response:
     if request.query.get("filter"):  # the pre-1.25 spelling of reference=
         filters.setdefault("reference", []).append(request.query["filter"])
     out = []
-    for record in svc.images.list(filters):
+    for record in svc.images.list(filters, all_=qbool(request, "all")):
         out.extend(shapes.image_summary(record, svc.images.labels(record.id), v))
     return json_response(out)
 

@@ -373,8 +373,8 @@ def image_inspect(info: ImageInfo, layers_dirs: list[str], v: Version) -> dict[s
             "id": r.id.removeprefix("sha256:"),
             "parent": r.parent,
             "created": r.created,
-            "container": "",
-            "container_config": config,
+            "container": cfg.get("container", ""),
+            "container_config": cfg.get("container_config") or config,
             "Size": r.size,
         }
     out: dict[str, Any] = {
@@ -420,6 +420,8 @@ def image_inspect(info: ImageInfo, layers_dirs: list[str], v: Version) -> dict[s
     }
     if not v.at_least(1, 44):
         out["VirtualSize"] = r.size
-        out["Container"] = ""
-        out["ContainerConfig"] = out["Config"]
+        # A committed or built image's: the container (or build step) it was made from.
+        out["Container"] = cfg.get("container", "")
+        made_by = cfg.get("container_config")
+        out["ContainerConfig"] = {**out["Config"], **made_by} if made_by else out["Config"]
     return out

@@ -47,6 +47,8 @@ COMMANDS: dict[str, str] = {
     "images": "images",
     "rmi": "rmi",
     "tag": "tag",
+    "commit": "commit",
+    "build": "build",
     "import": "import_",
     "save": "save",
     "load": "load",
@@ -93,8 +95,10 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "trace": "trace",
         "explain": "explain",
         "update": "update",
+        "commit": "commit",
     },
     "image": {
+        "build": "build",
         "ls": "images",
         "list": "images",
         "rm": "rmi",
@@ -111,6 +115,7 @@ MANAGEMENT: dict[str, dict[str, str]] = {
         "bootstrap": "image_bootstrap",
     },
     "system": {"info": "info", "events": "events", "df": "system_df", "prune": "system_prune"},
+    "builder": {"build": "build", "prune": "builder_prune"},
     "volume": {
         "create": "volume_create",
         "ls": "volume_ls",

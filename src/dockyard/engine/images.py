@@ -149,14 +149,30 @@ class ImageService:
     def config(self, image_id: str) -> dict[str, Any]:
         return self.blobs.image_config(image_id)
 
-    def list(self, filters: dict[str, list[str]] | None = None) -> list[ImageRecord]:
-        """Newest first. (`all` would add intermediate images: imports make none.)"""
+    def list(
+        self, filters: dict[str, list[str]] | None = None, all_: bool = False
+    ) -> list[ImageRecord]:
+        """Newest first; without `all_`, as dockerd, no intermediate image (untagged,
+        the parent of another: a build's steps)."""
+        parents = {r.parent for r in self._images.values() if r.parent}
         records = sorted(
-            (self._with_tags(r) for r in self._images.values()),
+            (
+                self._with_tags(r)
+                for r in self._images.values()
+                if all_ or r.id not in parents or self.tags_of(r.id)
+            ),
             key=lambda r: r.created,
             reverse=True,
         )
         return filter_images(records, filters or {}, self.labels, self._created_of)
+
+    def children_of(self, image_id: str) -> list[str]:
+        """Images made from this one (commit, build steps)."""
+        return [r.id for r in self._images.values() if r.parent == image_id]
+
+    def register_child(self, image_id: str, parent: str) -> None:
+        """A committed or built image, with the image it was made from as its parent."""
+        self._register(image_id, parent)
 
     def labels(self, image_id: str) -> dict[str, str] | None:
         return (self.config(image_id).get("config") or {}).get("Labels")
@@ -197,7 +213,7 @@ class ImageService:
         self.emit("import", image_id, image_id)
         return image_id
 
-    def _register(self, image_id: str) -> None:
+    def _register(self, image_id: str, parent: str = "") -> None:
         if image_id in self._images:
             return
         cfg = self.blobs.image_config(image_id)
@@ -207,6 +223,7 @@ class ImageService:
             created=cfg.get("created", ""),
             size=self.blobs.image_size(image_id),
             comment=history[-1].get("comment", ""),
+            parent=parent,
         )
         self._store.put_image(record)
         self._images[image_id] = record
@@ -268,19 +285,23 @@ class ImageService:
                 f"conflict: unable to delete {short} (must be forced) - image is referenced "
                 "in multiple repositories"
             )
+        children = self.children_of(image_id)
+        if children and by_ref is None:
+            raise Conflict(
+                f"conflict: unable to delete {short} (cannot be forced) - image has "
+                "dependent child images"
+            )
         for ref in tags:
             self._untag(ref)
             result.append({"Untagged": ref})
-        if users:
-            # Forced while stopped containers use it: dockerd only untags then.
+        if users or children:
+            # Forced while stopped containers use it, or the parent of other images
+            # (a build's base): dockerd only untags then.
             return result
         # Its digest references (from pull/push) go with it, as dockerd lists them.
         result.extend({"Untagged": d} for d in self._images[image_id].repo_digests)
         parent = self._images[image_id].parent
-        self.emit("delete", image_id, image_id)
-        self._store.delete_image(image_id)
-        del self._images[image_id]
-        self.blobs.delete_image(image_id, keep=set(self._images))
+        self._delete_record(image_id)
         result.append({"Deleted": image_id})
         if prune and self._unused_parent(parent):
             # dockerd: the untagged parents go too, unless noprune=1.
@@ -295,6 +316,24 @@ class ImageService:
         if any(r.parent == image_id for r in self._images.values()):
             return False
         return not self.users_of(image_id)
+
+    def remove_intermediate(self, image_id: str) -> None:
+        """Drop an untagged, unused image that others were built on (`builder prune`):
+        its children take its parent as theirs; layers they use stay."""
+        if self.tags_of(image_id) or self.users_of(image_id):
+            raise Conflict(f"image {image_id[7:19]} is tagged or in use")
+        parent = self._images[image_id].parent
+        for child in self.children_of(image_id):
+            record = self._images[child]
+            record.parent = parent
+            self._store.put_image(record)
+        self._delete_record(image_id)
+
+    def _delete_record(self, image_id: str) -> None:
+        self.emit("delete", image_id, image_id)
+        self._store.delete_image(image_id)
+        del self._images[image_id]
+        self.blobs.delete_image(image_id, keep=set(self._images))
 
     # registries
 
@@ -478,4 +517,9 @@ class ImageService:
             self.emit("untag", image_id, image_id)
 
     def cleanup_tmp(self) -> None:
+        from dockyard.engine.build.copy_step import unmount_under
+
+        # A build a crash interrupted may have left an overlay mounted in there.
+        if os.path.isdir(self._tmp_dir):
+            unmount_under(self._tmp_dir)
         shutil.rmtree(self._tmp_dir, ignore_errors=True)

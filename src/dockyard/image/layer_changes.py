@@ -127,3 +127,12 @@ def _walk_upper(
         finally:
             if child is not None:
                 os.close(child)
+
+
+def exists_in(lowers: list[str], rel: str) -> bool:
+    """Whether `rel` ("etc/hosts") is in the merged view of `lowers` (top-most first)."""
+    roots = [os.open(d, _DIR_FLAGS) for d in lowers]
+    try:
+        return _lower_stat(roots, rel) is not None
+    finally:
+        _close_all(roots)

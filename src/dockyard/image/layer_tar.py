@@ -37,18 +37,25 @@ class _FdReader:
         return os.read(self.fd, size if size >= 0 else 1 << 20)
 
 
-def write_layer_tar(root: str, out: BinaryIO, *, overlay_whiteouts: bool = True) -> None:
+def write_layer_tar(
+    root: str,
+    out: BinaryIO,
+    *,
+    overlay_whiteouts: bool = True,
+    exclude: frozenset[str] | set[str] = frozenset(),
+) -> None:
     """Write the tree under `root` to `out` as an uncompressed layer tar.
 
     Entries are in sorted order with names relative to `root` ("etc/",
     "etc/passwd"), numeric owners, whole-second mtimes and no atime/ctime,
     so the same tree gives the same bytes (and so the same diff_id).
     With `overlay_whiteouts` false, 0/0 char devices are archived as devices.
+    Paths in `exclude` ("etc/hosts") are left out with what is below them.
     """
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         root_fd = os.open(root, _DIR_FLAGS)
         try:
-            _walk(tar, root_fd, "", {}, overlay_whiteouts)
+            _walk(tar, root_fd, "", {}, overlay_whiteouts, exclude)
         finally:
             os.close(root_fd)
 
@@ -59,9 +66,12 @@ def _walk(
     prefix: str,
     inodes: dict[tuple[int, int], str],
     overlay_whiteouts: bool,
+    exclude: frozenset[str] | set[str] = frozenset(),
 ) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = prefix + name
+        if path in exclude:
+            continue
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -81,7 +91,7 @@ def _walk(
                 marker = _header(path + "/" + WHITEOUT_OPAQUE, st)
                 marker.type, marker.mode, marker.size = tarfile.REGTYPE, st.st_mode & 0o777, 0
                 tar.addfile(marker)
-            _walk(tar, child, path + "/", inodes, overlay_whiteouts)
+            _walk(tar, child, path + "/", inodes, overlay_whiteouts, exclude)
         finally:
             os.close(child)
 

@@ -283,7 +283,12 @@ class ImageStore:
         if (linked.st_dev, linked.st_ino) != (source.st_dev, source.st_ino):
             raise InvalidParameter("invalid layer archive: the layer file changed while read")
 
-    def import_directory(self, path: str, parent_chain_id: str | None = None) -> Layer:
+    def import_directory(
+        self,
+        path: str,
+        parent_chain_id: str | None = None,
+        exclude: frozenset[str] | set[str] = frozenset(),
+    ) -> Layer:
         """`docker commit`: a container's overlay upper dir becomes a layer.
 
         The tree is archived (whiteouts converted to Docker's form) into a
@@ -296,7 +301,7 @@ class ImageStore:
         def produce() -> None:
             try:
                 with open(write_fd, "wb") as out:
-                    write_layer_tar(path, out)
+                    write_layer_tar(path, out, exclude=exclude)
             except BrokenPipeError:
                 pass  # the importer gave up; its own error is the one to report
             except BaseException as e:  # handed over to the calling thread
@@ -386,8 +391,12 @@ class ImageStore:
         created: str | None = None,
         author: str = "",
         history: list[dict] | None = None,
+        extra: dict | None = None,
     ) -> str:
-        """Write the image config JSON (Docker/OCI shape) as a blob; return the image id."""
+        """Write the image config JSON (Docker/OCI shape) as a blob; return the image id.
+
+        `extra` adds dockerd's fields of committed images ("container",
+        "container_config") after "config"."""
         diff_ids = [normalize_digest(d) for d in diff_ids]
         doc: dict = {"architecture": go_architecture()}
         if author:
@@ -395,6 +404,7 @@ class ImageStore:
         if comment:
             doc["comment"] = comment
         doc["config"] = config
+        doc.update(extra or {})
         doc["created"] = created or now_rfc3339()
         doc["history"] = history if history is not None else []
         doc["os"] = "linux"
