@@ -10,12 +10,15 @@ checks, after `down`, that none of it remains.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -42,8 +45,6 @@ def compose_v1_missing() -> str | None:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -223,6 +224,39 @@ class App:
             self.daemon.request("DELETE", f"/networks/{n['Id']}")
         for v in self._listed("volumes"):
             self.daemon.request("DELETE", f"/volumes/{v['Name']}?force=1")
+
+
+class EventWatch:
+    """Follows GET /events (as compose does) from now on, in a thread: the daemon keeps
+    only the last 256 events, and healthchecks' execs fill that quickly."""
+
+    def __init__(self, daemon: Any, filters: dict[str, list[str]]) -> None:
+        from conftest import UnixHTTPConnection
+
+        self.events: list[dict[str, Any]] = []
+        self._conn = UnixHTTPConnection(daemon.socket, timeout=None)
+        query = urllib.parse.quote(json.dumps(filters))
+        self._conn.request("GET", f"/events?filters={query}")
+        self._resp = self._conn.getresponse()
+        assert self._resp.status == 200
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._resp:
+                if line.strip():
+                    self.events.append(json.loads(line))
+        except (OSError, ValueError):
+            pass  # closed by stop()
+
+    def stop(self) -> list[dict[str, Any]]:
+        time.sleep(0.5)  # the last events on their way
+        with contextlib.suppress(OSError):
+            self._conn.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+        self._conn.close()
+        self._thread.join(timeout=10)
+        return self.events
 
 
 def require_compose_v2() -> None:

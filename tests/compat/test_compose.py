@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from compose_app import App, compose_v1_missing, require_compose_v2
+from compose_app import App, EventWatch, compose_v1_missing, require_compose_v2
+from dockyard.engine.clock import parse_rfc3339 as ts
 
 pytestmark = pytest.mark.root
 
@@ -45,11 +46,23 @@ def ps_json(app: App) -> dict[str, dict]:
     return {r["Name"]: r for r in rows}
 
 
+def inspect(app: App, name: str) -> dict:
+    r = app.daemon.request("GET", f"/containers/{name}/json")
+    assert r.status == 200, r.body
+    return r.json()
+
+
+def first_healthy(info: dict) -> float:
+    """When the container's first successful probe ended."""
+    return min(ts(h["End"]) for h in info["State"]["Health"]["Log"] if h["ExitCode"] == 0)
+
+
 def ids(app: App) -> dict[str, str]:
     return {k: c["Id"] for k, c in app.containers().items()}
 
 
 def test_compose_v2_runs_the_application_and_down_leaves_nothing(app: App):
+    watch = EventWatch(app.daemon, {"type": ["network", "volume"]})
     up = ok(app.v2("up", "-d", "--wait"))
     first = app.visit()
     assert first["schema"] == 2 and first["visits"] == 1, first
@@ -64,6 +77,14 @@ def test_compose_v2_runs_the_application_and_down_leaves_nothing(app: App):
     assert {"URL": "127.0.0.1", "TargetPort": 80, "PublishedPort": app.port, "Protocol": "tcp"} in (
         web["Publishers"]
     )
+
+    # The start order the conditions ask for: store healthy before migrate starts,
+    # migrate done (0) before api starts, api healthy before web starts.
+    info = {svc: inspect(app, f"{p}-{svc}-1") for svc in ("store", "migrate", "api", "web")}
+    store_healthy = first_healthy(info["store"])
+    assert ts(info["migrate"]["State"]["StartedAt"]) > store_healthy
+    assert ts(info["api"]["State"]["StartedAt"]) > ts(info["migrate"]["State"]["FinishedAt"])
+    assert ts(info["web"]["State"]["StartedAt"]) > first_healthy(info["api"])
 
     # A second `up` with nothing changed keeps every container.
     before = ids(app)
@@ -87,6 +108,17 @@ def test_compose_v2_runs_the_application_and_down_leaves_nothing(app: App):
     assert fp.veths, "the running containers' veths on the project's bridge"
     down = ok(app.v2("down", "-v", files=(override,)))
     assert app.leftovers(fp) == [], down.stderr
+
+    # /events told it all as dockerd does: the network by its id in every event.
+    (nid,) = fp.networks
+    events = watch.stop()
+    net_events = [(e["Action"], e["Actor"]["ID"]) for e in events if e["Type"] == "network"]
+    assert ("create", nid) in net_events and net_events[-1] == ("destroy", nid), net_events
+    assert {a for a, i in net_events if i == nid} == {"create", "connect", "disconnect", "destroy"}
+    assert all(i == nid for _, i in net_events), net_events
+    vol = f"{app.project}_data"
+    assert [e["Action"] for e in events if e["Type"] == "volume"] == ["create", "destroy"]
+    assert {e["Actor"]["ID"] for e in events if e["Type"] == "volume"} == {vol}
 
 
 def test_compose_v2_verbs(app: App):
@@ -151,6 +183,31 @@ def test_compose_v2_verbs(app: App):
     assert ok(app.v2("top", "store")).stdout != pid_before, started
     assert app.visit()["visits"] == count + 2
 
+    fp = app.footprint()
+    ok(app.v2("down", "-v"))
+    assert app.leftovers(fp) == []
+
+
+def test_compose_v2_up_in_the_foreground_attaches_and_ctrl_c_stops(app: App):
+    """`up` without -d follows /events and attaches to every service's output."""
+    up = subprocess.Popen(
+        [*app.v2_argv(), "up"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=app.v2_env(),
+    )  # fmt: skip
+    try:
+        assert app.visit()["visits"] == 1
+        ok(app.v2("exec", "-T", "api", "sh", "-c", "echo attached-output >/proc/1/fd/1"))
+        time.sleep(1)
+    finally:
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=120)
+    assert up.returncode == 130 or up.returncode == 0, out
+    assert "Attaching to api-1, migrate-1, store-1, web-1" in out, out
+    assert "migrate-1  | migrate: done" in out and "migrate-1 exited with code 0" in out, out
+    assert "api-1      | attached-output" in out, out
+    assert "Gracefully Stopping..." in out, out
+    states = {k: c["State"] for k, c in app.containers().items()}
+    assert states == dict.fromkeys(("store-1", "migrate-1", "api-1", "web-1"), "exited"), out
     fp = app.footprint()
     ok(app.v2("down", "-v"))
     assert app.leftovers(fp) == []

@@ -9,9 +9,10 @@ find, it makes again, so a second `up` would recreate everything.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from fakes import World, api_client, async_test
+from fakes import World, api_client, async_test, exit_with
 
 DATA = Path(__file__).parent / "data"
 PROJECT = "com.docker.compose.project=webapp"
@@ -78,3 +79,61 @@ async def test_compose_create_body_is_accepted_and_found_again_by_its_labels(tmp
             assert await r.json() == [], labels
         r = await client.get("/v1.50/networks", params=label_filter(PROJECT))
         assert [n["Name"] for n in await r.json()] == ["webapp_default"]
+
+
+async def events_since(client, since: float) -> list[dict]:
+    r = await client.get(
+        "/v1.50/events",
+        params={
+            "since": f"{since:.9f}",
+            "until": f"{time.time() + 1:.9f}",
+            "filters": json.dumps({"type": ["network", "volume"]}),
+        },
+    )
+    return [json.loads(line) for line in (await r.text()).splitlines() if line]
+
+
+@async_test
+async def test_network_and_volume_events_are_dockerds(tmp_path):
+    """create/destroy of what compose makes, connect with the network's id."""
+    from test_api_networks import RecordingPlumbing
+
+    w = World(tmp_path)
+    await w.image("busybox")
+    w.launcher.programs["/bin/sleep"] = exit_with(0)
+    w.containers.networks.plumbing = RecordingPlumbing()
+    since = time.time()
+    async with api_client(w) as client:
+        r = await client.post("/v1.50/networks/create", json={"Name": "webapp_default"})
+        nid = (await r.json())["Id"]
+        r = await client.post("/v1.50/volumes/create", json={"Name": "webapp_data"})
+        assert r.status == 201
+        r = await client.post(
+            "/v1.50/containers/create?name=box",
+            json={
+                "Image": "busybox",
+                "Cmd": ["/bin/sleep"],
+                "HostConfig": {"NetworkMode": "webapp_default"},
+            },
+        )
+        assert r.status == 201, await r.text()
+        cid = (await r.json())["Id"]
+        assert (await client.post(f"/v1.50/containers/{cid}/start")).status == 204
+        await w.containers.wait(cid)
+        assert (await client.delete(f"/v1.50/containers/{cid}")).status == 204
+        assert (await client.delete("/v1.50/volumes/webapp_data")).status == 204
+        assert (await client.delete("/v1.50/networks/webapp_default")).status == 204
+        seen = [
+            (e["Type"], e["Action"], e["Actor"]["ID"], e["Actor"]["Attributes"])
+            for e in await events_since(client, since)
+        ]
+    on_net = {"container": cid, "name": "webapp_default", "type": "bridge"}
+    assert seen == [
+        ("network", "create", nid, {"name": "webapp_default", "type": "bridge"}),
+        ("volume", "create", "webapp_data", {"driver": "local"}),
+        ("network", "connect", nid, on_net),
+        # (disconnect: the recording plumbing makes no interface to leave; the compat
+        # tests see it on a real network)
+        ("volume", "destroy", "webapp_data", {"driver": "local"}),
+        ("network", "destroy", nid, {"name": "webapp_default", "type": "bridge"}),
+    ]
