@@ -416,7 +416,7 @@ def image_inspect(info: ImageInfo, layers_dirs: list[str], v: Version) -> dict[s
             else {},
         },
         "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids", [])},
-        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        "Metadata": {"LastTagTime": r.last_tag_time or "0001-01-01T00:00:00Z"},
     }
     if not v.at_least(1, 44):
         out["VirtualSize"] = r.size

@@ -337,6 +337,8 @@ class ImageRecord(msgspec.Struct, rename="pascal"):
     repo_digests: list[str] = field(default_factory=list)
     parent: str = ""
     comment: str = ""
+    # dockerd's Metadata.LastTagTime: when `tag` (or an import with a name) last named it.
+    last_tag_time: str = ""
 
 
 class ImageInfo(msgspec.Struct):
