@@ -60,6 +60,11 @@ async def test_compose_create_body_is_accepted_and_found_again_by_its_labels(tmp
         net = info["NetworkSettings"]["Networks"]["webapp_default"]
         assert net["Aliases"] == ["webapp-web-1", "web"]
 
+        # Not started: dockerd lists no port (NetworkSettings.Ports is filled at start and
+        # cleared at stop; `compose ps -a` showed "80/tcp" for a stopped front).
+        r = await client.get("/v1.50/containers/json", params={"all": "1"})
+        assert [c["Ports"] for c in await r.json()] == [[]]
+
         # What `up` lists to decide what to keep, and what `down` lists to remove.
         for labels in (
             ("com.docker.compose.config-hash", PROJECT),
