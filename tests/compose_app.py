@@ -11,6 +11,7 @@ checks, after `down`, that none of it remains.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -247,8 +248,8 @@ class EventWatch:
             for line in self._resp:
                 if line.strip():
                     self.events.append(json.loads(line))
-        except (OSError, ValueError):
-            pass  # closed by stop()
+        except (OSError, ValueError, http.client.HTTPException):
+            pass  # closed by stop() in the middle of a chunk
 
     def stop(self) -> list[dict[str, Any]]:
         time.sleep(0.5)  # the last events on their way

@@ -117,7 +117,10 @@ def test_compose_v2_runs_the_application_and_down_leaves_nothing(app: App):
     assert {a for a, i in net_events if i == nid} == {"create", "connect", "disconnect", "destroy"}
     assert all(i == nid for _, i in net_events), net_events
     vol = f"{app.project}_data"
-    assert [e["Action"] for e in events if e["Type"] == "volume"] == ["create", "destroy"]
+    actions = [e["Action"] for e in events if e["Type"] == "volume"]
+    assert actions[0] == "create" and actions[-1] == "destroy", actions
+    # store and migrate mount it at each start (and unmount it at each exit)
+    assert actions.count("mount") == actions.count("unmount") >= 2, actions
     assert {e["Actor"]["ID"] for e in events if e["Type"] == "volume"} == {vol}
 
 

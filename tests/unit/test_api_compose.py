@@ -100,7 +100,8 @@ async def events_since(client, since: float) -> list[dict]:
 
 @async_test
 async def test_network_and_volume_events_are_dockerds(tmp_path):
-    """create/destroy of what compose makes, connect with the network's id."""
+    """create/destroy of what compose makes, connect with the network's id, a volume's
+    mount and unmount around a run."""
     from test_api_networks import RecordingPlumbing
 
     w = World(tmp_path)
@@ -118,7 +119,7 @@ async def test_network_and_volume_events_are_dockerds(tmp_path):
             json={
                 "Image": "busybox",
                 "Cmd": ["/bin/sleep"],
-                "HostConfig": {"NetworkMode": "webapp_default"},
+                "HostConfig": {"NetworkMode": "webapp_default", "Binds": ["webapp_data:/data"]},
             },
         )
         assert r.status == 201, await r.text()
@@ -136,7 +137,20 @@ async def test_network_and_volume_events_are_dockerds(tmp_path):
     assert seen == [
         ("network", "create", nid, {"name": "webapp_default", "type": "bridge"}),
         ("volume", "create", "webapp_data", {"driver": "local"}),
-        ("network", "connect", nid, on_net),
+        ("network", "connect", nid, on_net),  # dockerd: networking, then the mounts
+        (
+            "volume",
+            "mount",
+            "webapp_data",
+            {
+                "container": cid,
+                "destination": "/data",
+                "driver": "local",
+                "propagation": "",
+                "read/write": "true",
+            },
+        ),
+        ("volume", "unmount", "webapp_data", {"container": cid, "driver": "local"}),
         # (disconnect: the recording plumbing makes no interface to leave; the compat
         # tests see it on a real network)
         ("volume", "destroy", "webapp_data", {"driver": "local"}),
