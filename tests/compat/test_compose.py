@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -284,6 +285,9 @@ def test_a_taken_port_fails_with_dockerds_words_and_down_removes_what_up_made(ap
         ), up.stderr
         web = app.containers()["web-1"]
         assert web["State"] == "created"
+        # dockerd's status for it: a system error, not the client's
+        r = app.daemon.request("POST", f"/containers/{web['Id']}/start")
+        assert r.status == 500 and "address already in use" in r.message, (r.status, r.body)
         fp = app.footprint()
         ok(app.v2("down", "-v"))
         assert app.leftovers(fp) == []
@@ -332,9 +336,14 @@ def restartable(daemon_factory, tmp_path) -> Iterator[App]:
         a.force_down()
 
 
-def test_daemon_restart_under_the_application_and_data_surviving_down(restartable: App):
+@pytest.mark.parametrize("tool", ["v2", "v1"])
+def test_daemon_restart_under_the_application_and_data_surviving_down(restartable: App, tool: str):
     app = restartable
-    ok(app.v2("up", "-d", "--wait"))
+    if tool == "v1" and (missing := compose_v1_missing()):
+        pytest.skip(missing)
+    compose = app.v1 if tool == "v1" else app.v2
+    up = ("up", "-d") if tool == "v1" else ("up", "-d", "--wait")  # 1.29 has no --wait
+    ok(compose(*up))
     assert app.visit()["visits"] == 1
     d = app.daemon
     # A clean restart: dockerd stops the containers, and the ones with
@@ -342,21 +351,20 @@ def test_daemon_restart_under_the_application_and_data_surviving_down(restartabl
     assert d.stop() == 0
     d.start()
     assert app.visit(timeout=60)["visits"] == 2, d.log_tail()
-    rows = ps_json(app)
-    for svc in ("store", "api", "web"):
-        assert rows[f"{app.project}-{svc}-1"]["State"] == "running", rows
-    assert rows[f"{app.project}-migrate-1"]["State"] == "exited"
+    states = {k: c["State"] for k, c in app.containers().items()}
+    assert states == {"store-1": "running", "api-1": "running", "web-1": "running",
+                      "migrate-1": "exited"}, states  # fmt: skip
     # The named volume outlives `down`; `down -v` takes it.
-    ok(app.v2("down"))
-    ok(app.v2("up", "-d", "--wait"))
+    ok(compose("down"))
+    ok(compose(*up))
     assert app.visit()["visits"] == 3
     fp = app.footprint()
-    ok(app.v2("down", "-v"))
+    ok(compose("down", "-v"))
     assert app.leftovers(fp) == []
-    ok(app.v2("up", "-d", "--wait"))
+    ok(compose(*up))
     assert app.visit()["visits"] == 1
     fp = app.footprint()
-    ok(app.v2("down", "-v"))
+    ok(compose("down", "-v"))
     assert app.leftovers(fp) == []
 
 
@@ -385,3 +393,45 @@ def test_a_daemon_restart_in_the_middle_of_up(restartable: App):
     ok(app.v2("down", "-v"))
     assert app.leftovers(fp) == []
     assert not os.listdir(Path(d.data_root) / "containers")
+
+
+DOCKERD_SOCKET = "/var/run/docker.sock"
+
+
+def test_the_same_file_on_dockerd_gives_the_same_application(tmp_path):
+    """Where a dockerd runs (never started here) with a busybox image, the same binary
+    and file give the same answers there."""
+    require_compose_v2()
+    from conftest import UnixHTTPConnection
+
+    try:
+        conn = UnixHTTPConnection(DOCKERD_SOCKET, timeout=5)
+        conn.request("GET", "/images/busybox/json")
+        resp = conn.getresponse()
+        resp.read()
+        server = resp.getheader("Server") or ""
+    except OSError as e:
+        pytest.skip(f"no dockerd to compare with ({DOCKERD_SOCKET}: {e.strerror})")
+    if not server.startswith("Docker/"):
+        pytest.skip(f"{DOCKERD_SOCKET} answers as {server!r}, not dockerd")
+    if resp.status != 200:
+        pytest.skip("dockerd holds no busybox image (these tests pull nothing)")
+
+    class Dockerd:
+        host = f"unix://{DOCKERD_SOCKET}"
+        env = {**os.environ, "DOCKER_HOST": host, "DOCKYARD_HOST": host}
+
+        def dockyard(self, *args: str, timeout: float = 60, env: dict | None = None):
+            return subprocess.run(
+                [sys.executable, "-m", "dockyard", *args], capture_output=True, text=True,
+                timeout=timeout, env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    app = App.copy(Dockerd(), tmp_path)
+    try:
+        ok(app.v2("up", "-d", "--wait"))
+        first = app.visit()
+        assert first["visits"] == 1 and first["schema"] == 2, first
+        assert app.visit()["visits"] == 2
+    finally:
+        ok(app.v2("down", "-v"))
