@@ -100,8 +100,8 @@ async def events_since(client, since: float) -> list[dict]:
 
 @async_test
 async def test_network_and_volume_events_are_dockerds(tmp_path):
-    """create/destroy of what compose makes, connect with the network's id, a volume's
-    mount and unmount around a run."""
+    """create/destroy of what compose makes, connect/disconnect with the network's id, a
+    volume's mount and unmount around a run, in dockerd's order."""
     from test_api_networks import RecordingPlumbing
 
     w = World(tmp_path)
@@ -150,9 +150,8 @@ async def test_network_and_volume_events_are_dockerds(tmp_path):
                 "read/write": "true",
             },
         ),
+        ("network", "disconnect", nid, on_net),  # dockerd: the network, then the volumes
         ("volume", "unmount", "webapp_data", {"container": cid, "driver": "local"}),
-        # (disconnect: the recording plumbing makes no interface to leave; the compat
-        # tests see it on a real network)
         ("volume", "destroy", "webapp_data", {"driver": "local"}),
         ("network", "destroy", nid, {"name": "webapp_default", "type": "bridge"}),
     ]

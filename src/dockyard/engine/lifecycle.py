@@ -9,7 +9,7 @@ import os
 import signal as signal_mod
 import time
 
-from dockyard.engine import etc_files, logconfig, mounts
+from dockyard.engine import etc_files, logconfig
 from dockyard.engine.clock import ZERO_TIME
 from dockyard.engine.container_records import ContainerRecords, _Live
 from dockyard.engine.models import Container, ContainerState
@@ -216,7 +216,6 @@ class ContainerLifecycle(ContainerRecords):
         for hook in self.exit_hooks:
             hook(c)
         self._network_event(c, "disconnect")
-        mounts.volumes_unmounted(c, self.volumes)
         try:
             # User-defined networks first: their endpoints leave the record, then
             # the default bridge's part deletes the sandbox.

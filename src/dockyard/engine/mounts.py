@@ -268,11 +268,6 @@ def runtime_mounts(
             source = volumes.mount(mp.name)
             if mp.copy_data and not os.listdir(source):
                 copy_up(mp.destination, source)
-            volumes.events.emit(
-                "volume", "mount", mp.name,
-                {"container": c.id, "destination": mp.destination, "driver": mp.driver or "local",
-                 "propagation": "", "read/write": "true" if mp.rw else "false"},
-            )  # fmt: skip
         else:
             source = mp.source
             # dockerd creates a missing -v source as a directory; an existing file (or
@@ -281,14 +276,6 @@ def runtime_mounts(
                 os.makedirs(source, exist_ok=True)
         binds.append(BindMount(source, mp.destination, readonly=not mp.rw))
     return binds, tmpfs
-
-
-def volumes_unmounted(c: Container, volumes: VolumeService) -> None:
-    """dockerd's volume unmount events when a container's run ends."""
-    for mp in c.mount_points or []:
-        if mp.type == "volume":
-            attrs = {"container": c.id, "driver": mp.driver or "local"}
-            volumes.events.emit("volume", "unmount", mp.name, attrs)
 
 
 def inspect_shape(mp: MountPoint) -> dict[str, Any]:
