@@ -148,7 +148,7 @@ link_compose_plugin() {
     # `docker compose` with DOCKER_HOST=unix:///run/dockyard.sock: the docker CLI finds
     # its compose plugin in ~/.docker/cli-plugins. A plugin that is not ours (a docker
     # install's) is left alone.
-    local bin dir="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+    local bin dir="${DOCKER_CONFIG:-${HOME:-/root}/.docker}/cli-plugins"
     bin="$(PYTHONPATH="$REPO/src" "$VENV/bin/python" -c 'from dockyard.cli.compose import binary; print(binary())')"
     mkdir -p "$dir"
     if [ -e "$dir/docker-compose" ] && [ ! -L "$dir/docker-compose" ]; then
