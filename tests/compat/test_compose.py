@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from compose_app import App, EventWatch, compose_v1_missing, require_compose_v2
-from dockyard.engine.clock import parse_rfc3339 as ts
 
 pytestmark = pytest.mark.root
 
@@ -47,23 +46,12 @@ def ps_json(app: App) -> dict[str, dict]:
     return {r["Name"]: r for r in rows}
 
 
-def inspect(app: App, name: str) -> dict:
-    r = app.daemon.request("GET", f"/containers/{name}/json")
-    assert r.status == 200, r.body
-    return r.json()
-
-
-def first_healthy(info: dict) -> float:
-    """When the container's first successful probe ended."""
-    return min(ts(h["End"]) for h in info["State"]["Health"]["Log"] if h["ExitCode"] == 0)
-
-
 def ids(app: App) -> dict[str, str]:
     return {k: c["Id"] for k, c in app.containers().items()}
 
 
 def test_compose_v2_runs_the_application_and_down_leaves_nothing(app: App):
-    watch = EventWatch(app.daemon, {"type": ["network", "volume"]})
+    watch = EventWatch(app.daemon, {"type": ["network", "volume", "container"]})
     up = ok(app.v2("up", "-d", "--wait"))
     first = app.visit()
     assert first["schema"] == 2 and first["visits"] == 1, first
@@ -81,11 +69,21 @@ def test_compose_v2_runs_the_application_and_down_leaves_nothing(app: App):
 
     # The start order the conditions ask for: store healthy before migrate starts,
     # migrate done (0) before api starts, api healthy before web starts.
-    info = {svc: inspect(app, f"{p}-{svc}-1") for svc in ("store", "migrate", "api", "web")}
-    store_healthy = first_healthy(info["store"])
-    assert ts(info["migrate"]["State"]["StartedAt"]) > store_healthy
-    assert ts(info["api"]["State"]["StartedAt"]) > ts(info["migrate"]["State"]["FinishedAt"])
-    assert ts(info["web"]["State"]["StartedAt"]) > first_healthy(info["api"])
+    seen = watch.events[:]  # (the health log keeps only the last 5 probes: events tell)
+
+    def when(service: str, action: str) -> int:
+        name = f"{p}-{service}-1"
+        return min(
+            e["timeNano"]
+            for e in seen
+            if e["Type"] == "container"
+            and e["Action"] == action
+            and e["Actor"]["Attributes"].get("name") == name
+        )
+
+    assert when("store", "health_status: healthy") < when("migrate", "start")
+    assert when("migrate", "die") < when("api", "start")
+    assert when("api", "health_status: healthy") < when("web", "start")
 
     # A second `up` with nothing changed keeps every container.
     before = ids(app)
@@ -112,7 +110,7 @@ def test_compose_v2_runs_the_application_and_down_leaves_nothing(app: App):
 
     # /events told it all as dockerd does: the network by its id in every event.
     (nid,) = fp.networks
-    events = watch.stop()
+    events = [e for e in watch.stop() if e["Type"] != "container"]
     net_events = [(e["Action"], e["Actor"]["ID"]) for e in events if e["Type"] == "network"]
     assert ("create", nid) in net_events and net_events[-1] == ("destroy", nid), net_events
     assert {a for a, i in net_events if i == nid} == {"create", "connect", "disconnect", "destroy"}
