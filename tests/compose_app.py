@@ -227,13 +227,24 @@ class App:
             self.daemon.request("DELETE", f"/volumes/{v['Name']}?force=1")
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the name `conftest` is ambiguous across test dirs)."""
+
+    def __init__(self, path: str, timeout: float | None = 30) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
 class EventWatch:
     """Follows GET /events (as compose does) from now on, in a thread: the daemon keeps
     only the last 256 events, and healthchecks' execs fill that quickly."""
 
     def __init__(self, daemon: Any, filters: dict[str, list[str]]) -> None:
-        from conftest import UnixHTTPConnection
-
         self.events: list[dict[str, Any]] = []
         self._conn = UnixHTTPConnection(daemon.socket, timeout=None)
         query = urllib.parse.quote(json.dumps(filters))

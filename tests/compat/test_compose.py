@@ -21,7 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from compose_app import App, EventWatch, compose_v1_missing, require_compose_v2
+from compose_app import (
+    App,
+    EventWatch,
+    UnixHTTPConnection,
+    compose_v1_missing,
+    require_compose_v2,
+)
 
 pytestmark = pytest.mark.root
 
@@ -400,8 +406,6 @@ def test_the_same_file_on_dockerd_gives_the_same_application(tmp_path):
     """Where a dockerd runs (never started here) with a busybox image, the same binary
     and file give the same answers there."""
     require_compose_v2()
-    from conftest import UnixHTTPConnection
-
     try:
         conn = UnixHTTPConnection(DOCKERD_SOCKET, timeout=5)
         conn.request("GET", "/images/busybox/json")
