@@ -264,10 +264,12 @@ class EventWatch:
 
     def stop(self) -> list[dict[str, Any]]:
         time.sleep(0.5)  # the last events on their way
+        # The reader sees the end of the stream and returns; closing the connection
+        # under it (from this thread) would race with http.client's own close.
         with contextlib.suppress(OSError):
             self._conn.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
-        self._conn.close()
         self._thread.join(timeout=10)
+        self._conn.close()
         return self.events
 
 
