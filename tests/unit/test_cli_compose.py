@@ -96,3 +96,18 @@ def test_the_installed_launcher_finds_it_too():
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.strip() == compose.binary()
+
+
+def test_a_daemon_that_does_not_answer_is_the_binarys_to_report(captured, monkeypatch):
+    """`compose version` / `config` need no daemon: the exec happens all the same."""
+    from dockyard.client import transport
+    from dockyard.client.errors import DaemonUnreachable
+
+    def unreachable(self):
+        raise DaemonUnreachable("unix:///nowhere.sock", "no such file")
+
+    monkeypatch.setattr(transport.Client, "ping", unreachable)
+    _, calls = captured
+    with pytest.raises(SystemExit):
+        main(["-H", "unix:///nowhere.sock", "compose", "version"])
+    assert calls[0][1] == ["docker-compose", "version"]

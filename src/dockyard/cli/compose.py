@@ -12,6 +12,7 @@ the classic builder only, so the binary always gets DOCKER_BUILDKIT=0.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import sysconfig
@@ -115,10 +116,10 @@ def run(gopts: dict[str, Any], args: list[str]) -> int:
         raise CLIError(str(exc), 1) from None
     if host.scheme == "unix":
         # As every verb: the default socket's daemon is started on demand (as root).
-        try:
+        # One that does not answer is the binary's to report (`version` and `config`
+        # need none).
+        with contextlib.suppress(DaemonUnreachable):
             Client(host).ping()
-        except DaemonUnreachable as exc:
-            raise CLIError(exc.message, 1) from None
     env = environment(host.url, dict(os.environ))
     sys.stdout.flush()
     sys.stderr.flush()
