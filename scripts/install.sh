@@ -2,6 +2,7 @@
 # Install Dockyard on a fresh Debian 12 machine, as root.
 #
 #   bash scripts/install.sh          packages, venv, /usr/local/bin/dockyard,
+#                                    the docker CLI's compose plugin,
 #                                    daemon on /run/dockyard.sock, busybox image
 #   bash scripts/install.sh --deps   packages and venv only (what tests need)
 #
@@ -22,8 +23,10 @@ MODE="${1:-all}"
 # iptables: the bridge network's NAT and forwarding rules; libseccomp2 compiles
 # seccomp profiles (through pyseccomp); tini is --init's /sbin/docker-init (its
 # static build, bind-mounted into containers); mmdebstrap makes the debian base
-# image (`dockyard image bootstrap debian`) from the Debian mirror.
-APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod iptables libseccomp2 tini mmdebstrap)
+# image (`dockyard image bootstrap debian`) from the Debian mirror; docker-compose is
+# Debian's Compose 1.29 (the Python one many CI scripts call; Compose v2 comes from
+# the venv).
+APT_PACKAGES=(python3 python3-venv busybox-static curl ca-certificates iproute2 procps psmisc util-linux kmod iptables libseccomp2 tini mmdebstrap docker-compose)
 # Only for the tests (--deps): gcc and libc6-dev build the static probe that
 # tests/security/test_seccomp.py runs inside a container; docker-registry,
 # apache2-utils (htpasswd), openssl (a token server's keys) and skopeo are the
@@ -141,6 +144,20 @@ vendor_xterm() {
     echo "$want" >"$stamp"
 }
 
+link_compose_plugin() {
+    # `docker compose` with DOCKER_HOST=unix:///run/dockyard.sock: the docker CLI finds
+    # its compose plugin in ~/.docker/cli-plugins. A plugin that is not ours (a docker
+    # install's) is left alone.
+    local bin dir="${DOCKER_CONFIG:-${HOME:-/root}/.docker}/cli-plugins"
+    bin="$(PYTHONPATH="$REPO/src" "$VENV/bin/python" -c 'from dockyard.cli.compose import binary; print(binary())')"
+    mkdir -p "$dir"
+    if [ -e "$dir/docker-compose" ] && [ ! -L "$dir/docker-compose" ]; then
+        say "$dir/docker-compose exists and is not a link: left as it is"
+        return
+    fi
+    ln -sfn "$bin" "$dir/docker-compose"
+}
+
 daemon_up() {
     curl -sf --max-time 2 --unix-socket "$SOCK" http://localhost/_ping >/dev/null 2>&1
 }
@@ -170,6 +187,7 @@ if [ "$MODE" = "--deps" ]; then
     exit 0
 fi
 link_cli
+link_compose_plugin
 start_daemon
 DOCKYARD_HOST="unix://$SOCK" "$REPO/scripts/make-base-image" busybox >/dev/null
 say "done: try \`dockyard run busybox /bin/echo hello world\`"

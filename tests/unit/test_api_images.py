@@ -92,3 +92,25 @@ async def test_import_from_request_body(tmp_path):
 
     image_id = json.loads(lines[-1])["status"]
     assert w.images.resolve("imported:v2") == image_id
+
+
+@async_test
+async def test_last_tag_time_is_when_the_image_was_last_named(tmp_path):
+    """`compose images` shows it as CREATED ("292 years ago" for Go's zero time)."""
+    import time
+
+    from dockyard.engine.clock import parse_rfc3339
+
+    w = World(tmp_path)
+    before = time.time()
+    await w.image("ubuntu")
+    async with api_client(w) as client:
+        imported = (await (await client.get("/images/ubuntu/json")).json())["Metadata"]
+        assert before <= parse_rfc3339(imported["LastTagTime"]) <= time.time()
+        time.sleep(0.01)
+        w.images.tag("ubuntu", "mirror/ubuntu", "1")
+        # a restarted daemon still knows it
+        w2 = await w.restarted()
+        async with api_client(w2) as client2:
+            tagged = (await (await client2.get("/images/mirror/ubuntu:1/json")).json())["Metadata"]
+    assert parse_rfc3339(tagged["LastTagTime"]) > parse_rfc3339(imported["LastTagTime"])

@@ -618,6 +618,26 @@ async def test_restore_restarts_unless_stopped_containers_that_died_with_the_dae
 
 
 @async_test
+async def test_a_clean_daemon_restart_brings_unless_stopped_back_but_not_a_user_stop(tmp_path):
+    """dockerd's kill marks HasBeenManuallyStopped only when the daemon is not shutting
+    down: compose services with `restart: unless-stopped` come back after a restart."""
+    w = await world(tmp_path)
+    host = HostConfig(restart_policy=RestartPolicy("unless-stopped"))
+    back = await w.run(cmd=["/bin/sleep"], name="back", host_config=host)
+    user = await w.run(cmd=["/bin/sleep"], name="user", host_config=host)
+    await w.containers.stop(user.id)
+    await w.containers.shutdown(live_restore=False)
+    assert w.launcher.last(back.id).kills == [signal.SIGTERM]
+    await settle(20)
+    assert w.launcher.runs(back.id) == 1  # no policy restart while shutting down
+    w.store.close()
+    w2 = World(tmp_path)
+    await w2.containers.restore()
+    assert w2.containers.get(back.id).state.running
+    assert not w2.containers.get(user.id).state.running
+
+
+@async_test
 async def test_daemon_shutdown_stops_containers_unless_live_restore(tmp_path):
     w = await world(tmp_path)
     c = await w.run(cmd=["/bin/sleep"])

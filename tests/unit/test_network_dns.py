@@ -37,6 +37,20 @@ async def test_known_names_get_their_address_and_nothing_else():
 
 
 @async_test
+async def test_a_name_of_several_containers_answers_all_in_shuffled_order():
+    """`compose up --scale api=3`: clients that take the first address spread out."""
+    three = ["10.5.0.2", "10.5.0.3", "10.5.0.4"]
+    a = DNSAnswerer(lambda name: three if name == "api" else None, [])
+    firsts = set()
+    for _ in range(60):
+        reply = await ask(a, "api")
+        got = [str(r.rdata) for r in reply.rr]
+        assert sorted(got) == three
+        firsts.add(got[0])
+    assert firsts == set(three)
+
+
+@async_test
 async def test_unknown_bare_names_are_nxdomain_without_forwarding():
     sent: list[bytes] = []
 

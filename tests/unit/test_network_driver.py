@@ -214,8 +214,11 @@ def test_a_taken_host_port_leaves_nothing_behind(tmp_path):
         PortRequest("tcp", 80, "0.0.0.0", 8080, 8080),
         PortRequest("tcp", 81, "0.0.0.0", 8081, 8081),
     ]
+    # Another program holds 8081: dockerd's bind error, naming the container's side.
     with pytest.raises(
-        AllocationFailed, match="Bind for 0.0.0.0:8081 failed: port is already allocated"
+        AllocationFailed,
+        match=r"failed to bind host port for 0\.0\.0\.0:8081:10\.\d+\.\d+\.\d+:81/tcp: "
+        "address already in use",
     ):
         drv.attach(net, "c1", ns, ports=reqs)
     assert k.reserved == {}  # 8080, taken first, was given back
@@ -310,6 +313,24 @@ async def test_none_and_host_modes_get_no_sandbox(tmp_path):
     assert w.kernel.find("netns_create") == []
 
 
+def test_a_port_one_of_our_endpoints_holds_is_already_allocated(tmp_path):
+    """dockerd's port allocator: a second container on a port ours holds, on any address
+    that overlaps (0.0.0.0 covers 127.0.0.1), gets "port is already allocated"."""
+    k, drv, net = _driver(tmp_path)
+    first = drv.create_sandbox("c1")
+    drv.attach(net, "c1", first, ports=[PortRequest("tcp", 80, "0.0.0.0", 8080, 8080)])
+    second = drv.create_sandbox("c2")
+    for ip in ("0.0.0.0", "127.0.0.1"):
+        with pytest.raises(
+            AllocationFailed, match=f"Bind for {ip}:8080 failed: port is already allocated"
+        ):
+            drv.attach(net, "c2", second, ports=[PortRequest("tcp", 80, ip, 8080, 8080)])
+    # udp on the same number is another port: not ours, so the kernel's word stands.
+    k.taken_ports.add(("udp", 8080))
+    with pytest.raises(AllocationFailed, match="8080:.*:80/udp: address already in use"):
+        drv.attach(net, "c2", second, ports=[PortRequest("udp", 80, "0.0.0.0", 8080, 8080)])
+
+
 @async_test
 async def test_a_port_conflict_fails_the_start_and_records_the_error(tmp_path):
     w = World(tmp_path)
@@ -317,9 +338,12 @@ async def test_a_port_conflict_fails_the_start_and_records_the_error(tmp_path):
     w.kernel.taken_ports.add(("tcp", 8080))
     hc = HostConfig(port_bindings={"80/tcp": [PortBinding(host_port="8080")]})
     c = await w.create(host_config=hc, name="web")
-    with pytest.raises(Conflict, match="Bind for 0.0.0.0:8080 failed: port is already allocated"):
+    with pytest.raises(AllocationFailed, match="0.0.0.0:8080:.*:80/tcp: address already in use"):
         await w.containers.start(c.id)
-    assert "driver failed programming external connectivity on endpoint web" in c.state.error
+    assert c.state.error.startswith(
+        "failed to set up container networking: driver failed programming external "
+        f"connectivity on endpoint web ({c.id}): failed to bind host port for 0.0.0.0:8080:"
+    )
     assert not c.state.running and not [n for n in w.kernel.netns if c.id in n]
     assert w.launcher.runs(c.id) == 0
 

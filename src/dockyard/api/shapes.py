@@ -103,12 +103,14 @@ def _published(c: Container) -> dict[str, list[dict[str, str]]]:
 
 
 def _ports(c: Container) -> list[dict[str, Any]]:
-    """/containers/json's Ports: published mappings, and exposed ports without one."""
+    """/containers/json's Ports: NetworkSettings.Ports as a list, as dockerd's view makes
+    it (so nothing for a container that does not run: its release cleared them)."""
     out: list[dict[str, Any]] = []
-    published = _published(c)
-    for key, hosts in published.items():
+    for key, hosts in inspect_ports(c).items():
         num, _, proto = key.partition("/")
-        for h in hosts:
+        if not hosts:
+            out.append({"PrivatePort": int(num), "Type": proto})
+        for h in hosts or []:
             out.append(
                 {
                     "IP": h["HostIp"],
@@ -117,10 +119,6 @@ def _ports(c: Container) -> list[dict[str, Any]]:
                     "Type": proto,
                 }
             )
-    for port in sorted(c.config.exposed_ports or {}):
-        num, _, proto = port.partition("/")
-        if f"{num}/{proto or 'tcp'}" not in published:
-            out.append({"PrivatePort": int(num), "Type": proto or "tcp"})
     return out
 
 
@@ -416,7 +414,7 @@ def image_inspect(info: ImageInfo, layers_dirs: list[str], v: Version) -> dict[s
             else {},
         },
         "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids", [])},
-        "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        "Metadata": {"LastTagTime": r.last_tag_time or "0001-01-01T00:00:00Z"},
     }
     if not v.at_least(1, 44):
         out["VirtualSize"] = r.size

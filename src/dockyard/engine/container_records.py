@@ -100,6 +100,8 @@ class ContainerRecords:
         self.volumes.users_of = self._users_of_volume
         self.log_defaults = logconfig.LogDefaults()  # daemon.json log-driver / log-opts
         self._copying: set[str] = set()  # stopped containers whose rootfs a cp has mounted
+        # dockerd's IsShuttingDown: its stops are not the user's (unless-stopped comes back).
+        self._shutting_down = False
 
     def _runtime_path(self, c: Container) -> str:
         """The executable of the container's runtime ("" = ours); refused if it went away."""

@@ -112,6 +112,7 @@ class ContainerService(
 
     async def shutdown(self, live_restore: bool) -> None:
         """dockerd stops running containers at shutdown unless live-restore is on."""
+        self._shutting_down = True
         if not live_restore:
             running = [c for c in self._containers.values() if c.state.running]
             await asyncio.gather(

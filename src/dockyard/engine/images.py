@@ -17,7 +17,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import IO, Any
 
 from dockyard.engine import image_archives, image_history, image_prune, image_pull, image_push
-from dockyard.engine.clock import parse_rfc3339
+from dockyard.engine.clock import parse_rfc3339, rfc3339
 from dockyard.engine.events import EventBus
 from dockyard.engine.filters import filter_images
 from dockyard.engine.models import ImageInfo, ImageRecord
@@ -210,6 +210,7 @@ class ImageService:
         self._register(image_id)
         if ref is not None:
             self._set_tag(str(ref), image_id)
+            self._tagged_now(image_id)
         self.emit("import", image_id, image_id)
         return image_id
 
@@ -238,8 +239,15 @@ class ImageService:
         if ref.digest:
             raise InvalidParameter("refusing to create a tag with a digest reference")
         self._set_tag(str(ref), image_id)
+        self._tagged_now(image_id)
         self.emit("tag", image_id, str(ref))
         return str(ref)
+
+    def _tagged_now(self, image_id: str) -> None:
+        """dockerd's TagImage records the time (a pull or a load does not)."""
+        record = self._images[image_id]
+        record.last_tag_time = rfc3339()
+        self._store.put_image(record)
 
     def delete(self, name: str, force: bool = False, prune: bool = True) -> list[dict[str, str]]:
         """dockerd's rules: a name untags; the last name or an id deletes, unless in use."""

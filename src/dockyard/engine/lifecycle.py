@@ -17,6 +17,7 @@ from dockyard.engine.resource_events import network_event, volume_mounts
 from dockyard.engine.signals import parse_signal
 from dockyard.engine.start_trace import StartTimeline
 from dockyard.errors import Conflict, InvalidParameter, NotModified, RuntimeFailure, storage_full
+from dockyard.network.ports import AllocationFailed
 from dockyard.runtime.launcher import ExitRecord, MonitorLink
 from dockyard.runtime.spec import write_bundle
 
@@ -41,7 +42,9 @@ class ContainerLifecycle(ContainerRecords):
             try:
                 return await self._start(c, live)
             except Exception as e:
-                expected = isinstance(e, RuntimeFailure | InvalidParameter | Conflict)
+                expected = isinstance(
+                    e, RuntimeFailure | InvalidParameter | Conflict | AllocationFailed
+                )
                 if not (c.host_config.auto_remove and (expected or storage_full(e))):
                     raise
                 failure = e
@@ -88,7 +91,7 @@ class ContainerLifecycle(ContainerRecords):
                 if mounted:
                     volume_mounts(self.events, c, "unmount")
                 raise
-        except (RuntimeFailure, InvalidParameter, Conflict) as e:
+        except (RuntimeFailure, InvalidParameter, Conflict, AllocationFailed) as e:
             c.state.error = e.message
             if isinstance(e, RuntimeFailure):
                 c.state.exit_code = {"not-found": 127, "permission": 126}.get(e.kind, 128)
@@ -233,7 +236,11 @@ class ContainerLifecycle(ContainerRecords):
         if record.oom_killed:
             self.emit(c, "oom")
         self.emit(c, "die", exitCode=str(record.exit_code))
-        restart = not c.host_config.auto_remove and self._should_restart(c, live)
+        restart = (
+            not c.host_config.auto_remove
+            and not self._shutting_down
+            and self._should_restart(c, live)
+        )
         if restart:
             # dockerd's SetRestarting: still "running" for ps, wait and rm, no process.
             c.state.status, c.state.running, c.state.restarting = "restarting", True, True
@@ -315,7 +322,7 @@ class ContainerLifecycle(ContainerRecords):
             return
         if not c.state.running or live.link is None:
             raise NotModified("container already stopped")
-        c.manually_stopped = True
+        c.manually_stopped = not self._shutting_down
         signum = parse_signal(signal or c.config.stop_signal, signal_mod.SIGTERM)
         if timeout is None:
             timeout = c.config.stop_timeout if c.config.stop_timeout is not None else 10

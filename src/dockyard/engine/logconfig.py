@@ -69,6 +69,8 @@ def _size(value: str) -> int:
 
 def check(lc: LogConfig, defaults: LogDefaults) -> None:
     """Refuse an unknown driver or option in dockerd's words; fill the driver in."""
+    if lc.config is None:
+        lc.config = {}
     if not lc.type:
         lc.type = defaults.driver
         if not lc.config:

@@ -32,7 +32,8 @@ class RestartPolicy(msgspec.Struct, rename="pascal"):
 
 class LogConfig(msgspec.Struct, rename="pascal"):
     type: str = "json-file"
-    config: dict[str, str] = field(default_factory=dict)
+    # Compose sends `"Config": null` for "no options" (Go's nil map); check() makes it {}.
+    config: dict[str, str] | None = field(default_factory=dict)
 
 
 class ContainerConfig(msgspec.Struct, rename="pascal"):
@@ -336,6 +337,8 @@ class ImageRecord(msgspec.Struct, rename="pascal"):
     repo_digests: list[str] = field(default_factory=list)
     parent: str = ""
     comment: str = ""
+    # dockerd's Metadata.LastTagTime: when `tag` (or an import with a name) last named it.
+    last_tag_time: str = ""
 
 
 class ImageInfo(msgspec.Struct):

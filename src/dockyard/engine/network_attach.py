@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable
 
 from dockyard.engine.models import Container
@@ -141,6 +142,7 @@ class Plumbing:
         # The address and the interface name are held from here (no await in between),
         # so that starts and connects running at once do not pick the same.
         e.ip_address = self.networks.choose_address(n, e)
+        endpoint_id = e.endpoint_id or secrets.token_hex(32)  # an error message names it
         pending.add(ifname)
         try:
             ep = await self._attach(
@@ -153,8 +155,11 @@ class Plumbing:
                 mac=mac,
                 ports=requests,
                 default_route=not routed and not n.internal,
-                endpoint_id=e.endpoint_id,
+                endpoint_id=endpoint_id,
             )
+        except ports_mod.AllocationFailed as err:
+            e.ip_address = ""
+            raise ports_mod.connectivity_failed(c.name[1:], endpoint_id, err) from None
         except BaseException:
             e.ip_address = ""
             raise

@@ -308,10 +308,7 @@ class ContainerNetworking:
             )
         except ports_mod.AllocationFailed as e:
             self.driver.delete_sandbox_path(netns)
-            raise Conflict(
-                f"driver failed programming external connectivity on endpoint {c.name[1:]} "
-                f"({c.id}): {e.message}"
-            ) from None
+            raise ports_mod.connectivity_failed(c.name[1:], c.id, e) from None
         except BaseException:
             self.driver.delete_sandbox_path(netns)
             raise

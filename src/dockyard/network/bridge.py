@@ -119,6 +119,7 @@ class BridgeDriver:
         self.netns_dir = netns_dir
         self._rules_on: set[str] = set()  # networks whose rules are in the chains
         self._port_fds: dict[str, list[int]] = {}  # endpoint id -> reserved sockets
+        self._port_maps: dict[str, list[PortMapping]] = {}  # endpoint id -> what they hold
         self._spares: dict[str, list[_Spare]] = {}  # network id -> ready sandboxes
         self._prewired: dict[str, _Spare] = {}  # netns -> the spare it was
 
@@ -136,6 +137,7 @@ class BridgeDriver:
         for fds in self._port_fds.values():
             ports_mod.release(self.kernel, fds)
         self._port_fds.clear()
+        self._port_maps.clear()
         self.firewall.teardown()
         self._rules_on.clear()
 
@@ -274,7 +276,7 @@ class BridgeDriver:
         host_if = ""
         try:
             if ports and not net.internal:
-                held = ports_mod.reserve(self.kernel, ports)
+                held = ports_mod.reserve(self.kernel, ports, address, self._held_by_us)
             mac = mac or mac_for(address)
             host_if = self._veth_pair(ifname, netns, net.mtu, net.bridge, mac)
             self.kernel.link_set(ifname, netns=netns, up=True)
@@ -306,6 +308,7 @@ class BridgeDriver:
             self.ipam.release(net.id, address)
             raise
         self._port_fds[endpoint_id] = [fd for _, fd in held]
+        self._port_maps[endpoint_id] = [m for m, _ in held]
         return ep
 
     def _take_spare(
@@ -322,7 +325,7 @@ class BridgeDriver:
         held: list[tuple[PortMapping, int]] = []
         try:
             if ports and not net.internal:
-                held = ports_mod.reserve(self.kernel, ports)
+                held = ports_mod.reserve(self.kernel, ports, spare.ip, self._held_by_us)
             ep = Endpoint(
                 id=endpoint_id,
                 network_id=net.id,
@@ -346,6 +349,7 @@ class BridgeDriver:
         # restart's reclaim() claims the address for the endpoint anyway.
         self.ipam.reassign(net.id, spare.ip, endpoint_id, persist=False)
         self._port_fds[endpoint_id] = [fd for _, fd in held]
+        self._port_maps[endpoint_id] = [m for m, _ in held]
         return ep
 
     def _veth_pair(self, ifname: str, netns: str, mtu: int, bridge: str, mac: str | None) -> str:
@@ -367,6 +371,16 @@ class BridgeDriver:
             return host_if
         raise KernelError("veth_create", (ifname, netns), 17)
 
+    def _held_by_us(self, proto: str, host_ip: str, port: int) -> bool:
+        """Whether one of our endpoints holds the port (0.0.0.0 overlaps every address)."""
+        return any(
+            m.proto == proto
+            and m.host_port == port
+            and (m.host_ip == host_ip or "0.0.0.0" in (m.host_ip, host_ip))
+            for maps in self._port_maps.values()
+            for m in maps
+        )
+
     def detach(self, net: BridgeNetwork, ep: Endpoint, *, delete_link: bool = True) -> None:
         """Undo `attach`. `delete_link=False` when the namespace is deleted next:
         its veth goes with it, without the wait of deleting it here."""
@@ -375,6 +389,7 @@ class BridgeDriver:
                 self.firewall.remove(self.firewall.port_rules(ep.ip, ep.ports))
         finally:
             ports_mod.release(self.kernel, self._port_fds.pop(ep.id, []))
+            self._port_maps.pop(ep.id, None)
             # On the exit path: the file can wait (a restart's retain() drops it).
             self.ipam.release(net.id, ep.ip, persist=False)
             if delete_link:
@@ -396,6 +411,7 @@ class BridgeDriver:
             except KernelError as e:
                 problems.append(f"port {m.host_ip}:{m.host_port}/{m.proto}: {e.message}")
         self._port_fds[ep.id] = fds
+        self._port_maps[ep.id] = list(ep.ports)
         if ep.ports:
             self.firewall.add(self.firewall.port_rules(ep.ip, ep.ports))
         return problems

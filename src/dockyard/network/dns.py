@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import struct
 from collections.abc import Callable
@@ -79,6 +80,9 @@ class DNSAnswerer:
         addrs = self._resolve(name) if qtype != QTYPE.PTR else None
         if addrs is not None:
             if qtype in (QTYPE.A, QTYPE.ANY):
+                # Shuffled as libnetwork's resolver does: a name that several containers
+                # share (a scaled compose service) spreads clients that take the first.
+                addrs = random.sample(addrs, len(addrs))
                 for ip in addrs:
                     reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
             # An AAAA (or other) query for a name we know: NOERROR with no records,

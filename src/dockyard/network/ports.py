@@ -3,22 +3,24 @@
 A `PortRequest` is one container port with its host side as asked
 (HostConfig.PortBindings, or `-P` with the image's EXPOSE: a random port).
 `reserve()` turns requests into `PortMapping`s by binding a socket on each host
-port without listening: that claims the port (another program's bind fails,
-and ours fails with "port is already allocated" when someone holds it) while
-the kernel's DNAT carries the traffic, on 127.0.0.1 too, so no userland proxy
-copies bytes. Port 0 lets the kernel pick from the ephemeral range.
+port without listening: that claims the port (another program's bind fails)
+while the kernel's DNAT carries the traffic, on 127.0.0.1 too, so no userland
+proxy copies bytes. Port 0 lets the kernel pick from the ephemeral range.
+A port one of our containers holds fails as dockerd's port allocator does ("port
+is already allocated"); one another program holds, as dockerd's bind does
+("address already in use").
 """
 
 from __future__ import annotations
 
 import errno as errno_mod
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgspec
 
-from dockyard.errors import Conflict, InvalidParameter, KernelError
+from dockyard.errors import DockyardError, InvalidParameter, KernelError
 from dockyard.kernel.interface import Kernel
 
 PROTOCOLS = ("tcp", "udp")
@@ -124,31 +126,56 @@ def validate(
     requests_from(port_bindings, exposed_ports, False)
 
 
-class AllocationFailed(Conflict):
-    pass
+class AllocationFailed(DockyardError):
+    """A host port could not be had: a system error (500), as dockerd answers it."""
 
 
-def reserve(kernel: Kernel, requests: Sequence[PortRequest]) -> list[tuple[PortMapping, int]]:
+def connectivity_failed(endpoint_name: str, endpoint_id: str, e: DockyardError) -> AllocationFailed:
+    """dockerd's words when a start cannot publish a port (libnetwork's endpoint join)."""
+    return AllocationFailed(
+        "failed to set up container networking: driver failed programming external "
+        f"connectivity on endpoint {endpoint_name} ({endpoint_id}): {e.message}"
+    )
+
+
+# (proto, host ip, port) -> True when one of this daemon's endpoints holds that port.
+HeldByUs = Callable[[str, str, int], bool]
+
+
+def reserve(
+    kernel: Kernel,
+    requests: Sequence[PortRequest],
+    container_ip: str = "",
+    held_by_us: HeldByUs | None = None,
+) -> list[tuple[PortMapping, int]]:
     """Claim a host port for each request: [(mapping, socket fd)]. All or nothing."""
     held: list[tuple[PortMapping, int]] = []
     try:
         for req in requests:
-            held.append(_reserve_one(kernel, req))
+            held.append(_reserve_one(kernel, req, container_ip, held_by_us))
     except BaseException:
         release(kernel, [fd for _, fd in held])
         raise
     return held
 
 
-def _reserve_one(kernel: Kernel, req: PortRequest) -> tuple[PortMapping, int]:
+def _reserve_one(
+    kernel: Kernel, req: PortRequest, container_ip: str, held_by_us: HeldByUs | None
+) -> tuple[PortMapping, int]:
     if req.host_port_lo == req.host_port_hi:
         try:
             fd = kernel.port_reserve(req.proto, req.host_ip, req.host_port_lo)
         except KernelError as e:
             if e.errno != errno_mod.EADDRINUSE:
                 raise
+            port = req.host_port_lo
+            if held_by_us is not None and not held_by_us(req.proto, req.host_ip, port):
+                raise AllocationFailed(
+                    f"failed to bind host port for {req.host_ip}:{port}:{container_ip}:"
+                    f"{req.container_port}/{req.proto}: address already in use"
+                ) from None
             raise AllocationFailed(
-                f"Bind for {req.host_ip}:{req.host_port_lo} failed: port is already allocated"
+                f"Bind for {req.host_ip}:{port} failed: port is already allocated"
             ) from None
         port = kernel.port_of(fd)
         return PortMapping(req.proto, req.container_port, req.host_ip, port), fd
