@@ -18,6 +18,7 @@ from dockyard.api import (
     routes_system,
     routes_volumes,
     routes_watch,
+    routes_ws,
 )
 from dockyard.api.context import API_VERSION, SERVICES
 from dockyard.api.shapes import Version
@@ -167,4 +168,5 @@ def make_app(services: Services) -> web.Application:
     routes_volumes.register(router)
     routes_archive.register(router)
     routes_networks.register(router)
+    routes_ws.register(router)
     return app
