@@ -322,12 +322,9 @@ def parse_args(argv: list[str]) -> DaemonConfig:
 def _check_ui_address(cfg: DaemonConfig) -> None:
     """The dashboard drives a root-equivalent API: loopback unless told otherwise, and
     a named address in any case (its Host check needs the one browsers will use)."""
-    from dockyard.dashboard.listener import parse_address
+    from dockyard.dashboard.access import parse_address
 
-    try:
-        address, _port = parse_address(cfg.ui)
-    except DockyardError as e:
-        raise DockyardError(e.message) from None
+    address, _port = parse_address(cfg.ui)
     try:
         unspecified = ipaddress.ip_address(address).is_unspecified
     except ValueError:
@@ -648,9 +645,9 @@ async def serve(cfg: DaemonConfig) -> None:
     dashboard = None
     if cfg.ui:
         from dockyard.dashboard import listener as ui_listener
-        from dockyard.dashboard.access import new_token
+        from dockyard.dashboard.access import new_token, parse_address
 
-        address, port = ui_listener.parse_address(cfg.ui)
+        address, port = parse_address(cfg.ui)
         if not is_loopback(address):
             log.warning("the dashboard on %s is reachable from other machines, without TLS", cfg.ui)
         dashboard = await ui_listener.start(services, address, port, new_token())

@@ -205,7 +205,7 @@ def test_the_terminal_runs_a_shell_in_the_container(
     page.click(row(name, "running"))
     page.click("#subtabs button[data-pane=terminal]")
     page.fill("#term-cmd", "/bin/sh")
-    page.click("#term-form button")
+    page.click("#term-form button[type=submit]")
     page.wait_for_function(
         "() => document.querySelector('#term-status').textContent.startsWith('exec ')"
     )
@@ -218,6 +218,29 @@ def test_the_terminal_runs_a_shell_in_the_container(
     assert r.stdout == "42x\n"
     page.keyboard.type("exit\n")
     page.wait_for_function("() => document.querySelector('#term-status').textContent === 'exited'")
+
+
+def test_attach_joins_the_containers_own_shell(ui: Dashboard, page: Any, container: Any) -> None:
+    """The Engine API's GET /containers/{id}/attach/ws, straight from the page."""
+    assert (VENDOR / "xterm.js").exists(), (
+        "xterm.js is not vendored: bash scripts/install.sh --deps"
+    )
+    name = container("-it", "busybox", "sh")
+    page.click(row(name, "running"))
+    page.click("#subtabs button[data-pane=terminal]")
+    page.click("#term-attach")
+    page.wait_for_function(
+        "() => document.querySelector('#term-status').textContent.startsWith('attached')"
+    )
+    page.click("#terminal")
+    page.keyboard.type("echo $((6*7))y > /proof2; echo att-$((2+2))\n")
+    page.wait_for_function(
+        "() => document.querySelector('#terminal').textContent.includes('att-4')"
+    )
+    assert ui.daemon.dockyard("exec", name, "cat", "/proof2").stdout == "42y\n"
+    page.click("#subtabs button[data-pane=logs]")  # leaving the pane detaches
+    page.wait_for_function("() => document.querySelector('#logs').textContent.includes('att-4')")
+    assert inspect_state(ui, name)["Running"] is True
 
 
 def test_images_networks_and_volumes_are_listed(ui: Dashboard, page: Any, unique) -> None:

@@ -197,3 +197,16 @@ def test_the_daemon_keeps_serving_after_refusals(ui: Dashboard) -> None:
     status, _, body = request(ui, "GET", "/api/_ping", authed(ui))
     assert (status, body) == (200, b"OK")
     assert ui.daemon.proc is not None and ui.daemon.proc.poll() is None
+
+
+def test_a_taken_port_stops_the_daemon_with_one_clear_line(daemon_factory) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        d = daemon_factory(extra_args=["--ui", f"127.0.0.1:{port}"], wait=False)
+        assert d.proc is not None
+        assert d.proc.wait(timeout=60) == 1
+    log = d.log_path.read_text()
+    assert f"cannot serve the dashboard on 127.0.0.1:{port}" in log
+    assert "Traceback" not in log

@@ -15,8 +15,8 @@ from aiohttp import web
 from fakes import async_test
 
 from dockyard import daemon
-from dockyard.dashboard.access import AccessPolicy
-from dockyard.dashboard.listener import make_dashboard_app, parse_address
+from dockyard.dashboard.access import AccessPolicy, parse_address
+from dockyard.dashboard.listener import make_dashboard_app
 from dockyard.errors import DockyardError
 
 TOKEN = "ab" * 24

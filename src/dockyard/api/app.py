@@ -19,6 +19,7 @@ from dockyard.api import (
     routes_system,
     routes_volumes,
     routes_watch,
+    routes_ws,
 )
 from dockyard.api.context import API_VERSION, SERVICES
 from dockyard.api.shapes import Version
@@ -169,4 +170,5 @@ def make_app(services: Services) -> web.Application:
     routes_archive.register(router)
     routes_networks.register(router)
     routes_build.register(router)
+    routes_ws.register(router)
     return app

@@ -18,6 +18,8 @@ import secrets
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 
+from dockyard.errors import InvalidParameter
+
 TOKEN_PARAM = "token"
 
 
@@ -102,3 +104,11 @@ class AccessPolicy:
         """Session cookie: HttpOnly (no script reads it), SameSite=Strict (no other
         site's navigation or request carries it)."""
         return f"{self.cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`."""
+    addr, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not addr:
+        raise InvalidParameter(f"invalid --ui address {text!r}: want ADDRESS:PORT (127.0.0.1:8080)")
+    return addr.strip("[]"), int(port)

@@ -22,6 +22,7 @@ from dockyard.api.streams import RawStreamResponse
 from dockyard.dashboard import terminal
 from dockyard.dashboard.access import TOKEN_PARAM, AccessPolicy
 from dockyard.engine.services import Services
+from dockyard.errors import DockyardError
 
 log = logging.getLogger("dockyard.dashboard")
 
@@ -138,16 +139,6 @@ class DashboardListener:
         await self.runner.cleanup()
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """`127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`."""
-    from dockyard.errors import InvalidParameter
-
-    addr, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not addr:
-        raise InvalidParameter(f"invalid --ui address {text!r}: want ADDRESS:PORT (127.0.0.1:8080)")
-    return addr.strip("[]"), int(port)
-
-
 async def start(
     services: Services, address: str, port: int, token: str, max_connections: int = 256
 ) -> DashboardListener:
@@ -165,6 +156,12 @@ async def start(
     await runner.setup()
     app[terminal.CONNECT].server = runner.server
     site = web.TCPSite(runner, address, port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise DockyardError(
+            f"cannot serve the dashboard on {address}:{port}: {e.strerror}"
+        ) from None
     log.info("Dashboard listening on %s:%d: open %s", address, port, policy.url)
     return DashboardListener(runner, policy)

@@ -566,10 +566,51 @@ function closeTerminal() {
   t.term.dispose();
 }
 
+// An xterm.js terminal on a websocket: `resizePath` is where the terminal's size goes.
+function connectTerminal(wsPath, resizePath, label, endText) {
+  const term = new window.Terminal({ cursorBlink: true, fontSize: 13, convertEol: false });
+  const fit = window.FitAddon ? new window.FitAddon.FitAddon() : null;
+  if (fit) term.loadAddon(fit);
+  const box = $("#terminal");
+  box.replaceChildren();
+  term.open(box);
+  if (fit) fit.fit();
+  const status = $("#term-status");
+  const ws = new WebSocket(`ws://${location.host}${wsPath}`);
+  ws.binaryType = "arraybuffer";
+  const encoder = new TextEncoder();
+  const resize = () => {
+    if (fit) fit.fit();
+    api("POST", `${resizePath}?h=${term.rows}&w=${term.cols}`).catch(() => {});
+  };
+  const t = { term, ws, fit, onResize: resize };
+  state.terminal = t;
+  window.addEventListener("resize", resize);
+  let sized = false;
+  ws.onopen = () => {
+    status.textContent = label;
+    term.focus();
+  };
+  ws.onmessage = (m) => {
+    if (!sized) {
+      sized = true; // an exec runs once it speaks: a resize before that is refused
+      resize();
+    }
+    term.write(typeof m.data === "string" ? m.data : new Uint8Array(m.data));
+  };
+  ws.onclose = () => {
+    if (state.terminal === t) status.textContent = endText;
+  };
+  term.onData((d) => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(encoder.encode(d));
+  });
+}
+
+// A new process in the container (docker exec -it): created through the API, its
+// hijacked start relayed to this websocket by the dashboard's listener.
 async function openTerminal(cmd) {
   closeTerminal();
   const id = state.selected;
-  const status = $("#term-status");
   if (typeof window.Terminal !== "function" || !id) return;
   const argv = cmd.trim().split(/\s+/).filter(Boolean);
   const exec = await api("POST", `/containers/${id}/exec`, {
@@ -580,41 +621,16 @@ async function openTerminal(cmd) {
     Env: ["TERM=xterm-256color"],
     Cmd: argv.length ? argv : ["/bin/sh"],
   });
-  const term = new window.Terminal({ cursorBlink: true, fontSize: 13, convertEol: false });
-  const fit = window.FitAddon ? new window.FitAddon.FitAddon() : null;
-  if (fit) term.loadAddon(fit);
-  const box = $("#terminal");
-  box.replaceChildren();
-  term.open(box);
-  if (fit) fit.fit();
-  const ws = new WebSocket(`ws://${location.host}/terminal/exec/${exec.Id}`);
-  ws.binaryType = "arraybuffer";
-  const encoder = new TextEncoder();
-  const resize = () => {
-    if (fit) fit.fit();
-    api("POST", `/exec/${exec.Id}/resize?h=${term.rows}&w=${term.cols}`).catch(() => {});
-  };
-  const t = { term, ws, fit, onResize: resize };
-  state.terminal = t;
-  window.addEventListener("resize", resize);
-  let sized = false;
-  ws.onopen = () => {
-    status.textContent = `exec ${shortId(exec.Id)}: ${argv.join(" ")}`;
-    term.focus();
-  };
-  ws.onmessage = (m) => {
-    if (!sized) {
-      sized = true; // the exec runs once it speaks: a resize before that is refused
-      resize();
-    }
-    term.write(typeof m.data === "string" ? m.data : new Uint8Array(m.data));
-  };
-  ws.onclose = () => {
-    if (state.terminal === t) status.textContent = "exited";
-  };
-  term.onData((d) => {
-    if (ws.readyState === WebSocket.OPEN) ws.send(encoder.encode(d));
-  });
+  connectTerminal(`/terminal/exec/${exec.Id}`, `/exec/${exec.Id}/resize`, `exec ${shortId(exec.Id)}: ${argv.join(" ")}`, "exited");
+}
+
+// The container's own process (docker attach): the Engine API's attach/ws, as is.
+function attachTerminal() {
+  closeTerminal();
+  const id = state.selected;
+  if (typeof window.Terminal !== "function" || !id) return;
+  const query = "stream=1&stdin=1&stdout=1&stderr=1";
+  connectTerminal(`${API}/containers/${id}/attach/ws?${query}`, `/containers/${id}/resize`, `attached to ${shortId(id)}`, "detached");
 }
 
 // ---- images, networks, volumes -----------------------------------------------------
@@ -709,6 +725,7 @@ function main() {
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
   for (const b of document.querySelectorAll("#subtabs button")) b.addEventListener("click", () => openPane(b.dataset.pane));
   for (const b of document.querySelectorAll(".actions button")) b.addEventListener("click", () => action(b.dataset.action, b));
+  $("#term-attach").addEventListener("click", () => attachTerminal());
   $("#term-form").addEventListener("submit", (e) => {
     e.preventDefault();
     openTerminal($("#term-cmd").value).catch((err) => showMessage(`terminal: ${err.message}`));
