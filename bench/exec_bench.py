@@ -19,6 +19,8 @@ of the work itself):
   API: inspect             GET /exec/{id}/json (the exit code)
   runtime: to started      the launcher alone (own forkserver): request to exec'd
   runtime: to exit         from exec'd until the exit event
+
+For the commands, `cpu` is the median CPU time (user + system) of the process itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -68,13 +71,20 @@ def _start_daemon(base: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, host
 
 
-def _process(argv: list[str], env: dict[str, str]) -> Callable[[], float]:
+CPU: dict[str, list[float]] = {}  # CPU seconds of the command itself (not of the daemon)
+
+
+def _process(argv: list[str], env: dict[str, str], label: str) -> Callable[[], float]:
     def run() -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.run(argv, env=env, capture_output=True)
         dt = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        CPU.setdefault(label, []).append(cpu)
         return dt
 
     return run
@@ -105,7 +115,9 @@ def _api_steps(host: str, name: str) -> Callable[[], tuple[float, float, float]]
     return run
 
 
-async def _runtime_steps(bundle: str, cid: str, rounds: int, run_dir: str) -> list[tuple[float, float]]:
+async def _runtime_steps(
+    bundle: str, cid: str, rounds: int, run_dir: str
+) -> list[tuple[float, float]]:
     from dockyard.runtime.launcher import Launcher
     from dockyard.runtime.spec import ExecSpec
 
@@ -131,7 +143,10 @@ async def _runtime_steps(bundle: str, cid: str, rounds: int, run_dir: str) -> li
 
 def _row(label: str, samples: list[float]) -> None:
     s = sorted(samples)
-    print(f"  {label:<26} median {statistics.median(s) * 1000:7.1f} ms   min {s[0] * 1000:7.1f} ms")
+    line = f"  {label:<26} median {statistics.median(s) * 1000:7.1f} ms   min {s[0] * 1000:7.1f} ms"
+    if label in CPU:  # the command's own CPU time: what load on the machine does not inflate
+        line += f"   cpu {statistics.median(CPU[label]) * 1000:6.1f} ms"
+    print(line)
 
 
 def main() -> int:
@@ -160,15 +175,17 @@ def main() -> int:
             env=env, check=True, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
         procs: dict[str, Callable[[], float]] = {
-            "python -S start": _process([py, "-S", "-c", "pass"], env),
-            "CLI imports": _process([py, "-S", "-c", imports], env),
+            "python -S start": _process([py, "-S", "-c", "pass"], env, "python -S start"),
+            "CLI imports": _process([py, "-S", "-c", imports], env, "CLI imports"),
             "dockyard exec (launcher)": _process(
-                [py, "-S", "-c", launcher, "exec", name, "true"], env
+                [py, "-S", "-c", launcher, "exec", name, "true"], env, "dockyard exec (launcher)"
             ),
-            "dockyard exec (-m)": _process([py, "-m", "dockyard", "exec", name, "true"], env),
+            "dockyard exec (-m)": _process(
+                [py, "-m", "dockyard", "exec", name, "true"], env, "dockyard exec (-m)"
+            ),
         }
         if shutil.which("docker"):
-            procs["docker exec"] = _process(["docker", "exec", name, "true"], env)
+            procs["docker exec"] = _process(["docker", "exec", name, "true"], env, "docker exec")
         api = _api_steps(host, name)
         results: dict[str, list[float]] = {k: [] for k in procs}
         steps: list[tuple[float, float, float]] = []
