@@ -507,10 +507,20 @@ def new_daemon(
     )
 
 
+def lingering_processes(base: Path, grace: float = 5.0) -> dict[int, str]:
+    """Processes that name `base` in their argv: the daemon's forkserver and every
+    monitor it forked (they carry its argv, which names the data root's run dir),
+    orphaned ones too. A monitor may take a moment to exit after its container did."""
+    deadline = time.monotonic() + grace
+    while (found := processes_mentioning(str(base))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
 def leftovers(base: Path, container_ids: set[str]) -> list[str]:
     """What a cleanly stopped daemon must not leave behind."""
     problems = []
-    for pid, cmd in processes_mentioning(str(base)).items():
+    for pid, cmd in lingering_processes(base).items():
         problems.append(f"process {pid} still running: {cmd}")
     for point in mounts_under(str(base)):
         problems.append(f"still mounted: {point}")
@@ -569,9 +579,23 @@ def force_network_clean(data_root: Path) -> None:
 
 
 def force_clean(base: Path) -> None:
+    # A killed daemon's monitors live on (orphaned; their argv names the data root):
+    # killed, their containers die with them, and their cgroups are left empty.
+    ids = {p.name for p in base.glob("*/containers/*")} | {
+        p.name for p in base.glob("containers/*")
+    }
     for pid in processes_mentioning(str(base)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while processes_mentioning(str(base)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # (their processes die a moment after their monitors: rmdir fails until then)
+    while (cgroups := container_cgroups(ids)) and time.monotonic() < deadline + 5:
+        for cg in sorted(cgroups, key=len, reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(cg)
+        time.sleep(0.05)
     for point in mounts_under(str(base)):
         subprocess.run(["umount", "-l", point], stderr=subprocess.DEVNULL, check=False)
     for data_root in {base / "root", *base.glob("*/")}:

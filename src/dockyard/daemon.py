@@ -386,8 +386,13 @@ class DataRootLock:
                 f"another dockyard daemon (pid {holder}) is already using the data root "
                 f"{os.path.dirname(self.path)}; stop it first or pass a different --data-root"
             ) from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        # The pid (only a hint for the message above) in place, then the rest cut off:
+        # truncating first gave the file's block away, and on a full disk a container's
+        # log flood took it before the write, which then failed the daemon's start.
+        pid = f"{os.getpid()}\n".encode()
+        with contextlib.suppress(OSError):
+            os.pwrite(self._fd, pid, 0)
+            os.ftruncate(self._fd, len(pid))
 
 
 # Directories the daemon creates directly under the data root; each is made

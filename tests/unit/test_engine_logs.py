@@ -180,3 +180,29 @@ def test_frames_are_one_per_entry_as_dockerd_sends_them():
     payloads = [b"a\n", b"", b"bc\n", b"x" * 70000]
     streams = [1, 2, 1, 2]
     assert frames(streams, payloads) == b"".join(map(frame, streams, payloads))
+
+
+@async_test
+async def test_follow_waits_for_the_new_file_of_a_rotation(tmp_path):
+    """The monitor renames the log away and opens a new one a moment later: the
+    follow reads the old file to its end, then goes on with the new one."""
+    log = tmp_path / "c-json.log"
+    write_log(log, LINES[:1])
+    alive = True
+    got: list[bytes] = []
+
+    async def follow() -> None:
+        async for e in read_log(str(log), follow=True, running=lambda: alive, poll=0.005):
+            got.append(e.data)
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.03)
+    with open(log, "ab") as f:
+        f.write(log_line(1, b"last of the old file\n", stamp(1)))
+    log.rename(tmp_path / "c-json.log.1")
+    await asyncio.sleep(0.05)  # no log file at all meanwhile
+    write_log(log, [(2, b"first of the new file\n")])
+    await asyncio.sleep(0.05)
+    alive = False
+    await asyncio.wait_for(task, 1)
+    assert got == [b"l0\n", b"last of the old file\n", b"first of the new file\n"]

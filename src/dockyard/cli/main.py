@@ -6,7 +6,6 @@ when used, so `dockyard version` pays for nothing but the HTTP client.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -312,7 +311,10 @@ def run_command(ctx_args: dict, argv: list[str]) -> int:
         )
     name, module_name, rest = resolved
     module_name, _, verb = module_name.partition(":")
-    module = importlib.import_module(f"dockyard.cli.commands.{module_name}")
+    # __import__ rather than importlib, whose import (with warnings) costs ~0.4 ms a command
+    full = f"dockyard.cli.commands.{module_name}"
+    __import__(full)
+    module = sys.modules[full]
     if verb:
         module = getattr(module, verb)
     spec: Command = module.COMMAND

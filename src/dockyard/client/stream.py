@@ -6,8 +6,8 @@ stream 0 is stdin (written by some daemons for tty echo), 1 stdout, 2 stderr,
 
 from __future__ import annotations
 
+import _struct as struct  # the C module: `struct` is a wrapper around it
 import os
-import struct
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:

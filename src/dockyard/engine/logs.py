@@ -30,16 +30,15 @@ class LogEntry:
     time: str  # RFC3339Nano
 
 
-def _tail_lines(path: str, n: int) -> tuple[list[bytes], int]:
+def _tail_lines(f: BinaryIO, n: int) -> tuple[list[bytes], int]:
     """The last n lines of a file without reading all of it; also the end offset."""
-    with open(path, "rb") as f:
-        end = f.seek(0, os.SEEK_END)
-        pos, buf = end, b""
-        while pos > 0 and buf.count(b"\n") <= n:
-            step = min(65536, pos)
-            pos -= step
-            f.seek(pos)
-            buf = f.read(step) + buf
+    end = f.seek(0, os.SEEK_END)
+    pos, buf = end, b""
+    while pos > 0 and buf.count(b"\n") <= n:
+        step = min(65536, pos)
+        pos -= step
+        f.seek(pos)
+        buf = f.read(step) + buf
     # A last line without newline is still being written (or torn by a crash): it is
     # not one of the n, and the follow loop picks it up from its start.
     cut = buf.rfind(b"\n") + 1
@@ -169,66 +168,64 @@ async def read_log_batches(
             return True
 
     rotated = rotated_files(path)
-    if not os.path.exists(path) and not rotated:
+    try:
+        # One open file from the first read to the end of a follow: a rotation while a
+        # big log is read cannot make the follow loop seek into the next file.
+        f: BinaryIO | None = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        f = None
+    if f is None and not rotated:
         return  # never written, or deleted under the daemon: nothing to show
-    offset = 0
-    if tail is not None and tail >= 0:
-        try:
-            lines, offset = _tail_lines(path, tail)
-        except FileNotFoundError:
-            lines, offset = [], 0
-        if len(lines) < tail:
-            # older lines from the rotated files, newest file first until the tail is full
-            older: list[bytes] = []
-            for old in reversed(rotated):
-                if len(older) + len(lines) >= tail:
-                    break
-                older = _read_rotated(old).splitlines() + older
-            older = older[max(0, len(older) - (tail - len(lines))) :]
-            lines = older + lines
-        if lines:
-            batch = _batch(b"\n".join(lines) + b"\n", keep)
-            if batch is not None:
-                yield batch
-    else:
-        for old in rotated:
-            for raw in _read_file_blocks(old):
-                batch = _batch(raw, keep)
+    try:
+        offset = 0
+        if tail is not None and tail >= 0:
+            lines, offset = _tail_lines(f, tail) if f is not None else ([], 0)
+            if len(lines) < tail:
+                # older lines from the rotated files, newest file first until the tail is full
+                older: list[bytes] = []
+                for old in reversed(rotated):
+                    if len(older) + len(lines) >= tail:
+                        break
+                    older = _read_rotated(old).splitlines() + older
+                older = older[max(0, len(older) - (tail - len(lines))) :]
+                lines = older + lines
+            if lines:
+                batch = _batch(b"\n".join(lines) + b"\n", keep)
                 if batch is not None:
                     yield batch
-        try:
-            with open(path, "rb") as f:
+        else:
+            for old in rotated:
+                for raw in _read_file_blocks(old):
+                    batch = _batch(raw, keep)
+                    if batch is not None:
+                        yield batch
+            if f is not None:
                 for raw in _blocks(f):
                     offset += len(raw)
                     batch = _batch(raw, keep)
                     if batch is not None:
                         yield batch
-        except FileNotFoundError:
-            offset = 0
-    if not follow:
-        return
-    pending = b""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 (reopened across rotations)
-    except FileNotFoundError:
-        return
-    try:
+        if not follow or f is None:
+            return
+        pending = b""
         f.seek(offset)
         while True:
             alive = running()
+            if f is None:
+                try:
+                    f = open(path, "rb")  # noqa: SIM115
+                except FileNotFoundError:  # between the rotation's rename and the new file
+                    if not alive:
+                        return
+                    await asyncio.sleep(poll)
+                    continue
             chunk = f.read()
             if not chunk and _rotated_away(f, path):
                 # the monitor rotated (or truncated) the file: what was left in the old
                 # one is read above; carry on with the new one from its start
                 f.close()
-                try:
-                    f = open(path, "rb")  # noqa: SIM115
-                except FileNotFoundError:
-                    if not alive:
-                        return
-                    await asyncio.sleep(poll)
-                    continue
-                chunk = f.read()
+                f = None
+                continue
             if chunk:
                 pending += chunk
                 cut = pending.rfind(b"\n") + 1
@@ -252,7 +249,8 @@ async def read_log_batches(
                 return
             await asyncio.sleep(poll)
     finally:
-        f.close()
+        if f is not None:
+            f.close()
 
 
 def _filtered(batch: LogBatch, keep: Callable[[int, str], bool]) -> LogBatch | None:

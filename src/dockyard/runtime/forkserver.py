@@ -3,7 +3,10 @@
 The daemon's event loop is multi-threaded and must never fork, and a fresh
 interpreter per container costs 10-35 ms. So the daemon starts this once:
 
-    python -m dockyard.runtime.forkserver <control fd> <daemon pid>
+    python -m dockyard.runtime.forkserver <control fd> <daemon pid> <run dir>
+
+(the run dir, <data-root>/run, is not read: a forked monitor keeps this argv, so
+`ps` and a leak check can tell whose monitors they are, also after their daemon died)
 
 It imports everything a start needs, says "ready", then reads requests from
 the control socket (SOCK_SEQPACKET): a JSON message {"id", "bundle",

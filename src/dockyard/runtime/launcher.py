@@ -298,6 +298,9 @@ class Launcher:
                 "dockyard.runtime.forkserver",
                 str(theirs.fileno()),
                 str(os.getpid()),
+                # Not read: it names the data root in the argv of the forkserver and of
+                # every monitor it forks (ps, leak checks, cleanup of a killed daemon).
+                os.path.abspath(self.run_dir),
                 pass_fds=[theirs.fileno()],
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # a ^C to the daemon's terminal is the daemon's business

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Where the time of `dockyard exec c true` goes, step by step.
+
+    .venv/bin/python bench/exec_bench.py [-n 30]
+
+Starts a private daemon (temporary socket and data root, busybox from
+scripts/make-base-image) with one `sleep` container, and stops it at the end; it never
+touches /run/dockyard.sock. Rounds are interleaved after a warm-up; each row gives
+the median and the minimum (on a loaded machine the minimum is the better estimate
+of the work itself):
+
+  python -S start          the interpreter alone, as the installed launcher runs it
+  CLI imports              python -S + what `exec` imports (cli.main, attach, client)
+  dockyard exec (launcher) the whole command as installed (python -S, no site)
+  dockyard exec (-m)       `python -m dockyard exec`: site and runpy on top
+  docker exec              the docker CLI against our daemon (where installed)
+  API: create              POST /containers/c/exec from a warm client
+  API: start..end          POST /exec/{id}/start, hijacked, until the stream ends
+  API: inspect             GET /exec/{id}/json (the exit code)
+  runtime: to started      the launcher alone (own forkserver): request to exec'd
+  runtime: to exit         from exec'd until the exit event
+
+For the commands, `cpu` is the median CPU time (user + system) of the process itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+
+def _env(host: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+    env.update(DOCKER_HOST=host, DOCKYARD_HOST=host, DOCKER_CLI_HINTS="false")
+    return env
+
+
+def _start_daemon(base: Path) -> tuple[subprocess.Popen[bytes], str]:
+    sock = base / "d.sock"
+    host = f"unix://{sock}"
+    log = (base / "daemon.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dockyard", "daemon", "-H", host, "--data-root", str(base / "root"),
+         "--pidfile", str(base / "d.pid")],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(host), cwd="/",
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not sock.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit("the bench daemon did not start; see " + str(base / "daemon.log"))
+        time.sleep(0.05)
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
+        check=True, capture_output=True, env=_env(host), timeout=300,
+    )  # fmt: skip
+    return proc, host
+
+
+CPU: dict[str, list[float]] = {}  # CPU seconds of the command itself (not of the daemon)
+
+
+def _process(argv: list[str], env: dict[str, str], label: str) -> Callable[[], float]:
+    def run() -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, env=env, capture_output=True)
+        dt = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        CPU.setdefault(label, []).append(cpu)
+        return dt
+
+    return run
+
+
+def _api_steps(host: str, name: str) -> Callable[[], tuple[float, float, float]]:
+    from dockyard.cli.attach import run_session
+    from dockyard.client.host import parse_host
+    from dockyard.client.transport import Client
+
+    client = Client(parse_host(host))
+    body = {"Cmd": ["true"], "AttachStdout": True, "AttachStderr": True}
+
+    def run() -> tuple[float, float, float]:
+        t0 = time.perf_counter()
+        exec_id = client.request("POST", f"/containers/{name}/exec", body=body).json()["Id"]
+        t1 = time.perf_counter()
+        conn = client.hijack(f"/exec/{exec_id}/start", body={"Detach": False, "Tty": False})
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)  # the stream's bytes (none for `true`) go nowhere
+        run_session(client, exec_id, conn, False, False, False)
+        t2 = time.perf_counter()
+        code = client.request("GET", f"/exec/{exec_id}/json").json()["ExitCode"]
+        t3 = time.perf_counter()
+        assert code == 0
+        return t1 - t0, t2 - t1, t3 - t2
+
+    return run
+
+
+async def _runtime_steps(
+    bundle: str, cid: str, rounds: int, run_dir: str
+) -> list[tuple[float, float]]:
+    from dockyard.runtime.launcher import Launcher
+    from dockyard.runtime.spec import ExecSpec
+
+    launcher = Launcher(run_dir)
+    await launcher.start()
+    out = []
+    try:
+        for i in range(rounds + 1):
+            t0 = time.perf_counter()
+            link = await launcher.exec(cid, bundle, ExecSpec(args=["true"], env=["PATH=/bin"]))
+            t1 = time.perf_counter()
+            async for _frame in link.frames():
+                pass
+            await link.wait()
+            await link.close()
+            t2 = time.perf_counter()
+            if i:
+                out.append((t1 - t0, t2 - t1))
+    finally:
+        await launcher.close()
+    return out
+
+
+def _row(label: str, samples: list[float]) -> None:
+    s = sorted(samples)
+    line = f"  {label:<26} median {statistics.median(s) * 1000:7.1f} ms   min {s[0] * 1000:7.1f} ms"
+    if label in CPU:  # the command's own CPU time: what load on the machine does not inflate
+        line += f"   cpu {statistics.median(CPU[label]) * 1000:6.1f} ms"
+    print(line)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=30)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="dky-bench-exec-"))
+    daemon, host = _start_daemon(base)
+    env = _env(host)
+    py = sys.executable
+    name = f"bench-exec-{os.getpid()}"
+    launcher = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
+        "from dockyard.cli.main import main; raise SystemExit(main())"
+    )
+    imports = (
+        f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
+        "import dockyard.cli.main, dockyard.cli.attach, dockyard.cli.commands.exec_"
+    )
+    saved_stdout = os.dup(1)
+    try:
+        subprocess.run([py, "-m", "dockyard", "run", "-d", "--name", name, "busybox",
+                        "sleep", "3600"], env=env, check=True, capture_output=True)  # fmt: skip
+        cid = subprocess.run(
+            [py, "-m", "dockyard", "inspect", "-f", "{{.Id}}", name],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        procs: dict[str, Callable[[], float]] = {
+            "python -S start": _process([py, "-S", "-c", "pass"], env, "python -S start"),
+            "CLI imports": _process([py, "-S", "-c", imports], env, "CLI imports"),
+            "dockyard exec (launcher)": _process(
+                [py, "-S", "-c", launcher, "exec", name, "true"], env, "dockyard exec (launcher)"
+            ),
+            "dockyard exec (-m)": _process(
+                [py, "-m", "dockyard", "exec", name, "true"], env, "dockyard exec (-m)"
+            ),
+        }
+        if shutil.which("docker"):
+            procs["docker exec"] = _process(["docker", "exec", name, "true"], env, "docker exec")
+        api = _api_steps(host, name)
+        results: dict[str, list[float]] = {k: [] for k in procs}
+        steps: list[tuple[float, float, float]] = []
+        for i in range(args.n + 1):
+            for key, fn in procs.items():
+                dt = fn()
+                if i:
+                    results[key].append(dt)
+            step = api()
+            if i:
+                steps.append(step)
+        os.dup2(saved_stdout, 1)
+        runtime = asyncio.run(
+            _runtime_steps(str(base / "root" / "containers" / cid), cid, args.n, str(base / "lrun"))
+        )
+        print(f"exec bench, {args.n} rounds (load average {os.getloadavg()[0]:.1f}):")
+        for key, samples in results.items():
+            _row(key, samples)
+        for i, label in enumerate(("API: create", "API: start..end", "API: inspect")):
+            _row(label, [s[i] for s in steps])
+        _row("runtime: to started", [r[0] for r in runtime])
+        _row("runtime: to exit", [r[1] for r in runtime])
+    finally:
+        os.dup2(saved_stdout, 1)
+        subprocess.run([py, "-m", "dockyard", "rm", "-f", name], env=env, capture_output=True)
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
