@@ -64,7 +64,7 @@ def _start_daemon(base: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(argv, env=env, capture_output=True)
     dt = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
@@ -77,7 +77,9 @@ def _api_exec(host: str, name: str) -> None:
     from dockyard.client.transport import Client
 
     client = Client(parse_host(host))
-    exec_id = client.post(f"/containers/{name}/exec", body={"Cmd": ["true"], "AttachStdout": True})["Id"]
+    exec_id = client.post(f"/containers/{name}/exec", body={"Cmd": ["true"], "AttachStdout": True})[
+        "Id"
+    ]
     conn = client.hijack(f"/exec/{exec_id}/start", body={"Detach": False, "Tty": False})
     for _ in conn.iter_chunks():
         pass

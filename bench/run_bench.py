@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import importlib.machinery
 import importlib.util
 import io
 import json
@@ -383,15 +382,11 @@ def show_start_trace(api: Api, cid: str) -> None:
 
 
 def busybox_layer() -> bytes:
-    """The same rootfs tar as scripts/make-base-image builds for busybox:latest."""
-    loader = importlib.machinery.SourceFileLoader(
-        "make_base_image", str(REPO / "scripts" / "make-base-image")
-    )
-    spec = importlib.util.spec_from_loader("make_base_image", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module.busybox_layer()
+    """The same rootfs tar as `dockyard image bootstrap busybox` imports as busybox:latest."""
+    sys.path.insert(0, str(REPO / "src"))
+    from dockyard.cli.base_images import busybox_rootfs
+
+    return busybox_rootfs()
 
 
 @contextlib.contextmanager
