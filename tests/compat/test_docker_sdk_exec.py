@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 
 import docker
@@ -30,6 +31,24 @@ def test_exec_run_output_and_exit_code(box):
     assert res.output == b"out\nerr\n"
     demux = box.exec_run(["sh", "-c", "echo out; echo err >&2"], demux=True)
     assert demux.output == (b"out\n", b"err\n")
+
+
+def test_exec_code_survives_stdin_closed_at_once(client, box):
+    """docker exec -i with an empty stdin (compose exec -T does this): the client
+    closes stdin at once, the exec's monitor may end with that command unread,
+    and the kernel resets the link; the exit event sent before must still count
+    (it was lost about once in 25: ExitCode 255, "monitor exited unexpectedly")."""
+    api = client.api
+    codes = []
+    for _ in range(60):
+        e = api.exec_create(box.id, ["sh", "-c", "exit 3"], stdin=True)
+        sock = api.exec_start(e["Id"], socket=True)._sock
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+        sock.close()
+        codes.append(api.exec_inspect(e["Id"])["ExitCode"])
+    assert codes == [3] * 60
 
 
 def test_exec_run_options(box):

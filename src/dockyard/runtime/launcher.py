@@ -399,7 +399,7 @@ class Launcher:
             raise
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        reader, writer = await _open_link(sock=ours)
         link = MonitorLink(reader, writer, bundle_dir, exit_file=exit_file)
         event = await link._hello_event()
         if event.get("event") == "started":
@@ -445,6 +445,49 @@ class Launcher:
         return None
 
 
+class _LinkProtocol(asyncio.StreamReaderProtocol):
+    """A monitor that has sent its exit event and closed makes our next command
+    fail (EPIPE, or a reset). asyncio then stops reading and hands the reader
+    the error, which drops what was buffered: the exit event was lost and an
+    exec's code became 255. So on a connection error, what the kernel still
+    holds for us is read, and the stream ends as at EOF."""
+
+    def __init__(self, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(reader, loop=loop)
+        self._link_reader = reader
+        self._link_fd = -1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._link_fd = transport.get_extra_info("socket").fileno()
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, ConnectionError):
+            exc = None
+            left = MAX_PENDING_OUTPUT  # the socket is still open here (closed after this)
+            while left > 0:
+                try:
+                    data = os.read(self._link_fd, min(left, 65536))
+                except OSError:  # EAGAIN: all read; or the reset itself
+                    break
+                if not data:
+                    break
+                self._link_reader.feed_data(data)
+                left -= len(data)
+        super().connection_lost(exc)
+
+
+async def _open_link(
+    path: str | None = None, *, sock: socket.socket | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """asyncio.open_unix_connection, with _LinkProtocol."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(loop=loop)
+    protocol = _LinkProtocol(reader, loop)
+    transport, _ = await loop.create_unix_connection(lambda: protocol, path, sock=sock)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 async def _connect_monitor(
     bundle_dir: str,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
@@ -454,7 +497,7 @@ async def _connect_monitor(
     except OSError:
         return None
     try:
-        reader, writer = await asyncio.open_unix_connection(frames.socket_path(dir_fd))
+        reader, writer = await _open_link(frames.socket_path(dir_fd))
     except OSError:
         return None  # no monitor, or one that is gone (a killed monitor leaves its socket file)
     finally:
