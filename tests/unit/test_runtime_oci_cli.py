@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
+import subprocess
 
 import pytest
 
@@ -148,3 +151,31 @@ def test_runc_command_lines_as_containerd_and_users_write_them() -> None:
 def test_bad_command_lines_are_refused_by_name(argv: list[str], message: str) -> None:
     with pytest.raises(UsageError, match=message):
         parse_args(argv)
+
+
+def test_spec_template_mounts_what_runc_spec_mounts_and_what_the_daemon_mounts(
+    tmp_path,
+) -> None:
+    """`dockyard-runtime spec` and the daemon's containers share one mount list; it has
+    every mount `runc spec` writes (where runc is installed), with at least its options."""
+    from dockyard.runtime.spec import RunSpec
+
+    ours = default_spec()["mounts"]
+    daemon = RunSpec(["true"], [], "h", ["/l"], "/u", "/w").to_oci("c")["mounts"]
+    assert ours == [m for m in daemon if m["type"] != "bind"]
+    assert {m["destination"] for m in ours} >= {"/proc", "/dev", "/sys/fs/cgroup", "/dev/shm"}
+    runc = shutil.which("runc")
+    if runc is None:
+        return
+    subprocess.run([runc, "spec"], cwd=tmp_path, check=True)
+    theirs = json.loads((tmp_path / "config.json").read_text())["mounts"]
+
+    def options(m: dict) -> set[str]:
+        return {o for o in m.get("options", []) if not o.startswith("size=") and o != "relatime"}
+
+    assert {m["destination"]: m["type"] for m in ours} == {
+        m["destination"]: m["type"] for m in theirs
+    }
+    by_dest = {m["destination"]: m for m in ours}
+    for m in theirs:
+        assert options(by_dest[m["destination"]]) >= options(m), m["destination"]

@@ -213,7 +213,15 @@ def _all_caps() -> list[str]:
 
 def default_spec() -> dict:
     """runc spec's template: sh on a terminal in ./rootfs, Docker's default capabilities."""
-    from dockyard.runtime.spec import DEFAULT_CAPABILITIES, OCI_VERSION
+    from dockyard.runtime.spec import (
+        DEFAULT_CAPABILITIES,
+        DEFAULT_SHM_SIZE,
+        MASKED_PATHS,
+        OCI_VERSION,
+        READONLY_PATHS,
+        default_mounts,
+        shm_tmpfs,
+    )
 
     caps = list(DEFAULT_CAPABILITIES)
     return {
@@ -232,57 +240,12 @@ def default_spec() -> dict:
         },
         "root": {"path": "rootfs", "readonly": True},
         "hostname": "dockyard",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {
-                "destination": "/dev",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-            },
-            {
-                "destination": "/dev/pts",
-                "type": "devpts",
-                "source": "devpts",
-                "options": [
-                    "nosuid",
-                    "noexec",
-                    "newinstance",
-                    "ptmxmode=0666",
-                    "mode=0620",
-                    "gid=5",
-                ],
-            },
-            {
-                "destination": "/dev/shm",
-                "type": "tmpfs",
-                "source": "shm",
-                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-            },
-            {
-                "destination": "/dev/mqueue",
-                "type": "mqueue",
-                "source": "mqueue",
-                "options": ["nosuid", "noexec", "nodev"],
-            },
-            {
-                "destination": "/sys",
-                "type": "sysfs",
-                "source": "sysfs",
-                "options": ["nosuid", "noexec", "nodev", "ro"],
-            },
-        ],
+        "mounts": [*default_mounts(), shm_tmpfs(DEFAULT_SHM_SIZE)],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
-            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
-            "readonlyPaths": [
-                "/proc/bus",
-                "/proc/fs",
-                "/proc/irq",
-                "/proc/sys",
-                "/proc/sysrq-trigger",
-            ],
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
         },
     }
 

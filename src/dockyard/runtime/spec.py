@@ -88,6 +88,59 @@ _ALLOWED_DEVICES = [
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+DEFAULT_SHM_SIZE = 64 << 20
+
+
+def default_mounts(*, privileged: bool = False) -> list[dict]:
+    """The kernel filesystems every container gets, as Docker mounts them (the one
+    list: the daemon's specs and `dockyard-runtime spec`'s template both use it)."""
+    sys_options = ["nosuid", "noexec", "nodev"] + ([] if privileged else ["ro"])
+    return [
+        {
+            "destination": "/proc",
+            "type": "proc",
+            "source": "proc",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/dev",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+        },
+        {
+            "destination": "/dev/pts",
+            "type": "devpts",
+            "source": "devpts",
+            "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        },
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options},
+        # The container's own cgroup directories, as runc shows them on cgroup v1.
+        {
+            "destination": "/sys/fs/cgroup",
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": sys_options,
+        },
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+    ]
+
+
+def shm_tmpfs(size: int) -> dict:
+    """The container's private /dev/shm."""
+    return {
+        "destination": "/dev/shm",
+        "type": "tmpfs",
+        "source": "shm",
+        "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={size}"],
+    }
+
+
 @dataclass
 class BindMount:
     source: str
@@ -203,48 +256,7 @@ class RunSpec:
         elif self.network != "host":
             namespaces.append({"type": "network", "path": self.network})
 
-        sys_options = ["nosuid", "noexec", "nodev"] + ([] if self.privileged else ["ro"])
-        mounts: list[dict] = [
-            {
-                "destination": "/proc",
-                "type": "proc",
-                "source": "proc",
-                "options": ["nosuid", "noexec", "nodev"],
-            },
-            {
-                "destination": "/dev",
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
-            },
-            {
-                "destination": "/dev/pts",
-                "type": "devpts",
-                "source": "devpts",
-                "options": [
-                    "nosuid",
-                    "noexec",
-                    "newinstance",
-                    "ptmxmode=0666",
-                    "mode=0620",
-                    "gid=5",
-                ],
-            },
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options},
-            # The container's own cgroup directories, as runc shows them on cgroup v1.
-            {
-                "destination": "/sys/fs/cgroup",
-                "type": "cgroup",
-                "source": "cgroup",
-                "options": sys_options,
-            },
-            {
-                "destination": "/dev/mqueue",
-                "type": "mqueue",
-                "source": "mqueue",
-                "options": ["nosuid", "noexec", "nodev"],
-            },
-        ]
+        mounts = default_mounts(privileged=self.privileged)
         if self.ipc_shm:
             mounts.append(
                 {
@@ -255,15 +267,7 @@ class RunSpec:
                 }
             )
         elif not self.ipc_shm_from:
-            shm = self.shm_size or 64 << 20
-            mounts.append(
-                {
-                    "destination": "/dev/shm",
-                    "type": "tmpfs",
-                    "source": "shm",
-                    "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm}"],
-                }
-            )
+            mounts.append(shm_tmpfs(self.shm_size or DEFAULT_SHM_SIZE))
         if self.init_path:
             mounts.append(
                 {
