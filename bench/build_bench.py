@@ -29,13 +29,12 @@ import random
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _daemon import PrivateDaemon
 
 DOCKERFILE = """\
 FROM {base}
@@ -47,48 +46,11 @@ CMD ["cat", "/srv/count"]
 """
 
 
-class Daemon:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.sock = base / "d.sock"
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-        env.pop("DOCKER_HOST", None)
-        self.env = dict(env, DOCKYARD_HOST=f"unix://{self.sock}", DOCKER_HOST=f"unix://{self.sock}")
-        self.log = (base / "daemon.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", "daemon", "-H", f"unix://{self.sock}",
-             "--data-root", str(base / "root"), "--pidfile", str(base / "pid"),
-             "--default-address-pool", "base=10.200.0.0/14,size=24"],
-            env=env, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not self.sock.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("the daemon did not start:\n" + (base / "daemon.log").read_text())
-            time.sleep(0.05)
-        time.sleep(0.3)
-
+class Daemon(PrivateDaemon):
     def build(self, context: Path, *args: str) -> tuple[float, str]:
         start = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "dockyard", "build", *args, str(context)],
-            env=self.env, capture_output=True, text=True,
-        )  # fmt: skip
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"build failed: {proc.stderr}{proc.stdout}")
-        return elapsed, proc.stdout
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        self.log.close()
+        proc = self.run("build", *args, str(context))
+        return time.perf_counter() - start, proc.stdout
 
 
 def make_context(root: Path, files: int, kb: int, base: str) -> None:
@@ -131,12 +93,10 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("needs root (RUN steps are real containers)")
     base = Path(tempfile.mkdtemp(prefix="dky-bench-build-", dir="/tmp"))
-    daemon = Daemon(base)
+    daemon = Daemon(
+        base, args=("--default-address-pool", "base=10.200.0.0/14,size=24"), busybox=True
+    )
     try:
-        subprocess.run(
-            [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
-            env=daemon.env, check=True, capture_output=True,
-        )  # fmt: skip
         ctx = base / "ctx"
         make_context(ctx, args.files, args.kb, args.base)
         size_mb = args.files * args.kb / 1024

@@ -37,7 +37,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _daemon import REPO, PrivateDaemon
+
 sys.path.insert(0, str(REPO / "src"))
 
 from dockyard.cli.compose import binary  # noqa: E402
@@ -49,33 +50,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class Daemon:
-    def __init__(self, base: Path) -> None:
-        self.sock = base / "d.sock"
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-        self.env = dict(env, DOCKYARD_HOST=f"unix://{self.sock}", DOCKER_HOST=f"unix://{self.sock}")
-        self.log = (base / "daemon.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", "daemon", "-H", f"unix://{self.sock}",
-             "--data-root", str(base / "root"), "--pidfile", str(base / "pid")],
-            env=env, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not ping(f"unix://{self.sock}"):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("the daemon did not start:\n" + (base / "daemon.log").read_text())
-            time.sleep(0.05)
-        subprocess.run(
-            [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
-            env=self.env, check=True, capture_output=True,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        self.log.close()
 
 
 class UnixConnection(http.client.HTTPConnection):
@@ -166,7 +140,7 @@ def main() -> int:
     v1 = os.access(COMPOSE_V1, os.X_OK)
     base = Path(tempfile.mkdtemp(prefix="dky-cbench-", dir="/tmp"))
     results: list[tuple] = []
-    daemon = Daemon(base)
+    daemon = PrivateDaemon(base, busybox=True)
     try:
         results += bench_engine("dockyard", f"unix://{daemon.sock}", base, args.n, v1)
     finally:

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _daemon import PrivateDaemon, bench_env
 
 
 def timed(argv: list[str], env: dict[str, str], n: int, stdout=subprocess.DEVNULL) -> float:
@@ -97,25 +97,12 @@ def main() -> None:
     args = p.parse_args()
     base = Path(tempfile.mkdtemp(prefix="dky-bench-"))
     daemon = None
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     try:
         host = args.host
         if not host:
-            host = f"unix://{base}/d.sock"
-            log = open(base / "daemon.log", "ab")  # noqa: SIM115
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "dockyard", "daemon", "-H", host,
-                 "--data-root", str(base / "root"), "--pidfile", str(base / "pid")],
-                env=env, stdout=log, stderr=log, cwd="/",
-            )  # fmt: skip
-            env["DOCKER_HOST"] = host
-            for _ in range(200):
-                if os.path.exists(f"{base}/d.sock"):
-                    break
-                time.sleep(0.05)
-            subprocess.run([sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
-                           env=env, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-        env["DOCKER_HOST"] = host
+            daemon = PrivateDaemon(base, busybox=True)
+            host = daemon.host
+        env = bench_env(host)
         ours = bench_engine("dockyard", [sys.executable, "-m", "dockyard"], env, args.n, base)
         theirs: dict[str, float] = {}
         if args.dockerd_host and shutil.which("docker"):
@@ -131,8 +118,7 @@ def main() -> None:
             print("(no dockerd compared: pass --dockerd-host of an already running dockerd)")
     finally:
         if daemon is not None:
-            daemon.terminate()
-            daemon.wait(timeout=30)
+            daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

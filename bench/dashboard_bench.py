@@ -19,7 +19,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -28,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _daemon import REPO, PrivateDaemon
+
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -97,17 +97,12 @@ def main() -> int:
 
     base = Path(tempfile.mkdtemp(prefix="dky-bench-ui-", dir="/tmp"))
     port = free_port()
-    sock = base / "d.sock"
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), DOCKYARD_HOST=f"unix://{sock}")
-    env.pop("DOCKER_HOST", None)
-    log = (base / "daemon.log").open("wb")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "dockyard", "daemon", "-H", f"unix://{sock}",
-         "--data-root", str(base / "root"), "--pidfile", str(base / "pid"),
-         "--default-address-pool", "base=10.200.0.0/14,size=24",
-         "--ui", f"127.0.0.1:{port}"],
-        env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd="/",
-    )  # fmt: skip
+    daemon = PrivateDaemon(
+        base,
+        args=("--default-address-pool", "base=10.200.0.0/14,size=24", "--ui", f"127.0.0.1:{port}"),
+        busybox=True,
+    )
+    env = daemon.env
     # The CLI as scripts/install.sh launches it: `python -S`, our sources first.
     cli = [sys.executable, "-S", "-c",
            f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
@@ -116,18 +111,12 @@ def main() -> int:
         url = None
         deadline = time.monotonic() + 60
         while url is None and time.monotonic() < deadline:
-            found = re.search(
-                r"open (http://\S+?token=[0-9a-f]+)", (base / "daemon.log").read_text()
-            )
+            found = re.search(r"open (http://\S+?token=[0-9a-f]+)", daemon.log_tail(1 << 20))
             url = found.group(1) if found else None
             time.sleep(0.1)
-        if url is None or daemon.poll() is not None:
-            print("the daemon did not start:\n" + (base / "daemon.log").read_text()[-2000:])
+        if url is None:
+            print("the dashboard did not start:\n" + daemon.log_tail())
             return 1
-        subprocess.run(
-            [sys.executable, str(REPO / "scripts/make-base-image"), "busybox"],
-            env=env, check=True, capture_output=True,
-        )  # fmt: skip
 
         def run_once() -> float:
             t0 = time.perf_counter()
@@ -165,11 +154,11 @@ def main() -> int:
                     # Loading the page (or leaving it) is not what is measured: the
                     # steady state with it open is.
                     time.sleep(args.settle)
-                    cpu0 = cpu_seconds(daemon.pid)
+                    cpu0 = cpu_seconds(daemon.proc.pid)
                     counting[0] = mode == "page open"
                     for _ in range(k):
                         times[mode].append(run_once())
-                    daemon_cpu[mode] += cpu_seconds(daemon.pid) - cpu0
+                    daemon_cpu[mode] += cpu_seconds(daemon.proc.pid) - cpu0
                     counting[0] = False
                     if reader is not None:
                         reader.close()
@@ -192,12 +181,7 @@ def main() -> int:
         print(f"  requests the page sent during {len(times['page open'])} runs: {len(seen)}")
         return 0
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-        log.close()
+        daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -30,7 +30,6 @@ import asyncio
 import os
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,37 +38,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _daemon import REPO, PrivateDaemon
+
 sys.path.insert(0, str(REPO / "src"))
-
-
-def _env(host: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
-    env.update(DOCKER_HOST=host, DOCKYARD_HOST=host, DOCKER_CLI_HINTS="false")
-    return env
-
-
-def _start_daemon(base: Path) -> tuple[subprocess.Popen[bytes], str]:
-    sock = base / "d.sock"
-    host = f"unix://{sock}"
-    log = (base / "daemon.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dockyard", "daemon", "-H", host, "--data-root", str(base / "root"),
-         "--pidfile", str(base / "d.pid")],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(host), cwd="/",
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the bench daemon did not start; see " + str(base / "daemon.log"))
-        time.sleep(0.05)
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
-        check=True, capture_output=True, env=_env(host), timeout=300,
-    )  # fmt: skip
-    return proc, host
-
 
 CPU: dict[str, list[float]] = {}  # CPU seconds of the command itself (not of the daemon)
 
@@ -154,8 +125,8 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=30)
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="dky-bench-exec-"))
-    daemon, host = _start_daemon(base)
-    env = _env(host)
+    daemon = PrivateDaemon(base, busybox=True)
+    host, env = daemon.host, daemon.env
     py = sys.executable
     name = f"bench-exec-{os.getpid()}"
     launcher = (
@@ -211,12 +182,7 @@ def main() -> int:
     finally:
         os.dup2(saved_stdout, 1)
         subprocess.run([py, "-m", "dockyard", "rm", "-f", name], env=env, capture_output=True)
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
     return 0
 

@@ -37,7 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _daemon import REPO, PrivateDaemon
+
 sys.path.insert(0, str(REPO / "tests"))
 
 from registry_server import RegistryServer  # noqa: E402
@@ -96,45 +97,12 @@ def make_archive(layers: list[bytes], tag: str) -> bytes:
     return buf.getvalue()
 
 
-class Daemon:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.sock = base / "d.sock"
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-        self.env = dict(env, DOCKYARD_HOST=f"unix://{self.sock}")
-        self.log = (base / "daemon.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", "daemon", "-H", f"unix://{self.sock}",
-             "--data-root", str(base / "root"), "--pidfile", str(base / "pid")],
-            env=env, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not self.sock.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("the daemon did not start:\n" + (base / "daemon.log").read_text())
-            time.sleep(0.05)
-        time.sleep(0.3)
-
+class Daemon(PrivateDaemon):
     def cli(self, *args: str) -> float:
+        """Seconds that `dockyard ARGS` took."""
         start = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "dockyard", *args], env=self.env, capture_output=True, text=True
-        )
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"dockyard {' '.join(args)} failed: {proc.stderr}")
-        return elapsed
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.log.close()
+        self.run(*args)
+        return time.perf_counter() - start
 
 
 def main() -> int:

@@ -18,11 +18,9 @@ dockerd holding busybox) the docker CLI's exec on dockerd too.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,36 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _env(host: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
-    env.update(DOCKER_HOST=host, DOCKYARD_HOST=host, DOCKER_CLI_HINTS="false")
-    return env
-
-
-def _start_daemon(base: Path) -> tuple[subprocess.Popen[bytes], str]:
-    sock = base / "d.sock"
-    host = f"unix://{sock}"
-    log = (base / "daemon.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dockyard", "daemon", "-H", host, "--data-root", str(base / "root"),
-         "--pidfile", str(base / "d.pid")],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(host), cwd="/",
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the bench daemon did not start; see " + str(base / "daemon.log"))
-        time.sleep(0.05)
-    time.sleep(0.3)
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
-        check=True, capture_output=True, env=_env(host), timeout=300,
-    )  # fmt: skip
-    return proc, host
+from _daemon import REPO, PrivateDaemon, bench_env
 
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
@@ -106,8 +75,9 @@ def main() -> int:
     host = args.host
     if not host:
         base = Path(tempfile.mkdtemp(prefix="dky-bench-live-"))
-        daemon, host = _start_daemon(base)
-    env = _env(host)
+        daemon = PrivateDaemon(base, busybox=True)
+        host = daemon.host
+    env = bench_env(host)
     dockyard = [sys.executable, "-m", "dockyard"]
     name = f"bench-live-{os.getpid()}"
     try:
@@ -119,7 +89,7 @@ def main() -> int:
         cmds["dockyard stats --no-stream c"] = [*dockyard, "stats", "--no-stream", name]
         denv = None
         if args.dockerd_host and shutil.which("docker"):
-            denv = _env(args.dockerd_host)
+            denv = bench_env(args.dockerd_host)
             dname = name + "-d"
             subprocess.run(["docker", "run", "-d", "--name", dname, "busybox", "sleep", "3600"],
                            env=denv, check=True, capture_output=True)  # fmt: skip
@@ -146,12 +116,7 @@ def main() -> int:
         if denv is not None:
             subprocess.run(["docker", "rm", "-f", name + "-d"], env=denv, capture_output=True)
         if daemon is not None:
-            daemon.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                daemon.wait(timeout=30)
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.wait()
+            daemon.stop()
         if base is not None:
             shutil.rmtree(base, ignore_errors=True)
     return 0

@@ -35,35 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _env(host: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
-    env.update(DOCKER_HOST=host, DOCKYARD_HOST=host, DOCKER_CLI_HINTS="false")
-    return env
-
-
-def _start_daemon(base: Path) -> tuple[subprocess.Popen[bytes], str]:
-    sock = base / "d.sock"
-    host = f"unix://{sock}"
-    log = (base / "daemon.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dockyard", "daemon", "-H", host, "--data-root", str(base / "root"),
-         "--pidfile", str(base / "d.pid")],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(host), cwd="/",
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the bench daemon did not start; see " + str(base / "daemon.log"))
-        time.sleep(0.05)
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
-        check=True, capture_output=True, env=_env(host), timeout=300,
-    )  # fmt: skip
-    return proc, host
+from _daemon import PrivateDaemon, bench_env
 
 
 def median_of(n: int, fn: Callable[[], None]) -> float:
@@ -112,8 +84,9 @@ def main() -> None:
         if args.host:
             host = args.host
         else:
-            daemon, host = _start_daemon(base)
-        env = _env(host)
+            daemon = PrivateDaemon(base, busybox=True)
+            host = daemon.host
+        env = bench_env(host)
         cli = f"{sys.executable} -m dockyard"
         name = f"logbench-{os.getpid()}"
         line = ("0123456789" * (args.line // 10 + 1))[: args.line - 1]
@@ -160,8 +133,7 @@ def main() -> None:
         subprocess.run([*cli.split(), "rm", "-f", name], env=env, capture_output=True)
     finally:
         if daemon is not None:
-            daemon.terminate()
-            daemon.wait(timeout=30)
+            daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

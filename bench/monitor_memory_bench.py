@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _daemon import REPO, PrivateDaemon
+
 sys.path.insert(0, str(REPO / "src"))
 
 
@@ -133,43 +134,9 @@ def measure(daemon_pid: int) -> dict[str, Mem]:
     return out
 
 
-class Daemon:
-    def __init__(self, base: Path) -> None:
-        self.sock = base / "d.sock"
-        # scripts/make-base-image runs the `dockyard` on PATH: make it this checkout's.
-        (base / "bin").mkdir()
-        cli = base / "bin" / "dockyard"
-        cli.write_text(f'#!/bin/sh\nexec {sys.executable} -m dockyard "$@"\n')
-        cli.chmod(0o755)
-        path = f"{base / 'bin'}:{os.environ.get('PATH', '')}"
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src"), PATH=path)
-        self.env = dict(env, DOCKYARD_HOST=f"unix://{self.sock}")
-        self.log = (base / "daemon.log").open("wb")
-        self.base = base
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", "daemon", "-H", f"unix://{self.sock}",
-             "--data-root", str(base / "root"), "--pidfile", str(base / "pid")],
-            env=env, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while not self.sock.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("the daemon did not start:\n" + (base / "daemon.log").read_text())
-            time.sleep(0.05)
-        time.sleep(0.5)
-
+class Daemon(PrivateDaemon):
     def cli(self, *args: str) -> str:
-        proc = subprocess.run(
-            [sys.executable, "-m", "dockyard", *args], env=self.env, capture_output=True, text=True
-        )
-        if proc.returncode != 0:
-            raise SystemExit(f"dockyard {' '.join(args)} failed: {proc.stderr}")
-        return proc.stdout
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        self.log.close()
+        return self.run(*args).stdout
 
 
 def pss_of(pids: list[int]) -> int:
@@ -263,12 +230,8 @@ def dockyard_per_container(
     n: int, with_containerd: bool = False
 ) -> tuple[dict[str, Mem], dict[str, Mem]]:
     base = Path(tempfile.mkdtemp(prefix="dky-mem-", dir="/tmp"))
-    daemon = Daemon(base)
+    daemon = Daemon(base, busybox=True)
     try:
-        subprocess.run(
-            [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
-            env=daemon.env, check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
         # One container started and removed first: what the first start imports or
         # caches in the daemon is not a per-container cost.
         daemon.cli("run", "--rm", "--network", "none", "busybox", "true")

@@ -24,11 +24,9 @@ Prints medians, the difference, and the cost as a share of the measured start.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -36,45 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _daemon import REPO, PrivateDaemon, bench_env
+
 sys.path.insert(0, str(REPO / "src"))
 
 
 def _env(host: str, tracing: bool) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
-    env.update(DOCKER_HOST=host, DOCKYARD_HOST=host, DOCKER_CLI_HINTS="false")
-    # scripts/make-base-image runs `dockyard`: this Python's.
-    env["PATH"] = os.pathsep.join((os.path.dirname(sys.executable), env.get("PATH", "")))
-    env["DOCKYARD_START_TRACE"] = "1" if tracing else "0"
-    return env
-
-
-def _start_daemon(base: Path, tracing: bool) -> tuple[subprocess.Popen[bytes], str]:
-    sock = base / "d.sock"
-    host = f"unix://{sock}"
-    log = (base / "daemon.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dockyard", "daemon", "-H", host, "--data-root", str(base / "root"),
-         "--pidfile", str(base / "d.pid"), "--default-address-pool", "base=10.220.0.0/16,size=24"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(host, tracing), cwd="/",
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not sock.exists():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("the bench daemon did not start; see " + str(base / "daemon.log"))
-            time.sleep(0.05)
-        time.sleep(0.3)
-        subprocess.run(
-            [sys.executable, str(REPO / "scripts" / "make-base-image"), "busybox"],
-            check=True, capture_output=True, env=_env(host, tracing), timeout=300,
-        )  # fmt: skip
-    except BaseException:
-        proc.terminate()
-        proc.wait(timeout=60)
-        raise
-    return proc, host
+    return dict(bench_env(host), DOCKYARD_START_TRACE="1" if tracing else "0")
 
 
 def _time(argv: list[str], env: dict[str, str]) -> float:
@@ -92,9 +58,14 @@ def whole_runs(n: int) -> dict[str, dict[str, float]]:
         for label, tracing in (("on", True), ("off", False)):
             base = Path(tempfile.mkdtemp(prefix=f"dky-bench-trace-{label}-"))
             bases.append(base)
-            proc, host = _start_daemon(base, tracing)
-            daemons.append(proc)
-            hosts[label] = host
+            d = PrivateDaemon(
+                base,
+                args=("--default-address-pool", "base=10.220.0.0/16,size=24"),
+                env={"DOCKYARD_START_TRACE": "1" if tracing else "0"},
+                busybox=True,
+            )
+            daemons.append(d)
+            hosts[label] = d.host
         dockyard = [sys.executable, "-m", "dockyard"]
         cmds = {
             "run --rm busybox true": [*dockyard, "run", "--rm", "busybox", "true"],
@@ -121,11 +92,8 @@ def whole_runs(n: int) -> dict[str, dict[str, float]]:
             )
         return out
     finally:
-        for proc in daemons:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=60)
+        for d in daemons:
+            d.stop()
         for base in bases:
             shutil.rmtree(base, ignore_errors=True)
 
