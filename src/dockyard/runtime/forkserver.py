@@ -35,6 +35,7 @@ import signal
 import socket
 import sys
 import traceback
+from typing import Self
 
 from dockyard.errors import KernelError
 from dockyard.kernel.interface import Kernel
@@ -102,28 +103,45 @@ def _monitor_child(
         os._exit(code)
 
 
-class _Spare:
-    """A monitor forked ahead of its request (see the module docstring)."""
+class _Forked:
+    """A child of this process with a SEQPACKET channel to it: the spare or the
+    monitor host. `child` runs in the forked process and never returns."""
 
     def __init__(self, pid: int, chan: socket.socket) -> None:
         self.pid = pid
         self.chan = chan
 
+    @staticmethod
+    def child(kernel: Kernel, ctl: socket.socket, chan: socket.socket) -> None:
+        raise NotImplementedError
+
     @classmethod
-    def fork(cls, kernel: Kernel, ctl: socket.socket) -> _Spare | None:
+    def fork(cls, kernel: Kernel, ctl: socket.socket) -> Self | None:
+        """None if the fork failed (a start forks on demand then, or retries)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             pid = kernel.fork()
         except KernelError:
             ours.close()
             theirs.close()
-            return None  # starts fork on demand then
+            return None
         if pid == 0:
-            ours.close()
-            _spare_child(kernel, ctl, theirs)  # never returns
+            try:
+                ours.close()
+                cls.child(kernel, ctl, theirs)
+            finally:
+                os._exit(1)  # (child exits itself: never unwind into the server loop)
         theirs.close()
         _CHANNELS.add(ours)
         return cls(pid, ours)
+
+
+class _Spare(_Forked):
+    """A monitor forked ahead of its request (see the module docstring)."""
+
+    @staticmethod
+    def child(kernel: Kernel, ctl: socket.socket, chan: socket.socket) -> None:
+        _spare_child(kernel, ctl, chan)
 
     def hand_over(self, msg: bytes, client_fd: int) -> bool:
         """Give it the request; False if it is gone (the caller forks instead)."""
@@ -166,36 +184,20 @@ def _spare_child(kernel: Kernel, ctl: socket.socket, chan: socket.socket) -> Non
     _monitor_child(kernel, None, request, fds[0])
 
 
-class _Host:
+class _Host(_Forked):
     """The monitor host (monitor_host.py) that runs every container's monitor."""
 
-    def __init__(self, pid: int, chan: socket.socket) -> None:
-        self.pid = pid
-        self.chan = chan
-
-    @classmethod
-    def fork(cls, kernel: Kernel, ctl: socket.socket) -> _Host | None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    @staticmethod
+    def child(kernel: Kernel, ctl: socket.socket, chan: socket.socket) -> None:
+        code = 1
         try:
-            pid = kernel.fork()
-        except KernelError:
-            ours.close()
-            theirs.close()
-            return None
-        if pid == 0:
-            code = 1
-            try:
-                _close_channels()
-                ours.close()
-                ctl.close()
-                code = run_host(kernel, theirs)
-            except BaseException:  # noqa: BLE001 - never unwind into the server loop
-                pass
-            finally:
-                os._exit(code)
-        theirs.close()
-        _CHANNELS.add(ours)
-        return cls(pid, ours)
+            _close_channels()
+            ctl.close()
+            code = run_host(kernel, chan)
+        except BaseException:  # noqa: BLE001 - never unwind into the server loop
+            pass
+        finally:
+            os._exit(code)
 
     def send(self, msg: bytes, client_fd: int) -> bool:
         """Hand it a start; False if it is gone (killed: a new one is forked).
