@@ -259,7 +259,7 @@ def test_explain_run_prints_a_script_for_a_new_container(dockyard, unique):
     try:
         assert proc.returncode == 0, proc.stderr
         script = proc.stdout
-        assert "Created container" in proc.stderr
+        assert dockyard("inspect", name).returncode == 1  # made for the script, removed again
         # What the flags asked for, in the script.
         assert "--bounding-set -all,+net_bind_service" in script
         assert "--reuid 1000 --regid 1000" in script
@@ -318,3 +318,51 @@ def test_explain_run_scripts_are_valid_shell(dockyard, unique, flags, expected):
             assert syntax.returncode == 0, syntax.stderr
     finally:
         dockyard("rm", "-f", name)
+
+
+def _counts(dockyard) -> tuple[int, int]:
+    containers = dockyard("ps", "-aq").stdout.split()
+    volumes = dockyard("volume", "ls", "-q").stdout.split()
+    return len(containers), len(volumes)
+
+
+def test_explain_run_leaves_nothing_and_its_script_runs_without_the_container(dockyard, unique):
+    """explain run removes the container it made (and its anonymous volume); the
+    script makes a bundle of its own, runs the command, and leaves nothing either."""
+    before = _counts(dockyard)
+    name = unique("explaingone")
+    proc = dockyard(
+        "explain", "run", "--name", name, "--network", "none", "-v", "/data", "busybox",
+        "sh", "-c", "echo made > /data/f && cat /data/f /etc/hostname",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert _counts(dockyard) == before
+    assert dockyard("inspect", name).returncode == 1
+    tmp_before = set(os.listdir("/tmp"))
+    ran = subprocess.run(["sh", "-c", proc.stdout], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[0] == "made"
+    assert not {n for n in set(os.listdir("/tmp")) - tmp_before if n.startswith("dockyard-explain")}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--name", "{taken}", "busybox", "true"],  # the daemon refuses the create
+        ["--memory", "1k", "busybox", "true"],  # below the minimum: refused at create
+        ["--pull", "never", "no-such-image-here:1", "true"],
+        ["--bogus-flag", "busybox"],
+    ],
+    ids=["name-taken", "memory-too-small", "no-image", "bad-flag"],
+)
+def test_a_failing_explain_run_leaves_nothing(dockyard, unique, argv):
+    taken = unique("explaintaken")
+    assert dockyard("create", "--name", taken, "busybox", "true").returncode == 0
+    try:
+        before = _counts(dockyard)
+        proc = dockyard("explain", "run", *(a.format(taken=taken) for a in argv))
+        assert proc.returncode != 0
+        assert proc.stdout == ""
+        assert _counts(dockyard) == before
+    finally:
+        dockyard("rm", "-f", taken)

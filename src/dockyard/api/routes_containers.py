@@ -328,8 +328,11 @@ async def trace(request: web.Request) -> web.Response:
 
 
 async def explain(request: web.Request) -> web.Response:
-    """Dockyard's own: the container built by hand, as a shell script (dockyard explain)."""
-    return json_response(explain_container(services(request).containers, request.match_info["id"]))
+    """Dockyard's own: the container built by hand, as a shell script (dockyard explain).
+    ?own_bundle=1: a script that does not need the container's bundle (explain run)."""
+    own = qbool(request, "own_bundle")
+    containers = services(request).containers
+    return json_response(explain_container(containers, request.match_info["id"], own))
 
 
 async def remove(request: web.Request) -> web.Response:

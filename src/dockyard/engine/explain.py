@@ -230,8 +230,35 @@ def _network_plan(svc: ContainerService, c: Container) -> tuple[str, list[Networ
     return "bridge", plans
 
 
-def explain_container(svc: ContainerService, ref: str) -> dict[str, str]:
-    """{"Id", "Script"}: the container built by hand, as a POSIX shell script."""
+def _own_bundle(c: Container, cfg: ContainerConfig) -> dict[str, str | None]:
+    """What a script of its own bundle makes in it (path -> text, None: a directory):
+    the bundle's files the container binds (hosts, hostname, resolv.conf), and an
+    empty directory for each anonymous volume (removed with the container). The
+    volumes' mounts in `cfg` are pointed there."""
+    made: dict[str, str | None] = {}
+    anonymous = {
+        m.source: m.name for m in c.mount_points or [] if m.type == "volume" and m.anonymous
+    }
+    for m in cfg.mounts:
+        if not m.is_bind:
+            continue
+        if m.source in anonymous:
+            m.source = os.path.join(cfg.bundle, "volumes", anonymous[m.source])
+            made[m.source] = None
+        elif os.path.dirname(m.source) == cfg.bundle:
+            try:
+                with open(m.source, encoding="utf-8") as f:
+                    made[m.source] = f.read()
+            except (OSError, UnicodeDecodeError):
+                continue
+    return made
+
+
+def explain_container(svc: ContainerService, ref: str, own_bundle: bool = False) -> dict[str, str]:
+    """{"Id", "Script"}: the container built by hand, as a POSIX shell script.
+
+    `own_bundle`: the script makes a temporary bundle of its own instead of using
+    the container's (for a container removed once it is explained)."""
     c = svc.get(ref)
     oci, source = _oci_of(svc, c)
     cfg = config_from_oci(c.bundle, oci)
@@ -249,5 +276,6 @@ def explain_container(svc: ContainerService, ref: str) -> dict[str, str]:
         network_mode=mode,
         networks=networks,
         seccomp=_seccomp_summary(cfg.seccomp),
+        bundle_files=_own_bundle(c, cfg) if own_bundle else None,
     )
     return {"Id": c.id, "Script": render(plan)}

@@ -56,6 +56,10 @@ class ExplainPlan:
     cgroup_mount: dict[str, str]  # controller -> host dir bound at /sys/fs/cgroup/<c> ("": v2)
     network_mode: str  # "bridge" | "none" | "host" | "join"
     networks: list[NetworkPlan] = field(default_factory=list)
+    # A script that outlives its container (`explain run` removes it) makes a
+    # temporary bundle of its own with these (path -> text; None: a directory).
+    # None: the script uses the container's bundle.
+    bundle_files: dict[str, str | None] | None = None
     seccomp: str = ""  # what the filter is, "" when there is none
 
 
@@ -88,11 +92,15 @@ class Script:
                 text = text.replace(value, "${" + name + "}")
         return f'"{text}"'
 
-    def define_vars(self) -> None:
+    def define_vars(self, own_bundle: bool = False) -> None:
+        """ID, BUNDLE and ROOT; with `own_bundle`, BUNDLE is a new temporary directory."""
         _, bundle = self._vars[1]
         _, cid = self._vars[2]
         self.add(f"ID={q(cid)}")
-        self.add(f"BUNDLE={self.p(bundle, ('ID',))}")
+        if own_bundle:
+            self.add('BUNDLE="$(mktemp -d /tmp/dockyard-explain.XXXXXX)"')
+        else:
+            self.add(f"BUNDLE={self.p(bundle, ('ID',))}")
         self.add('ROOT="$BUNDLE/rootfs"')
 
     def comment(self, text: str) -> None:

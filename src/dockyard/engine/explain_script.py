@@ -76,7 +76,7 @@ def _header(s: Script, plan: ExplainPlan) -> None:
         "creates is undone when the command ends."
     )
     s.add("set -eu")
-    s.define_vars()
+    s.define_vars(own_bundle=plan.bundle_files is not None)
     s.add()
     s.comment("Undo steps, run in reverse order when the script ends (even on an error).")
     s.add("UNDO=:")
@@ -84,12 +84,30 @@ def _header(s: Script, plan: ExplainPlan) -> None:
     s.add("trap 'set +e; eval \"$UNDO\"' EXIT")
     s.add("trap 'exit 130' INT TERM")
     s.add()
+    if plan.bundle_files is not None:
+        _own_bundle(s, plan.bundle_files)
     for path in plan.cgroup_procs[:1]:
         s.add(
             f'if [ -n "$(cat {s.p(path)} 2>/dev/null)" ]; then '
             'echo "container $ID is running: stop it first" >&2; exit 1; fi'
         )
         s.add()
+
+
+def _own_bundle(s: Script, files: dict[str, str | None]) -> None:
+    s.comment(
+        "The container was created for this script and removed again (explain run leaves\n"
+        "nothing behind): its bundle is made here, in a temporary directory, with the\n"
+        "files the daemon wrote for it and its anonymous volumes (empty, as at create)."
+    )
+    s.add("undo \"rm -rf '$BUNDLE'\"")
+    s.add('mkdir "$BUNDLE/rootfs"')
+    for name, content in sorted(files.items()):
+        if content is None:
+            s.add(f"mkdir -p {s.p(name)}")
+        else:
+            s.add(f"printf %s {q(content)} > {s.p(name)}")
+    s.add()
 
 
 def _cgroups(s: Script, plan: ExplainPlan) -> None:

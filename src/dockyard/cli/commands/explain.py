@@ -2,8 +2,9 @@
 
 `dockyard explain CONTAINER` prints the script for an existing container;
 `dockyard explain run [OPTIONS] IMAGE [COMMAND] [ARG...]` creates the container
-`run` would (every run flag checked and acted on as by run), leaves it created,
-not started, and prints its script. Not a docker verb.
+`run` would (every run flag checked and acted on as by run), takes its script,
+and removes it again, also when the explain fails: it leaves nothing behind (the
+script makes a temporary bundle of its own). Not a docker verb.
 """
 
 from __future__ import annotations
@@ -58,17 +59,26 @@ def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
     from dockyard.client.errors import APIError
 
     ref = args[0]
-    if ref == "run":
-        ref = _create(ctx, args[1:])
-        ctx.err(
-            f"Created container {ref[:12]} for this script (not started; "
-            f"`dockyard rm {ref[:12]}` removes it).\n"
-        )
-    elif len(args) > 1:
+    if ref != "run" and len(args) > 1:
         raise CLIError('"dockyard explain" takes one container, or "run" and run\'s arguments', 1)
+    made = _create(ctx, args[1:]) if ref == "run" else ""
     try:
-        answer = ctx.client.request("GET", f"/containers/{ref}/explain").json() or {}
+        query = {"own_bundle": "1"} if made else None
+        answer = ctx.client.request("GET", f"/containers/{made or ref}/explain", query).json() or {}
     except APIError as exc:
         raise CLIError(f"Error response from daemon: {exc.message}", 1) from None
+    finally:
+        if made:
+            _remove(ctx, made)
     ctx.out(answer.get("Script", ""))
     return 0
+
+
+def _remove(ctx: Context, cid: str) -> None:
+    """The container made for the script goes (with its anonymous volumes)."""
+    from dockyard.client.errors import APIError
+
+    try:
+        ctx.client.request("DELETE", f"/containers/{cid}", {"force": "1", "v": "1"}).read()
+    except APIError as exc:
+        ctx.err(f"Error removing the container {cid[:12]} made for the script: {exc.message}\n")
