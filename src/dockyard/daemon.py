@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
-import fcntl
 import grp
 import ipaddress
 import json
@@ -22,10 +20,14 @@ import ssl
 import sys
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dockyard.engine.runtimes import configure as configure_runtimes
 from dockyard.engine.runtimes import parse_add_runtime
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, KernelError
+
+if TYPE_CHECKING:
+    from dockyard.kernel.interface import Kernel
 
 DEFAULT_SOCKET = "/run/dockyard.sock"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
@@ -369,17 +371,19 @@ def parse_host(host: str, tls: bool = False) -> Listener:
 class DataRootLock:
     """One daemon per data root: an flock held for the daemon's life."""
 
-    def __init__(self, data_root: str) -> None:
+    def __init__(self, data_root: str, kernel: Kernel) -> None:
         self.path = os.path.join(data_root, "dockyard.lock")
+        self.kernel = kernel
         self._fd = -1
 
     def acquire(self) -> None:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
+            locked = self.kernel.try_lock(self._fd)
+        except KernelError:
+            os.close(self._fd)
+            raise
+        if not locked:
             holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(self._fd)
             raise DockyardError(
@@ -569,7 +573,7 @@ async def serve(cfg: DaemonConfig) -> None:
     from dockyard.runtime.launcher import Launcher
 
     private_data_root(cfg.data_root)
-    lock = DataRootLock(cfg.data_root)
+    lock = DataRootLock(cfg.data_root, LinuxKernel())
     lock.acquire()
     _write_pidfile(cfg.pidfile)
     listeners = [parse_host(h, cfg.use_tls) for h in cfg.hosts]

@@ -48,6 +48,7 @@ class RecordingKernel(Kernel):
         self.sysctls: dict[str, str] = {}
         self.reserved: dict[int, tuple[str, str, int]] = {}
         self.taken_ports: set[tuple[str, int]] = set()  # (proto, port) held by others
+        self.locks_held_elsewhere = False  # try_lock finds every lock taken
         self._next_port = 49153
 
     def _rec(self, name: str, *args: object) -> None:
@@ -522,3 +523,7 @@ class RecordingKernel(Kernel):
         self._rec("lock_file", path)
         self._next_fd += 1
         return self._next_fd
+
+    def try_lock(self, fd: int) -> bool:
+        self._rec("try_lock", fd)
+        return not self.locks_held_elsewhere

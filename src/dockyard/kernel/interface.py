@@ -384,3 +384,8 @@ class Kernel(ABC):
     def lock_file(self, path: str) -> int:
         """flock(LOCK_EX) on `path` (created 0600), waiting for it; returns the fd,
         whose close_fd releases the lock."""
+
+    @abstractmethod
+    def try_lock(self, fd: int) -> bool:
+        """flock(LOCK_EX | LOCK_NB) on an open fd (a file or a directory): False if
+        another open file holds it; held until every fd of this open file is closed."""

@@ -441,3 +441,12 @@ class LinuxNetworking:
             os.close(fd)
             raise _fail("flock", (path, "LOCK_EX"), exc.errno) from None
         return fd
+
+    def try_lock(self, fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return False
+            raise _fail("flock", (fd, "LOCK_EX|LOCK_NB"), exc.errno) from None
+        return True

@@ -22,8 +22,6 @@ Single-threaded, on selectors (epoll), no asyncio: it must be cheap to fork.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import selectors
@@ -353,12 +351,13 @@ class Monitor:
         fd = os.open(self.bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             # One monitor per container: an flock on the bundle, held until _stop_listening.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+            locked = self.kernel.try_lock(fd)
+        except KernelError:
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise RuntimeFailure(f"container {self.container_id} is already running") from None
-            raise KernelError("flock", (self.bundle,), exc.errno or 0) from None
+            raise
+        if not locked:
+            os.close(fd)
+            raise RuntimeFailure(f"container {self.container_id} is already running")
         self.bundle_fd = fd
         with contextlib.suppress(FileNotFoundError):
             os.unlink(frames.MONITOR_SOCKET, dir_fd=fd)  # left by a monitor that was killed
