@@ -294,3 +294,43 @@ def test_network_events(dockyard, unique):
     assert proc.returncode == 0, proc.stderr
     mine = [line for line in proc.stdout.splitlines() if line.endswith(cid)]
     assert mine == [f"connect bridge {cid}", f"disconnect bridge {cid}"]
+
+
+@pytest.mark.parametrize("flags", [[], ["-u", "65534"], ["-t"]], ids=["root", "nobody", "tty"])
+def test_top_reads_what_ps_ef_shows(daemon, dockyard, unique, flags):
+    """Without ps_args the table comes from /proc; it is what the host's `ps -ef`
+    (dockerd's default) shows for the same processes, column for column."""
+    name = unique("topef")
+    proc = dockyard("run", "-d", "--name", name, *flags, "busybox", "sh", "-c",
+                    "sleep 3600 & exec sleep 3601")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    try:
+        # Until the shell's fork has exec'd sleep (its command line changes then).
+        deadline = time.monotonic() + 20
+        while True:
+            ours = daemon.request("GET", f"/containers/{name}/top").json()
+            ps = daemon.request("GET", f"/containers/{name}/top?ps_args=-ef").json()
+            cmds = sorted(p[7] for p in ours["Processes"])
+            if cmds == ["sleep 3600", "sleep 3601"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert cmds == ["sleep 3600", "sleep 3601"]
+        assert ours["Titles"] == ps["Titles"] == ["UID", "PID", "PPID", "C", "STIME", "TTY",
+                                                  "TIME", "CMD"]  # fmt: skip
+        assert ours["Processes"] == ps["Processes"]
+        assert {p[0] for p in ours["Processes"]} == {"nobody" if "-u" in flags else "root"}
+    finally:
+        dockyard("rm", "-f", name)
+
+
+def test_top_with_ps_args_runs_ps_as_dockerd_does(daemon, dockyard, running):
+    aux = daemon.request("GET", f"/containers/{running}/top?ps_args=aux").json()
+    assert aux["Titles"][:3] == ["USER", "PID", "%CPU"] and aux["Titles"][-1] == "COMMAND"
+    assert any(p[-1].startswith("sh -c trap") for p in aux["Processes"])
+    comm = daemon.request("GET", f"/containers/{running}/top?ps_args=-o%20pid,comm").json()
+    assert comm["Titles"] == ["PID", "COMMAND"] and ["sh"] in [p[1:] for p in comm["Processes"]]
+    refused = daemon.request("GET", f"/containers/{running}/top?ps_args=-o%20user=PID")
+    assert refused.status == 400 and 'specifying "user=PID" is not allowed' in refused.message
+    bad = dockyard("top", running, "--no-such-option")
+    assert bad.returncode == 1
+    assert "Error running ps: exit status 1: error: unknown gnu long option" in bad.stderr

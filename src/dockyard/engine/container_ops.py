@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
 
+from dockyard.engine import container_top
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.images import ImageService
 from dockyard.engine.models import Container
 from dockyard.engine.names import validate_name
 from dockyard.errors import Conflict, InvalidParameter
 from dockyard.image import layer_changes
+from dockyard.kernel import procfs
 
 
 def _running(svc: ContainerService, ref: str) -> Container:
@@ -130,58 +131,17 @@ def _until(value: str) -> float:
 
 def container_pids(c: Container) -> set[int]:
     """Every process in the container's pid namespace (its init, children, execs)."""
-    try:
-        ns = os.readlink(f"/proc/{c.state.pid}/ns/pid")
-    except OSError:
-        return set()
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
-                    pids.add(int(entry))
-            except OSError:
-                continue  # gone meanwhile
-    return pids
+    return procfs.pid_namespace_members(c.state.pid)
 
 
 async def top(svc: ContainerService, ref: str, ps_args: str = "") -> dict:
-    """dockerd's top: the host's `ps` with the user's arguments, cut to the container's pids."""
+    """dockerd's top (container_top.py): `ps -ef`'s table read from /proc, or the
+    host's `ps` with the user's ps_args, cut to the container's processes."""
     c = _running(svc, ref)
-    try:
-        args = shlex.split(ps_args or "-ef")
-    except ValueError as e:
-        raise InvalidParameter(f"invalid ps arguments: {e}") from None
-    proc = await asyncio.create_subprocess_exec(
-        "ps",
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise InvalidParameter(
-            f"Error running ps: exit status {proc.returncode}: {err.decode(errors='replace').strip()}"
-        )
-    lines = out.decode(errors="replace").splitlines()
-    if not lines:
-        raise InvalidParameter("Error running ps: no output")
-    titles = lines[0].split()
-    if "PID" not in titles:
-        raise InvalidParameter("Couldn't find PID field in ps output")
-    pid_col = titles.index("PID")
     pids = container_pids(c)
-    processes = []
-    for line in lines[1:]:
-        fields = line.split(None, len(titles) - 1)
-        if len(fields) <= pid_col:
-            continue
-        try:
-            pid = int(fields[pid_col])
-        except ValueError:
-            raise InvalidParameter(f"Unexpected pid '{fields[pid_col]}'") from None
-        if pid in pids:
-            processes.append(fields)
+    if ps_args:
+        result = await container_top.ps_with_args(ps_args, pids)
+    else:
+        result = {"Titles": container_top.EF_TITLES, "Processes": container_top.ps_ef(pids)}
     svc.emit(c, "top")
-    return {"Titles": titles, "Processes": processes}
+    return result
