@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import time
 
+from dockyard.runtime.rfc3339 import format_rfc3339nano
+
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def rfc3339(ns: int | None = None) -> str:
-    ns = time.time_ns() if ns is None else ns
-    secs, frac = divmod(ns, 1_000_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-    digits = f"{frac:09d}".rstrip("0")
-    return f"{base}.{digits}Z" if digits else f"{base}Z"
+    """`ns` (default: now) as the runtime writes its times too (one formatter)."""
+    return format_rfc3339nano(time.time_ns() if ns is None else ns)
 
 
 def parse_rfc3339(text: str) -> float:
