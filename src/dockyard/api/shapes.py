@@ -17,6 +17,7 @@ from dockyard.engine import health
 from dockyard.engine.clock import parse_rfc3339
 from dockyard.engine.models import Container, ImageInfo, ImageRecord
 from dockyard.engine.mounts import inspect_shape
+from dockyard.formats import human_duration
 from dockyard.network.bridge import Endpoint
 
 _to_builtins = msgspec.to_builtins
@@ -37,34 +38,6 @@ class Version:
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)  # Go's d.Round(time.Hour): halves round up
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def container_status(c: Container, legacy: bool = False) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import UTC, datetime
+
+from dockyard.formats import human_duration
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:
@@ -12,35 +13,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 DECIMAL_UNITS = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-
-
-def human_duration(seconds: float) -> str:
-    """go-units HumanDuration: '5 seconds', 'About a minute', '2 hours', '3 weeks'."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    # time.Duration.Round(time.Hour) rounds halfway values away from zero
-    hours = int(math.floor(seconds / 3600 + 0.5))
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def _go_g(value: float, precision: int) -> str:
