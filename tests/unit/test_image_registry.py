@@ -372,16 +372,16 @@ async def test_full_disk_during_pull_is_one_clear_line(tmp_path):
     import errno
 
     w = World(tmp_path)
-    real_import = w.images.blobs.import_layer
+    real_unpack = w.images.blobs.unpack
     calls = []
 
-    def import_until_full(stream, parent=None, **kw):
-        calls.append(parent)
-        if len(calls) == 2:
+    def unpack_until_full(stream, **kw):
+        calls.append(stream)
+        if len(calls) == 2:  # layers unpack side by side: either one may be the second
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_import(stream, parent, **kw)
+        return real_unpack(stream, **kw)
 
-    w.images.blobs.import_layer = import_until_full  # type: ignore[method-assign]
+    w.images.blobs.unpack = unpack_until_full  # type: ignore[method-assign]
     async with FakeRegistry() as fake:
         fake.add_image("app", "v1", [layer({"a": b"1"}), layer({"b": b"2"})])
         with pytest.raises(DockyardError) as e:

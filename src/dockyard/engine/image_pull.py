@@ -1,22 +1,26 @@
 """`docker pull`: an image from a Distribution v2 registry into the store.
 
-Layers download in parallel (three at a time, as dockerd) into temporary
-files, each checked against its digest; they are unpacked in order as soon
-as each one and its parent are there, and each unpacked layer is checked
-against the diff_id of the image config. Nothing is named until the whole
-image is in the store; a failure removes what the pull added.
+Layers download in parallel (three at a time, as dockerd) and each is
+unpacked as it arrives, into temporaries (the blob streams through a pipe
+into an unpacking thread while its digest is computed); an unpacked layer
+is checked against the diff_id of the image config and committed in order,
+once its parent is. Nothing is named until the whole image is in the store;
+a failure removes what the pull added.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from isal import igzip, isal_zlib
+
+from dockyard.engine.distribution_metadata import CompressedBlob
+from dockyard.engine.pipe_feed import PipeFeed
 from dockyard.engine.progress import ProgressStream, short
 from dockyard.engine.threads import run_in_thread
 from dockyard.errors import DockyardError, InvalidParameter, NotFound
@@ -31,13 +35,16 @@ from dockyard.image.registry import (
     new_session,
 )
 from dockyard.image.registry_auth import AuthConfig
-from dockyard.image.store import ImageStore, Layer, go_architecture
+from dockyard.image.store import ImageStore, Layer, UnpackedLayer, go_architecture
+from dockyard.image.tarsafe import Readable
 
 if TYPE_CHECKING:
     from dockyard.engine.images import ImageService
 
 MAX_CONCURRENT_DOWNLOADS = 3
 MAX_CONFIG = 8 << 20
+_RESUME_RESTARTS = 2  # whole-layer restarts when the registry cannot resume
+_PIPE_READ = 1 << 20
 _LAYER_TYPES = {
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -85,7 +92,7 @@ class _Layer:
     size: int
     diff_id: str
     chain_id: str
-    path: str = ""  # the downloaded blob
+    media_type: str
 
 
 async def pull(
@@ -133,6 +140,11 @@ async def pull(
                     await _fetch_layers(svc, registry, ref, layers, progress, lease, imported)
                     image_id = svc.blobs.create_image_from_config(config_bytes)
                 svc.name_pulled(image_id, ref, manifest_digest)
+            # For a later push: what the registry holds these layers as, and where.
+            svc.distribution.remember_forms(
+                [(x.diff_id, CompressedBlob(x.digest, x.media_type, x.size)) for x in layers]
+            )
+            svc.distribution.remember_sources(ref.domain, [x.digest for x in layers], ref.path)
         except OSError as e:
             # A full disk, an I/O error: the user's problem to see, in one line.
             svc.blobs.discard(imported, [], keep=svc.image_ids())
@@ -213,6 +225,7 @@ def _layers(manifest: dict[str, Any], diff_ids: list[str]) -> list[_Layer]:
                 size=size if isinstance(size, int) and size >= 0 else 0,
                 diff_id=diff_id,
                 chain_id=chain,
+                media_type=media_type or "application/vnd.docker.image.rootfs.diff.tar.gzip",
             )
         )
     return out
@@ -250,70 +263,131 @@ async def _fetch_layers(
             progress.status("Pulling fs layer", short(layer.digest))
     if not needed:
         return
-    os.makedirs(svc.tmp_dir, exist_ok=True)
     limit = asyncio.Semaphore(MAX_CONCURRENT_DOWNLOADS)
-    downloads = {
-        layer.chain_id: asyncio.ensure_future(
-            _download(registry, ref, layer, svc.tmp_dir, progress, limit)
-        )
+    jobs = [
+        asyncio.ensure_future(_download_and_unpack(blobs, registry, ref, layer, progress, limit))
         for layer in needed
-    }
+    ]
     try:
-        for layer in needed:  # bottom-most first: each needs its parent unpacked
-            await downloads[layer.chain_id]
+        for layer, job in zip(needed, jobs, strict=True):  # committed bottom-most first
+            unpacked = await job
+            ident = short(layer.digest)
+            if unpacked.diff_id != layer.diff_id:
+                raise RegistryError(
+                    f"failed to register layer: layer {ident} has diff_id "
+                    f"{unpacked.diff_id}, the image config says {layer.diff_id}"
+                )
             parent_index = layers.index(layer) - 1
             parent = layers[parent_index].chain_id if parent_index >= 0 else None
-            stored = await run_in_thread(
-                lambda layer=layer, parent=parent: _unpack(blobs, layer, parent, progress, lease),
-                "image-pull-unpack",
-            )
-            imported.append(stored.chain_id)  # before the check: a wrong layer is undone too
-            if stored.diff_id != layer.diff_id:
-                raise RegistryError(
-                    f"failed to register layer: layer {short(layer.digest)} has diff_id "
-                    f"{stored.diff_id}, the image config says {layer.diff_id}"
-                )
-            progress.status("Pull complete", short(layer.digest))
+
+            def commit(unpacked: UnpackedLayer = unpacked, parent: str | None = parent) -> Layer:
+                with blobs.lease(lease):
+                    return blobs.commit(unpacked, parent)
+
+            stored = await run_in_thread(commit, "image-pull-commit")
+            imported.append(stored.chain_id)
+            progress.status("Pull complete", ident)
     except BaseException:
-        for task in downloads.values():
-            task.cancel()
-        await asyncio.gather(*downloads.values(), return_exceptions=True)
+        for job in jobs:
+            job.cancel()
+        for result in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(result, UnpackedLayer):
+                result.discard()  # unpacked, never committed (a no-op for committed ones)
         raise
-    finally:
-        for layer in needed:
-            if layer.path:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(layer.path)
 
 
-async def _download(
+class _Restart(Exception):
+    """The registry ignored a Range request: the layer starts over."""
+
+
+class _UnpackStopped(Exception):
+    """The unpacker failed with a local error (a full disk): stop downloading."""
+
+
+async def _download_and_unpack(
+    blobs: ImageStore,
     registry: Registry,
     ref: Reference,
     layer: _Layer,
-    tmp_dir: str,
     progress: ProgressStream,
     limit: asyncio.Semaphore,
-) -> None:
+) -> UnpackedLayer:
+    """Download a layer blob and unpack it as it arrives, into temporaries.
+
+    The blob's digest is checked in the same pass (by fetch_blob, as the
+    bytes go by); a blob that does not match fails, and what was unpacked
+    from it is discarded. If the unpacker fails on a bad archive, the rest
+    of the blob is still hashed, so that a tampered blob is reported as
+    such rather than as a corrupt archive.
+    """
     ident = short(layer.digest)
     async with limit:
-        fd, layer.path = tempfile.mkstemp(prefix="pull-", dir=tmp_dir)
-        with os.fdopen(fd, "wb") as out:
+        for _ in range(_RESUME_RESTARTS + 1):
+            feed = PipeFeed()
+            downloaded = threading.Event()
+
+            def extracting(count: int, downloaded: threading.Event = downloaded) -> None:
+                if downloaded.is_set():  # while downloading, the download's progress shows
+                    progress.progress("Extracting", ident, count, layer.size)
+
+            def unpack(read_fd: int = feed.read_fd, on_read: Any = extracting) -> UnpackedLayer:
+                with open(read_fd, "rb", buffering=_PIPE_READ) as stream:
+                    return blobs.unpack(_layer_stream(stream, on_read))
+
+            job = run_in_thread(unpack, "image-pull-unpack")
+
+            async def sink(chunk: bytes, feed: PipeFeed = feed, job: Any = job) -> None:
+                if job.done():
+                    error = job.exception()
+                    if error is not None and not isinstance(error, DockyardError):
+                        raise _UnpackStopped
+                    return  # a bad archive: only hash the rest (see above)
+                try:
+                    await feed.write(chunk)
+                except BrokenPipeError:
+                    pass  # the unpacker stopped; its error is the one to report
 
             def rewind() -> None:
-                out.seek(0)
-                out.truncate()
+                raise _Restart
 
             def report(received: int) -> None:
                 done = received >= layer.size > 0
                 progress.progress("Downloading", ident, received, layer.size, force=done)
 
-            await registry.fetch_blob(ref.path, layer.digest, out.write, rewind, report)
-        progress.status("Verifying Checksum", ident)
-        progress.status("Download complete", ident)
+            try:
+                await registry.fetch_blob(
+                    ref.path, layer.digest, sink, rewind, report, size=layer.size
+                )
+            except BaseException as e:
+                feed.close()
+                result = (await asyncio.gather(job, return_exceptions=True))[0]
+                if isinstance(result, UnpackedLayer):
+                    result.discard()
+                if isinstance(e, _Restart):
+                    continue
+                if isinstance(e, _UnpackStopped) and isinstance(result, BaseException):
+                    raise result from None
+                raise
+            feed.close()
+            progress.status("Verifying Checksum", ident)
+            progress.status("Download complete", ident)
+            downloaded.set()
+            try:
+                unpacked = await job
+            except DockyardError as e:
+                raise RegistryError(f"failed to register layer {ident}: {e.message}") from None
+            progress.progress("Extracting", ident, layer.size, layer.size, force=True)
+            return unpacked
+        raise RegistryError(
+            f"fetching blob {layer.digest} of {registry.domain}/{ref.path}: the connection "
+            "kept dropping and the registry does not resume (no Range support)"
+        )
 
 
 class _CountingReader:
-    def __init__(self, source: BinaryIO, on_read: Any) -> None:
+    """The compressed blob as the unpacker reads it, counted for progress."""
+
+    def __init__(self, source: BinaryIO, on_read: Callable[[int], None]) -> None:
         self._source = source
         self._on_read = on_read
         self.count = 0
@@ -324,17 +398,36 @@ class _CountingReader:
         self._on_read(self.count)
         return data
 
+    def readinto(self, buffer: Any) -> int:  # what igzip's reader calls
+        n = self._source.readinto(buffer)  # type: ignore[attr-defined]
+        self.count += n
+        self._on_read(self.count)
+        return n
 
-def _unpack(
-    blobs: ImageStore, layer: _Layer, parent: str | None, progress: ProgressStream, lease: set[str]
-) -> Layer:
-    ident = short(layer.digest)
-    total = os.path.getsize(layer.path)
-    with blobs.lease(lease), open(layer.path, "rb") as f:
-        reader = _CountingReader(f, lambda n: progress.progress("Extracting", ident, n, total))
+    def peek(self, size: int = 0) -> bytes:
+        return self._source.peek(size)  # type: ignore[attr-defined]
+
+
+class _Gunzip:
+    """ISA-L's gzip reader (several times zlib's speed), its errors made
+    the unpacker's "invalid layer archive"."""
+
+    def __init__(self, source: Any) -> None:
+        self._file = igzip.GzipFile(fileobj=source, mode="rb")
+
+    def read(self, size: int = -1) -> bytes:
         try:
-            stored = blobs.import_layer(reader, parent)
-        except DockyardError as e:
-            raise RegistryError(f"failed to register layer {ident}: {e.message}") from None
-    progress.progress("Extracting", ident, total, total, force=True)
-    return stored
+            return self._file.read(size)
+        except (isal_zlib.error, EOFError, OSError, ValueError) as e:
+            if isinstance(e, OSError) and not isinstance(e, igzip.BadGzipFile):
+                raise
+            raise InvalidParameter(f"invalid layer archive: gzip: {e}") from None
+
+
+def _layer_stream(stream: BinaryIO, on_read: Callable[[int], None]) -> Readable:
+    """The layer's tar for the unpacker: gzip is decompressed here (faster than the
+    unpacker's own zlib), any other form is handed over as it is."""
+    counted = _CountingReader(stream, on_read)
+    if stream.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
+        return _Gunzip(counted)
+    return counted

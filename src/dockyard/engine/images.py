@@ -8,7 +8,6 @@ untagging versus deleting.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -18,6 +17,7 @@ from typing import IO, Any
 
 from dockyard.engine import image_archives, image_history, image_prune, image_pull, image_push
 from dockyard.engine.clock import parse_rfc3339, rfc3339
+from dockyard.engine.distribution_metadata import DistributionMetadata
 from dockyard.engine.events import EventBus
 from dockyard.engine.filters import filter_images
 from dockyard.engine.models import ImageInfo, ImageRecord
@@ -25,7 +25,6 @@ from dockyard.engine.progress import ProgressStream
 from dockyard.engine.store import Store
 from dockyard.errors import Conflict, InvalidParameter, NotFound
 from dockyard.image.archive import SavedImage
-from dockyard.image.atomic import write_file_atomic
 from dockyard.image.digest import chain_ids
 from dockyard.image.reference import Reference, parse_reference
 from dockyard.image.registry import Registry, new_session
@@ -37,21 +36,6 @@ log = logging.getLogger("dockyard.images")
 
 def _hex(image_id: str) -> str:
     return image_id.removeprefix("sha256:")
-
-
-_MAX_SOURCES = 5
-
-
-def _read_sources(path: str) -> dict[tuple[str, str], list[str]]:
-    try:
-        with open(path, "rb") as f:
-            doc = json.load(f)
-        return {(str(d), str(g)): [str(p) for p in paths] for d, g, paths in doc}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, TypeError) as e:
-        log.warning("ignoring %s: %s", path, e)  # only an optimisation is lost
-        return {}
 
 
 def _registry_domain(server: str) -> str:
@@ -72,10 +56,8 @@ class ImageService:
         self._tmp_dir = tmp_dir
         # Registries that may be reached over http (--insecure-registry); set by the daemon.
         self.insecure = InsecureRegistries()
-        # (registry, blob digest) -> repositories known to hold it, for cross-repo
-        # mounts on push; kept across restarts like dockerd's v2 metadata.
-        self._sources_path = os.path.join(blobs.root, "blob-sources.json")
-        self._blob_sources: dict[tuple[str, str], list[str]] = _read_sources(self._sources_path)
+        # Blob sources and compressed forms of layers, for push (dockerd's v2 metadata).
+        self.distribution = DistributionMetadata(blobs.root)
         self._images: dict[str, ImageRecord] = {r.id: r for r in store.images()}
         self._tags: dict[str, str] = store.tags()
         # Set by the container service: image id -> (container id, running) users.
@@ -369,19 +351,6 @@ class ImageService:
 
     def chain_ids_of(self, image_id: str) -> list[str]:
         return chain_ids(self.blobs.image_diff_ids(image_id))
-
-    def blob_sources(self, domain: str, digest: str) -> list[str]:
-        return list(self._blob_sources.get((domain, digest), ()))
-
-    def remember_blob_sources(self, domain: str, digests: list[str], path: str) -> None:
-        for digest in digests:
-            known = self._blob_sources.setdefault((domain, digest), [])
-            if path in known:
-                known.remove(path)
-            known.insert(0, path)  # the latest first; a few are enough to find one
-            del known[_MAX_SOURCES:]
-        doc = [[d, g, paths] for (d, g), paths in self._blob_sources.items()]
-        write_file_atomic(self._sources_path, json.dumps(doc).encode(), mode=0o600)
 
     def name_pulled(self, image_id: str, ref: Reference, manifest_digest: str) -> None:
         """Register a pulled image, point its tag at it and record its repo digest."""

@@ -314,11 +314,13 @@ class Registry:
         sink: Callable[[bytes], Awaitable[None] | None],
         rewind: Callable[[], None],
         progress: Callable[[int], None] | None = None,
+        size: int = 0,
     ) -> int:
         """Stream a blob to `sink`, checking its digest; return its size.
 
         A connection lost mid-blob is resumed with a Range request; if the
         registry answers the whole blob instead, `rewind` empties the sink.
+        With `size` (the descriptor's), a longer blob fails as soon as it is.
         """
         digest = normalize_digest(digest)
         scope = f"repository:{path}:pull"
@@ -345,6 +347,11 @@ class Registry:
                     async for chunk in resp.content.iter_chunked(_CHUNK):
                         sha.update(chunk)
                         received += len(chunk)
+                        if size and received > size:
+                            raise RegistryError(
+                                f"filesystem layer verification failed for digest {digest}: "
+                                f"longer than the {size} bytes the manifest says"
+                            )
                         result = sink(chunk)
                         if inspect.isawaitable(result):
                             await result
@@ -419,6 +426,35 @@ class Registry:
             body = await resp.read()
             if resp.status != 201:
                 self._raise_for(resp.status, body, path, digest, push=True)
+
+    async def upload_blob_stream(
+        self, path: str, chunks: AsyncIterator[bytes], digest: Callable[[], str]
+    ) -> None:
+        """Streamed upload of a blob whose digest is known only at its end (a layer
+        compressed while it is sent): POST, one PATCH with the bytes as they come
+        (chunked), then PUT ?digest= with `digest()` once they are all sent."""
+        scope = f"repository:{path}:pull,push"
+        async with await self._request("POST", f"/v2/{path}/blobs/uploads/", scope) as resp:
+            body = await resp.read()
+            if resp.status != 202 or "Location" not in resp.headers:
+                self._raise_for(resp.status, body, path, "", push=True)
+            location = resp.headers["Location"]
+        headers = {"Content-Type": "application/octet-stream"}
+        async with await self._request(
+            "PATCH", location, scope, headers, data=chunks, retry_auth=False
+        ) as resp:
+            body = await resp.read()
+            if resp.status != 202:
+                self._raise_for(resp.status, body, path, "", push=True)
+            location = resp.headers.get("Location", location)
+        sep = "&" if "?" in location else "?"
+        url = location + sep + urlencode({"digest": digest()})
+        async with await self._request(
+            "PUT", url, scope, {"Content-Length": "0"}, data=b"", retry_auth=False
+        ) as resp:
+            body = await resp.read()
+            if resp.status != 201:
+                self._raise_for(resp.status, body, path, digest(), push=True)
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
