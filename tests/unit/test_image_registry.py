@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
-import io
 import json
 import os
-import tarfile
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from aiohttp import web
+from fake_registry import FakeRegistry, layer, sha
 from fakes import World, async_test
 
 from dockyard.engine.progress import ProgressStream
@@ -35,156 +31,6 @@ from dockyard.image.registry_auth import (
 
 # Pulled layers are unpacked with the recording kernel when not root (see conftest).
 unpacks = pytest.mark.usefixtures("unpack_kernel")
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def layer(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-@dataclass
-class FakeRegistry:
-    auth: str = ""  # "", "basic" or "bearer"
-    blobs: dict[str, bytes] = field(default_factory=dict)
-    manifests: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)
-    blob_failure: dict[str, str] = field(default_factory=dict)  # digest -> mode
-    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-    port: int = 0
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def allowed(self, request: web.Request, path: str) -> bool:
-        given = request.headers.get("Authorization", "")
-        if self.auth == "basic":
-            return given == "Basic " + base64.b64encode(b"alice:pw").decode()
-        if self.auth == "bearer":
-            return given == f"Bearer tok:repository:{path}:pull"
-        return True
-
-    def challenge(self) -> web.Response:
-        if self.auth == "basic":
-            header = 'Basic realm="fake"'
-        else:
-            header = f'Bearer realm="http://{self.host}/token",service="fake"'
-        return web.json_response(
-            {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
-            status=401,
-            headers={"WWW-Authenticate": header},
-        )
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append((request.method, request.path_qs, dict(request.headers)))
-        parts = request.path.split("/")
-        if request.path == "/v2/":
-            if self.auth and not self.allowed(request, ""):
-                return self.challenge()
-            return web.json_response({})
-        if request.path == "/token":
-            expected = "Basic " + base64.b64encode(b"alice:pw").decode()
-            if request.headers.get("Authorization") != expected:
-                return web.json_response({"details": "bad credentials"}, status=401)
-            return web.json_response({"token": "tok:" + request.query.get("scope", "")})
-        kind, ref = parts[-2], parts[-1]
-        path = "/".join(parts[2:-2])
-        if self.auth and not self.allowed(request, path):
-            return self.challenge()
-        if kind == "manifests":
-            if (path, ref) not in self.manifests:
-                return web.json_response(
-                    {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
-                    status=404,
-                )
-            body, media_type = self.manifests[(path, ref)]
-            return web.Response(body=body, headers={"Content-Type": media_type})
-        data = self.blobs.get(ref)
-        if data is None:
-            return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
-        mode = self.blob_failure.get(ref, "")
-        if mode == "500":
-            return web.json_response(
-                {"errors": [{"code": "UNKNOWN", "message": "boom"}]}, status=500
-            )
-        start = 0
-        if request.headers.get("Range", "").startswith("bytes="):
-            start = int(request.headers["Range"][6:].rstrip("-"))
-        if mode == "close-always" or (mode == "close-once" and start == 0):
-            if mode == "close-once":
-                self.blob_failure[ref] = ""
-            rest = data[start:]
-            resp = web.StreamResponse(
-                status=206 if start else 200, headers={"Content-Length": str(len(rest))}
-            )
-            await resp.prepare(request)
-            await resp.write(rest[: len(rest) // 2])
-            assert request.transport is not None
-            request.transport.abort()  # the connection drops mid-blob
-            return resp
-        if start:
-            return web.Response(
-                body=data[start:],
-                status=206,
-                headers={"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"},
-            )
-        return web.Response(body=data)
-
-    def add_image(self, path: str, tag: str, layers: list[bytes], gz: bool = True) -> str:
-        """Store a schema 2 image (gzip layers by default); return its image id."""
-        diff_ids = [sha(tar) for tar in layers]
-        config = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {"Cmd": ["sh"]},
-                "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            }
-        ).encode()
-        self.blobs[sha(config)] = config
-        descs = []
-        for tar in layers:
-            blob = gzip.compress(tar, mtime=0) if gz else tar
-            self.blobs[sha(blob)] = blob
-            media = "application/vnd.docker.image.rootfs.diff.tar" + (".gzip" if gz else "")
-            descs.append({"mediaType": media, "digest": sha(blob), "size": len(blob)})
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {
-                    "mediaType": "application/vnd.docker.container.image.v1+json",
-                    "digest": sha(config),
-                    "size": len(config),
-                },
-                "layers": descs,
-            }
-        ).encode()
-        media_type = "application/vnd.docker.distribution.manifest.v2+json"
-        self.manifests[(path, tag)] = (manifest, media_type)
-        self.manifests[(path, sha(manifest))] = (manifest, media_type)
-        return sha(config)
-
-    async def __aenter__(self) -> FakeRegistry:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._runner.cleanup()
 
 
 # -- pure parsing -------------------------------------------------------------------

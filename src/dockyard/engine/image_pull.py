@@ -360,9 +360,7 @@ async def _download_and_unpack(
                 )
             except BaseException as e:
                 feed.close()
-                result = (await asyncio.gather(job, return_exceptions=True))[0]
-                if isinstance(result, UnpackedLayer):
-                    result.discard()
+                result = await _settle(job)
                 if isinstance(e, _Restart):
                     continue
                 if isinstance(e, _UnpackStopped) and isinstance(result, BaseException):
@@ -373,15 +371,26 @@ async def _download_and_unpack(
             progress.status("Download complete", ident)
             downloaded.set()
             try:
-                unpacked = await job
+                unpacked = await asyncio.shield(job)
             except DockyardError as e:
                 raise RegistryError(f"failed to register layer {ident}: {e.message}") from None
+            except asyncio.CancelledError:
+                await _settle(job)  # the pull failed elsewhere: undo this layer too
+                raise
             progress.progress("Extracting", ident, layer.size, layer.size, force=True)
             return unpacked
         raise RegistryError(
             f"fetching blob {layer.digest} of {registry.domain}/{ref.path}: the connection "
             "kept dropping and the registry does not resume (no Range support)"
         )
+
+
+async def _settle(job: asyncio.Future[UnpackedLayer]) -> object:
+    """Wait for an unpacking thread no longer wanted; discard what it made."""
+    result = (await asyncio.gather(job, return_exceptions=True))[0]
+    if isinstance(result, UnpackedLayer):
+        result.discard()
+    return result
 
 
 class _CountingReader:

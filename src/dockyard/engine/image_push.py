@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 MAX_CONCURRENT_UPLOADS = 5
 UPLOAD_ATTEMPTS = 3
+RETRY_DELAY = 2  # seconds, doubled after each failed attempt
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -135,7 +136,7 @@ async def _push_layer(
             except RegistryError:
                 if attempt == UPLOAD_ATTEMPTS - 1:
                     raise
-                delay = 2 * (attempt + 1)
+                delay = RETRY_DELAY * (attempt + 1)
                 progress.status(f"Retrying in {delay} seconds", ident)
                 await asyncio.sleep(delay)
         svc.distribution.remember_forms([(diff_id, blob)])

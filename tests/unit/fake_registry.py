@@ -1,0 +1,238 @@
+"""A scripted in-process Distribution v2 registry that misbehaves on purpose.
+
+Bearer and Basic challenges, a blob connection dropped half-way (once, every
+time, or with no Range support), 500 answers, and for pushes: uploads (POST,
+PATCH, PUT ?digest=), HEAD by repository, cross-repository mounts, and
+uploads that fail with 500 or a dropped connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def layer(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@dataclass
+class FakeRegistry:
+    auth: str = ""  # "", "basic" or "bearer"
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    manifests: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)
+    blob_failure: dict[str, str] = field(default_factory=dict)  # digest -> mode
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    port: int = 0
+    links: set[tuple[str, str]] = field(default_factory=set)  # (repository, blob) pushed
+    uploads: dict[str, bytearray] = field(default_factory=dict)
+    upload_failure: str = ""  # "500" or "close": what the next PATCHes meet
+    upload_failures_left: int = 0
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def allowed(self, request: web.Request, path: str) -> bool:
+        given = request.headers.get("Authorization", "")
+        if self.auth == "basic":
+            return given == "Basic " + base64.b64encode(b"alice:pw").decode()
+        if self.auth == "bearer":
+            return given == f"Bearer tok:repository:{path}:pull"
+        return True
+
+    def challenge(self) -> web.Response:
+        if self.auth == "basic":
+            header = 'Basic realm="fake"'
+        else:
+            header = f'Bearer realm="http://{self.host}/token",service="fake"'
+        return web.json_response(
+            {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+            status=401,
+            headers={"WWW-Authenticate": header},
+        )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path_qs, dict(request.headers)))
+        parts = request.path.split("/")
+        if request.path == "/v2/":
+            if self.auth and not self.allowed(request, ""):
+                return self.challenge()
+            return web.json_response({})
+        if request.path == "/token":
+            expected = "Basic " + base64.b64encode(b"alice:pw").decode()
+            if request.headers.get("Authorization") != expected:
+                return web.json_response({"details": "bad credentials"}, status=401)
+            return web.json_response({"token": "tok:" + request.query.get("scope", "")})
+        if "uploads" in parts:
+            return await self.upload(request, parts)
+        kind, ref = parts[-2], parts[-1]
+        path = "/".join(parts[2:-2])
+        if self.auth and not self.allowed(request, path):
+            return self.challenge()
+        if kind == "manifests" and request.method == "PUT":
+            body = await request.read()
+            media_type = request.headers.get("Content-Type", "")
+            self.manifests[(path, ref)] = (body, media_type)
+            self.manifests[(path, sha(body))] = (body, media_type)
+            return web.Response(status=201, headers={"Docker-Content-Digest": sha(body)})
+        if request.method == "HEAD":  # by repository, as a real registry
+            found = (path, ref) in self.links and ref in self.blobs
+            return web.Response(status=200 if found else 404)
+        if kind == "manifests":
+            if (path, ref) not in self.manifests:
+                return web.json_response(
+                    {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
+                    status=404,
+                )
+            body, media_type = self.manifests[(path, ref)]
+            return web.Response(body=body, headers={"Content-Type": media_type})
+        data = self.blobs.get(ref)
+        if data is None:
+            return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
+        mode = self.blob_failure.get(ref, "")
+        if mode == "500":
+            return web.json_response(
+                {"errors": [{"code": "UNKNOWN", "message": "boom"}]}, status=500
+            )
+        start = 0
+        if request.headers.get("Range", "").startswith("bytes="):
+            start = int(request.headers["Range"][6:].rstrip("-"))
+        if mode == "no-range":  # drops once, then answers Range with the whole blob
+            self.blob_failure[ref] = "whole"
+            mode = "close-once"
+        if mode == "whole":
+            return web.Response(body=data)
+        if mode == "close-always" or (mode == "close-once" and start == 0):
+            if mode == "close-once":
+                self.blob_failure[ref] = ""
+            rest = data[start:]
+            resp = web.StreamResponse(
+                status=206 if start else 200, headers={"Content-Length": str(len(rest))}
+            )
+            await resp.prepare(request)
+            await resp.write(rest[: len(rest) // 2])
+            assert request.transport is not None
+            request.transport.abort()  # the connection drops mid-blob
+            return resp
+        if start:
+            return web.Response(
+                body=data[start:],
+                status=206,
+                headers={"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"},
+            )
+        return web.Response(body=data)
+
+    async def upload(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
+        at = parts.index("uploads")
+        path = "/".join(parts[2 : at - 1])
+        if self.auth and not self.allowed(request, path):
+            return self.challenge()
+        if request.method == "POST":
+            mount, source = request.query.get("mount"), request.query.get("from")
+            if mount and (source, mount) in self.links:
+                self.links.add((path, mount))
+                return web.Response(status=201, headers={"Location": f"/v2/{path}/blobs/{mount}"})
+            uid = uuid.uuid4().hex
+            self.uploads[uid] = bytearray()
+            return web.Response(
+                status=202, headers={"Location": f"/v2/{path}/blobs/uploads/{uid}?_state=x"}
+            )
+        uid = parts[at + 1]
+        if request.method == "DELETE":
+            self.uploads.pop(uid, None)
+            return web.Response(status=204)
+        if request.method == "PATCH" and self.upload_failures_left > 0:
+            self.upload_failures_left -= 1
+            if self.upload_failure == "500":
+                await request.read()
+                return web.json_response(
+                    {"errors": [{"code": "UNKNOWN", "message": "disk on fire"}]}, status=500
+                )
+            await request.content.read(1000)
+            assert request.transport is not None
+            request.transport.abort()  # the connection drops mid-upload
+            return web.Response(status=500)
+        self.uploads[uid] += await request.read()
+        if request.method == "PATCH":
+            return web.Response(
+                status=202, headers={"Location": f"/v2/{path}/blobs/uploads/{uid}?_state=y"}
+            )
+        data = bytes(self.uploads.pop(uid))
+        digest = request.query.get("digest", "")
+        if sha(data) != digest:
+            return web.json_response(
+                {"errors": [{"code": "DIGEST_INVALID", "message": "digest invalid"}]}, status=400
+            )
+        self.blobs[digest] = data
+        self.links.add((path, digest))
+        return web.Response(status=201, headers={"Docker-Content-Digest": digest})
+
+    def add_image(self, path: str, tag: str, layers: list[bytes], gz: bool = True) -> str:
+        """Store a schema 2 image (gzip layers by default); return its image id."""
+        diff_ids = [sha(tar) for tar in layers]
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Cmd": ["sh"]},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            }
+        ).encode()
+        self.blobs[sha(config)] = config
+        self.links.add((path, sha(config)))
+        descs = []
+        for tar in layers:
+            blob = gzip.compress(tar, mtime=0) if gz else tar
+            self.blobs[sha(blob)] = blob
+            self.links.add((path, sha(blob)))
+            media = "application/vnd.docker.image.rootfs.diff.tar" + (".gzip" if gz else "")
+            descs.append({"mediaType": media, "digest": sha(blob), "size": len(blob)})
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "digest": sha(config),
+                    "size": len(config),
+                },
+                "layers": descs,
+            }
+        ).encode()
+        media_type = "application/vnd.docker.distribution.manifest.v2+json"
+        self.manifests[(path, tag)] = (manifest, media_type)
+        self.manifests[(path, sha(manifest))] = (manifest, media_type)
+        return sha(config)
+
+    async def __aenter__(self) -> FakeRegistry:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._runner.cleanup()

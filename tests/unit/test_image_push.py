@@ -1,0 +1,237 @@
+"""The engine's push (and pull's streaming) against the scripted registry of fake_registry.py.
+
+Push: layers go as gzip blobs that are the stored layer tars; a layer the
+registry already has, in this repository or another one known to hold it
+(pushed or pulled before, also after a restart), is not compressed again;
+a broken upload is retried and a registry that keeps failing is one clear
+error. Pull: a layer restarts when the registry cannot resume, a blob
+longer than its descriptor or swapped for another valid layer fails and
+leaves nothing, and the progress of each layer is docker's sequence.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from fake_registry import FakeRegistry, layer, sha
+from fakes import World, async_test
+
+from dockyard.engine import image_push
+from dockyard.engine.progress import ProgressStream
+from dockyard.errors import DockyardError, Unauthorized
+from dockyard.image.layer_gzip import LayerGzip
+from dockyard.image.registry_auth import AuthConfig
+
+unpacks = pytest.mark.usefixtures("unpack_kernel")
+
+
+def drain(progress: ProgressStream) -> list[dict]:
+    out = []
+    while not progress._queue.empty():
+        message = progress._queue.get_nowait()
+        if message is not None:
+            out.append(message)
+    return out
+
+
+def statuses(progress: ProgressStream) -> list[str]:
+    return [m.get("status", "") for m in drain(progress)]
+
+
+async def push(w: World, name: str, auth: AuthConfig | None = None) -> list[str]:
+    progress = ProgressStream()
+    await w.images.push(w.images.push_refs(name, ""), auth or AuthConfig(), progress)
+    return statuses(progress)
+
+
+def no_gzip(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: LayerGzip) -> bytes:
+        raise AssertionError("a layer was compressed again")
+
+    monkeypatch.setattr(LayerGzip, "step", refuse)
+
+
+def on_disk(w: World) -> tuple[list[str], list[str], list[str]]:
+    root = w.root
+    tmp = sorted(p.name for p in (root / "tmp").iterdir()) if (root / "tmp").exists() else []
+    return (
+        sorted(p.name for p in (root / "layers").iterdir()),
+        sorted(p.name for p in (root / "blobs" / "sha256").iterdir()),
+        tmp,
+    )
+
+
+@unpacks
+@async_test
+async def test_push_sends_gzip_of_the_layer_and_never_compresses_it_twice(tmp_path, monkeypatch):
+    w = World(tmp_path)
+    image_id = await w.image("app")
+    async with FakeRegistry() as fake:
+        w.images.tag(image_id, f"{fake.host}/team/app", "v1")
+        out = await push(w, f"{fake.host}/team/app:v1")
+        assert "Preparing" in out and out.count("Pushed") == 1
+        body, media_type = fake.manifests[("team/app", "v1")]
+        manifest = json.loads(body)
+        assert media_type == manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+        (desc,) = manifest["layers"]
+        assert desc["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+        (diff_id,) = w.images.blobs.image_diff_ids(image_id)
+        assert gzip.decompress(fake.blobs[desc["digest"]]) == w.images.blobs.get_blob(diff_id)
+        assert desc["size"] == len(fake.blobs[desc["digest"]])
+        assert manifest["config"]["digest"] == image_id
+
+        no_gzip(monkeypatch)
+        out = await push(w, f"{fake.host}/team/app:v1")
+        assert "Layer already exists" in out and "Pushed" not in out
+        # Another repository of the registry: mounted, even by the next daemon.
+        w = World(tmp_path)
+        w.images.tag(image_id, f"{fake.host}/other/app", "v2")
+        out = await push(w, f"{fake.host}/other/app:v2")
+        assert "Mounted from team/app" in out and "Pushed" not in out
+        assert json.loads(fake.manifests[("other/app", "v2")][0])["layers"] == [desc]
+
+
+@unpacks
+@async_test
+async def test_a_pulled_image_pushes_its_layers_as_pulled(tmp_path, monkeypatch):
+    w = World(tmp_path)
+    async with FakeRegistry() as fake:
+        tars = [layer({"a": b"1" * 5000}), layer({"b": b"2" * 5000})]
+        image_id = fake.add_image("src/app", "v1", tars)
+        await w.images.pull(f"{fake.host}/src/app", "v1", AuthConfig(), ProgressStream())
+        pulled = json.loads(fake.manifests[("src/app", "v1")][0])["layers"]
+        no_gzip(monkeypatch)
+        w.images.tag(image_id, f"{fake.host}/dst/app", "v1")
+        out = await push(w, f"{fake.host}/dst/app:v1")
+        assert out.count("Mounted from src/app") == 2
+        pushed = json.loads(fake.manifests[("dst/app", "v1")][0])["layers"]
+        assert [d["digest"] for d in pushed] == [d["digest"] for d in pulled]
+        assert {d["mediaType"] for d in pushed} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+
+
+@unpacks
+@pytest.mark.parametrize("failure", ["close", "500"])
+@async_test
+async def test_a_broken_upload_is_retried(tmp_path, monkeypatch, failure):
+    monkeypatch.setattr(image_push, "RETRY_DELAY", 0)
+    w = World(tmp_path)
+    image_id = await w.image("app")
+    async with FakeRegistry(upload_failure=failure, upload_failures_left=1) as fake:
+        w.images.tag(image_id, f"{fake.host}/app", "v1")
+        out = await push(w, f"{fake.host}/app:v1")
+        assert "Retrying in 0 seconds" in out and "Pushed" in out
+        assert ("app", "v1") in fake.manifests
+
+
+@unpacks
+@async_test
+async def test_a_registry_that_keeps_failing_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_push, "RETRY_DELAY", 0)
+    w = World(tmp_path)
+    image_id = await w.image("app")
+    async with FakeRegistry(upload_failure="500", upload_failures_left=99) as fake:
+        w.images.tag(image_id, f"{fake.host}/app", "v1")
+        with pytest.raises(DockyardError, match="disk on fire"):
+            await push(w, f"{fake.host}/app:v1")
+        assert fake.upload_failures_left == 99 - image_push.UPLOAD_ATTEMPTS
+        assert ("app", "v1") not in fake.manifests  # no manifest for missing layers
+
+
+@unpacks
+@async_test
+async def test_push_with_refused_credentials(tmp_path):
+    w = World(tmp_path)
+    image_id = await w.image("app")
+    async with FakeRegistry(auth="basic") as fake:
+        w.images.tag(image_id, f"{fake.host}/app", "v1")
+        with pytest.raises(Unauthorized):
+            await push(w, f"{fake.host}/app:v1", AuthConfig("alice", "wrong"))
+        assert not fake.uploads and ("app", "v1") not in fake.manifests
+        await push(w, f"{fake.host}/app:v1", AuthConfig("alice", "pw"))
+        assert ("app", "v1") in fake.manifests
+
+
+# -- pull: streaming into the unpacker ----------------------------------------------------
+
+
+@unpacks
+@async_test
+async def test_a_layer_starts_over_when_the_registry_cannot_resume(tmp_path):
+    w = World(tmp_path)
+    async with FakeRegistry() as fake:
+        tar = layer({f"f{i}": bytes([i]) * 40_000 for i in range(20)})
+        image_id = fake.add_image("app", "v1", [tar], gz=False)
+        fake.blob_failure[sha(tar)] = "no-range"
+        progress = ProgressStream()
+        await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), progress)
+        ranged = [r for r in fake.requests if "Range" in r[2]]
+        assert ranged, "the drop was not followed by a Range request"
+    assert w.images.blobs.image_diff_ids(image_id) == [sha(tar)]
+    layer_dir = w.images.blobs.image_layers(image_id)[0].path
+    with open(f"{layer_dir}/f7", "rb") as f:
+        assert f.read() == bytes([7]) * 40_000
+    assert on_disk(w)[2] == []
+
+
+@unpacks
+@async_test
+async def test_a_blob_swapped_for_another_valid_layer_fails_and_leaves_nothing(tmp_path):
+    w = World(tmp_path)
+    async with FakeRegistry() as fake:
+        real, other = layer({"real": b"r" * 50_000}), layer({"evil": b"e" * 50_000})
+        fake.add_image("app", "v1", [real])
+        digest = sha(gzip.compress(real, mtime=0))
+        fake.blobs[digest] = gzip.compress(other, mtime=0)  # unpacks fine, wrong digest
+        before = on_disk(w)
+        with pytest.raises(DockyardError, match=f"verification failed for digest {digest}"):
+            await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
+    assert w.images.list() == []
+    assert on_disk(w)[:2] == before[:2] and on_disk(w)[2] == []
+
+
+@unpacks
+@async_test
+async def test_a_blob_longer_than_its_descriptor_fails(tmp_path):
+    w = World(tmp_path)
+    async with FakeRegistry() as fake:
+        fake.add_image("app", "v1", [layer({"a": b"a" * 50_000})])
+        manifest = json.loads(fake.manifests[("app", "v1")][0])
+        manifest["layers"][0]["size"] -= 10
+        fake.manifests[("app", "v1")] = (json.dumps(manifest).encode(), manifest["mediaType"])
+        with pytest.raises(DockyardError, match="longer than the"):
+            await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
+    assert w.images.list() == [] and on_disk(w)[0] == []
+
+
+@unpacks
+@async_test
+async def test_pull_progress_is_dockers_sequence_per_layer(tmp_path):
+    w = World(tmp_path)
+    async with FakeRegistry() as fake:
+        tars = [layer({"a": b"a" * 300_000}), layer({"b": b"b" * 300_000})]
+        fake.add_image("app", "v1", tars)
+        progress = ProgressStream()
+        await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), progress)
+        manifest = json.loads(fake.manifests[("app", "v1")][0])
+    messages = drain(progress)
+    for desc in manifest["layers"]:
+        ident = desc["digest"][7:19]
+        seen = [m["status"] for m in messages if m.get("id") == ident]
+        collapsed = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
+        assert collapsed == [
+            "Pulling fs layer",
+            "Downloading",
+            "Verifying Checksum",
+            "Download complete",
+            "Extracting",
+            "Pull complete",
+        ], seen
+        last_download = [
+            m for m in messages if m.get("id") == ident and m["status"] == "Downloading"
+        ]
+        assert last_download[-1]["progressDetail"] == {
+            "current": desc["size"],
+            "total": desc["size"],
+        }
