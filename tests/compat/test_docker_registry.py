@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shlex
+import shutil
+import subprocess
 
 import pytest
 
+from conftest import DOCKER_CLI
 from registry_server import RegistryServer
 
 pytestmark = pytest.mark.docker_cli
@@ -74,3 +78,73 @@ def test_docker_pull_of_an_unknown_tag(daemon, registry, tmp_path):
     proc = daemon.docker("pull", f"{registry.host}/nothing/here:v9", env=env)
     assert proc.returncode == 1
     assert f"manifest for {registry.host}/nothing/here:v9 not found" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def open_registry():
+    server = RegistryServer()
+    yield server
+    server.stop()
+
+
+def _tty(daemon, *args: str) -> str:
+    """The docker CLI on a pseudo-terminal (`script`), where it draws progress bars."""
+    if shutil.which("script") is None:
+        pytest.skip("script (util-linux) is not installed")
+    if DOCKER_CLI is None:
+        pytest.skip("the docker CLI is not installed")
+    proc = subprocess.run(
+        # 200 columns: the CLI draws bars from a width of 110 on.
+        ["script", "-qefc", "stty cols 200; " + shlex.join([DOCKER_CLI, *args]), "/dev/null"],
+        capture_output=True, text=True, timeout=120, env=daemon.env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_docker_cli_renders_our_per_layer_progress(daemon, open_registry, unique):
+    name = f"{open_registry.host}/{unique('progress')}:v1"
+    box = unique("box")
+    # A second layer of 2 MB on busybox's: two layers to push and pull.
+    proc = daemon.docker(
+        "run", "--name", box, "busybox", "sh", "-c", "head -c 2000000 /dev/urandom > /blob"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert daemon.docker("commit", box, name).returncode == 0
+    daemon.docker("rm", box)
+    screen = _tty(daemon, "push", name)
+    assert re.search(r"Pushing \[=*>\s*\]\s+\S+/\S+", screen), screen
+    assert screen.count(": Pushed") == 2, screen
+    out = daemon.docker("push", name).stdout  # again: the registry has both
+    preparing = [x.removesuffix(": Preparing") for x in out.splitlines() if x.endswith("Preparing")]
+    assert len(preparing) == 2, out
+    assert all(f"{i}: Layer already exists" in out for i in preparing), out
+
+    daemon.docker("rmi", name)
+    plain = daemon.docker("pull", name)
+    assert plain.returncode == 0, plain.stderr
+    pulled = [line.split(":")[0] for line in plain.stdout.splitlines() if ": Pull complete" in line]
+    assert len(pulled) == 1, plain.stdout  # busybox's layer is still here
+    assert plain.stdout.count(": Already exists") == 1, plain.stdout
+    for ident in pulled:  # without a terminal: the state changes of each layer, in order
+        states = [
+            line.split(": ", 1)[1] for line in plain.stdout.splitlines() if line.startswith(ident)
+        ]
+        assert states == [
+            "Pulling fs layer",
+            "Verifying Checksum",
+            "Download complete",
+            "Pull complete",
+        ], plain.stdout
+
+    # On a terminal: bars redrawn in place, as docker draws them for dockerd.
+    daemon.docker("rmi", name)
+    screen = _tty(daemon, "pull", name)
+    assert re.search(r"Downloading \[=*>\s*\]\s+\S+/\S+", screen), screen
+    assert re.search(r"Extracting \[=*>\s*\]\s+\S+/\S+", screen), screen
+    assert "\x1b[" in screen  # cursor movement: lines updated in place
+    retagged = f"{open_registry.host}/{unique('progress2')}:v1"
+    daemon.docker("tag", name, retagged)
+    screen = _tty(daemon, "push", retagged)
+    assert "Mounted from" in screen or "Layer already exists" in screen, screen
+    daemon.docker("rmi", name, retagged)
