@@ -2,26 +2,19 @@
 
 The loop side writes without blocking and waits for the pipe to drain
 (add_writer), so a download feeds an unpacking thread with no thread hop per
-chunk and no more than the pipe's buffer (1 MiB) in flight: the unpacker's
+chunk and no more than the pipe's buffer (64 KiB) in flight: the unpacker's
 pace throttles the download, and memory stays bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import os
-
-_PIPE_SIZE = 1 << 20
-_F_SETPIPE_SZ = 1031
 
 
 class PipeFeed:
     def __init__(self) -> None:
         self.read_fd, self._write_fd = os.pipe2(os.O_CLOEXEC)
-        with contextlib.suppress(OSError):  # above pipe-max-size: keep the default
-            fcntl.fcntl(self._write_fd, _F_SETPIPE_SZ, _PIPE_SIZE)
         os.set_blocking(self._write_fd, False)
         self._loop = asyncio.get_running_loop()
         self._closed = False
