@@ -141,8 +141,13 @@ async def pull(
                     image_id = svc.blobs.create_image_from_config(config_bytes)
                 svc.name_pulled(image_id, ref, manifest_digest)
             # For a later push: what the registry holds these layers as, and where.
+            # Only the downloaded ones were seen to be what the config says.
             svc.distribution.remember_forms(
-                [(x.diff_id, CompressedBlob(x.digest, x.media_type, x.size)) for x in layers]
+                [
+                    (x.diff_id, CompressedBlob(x.digest, x.media_type, x.size))
+                    for x in layers
+                    if x.chain_id in imported
+                ]
             )
             svc.distribution.remember_sources(ref.domain, [x.digest for x in layers], ref.path)
         except OSError as e:
@@ -321,6 +326,8 @@ async def _download_and_unpack(
     such rather than as a corrupt archive.
     """
     ident = short(layer.digest)
+    if limit.locked():
+        progress.status("Waiting", ident)
     async with limit:
         for _ in range(_RESUME_RESTARTS + 1):
             feed = PipeFeed()
