@@ -180,10 +180,17 @@ async def test_failing_registry_leaves_the_store_as_it_was(tmp_path, failure):
         good = layer({"a": b"1" * 100_000})
         bad = layer({"b": b"2" * 100_000})
         fake.add_image("app", "v1", [good, bad])
-        fake.blob_failure[sha(gzip.compress(bad, mtime=0))] = failure
+        digest = sha(gzip.compress(bad, mtime=0))
+        fake.blob_failure[digest] = failure
         before = on_disk(w)
-        with pytest.raises(DockyardError):
+        with pytest.raises(DockyardError) as e:
             await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
+    expected = {
+        "500": f"fetching blob {digest} of {fake.host}/app: unknown: boom",
+        "close-always": f"fetching blob {digest} of {fake.host}/app: the registry closed "
+        "the connection 4 times, the last after ",
+    }[failure]
+    assert e.value.message.startswith(expected), e.value.message
     assert w.images.list() == []
     assert on_disk(w)[0] == before[0]  # the layer that did arrive was removed again
     assert not [n for n in on_disk(w)[2] if n.startswith("pull-")]

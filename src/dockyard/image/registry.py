@@ -364,8 +364,11 @@ class Registry:
                 ConnectionError,
             ) as e:
                 if attempt == _RESUME_ATTEMPTS:
+                    of = f" of {size}" if size else ""
                     raise RegistryError(
-                        f"fetching blob {digest} of {self.domain}/{path}: {_describe(e)}"
+                        f"fetching blob {digest} of {self.domain}/{path}: the registry closed "
+                        f"the connection {attempt + 1} times, the last after {received}{of} "
+                        f"bytes ({_describe(e)})"
                     ) from None
                 await asyncio.sleep(0.2 * (attempt + 1))
         actual = "sha256:" + sha.hexdigest()
