@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shlex
 import shutil
@@ -148,3 +149,56 @@ def test_docker_cli_renders_our_per_layer_progress(daemon, open_registry, unique
     screen = _tty(daemon, "push", retagged)
     assert "Mounted from" in screen or "Layer already exists" in screen, screen
     daemon.docker("rmi", name, retagged)
+
+
+DOCKERD_HOST = os.environ.get("DOCKYARD_TEST_DOCKERD_HOST", "unix:///var/run/docker.sock")
+
+
+def _dockerd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DOCKER_CLI or "docker", "-H", DOCKERD_HOST, *args],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def dockerd():
+    """A dockerd that already runs (never started here); skipped otherwise."""
+    if DOCKER_CLI is None:
+        pytest.skip("the docker CLI is not installed")
+    try:
+        answers = _dockerd("version", "-f", "{{.Server.Version}}").returncode == 0
+    except subprocess.TimeoutExpired:
+        answers = False
+    if not answers:
+        pytest.skip(f"no dockerd answers on {DOCKERD_HOST} (DOCKYARD_TEST_DOCKERD_HOST)")
+    return _dockerd
+
+
+def test_dockerd_pulls_what_we_pushed_and_we_pull_what_it_pushed(
+    daemon, open_registry, dockerd, unique
+):
+    ours = f"{open_registry.host}/{unique('registry-ours')}:v1"
+    theirs = f"{open_registry.host}/{unique('registry-theirs')}:v1"
+    box = unique("box")
+    proc = daemon.docker("run", "--name", box, "busybox", "sh", "-c", "echo ours > /mark")
+    assert proc.returncode == 0, proc.stderr
+    assert daemon.docker("commit", box, ours).returncode == 0
+    daemon.docker("rm", box)
+    try:
+        assert daemon.docker("push", ours).returncode == 0
+        proc = dockerd("pull", ours)
+        assert proc.returncode == 0, proc.stderr
+        proc = dockerd("run", "--rm", "--network", "none", ours, "cat", "/mark")
+        assert proc.stdout == "ours\n", proc.stderr
+        # And back: dockerd's push (schema 2, its own gzip) pulled and run by us.
+        assert dockerd("tag", ours, theirs).returncode == 0
+        assert dockerd("push", theirs).returncode == 0
+        daemon.docker("rmi", ours)
+        proc = daemon.docker("pull", theirs)
+        assert proc.returncode == 0, proc.stderr
+        proc = daemon.docker("run", "--rm", theirs, "cat", "/mark")
+        assert proc.stdout == "ours\n", proc.stderr
+    finally:
+        dockerd("rmi", ours, theirs)
+        daemon.docker("rmi", ours, theirs)
