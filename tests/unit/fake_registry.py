@@ -110,6 +110,9 @@ class FakeRegistry:
         if data is None:
             return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
         mode = self.blob_failure.get(ref, "")
+        if mode == "500-once":
+            self.blob_failure[ref] = ""
+            mode = "500"
         if mode == "500":
             return web.json_response(
                 {"errors": [{"code": "UNKNOWN", "message": "boom"}]}, status=500

@@ -4,7 +4,8 @@ Push: layers go as gzip blobs that are the stored layer tars; a layer the
 registry already has, in this repository or another one known to hold it
 (pushed or pulled before, also after a restart), is not compressed again;
 a broken upload is retried and a registry that keeps failing is one clear
-error. Pull: a layer restarts when the registry cannot resume, a blob
+error. Pull: a passing 500 is retried, a layer restarts when the registry
+cannot resume, a blob
 longer than its descriptor or swapped for another valid layer fails and
 leaves nothing, and the progress of each layer is docker's sequence.
 """
@@ -173,6 +174,18 @@ async def test_a_layer_starts_over_when_the_registry_cannot_resume(tmp_path):
     with open(f"{layer_dir}/f7", "rb") as f:
         assert f.read() == bytes([7]) * 40_000
     assert on_disk(w)[2] == []
+
+
+@unpacks
+@async_test
+async def test_a_passing_500_on_a_blob_is_retried(tmp_path):
+    w = World(tmp_path)
+    async with FakeRegistry() as fake:
+        tar = layer({"a": b"a" * 10_000})
+        image_id = fake.add_image("app", "v1", [tar])
+        fake.blob_failure[sha(gzip.compress(tar, mtime=0))] = "500-once"
+        await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
+    assert w.images.resolve(f"{fake.host}/app:v1") == image_id
 
 
 @unpacks

@@ -51,6 +51,10 @@ class RegistryError(DockyardError):
     """The registry answered with an error or could not be reached (HTTP 500 from the API)."""
 
 
+class _ServerError(Exception):
+    """A 5xx answer to a blob request, worth another try."""
+
+
 def _registry_message(status: int, body: bytes) -> tuple[str, str]:
     """(first error code, "code: message" text) from a registry's error body."""
     try:
@@ -318,8 +322,9 @@ class Registry:
     ) -> int:
         """Stream a blob to `sink`, checking its digest; return its size.
 
-        A connection lost mid-blob is resumed with a Range request; if the
-        registry answers the whole blob instead, `rewind` empties the sink.
+        A connection lost mid-blob is resumed with a Range request (a 5xx
+        answer is retried alike); if the registry answers the whole blob
+        instead, `rewind` empties the sink.
         With `size` (the descriptor's), a longer blob fails as soon as it is.
         """
         digest = normalize_digest(digest)
@@ -331,8 +336,12 @@ class Registry:
             headers = {"Range": f"bytes={received}-"} if received else {}
             try:
                 async with await self._request("GET", url, scope, headers) as resp:
-                    if resp.status == 200 and received:
-                        rewind()  # no range support: start over
+                    resumed = f"bytes {received}-"
+                    if received and (
+                        resp.status == 200
+                        or not resp.headers.get("Content-Range", resumed).startswith(resumed)
+                    ):
+                        rewind()  # no range support (or another range): start over
                         sha, received = hashlib.sha256(), 0
                     elif resp.status not in (200, 206):
                         body = await _read_bounded(resp, 1 << 16)
@@ -341,9 +350,10 @@ class Registry:
                             raise NotFound(
                                 f"blob {digest} not found in {self.domain}/{path}: {text}"
                             )
-                        raise RegistryError(
-                            f"fetching blob {digest} of {self.domain}/{path}: {text}"
-                        )
+                        error = f"fetching blob {digest} of {self.domain}/{path}: {text}"
+                        if resp.status < 500 or attempt == _RESUME_ATTEMPTS:
+                            raise RegistryError(error)
+                        raise _ServerError(error)  # a 5xx may pass: retried like a drop
                     async for chunk in resp.content.iter_chunked(_CHUNK):
                         sha.update(chunk)
                         received += len(chunk)
@@ -358,6 +368,9 @@ class Registry:
                         if progress is not None:
                             progress(received)
                 break
+            except _ServerError:
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
             except (
                 aiohttp.ClientPayloadError,
                 aiohttp.ServerDisconnectedError,
