@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 MAX_CONCURRENT_DOWNLOADS = 3
 MAX_CONFIG = 8 << 20
 _RESUME_RESTARTS = 2  # whole-layer restarts when the registry cannot resume
-_PIPE_READ = 1 << 20
+_PIPE_READ = 1 << 16
 _LAYER_TYPES = {
     "application/vnd.oci.image.layer.v1.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
