@@ -187,8 +187,8 @@ async def test_failing_registry_leaves_the_store_as_it_was(tmp_path, failure):
             await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
     expected = {
         "500": f"fetching blob {digest} of {fake.host}/app: unknown: boom",
-        "close-always": f"fetching blob {digest} of {fake.host}/app: the registry closed "
-        "the connection 4 times, the last after ",
+        "close-always": f"fetching blob {digest} of {fake.host}/app: the connection broke "
+        "off 4 times, the last after ",
     }[failure]
     assert e.value.message.startswith(expected), e.value.message
     assert w.images.list() == []

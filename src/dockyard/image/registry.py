@@ -373,14 +373,15 @@ class Registry:
                 continue
             except (
                 aiohttp.ClientPayloadError,
-                aiohttp.ServerDisconnectedError,
+                aiohttp.ClientConnectionError,  # a drop, or no byte for sock_read seconds
                 ConnectionError,
+                TimeoutError,
             ) as e:
                 if attempt == _RESUME_ATTEMPTS:
                     of = f" of {size}" if size else ""
                     raise RegistryError(
-                        f"fetching blob {digest} of {self.domain}/{path}: the registry closed "
-                        f"the connection {attempt + 1} times, the last after {received}{of} "
+                        f"fetching blob {digest} of {self.domain}/{path}: the connection broke off "
+                        f"{attempt + 1} times, the last after {received}{of} "
                         f"bytes ({_describe(e)})"
                     ) from None
                 await asyncio.sleep(0.2 * (attempt + 1))
