@@ -206,6 +206,20 @@ async def test_a_blob_swapped_for_another_valid_layer_fails_and_leaves_nothing(t
 
 @unpacks
 @async_test
+async def test_a_blob_that_matches_its_digest_but_is_no_tar_fails_and_leaves_nothing(tmp_path):
+    w = World(tmp_path)
+    async with FakeRegistry() as fake:
+        garbage = bytes(range(256)) * 4000  # the unpacker gives up long before its end
+        fake.add_image("app", "v1", [layer({"ok": b"1"}), garbage])
+        ident = sha(gzip.compress(garbage, mtime=0))[7:19]
+        with pytest.raises(DockyardError) as e:
+            await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
+    assert e.value.message.startswith(f"failed to register layer {ident}: invalid layer archive")
+    assert w.images.list() == [] and on_disk(w)[0] == [] and on_disk(w)[2] == []
+
+
+@unpacks
+@async_test
 async def test_a_blob_longer_than_its_descriptor_fails(tmp_path):
     w = World(tmp_path)
     async with FakeRegistry() as fake:
