@@ -11,6 +11,7 @@ a failure removes what the pull added.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -393,8 +394,15 @@ async def _download_and_unpack(
 
 
 async def _settle(job: asyncio.Future[UnpackedLayer]) -> object:
-    """Wait for an unpacking thread no longer wanted; discard what it made."""
-    result = (await asyncio.gather(job, return_exceptions=True))[0]
+    """Wait for an unpacking thread no longer wanted; discard what it made.
+
+    Shielded: a second cancellation must not cancel `job` itself, whose result
+    (temporaries on disk) would then be lost to the clean-up. The thread ends
+    soon anyway, its input being closed."""
+    while not job.done():
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(job)
+    result: object = job.exception() or job.result()
     if isinstance(result, UnpackedLayer):
         result.discard()
     return result
