@@ -264,3 +264,27 @@ async def test_pull_progress_is_dockers_sequence_per_layer(tmp_path):
             "current": desc["size"],
             "total": desc["size"],
         }
+
+
+@unpacks
+@async_test
+async def test_a_layer_that_occurs_twice_is_compressed_and_sent_once(tmp_path, monkeypatch):
+    w = World(tmp_path)
+    same = layer({"twice": b"2" * 20_000})
+    async with FakeRegistry() as source, FakeRegistry() as target:
+        image_id = source.add_image("app", "v1", [same, layer({"x": b"x"}), same])
+        await w.images.pull(f"{source.host}/app", "v1", AuthConfig(), ProgressStream())
+        made = []
+        real_init = LayerGzip.__init__
+
+        def counting_init(self: LayerGzip, source_file) -> None:  # type: ignore[no-untyped-def]
+            made.append(source_file.name)
+            real_init(self, source_file)
+
+        monkeypatch.setattr(LayerGzip, "__init__", counting_init)
+        w.images.tag(image_id, f"{target.host}/app", "v1")
+        out = await push(w, f"{target.host}/app:v1")  # another registry: nothing to mount
+        assert len(made) == 2 and out.count("Pushed") == 2
+        assert out.count("Preparing") == 2
+        layers = json.loads(target.manifests[("app", "v1")][0])["layers"]
+        assert len(layers) == 3 and layers[0] == layers[2] != layers[1]

@@ -69,20 +69,23 @@ async def _push_one(
     with blobs.lease():
         layers = [blobs.pin(chain) for chain in svc.chain_ids_of(image_id)]
         config_bytes = blobs.get_blob(image_id)
-        for layer in reversed(layers):  # docker lists the top-most first
-            progress.status("Preparing", short(layer.diff_id))
+        # A layer that occurs twice (the same diff_id) is pushed once.
+        diff_ids = list(dict.fromkeys(layer.diff_id for layer in layers))
+        for diff_id in reversed(diff_ids):  # docker lists the top-most first
+            progress.status("Preparing", short(diff_id))
         limit = asyncio.Semaphore(MAX_CONCURRENT_UPLOADS)
         tasks = [
-            asyncio.ensure_future(_push_layer(svc, registry, ref, layer.diff_id, progress, limit))
-            for layer in layers
+            asyncio.ensure_future(_push_layer(svc, registry, ref, diff_id, progress, limit))
+            for diff_id in diff_ids
         ]
         try:
-            pushed = await asyncio.gather(*tasks)
+            done = dict(zip(diff_ids, await asyncio.gather(*tasks), strict=True))
         except BaseException:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        pushed = [done[layer.diff_id] for layer in layers]
         config_digest = image_id
         if not await registry.blob_exists(ref.path, config_digest):
             await registry.upload_blob(
