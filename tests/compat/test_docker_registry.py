@@ -12,10 +12,10 @@ import subprocess
 
 import pytest
 
-from conftest import DOCKER_CLI
 from registry_server import RegistryServer
 
 pytestmark = pytest.mark.docker_cli
+DOCKER_CLI = shutil.which("docker")  # as tests/conftest.py finds it
 
 
 @pytest.fixture(scope="module")
