@@ -100,19 +100,20 @@ link_cli() {
     # their .pth files (5 ms of every command); the CLI needs only the standard
     # library and its own sources (`dockyard daemon` loads site-packages itself).
     # dockyard-runtime (runc's command line, for containerd) is launched the same way.
-    write_launcher /usr/local/bin/dockyard dockyard.cli.main
-    write_launcher /usr/local/bin/dockyard-runtime dockyard.runtime.oci_cli
+    # `run` rather than `main`: it also skips the interpreter's teardown where it has nothing to do.
+    write_launcher /usr/local/bin/dockyard dockyard.cli.main run
+    write_launcher /usr/local/bin/dockyard-runtime dockyard.runtime.oci_cli main
 }
 
 write_launcher() {
-    local target="$1" module="$2"
+    local target="$1" module="$2" entry="$3"
     rm -f "$target"
     cat >"$target.tmp" <<EOF
 #!$VENV/bin/python3 -S
 import sys
 sys.path.insert(0, "$REPO/src")
-from $module import main
-raise SystemExit(main())
+from $module import $entry
+raise SystemExit($entry())
 EOF
     chmod 755 "$target.tmp"
     mv "$target.tmp" "$target"

@@ -1,3 +1,3 @@
-from dockyard.cli.main import main
+from dockyard.cli.main import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -450,6 +450,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(exc, debug)
 
 
+def run() -> int:
+    """The `dockyard` command's entry point (the installed launcher, `python -m dockyard`).
+
+    main(), then, where the interpreter's teardown has nothing left to do (no atexit
+    callback, no thread: every file is closed by its `with`), out at once: the
+    teardown frees every module and object one by one, ~2 ms of each command
+    (`exec c true` takes ~20)."""
+    code = main()
+    import atexit
+
+    if atexit._ncallbacks() or "threading" in sys.modules:
+        return code
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return code  # the teardown reports it as it always did
+    os._exit(code)
+
+
 def _report(exc: Exception, debug: bool) -> int:
     from dockyard.client.errors import APIError, DaemonUnreachable, ProtocolError
 
@@ -477,4 +497,4 @@ def _silence_stdout() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run())

@@ -520,7 +520,8 @@ def child_main(
     the fd attached), the start trace just before exec, or the error.
     """
     t0 = perf_counter_ns()
-    tracer: Kernel = TracingKernel(kernel) if TRACING else kernel
+    # An exec has no start trace (nobody reads one): its calls go untimed.
+    tracer: Kernel = TracingKernel(kernel) if TRACING and not exec_target else kernel
     calls = tracer.calls if isinstance(tracer, TracingKernel) else []
 
     def send_pty(master: int) -> None:
