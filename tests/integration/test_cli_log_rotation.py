@@ -132,3 +132,31 @@ def test_log_file_deleted_under_the_daemon(dockyard, unique) -> None:
         assert running == "true"
     finally:
         dockyard("rm", "-f", name)
+
+
+def test_since_and_until_across_rotated_files_with_timestamps(dockyard, unique) -> None:
+    """--since/--until through the CLI over plain and gzipped rotated files: exactly the
+    lines of `logs -t` whose times fall in the window, with their times, and --tail."""
+    name = unique("win")
+    proc = dockyard(
+        "run", "--name", name, "--log-opt", "max-size=1k", "--log-opt", "max-file=5",
+        "--log-opt", "compress=true",
+        "busybox", "sh", "-c", "i=0; while [ $i -lt 150 ]; do echo w$i; i=$((i+1)); done",
+    )  # fmt: skip
+    try:
+        assert proc.returncode == 0, proc.stderr
+        path = _log_path(dockyard, name)
+        assert os.path.exists(path + ".1.gz") and os.path.exists(path + ".4.gz")
+        full = dockyard("logs", "-t", name).stdout.splitlines()
+        assert len(full) > 40
+        stamps = [line.split(" ", 1)[0] for line in full]
+        for since, until in ((stamps[5], stamps[-5]), (stamps[len(full) // 2], stamps[-1])):
+            got = dockyard("logs", "-t", "--since", since, "--until", until, name)
+            assert got.returncode == 0, got.stderr
+            want = [line for line, t in zip(full, stamps, strict=True) if since <= t <= until]
+            assert got.stdout.splitlines() == want
+        mid = stamps[len(full) // 2]
+        got = dockyard("logs", "--since", mid, "--tail", "3", name).stdout.splitlines()
+        assert got == [line.split(" ", 1)[1] for line in full[-3:]]
+    finally:
+        dockyard("rm", "-f", name)

@@ -169,6 +169,10 @@ def test_logs_since_forms():
     assert api_timestamp("10m", now=1000.0) == "400.000000000"
     assert api_timestamp("1357133017") == "1357133017"
     assert api_timestamp("2013-01-02T13:23:37Z") == "1357133017.000000000"
+    # to the nanosecond, as `logs -t` prints a line's time (docker's RFC3339Nano)
+    assert api_timestamp("2026-11-29T03:45:43.975311325Z") == "1795923943.975311325"
+    assert api_timestamp("2013-01-02T14:23:37.5+01:00") == "1357133017.500000000"
+    assert api_timestamp("2013-01-02T13:23:37.1234567891Z") == "1357133017.123456789"
 
 
 def test_fast_table_path_matches_the_template_engine():

@@ -21,8 +21,15 @@ def parse_rfc3339(text: str) -> float:
     if not text or text.startswith("0001-"):
         return 0.0
     main, _, frac = text.rstrip("Z").partition(".")
+    if frac and not (frac.isascii() and frac.isdigit()):
+        return 0.0
     try:
         whole = datetime.fromisoformat(main + "+00:00").timestamp()
     except ValueError:
         return 0.0
-    return whole + (float("0." + frac) if frac else 0.0)
+    if not frac or whole < 0:
+        return whole + (float("0." + frac) if frac else 0.0)
+    # The one float nearest the exact decimal: a time and an API's "secs.nanos" for it
+    # ("1700000000.975311325") compare equal (whole + fraction could be an ulp off, and
+    # `logs --until <a line's time>` left that line out).
+    return float(f"{int(whole)}.{frac}")

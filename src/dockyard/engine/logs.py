@@ -12,6 +12,7 @@ from typing import BinaryIO
 import msgspec
 
 from dockyard.engine.clock import parse_rfc3339 as parse_time
+from dockyard.engine.log_window import seek_since, start_file, window_slice
 
 
 class _Line(msgspec.Struct, gc=False):
@@ -128,11 +129,15 @@ def _blocks(f: BinaryIO) -> Iterator[bytes]:
             pending = pending[cut:]
 
 
-def _read_file_blocks(name: str) -> Iterator[bytes]:
+def _read_file_blocks(name: str, since: float = 0.0) -> Iterator[bytes]:
+    """A rotated file's blocks; with `since`, a plain file's from near its first entry
+    at or after it (log_window.seek_since)."""
     import gzip
 
     try:
         with gzip.open(name, "rb") if name.endswith(".gz") else open(name, "rb") as f:
+            if since and not name.endswith(".gz"):
+                seek_since(f, since)  # type: ignore[arg-type]
             yield from _blocks(f)  # type: ignore[arg-type]
     except (OSError, EOFError):
         return  # rotated away meanwhile, or a torn archive: skip it
@@ -194,17 +199,27 @@ async def read_log_batches(
                 if batch is not None:
                     yield batch
         else:
-            for old in rotated:
-                for raw in _read_file_blocks(old):
-                    batch = _batch(raw, keep)
+            # The window is found by the lines' order, not by a filter over every line
+            # (log_window.py); only the stream choice is a filter.
+            streams = None if stdout and stderr else _stream_filter(stdout, stderr)
+            first = start_file([*rotated, path], since) if since else 0
+            for old in rotated[first:]:
+                for raw in _read_file_blocks(old, since):
+                    batch, ended = _windowed(raw, streams, since, until)
                     if batch is not None:
                         yield batch
+                    if ended:
+                        return  # nothing later can be before until
             if f is not None:
+                if since:
+                    offset = seek_since(f, since)
                 for raw in _blocks(f):
                     offset += len(raw)
-                    batch = _batch(raw, keep)
+                    batch, ended = _windowed(raw, streams, since, until)
                     if batch is not None:
                         yield batch
+                    if ended:
+                        return
         if not follow or f is None:
             return
         pending = b""
@@ -251,6 +266,31 @@ async def read_log_batches(
     finally:
         if f is not None:
             f.close()
+
+
+def _stream_filter(stdout: bool, stderr: bool) -> Callable[[int, str], bool]:
+    def keep(stream: int, _time: str) -> bool:
+        return stdout if stream == 1 else stderr
+
+    return keep
+
+
+def _windowed(
+    raw: bytes, streams: Callable[[int, str], bool] | None, since: float, until: float
+) -> tuple[LogBatch | None, bool]:
+    """The entries of a block inside the since/until window and of the chosen streams;
+    whether the window ended in this block (an entry after `until`)."""
+    batch = _batch(raw, None)
+    if batch is None:
+        return None, False
+    ended = False
+    if since or until:
+        lo, hi, ended = window_slice(batch.times, since, until)
+        if lo or hi < len(batch):
+            if lo == hi:
+                return None, ended
+            batch = LogBatch(batch.streams[lo:hi], batch.data[lo:hi], batch.times[lo:hi])
+    return (batch if streams is None else _filtered(batch, streams)), ended
 
 
 def _filtered(batch: LogBatch, keep: Callable[[int, str], bool]) -> LogBatch | None:

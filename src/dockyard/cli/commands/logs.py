@@ -50,9 +50,14 @@ def api_timestamp(value: str, now: float | None = None) -> str:
         return text
     iso = text[:-1] + "+00:00" if text.endswith("Z") else text
     main, dot, frac = iso.partition(".")
-    if dot:  # at most microseconds for fromisoformat
+    nanos = "000000000"
+    if dot:
+        # Whole seconds through fromisoformat (it takes at most microseconds), the
+        # fraction as written: to the nanosecond, as docker's, so that `--until` at a
+        # log line's own time (`logs -t`) keeps that line.
         digits = re.match(r"\d*", frac).group(0)  # type: ignore[union-attr]
-        iso = main + "." + digits[:6].ljust(6, "0") + frac[len(digits) :]
+        nanos = digits[:9].ljust(9, "0")
+        iso = main + frac[len(digits) :]
     try:
         dt = datetime.fromisoformat(iso)
     except ValueError:
@@ -61,9 +66,7 @@ def api_timestamp(value: str, now: float | None = None) -> str:
         ) from None
     if dt.tzinfo is None:
         dt = dt.astimezone()  # docker reads zoneless times as local time
-    ts = dt.timestamp()
-    whole = int(ts)
-    return f"{whole}.{int(round((ts - whole) * 1e9)):09d}"
+    return f"{int(dt.timestamp())}.{nanos}"
 
 
 def execute(ctx: Context, opts: dict[str, Any], args: list[str]) -> int:
