@@ -1,26 +1,32 @@
 #!/usr/bin/env python3
-"""Where the time of `dockyard exec c true` goes, step by step.
+"""Where the time of `dockyard exec c true` goes, step by step, beside dockerd.
 
-    .venv/bin/python bench/exec_bench.py [-n 30]
+    .venv/bin/python bench/exec_bench.py [-n 30] [--dockerd-host unix:///run/docker-bench.sock]
 
 Starts a private daemon (temporary socket and data root, busybox from
 scripts/make-base-image) with one `sleep` container, and stops it at the end; it never
-touches /run/dockyard.sock. Rounds are interleaved after a warm-up; each row gives
-the median and the minimum (on a loaded machine the minimum is the better estimate
-of the work itself):
+touches /run/dockyard.sock. Where a dockerd ALREADY answers (--dockerd-host, or
+/run/docker-bench.sock, see bench/reference_dockerd.py; this script starts none), a
+`sleep` busybox container is run there too (named exec-bench-<pid>, removed at the
+end) and the docker CLI is timed against it in the same interleaved rounds, so the
+ratios hold however loaded the machine is. The sources are compiled first
+(compileall), as install.sh does: with PYTHONDONTWRITEBYTECODE set, every command
+would otherwise compile its modules anew. Each row gives the median and the
+minimum (on a loaded machine the minimum is the better estimate of the work itself):
 
-  python -S start          the interpreter alone, as the installed launcher runs it
-  CLI imports              python -S + what `exec` imports (cli.main, attach, client)
-  dockyard exec (launcher) the whole command as installed (python -S, no site)
-  dockyard exec (-m)       `python -m dockyard exec`: site and runpy on top
-  docker exec              the docker CLI against our daemon (where installed)
-  API: create              POST /containers/c/exec from a warm client
-  API: start..end          POST /exec/{id}/start, hijacked, until the stream ends
-  API: inspect             GET /exec/{id}/json (the exit code)
-  runtime: to started      the launcher alone (own forkserver): request to exec'd
-  runtime: to exit         from exec'd until the exit event
+  python -S start           the interpreter alone, as the installed launcher runs it
+  CLI imports               python -S + what `exec` imports (cli.main, attach, client)
+  dockyard exec             the whole command as installed (python -S, run())
+  docker exec -> dockyard   the docker CLI against our daemon
+  docker exec -> dockerd    the docker CLI against dockerd (the reference)
+  API: create               POST /containers/c/exec from a warm client
+  API: start..end           POST /exec/{id}/start, hijacked, until the stream ends
+  API: inspect              GET /exec/{id}/json (the exit code)
+  runtime: to started       the launcher alone (own forkserver): request to exec'd
+  runtime: to exit          from exec'd until the exit event
 
-For the commands, `cpu` is the median CPU time (user + system) of the process itself.
+For the commands, `cpu` is the median CPU time (user + system) of the process itself,
+and the ratio is to `docker exec -> dockerd`'s median.
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ import asyncio
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +43,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _daemon import REPO, PrivateDaemon
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _daemon import REPO, PrivateDaemon  # noqa: E402 - the bench directory is not a package
+from reference_engines import (  # noqa: E402
+    compile_sources,
+    docker_cli,
+    dockyard_cli,
+    find_dockerd,
+    row,
+)
 
 sys.path.insert(0, str(REPO / "src"))
 
@@ -112,55 +125,53 @@ async def _runtime_steps(
     return out
 
 
-def _row(label: str, samples: list[float]) -> None:
-    s = sorted(samples)
-    line = f"  {label:<26} median {statistics.median(s) * 1000:7.1f} ms   min {s[0] * 1000:7.1f} ms"
-    if label in CPU:  # the command's own CPU time: what load on the machine does not inflate
-        line += f"   cpu {statistics.median(CPU[label]) * 1000:6.1f} ms"
-    print(line)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=30)
+    ap.add_argument("--dockerd-host", default="", help="a RUNNING dockerd (default: look)")
     args = ap.parse_args()
+    compile_sources()
     base = Path(tempfile.mkdtemp(prefix="dky-bench-exec-"))
     daemon = PrivateDaemon(base, busybox=True)
     host, env = daemon.host, daemon.env
     py = sys.executable
-    name = f"bench-exec-{os.getpid()}"
-    launcher = (
-        f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
-        "from dockyard.cli.main import main; raise SystemExit(main())"
-    )
+    cli = dockyard_cli()
+    docker = docker_cli()
+    dockerd, why = find_dockerd(args.dockerd_host or None, host)
+    if docker is None:
+        dockerd, why = None, "no docker CLI installed"
+    name = f"exec-bench-{os.getpid()}"
     imports = (
         f"import sys; sys.path.insert(0, {str(REPO / 'src')!r}); "
         "import dockyard.cli.main, dockyard.cli.attach, dockyard.cli.commands.exec_"
     )
     saved_stdout = os.dup(1)
     try:
-        subprocess.run([py, "-m", "dockyard", "run", "-d", "--name", name, "busybox",
-                        "sleep", "3600"], env=env, check=True, capture_output=True)  # fmt: skip
+        subprocess.run([*cli, "run", "-d", "--name", name, "busybox", "sleep", "3600"],
+                       env=env, check=True, capture_output=True)  # fmt: skip
         cid = subprocess.run(
-            [py, "-m", "dockyard", "inspect", "-f", "{{.Id}}", name],
+            [*cli, "inspect", "-f", "{{.Id}}", name],
             env=env, check=True, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
         procs: dict[str, Callable[[], float]] = {
             "python -S start": _process([py, "-S", "-c", "pass"], env, "python -S start"),
             "CLI imports": _process([py, "-S", "-c", imports], env, "CLI imports"),
-            "dockyard exec (launcher)": _process(
-                [py, "-S", "-c", launcher, "exec", name, "true"], env, "dockyard exec (launcher)"
-            ),
-            "dockyard exec (-m)": _process(
-                [py, "-m", "dockyard", "exec", name, "true"], env, "dockyard exec (-m)"
-            ),
+            "dockyard exec": _process([*cli, "exec", name, "true"], env, "dockyard exec"),
         }
-        if shutil.which("docker"):
-            procs["docker exec"] = _process(["docker", "exec", name, "true"], env, "docker exec")
+        if docker:
+            procs["docker exec -> dockyard"] = _process(
+                [docker, "-H", host, "exec", name, "true"], env, "docker exec -> dockyard"
+            )
+        if dockerd and docker:
+            subprocess.run([docker, "-H", dockerd, "run", "-d", "--name", name, "busybox",
+                            "sleep", "3600"], env=env, check=True, capture_output=True)  # fmt: skip
+            procs["docker exec -> dockerd"] = _process(
+                [docker, "-H", dockerd, "exec", name, "true"], env, "docker exec -> dockerd"
+            )
         api = _api_steps(host, name)
         results: dict[str, list[float]] = {k: [] for k in procs}
         steps: list[tuple[float, float, float]] = []
-        for i in range(args.n + 1):
+        for i in range(args.n + 1):  # interleaved: every row sees the same load
             for key, fn in procs.items():
                 dt = fn()
                 if i:
@@ -172,16 +183,30 @@ def main() -> int:
         runtime = asyncio.run(
             _runtime_steps(str(base / "root" / "containers" / cid), cid, args.n, str(base / "lrun"))
         )
-        print(f"exec bench, {args.n} rounds (load average {os.getloadavg()[0]:.1f}):")
+        print(f"exec bench, {args.n} interleaved rounds (load average {os.getloadavg()[0]:.1f}):")
+        if dockerd:
+            print(f"  dockerd: {dockerd}")
+        else:
+            print(f"  no dockerd compared: {why}")
+        ref = results.get("docker exec -> dockerd")
         for key, samples in results.items():
-            _row(key, samples)
+            print(
+                row(
+                    key,
+                    samples,
+                    ref if key.startswith(("dockyard", "docker exec -> dockyard")) else None,
+                    CPU.get(key),
+                )
+            )
         for i, label in enumerate(("API: create", "API: start..end", "API: inspect")):
-            _row(label, [s[i] for s in steps])
-        _row("runtime: to started", [r[0] for r in runtime])
-        _row("runtime: to exit", [r[1] for r in runtime])
+            print(row(label, [s[i] for s in steps]))
+        print(row("runtime: to started", [r[0] for r in runtime]))
+        print(row("runtime: to exit", [r[1] for r in runtime]))
     finally:
         os.dup2(saved_stdout, 1)
-        subprocess.run([py, "-m", "dockyard", "rm", "-f", name], env=env, capture_output=True)
+        subprocess.run([*cli, "rm", "-f", name], env=env, capture_output=True)
+        if dockerd and docker:
+            subprocess.run([docker, "-H", dockerd, "rm", "-f", name], capture_output=True)
         daemon.stop()
         shutil.rmtree(base, ignore_errors=True)
     return 0
