@@ -205,3 +205,54 @@ def test_exec_it_restores_the_terminal(daemon, running):
         proc.wait()
         os.close(primary)
         os.close(secondary)
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def test_exec_runs_beside_its_container_without_a_process_of_its_own(dockyard, running, inspect):
+    """The exec's process is a child of the monitor host that runs the container's
+    monitor: no interpreter is forked for it, and what the daemon holds per exec is a
+    connection."""
+    init = inspect(running)["State"]["Pid"]
+    host = _ppid(init)
+    ex = dockyard("exec", "-d", running, "sleep", "31")
+    assert ex.returncode == 0, ex.stderr
+    deadline = time.monotonic() + 30
+    found: list[int] = []
+    while not found and time.monotonic() < deadline:
+        found = [p for p in _pids() if _cmdline(p) == b"sleep\x0031\x00"]
+        time.sleep(0.05)
+    assert found, "the exec's process did not show up"
+    assert _ppid(found[0]) == host
+    assert b"forkserver" in _cmdline(host)  # the monitor host, forked by the forkserver
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def test_exec_output_is_its_own_while_the_container_prints(dockyard, unique):
+    """The exec's connection starts as one to the container's monitor: nothing the
+    container prints meanwhile reaches the exec's output."""
+    name = unique("noisy")
+    proc = dockyard("run", "-d", "--name", name, "busybox", "sh", "-c",
+                    "while true; do echo container-noise; done")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    try:
+        for i in range(20):
+            ex = dockyard("exec", name, "echo", f"only-me-{i}")
+            assert (ex.returncode, ex.stdout, ex.stderr) == (0, f"only-me-{i}\n", "")
+    finally:
+        dockyard("rm", "-f", name)

@@ -68,6 +68,9 @@ def test_another_runtime_runs_the_container(daemon, unique, runtime) -> None:
     try:
         shown = daemon.dockyard("inspect", "-f", "{{.HostConfig.Runtime}} {{.State.Running}}", name)
         assert shown.stdout.split() == [runtime, "true"]
+        # its monitor runs no execs: an exec monitor of its own does (the fallback)
+        ex = daemon.dockyard("exec", name, "sh", "-c", "echo in; exit 5")
+        assert (ex.returncode, ex.stdout) == (5, "in\n"), ex.stderr
         stopped = daemon.dockyard("stop", "-t", "1", name)
         assert stopped.returncode == 0, stopped.stderr
         code = daemon.dockyard("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import shutil
 import socket
@@ -418,3 +419,95 @@ def test_a_container_link_reconnects_after_a_broken_stream(tmp_path, caplog):
     finally:
         listener.close()
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+
+
+def _monitor_events(bundle: str, command: dict | None, timeout: float = 10) -> list[dict]:
+    """Connect to a container's monitor as the daemon does, send `command`, and read
+    its control events until it closes or goes quiet."""
+    fd = os.open(bundle, os.O_PATH | os.O_DIRECTORY)
+    events: list[dict] = []
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(frames.socket_path(fd))
+            s.settimeout(timeout)
+            if command is not None:
+                s.sendall(frames.encode_control(command))
+            decoder = frames.FrameDecoder()
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                while (data := s.recv(65536)) and not any(
+                    e.get("event") in ("error", "exit") for e in events
+                ):
+                    for stream, payload in decoder.feed(data):
+                        if stream == frames.CONTROL:
+                            events.append(json.loads(payload))
+                    if command is None and events:
+                        break
+    finally:
+        os.close(fd)
+    return events
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        5,
+        {},
+        {"args": []},
+        {"args": "sh"},
+        {"args": [1, 2]},
+        {"args": ["true"], "env": "PATH=/bin"},
+        {"args": ["true"], "uid": "0"},
+        {"args": ["true"], "uid": -1},
+        {"args": ["true"], "additional_gids": [None]},
+        {"args": ["true"], "privileged": "yes"},
+        {"args": ["true"], "cwd": 7},
+    ],
+)
+def test_a_malformed_exec_command_to_a_monitor_starts_nothing(daemon, unique, spec):
+    """Whoever reaches a monitor's socket (root only) and sends an exec command with
+    wrong types gets no process, and the container and its monitor go on."""
+    name = unique("badexec")
+    run = daemon.dockyard("run", "-d", "--name", name, "busybox", "sleep", "60")
+    assert run.returncode == 0, run.stderr
+    cid = run.stdout.strip()
+    bundle = str(daemon.data_root / "containers" / cid)
+    try:
+        hello = _monitor_events(bundle, None)
+        assert hello and hello[0]["event"] == "state" and hello[0]["exec"] is True
+        events = _monitor_events(bundle, {"cmd": "exec", "exec": spec})
+        assert not any(e.get("event") == "started" for e in events), events
+        assert [e["event"] for e in events[1:]] in ([], ["error"]), events
+        assert inspect(daemon, name)["State"]["Running"] is True
+        ok = daemon.dockyard("exec", name, "echo", "still")
+        assert (ok.returncode, ok.stdout) == (0, "still\n"), ok.stderr
+    finally:
+        daemon.dockyard("rm", "-f", name)
+
+
+def test_exec_command_to_a_container_that_ended_is_refused(daemon, unique, tmp_path):
+    """An exec asked of a monitor whose container has exited (it still serves its
+    last clients) is an error, not a process in a dead container's namespaces."""
+    name = unique("endexec")
+    run = daemon.dockyard("run", "-d", "--name", name, "busybox", "sleep", "60")
+    assert run.returncode == 0, run.stderr
+    cid = run.stdout.strip()
+    bundle = str(daemon.data_root / "containers" / cid)
+
+    async def race() -> str:
+        launcher = Launcher(str(tmp_path / "run"))
+        await launcher.start()
+        try:
+            link = await launcher.exec(cid, bundle, ExecSpec(["sleep", "30"], env=["PATH=/bin"]))
+            assert daemon.dockyard("kill", name).returncode == 0
+            record = await asyncio.wait_for(link.wait(), 30)
+            await link.close()
+            with pytest.raises(Exception) as info:  # noqa: PT011 - RuntimeFailure or NotFound
+                await launcher.exec(cid, bundle, ExecSpec(["true"], env=["PATH=/bin"]))
+            return f"{record.exit_code} {type(info.value).__name__}"
+        finally:
+            await launcher.close()
+
+    try:
+        assert asyncio.run(race()) == "137 RuntimeFailure"
+    finally:
+        daemon.dockyard("rm", "-f", name)

@@ -5,7 +5,10 @@ then the payload. Streams 1 and 2 carry stdout and stderr (so frames can be
 relayed to an attach client unchanged), 0 carries stdin from a client, and 3
 carries one JSON object: events from the monitor ({"event": "started" |
 "state" | "error" | "exit", ...}) and commands from a client ({"cmd":
-"close_stdin" | "resize" | "kill", ...}).
+"close_stdin" | "resize" | "kill" | "pause" | "resume" | "stats" | "exec", ...}).
+A container's monitor that runs in the monitor host says "exec": true in its
+"state" event: on {"cmd": "exec", "exec": <ExecSpec>} the connection becomes the
+exec's (its "started" or "error", its output, its "exit").
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ def parse_event(payload: bytes) -> dict:
         _int(event, "pid", 1, _MAX_PID)
         _int(event, "monitor_pid", 1, _MAX_PID)
         _typed(event, "started_at", str)
+        _typed(event, "exec", bool, required=False)
     elif kind == "exit":
         _int(event, "exit_code", 0, 255)
         _typed(event, "finished_at", str)

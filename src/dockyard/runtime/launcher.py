@@ -53,6 +53,7 @@ class MonitorLink:
         bundle_dir: str,
         *,
         exit_file: bool = True,
+        exec_switch: bool = False,
     ) -> None:
         self.pid = 0
         self.monitor_pid = 0
@@ -73,6 +74,12 @@ class MonitorLink:
         self._requests: dict[int, asyncio.Future[dict]] = {}
         self._next_req = 0
         self._reconnects = 0
+        # A connection to a container's monitor that becomes an exec's (Launcher.exec):
+        # the container's output that reaches it before the exec's "started" is not
+        # the exec's, and is dropped.
+        self._exec_started: asyncio.Future[dict] | None = (
+            loop.create_future() if exec_switch else None
+        )
         self._task = asyncio.create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
@@ -133,6 +140,9 @@ class MonitorLink:
             self.started_at = event["started_at"]
         if kind in ("started", "state", "error") and not self._hello.done():
             self._hello.set_result(event)
+        elif kind in ("started", "error") and self._switching():
+            assert self._exec_started is not None
+            self._exec_started.set_result(event)
         elif kind == "reply":
             answer = self._requests.get(event["req"])
             if answer is not None and not answer.done():
@@ -154,7 +164,14 @@ class MonitorLink:
                 )
             )
 
+    def _switching(self) -> bool:
+        """Between the connection and its exec's start (see _exec_started)."""
+        return self._exec_started is not None and not self._exec_started.done()
+
     def _closed_by_monitor(self) -> None:
+        if self._switching():
+            assert self._exec_started is not None
+            self._exec_started.set_result({"event": "gone"})
         for answer in self._requests.values():
             if not answer.done():
                 answer.set_result({"ok": False, "error": "the container's monitor is gone"})
@@ -172,6 +189,8 @@ class MonitorLink:
         self._wakeup.set()
 
     def _push(self, stream: int, payload: bytes) -> None:
+        if self._switching():
+            return  # the container's output, before its exec took this connection
         # Read the monitor as fast as it writes, so it never has to drop this
         # link; if nobody consumes frames(), keep only the newest output (the
         # json log has all of it).
@@ -264,6 +283,9 @@ class MonitorLink:
             self._exit.cancel()
         if not self._hello.done():
             self._hello.cancel()
+        if self._switching():
+            assert self._exec_started is not None
+            self._exec_started.cancel()
 
 
 def _compile_default_seccomp() -> None:
@@ -415,6 +437,9 @@ class Launcher:
         Returns once it has exec'd; the link carries its output and its exit
         code (wait()); kill() signals it. Raises RuntimeFailure as run() does.
         """
+        link = await self._exec_beside_container(bundle_dir, spec)
+        if link is not None:
+            return link
         request = {
             "kind": "exec",
             "id": container_id,
@@ -422,6 +447,33 @@ class Launcher:
             "exec": spec.to_json(),
         }
         return await self._start_monitor(request, bundle_dir, exit_file=False)
+
+    async def _exec_beside_container(self, bundle_dir: str, spec: ExecSpec) -> MonitorLink | None:
+        """The exec run by the monitor host, asked through the container's monitor
+        socket: no forkserver round, no interpreter forked, no file read. None where
+        that monitor cannot (it runs another runtime, or is from before): the caller
+        forks an exec monitor then."""
+        connection = await _connect_monitor(bundle_dir)
+        if connection is None:
+            return None  # no monitor: the forkserver's exec monitor says what is wrong
+        link = MonitorLink(*connection, bundle_dir, exit_file=False, exec_switch=True)
+        hello = await link._hello_event()
+        if hello.get("event") != "state" or not hello.get("exec"):
+            await link.close()
+            return None
+        try:
+            await link._send(frames.encode_control({"cmd": "exec", "exec": spec.to_json()}))
+            assert link._exec_started is not None
+            event = await asyncio.shield(link._exec_started)
+        except BaseException:
+            await link.close()
+            raise
+        if event.get("event") == "started":
+            return link
+        await link.close()
+        if event.get("event") == "error":
+            raise RuntimeFailure(str(event.get("message")), str(event.get("kind", "other")))
+        raise RuntimeFailure("the container's monitor ended before the exec started", "other")
 
     def update_resources(self, bundle_dir: str, resources: dict) -> list[str]:
         """docker update on a running container: its cgroups get the new limits now."""

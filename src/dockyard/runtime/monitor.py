@@ -172,6 +172,8 @@ class Monitor:
         # In the monitor host, the container's pid namespace is made for one fork
         # only: the host's next child (another container's init) must not land in it.
         self.shared = reactor is not None
+        # Set by the monitor host: runs an exec for a client that asks ("exec" command).
+        self.exec_starter: Callable[[Monitor, _Client, dict], None] | None = None
 
     # --- start -----------------------------------------------------------------
     def run(self) -> int:
@@ -427,12 +429,15 @@ class Monitor:
                 self.paused = False
 
     def _state_event(self, event: str) -> dict:
-        return {
+        state = {
             "event": event,
             "pid": self.pid,
             "monitor_pid": os.getpid(),
             "started_at": self.started_at,
         }
+        if self.exec_starter is not None:
+            state["exec"] = True  # takes the "exec" command
+        return state
 
     def _write_trace(self, tracer: TracingKernel, report: dict, t0: int, t_started: int) -> None:
         phases = {
@@ -564,6 +569,8 @@ class Monitor:
             self._drop(client)
             return
         for stream, payload in received:
+            if fd not in self.clients:
+                return  # it became an exec's connection (_exec): nothing more of it is ours
             if stream == frames.STDIN:
                 self._stdin_data(payload)
                 if len(self.stdin_buf) > MAX_STDIN_BACKLOG:
@@ -592,6 +599,24 @@ class Monitor:
             self.kill_container(int(cmd.get("signal", signal.SIGKILL)))
         elif name in ("pause", "resume", "stats"):
             self._request(client, cmd)
+        elif name == "exec":
+            self._exec(client, cmd)
+
+    def _exec(self, client: _Client, cmd: dict) -> None:
+        """docker exec: this connection becomes the exec's (its monitor runs beside this
+        one in the host); its output from here on is the exec's, not the container's."""
+        spec = cmd.get("exec")
+        if self.exec_starter is None or self.exit_status is not None or not self.pid:
+            why = f"container {self.container_id} is not running"
+            self._send(client, frames.encode_control({"event": "error", "message": why}))
+            return
+        if not isinstance(spec, dict):
+            self._drop(client)
+            return
+        fd = client.sock.fileno()
+        del self.clients[fd]
+        self.reactor.forget(fd)
+        self.exec_starter(self, client, spec)
 
     def _request(self, client: _Client, cmd: dict) -> None:
         """Commands with an answer, sent to the asking client only."""

@@ -27,9 +27,10 @@ no new containers and exits once its last container has ended; a new daemon
 gets a host of its own. SIGTERM takes every container down through the
 normal exit path (exit.json, cgroups removed), as it does for one monitor,
 and the host takes no more (the next start gets a new host).
-Exec sessions and containers of another runtime (--runtime runc) keep a
-forked monitor each (forkserver.py): they are short-lived, or hold a runtime
-process of their own anyway.
+Exec sessions run here too, beside their container's monitor, which hands
+them the connection that asked (exec_monitor.py). Containers of another runtime
+(--runtime runc) keep a forked monitor each (forkserver.py), and so do execs into
+them: they hold a runtime process of their own anyway.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ import socket
 import traceback
 from collections.abc import Callable
 
+from dockyard.errors import RuntimeFailure
 from dockyard.kernel.interface import Kernel
 from dockyard.runtime import frames
-from dockyard.runtime.monitor import Monitor, _Reactor, detach_stdio
+from dockyard.runtime.exec_monitor import ExecMonitor
+from dockyard.runtime.monitor import Monitor, _Client, _Reactor, detach_stdio
+from dockyard.runtime.spec import ExecSpec
 
 
 class _ReactorView:
@@ -81,7 +85,7 @@ class MonitorHost:
         self.kernel = kernel
         self.chan: socket.socket | None = chan
         self.reactor = _Reactor()
-        self.monitors: dict[str, Monitor] = {}  # by bundle
+        self.monitors: dict[str, Monitor] = {}  # by bundle (an exec's: see start_exec)
         self.stopping = False  # SIGTERM: every container goes down, those starting too
         self.reactor.on_read(chan.fileno(), self._request)
 
@@ -133,6 +137,7 @@ class MonitorHost:
             reactor=view,  # type: ignore[arg-type] - the reactor's interface
         )
         view.monitor = monitor
+        monitor.exec_starter = self.start_exec
 
         def done(started: bool) -> None:
             if not started:
@@ -155,6 +160,54 @@ class MonitorHost:
         # Its bundle's lock is held (a second start of it was refused above): the key is free.
         self.monitors[bundle] = monitor
 
+    def start_exec(self, container: Monitor, client: _Client, raw_spec: dict) -> None:
+        """docker exec into one of our containers, on `client` (the connection that
+        asked its monitor): its ExecMonitor runs here, on the shared reactor."""
+        view = _ReactorView(self.reactor, self)
+        try:
+            if self.stopping:
+                raise RuntimeFailure(f"container {container.container_id} is stopping")
+            spec = ExecSpec.checked(raw_spec)
+        except (RuntimeFailure, TypeError, ValueError) as exc:
+            message = exc.message if isinstance(exc, RuntimeFailure) else f"invalid exec: {exc}"
+            with contextlib.suppress(OSError):
+                client.sock.sendall(frames.encode_control({"event": "error", "message": message}))
+            client.sock.close()
+            return
+        monitor = ExecMonitor(
+            self.kernel,
+            container.container_id,
+            container.bundle,
+            spec,
+            None,
+            reactor=view,  # type: ignore[arg-type] - the reactor's interface
+            container=container,
+        )
+        view.monitor = monitor
+        monitor.clients[client.sock.fileno()] = client  # with what it has not sent yet
+        key = f"{container.bundle}\0exec\0{id(monitor)}"
+
+        def done(started: bool) -> None:
+            if not started:
+                if self.monitors.get(key) is monitor:
+                    del self.monitors[key]
+                monitor.release()
+            elif self.stopping:
+                monitor.kill_container()
+
+        self.monitors[key] = monitor  # before its fork: a SIGTERM meanwhile finds it
+        try:
+            forked = monitor.begin_async(done)
+        except Exception:  # noqa: BLE001 - an exec bug fails that exec, not the host
+            _record_bug(container.bundle)
+            forked = False
+            for c in list(monitor.clients.values()):
+                c.sock.close()
+            monitor.clients.clear()
+        if not forked:
+            del self.monitors[key]
+            monitor.release()
+
     def _close_chan(self) -> None:
         if self.chan is not None:
             self.reactor.forget(self.chan.fileno())
@@ -163,7 +216,9 @@ class MonitorHost:
 
     def crashed(self, monitor: Monitor, exc: Exception) -> None:
         _record_bug(monitor.bundle)
-        self.monitors.pop(monitor.bundle, None)
+        for key, m in list(self.monitors.items()):
+            if m is monitor:  # a container's or an exec's (keys differ, see start_exec)
+                del self.monitors[key]
         with contextlib.suppress(Exception):
             monitor.crashed(exc)
 
@@ -179,13 +234,13 @@ class MonitorHost:
         while self.chan is not None or self.monitors:
             timeouts = [t for m in self.monitors.values() if (t := m.timeout()) is not None]
             self.reactor.poll(min(timeouts) if timeouts else None)
-            for bundle, monitor in list(self.monitors.items()):
+            for key, monitor in list(self.monitors.items()):
                 if monitor.drained():
-                    del self.monitors[bundle]
+                    del self.monitors[key]
                     try:
                         monitor.finish()
                     except Exception:  # noqa: BLE001 - as above
-                        _record_bug(bundle)
+                        _record_bug(monitor.bundle)
                     monitor.release()
 
 

@@ -419,6 +419,33 @@ class ExecSpec:
     def from_json(cls, raw: dict) -> ExecSpec:
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
+    @classmethod
+    def checked(cls, raw: object) -> ExecSpec:
+        """from_json for a spec from a client of a monitor: ValueError unless every
+        field has its type (a command must not reach fork with a str for a list)."""
+        if not isinstance(raw, dict) or "args" not in raw:
+            raise ValueError("an exec needs its args")
+        spec = cls.from_json(raw)
+
+        def strings(v: object) -> bool:
+            return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+        def ids(v: object) -> bool:
+            return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+        if not (strings(spec.args) and spec.args and strings(spec.env)):
+            raise ValueError("args and env are lists of strings")
+        if not isinstance(spec.cwd, str) or not ids(spec.uid) or not ids(spec.gid):
+            raise ValueError("cwd is a string, uid and gid are ids")
+        gids = spec.additional_gids
+        if gids is not None and not (
+            isinstance(gids, list) and all(g is not None and ids(g) for g in gids)
+        ):
+            raise ValueError("additional_gids is a list of ids")
+        if not all(type(v) is bool for v in (spec.terminal, spec.open_stdin, spec.privileged)):
+            raise ValueError("terminal, open_stdin and privileged are booleans")
+        return spec
+
 
 def write_atomic(path: str, data: bytes, *, durable: bool = True) -> None:
     """tmp + fsync + rename: a crash leaves the old file or the new one.
