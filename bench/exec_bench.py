@@ -22,7 +22,8 @@ minimum (on a loaded machine the minimum is the better estimate of the work itse
   API: create               POST /containers/c/exec from a warm client
   API: start..end           POST /exec/{id}/start, hijacked, until the stream ends
   API: inspect              GET /exec/{id}/json (the exit code)
-  runtime: to started       the launcher alone (own forkserver): request to exec'd
+  runtime: to started       the launcher alone: request (to the container's monitor,
+                            which runs the exec in the monitor host) to exec'd
   runtime: to exit          from exec'd until the exit event
 
 For the commands, `cpu` is the median CPU time (user + system) of the process itself,
