@@ -606,8 +606,12 @@ class Monitor:
         """docker exec: this connection becomes the exec's (its monitor runs beside this
         one in the host); its output from here on is the exec's, not the container's."""
         spec = cmd.get("exec")
-        if self.exec_starter is None or self.exit_status is not None or not self.pid:
+        why = ""
+        if self.exec_starter is None:
+            why = "this monitor runs no execs"  # it said so: no "exec" in its state
+        elif self.exit_status is not None or not self.pid:
             why = f"container {self.container_id} is not running"
+        if why:
             self._send(client, frames.encode_control({"event": "error", "message": why}))
             return
         if not isinstance(spec, dict):

@@ -170,8 +170,10 @@ class MonitorHost:
             spec = ExecSpec.checked(raw_spec)
         except (RuntimeFailure, TypeError, ValueError) as exc:
             message = exc.message if isinstance(exc, RuntimeFailure) else f"invalid exec: {exc}"
+            error = frames.encode_control({"event": "error", "message": message})
             with contextlib.suppress(OSError):
-                client.sock.sendall(frames.encode_control({"event": "error", "message": message}))
+                client.sock.settimeout(1.0)  # after what it has not sent yet: whole frames
+                client.sock.sendall(bytes(client.out) + error)
             client.sock.close()
             return
         monitor = ExecMonitor(
