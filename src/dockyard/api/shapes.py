@@ -391,7 +391,10 @@ def image_inspect(info: ImageInfo, layers_dirs: list[str], v: Version) -> dict[s
     }
     if not v.at_least(1, 44):
         out["VirtualSize"] = r.size
-        # A committed or built image's: the container (or build step) it was made from.
+    if not v.at_least(1, 45):
+        # Until 1.45 (dockerd 26 dropped them there, one version after VirtualSize):
+        # a committed or built image's container (or build step) it was made from.
+        # docker-compose 1.29 reads ContainerConfig.Volumes to recreate a container.
         out["Container"] = cfg.get("container", "")
         made_by = cfg.get("container_config")
         out["ContainerConfig"] = {**out["Config"], **made_by} if made_by else out["Config"]

@@ -50,9 +50,8 @@ class MetadataSteps:
         labels = dict(stage.config.get("Labels") or {})
         labels.update(pairs)
         stage.config["Labels"] = labels
-        await self._commit_meta(
-            stage, "LABEL " + " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in pairs)
-        )
+        # dockerd's history: KEY=VALUE unquoted (`LABEL a="b c"` reads `LABEL a=b c`)
+        await self._commit_meta(stage, "LABEL " + " ".join(f"{k}={v}" for k, v in pairs))
 
     async def _do_maintainer(self, stage: Stage, inst: Instruction) -> None:
         stage.author = self._word(stage, " ".join(inst.args))
