@@ -84,16 +84,15 @@ class MetadataSteps:
 
     async def _do_expose(self, stage: Stage, inst: Instruction) -> None:
         ports = dict(stage.config.get("ExposedPorts") or {})
-        listed = []
-        for arg in inst.args:
-            for word in self._words(stage, arg):
-                for port in _expand_port(word):
-                    ports[port] = {}
-                    listed.append(port)
-        if not listed:
+        words = [w for arg in inst.args for w in self._words(stage, arg)]
+        for word in words:
+            for port in _expand_port(word):
+                ports[port] = {}
+        if not words:
             raise InvalidParameter("EXPOSE requires at least one argument")
         stage.config["ExposedPorts"] = ports
-        await self._commit_meta(stage, "EXPOSE " + " ".join(listed))
+        # dockerd records the ports as written (`EXPOSE 80`, not 80/tcp)
+        await self._commit_meta(stage, "EXPOSE " + " ".join(words))
 
     async def _do_volume(self, stage: Stage, inst: Instruction) -> None:
         paths = (
