@@ -110,15 +110,17 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def answers(port: int) -> None:
+def answers(port: int, what: str) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/cgi-bin/visits", timeout=10):
                 return
-        except OSError:
+        except OSError as e:
             if time.monotonic() > deadline:
-                raise SystemExit(f"the application did not answer on 127.0.0.1:{port}") from None
+                raise SystemExit(
+                    f"{what}: the application did not answer on 127.0.0.1:{port}: {e}"
+                ) from None
             time.sleep(0.1)
 
 
@@ -150,7 +152,7 @@ class Engine:
         self.note_builds()
         if self.label == "dockerd":
             self.open_forwarding()
-        answers(self.port)
+        answers(self.port, f"{self.label}, after {name}")
 
     def down(self, name: str, argv: list[str]) -> None:
         self.step(name, argv)

@@ -453,7 +453,9 @@ def test_a_dockerfile_error_in_the_front_is_the_daemons_and_down_leaves_nothing(
         (
             good.replace("EXPOSE 80\n", "EXPOSE 80\nFROBNICATE /www\n"),
             1,
-            "Dockerfile:7: unknown instruction: FROBNICATE",
+            # refused before any output: the answer's status, printed as dockerd's
+            ("Error response from daemon: " if tool == "v2" else "")
+            + "Dockerfile:7: unknown instruction: FROBNICATE",
         ),
         (
             good.replace("COPY index.html", "COPY nosuch.html"),
