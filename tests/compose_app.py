@@ -146,7 +146,10 @@ class App:
         last: Exception | str = ""
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+                # (a visit counts once the request is in: a retry after a timeout counts
+                # twice, so the timeout is generous for a loaded machine)
+                url = f"http://127.0.0.1:{self.port}{path}"
+                with urllib.request.urlopen(url, timeout=90) as r:
                     return r.read().decode()
             except (OSError, urllib.error.URLError) as e:
                 last = e
