@@ -45,6 +45,12 @@ def compose_v1_missing() -> str | None:
     return None
 
 
+def v1_builds_through_the_docker_cli() -> bool:
+    """docker-compose 1.29 builds with `docker build` by default (COMPOSE_DOCKER_CLI_BUILD),
+    else through docker-py's POST /build: the CLI where there is one."""
+    return shutil.which("docker") is not None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,6 +79,8 @@ class App:
     daemon: Any
     dir: Path
     port: int
+    # the images builds made (noted by the tests), for force_down to remove
+    builds: list[list[str]] = field(default_factory=list)
 
     @classmethod
     def copy(cls, daemon: Any, tmp_path: Path, source: Path = EXAMPLE) -> App:
@@ -90,9 +98,18 @@ class App:
         return self.dir / "compose.yaml"
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {"WEB_PORT": str(self.port), "COMPOSE_PROGRESS": "plain", "NO_COLOR": "1"}
+        # DOCKER_BUILDKIT=0: the classic builder for `docker compose` and docker-compose
+        # 1.29's `docker build` (as the README tells users; `dockyard compose` sets it).
+        env = {
+            "WEB_PORT": str(self.port), "COMPOSE_PROGRESS": "plain", "NO_COLOR": "1",
+            "DOCKER_BUILDKIT": "0",
+        }  # fmt: skip
         env.update(extra or {})
         return env
+
+    def built_images(self) -> tuple[str, str]:
+        """The names the two tools give the web front's built image (v2, 1.29)."""
+        return f"{self.project}-web", f"{self.project}_web"
 
     # -- the two tools ------------------------------------------------------------------
     def v2_argv(self) -> list[str]:
@@ -116,9 +133,10 @@ class App:
     ) -> subprocess.CompletedProcess[str]:
         """Debian's docker-compose 1.29 with DOCKER_HOST at the test daemon."""
         f = [a for p in (self.file, *files) for a in ("-f", str(p))]
+        env = {} if v1_builds_through_the_docker_cli() else {"COMPOSE_DOCKER_CLI_BUILD": "0"}
+        env.update(kw.pop("env", None) or {})
         return self.daemon._run(
-            [COMPOSE_V1, "--no-ansi", *f, *args], kw.pop("input", None), timeout,
-            self.env(kw.pop("env", None)),
+            [COMPOSE_V1, "--no-ansi", *f, *args], kw.pop("input", None), timeout, self.env(env),
         )  # fmt: skip
 
     # -- what it serves -----------------------------------------------------------------
@@ -128,7 +146,10 @@ class App:
         last: Exception | str = ""
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
+                # (a visit counts once the request is in: a retry after a timeout counts
+                # twice, so the timeout is generous for a loaded machine)
+                url = f"http://127.0.0.1:{self.port}{path}"
+                with urllib.request.urlopen(url, timeout=90) as r:
                     return r.read().decode()
             except (OSError, urllib.error.URLError) as e:
                 last = e
@@ -143,6 +164,35 @@ class App:
         return json.loads(m.group(1))
 
     # -- what it holds --------------------------------------------------------------------
+    def image(self, ref: str) -> dict[str, Any] | None:
+        r = self.daemon.request("GET", f"/images/{urllib.parse.quote(ref, safe='')}/json")
+        return r.json() if r.status == 200 else None
+
+    def image_chain(self, ref: str) -> list[str]:
+        """ref's image and its untagged parents: what its build made (a classic build
+        keeps each step's image; busybox, tagged, ends the chain)."""
+        chain: list[str] = []
+        doc = self.image(ref)
+        while doc is not None and not (chain and doc["RepoTags"]):
+            chain.append(doc["Id"])
+            doc = self.image(doc["Parent"]) if doc.get("Parent") else None
+        return chain
+
+    def note_build(self, ref: str) -> list[str]:
+        """ref's chain, remembered for force_down (a later build untags it)."""
+        chain = self.image_chain(ref)
+        self.builds.append(chain)
+        return chain
+
+    def remove_build_chains(self, chains: list[list[str]]) -> None:
+        """Removes what builds left: `down --rmi local` removes the built image only (compose
+        asks noprune=1, and dockerd then keeps the untagged steps too); a plain delete of a
+        chain's first image still there takes its untagged parents with it."""
+        for chain in chains:
+            for image_id in chain:
+                if self.image(image_id) is not None:
+                    self.daemon.request("DELETE", f"/images/{image_id}?force=1")
+
     def _listed(self, kind: str) -> list[dict[str, Any]]:
         """The project's containers, networks or volumes, by Compose's label."""
         q = urllib.parse.quote(json.dumps({"label": [f"{PROJECT_LABEL}={self.project}"]}))
@@ -209,7 +259,7 @@ class App:
             mounts = [line.split()[4] for line in f]
         names = fp.containers | fp.volumes
         problems += [f"mount {m}" for m in mounts if any(n in m for n in names)]
-        netns = Path(self.daemon.data_root) / "run" / "netns"
+        netns = Path(self.daemon.data_root or "/nonexistent") / "run" / "netns"
         if netns.is_dir():
             problems += [
                 f"netns {n}" for n in os.listdir(netns) if any(c in n for c in fp.containers)
@@ -217,7 +267,8 @@ class App:
         return problems
 
     def force_down(self) -> None:
-        """Whatever a failed test left: compose down, then the API."""
+        """Whatever a test left: compose down, then the API; the web front's images."""
+        chains = [self.image_chain(name) for name in self.built_images()]
         self.v2("down", "-v", "--remove-orphans", "-t", "1", timeout=120)
         for c in self._listed("containers"):
             self.daemon.request("DELETE", f"/containers/{c['Id']}?force=1&v=1")
@@ -225,6 +276,7 @@ class App:
             self.daemon.request("DELETE", f"/networks/{n['Id']}")
         for v in self._listed("volumes"):
             self.daemon.request("DELETE", f"/volumes/{v['Name']}?force=1")
+        self.remove_build_chains([*chains, *self.builds])
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -281,3 +333,111 @@ def require_compose_v2() -> None:
         binary()
     except Exception as e:  # noqa: BLE001 - CLIError: reported as the failure
         pytest.fail(f"the Compose v2 binary is missing: {e} ({sys.executable})")
+
+
+# -- a dockerd to compare with (never started here) ----------------------------------------
+DOCKERD_HOST_ENV = "DOCKYARD_TEST_DOCKERD_HOST"
+
+
+@dataclass
+class ForeignResponse:
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class ForeignDaemon:
+    """A daemon that runs already (a dockerd), reached as the tests reach theirs."""
+
+    data_root = None  # not ours to look into
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.socket = host.removeprefix("unix://")
+
+    @classmethod
+    def dockerd(cls) -> ForeignDaemon:
+        """$DOCKYARD_TEST_DOCKERD_HOST (default the system's socket) if a dockerd answers
+        there with a busybox image; skips, saying why, otherwise."""
+        host = os.environ.get(DOCKERD_HOST_ENV) or "unix:///var/run/docker.sock"
+        if not host.startswith("unix://"):
+            pytest.skip(f"{DOCKERD_HOST_ENV}={host}: only unix:// sockets are compared with")
+        d = cls(host)
+        try:
+            conn = UnixHTTPConnection(d.socket, timeout=5)
+            conn.request("GET", "/_ping")
+            resp = conn.getresponse()
+            resp.read()
+            server = resp.getheader("Server") or ""
+            conn.close()
+        except OSError as e:
+            pytest.skip(f"no dockerd to compare with ({host}: {e.strerror or e})")
+        if not server.startswith("Docker/"):
+            pytest.skip(f"{host} answers as {server!r}, not as dockerd")
+        if d.request("GET", "/images/busybox/json").status != 200:
+            pytest.skip(f"the dockerd on {host} holds no busybox image (these tests pull nothing)")
+        return d
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+        }
+        env.update(DOCKER_HOST=self.host, DOCKYARD_HOST=self.host)
+        return env
+
+    def request(self, method: str, path: str, timeout: float = 30) -> ForeignResponse:
+        conn = UnixHTTPConnection(self.socket, timeout=timeout)
+        try:
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return ForeignResponse(resp.status, resp.read())
+        finally:
+            conn.close()
+
+    def _run(
+        self, argv: list[str], input: str | None, timeout: float, env: dict[str, str] | None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, input=input, capture_output=True, text=True, timeout=timeout,
+            env={**self.env, **(env or {})}, stdin=None if input is not None else subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def dockyard(
+        self, *args: str, input: str | None = None, timeout: float = 60, env: dict | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self._run([sys.executable, "-m", "dockyard", *args], input, timeout, env)
+
+
+FORWARD_COMMENT = "dockyard-test: a dockerd without iptables"
+
+
+def open_bridge_forwarding(bridges: set[str]) -> list[list[str]]:
+    """Where the host's FORWARD chain drops by policy, containers on one bridge reach each
+    other only through an ACCEPT rule for it. dockerd adds that rule itself (`-i br -o br
+    -j ACCEPT`) unless it runs with --iptables=false, as the benches' dockerd does: then
+    this adds it, for bridges no rule mentions yet. Returns what it added."""
+    policy = subprocess.run(
+        ["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True, check=False
+    ).stdout
+    if "-P FORWARD DROP" not in policy.splitlines():
+        return []
+    rules = iptables_lines()
+    added = []
+    for bridge in sorted(bridges):
+        if any(bridge in line for line in rules):
+            continue
+        rule = ["FORWARD", "-i", bridge, "-o", bridge, "-m", "comment", "--comment",
+                FORWARD_COMMENT, "-j", "ACCEPT"]  # fmt: skip
+        subprocess.run(["iptables", "-w", "-I", *rule], check=True)
+        added.append(rule)
+    return added
+
+
+def close_bridge_forwarding(added: list[list[str]]) -> None:
+    for rule in added:
+        subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True, check=False)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +24,10 @@ import pytest
 from compose_app import (
     App,
     EventWatch,
-    UnixHTTPConnection,
+    ForeignDaemon,
+    close_bridge_forwarding,
     compose_v1_missing,
+    open_bridge_forwarding,
     require_compose_v2,
 )
 
@@ -250,6 +252,99 @@ def test_compose_1_29_runs_the_same_file(app: App):
     assert visits >= 2
 
 
+def test_compose_v2_up_build_builds_the_front_keeps_what_is_cached_and_rebuilds_a_change(
+    app: App,
+):
+    """`up --build`: the front is an image built from web/Dockerfile (no bind mount); a second
+    `up --build` with no change builds from the cache and recreates nothing; a changed
+    file of the front's build context rebuilds it and recreates web alone."""
+    p = app.project
+    up = ok(app.v2("up", "-d", "--build", "--wait"))
+    out = up.stdout + up.stderr
+    assert f"Successfully tagged {p}-web:latest" in out, out
+    image = app.image(f"{p}-web")
+    assert image is not None, out
+    app.note_build(f"{p}-web")
+    # compose's label on the image, and the built image (by id) in the container's labels
+    assert image["Config"]["Labels"] == {"com.docker.compose.image.builder": "classic"}
+    assert image["Config"]["Cmd"] == ["httpd", "-f", "-p", "80", "-h", "/www"]
+    web = app.daemon.request("GET", f"/containers/{p}-web-1/json").json()
+    assert web["Image"] == image["Id"] and web["Mounts"] == []
+    assert web["Config"]["Labels"]["com.docker.compose.image"] == image["Id"]
+    # the page and the CGI script come from the image
+    assert "<h1>Dockyard example</h1>" in app.get("/")
+    assert app.visit()["visits"] == 1
+
+    before = ids(app)
+    again = ok(app.v2("up", "-d", "--build", "--wait"))
+    out = again.stdout + again.stderr
+    assert out.count(" ---> Using cache") == 5, out  # COPY, COPY, EXPOSE, CMD, compose's LABEL
+    assert "Recreate" not in out and "Creating" not in out, out
+    assert app.image(f"{p}-web")["Id"] == image["Id"]
+    assert ids(app) == before
+
+    index = app.dir / "web" / "index.html"
+    index.write_text(index.read_text().replace("<h1>Dockyard example</h1>", "<h1>Rebuilt</h1>"))
+    changed = ok(app.v2("up", "-d", "--build", "--wait"))
+    out = changed.stdout + changed.stderr
+    rebuilt = app.image(f"{p}-web")
+    assert rebuilt is not None and rebuilt["Id"] != image["Id"], out
+    app.note_build(f"{p}-web")
+    now = ids(app)
+    assert now["web-1"] != before["web-1"], out
+    assert {k: v for k, v in now.items() if k != "web-1"} == {
+        k: v for k, v in before.items() if k != "web-1"
+    }, out
+    assert "<h1>Rebuilt</h1>" in app.get("/")
+    assert app.visit()["visits"] == 2
+
+    # down --rmi local: the built image goes with the rest (its untagged build steps stay,
+    # as on dockerd: compose deletes it with noprune=1)
+    fp = app.footprint()
+    down = ok(app.v2("down", "--rmi", "local", "-v"))
+    assert f"Image {p}-web:latest  Removed" in down.stderr, down.stderr
+    assert app.image(f"{p}-web") is None
+    assert app.leftovers(fp) == [], down.stderr
+    assert app.image("busybox") is not None
+
+
+def test_compose_1_29_builds_the_front_and_recreates_it_alone_when_it_changes(app: App):
+    missing = compose_v1_missing()
+    if missing:
+        pytest.skip(missing)
+    p = app.project
+    # docker-py's POST /build (not `docker build`): the API parameters 1.29 sends itself.
+    # API 1.44: 1.29 reads the image's ContainerConfig to recreate a container, which
+    # dockerd (26 on) and Dockyard leave out from API 1.45 on (KeyError: 'ContainerConfig').
+    env = {"COMPOSE_DOCKER_CLI_BUILD": "0", "COMPOSE_API_VERSION": "1.44"}
+    up = ok(app.v1("up", "-d", "--build", env=env))
+    assert f"Successfully tagged {p}_web:latest" in up.stdout + up.stderr, up.stderr
+    app.note_build(f"{p}_web")
+    assert "<h1>Dockyard example</h1>" in app.get("/")
+    assert app.visit()["visits"] == 1
+    before = ids(app)
+    again = ok(app.v1("up", "-d", "--build", env=env))
+    for svc in ("store", "api", "web"):
+        assert f"{p}_{svc}_1 is up-to-date" in again.stderr, again.stderr
+    index = app.dir / "web" / "index.html"
+    index.write_text(index.read_text().replace("<h1>Dockyard example</h1>", "<h1>Rebuilt</h1>"))
+    changed = ok(app.v1("up", "-d", "--build", env=env))
+    app.note_build(f"{p}_web")
+    assert f"Recreating {p}_web_1" in changed.stderr, changed.stderr
+    for svc in ("store", "api"):
+        assert f"{p}_{svc}_1 is up-to-date" in changed.stderr, changed.stderr
+    now = ids(app)
+    assert now["web-1"] != before["web-1"]
+    assert now["store-1"] == before["store-1"] and now["api-1"] == before["api-1"]
+    assert "<h1>Rebuilt</h1>" in app.get("/")
+    assert app.visit()["visits"] == 2
+    fp = app.footprint()
+    down = ok(app.v1("down", "--rmi", "local", "-v", env=env))
+    assert f"Removing image {p}_web" in down.stderr, down.stderr
+    assert app.image(f"{p}_web") is None
+    assert app.leftovers(fp) == [], down.stderr
+
+
 @pytest.mark.docker_cli
 def test_docker_compose_plugin_of_the_docker_cli(app: App, daemon):
     """install.sh links the binary as ~/.docker/cli-plugins/docker-compose; the docker
@@ -261,13 +356,17 @@ def test_docker_compose_plugin_of_the_docker_cli(app: App, daemon):
     link = plugins / "docker-compose"
     if not link.exists():
         link.symlink_to(binary())
-    env = {**app.env(), "DOCKER_BUILDKIT": "0"}
+    env = app.env()
+    assert env["DOCKER_BUILDKIT"] == "0"  # as the README tells `docker compose` users
     f = ["-f", str(app.file)]
     assert "v2.40.3" in daemon.docker("compose", "version", env=env).stdout
-    ok(daemon.docker("compose", *f, "up", "-d", "--wait", env=env, timeout=180))
+    up = ok(daemon.docker("compose", *f, "up", "-d", "--build", "--wait", env=env, timeout=180))
+    assert f"Successfully tagged {app.project}-web:latest" in up.stdout + up.stderr
+    app.note_build(f"{app.project}-web")
     assert app.visit()["schema"] == 2
     fp = app.footprint()
-    ok(daemon.docker("compose", *f, "down", "-v", env=env, timeout=120))
+    ok(daemon.docker("compose", *f, "down", "--rmi", "local", "-v", env=env, timeout=120))
+    assert app.image(f"{app.project}-web") is None
     assert app.leftovers(fp) == []
 
 
@@ -326,6 +425,82 @@ def test_a_name_in_use_and_a_missing_image_are_dockerds_errors(app: App, daemon,
     assert f"Error response from daemon: No such image: {image}:1" in up.stderr, up.stderr
     ok(app.v2("down", "-v", files=(missing,)))
     assert app.leftovers(app.footprint()) == []
+
+
+def _all_images(app: App) -> set[str]:
+    return {i["Id"] for i in app.daemon.request("GET", "/images/json?all=1").json()}
+
+
+def _all_containers(app: App) -> dict[str, dict]:
+    return {c["Id"]: c for c in app.daemon.request("GET", "/containers/json?all=1").json()}
+
+
+@pytest.mark.parametrize("tool", ["v2", "v1"])
+def test_a_dockerfile_error_in_the_front_is_the_daemons_and_down_leaves_nothing(
+    app: App, tool: str
+):
+    """The build fails before anything of the project is made: compose prints the daemon's
+    error (the Dockerfile and its line, or the failing command and its code) and exits
+    with it, and `down` leaves nothing. A failing RUN keeps its stopped container, as
+    dockerd's classic builder does without forcerm (compose sends none)."""
+    if tool == "v1" and (missing := compose_v1_missing()):
+        pytest.skip(missing)
+    compose = app.v1 if tool == "v1" else app.v2
+    dockerfile = app.dir / "web" / "Dockerfile"
+    good = dockerfile.read_text()
+    assert good.splitlines()[5] == "EXPOSE 80"  # line 6
+    cases = [
+        (
+            good.replace("EXPOSE 80\n", "EXPOSE 80\nFROBNICATE /www\n"),
+            1,
+            # refused before any output: the answer's status, printed as dockerd's
+            ("Error response from daemon: " if tool == "v2" else "")
+            + "Dockerfile:7: unknown instruction: FROBNICATE",
+        ),
+        (
+            good.replace("COPY index.html", "COPY nosuch.html"),
+            1,
+            "Dockerfile:4: COPY failed: file not found in build context or excluded by "
+            ".dockerignore: stat nosuch.html: file does not exist",
+        ),
+        (
+            good.replace("EXPOSE 80\n", "EXPOSE 80\nRUN echo failing-step; exit 3\n"),
+            3 if tool == "v2" else 1,
+            "The command '/bin/sh -c echo failing-step; exit 3' returned a non-zero code: 3",
+        ),
+    ]
+    images_before = _all_images(app)
+    containers_before = set(_all_containers(app))
+    try:
+        for text, code, message in cases:
+            dockerfile.write_text(text)
+            up = compose("up", "-d", "--build")
+            out = up.stdout + up.stderr
+            assert up.returncode == code, out
+            assert message in out, out
+            if tool == "v1":
+                assert "Service 'web' failed to build" in out, out
+            fp = app.footprint()
+            # v2 builds first; 1.29 makes the network and the volume, then builds
+            assert fp.containers == set() and (tool == "v1" or not fp.networks), out
+            assert app.image(f"{app.project}-web") is None
+            assert app.image(f"{app.project}_web") is None
+            ok(compose("down", "-v"))
+            assert app.leftovers(fp) == []
+        # the failed RUN's container, stopped with the command's code, not compose's
+        left = {k: c for k, c in _all_containers(app).items() if k not in containers_before}
+        assert [(c["Command"], c["State"]) for c in left.values()] == [
+            ("/bin/sh -c 'echo failing-step; exit 3'", "exited")
+        ], left
+        assert not any(
+            k.startswith("com.docker.compose") for c in left.values() for k in c["Labels"]
+        )
+    finally:
+        for cid in set(_all_containers(app)) - containers_before:
+            app.daemon.request("DELETE", f"/containers/{cid}?force=1")
+        # the steps before the failure, kept as dockerd keeps them (the build cache)
+        for image_id in _all_images(app) - images_before:
+            app.daemon.request("DELETE", f"/images/{image_id}?force=1")
 
 
 @pytest.fixture
@@ -399,41 +574,64 @@ def test_a_daemon_restart_in_the_middle_of_up(restartable: App):
     assert not os.listdir(Path(d.data_root) / "containers")
 
 
-DOCKERD_SOCKET = "/var/run/docker.sock"
+def _history(app: App, ref: str) -> list[str]:
+    """The image's history as `docker history` shows CREATED BY, with the digests of COPY
+    sources (how each engine sums the context's files) left out."""
+    rows = app.daemon.request("GET", f"/images/{ref}/history").json()
+    return [re.sub(r"(file|dir):[0-9a-f]{64}", r"\1:*", r["CreatedBy"]) for r in rows]
 
 
-def test_the_same_file_on_dockerd_gives_the_same_application(tmp_path):
-    """Where a dockerd runs (never started here) with a busybox image, the same binary
-    and file give the same answers there."""
+def test_the_same_file_on_dockerd_gives_the_same_application(app: App, tmp_path):
+    """Where a dockerd runs already (never started here: $DOCKYARD_TEST_DOCKERD_HOST, default
+    the system's socket) with a busybox image, the same binary and file give the same
+    application there as here: the front built from its Dockerfile into the same image
+    config and history, the same answers, a second `up --build` that keeps everything."""
     require_compose_v2()
+    dockerd = ForeignDaemon.dockerd()
+    theirs = App.copy(dockerd, tmp_path / "dockerd")
+    apps = {"dockyard": app, "dockerd": theirs}
+    opened: list[list[str]] = []
     try:
-        conn = UnixHTTPConnection(DOCKERD_SOCKET, timeout=5)
-        conn.request("GET", "/images/busybox/json")
-        resp = conn.getresponse()
-        resp.read()
-        server = resp.getheader("Server") or ""
-    except OSError as e:
-        pytest.skip(f"no dockerd to compare with ({DOCKERD_SOCKET}: {e.strerror})")
-    if not server.startswith("Docker/"):
-        pytest.skip(f"{DOCKERD_SOCKET} answers as {server!r}, not dockerd")
-    if resp.status != 200:
-        pytest.skip("dockerd holds no busybox image (these tests pull nothing)")
-
-    class Dockerd:
-        host = f"unix://{DOCKERD_SOCKET}"
-        env = {**os.environ, "DOCKER_HOST": host, "DOCKYARD_HOST": host}
-
-        def dockyard(self, *args: str, timeout: float = 60, env: dict | None = None):
-            return subprocess.run(
-                [sys.executable, "-m", "dockyard", *args], capture_output=True, text=True,
-                timeout=timeout, env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-
-    app = App.copy(Dockerd(), tmp_path)
-    try:
-        ok(app.v2("up", "-d", "--wait"))
-        first = app.visit()
-        assert first["visits"] == 1 and first["schema"] == 2, first
-        assert app.visit()["visits"] == 2
+        for a in apps.values():
+            ok(a.v2("up", "-d", "--build", "--wait"))
+            a.note_build(f"{a.project}-web")
+        opened = open_bridge_forwarding(theirs.footprint().bridges)
+        for name, a in apps.items():
+            first = a.visit()
+            assert first["visits"] == 1 and first["schema"] == 2, (name, first)
+            assert a.visit()["visits"] == 2, name
+        assert app.get("/") == theirs.get("/")
+        ours, their = (a.image(f"{a.project}-web") for a in apps.values())
+        assert ours is not None and their is not None
+        for key in ("Cmd", "Entrypoint", "Env", "ExposedPorts", "Labels", "WorkingDir", "User"):
+            assert ours["Config"][key] == their["Config"][key], key
+        assert (
+            _history(app, f"{app.project}-web")[:5] == _history(theirs, f"{theirs.project}-web")[:5]
+        )
+        # the same labels on the containers, each naming its built image
+        for svc in ("store", "migrate", "api", "web"):
+            labels = [
+                a.daemon.request("GET", f"/containers/{a.project}-{svc}-1/json").json()["Config"][
+                    "Labels"
+                ]
+                for a in apps.values()
+            ]
+            assert set(labels[0]) == set(labels[1]), svc
+        for a, image in ((app, ours), (theirs, their)):
+            web = a.daemon.request("GET", f"/containers/{a.project}-web-1/json").json()
+            assert web["Config"]["Labels"]["com.docker.compose.image"] == image["Id"]
+        # nothing changed: both build from their cache and recreate nothing
+        for name, a in apps.items():
+            before = ids(a)
+            again = ok(a.v2("up", "-d", "--build", "--wait"))
+            out = again.stdout + again.stderr
+            assert "Recreate" not in out and ids(a) == before, (name, out)
+        for name, a in apps.items():
+            fp = a.footprint()
+            ok(a.v2("down", "--rmi", "local", "-v"))
+            assert a.image(f"{a.project}-web") is None, name
+            close_bridge_forwarding(opened if a is theirs else [])
+            assert a.leftovers(fp) == [], name
     finally:
-        ok(app.v2("down", "-v"))
+        close_bridge_forwarding(opened)
+        theirs.force_down()

@@ -629,11 +629,47 @@ def _raw_build(daemon, members: list[tuple[tarfile.TarInfo, bytes]]):
     )
 
 
+def _tar(files: dict[str, bytes]) -> bytes:
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return body.getvalue()
+
+
+def test_an_error_before_any_output_is_the_answers_status(daemon):
+    """As dockerd: a Dockerfile that does not parse (400) or a context without one (500)
+    is the answer's status and {"message"}, not a 200 stream with an error in it (compose
+    and the docker CLI print it as "Error response from daemon: ...")."""
+    ctype = {"Content-Type": "application/x-tar"}
+    bad = daemon.request(
+        "POST", "/build", _tar({"Dockerfile": b"FROM busybox\nFROBNICATE x\n"}), ctype
+    )
+    assert bad.status == 400, bad.body
+    assert bad.message == "Dockerfile:2: unknown instruction: FROBNICATE"
+    none = daemon.request("POST", "/build", _tar({"a": b"x"}), ctype)
+    assert none.status == 500, none.body
+    assert none.message == "Cannot locate specified Dockerfile: Dockerfile"
+    # once a step has printed, an error is the stream's (and the step's exit code)
+    failed = daemon.request(
+        "POST", "/build", _tar({"Dockerfile": b"FROM busybox\nRUN exit 5\n"}), ctype, timeout=60
+    )
+    assert failed.status == 200, failed.body
+    last = json.loads(failed.body.splitlines()[-1])
+    assert last["errorDetail"]["code"] == 5, failed.body
+    cid = re.search(rb"Running in ([0-9a-f]{12})", failed.body).group(1).decode()
+    daemon.request("DELETE", f"/containers/{cid}?force=1")
+
+
 def test_hostile_context_archives_write_nothing_outside(daemon, tmp_path):
     target = tmp_path / "escaped"
     up = tarfile.TarInfo("../" * 12 + str(target).lstrip("/"))
     resp = _raw_build(daemon, [(up, b"x")])
-    assert b"errorDetail" in resp.body and not target.exists(), resp.body
+    # refused before any output: the answer's status, as dockerd's
+    assert resp.status == 400 and "path is outside" in resp.message, resp.body
+    assert not target.exists()
     link = tarfile.TarInfo("link")
     link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path)
     through = tarfile.TarInfo("link/escaped")
@@ -642,7 +678,7 @@ def test_hostile_context_archives_write_nothing_outside(daemon, tmp_path):
     dev = tarfile.TarInfo("null")
     dev.type, dev.devmajor, dev.devminor = tarfile.CHRTYPE, 1, 3
     resp = _raw_build(daemon, [(dev, b"")])
-    assert b"errorDetail" in resp.body, resp.body
+    assert resp.status == 400 and resp.message, resp.body
     assert not list((daemon.data_root / "tmp").glob("build-*"))
 
 

@@ -75,6 +75,13 @@ async def test_modern_list_fields(tmp_path):
     assert item["Image"] == "ubuntu"
     assert item["ImageID"] == c.image and item["ImageID"].startswith("sha256:")
     assert item["Command"] == "/bin/false x"
+    # dockerd quotes an argument with a space (and joins an empty one as it is)
+    q = await w.create(cmd=["sh", "-c", 'echo "a b"', "x", ""], name="quoted")
+    async with api_client(w) as client:
+        items = await (await client.get("/containers/json?all=1")).json()
+        legacy = await (await client.get("/v1.4/containers/json?all=1")).json()
+    assert {i["Id"]: i["Command"] for i in items}[q.id] == "sh -c 'echo \"a b\"' x "
+    assert {i["Id"]: i["Command"] for i in legacy}[q.id] == 'sh -c echo "a b" x '
     assert isinstance(item["Created"], int)
     assert item["State"] == "exited"
     assert re.fullmatch(r"Exited \(3\) (Less than a second|\d+ seconds) ago", item["Status"])

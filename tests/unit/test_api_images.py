@@ -80,6 +80,22 @@ async def test_image_inspect_over_http(tmp_path):
 
 
 @async_test
+async def test_image_inspect_fields_dockerd_dropped_by_version(tmp_path):
+    """dockerd omits VirtualSize from 1.44 and Container/ContainerConfig from 1.45 on;
+    docker-compose 1.29 reads ContainerConfig to recreate a container (KeyError without)."""
+    w = World(tmp_path)
+    await w.image("ubuntu", changes=['CMD ["/bin/sh"]'])
+    docs = {}
+    async with api_client(w) as client:
+        for v in ("1.43", "1.44", "1.45", "1.50"):
+            docs[v] = await (await client.get(f"/v{v}/images/ubuntu/json")).json()
+    assert "VirtualSize" in docs["1.43"] and "VirtualSize" not in docs["1.44"]
+    assert docs["1.44"]["ContainerConfig"]["Cmd"] == ["/bin/sh"] and "Container" in docs["1.44"]
+    for v in ("1.45", "1.50"):
+        assert "ContainerConfig" not in docs[v] and "Container" not in docs[v]
+
+
+@async_test
 async def test_import_from_request_body(tmp_path):
     from fakes import rootfs_tar
 

@@ -151,11 +151,17 @@ async def build(request: web.Request) -> web.StreamResponse:
     job.add_done_callback(lambda _f: queue.put_nowait(None))
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     resp.enable_chunked_encoding()
-    await resp.prepare(request)
     watcher = asyncio.ensure_future(_watch_client(request, job))
     try:
-        while (message := await queue.get()) is not None:
+        message = await queue.get()
+        if message is None and not job.cancelled() and job.exception() is not None:
+            # As dockerd: an error before the first line of output (a Dockerfile that does
+            # not parse, a context without it) is the answer's status, not a 200 stream.
+            raise job.exception()  # type: ignore[misc]
+        await resp.prepare(request)
+        while message is not None:
             await resp.write(msgspec.json.encode(message) + b"\r\n")
+            message = await queue.get()
         try:
             await job
         except asyncio.CancelledError:

@@ -62,8 +62,12 @@ def container_status(c: Container, legacy: bool = False) -> str:
     return f"Exited ({st.exit_code}) {ago} ago"
 
 
-def _command(c: Container) -> str:
-    return " ".join([c.path, *c.args])
+def _command(c: Container, legacy: bool = False) -> str:
+    """The list's Command: dockerd puts an argument with a space in single quotes (`sh -c
+    'echo hi'`); the 2013 daemon joined them as they were."""
+    if legacy:
+        return " ".join([c.path, *c.args])
+    return " ".join([c.path, *(f"'{a}'" if " " in a else a for a in c.args)])
 
 
 def _published(c: Container) -> dict[str, list[dict[str, str]]]:
@@ -117,7 +121,7 @@ def container_summary(
         return {
             "Id": c.id,
             "Image": image,
-            "Command": _command(c),
+            "Command": _command(c, legacy=True),
             "Created": int(c.created_unix),
             "Status": container_status(c, legacy=True),
             "Ports": ", ".join(
@@ -391,7 +395,10 @@ def image_inspect(info: ImageInfo, layers_dirs: list[str], v: Version) -> dict[s
     }
     if not v.at_least(1, 44):
         out["VirtualSize"] = r.size
-        # A committed or built image's: the container (or build step) it was made from.
+    if not v.at_least(1, 45):
+        # Until 1.45 (dockerd 26 dropped them there, one version after VirtualSize):
+        # a committed or built image's container (or build step) it was made from.
+        # docker-compose 1.29 reads ContainerConfig.Volumes to recreate a container.
         out["Container"] = cfg.get("container", "")
         made_by = cfg.get("container_config")
         out["ContainerConfig"] = {**out["Config"], **made_by} if made_by else out["Config"]

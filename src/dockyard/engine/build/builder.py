@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -179,10 +178,8 @@ class Builder(MetadataSteps, CopySteps):
         if self.opts.labels:
             label = Instruction(
                 "LABEL",
-                "LABEL "
-                + " ".join(
-                    f"{json.dumps(k)}={json.dumps(v)}" for k, v in sorted(self.opts.labels.items())
-                ),
+                # dockerd's text for it: KEY=VALUE unquoted (as its history shows it)
+                "LABEL " + " ".join(f"{k}={v}" for k, v in sorted(self.opts.labels.items())),
                 0,
             )
             label.args = [x for k, v in sorted(self.opts.labels.items()) for x in (k, v)]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from dockyard.dockerignore import Matcher, read_patterns
 from dockyard.engine.threads import consume_in_thread
-from dockyard.errors import InvalidParameter, NotFound
+from dockyard.errors import DockyardError, InvalidParameter
 from dockyard.image.tarsafe import open_decompressed, unpack_layer
 
 _TAR_MAGIC_OFFSET = 257
@@ -49,7 +49,8 @@ class BuildContext:
                 return data.decode("utf-8").removeprefix("\ufeff"), rel
             except UnicodeDecodeError:
                 raise InvalidParameter(f"{rel}: the Dockerfile is not valid UTF-8") from None
-        raise NotFound(f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}")
+        # dockerd's status for it: 500 (an unclassified error), not 404
+        raise DockyardError(f"Cannot locate specified Dockerfile: {name or 'Dockerfile'}")
 
 
 class _Peeked:

@@ -50,9 +50,8 @@ class MetadataSteps:
         labels = dict(stage.config.get("Labels") or {})
         labels.update(pairs)
         stage.config["Labels"] = labels
-        await self._commit_meta(
-            stage, "LABEL " + " ".join(f"{json.dumps(k)}={json.dumps(v)}" for k, v in pairs)
-        )
+        # dockerd's history: KEY=VALUE unquoted (`LABEL a="b c"` reads `LABEL a=b c`)
+        await self._commit_meta(stage, "LABEL " + " ".join(f"{k}={v}" for k, v in pairs))
 
     async def _do_maintainer(self, stage: Stage, inst: Instruction) -> None:
         stage.author = self._word(stage, " ".join(inst.args))
@@ -85,16 +84,15 @@ class MetadataSteps:
 
     async def _do_expose(self, stage: Stage, inst: Instruction) -> None:
         ports = dict(stage.config.get("ExposedPorts") or {})
-        listed = []
-        for arg in inst.args:
-            for word in self._words(stage, arg):
-                for port in _expand_port(word):
-                    ports[port] = {}
-                    listed.append(port)
-        if not listed:
+        words = [w for arg in inst.args for w in self._words(stage, arg)]
+        for word in words:
+            for port in _expand_port(word):
+                ports[port] = {}
+        if not words:
             raise InvalidParameter("EXPOSE requires at least one argument")
         stage.config["ExposedPorts"] = ports
-        await self._commit_meta(stage, "EXPOSE " + " ".join(listed))
+        # dockerd records the ports as written (`EXPOSE 80`, not 80/tcp)
+        await self._commit_meta(stage, "EXPOSE " + " ".join(words))
 
     async def _do_volume(self, stage: Stage, inst: Instruction) -> None:
         paths = (
