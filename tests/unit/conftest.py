@@ -18,10 +18,10 @@ ROOT = os.geteuid() == 0
 def unpack_kernel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Kernel]:
     """The kernel layers are unpacked with: the real one as root; without root the
     recording one, so chown, mknod and trusted xattrs are recorded instead of done
-    while every other file operation is real (DESIGN.md: unit tests without root)."""
+    while path resolution and every other file operation is real (DESIGN.md: unit tests without root)."""
     if ROOT:
         yield tarsafe.default_kernel()
         return
-    kernel = RecordingKernel()
+    kernel = RecordingKernel(real_files=True)
     monkeypatch.setattr(tarsafe, "_KERNEL", [kernel])
     yield kernel

@@ -495,7 +495,7 @@ def test_privileged_calls_go_through_the_kernel(sandbox):
     from dockyard.kernel.fake import RecordingKernel
 
     dest, outside = sandbox
-    kernel = RecordingKernel()
+    kernel = RecordingKernel(real_files=True)
     tar = make_tar(
         [
             D("etc", uid=0, gid=0),
@@ -523,6 +523,9 @@ def test_privileged_calls_go_through_the_kernel(sandbox):
     assert (f"{root}/tagged", "trusted.dockyard", b"v") in xattrs
     assert not any(name == "trusted.overlay.redirect" for _, name, _ in xattrs)  # dropped
     assert all(not p.startswith(str(outside)) for p, *_ in xattrs)
+    # Parent directories are resolved by the kernel (openat2 RESOLVE_IN_ROOT), as
+    # the runtime resolves mount targets: "evil/" was looked up inside the layer.
+    assert {"/bin", "/evil"} <= {path for _, path, _ in kernel.find("open_in_root")}
 
 
 def test_forward_reader_refuses_to_go_back():

@@ -14,10 +14,10 @@ import pytest
 
 from dockyard.errors import KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
+from dockyard.kernel import securejoin
 from dockyard.kernel.fake import RecordingKernel
 from dockyard.kernel.linux import LinuxKernel
-from dockyard.runtime import securejoin
-from dockyard.runtime.securejoin import open_in_root, walk_in_root
+from dockyard.kernel.securejoin import open_in_root, walk_in_root
 
 
 class NoOpenat2(LinuxKernel):

@@ -32,10 +32,10 @@ from dockyard.image.atomic import fsync_dir, is_stale_temp, temp_name, write_fil
 from dockyard.image.changes import apply_changes
 from dockyard.image.digest import chain_id as make_chain_id
 from dockyard.image.digest import chain_ids, digest_hex, normalize_digest, sha256_digest
-from dockyard.image.digesting import DigestingReader, is_compressed
+from dockyard.image.digesting import LayerDigest, is_compressed
 from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
-from dockyard.image.tarsafe import Readable, archive_errors, open_decompressed, unpack_layer
+from dockyard.image.tarsafe import Readable, unpack_layer
 
 _GO_ARCH = {
     "x86_64": "amd64",
@@ -204,12 +204,13 @@ class ImageStore:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                 blob_fd = os.open(tmp_blob, flags, 0o644)
             try:
-                with archive_errors():
-                    reader = DigestingReader(open_decompressed(stream), blob_fd)
-                    size = unpack_layer(
-                        reader, os.path.join(tmp_dir, "diff"), allow_devices=allow_devices
-                    )
-                    reader.drain()
+                reader = LayerDigest(blob_fd)
+                size = unpack_layer(
+                    stream,
+                    os.path.join(tmp_dir, "diff"),
+                    allow_devices=allow_devices,
+                    on_read=reader,
+                )
                 if blob_fd is not None:
                     os.fsync(blob_fd)
             finally:

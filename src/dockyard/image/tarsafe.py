@@ -2,19 +2,22 @@
 
 Docker unpacks layers inside a chroot of the destination, so every path and
 every symlink met on the way resolves *inside* the layer. We get the same
-semantics without chroot: each parent directory is opened component by
-component with O_NOFOLLOW relative to the layer root (openat-style), and a
-symlink met on the way is resolved by hand against the layer root, never by
-the kernel against the host's "/". Entries are then created relative to
-that directory fd, so no path string ever reaches outside `dest`.
+semantics without chroot: each parent directory is resolved by the kernel
+relative to the layer root as if it were "/" (kernel/securejoin:
+openat2(RESOLVE_IN_ROOT), or an fd-by-fd walk where openat2 is missing, the
+resolver the runtime uses for mounts), never as a string by us. Entries are
+then created relative to that directory fd (O_EXCL, O_NOFOLLOW), so no path
+string ever reaches outside `dest`.
 
 Docker whiteouts (".wh.NAME", ".wh..wh..opq") are converted to overlayfs
 form (0/0 char device, trusted.overlay.opaque=y), as dockerd's overlay2
 driver does, so the unpacked directory can be used as a lowerdir as is.
 
-The privileged calls (chown, mknod, xattrs) go through a `Kernel` (DESIGN.md):
-the Linux one in the daemon, the recording one in unit tests without root.
-Plain file I/O (open, write, mkdir, symlink, link) is done here directly.
+The privileged calls (chown, mknod, xattrs) and path resolution go through a
+`Kernel` (DESIGN.md): the Linux one in the daemon, the recording one in unit
+tests without root. Plain file I/O (open, write, mkdir, symlink, link) is
+done here directly. The tar itself is read by image/tar_reader (fast, forward
+only, hashed as it passes).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import bz2
 import contextlib
 import errno
 import gzip
-import io
 import lzma
 import os
 import posixpath
@@ -31,17 +33,20 @@ import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from dockyard.errors import (
     DockyardError,
     InvalidParameter,
     KernelError,
+    RuntimeFailure,
     StorageFull,
     storage_full,
 )
-from dockyard.image.forward_reader import ForwardReader
+from dockyard.image import tar_reader as tr
+from dockyard.image.tar_reader import TarEntry, TarReader
+from dockyard.kernel.securejoin import open_in_root
 
 if TYPE_CHECKING:
     from dockyard.kernel.interface import Kernel
@@ -50,11 +55,13 @@ WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+WHITEOUT_PREFIX_B = WHITEOUT_PREFIX.encode()
+WHITEOUT_META_PREFIX_B = WHITEOUT_META_PREFIX.encode()
+WHITEOUT_OPAQUE_B = WHITEOUT_OPAQUE.encode()
 
-_MAX_SYMLINKS = 40  # as the kernel (ELOOP)
-_COPY_CHUNK = 1 << 20
 _PARENT_CACHE = 512  # directory fds kept open while unpacking
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BZIP2_MAGIC = b"BZh"
@@ -95,6 +102,19 @@ class _PrefixedReader:
                 data += self._stream.read(size - len(data))
             return data
         return self._stream.read(size)
+
+    def readinto(self, buf: memoryview) -> int:
+        # The tar reader fills its buffer in place: no copy of a plain stream.
+        if self._prefix:
+            data = self.read(len(buf))
+            buf[: len(data)] = data
+            return len(data)
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is None:
+            data = self._stream.read(len(buf))
+            buf[: len(data)] = data
+            return len(data)
+        return readinto(buf) or 0
 
     def readable(self) -> bool:
         return True
@@ -141,8 +161,6 @@ def archive_errors() -> Iterator[None]:
         yield
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
         raise InvalidParameter(f"invalid layer archive: {e}") from e
-    except io.UnsupportedOperation as e:  # a member read out of order (ForwardReader)
-        raise InvalidParameter(f"invalid layer archive: {e}") from e
     except OSError as e:
         if "Invalid data stream" in str(e):  # how bz2 reports garbage
             raise InvalidParameter(f"invalid layer archive: {e}") from e
@@ -162,12 +180,16 @@ def unpack_layer(
     allow_devices: bool = True,
     dest_fd: int | None = None,
     kernel: Kernel | None = None,
+    on_read: Callable[[memoryview], None] | None = None,
 ) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
     The size is the sum of regular file sizes, as dockerd's ApplyLayer counts.
-    On error `dest` may hold part of the layer: callers unpack into a private
-    temporary directory and rename it into place only on success.
+    `on_read` sees every byte of the uncompressed stream once, to the end
+    (what follows the end-of-archive blocks too): the diff_id is hashed in
+    the same pass. On error `dest` may hold part of the layer: callers unpack
+    into a private temporary directory and rename it into place only on
+    success.
     """
     if dest_fd is None:
         os.makedirs(dest, exist_ok=True)
@@ -175,317 +197,310 @@ def unpack_layer(
     unpacker.allow_devices = allow_devices  # False for untrusted archives (docker load)
     try:
         with archive_errors():
-            plain = open_decompressed(stream)
-            # Random-access mode over a forward-only reader: tarfile's stream mode
-            # reads 10 KiB at a time (see forward_reader).
-            source = ForwardReader(plain)
-            with tarfile.open(fileobj=source, mode="r:", errorlevel=2) as tar:  # type: ignore[call-overload]
-                # next() rather than iteration, so that the member list can be
-                # dropped as we go: memory stays flat for 100k-entry rootfs tars.
-                while (member := tar.next()) is not None:
-                    unpacker.add(tar, member)
-                    tar.members.clear()
-                # Bytes after the end-of-archive blocks may have been read ahead
-                # (a DigestingReader below hashed them as they passed).
+            reader = TarReader(open_decompressed(stream), on_read)
+            while (entry := reader.next()) is not None:
+                unpacker.add(reader, entry)
+            if on_read is not None:
+                reader.drain()
         unpacker.finish()
     finally:
         unpacker.close()
     return unpacker.size
 
 
+def _umask() -> int | None:
+    """The process's umask, read without changing it (Linux >= 4.7)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class _LayerUnpacker:
+    """Creates each entry relative to a directory fd that the kernel resolved
+    inside the layer (kernel/securejoin: openat2 RESOLVE_IN_ROOT, or the fd walk),
+    with as few system calls per entry as `tar -x` makes: no stat before a
+    create (O_EXCL; an existing entry is handled on EEXIST), owner and mode on
+    the open fd, the mode given at create when the umask lets it through."""
+
     def __init__(self, dest: str, dest_fd: int | None = None, kernel: Kernel | None = None) -> None:
         self.allow_devices = True
-        # Owners, device nodes and xattrs go through the kernel (a recording one in
-        # unit tests without root); plain file I/O does not.
+        # Owners, device nodes, xattrs and path resolution go through the kernel
+        # (a recording one in unit tests without root); plain file I/O does not.
         self.kernel = kernel if kernel is not None else default_kernel()
         # dest_fd: a directory already resolved (docker cp into a container's root)
         self.root_fd = os.dup(dest_fd) if dest_fd is not None else os.open(dest, _DIR_FLAGS)
         self.size = 0
+        umask = _umask()
+        # Permission bits a create cannot give (umask), so fchmod is needed for them.
+        self._masked = 0o7777 if umask is None else umask | 0o7000
         # Directory mtimes are set at the end: creating children changes them.
-        self._dir_times: dict[tuple[str, ...], tuple[int, int]] = {}
-        # Resolved parent directories (layer path -> fd, symlink-free path): a
-        # rootfs tar goes back and forth between a few hundred directories.
-        self._parents: dict[tuple[str, ...], tuple[int, list[str]]] = {}
+        self._dir_times: dict[bytes, tuple[int, int]] = {}
+        # Directories resolved so far (layer path -> fd): a rootfs tar goes back
+        # and forth between a few hundred of them.
+        self._parents: dict[bytes, int] = {}
 
     def close(self) -> None:
         self._drop_cache()
         os.close(self.root_fd)
 
     def _drop_cache(self) -> None:
-        """Forget every resolved directory: called before anything is removed or
-        replaced, so a cached fd never names a directory that is no longer there."""
+        """Forget every resolved directory: called before a directory or symlink is
+        removed or replaced, so no cached fd names what is no longer at its path."""
         parents, self._parents = self._parents, {}
-        for fd, _ in parents.values():
+        for fd in parents.values():
             os.close(fd)
 
     # -- path resolution ---------------------------------------------------------
 
-    def _open_path(self, parts: list[str]) -> int:
-        """Open the already-resolved directory `parts` (real dirs only, no symlinks)."""
-        fd = os.dup(self.root_fd)
+    def _open_dir(self, rel: bytes, entry: TarEntry, create: bool) -> int:
+        """A directory fd of layer path `rel`, resolved by the kernel as if the layer
+        were "/" (symlinks and ".." stay inside); missing directories are made
+        (0755, as dockerd) when `create`."""
+        path = os.fsdecode(rel)
         try:
-            for part in parts:
-                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = nfd
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    def _resolve_dir(self, parts: list[str], entry: str, create: bool) -> tuple[int, list[str]]:
-        """Open directory `parts` of the layer, following symlinks *inside* the layer.
-
-        Missing directories are created (mode 0755, as dockerd does) when
-        `create` is set. Returns the fd and the resolved (symlink-free) path.
-        """
-        pending = list(reversed(parts))
-        resolved: list[str] = []
-        fd = os.dup(self.root_fd)
-        links = 0
+            opath = open_in_root(self.kernel, self.root_fd, path, "dir" if create else None)
+        except KernelError as e:
+            raise _resolve_error(entry, path, e.errno) from e
+        except RuntimeFailure as e:  # too many links, or a path that keeps changing
+            raise InvalidParameter(f"invalid tar entry {entry.shown!r}: {e.message}") from e
         try:
-            while pending:
-                part = pending.pop()
-                if part in ("", "."):
-                    continue
-                if part == "..":
-                    # ".." at the layer root stays at the root, like in a chroot.
-                    if resolved:
-                        resolved.pop()
-                        os.close(fd)
-                        fd = self._open_path(resolved)
-                    continue
-                try:
-                    st = os.stat(part, dir_fd=fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    if not create:
-                        raise InvalidParameter(
-                            f"invalid tar entry {entry!r}: {'/'.join([*resolved, part])!r} does not exist in the layer"
-                        ) from None
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                    st = os.stat(part, dir_fd=fd, follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    links += 1
-                    if links > _MAX_SYMLINKS:
-                        raise InvalidParameter(
-                            f"invalid tar entry {entry!r}: too many levels of symbolic links"
-                        )
-                    target = os.readlink(part, dir_fd=fd)
-                    pending.extend(reversed(target.split("/")))
-                    if target.startswith("/"):
-                        resolved = []
-                        os.close(fd)
-                        fd = os.dup(self.root_fd)
-                    continue
-                if not stat.S_ISDIR(st.st_mode):
-                    raise InvalidParameter(
-                        f"invalid tar entry {entry!r}: {'/'.join([*resolved, part])!r} is not a directory"
-                    )
-                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = nfd
-                resolved.append(part)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd, resolved
+            return os.open(".", _DIR_FLAGS, dir_fd=opath)
+        except NotADirectoryError:
+            raise InvalidParameter(
+                f"invalid tar entry {entry.shown!r}: {path!r} is not a directory"
+            ) from None
+        finally:
+            os.close(opath)
 
-    def _parent(self, parts: tuple[str, ...], entry: str) -> tuple[int, list[str]]:
-        """Parent directory fd (owned by the cache: do not close) and its resolved path."""
-        cached = self._parents.get(parts)
-        if cached is not None:
-            return cached
+    def _parent(self, rel: bytes, entry: TarEntry) -> int:
+        """Directory fd of `rel` (owned by the cache: do not close)."""
+        fd = self._parents.get(rel)
+        if fd is not None:
+            return fd
         if len(self._parents) >= _PARENT_CACHE:
             self._drop_cache()
-        fd, resolved = self._resolve_dir(list(parts), entry, create=True)
-        self._parents[parts] = (fd, resolved)
-        return fd, resolved
+        fd = self._open_dir(rel, entry, create=True) if rel else os.dup(self.root_fd)
+        self._parents[rel] = fd
+        return fd
 
     # -- entries -----------------------------------------------------------------
 
-    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        name = member.name
-        rel = _layer_relative(name)
-        if rel == ".":
-            if member.isdir():
-                self._apply_dir_metadata(self.root_fd, (), member)
+    def add(self, reader: TarReader, entry: TarEntry) -> None:
+        rel = _layer_relative(entry.name, entry)
+        if rel == b".":
+            if entry.type == tr.DIR:
+                self._apply_dir_metadata(self.root_fd, b"", entry)
             return
-        parts = tuple(rel.split("/"))
-        base = parts[-1]
-        if any(p.startswith(WHITEOUT_META_PREFIX) for p in parts[:-1]):
+        parent_rel, _, base = rel.rpartition(b"/")
+        if b".wh..wh." in parent_rel and any(
+            p.startswith(WHITEOUT_META_PREFIX_B) for p in parent_rel.split(b"/")
+        ):
             return  # aufs bookkeeping (.wh..wh.plnk etc.), meaningless for overlay
         try:
-            parent_fd, parent_path = self._parent(parts[:-1], name)
-            if base.startswith(WHITEOUT_PREFIX):
-                self._add_whiteout(parent_fd, base, member)
-                return
-            self._add_entry(tar, member, parent_fd, parent_path, base)
+            parent = self._parent(parent_rel, entry)
+            kind = entry.type
+            if base.startswith(WHITEOUT_PREFIX_B):
+                self._add_whiteout(parent_rel, parent, base, entry)
+            elif kind == tr.REG:
+                self._add_file(reader, entry, parent_rel, parent, base)
+            elif kind == tr.DIR:
+                self._add_dir(entry, parent_rel, parent, base, rel)
+            elif kind == tr.SYM:
+                self._add_symlink(entry, parent_rel, parent, base)
+            elif kind == tr.LNK:
+                self._add_hardlink(entry, parent_rel, parent, base)
+            elif kind in (tr.CHR, tr.BLK, tr.FIFO):
+                self._add_special(entry, parent_rel, parent, base)
+            else:
+                raise InvalidParameter(
+                    f"unhandled tar header type {chr(kind)!r} for {entry.shown!r}"
+                )
         except FileExistsError as e:
-            raise InvalidParameter(f"invalid tar entry {name!r}: {e.strerror}") from e
+            raise InvalidParameter(f"invalid tar entry {entry.shown!r}: {e.strerror}") from e
         except KernelError as e:  # chown, mknod, xattrs (through the kernel)
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(f"failed to extract {name!r}: no space left on device") from e
+                raise StorageFull(
+                    f"failed to extract {entry.shown!r}: no space left on device"
+                ) from e
             if e.errno == errno.EEXIST:
-                raise InvalidParameter(f"invalid tar entry {name!r}: {os.strerror(e.errno)}") from e
-            raise DockyardError(f"failed to extract {name!r}: {os.strerror(e.errno)}") from e
+                raise InvalidParameter(
+                    f"invalid tar entry {entry.shown!r}: {os.strerror(e.errno)}"
+                ) from e
+            raise DockyardError(f"failed to extract {entry.shown!r}: {os.strerror(e.errno)}") from e
         except DockyardError:
             raise
         except OSError as e:
             if storage_full(e) is not None:
-                raise StorageFull(f"failed to extract {name!r}: no space left on device") from e
-            raise DockyardError(f"failed to extract {name!r}: {e.strerror or e}") from e
+                raise StorageFull(
+                    f"failed to extract {entry.shown!r}: no space left on device"
+                ) from e
+            raise DockyardError(f"failed to extract {entry.shown!r}: {e.strerror or e}") from e
 
-    def _remove_existing(self, parent_fd: int, base: str, keep_dir: bool) -> None:
-        """Docker semantics: a later entry replaces an earlier one, except dir over dir."""
+    def _make_room(self, parent_rel: bytes, parent: int, base: bytes, keep_dir: bool) -> int:
+        """Docker semantics: a later entry replaces an earlier one, except dir over dir.
+        Returns the parent's fd again (the cache may have been dropped meanwhile)."""
         try:
-            st = os.stat(base, dir_fd=parent_fd, follow_symlinks=False)
+            st = os.stat(base, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
-            return
+            return parent
         if keep_dir and stat.S_ISDIR(st.st_mode):
-            return
-        self._drop_cache()  # the cached parent might be inside what we remove
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(base, dir_fd=parent_fd)
-        else:
-            os.unlink(base, dir_fd=parent_fd)
-
-    def _add_whiteout(self, parent_fd: int, base: str, member: tarfile.TarInfo) -> None:
-        if base == WHITEOUT_OPAQUE:
-            self.kernel.setxattr(parent_fd, OVERLAY_OPAQUE_XATTR, b"y")
-            return
-        if base.startswith(WHITEOUT_META_PREFIX):
-            return  # other aufs metadata
-        hidden = base[len(WHITEOUT_PREFIX) :]
-        if hidden in ("", ".", ".."):
-            raise InvalidParameter(f"invalid whiteout entry {member.name!r}")
-        # The cache may hold this parent: keep its fd valid by pinning a dup.
-        fd = os.dup(parent_fd)
-        try:
-            self._remove_existing(fd, hidden, keep_dir=False)
-            self.kernel.mknodat(fd, hidden, stat.S_IFCHR | 0o000, 0, 0)
-            self.kernel.lchownat(fd, hidden, member.uid, member.gid)
-        finally:
-            os.close(fd)
-
-    def _add_entry(
-        self,
-        tar: tarfile.TarFile,
-        member: tarfile.TarInfo,
-        parent_fd: int,
-        parent_path: list[str],
-        base: str,
-    ) -> None:
-        fd = os.dup(parent_fd)  # survives a cache drop in _remove_existing
-        try:
-            self._remove_existing(fd, base, keep_dir=member.isdir())
-            if member.isreg():
-                self._add_file(tar, member, fd, base)
-            elif member.isdir():
-                # Dir over dir: keep the contents, take the new metadata.
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(base, 0o700, dir_fd=fd)
-                dfd = os.open(base, _DIR_FLAGS, dir_fd=fd)
-                try:
-                    self._apply_dir_metadata(dfd, (*parent_path, base), member)
-                finally:
-                    os.close(dfd)
-            elif member.issym():
-                # Created as is, even if it points outside: it is resolved
-                # inside the container's root at run time, and we never
-                # follow it while unpacking (see _resolve_dir).
-                os.symlink(member.linkname, base, dir_fd=fd)
-                self.kernel.lchownat(fd, base, member.uid, member.gid)
-                self._apply_xattrs(_proc_path(fd, base), member, follow=False)
-                os.utime(base, ns=_times_ns(member), dir_fd=fd, follow_symlinks=False)
-            elif member.islnk():
-                self._add_hardlink(member, fd, base)
-            elif (member.ischr() or member.isblk()) and not self.allow_devices:
-                raise InvalidParameter(
-                    f"refusing device node {member.name!r} in an untrusted archive"
-                )
-            elif member.ischr() or member.isblk() or member.isfifo():
-                if member.isfifo():
-                    os.mkfifo(base, 0o600, dir_fd=fd)
+            return parent
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            # A cached directory may be below it, or have been resolved through it.
+            pinned = os.dup(parent)
+            try:
+                self._drop_cache()
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(base, dir_fd=pinned)
                 else:
-                    kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
-                    self.kernel.mknodat(fd, base, kind | 0o600, member.devmajor, member.devminor)
-                self.kernel.lchownat(fd, base, member.uid, member.gid)
-                # Not a symlink (we just made it), so following is harmless here.
-                os.chmod(base, member.mode & 0o7777, dir_fd=fd)
-                self._apply_xattrs(_proc_path(fd, base), member, follow=False)
-                os.utime(base, ns=_times_ns(member), dir_fd=fd, follow_symlinks=False)
-            else:
-                raise InvalidParameter(
-                    f"unhandled tar header type {member.type!r} for {member.name!r}"
-                )
-        finally:
-            os.close(fd)
+                    os.unlink(base, dir_fd=pinned)
+            finally:
+                os.close(pinned)
+            return self._parent(parent_rel, _NO_ENTRY)
+        os.unlink(base, dir_fd=parent)
+        return parent
+
+    def _add_whiteout(self, parent_rel: bytes, parent: int, base: bytes, entry: TarEntry) -> None:
+        if base == WHITEOUT_OPAQUE_B:
+            self.kernel.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y")
+            return
+        if base.startswith(WHITEOUT_META_PREFIX_B):
+            return  # other aufs metadata
+        hidden = base[len(WHITEOUT_PREFIX_B) :]
+        if hidden in (b"", b".", b".."):
+            raise InvalidParameter(f"invalid whiteout entry {entry.shown!r}")
+        parent = self._make_room(parent_rel, parent, hidden, keep_dir=False)
+        name = os.fsdecode(hidden)
+        self.kernel.mknodat(parent, name, stat.S_IFCHR | 0o000, 0, 0)
+        self.kernel.lchownat(parent, name, entry.uid, entry.gid)
 
     def _add_file(
-        self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, base: str
+        self, reader: TarReader, entry: TarEntry, parent_rel: bytes, parent: int, base: bytes
     ) -> None:
-        src = tar.extractfile(member)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        out = os.open(base, flags, 0o600, dir_fd=parent_fd)
+        mode = entry.mode & 0o7777
         try:
-            if src is not None and member.sparse is not None:
-                _copy_sparse(src, out, member)
-            elif src is not None:
-                while True:
-                    chunk = src.read(_COPY_CHUNK)
-                    if not chunk:
-                        break
-                    view = memoryview(chunk)
+            out = os.open(base, _FILE_FLAGS, mode & 0o777, dir_fd=parent)
+        except FileExistsError:
+            parent = self._make_room(parent_rel, parent, base, keep_dir=False)
+            out = os.open(base, _FILE_FLAGS, mode & 0o777, dir_fd=parent)
+        try:
+            if entry.sparse is not None:
+                _copy_sparse(reader, out, entry)
+                size = entry.real_size
+            else:
+                size = entry.size
+                left = size
+                write = os.write
+                while left:
+                    view = reader.take(left)
+                    left -= len(view)
                     while view:
-                        n = os.write(out, view)
-                        view = view[n:]
+                        view = view[write(out, view) :]
             # chown before chmod: chown clears setuid/setgid bits.
-            self.kernel.fchown(out, member.uid, member.gid)
-            os.fchmod(out, member.mode & 0o7777)
-            self._apply_xattrs(out, member, follow=True)
-            os.utime(out, ns=_times_ns(member))
+            self.kernel.fchown(out, entry.uid, entry.gid)
+            if mode & self._masked:
+                os.fchmod(out, mode)
+            if entry.xattrs:
+                self._apply_xattrs(out, entry, follow=True)
+            os.utime(out, ns=(entry.atime_ns, entry.mtime_ns))
         finally:
             os.close(out)
-        self.size += member.size
+        self.size += size
 
-    def _add_hardlink(self, member: tarfile.TarInfo, parent_fd: int, base: str) -> None:
-        target = _layer_relative(member.linkname, what="hardlink target", entry=member.name)
-        if target == ".":
-            raise InvalidParameter(f"invalid hardlink {member.name!r} -> {member.linkname!r}")
-        tparts = target.split("/")
-        tfd, _ = self._resolve_dir(tparts[:-1], member.name, create=False)
+    def _add_dir(
+        self, entry: TarEntry, parent_rel: bytes, parent: int, base: bytes, rel: bytes
+    ) -> None:
         try:
-            try:
-                st = os.stat(tparts[-1], dir_fd=tfd, follow_symlinks=False)
-            except FileNotFoundError:
-                raise InvalidParameter(
-                    f"invalid hardlink {member.name!r} -> {member.linkname!r}: target does not exist in the layer"
-                ) from None
-            if stat.S_ISDIR(st.st_mode):
-                raise InvalidParameter(
-                    f"invalid hardlink {member.name!r} -> {member.linkname!r}: target is a directory"
-                )
+            os.mkdir(base, 0o700, dir_fd=parent)
+        except FileExistsError:
+            # Dir over dir: keep the contents, take the new metadata.
+            parent = self._make_room(parent_rel, parent, base, keep_dir=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(base, 0o700, dir_fd=parent)
+        dfd = os.open(base, _DIR_FLAGS, dir_fd=parent)
+        try:
+            self._apply_dir_metadata(dfd, rel, entry)
+        except BaseException:
+            os.close(dfd)
+            raise
+        # Its children come next: keep it open as their parent.
+        old = self._parents.get(rel)
+        if old is None and len(self._parents) >= _PARENT_CACHE:
+            self._drop_cache()
+        elif old is not None:
+            os.close(old)
+        self._parents[rel] = dfd
+
+    def _add_symlink(self, entry: TarEntry, parent_rel: bytes, parent: int, base: bytes) -> None:
+        # Created as is, even if it points outside: it is resolved inside the
+        # container's root at run time, and never followed while unpacking.
+        try:
+            os.symlink(entry.linkname, base, dir_fd=parent)
+        except FileExistsError:
+            parent = self._make_room(parent_rel, parent, base, keep_dir=False)
+            os.symlink(entry.linkname, base, dir_fd=parent)
+        name = os.fsdecode(base)
+        self.kernel.lchownat(parent, name, entry.uid, entry.gid)
+        if entry.xattrs:
+            self._apply_xattrs(_proc_path(parent, name), entry, follow=False)
+        os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+    def _add_special(self, entry: TarEntry, parent_rel: bytes, parent: int, base: bytes) -> None:
+        if entry.type != tr.FIFO and not self.allow_devices:
+            raise InvalidParameter(f"refusing device node {entry.shown!r} in an untrusted archive")
+        parent = self._make_room(parent_rel, parent, base, keep_dir=False)
+        name = os.fsdecode(base)
+        if entry.type == tr.FIFO:
+            os.mkfifo(base, 0o600, dir_fd=parent)
+        else:
+            kind = stat.S_IFCHR if entry.type == tr.CHR else stat.S_IFBLK
+            self.kernel.mknodat(parent, name, kind | 0o600, entry.devmajor, entry.devminor)
+        self.kernel.lchownat(parent, name, entry.uid, entry.gid)
+        # Not a symlink (we just made it), so following is harmless here.
+        os.chmod(base, entry.mode & 0o7777, dir_fd=parent)
+        if entry.xattrs:
+            self._apply_xattrs(_proc_path(parent, name), entry, follow=False)
+        os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+    def _add_hardlink(self, entry: TarEntry, parent_rel: bytes, parent: int, base: bytes) -> None:
+        target = _layer_relative(entry.linkname, entry, what="hardlink target")
+        shown = f"{entry.shown!r} -> {entry.linkname.decode('utf-8', 'backslashreplace')!r}"
+        if target == b".":
+            raise InvalidParameter(f"invalid hardlink {shown}")
+        parent = self._make_room(parent_rel, parent, base, keep_dir=False)
+        tdir, _, tname = target.rpartition(b"/")
+        tfd = self._open_dir(tdir, entry, create=False) if tdir else os.dup(self.root_fd)
+        try:
             # linkat without AT_SYMLINK_FOLLOW: links the entry itself, never
             # what a symlink there points to.
-            os.link(tparts[-1], base, src_dir_fd=tfd, dst_dir_fd=parent_fd, follow_symlinks=False)
+            os.link(tname, base, src_dir_fd=tfd, dst_dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise InvalidParameter(
+                f"invalid hardlink {shown}: target does not exist in the layer"
+            ) from None
+        except PermissionError:
+            if stat.S_ISDIR(os.stat(tname, dir_fd=tfd, follow_symlinks=False).st_mode):
+                raise InvalidParameter(f"invalid hardlink {shown}: target is a directory") from None
+            raise
         finally:
             os.close(tfd)
 
     # -- metadata ----------------------------------------------------------------
 
-    def _apply_dir_metadata(self, dfd: int, path: tuple[str, ...], member: tarfile.TarInfo) -> None:
-        self.kernel.fchown(dfd, member.uid, member.gid)
-        os.fchmod(dfd, member.mode & 0o7777)
-        self._apply_xattrs(dfd, member, follow=True)
-        self._dir_times[path] = _times_ns(member)
+    def _apply_dir_metadata(self, dfd: int, rel: bytes, entry: TarEntry) -> None:
+        self.kernel.fchown(dfd, entry.uid, entry.gid)
+        os.fchmod(dfd, entry.mode & 0o7777)
+        if entry.xattrs:
+            self._apply_xattrs(dfd, entry, follow=True)
+        self._dir_times[rel] = (entry.atime_ns, entry.mtime_ns)
 
-    def _apply_xattrs(self, target: int | str, member: tarfile.TarInfo, follow: bool) -> None:
-        for key, value in member.pax_headers.items():
-            if not key.startswith("SCHILY.xattr."):
-                continue
-            attr = key[len("SCHILY.xattr.") :]
-            raw = value.encode("utf-8", "surrogateescape")
+    def _apply_xattrs(self, target: int | str, entry: TarEntry, follow: bool) -> None:
+        for attr, raw in entry.xattrs or ():
             # overlayfs control attributes (redirect, metacopy, origin...) would
             # let a layer steer lookups; only "opaque" is meaningful in a tar.
             if attr.startswith("trusted.overlay.") and (
@@ -500,11 +515,17 @@ class _LayerUnpacker:
                     raise
 
     def finish(self) -> None:
-        self._drop_cache()
-        for path, times in self._dir_times.items():
+        for rel, times in self._dir_times.items():
+            fd = self._parents.get(rel)
+            if fd is not None:
+                os.utime(fd, ns=times)
+                continue
+            if not rel:
+                os.utime(self.root_fd, ns=times)
+                continue
             try:
-                fd = self._open_path(list(path))
-            except OSError:
+                fd = self._open_dir(rel, _NO_ENTRY, create=False)
+            except InvalidParameter:
                 continue  # replaced by a later entry
             try:
                 os.utime(fd, ns=times)
@@ -512,47 +533,55 @@ class _LayerUnpacker:
                 os.close(fd)
 
 
-def _copy_sparse(src: BinaryIO, out: int, member: tarfile.TarInfo) -> None:
+_NO_ENTRY = TarEntry()
+
+
+def _resolve_error(entry: TarEntry, path: str, err: int) -> InvalidParameter:
+    what = {
+        errno.ENOTDIR: "is not a directory",
+        errno.ELOOP: "has too many levels of symbolic links",
+        errno.ENOENT: "does not exist in the layer",
+    }.get(err, os.strerror(err))
+    if err == errno.ELOOP:
+        return InvalidParameter(
+            f"invalid tar entry {entry.shown!r}: too many levels of symbolic links"
+        )
+    return InvalidParameter(f"invalid tar entry {entry.shown!r}: {path!r} {what}")
+
+
+def _copy_sparse(reader: TarReader, out: int, entry: TarEntry) -> None:
     """Write only the data regions of a sparse member (GNU or PAX sparse): its
     holes stay holes, as with dockerd (Go's tar reader seeks over them), so a
     small upload cannot become a layer of the size the header claims."""
-    # The unbuffered reader: a buffered one reads ahead into the next data region,
-    # and a stream ("r|") cannot seek back to it.
-    raw = getattr(src, "raw", src)
-    for offset, length in member.sparse or []:
-        if offset < 0 or length < 0 or offset + length > member.size:
-            raise InvalidParameter(f"invalid sparse map in tar entry {member.name!r}")
-        raw.seek(offset)
+    end = 0
+    for offset, length in entry.sparse or []:
+        if offset < end:
+            raise InvalidParameter(
+                f"invalid layer archive: sparse map of {entry.shown!r} goes back (backward seek)"
+            )
+        if offset < 0 or length < 0 or offset + length > entry.real_size:
+            raise InvalidParameter(f"invalid sparse map in tar entry {entry.shown!r}")
+        if length > reader.left:
+            raise InvalidParameter(f"truncated sparse data in tar entry {entry.shown!r}")
         pos, left = offset, length
         while left:
-            chunk = raw.read(min(_COPY_CHUNK, left))
-            if not chunk:
-                raise InvalidParameter(f"truncated sparse data in tar entry {member.name!r}")
-            view = memoryview(chunk)
+            view = reader.take(left)
+            left -= len(view)
             while view:
                 n = os.pwrite(out, view, pos)
                 view, pos = view[n:], pos + n
-            left -= len(chunk)
-    os.ftruncate(out, member.size)
+        end = offset + length
+    os.ftruncate(out, entry.real_size)
 
 
-def _layer_relative(name: str, what: str = "path", entry: str | None = None) -> str:
+def _layer_relative(name: bytes, entry: TarEntry, what: str = "path") -> bytes:
     """Normalise a tar name like dockerd: leading "/" dropped, "../" escapes refused."""
-    rel = posixpath.normpath(name.lstrip("/")) if name.strip("/") else "."
-    if rel == ".." or rel.startswith("../"):
-        shown = f"{entry!r} -> {name!r}" if entry is not None else repr(name)
+    rel = posixpath.normpath(name.lstrip(b"/")) if name.strip(b"/") else b"."
+    if rel == b".." or rel.startswith(b"../"):
+        shown = name.decode("utf-8", "backslashreplace")
+        shown = f"{entry.shown!r} -> {shown!r}" if name is not entry.name else repr(shown)
         raise InvalidParameter(f"invalid tar entry {shown}: {what} is outside of the layer")
     return rel
-
-
-def _times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
-    mtime = int(member.mtime * 1_000_000_000)
-    atime_s = member.pax_headers.get("atime")
-    try:
-        atime = int(float(atime_s) * 1_000_000_000) if atime_s else mtime
-    except ValueError:
-        atime = mtime
-    return atime, mtime
 
 
 def _proc_path(dir_fd: int, name: str) -> str:

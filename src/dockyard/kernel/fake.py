@@ -24,7 +24,17 @@ class RecordingKernel(Kernel):
         fail: dict[str, int] | None = None,
         dirs: set[str] | None = None,
         absent: set[str] | None = None,
+        real_files: bool = False,
     ) -> None:
+        # With real_files, the unprivileged calls that resolve and create paths
+        # (openat2, openat, mkdirat, readlinkat, close) are recorded and also made,
+        # on the real file system: a layer unpacked without root is a real tree,
+        # while chown, mknod and xattrs are only recorded.
+        self._files: Kernel | None = None
+        if real_files:
+            from dockyard.kernel.linux import LinuxKernel
+
+            self._files = LinuxKernel()
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self._fail = dict(fail or {})  # call name -> errno to raise (once per matching call)
         self._dirs = dirs if dirs is not None else set()
@@ -143,6 +153,8 @@ class RecordingKernel(Kernel):
 
     def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
         self._rec("open_in_root", root_fd, path, flags)
+        if self._files is not None:
+            return self._files.open_in_root(root_fd, path, flags)
         # Lexical here: the fake has no symlinks; the real kernel resolves them.
         full = posixpath.normpath(self.path_of(root_fd) + "/" + posixpath.normpath("/" + path))
         if self._missing(full):
@@ -151,6 +163,8 @@ class RecordingKernel(Kernel):
 
     def open_at(self, dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
         self._rec("open_at", dir_fd, path, flags, mode)
+        if self._files is not None:
+            return self._files.open_at(dir_fd, path, flags, mode)
         full = path if dir_fd == AT_FDCWD else posixpath.join(self.path_of(dir_fd), path)
         if self._missing(full):
             if not flags & os.O_CREAT:
@@ -162,6 +176,8 @@ class RecordingKernel(Kernel):
 
     def mkdirat(self, dir_fd: int, name: str, mode: int) -> None:
         self._rec("mkdirat", dir_fd, name, mode)
+        if self._files is not None:
+            return self._files.mkdirat(dir_fd, name, mode)
         full = posixpath.join(self.path_of(dir_fd), name)
         if not self._missing(full):
             raise KernelError("mkdirat", (dir_fd, name), E.EEXIST)
@@ -170,6 +186,8 @@ class RecordingKernel(Kernel):
 
     def readlinkat(self, dir_fd: int, name: str) -> str:
         self._rec("readlinkat", dir_fd, name)
+        if self._files is not None:
+            return self._files.readlinkat(dir_fd, name)
         raise KernelError("readlinkat", (dir_fd, name), E.EINVAL)  # no symlinks here
 
     def mknodat(self, dir_fd: int, name: str, mode: int, major: int, minor: int) -> None:
@@ -183,6 +201,8 @@ class RecordingKernel(Kernel):
 
     def close(self, fd: int) -> None:
         self._rec("close", fd)
+        if self._files is not None:
+            return self._files.close(fd)
         self.open_fds.discard(fd)
 
     def _real_path(self, fd: int) -> str:

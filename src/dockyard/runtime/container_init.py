@@ -26,12 +26,12 @@ from time import perf_counter_ns
 from dockyard.errors import DockyardError, KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
+from dockyard.kernel.securejoin import open_in_root
 from dockyard.kernel.trace import TRACING, TraceEntry, TracingKernel, calls_to_json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
 from dockyard.runtime.seccomp import compile_oci
-from dockyard.runtime.securejoin import open_in_root
 from dockyard.runtime.spec import DEFAULT_PATH
 
 # name, major, minor: the devices every container gets (runtime-spec "default devices").

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""`dockyard load` of a saved image against `tar -x` of its layers and `docker load`.
+
+    dockyard save debian:bookworm > /tmp/debian.tar
+    python3 bench/unpack_bench.py /tmp/debian.tar [-n 5] [--compare-src /work/main/src]
+
+The layers of the archive get one small file more (so that their diff_ids
+are new to any engine: a layer an engine already has is not unpacked
+again), then every round runs, interleaved, on the same machine state:
+
+    load          dockyard load -i archive.tar on a daemon of this tree (private
+                  socket and data root under /tmp), then rmi
+    load (other)  the same on a daemon of --compare-src (e.g. main's tree), for A/B
+    tar -x        tar -xf of the layer tars into an empty directory
+    tar -x + sync the same followed by sync (a load syncs before a layer appears)
+    docker load   `docker load -i` on the dockerd at --docker-host, under a tag
+                  unique to this bench, then `docker rmi` (a row only where
+                  that dockerd answers; this script never starts one)
+
+It prints medians in MB/s of uncompressed layer bytes, each row's ratio to
+`tar -x` measured in the same rounds, and each daemon's peak memory (VmHWM).
+The machine may be loaded: trust the ratios more than the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from image_bench import Daemon, make_archive  # noqa: E402
+
+TAG = "unpack-bench:debian"
+DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
+
+
+def layers_of(archive: Path) -> list[bytes]:
+    """The layer tars of a docker save archive (either layout), in manifest order."""
+    import json
+
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        out = []
+        for name in manifest[0]["Layers"]:
+            f = tar.extractfile(name)
+            assert f is not None, name
+            out.append(f.read())
+    return out
+
+
+def with_marker(layer: bytes, token: str) -> bytes:
+    """`layer` with one more regular file before its end-of-archive blocks."""
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
+        end = 0
+        for m in tar:
+            end = m.offset_data + (-(-m.size // 512) * 512 if m.isreg() else 0)
+    data = token.encode()
+    info = tarfile.TarInfo(".unpack-bench")
+    info.size, info.mode = len(data), 0o644
+    out = layer[:end] + info.tobuf(tarfile.PAX_FORMAT) + data + b"\0" * (-len(data) % 512)
+    out += b"\0" * 1024
+    return out + b"\0" * (-len(out) % 10240)
+
+
+class DockerRef:
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def answers(self) -> bool:
+        return (
+            shutil.which(DOCKER) is not None
+            and subprocess.run([DOCKER, "-H", self.host, "version"], capture_output=True).returncode
+            == 0
+        )
+
+    def run(self, *args: str) -> float:
+        start = time.perf_counter()
+        proc = subprocess.run([DOCKER, "-H", self.host, *args], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"docker {' '.join(args)} failed: {proc.stderr}")
+        return time.perf_counter() - start
+
+
+def daemon_at(base: Path, src: Path) -> Daemon:
+    base.mkdir()
+    # image_bench.Daemon puts this repo's src on PYTHONPATH; point it elsewhere.
+    import image_bench
+
+    saved = image_bench.REPO
+    image_bench.REPO = src.parent
+    try:
+        return Daemon(base)
+    finally:
+        image_bench.REPO = saved
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("archive", type=Path, help="a docker save archive (dockyard save IMAGE)")
+    p.add_argument("-n", type=int, default=5)
+    p.add_argument("--compare-src", type=Path, help="another tree's src/ to A/B against")
+    p.add_argument("--docker-host", default="unix:///run/docker-bench.sock")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (the daemon unpacks layers with their owners)")
+    base = Path(tempfile.mkdtemp(prefix="dky-unpack-bench-", dir="/tmp"))
+    docker = DockerRef(args.docker_host)
+    has_docker = docker.answers()
+    daemons: dict[str, Daemon] = {}
+    try:
+        layers = [
+            with_marker(layer, f"{os.getpid()}-{i}")
+            for i, layer in enumerate(layers_of(args.archive))
+        ]
+        size_mb = sum(len(layer) for layer in layers) / 1e6
+        archive = base / "image.tar"
+        archive.write_bytes(make_archive(layers, TAG))
+        paths = []
+        for i, layer in enumerate(layers):
+            paths.append(base / f"l{i}.tar")
+            paths[-1].write_bytes(layer)
+        del layers
+        daemons["load"] = daemon_at(base / "this", REPO / "src")
+        if args.compare_src:
+            daemons["load (other)"] = daemon_at(base / "other", args.compare_src)
+        times: dict[str, list[float]] = {}
+        for _ in range(args.n):
+            for row, daemon in daemons.items():
+                subprocess.run(["sync"], check=True)
+                times.setdefault(row, []).append(daemon.cli("load", "-i", str(archive)))
+                daemon.cli("rmi", TAG)
+            subprocess.run(["sync"], check=True)
+            dest = base / "x"
+            dest.mkdir()
+            start = time.perf_counter()
+            for path in paths:
+                subprocess.run(["tar", "-xf", str(path), "-C", str(dest)], check=True)
+            untarred = time.perf_counter()
+            subprocess.run(["sync"], check=True)
+            times.setdefault("tar -x", []).append(untarred - start)
+            times.setdefault("tar -x + sync", []).append(time.perf_counter() - start)
+            shutil.rmtree(dest)
+            if has_docker:
+                subprocess.run(["sync"], check=True)
+                times.setdefault("docker load", []).append(
+                    docker.run("load", "-q", "-i", str(archive))
+                )
+                docker.run("rmi", TAG)
+        floor = statistics.median(times["tar -x"])
+        print(f"{size_mb:.0f} MB of layers, {args.n} rounds, medians")
+        for row, ts in times.items():
+            med = statistics.median(ts)
+            print(f"{row:14s} {size_mb / med:7.0f} MB/s  ({med:.2f} s, {floor / med:.2f} x tar -x)")
+        for row, daemon in daemons.items():
+            print(f"{row:14s} daemon peak memory {daemon.peak_rss_mb():.0f} MB")
+        if not has_docker:
+            print(f"docker load: no dockerd answers on {args.docker_host}")
+    finally:
+        for daemon in daemons.values():
+            daemon.stop()
+        if has_docker:
+            subprocess.run([DOCKER, "-H", args.docker_host, "rmi", TAG], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
