@@ -210,6 +210,7 @@ class ImageStore:
                     os.path.join(tmp_dir, "diff"),
                     allow_devices=allow_devices,
                     on_read=reader,
+                    workers=int(os.environ.get("DOCKYARD_UNPACK_WORKERS", "0")),
                 )
                 if blob_fd is not None:
                     os.fsync(blob_fd)

@@ -255,6 +255,11 @@ class TarReader:
         """`n` bytes of the current member's data (small reads: a sparse map)."""
         if n > self._left:
             raise TarFormatError("member data shorter than its header says")
+        start = self._start
+        if self._end - start >= n:  # the common case: one copy out of the buffer
+            self._start = start + n
+            self._left -= n
+            return bytes(self._view[start : start + n])
         data = self._read_exact(n)
         self._left -= n
         return data

@@ -45,6 +45,7 @@ from dockyard.errors import (
     storage_full,
 )
 from dockyard.image import tar_reader as tr
+from dockyard.image.file_pool import SMALL_FILE, FilePool
 from dockyard.image.tar_reader import TarEntry, TarReader
 from dockyard.kernel.securejoin import open_in_root
 
@@ -181,19 +182,22 @@ def unpack_layer(
     dest_fd: int | None = None,
     kernel: Kernel | None = None,
     on_read: Callable[[memoryview], None] | None = None,
+    workers: int = 0,
 ) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
     The size is the sum of regular file sizes, as dockerd's ApplyLayer counts.
     `on_read` sees every byte of the uncompressed stream once, to the end
     (what follows the end-of-archive blocks too): the diff_id is hashed in
-    the same pass. On error `dest` may hold part of the layer: callers unpack
-    into a private temporary directory and rename it into place only on
-    success.
+    the same pass. With `workers`, small files are written by that many
+    threads (image/file_pool) while the tar is read: for a new, empty `dest`
+    (a layer), not for one that already holds a tree (docker cp). On error
+    `dest` may hold part of the layer: callers unpack into a private
+    temporary directory and rename it into place only on success.
     """
     if dest_fd is None:
         os.makedirs(dest, exist_ok=True)
-    unpacker = _LayerUnpacker(dest, dest_fd, kernel)
+    unpacker = _LayerUnpacker(dest, dest_fd, kernel, workers)
     unpacker.allow_devices = allow_devices  # False for untrusted archives (docker load)
     try:
         with archive_errors():
@@ -227,7 +231,13 @@ class _LayerUnpacker:
     create (O_EXCL; an existing entry is handled on EEXIST), owner and mode on
     the open fd, the mode given at create when the umask lets it through."""
 
-    def __init__(self, dest: str, dest_fd: int | None = None, kernel: Kernel | None = None) -> None:
+    def __init__(
+        self,
+        dest: str,
+        dest_fd: int | None = None,
+        kernel: Kernel | None = None,
+        workers: int = 0,
+    ) -> None:
         self.allow_devices = True
         # Owners, device nodes, xattrs and path resolution go through the kernel
         # (a recording one in unit tests without root); plain file I/O does not.
@@ -243,17 +253,41 @@ class _LayerUnpacker:
         # Directories resolved so far (layer path -> fd): a rootfs tar goes back
         # and forth between a few hundred of them.
         self._parents: dict[bytes, int] = {}
+        self._pool = FilePool(workers, self._write_small) if workers > 0 else None
+        # With a pool: the inode of each cached directory fd (names in flight are
+        # keyed by it, whatever path led there).
+        self._inodes: dict[int, int] = {}
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()  # no worker may still write once we return
         self._drop_cache()
         os.close(self.root_fd)
+
+    def _drain(self) -> None:
+        if self._pool is not None:
+            self._pool.drain()
 
     def _drop_cache(self) -> None:
         """Forget every resolved directory: called before a directory or symlink is
         removed or replaced, so no cached fd names what is no longer at its path."""
+        self._drain()  # a worker may be using one of them
         parents, self._parents = self._parents, {}
+        self._inodes.clear()
         for fd in parents.values():
             os.close(fd)
+
+    def _cache(self, rel: bytes, fd: int) -> None:
+        old = self._parents.get(rel)
+        if old is not None:
+            self._drain()
+            self._inodes.pop(old, None)
+            os.close(old)
+        elif len(self._parents) >= _PARENT_CACHE:
+            self._drop_cache()
+        self._parents[rel] = fd
+        if self._pool is not None:
+            self._inodes[fd] = os.fstat(fd).st_ino
 
     # -- path resolution ---------------------------------------------------------
 
@@ -282,10 +316,8 @@ class _LayerUnpacker:
         fd = self._parents.get(rel)
         if fd is not None:
             return fd
-        if len(self._parents) >= _PARENT_CACHE:
-            self._drop_cache()
         fd = self._open_dir(rel, entry, create=True) if rel else os.dup(self.root_fd)
-        self._parents[rel] = fd
+        self._cache(rel, fd)
         return fd
 
     # -- entries -----------------------------------------------------------------
@@ -304,7 +336,24 @@ class _LayerUnpacker:
         try:
             parent = self._parent(parent_rel, entry)
             kind = entry.type
-            if base.startswith(WHITEOUT_PREFIX_B):
+            pool = self._pool
+            whiteout = base.startswith(WHITEOUT_PREFIX_B)
+            if pool is not None:
+                key = (self._inodes[parent], base)
+                if pool.is_pending(key) or kind == tr.LNK or whiteout:
+                    pool.drain()  # in order with what the workers are writing
+                if (
+                    kind == tr.REG
+                    and entry.sparse is None
+                    and entry.size <= SMALL_FILE
+                    and not whiteout
+                    and not _exists(parent, base)
+                ):
+                    # New name: nothing to replace, so a worker can make it.
+                    pool.add(key, parent, base, entry, reader.read_data(entry.size))
+                    self.size += entry.size
+                    return
+            if whiteout:
                 self._add_whiteout(parent_rel, parent, base, entry)
             elif kind == tr.REG:
                 self._add_file(reader, entry, parent_rel, parent, base)
@@ -320,26 +369,8 @@ class _LayerUnpacker:
                 raise InvalidParameter(
                     f"unhandled tar header type {chr(kind)!r} for {entry.shown!r}"
                 )
-        except FileExistsError as e:
-            raise InvalidParameter(f"invalid tar entry {entry.shown!r}: {e.strerror}") from e
-        except KernelError as e:  # chown, mknod, xattrs (through the kernel)
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(
-                    f"failed to extract {entry.shown!r}: no space left on device"
-                ) from e
-            if e.errno == errno.EEXIST:
-                raise InvalidParameter(
-                    f"invalid tar entry {entry.shown!r}: {os.strerror(e.errno)}"
-                ) from e
-            raise DockyardError(f"failed to extract {entry.shown!r}: {os.strerror(e.errno)}") from e
-        except DockyardError:
-            raise
-        except OSError as e:
-            if storage_full(e) is not None:
-                raise StorageFull(
-                    f"failed to extract {entry.shown!r}: no space left on device"
-                ) from e
-            raise DockyardError(f"failed to extract {entry.shown!r}: {e.strerror or e}") from e
+        except (OSError, KernelError) as e:
+            raise _entry_error(entry, e) from e
 
     def _make_room(self, parent_rel: bytes, parent: int, base: bytes, keep_dir: bool) -> int:
         """Docker semantics: a later entry replaces an earlier one, except dir over dir.
@@ -350,6 +381,7 @@ class _LayerUnpacker:
             return parent
         if keep_dir and stat.S_ISDIR(st.st_mode):
             return parent
+        self._drain()  # workers may be writing below what goes
         if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
             # A cached directory may be below it, or have been resolved through it.
             pinned = os.dup(parent)
@@ -401,16 +433,34 @@ class _LayerUnpacker:
                     left -= len(view)
                     while view:
                         view = view[write(out, view) :]
-            # chown before chmod: chown clears setuid/setgid bits.
-            self.kernel.fchown(out, entry.uid, entry.gid)
-            if mode & self._masked:
-                os.fchmod(out, mode)
-            if entry.xattrs:
-                self._apply_xattrs(out, entry, follow=True)
-            os.utime(out, ns=(entry.atime_ns, entry.mtime_ns))
+            self._file_metadata(out, entry, mode)
         finally:
             os.close(out)
         self.size += size
+
+    def _file_metadata(self, out: int, entry: TarEntry, mode: int) -> None:
+        # chown before chmod: chown clears setuid/setgid bits.
+        self.kernel.fchown(out, entry.uid, entry.gid)
+        if mode & self._masked:
+            os.fchmod(out, mode)
+        if entry.xattrs:
+            self._apply_xattrs(out, entry, follow=True)
+        os.utime(out, ns=(entry.atime_ns, entry.mtime_ns))
+
+    def _write_small(self, parent: int, base: bytes, entry: TarEntry, data: bytes) -> None:
+        """A small new file, on a worker thread (file_pool)."""
+        mode = entry.mode & 0o7777
+        try:
+            out = os.open(base, _FILE_FLAGS, mode & 0o777, dir_fd=parent)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view) :]
+                self._file_metadata(out, entry, mode)
+            finally:
+                os.close(out)
+        except (OSError, KernelError) as e:
+            raise _entry_error(entry, e) from e
 
     def _add_dir(
         self, entry: TarEntry, parent_rel: bytes, parent: int, base: bytes, rel: bytes
@@ -429,12 +479,7 @@ class _LayerUnpacker:
             os.close(dfd)
             raise
         # Its children come next: keep it open as their parent.
-        old = self._parents.get(rel)
-        if old is None and len(self._parents) >= _PARENT_CACHE:
-            self._drop_cache()
-        elif old is not None:
-            os.close(old)
-        self._parents[rel] = dfd
+        self._cache(rel, dfd)
 
     def _add_symlink(self, entry: TarEntry, parent_rel: bytes, parent: int, base: bytes) -> None:
         # Created as is, even if it points outside: it is resolved inside the
@@ -515,6 +560,7 @@ class _LayerUnpacker:
                     raise
 
     def finish(self) -> None:
+        self._drain()
         for rel, times in self._dir_times.items():
             fd = self._parents.get(rel)
             if fd is not None:
@@ -534,6 +580,27 @@ class _LayerUnpacker:
 
 
 _NO_ENTRY = TarEntry()
+
+
+def _exists(dir_fd: int, name: bytes) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _entry_error(entry: TarEntry, e: OSError | KernelError) -> DockyardError:
+    """What a failed system call while extracting `entry` means to the user."""
+    err = e.errno
+    if isinstance(e, FileExistsError):
+        return InvalidParameter(f"invalid tar entry {entry.shown!r}: {e.strerror}")
+    if err in (errno.ENOSPC, errno.EDQUOT) or (isinstance(e, OSError) and storage_full(e)):
+        return StorageFull(f"failed to extract {entry.shown!r}: no space left on device")
+    if isinstance(e, KernelError) and err == errno.EEXIST:
+        return InvalidParameter(f"invalid tar entry {entry.shown!r}: {os.strerror(err)}")
+    reason = os.strerror(err) if isinstance(e, KernelError) else (e.strerror or str(e))
+    return DockyardError(f"failed to extract {entry.shown!r}: {reason}")
 
 
 def _resolve_error(entry: TarEntry, path: str, err: int) -> InvalidParameter:
