@@ -108,7 +108,8 @@ async def save(request: web.Request) -> web.StreamResponse:
 
 async def load(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    quiet = qbool(request, "quiet")
+    # dockerd's default: quiet unless asked (the docker CLI always says which).
+    quiet = qbool(request, "quiet", default=True)
     progress = ProgressStream()
 
     async def run() -> None:

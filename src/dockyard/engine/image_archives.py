@@ -4,11 +4,13 @@ carries, streaming it out, and loading one all or nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import IO, TYPE_CHECKING
 
 from dockyard.engine.progress import ProgressStream, short
-from dockyard.engine.threads import consume_in_thread, produce_in_thread
+from dockyard.engine.threads import produce_in_thread, run_in_thread
 from dockyard.errors import InvalidParameter
 from dockyard.image.archive import LoadedImage, LoadJournal, SavedImage, load_images, save_images
 from dockyard.image.digest import chain_ids
@@ -92,9 +94,9 @@ async def load(
     journal = LoadJournal()
     lines: list[str] = []
 
-    def report(chain: str, current: int, total: int) -> None:
+    def report(diff_id: str, current: int, total: int) -> None:
         assert progress is not None
-        progress.progress("Loading layer", short(chain), current, total, force=current >= total)
+        progress.progress("Loading layer", short(diff_id), current, total, force=current >= total)
 
     def work(stream: IO[bytes]) -> None:
         # The lease spans the naming (done on the loop), so that no
@@ -108,7 +110,7 @@ async def load(
             asyncio.run_coroutine_threadsafe(_name_loaded(svc, loaded, lines), loop).result()
 
     try:
-        await consume_in_thread(chunks, work, "image-load")
+        await _consume_in_thread(chunks, work)
     except BaseException:
         svc.blobs.discard(journal.chains, journal.configs, keep=svc.image_ids())
         raise
@@ -129,3 +131,70 @@ async def _name_loaded(svc: ImageService, loaded: list[LoadedImage], lines: list
         if not image.repo_tags:
             lines.append(f"Loaded image ID: {image.image_id}")
         svc.emit("load", image.image_id, image.image_id)
+
+
+class _ChunkStream:
+    """The upload as a blocking stream for the load thread, fed by the event loop
+    through a bounded queue: no pipe and no thread hop per chunk (a 160 MB
+    upload is thousands of chunks), memory bounded by the queue."""
+
+    _LIMIT = 16  # chunks in flight (aiohttp hands out at most 1 MiB each)
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[bytes | None] = queue.Queue(self._LIMIT)
+        self._rest = memoryview(b"")
+        self._ended = False
+
+    def readinto(self, buf: memoryview) -> int:
+        while not self._rest:
+            if self._ended:
+                return 0
+            chunk = self.queue.get()
+            if chunk is None:
+                self._ended = True
+                return 0
+            self._rest = memoryview(chunk)
+        n = min(len(buf), len(self._rest))
+        buf[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 20
+        buf = bytearray(size)
+        n = self.readinto(memoryview(buf))
+        return bytes(buf[:n])
+
+
+async def _consume_in_thread(
+    chunks: AsyncIterable[bytes], work: Callable[[IO[bytes]], None]
+) -> None:
+    """Run `work(stream)` in its own thread while the upload's chunks feed it. If
+    `work` stops reading (it failed), feeding stops and its error is raised; if
+    the upload breaks off, `work` sees a truncated stream and fails first."""
+    stream = _ChunkStream()
+    job = run_in_thread(lambda: work(stream), "image-load")  # type: ignore[arg-type]
+
+    async def put(item: bytes | None) -> None:
+        while not job.done():
+            try:
+                stream.queue.put_nowait(item)
+                return
+            except queue.Full:
+                # The thread is behind: wait for room without blocking the loop.
+                await asyncio.sleep(0.002)
+
+    try:
+        async for chunk in chunks:
+            if job.done():
+                break
+            if chunk:
+                await put(chunk)
+    except BaseException:
+        await put(None)
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(job)
+        raise
+    await put(None)
+    await job

@@ -181,7 +181,7 @@ def load_images(
     Everything is checked before anything is named: the caller registers the
     returned images (inside its own lease) only if the whole archive loaded.
     Device nodes are refused, in the archive and in its layers: a loaded
-    archive is untrusted input. `progress(chain id, bytes read, size)` is
+    archive is untrusted input. `progress(diff_id, bytes read, size)` is
     called as each layer is read. `journal` records what was added, for the
     caller to discard if the load fails.
     """
@@ -432,7 +432,8 @@ def _unpack_one(
     with archive.open(path) as f:
         source: BinaryIO | Readable = f
         if progress is not None:
-            source = _ProgressReader(f, chain, os.fstat(f.fileno()).st_size, progress)
+            # Reported under the layer's diff_id, as dockerd does.
+            source = _ProgressReader(f, diff_id, os.fstat(f.fileno()).st_size, progress)
         # Only a blob named by its digest needs a second hash (of its raw
         # bytes), and only if compressed: a plain tar's digest is its diff_id.
         plain = expected is not None and not is_compressed(f.fileno())
