@@ -21,9 +21,10 @@ def test_added_changed_deleted(tmp_path):
     (upper / "new").mkdir()
     (upper / "new" / "f").write_text("")
     (upper / "bin").mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("a whiteout is a 0:0 character device")
-    os.mknod(upper / "bin" / "vi", stat.S_IFCHR | 0o600, 0)
+    try:  # a whiteout: a 0:0 character device, any user's to make on Linux >= 5.8
+        os.mknod(upper / "bin" / "vi", stat.S_IFCHR | 0o600, 0)
+    except PermissionError:
+        pytest.skip("making an overlay whiteout needs root on this kernel")
     assert changes(str(upper), [str(lower)]) == [
         ("/bin", MODIFIED), ("/bin/vi", DELETED), ("/etc", MODIFIED), ("/etc/passwd", MODIFIED),
         ("/new", ADDED), ("/new/f", ADDED),

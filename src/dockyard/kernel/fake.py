@@ -195,6 +195,14 @@ class RecordingKernel(Kernel):
         # by the time a test looks.
         where: int | str = dir_fd if dir_fd in self.fd_paths else self._real_path(dir_fd)
         self._rec("mknodat", where, name, mode, major, minor)
+        if self._files is not None:
+            # The node itself where this user may make it (an overlay whiteout, 0:0,
+            # on Linux >= 5.8), else an empty file in its place: the tree stays
+            # complete for the plain file calls that follow (chmod, utime).
+            try:
+                os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
+            except PermissionError:
+                os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dir_fd))
 
     def symlinkat(self, target: str, dir_fd: int, name: str) -> None:
         self._rec("symlinkat", target, dir_fd, name)
