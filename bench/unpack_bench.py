@@ -20,6 +20,13 @@ again), then every round runs, interleaved, on the same machine state:
 It prints medians in MB/s of uncompressed layer bytes, each row's ratio to
 `tar -x` measured in the same rounds, and each daemon's peak memory (VmHWM).
 The machine may be loaded: trust the ratios more than the absolute times.
+
+    python3 bench/unpack_bench.py --memory 5
+
+streams a generated 5 GB layer (64 MiB and 300 kB files, made on the fly:
+no input file) through the unpacker with its diff_id hashed and small files
+on the worker threads, into a directory under /tmp (check `df`: it writes
+the 5 GB), and prints the peak memory of the process that did it.
 """
 
 from __future__ import annotations
@@ -105,13 +112,76 @@ def daemon_at(base: Path, src: Path) -> Daemon:
         image_bench.REPO = saved
 
 
+MEMORY_SCRIPT = r"""
+import os, resource, sys, tarfile, time
+from dockyard.image.digesting import LayerDigest
+from dockyard.image.tarsafe import unpack_layer
+
+def parts(total):
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    sent, i = 0, 0
+    while sent < total:
+        size = (64 << 20) if i % 8 == 0 else 300_000
+        if i < 50:
+            d = tarfile.TarInfo(f"d{i}")
+            d.type, d.mode = tarfile.DIRTYPE, 0o755
+            yield d.tobuf(tarfile.PAX_FORMAT)
+        info = tarfile.TarInfo(f"d{i % 50}/f{i}")
+        info.size = size
+        yield info.tobuf(tarfile.PAX_FORMAT)
+        left = size
+        while left:
+            yield chunk[: min(left, len(chunk))]
+            left -= min(left, len(chunk))
+        yield b"\0" * (-size % 512)
+        sent, i = sent + size, i + 1
+    yield b"\0" * 1024
+
+class Layer:
+    def __init__(self, total):
+        self.parts, self.buf = parts(total), b""
+    def read(self, n=-1):
+        while len(self.buf) < n:
+            try:
+                self.buf += next(self.parts)
+            except StopIteration:
+                break
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+start = time.perf_counter()
+digest = LayerDigest(None)
+unpack_layer(Layer(int(sys.argv[2])), sys.argv[1], on_read=digest, workers=2)
+took = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(f"{digest.count / 1e9:.2f} GB layer streamed in {took:.0f} s, peak memory {peak:.0f} MB")
+"""
+
+
+def memory(gb: float) -> int:
+    base = Path(tempfile.mkdtemp(prefix="dky-unpack-mem-", dir="/tmp"))
+    try:
+        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+        total = str(int(gb * 1e9))
+        return subprocess.run(
+            [sys.executable, "-c", MEMORY_SCRIPT, str(base / "d"), total], env=env
+        ).returncode
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("archive", type=Path, help="a docker save archive (dockyard save IMAGE)")
+    p.add_argument("archive", type=Path, nargs="?", help="a docker save archive")
+    p.add_argument("--memory", type=float, metavar="GB", help="stream a generated layer of GB")
     p.add_argument("-n", type=int, default=5)
     p.add_argument("--compare-src", type=Path, help="another tree's src/ to A/B against")
     p.add_argument("--docker-host", default="unix:///run/docker-bench.sock")
     args = p.parse_args()
+    if args.memory:
+        return memory(args.memory)
+    if args.archive is None:
+        p.error("an archive to load (or --memory GB)")
     if os.geteuid() != 0:
         raise SystemExit("needs root (the daemon unpacks layers with their owners)")
     base = Path(tempfile.mkdtemp(prefix="dky-unpack-bench-", dir="/tmp"))

@@ -519,18 +519,6 @@ def test_privileged_calls_go_through_the_kernel(sandbox):
     assert {"/bin", "/evil"} <= {path for _, path, _ in kernel.find("open_in_root")}
 
 
-def test_forward_reader_refuses_to_go_back():
-    from dockyard.image.forward_reader import ForwardReader
-
-    r = ForwardReader(io.BytesIO(b"0123456789" * 300_000))  # crosses its 1 MiB chunks
-    assert r.read(5) == b"01234"
-    assert r.seek(1_048_580) == 1_048_580 and r.read(4) == b"0123"
-    with pytest.raises(io.UnsupportedOperation):
-        r.seek(10)
-    r.seek(3_000_000)
-    assert r.read(10) == b"" and r.tell() == 3_000_000  # the end, not an error
-
-
 def test_sparse_map_going_backwards_refused(tmp_path):
     """A sparse member whose map goes back over data already read cannot make the
     forward-only reader seek back: a clear refusal, nothing half-written outside."""

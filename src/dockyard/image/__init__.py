@@ -4,6 +4,8 @@ reference.py     image names: parse_reference, Reference (Docker grammar)
 changes.py       apply_changes: Dockerfile instructions for import/commit -c
 store.py         ImageStore: blobs, unpacked layers, image configs, GC
 tarsafe.py       unpack_layer: hostile-tar-safe unpacking, overlay whiteouts
+tar_reader.py    TarReader: a tar stream read forward, fast, hashed as it passes
+file_pool.py     FilePool: a layer's small files written on worker threads
 layer_tar.py     write_layer_tar / write_merged_tar: commit and export tars
 layered_read.py  read_file: a file through stacked overlay layer dirs
 archive.py       save_images / load_images: docker save / docker load
@@ -11,6 +13,6 @@ registry.py      Registry: the Distribution v2 client (manifests, blobs, auth)
 registry_auth.py AuthConfig, InsecureRegistries, Www-Authenticate challenges
 users.py         resolve_user / resolve_groups: --user, --group-add
 digest.py        sha256 digests and OCI chain ids
-digesting.py     DigestingReader: a layer stream hashed and copied as it is unpacked
+digesting.py     LayerDigest: a layer stream hashed and copied as it is unpacked
 atomic.py        crash-safe writes and temporaries
 """
