@@ -18,8 +18,11 @@ again), then every round runs, interleaved, on the same machine state:
                   that dockerd answers; this script never starts one)
 
 It prints medians in MB/s of uncompressed layer bytes, each row's ratio to
-`tar -x` measured in the same rounds, and each daemon's peak memory (VmHWM).
-The machine may be loaded: trust the ratios more than the absolute times.
+`tar -x` measured in the same rounds, the CPU time each step cost (the CLI
+and the daemon, with the daemon's children: dockerd applies layers in a
+child; for tar, tar's), and each daemon's peak memory (VmHWM). The machine
+may be loaded: wall times then swing by 50% from round to round while CPU
+times hold, so compare the CPU column and the ratios of the same rounds.
 
     python3 bench/unpack_bench.py --memory 5
 
@@ -49,6 +52,36 @@ sys.path.insert(0, str(REPO / "bench"))
 from image_bench import Daemon, make_archive  # noqa: E402
 
 TAG = "unpack-bench:debian"
+DOCKERD_PID = Path("/run/docker-bench.pid")
+
+
+def cpu_of(pid: int | None) -> float:
+    """CPU seconds of a process and its waited-for children (utime stime cutime cstime)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def measured(step, pid: int | None) -> tuple[float, float]:
+    """(wall, CPU of the commands run and of the daemon `pid`) of `step()`."""
+    cpu0 = cpu_of(pid) + children_cpu()
+    start = time.perf_counter()
+    step()
+    wall = time.perf_counter() - start
+    return wall, cpu_of(pid) + children_cpu() - cpu0
+
+
 DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
 
 
@@ -205,33 +238,50 @@ def main() -> int:
         if args.compare_src:
             daemons["load (other)"] = daemon_at(base / "other", args.compare_src)
         times: dict[str, list[float]] = {}
+        cpus: dict[str, list[float]] = {}
+
+        def record(row: str, wall_cpu: tuple[float, float]) -> None:
+            times.setdefault(row, []).append(wall_cpu[0])
+            cpus.setdefault(row, []).append(wall_cpu[1])
+
+        dockerd = int(DOCKERD_PID.read_text()) if has_docker and DOCKERD_PID.exists() else None
         for _ in range(args.n):
             for row, daemon in daemons.items():
                 subprocess.run(["sync"], check=True)
-                times.setdefault(row, []).append(daemon.cli("load", "-i", str(archive)))
+                record(
+                    row,
+                    measured(lambda d=daemon: d.cli("load", "-i", str(archive)), daemon.proc.pid),
+                )
                 daemon.cli("rmi", TAG)
             subprocess.run(["sync"], check=True)
             dest = base / "x"
             dest.mkdir()
-            start = time.perf_counter()
-            for path in paths:
-                subprocess.run(["tar", "-xf", str(path), "-C", str(dest)], check=True)
-            untarred = time.perf_counter()
-            subprocess.run(["sync"], check=True)
-            times.setdefault("tar -x", []).append(untarred - start)
-            times.setdefault("tar -x + sync", []).append(time.perf_counter() - start)
+
+            def untar(dest: Path = dest) -> None:
+                for path in paths:
+                    subprocess.run(["tar", "-xf", str(path), "-C", str(dest)], check=True)
+
+            wall, cpu = measured(untar, None)
+            record("tar -x", (wall, cpu))
+            synced, _ = measured(lambda: subprocess.run(["sync"], check=True), None)
+            record("tar -x + sync", (wall + synced, cpu))
             shutil.rmtree(dest)
             if has_docker:
                 subprocess.run(["sync"], check=True)
-                times.setdefault("docker load", []).append(
-                    docker.run("load", "-q", "-i", str(archive))
+                record(
+                    "docker load",
+                    measured(lambda: docker.run("load", "-q", "-i", str(archive)), dockerd),
                 )
                 docker.run("rmi", TAG)
         floor = statistics.median(times["tar -x"])
+        cpu_floor = statistics.median(cpus["tar -x"])
         print(f"{size_mb:.0f} MB of layers, {args.n} rounds, medians")
         for row, ts in times.items():
-            med = statistics.median(ts)
-            print(f"{row:14s} {size_mb / med:7.0f} MB/s  ({med:.2f} s, {floor / med:.2f} x tar -x)")
+            med, cpu = statistics.median(ts), statistics.median(cpus[row])
+            print(
+                f"{row:14s} {size_mb / med:7.0f} MB/s  ({med:.2f} s, {floor / med:.2f} x tar -x)"
+                f"  CPU {cpu:.2f} s ({cpu_floor / cpu:.2f} x tar -x)"
+            )
         for row, daemon in daemons.items():
             print(f"{row:14s} daemon peak memory {daemon.peak_rss_mb():.0f} MB")
         if not has_docker:

@@ -37,6 +37,11 @@ from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
 from dockyard.image.tarsafe import Readable, unpack_layer
 
+# Threads that write a layer's small files (image/file_pool). On 2 cores under
+# load they measured no faster than one thread (bench/unpack_bench.py): the
+# main thread and the kernel already share both; from 4 cores they run beside it.
+_UNPACK_WORKERS = 2 if (os.cpu_count() or 1) >= 4 else 0
+
 _GO_ARCH = {
     "x86_64": "amd64",
     "aarch64": "arm64",
@@ -210,7 +215,7 @@ class ImageStore:
                     os.path.join(tmp_dir, "diff"),
                     allow_devices=allow_devices,
                     on_read=reader,
-                    workers=int(os.environ.get("DOCKYARD_UNPACK_WORKERS", "0")),
+                    workers=_UNPACK_WORKERS,
                 )
                 if blob_fd is not None:
                     os.fsync(blob_fd)
