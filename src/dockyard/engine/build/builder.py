@@ -24,6 +24,7 @@ from dockyard.engine.build.context import BuildContext
 from dockyard.engine.build.copy_steps import CopySteps, has_wildcard
 from dockyard.engine.build.metadata_steps import MetadataSteps
 from dockyard.engine.build.options import PREDEFINED_ARGS, BuildOptions
+from dockyard.engine.build.profile import BuildProfile
 from dockyard.engine.build.stage import DEFAULT_PATH, DEFAULT_SHELL, Stage, finish, short
 from dockyard.engine.build.syntax import DockerfileError, Instruction
 from dockyard.engine.image_commit import ChildImage, container_layer, write_child_image
@@ -52,6 +53,7 @@ class Builder(MetadataSteps, CopySteps):
         emit: Callable[[dict[str, Any]], None],
         work_dir: str,
         pull: Callable[[str], Any] | None = None,
+        profile: BuildProfile | None = None,
     ) -> None:
         self.containers = containers
         self.images = images
@@ -70,6 +72,7 @@ class Builder(MetadataSteps, CopySteps):
         self.total = 0
         self._scratch = 0
         self.cache = StepCache(images, opts.cache_from)
+        self.profile = profile or BuildProfile()
 
     # -- output ---------------------------------------------------------------
 
@@ -80,10 +83,11 @@ class Builder(MetadataSteps, CopySteps):
     # -- plan -----------------------------------------------------------------
 
     async def build(self) -> str:
-        text, name = self.ctx.dockerfile(self.opts.dockerfile)
-        self.filename = name
-        instructions, self.escape = syntax.parse(text, name)
-        stages = self._plan(instructions, name)
+        with self.profile.phase("parse+plan"):
+            text, name = self.ctx.dockerfile(self.opts.dockerfile)
+            self.filename = name
+            instructions, self.escape = syntax.parse(text, name)
+            stages = self._plan(instructions, name)
         for tag in self.opts.tags:
             parse_reference(tag)  # a bad tag fails before any step
         for stage in stages:
@@ -102,7 +106,8 @@ class Builder(MetadataSteps, CopySteps):
         self.out(f"Successfully built {short(final.image)}\n")
         for tag in self.opts.tags:
             ref = str(parse_reference(tag))
-            self.images.name_image(final.image, ref)
+            with self.profile.phase("tag"):
+                self.images.name_image(final.image, ref)
             self.images.emit("tag", final.image, ref)
             self.out(f"Successfully tagged {ref}\n")
         if self.opts.quiet:
@@ -344,9 +349,10 @@ class Builder(MetadataSteps, CopySteps):
         )
         hit = None
         if not self.opts.no_cache:
-            hit = self.cache.local(stage.image, container_config)
-            if hit is None:
-                hit = await finish(self.cache.from_sources(stage.image, child))
+            with self.profile.phase("cache look-up"):
+                hit = self.cache.local(stage.image, container_config)
+                if hit is None:
+                    hit = await finish(self.cache.from_sources(stage.image, child))
         if hit is not None:
             self.out(" ---> Using cache\n")
             stage.image = hit
@@ -358,10 +364,12 @@ class Builder(MetadataSteps, CopySteps):
             upper, cleanup = await make()
         try:
             parent = stage.image or None
-            image_id = await self._write_image(parent, upper, child)
+            with self.profile.phase("layer diff+commit"):
+                image_id = await self._write_image(parent, upper, child)
         finally:
             if cleanup is not None:
-                await cleanup()
+                with self.profile.phase("step cleanup (unmount, rm container)"):
+                    await cleanup()
         stage.image = image_id
         self.out(f" ---> {short(image_id)}\n")
 
@@ -451,7 +459,7 @@ class Builder(MetadataSteps, CopySteps):
                 host_config=self._host_config(),
             )
             cid, upper = await run_step.run_container(
-                self.containers, req, self.out, self.opts.force_remove
+                self.containers, req, self.out, self.opts.force_remove, self.profile
             )
 
             async def cleanup() -> None:

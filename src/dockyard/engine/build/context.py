@@ -2,9 +2,9 @@
 Dockerfile) unpacked into a private directory of the daemon, streamed: a
 context of any size costs a bounded amount of memory.
 
-Unpacking goes through the layer unpacker (image/tarsafe): no entry lands
-outside the directory, whatever `../` names or links the archive holds, and
-device nodes are refused.
+Unpacking (context_tar) never writes outside the directory, whatever `../`
+names or links the archive holds, and refuses device nodes; it takes each
+file's digest on the way, for COPY's cache key.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import os
 import posixpath
 import shutil
 from collections.abc import AsyncIterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dockyard.dockerignore import Matcher, read_patterns
+from dockyard.engine.build import context_tar
 from dockyard.engine.threads import consume_in_thread
 from dockyard.errors import InvalidParameter, NotFound
-from dockyard.image.tarsafe import open_decompressed, unpack_layer
+from dockyard.image.tarsafe import open_decompressed
 
 _TAR_MAGIC_OFFSET = 257
 
@@ -28,6 +29,8 @@ _TAR_MAGIC_OFFSET = 257
 class BuildContext:
     root: str  # the unpacked context
     ignore: Matcher
+    # sha256 of each regular file (by real path), taken while it was unpacked
+    digests: dict[str, bytes] = field(default_factory=dict)
 
     def dockerfile(self, name: str) -> tuple[str, str]:
         """(text, display name) of the Dockerfile, read from inside the context."""
@@ -80,21 +83,22 @@ def _read_head(stream: object, n: int) -> bytes:
     return out
 
 
-def unpack_context(stream: object, root: str) -> None:
+def unpack_context(stream: object, root: str) -> dict[str, bytes]:
     """Unpack the body into `root` (made here); a body that is no archive is
-    taken as the Dockerfile itself, as dockerd does."""
+    taken as the Dockerfile itself, as dockerd does. The files' digests."""
     os.makedirs(root, mode=0o700)
     plain = open_decompressed(stream)  # type: ignore[arg-type]
     head = _read_head(plain, 512)
     if not head.strip(b"\0") and len(head) in (0, 512):
-        return  # an empty archive (or body): no files
+        return {}  # an empty archive (or body): no files
     if head[_TAR_MAGIC_OFFSET : _TAR_MAGIC_OFFSET + 5] != b"ustar" and not _is_v7_tar(head):
         rest = head + _read_head(plain, 16 << 20)
         with open(os.path.join(root, "Dockerfile"), "wb") as f:
             f.write(rest)
-        return
-    unpack_layer(_Peeked(head, plain), root, allow_devices=False)
+        return {}
+    digests = context_tar.unpack(_Peeked(head, plain), root)
     os.chmod(root, 0o700)
+    return digests
 
 
 def _is_v7_tar(head: bytes) -> bool:
@@ -110,15 +114,17 @@ def _is_v7_tar(head: bytes) -> bool:
 
 
 async def receive_context(chunks: AsyncIterable[bytes], root: str) -> BuildContext:
+    digests: dict[str, bytes] = {}
+
     def work(stream: object) -> None:
-        unpack_context(stream, root)
+        digests.update(unpack_context(stream, root))
 
     try:
         await consume_in_thread(chunks, work, "build-context")  # type: ignore[arg-type]
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
-    return BuildContext(root, load_ignore(root))
+    return BuildContext(root, load_ignore(root), digests)
 
 
 async def fetch_context(url: str, root: str) -> BuildContext:
@@ -132,10 +138,12 @@ async def fetch_context(url: str, root: str) -> BuildContext:
             "(not git repositories)"
         )
 
+    digests: dict[str, bytes] = {}
+
     def work() -> None:
         try:
             with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - http(s) only
-                unpack_context(resp, root)
+                digests.update(unpack_context(resp, root))
         except urllib.error.HTTPError as e:
             raise InvalidParameter(f"remote context {url}: {e.code} {e.reason}") from None
         except OSError as e:
@@ -146,7 +154,7 @@ async def fetch_context(url: str, root: str) -> BuildContext:
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
-    return BuildContext(root, load_ignore(root))
+    return BuildContext(root, load_ignore(root), digests)
 
 
 def load_ignore(root: str) -> Matcher:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dockyard.engine.build import copy_step, sources
+from dockyard.engine.build.profile import BuildProfile
 from dockyard.engine.build.stage import Stage, finish, short
 from dockyard.engine.build.syntax import Instruction
 from dockyard.errors import InvalidParameter
@@ -33,6 +34,7 @@ class CopySteps:
     work_dir: str
     stages: list[Stage]
     _scratch: int
+    profile: BuildProfile
 
     async def _do_copy(self, stage: Stage, inst: Instruction) -> None:
         await self._copy(stage, inst, "COPY")
@@ -113,12 +115,15 @@ class CopySteps:
                 root = sources.SourceRoot(self.kernel, src_root_path)
                 kind_prefix = f"from {short(image)} " if image else ""
             else:
-                root = sources.SourceRoot(self.kernel, self.ctx.root, self.ctx.ignore)
+                root = sources.SourceRoot(
+                    self.kernel, self.ctx.root, self.ctx.ignore, self.ctx.digests
+                )
                 kind_prefix = ""
             try:
-                plan = await asyncio.to_thread(
-                    self._copy_plan, root, srcs, heredocs, dest, dest_is_dir, own, what, scratch
-                )
+                with self.profile.phase(f"{what} sources+checksum"):
+                    plan = await asyncio.to_thread(
+                        self._copy_plan, root, srcs, heredocs, dest, dest_is_dir, own, what, scratch
+                    )
             finally:
                 root.close()
             shown_dest = dest + ("/" if dest_is_dir and dest != "/" else "")
@@ -134,7 +139,8 @@ class CopySteps:
                 mount = copy_step.mounted_image(self.kernel, lowers, target)
                 root_fd, upper = mount.__enter__()
                 try:
-                    await finish(asyncio.to_thread(plan.apply, self.kernel, root_fd, own))
+                    with self.profile.phase(f"{what} files into the overlay"):
+                        await finish(asyncio.to_thread(plan.apply, self.kernel, root_fd, own))
                 except BaseException:
                     mount.__exit__(None, None, None)
                     raise
@@ -240,7 +246,7 @@ class CopySteps:
             plan.copies.append((target_dir, [entry]))
             plan.file_into.append((target_dir, name))
         all_entries = [e for _d, es in plan.copies for e in es]
-        plan.checksum = sources.checksum(all_entries + plan.entries, own)
+        plan.checksum = sources.checksum(all_entries + plan.entries, own, root.digests)
         if len(resolved) == 1 and not resolved[0].is_dir:
             plan.kind = "file"
         elif len(resolved) == 1:

@@ -51,10 +51,18 @@ class Source:
 class SourceRoot:
     """A directory whose files COPY reads: the build context or a mounted image."""
 
-    def __init__(self, kernel: Kernel, path: str, ignore: Matcher | None = None) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        path: str,
+        ignore: Matcher | None = None,
+        digests: dict[str, bytes] | None = None,
+    ) -> None:
         self.kernel = kernel
         self.path = os.path.realpath(path)
         self.ignore = ignore if ignore is not None else Matcher([])
+        # sha256 of files by real path, known from unpacking (the context's)
+        self.digests = digests or {}
         self._fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def close(self) -> None:
@@ -175,8 +183,10 @@ def header(entry: Entry, own: Ownership) -> tarfile.TarInfo:
     return info
 
 
-def checksum(entries: list[Entry], own: Ownership) -> str:
-    """Hex sha256 over what the copy produces, mtimes excepted."""
+def checksum(entries: list[Entry], own: Ownership, known: dict[str, bytes] | None = None) -> str:
+    """Hex sha256 over what the copy produces, mtimes excepted; `known` gives
+    files' content digests already taken (by real path)."""
+    known = known or {}
     h = hashlib.sha256()
     for entry in entries:
         info = header(entry, own)
@@ -185,7 +195,7 @@ def checksum(entries: list[Entry], own: Ownership) -> str:
             f"{info.linkname}\0{info.size}\0".encode("utf-8", "surrogateescape")
         )
         if info.type == tarfile.REGTYPE:
-            h.update(_file_digest(entry.path))
+            h.update(known.get(entry.path) or _file_digest(entry.path))
     return h.hexdigest()
 
 
