@@ -15,10 +15,11 @@ import asyncio
 import copy
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dockyard.engine.build import run_step, sources, syntax, words
+from dockyard.engine.build import heredocs, run_step, sources, syntax, words
 from dockyard.engine.build.cache import StepCache
 from dockyard.engine.build.context import BuildContext
 from dockyard.engine.build.copy_steps import CopySteps, has_wildcard
@@ -86,6 +87,7 @@ class Builder(MetadataSteps, CopySteps):
         with self.profile.phase("parse+plan"):
             text, name = self.ctx.dockerfile(self.opts.dockerfile)
             self.filename = name
+            self.ctx.drop_build_files(self.kernel, name)
             instructions, self.escape = syntax.parse(text, name)
             stages = self._plan(instructions, name)
         for tag in self.opts.tags:
@@ -202,7 +204,7 @@ class Builder(MetadataSteps, CopySteps):
 
     def _check_sources(self, stages: list[Stage]) -> None:
         """COPY/ADD sources of the context that are missing or outside it fail now."""
-        root = sources.SourceRoot(self.kernel, self.ctx.root, self.ctx.ignore)
+        root = sources.SourceRoot(self.kernel, self.ctx.root)
         try:
             for stage in stages:
                 for inst in stage.instructions:
@@ -435,28 +437,35 @@ class Builder(MetadataSteps, CopySteps):
         return out
 
     async def _do_run(self, stage: Stage, inst: Instruction) -> None:
+        pipe_file = None
         if inst.json:
             cmd = list(inst.args)
         else:
             text = inst.args[0] if inst.args else ""
             if inst.heredocs:
-                text = _heredoc_script(text, inst)
+                script = heredocs.run_script(text, inst)
+                text, pipe_file = script.script, script.pipe_file
             cmd = [*self._shell(stage), text]
         if not stage.image:
             raise InvalidParameter("RUN needs a shell: the image has no files (FROM scratch)")
         build_env = self._build_env(stage)
         # The build args a RUN sees are part of its cache key (not the predefined ones).
         visible = [e for e in build_env if e.partition("=")[0] not in PREDEFINED_ARGS]
-        cache_cmd = ([f"|{len(visible)}", *visible] if visible else []) + cmd
+        # A script run from /dev/pipes is known by its content too.
+        run_key = [*cmd, pipe_file[1]] if pipe_file else cmd
+        cache_cmd = ([f"|{len(visible)}", *visible] if visible else []) + run_key
 
         async def make() -> tuple[str, Callable[[], Any]]:
+            host_config = self._host_config()
+            if pipe_file is not None:
+                host_config.binds = [f"{self._pipe_dir(*pipe_file)}:{heredocs.PIPES_DIR}:ro"]
             req = run_step.RunRequest(
                 image=stage.image,
                 cmd=cmd,
                 env=[*(stage.config.get("Env") or []), *build_env],
                 user=stage.config.get("User") or "",
                 working_dir=stage.config.get("WorkingDir") or "",
-                host_config=self._host_config(),
+                host_config=host_config,
             )
             cid, upper = await run_step.run_container(
                 self.containers, req, self.out, self.opts.force_remove, self.profile
@@ -469,6 +478,17 @@ class Builder(MetadataSteps, CopySteps):
             return upper, cleanup
 
         await self._commit(stage, cache_cmd, make)
+
+    def _pipe_dir(self, name: str, content: str) -> str:
+        """A directory (for /dev/pipes, read-only) holding the heredoc as an
+        executable file, as BuildKit mounts it."""
+        directory = self._scratch_dir()
+        os.makedirs(directory, mode=0o755)
+        path = os.path.join(directory, name)
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(content)
+        os.chmod(path, 0o755)
+        return directory
 
     def _host_config(self) -> HostConfig:
         mode = self.opts.network_mode
@@ -485,15 +505,3 @@ class Builder(MetadataSteps, CopySteps):
             cpuset_mems=self.opts.cpuset_mems,
             cgroup_parent=self.opts.cgroup_parent,
         )
-
-
-def _heredoc_script(first_line: str, inst: Instruction) -> str:
-    """A shell-form RUN with heredocs as the script sh reads."""
-    marker = first_line.strip()
-    if len(inst.heredocs) == 1 and marker.lstrip("<-").strip("\"'") == inst.heredocs[0].name:
-        return inst.heredocs[0].content  # `RUN <<EOF ... EOF`: the heredoc is the script
-    parts = [first_line]
-    for h in inst.heredocs:
-        parts.append(h.content.rstrip("\n"))
-        parts.append(h.name)
-    return "\n".join(parts) + "\n"

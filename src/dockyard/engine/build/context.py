@@ -19,18 +19,51 @@ from dataclasses import dataclass, field
 from dockyard.dockerignore import Matcher, read_patterns
 from dockyard.engine.build import context_tar
 from dockyard.engine.threads import consume_in_thread
-from dockyard.errors import InvalidParameter, NotFound
+from dockyard.errors import InvalidParameter, KernelError, NotFound
 from dockyard.image.tarsafe import open_decompressed
+from dockyard.kernel.interface import Kernel
 
 _TAR_MAGIC_OFFSET = 257
 
 
 @dataclass
 class BuildContext:
+    """The context as it arrived. Its .dockerignore is the client's business
+    (the docker CLI leaves those files out of the tar); the daemon acts on it
+    only as dockerd's classic builder does (remotecontext's removeDockerfile):
+    once the Dockerfile is read, the .dockerignore and the Dockerfile leave
+    the context when its patterns exclude them. A file the patterns name that
+    the tar still holds stays a file COPY can read."""
+
     root: str  # the unpacked context
-    ignore: Matcher
+    ignore: Matcher  # the context's .dockerignore
     # sha256 of each regular file (by real path), taken while it was unpacked
     digests: dict[str, bytes] = field(default_factory=dict)
+
+    def drop_build_files(self, kernel: Kernel, dockerfile: str) -> None:
+        """Remove the .dockerignore and the Dockerfile (read by now) when the
+        .dockerignore's patterns exclude them."""
+        if not self.ignore:
+            return
+        root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name in (".dockerignore", dockerfile):
+                if not self.ignore.excluded(name):
+                    continue
+                parent, base = posixpath.split(name)
+                # The parent resolved by the kernel inside the context (links too).
+                try:
+                    fd = kernel.open_in_root(root_fd, "/" + parent, os.O_PATH | os.O_DIRECTORY)
+                except KernelError:
+                    continue
+                try:
+                    os.unlink(base, dir_fd=fd)
+                except (FileNotFoundError, IsADirectoryError, PermissionError):
+                    pass
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(root_fd)
 
     def dockerfile(self, name: str) -> tuple[str, str]:
         """(text, display name) of the Dockerfile, read from inside the context."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dockyard.engine.build import copy_step, sources
+from dockyard.engine.build import copy_step, heredocs, sources, words
 from dockyard.engine.build.profile import BuildProfile
 from dockyard.engine.build.stage import Stage, finish, short
 from dockyard.engine.build.syntax import Instruction
@@ -35,6 +35,7 @@ class CopySteps:
     stages: list[Stage]
     _scratch: int
     profile: BuildProfile
+    escape: str
 
     async def _do_copy(self, stage: Stage, inst: Instruction) -> None:
         await self._copy(stage, inst, "COPY")
@@ -81,11 +82,18 @@ class CopySteps:
         args = list(inst.args)
         if len(args) < 2:
             raise InvalidParameter(f"{what} requires at least two arguments")
-        heredocs = {h.name: h.content for h in inst.heredocs}
+        # Each heredoc source (by its argument, `<<EOF`) -> (file name, content).
+        heredoc_files: dict[str, tuple[str, str]] = {}
+        by_name = {h.name: h for h in inst.heredocs}
         dest_arg = self._word(stage, args[-1])
         srcs = []
         for a in args[:-1]:
-            if heredocs and a.startswith("<<"):
+            mark = heredocs.marker(a) if by_name else None
+            if mark is not None and mark.name in by_name:
+                content = heredocs.body(by_name[mark.name], mark)
+                if mark.expand:
+                    content = words.raw_word(content, self._env(stage), self.escape)
+                heredoc_files[a] = (mark.name, content)
                 srcs.append(a)
             else:
                 srcs.extend(self._words(stage, a) if not inst.json else [a])
@@ -115,14 +123,20 @@ class CopySteps:
                 root = sources.SourceRoot(self.kernel, src_root_path)
                 kind_prefix = f"from {short(image)} " if image else ""
             else:
-                root = sources.SourceRoot(
-                    self.kernel, self.ctx.root, self.ctx.ignore, self.ctx.digests
-                )
+                root = sources.SourceRoot(self.kernel, self.ctx.root, self.ctx.digests)
                 kind_prefix = ""
             try:
                 with self.profile.phase(f"{what} sources+checksum"):
                     plan = await asyncio.to_thread(
-                        self._copy_plan, root, srcs, heredocs, dest, dest_is_dir, own, what, scratch
+                        self._copy_plan,
+                        root,
+                        srcs,
+                        heredoc_files,
+                        dest,
+                        dest_is_dir,
+                        own,
+                        what,
+                        scratch,
                     )
             finally:
                 root.close()
@@ -193,7 +207,7 @@ class CopySteps:
         self,
         root: sources.SourceRoot,
         srcs: list[str],
-        heredocs: dict[str, str],
+        heredoc_files: dict[str, tuple[str, str]],
         dest: str,
         dest_is_dir: bool,
         own: sources.Ownership,
@@ -203,11 +217,11 @@ class CopySteps:
         resolved: list[sources.Source] = []
         urls: list[str] = []
         for src in srcs:
-            if src.startswith("<<"):
-                name = src.lstrip("<-").strip("\"'")
+            if src in heredoc_files:
+                name, content = heredoc_files[src]
                 path = os.path.join(scratch, f"heredoc-{len(resolved)}")
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(heredocs.get(name, ""))
+                with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+                    f.write(content)
                 os.chmod(path, 0o644)
                 resolved.append(sources.Source(src, path, False, name))
             elif what == "ADD" and src.startswith(("http://", "https://")):

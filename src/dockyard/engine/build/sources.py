@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dockyard.dockerignore import Matcher
 from dockyard.errors import InvalidParameter, KernelError, NotFound
 from dockyard.kernel.interface import Kernel
 
@@ -55,12 +54,10 @@ class SourceRoot:
         self,
         kernel: Kernel,
         path: str,
-        ignore: Matcher | None = None,
         digests: dict[str, bytes] | None = None,
     ) -> None:
         self.kernel = kernel
         self.path = os.path.realpath(path)
-        self.ignore = ignore if ignore is not None else Matcher([])
         # sha256 of files by real path, known from unpacking (the context's)
         self.digests = digests or {}
         self._fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -77,11 +74,6 @@ class SourceRoot:
             )
         if _WILDCARDS & set(rel):
             return self._glob(arg, rel, what)
-        if rel and self.ignore.excluded(rel):
-            raise NotFound(
-                f"{what} failed: file not found in build context or excluded by "
-                f".dockerignore: stat {arg}: file does not exist"
-            )
         return [self._source(arg, rel, what)]
 
     def _source(self, arg: str, rel: str, what: str) -> Source:
@@ -109,8 +101,7 @@ class SourceRoot:
         found = []
         for rel in self._all_paths():
             if fnmatch.fnmatchcase(rel, pattern) and _same_depth(rel, pattern):
-                if not self.ignore.excluded(rel):
-                    found.append(self._source(rel, rel, what))
+                found.append(self._source(rel, rel, what))
         if not found:
             raise NotFound(f"{what} failed: no source files were specified")
         return found
@@ -127,23 +118,17 @@ class SourceRoot:
         if not source.is_dir:
             yield Entry(name, source.path, os.stat(source.path))
             return
-        yield from self._walk(source.path, source.rel, name)
+        yield from self._walk(source.path, name)
 
-    def _walk(self, directory: str, rel: str, prefix: str) -> Iterator[Entry]:
+    def _walk(self, directory: str, prefix: str) -> Iterator[Entry]:
         with os.scandir(directory) as it:
             items = sorted(it, key=lambda e: e.name)
         for item in items:
-            item_rel = item.name if rel in ("", ".") else f"{rel}/{item.name}"
-            if self.ignore.excluded(item_rel) and not (
-                item.is_dir(follow_symlinks=False) and self.ignore.has_exceptions
-            ):
-                continue
             st = item.stat(follow_symlinks=False)
             name = f"{prefix}/{item.name}" if prefix else item.name
             if stat.S_ISDIR(st.st_mode):
-                if not self.ignore.excluded(item_rel):
-                    yield Entry(name, item.path, st)
-                yield from self._walk(item.path, item_rel, name)
+                yield Entry(name, item.path, st)
+                yield from self._walk(item.path, name)
             elif not stat.S_ISSOCK(st.st_mode):
                 yield Entry(name, item.path, st)
 
