@@ -74,6 +74,7 @@ class Builder(MetadataSteps, CopySteps):
         self._scratch = 0
         self.cache = StepCache(images, opts.cache_from)
         self.profile = profile or BuildProfile()
+        self._cleanups: list[asyncio.Future[Any]] = []
 
     # -- output ---------------------------------------------------------------
 
@@ -92,8 +93,13 @@ class Builder(MetadataSteps, CopySteps):
             stages = self._plan(instructions, name)
         for tag in self.opts.tags:
             parse_reference(tag)  # a bad tag fails before any step
-        for stage in stages:
-            await self._run_stage(stage)
+        built = False
+        try:
+            for stage in stages:
+                await self._run_stage(stage)
+            built = True
+        finally:
+            await self._finish_cleanups(built)
         final = stages[-1]
         if not final.image:
             raise InvalidParameter(
@@ -201,6 +207,25 @@ class Builder(MetadataSteps, CopySteps):
             self._declare_arg(inst, self.meta_args, {})
         self.stages = stages
         return stages
+
+    async def _finish_cleanups(self, built: bool) -> None:
+        """Wait for the steps' cleanups (even when cancelled); the first failure of
+        one is the build's, unless the build failed already."""
+        tasks, self._cleanups = self._cleanups, []
+        if not tasks:
+            return
+        with self.profile.phase("step cleanup waited for (rm container, unmount)"):
+            gathered = asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                results = await asyncio.shield(gathered)
+            except asyncio.CancelledError:
+                await gathered
+                raise
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures and built:
+            raise failures[0]
+        for failure in failures:
+            log.warning("build step cleanup failed: %s", failure)
 
     def _check_sources(self, stages: list[Stage]) -> None:
         """COPY/ADD sources of the context that are missing or outside it fail now."""
@@ -368,10 +393,14 @@ class Builder(MetadataSteps, CopySteps):
             parent = stage.image or None
             with self.profile.phase("layer diff+commit"):
                 image_id = await self._write_image(parent, upper, child)
-        finally:
+        except BaseException:
             if cleanup is not None:
-                with self.profile.phase("step cleanup (unmount, rm container)"):
-                    await cleanup()
+                await cleanup()
+            raise
+        if cleanup is not None:
+            # The step's container and overlay go while the next step runs; the
+            # build waits for them before it answers (see build()).
+            self._cleanups.append(asyncio.ensure_future(cleanup()))
         stage.image = image_id
         self.out(f" ---> {short(image_id)}\n")
 
@@ -470,10 +499,13 @@ class Builder(MetadataSteps, CopySteps):
             cid, upper = await run_step.run_container(
                 self.containers, req, self.out, self.opts.force_remove, self.profile
             )
+            removing = self.opts.remove or self.opts.force_remove
+            if removing:
+                self.out(f"Removing intermediate container {cid[:12]}\n")
 
             async def cleanup() -> None:
-                if self.opts.remove or self.opts.force_remove:
-                    await run_step.remove(self.containers, cid, self.out)
+                if removing:
+                    await run_step.remove(self.containers, cid, None)
 
             return upper, cleanup
 

@@ -57,7 +57,7 @@ class CopySteps:
 
         async def make() -> tuple[str, Callable[[], Any]]:
             lowers = self.images.blobs.lower_dirs(stage.image) if stage.image else []
-            mount = copy_step.mounted_image(self.kernel, lowers, self._scratch_dir())
+            mount = copy_step.mounted_image(self.kernel, lowers, self._scratch_dir(), remove=False)
             root_fd, upper = mount.__enter__()
             try:
                 await finish(
@@ -68,7 +68,7 @@ class CopySteps:
                 raise
 
             async def cleanup() -> None:
-                mount.__exit__(None, None, None)
+                await asyncio.to_thread(mount.__exit__, None, None, None)
 
             return upper, cleanup
 
@@ -150,7 +150,7 @@ class CopySteps:
             async def make() -> tuple[str, Callable[[], Any]]:
                 lowers = self.images.blobs.lower_dirs(stage.image) if stage.image else []
                 target = scratch + "/to"
-                mount = copy_step.mounted_image(self.kernel, lowers, target)
+                mount = copy_step.mounted_image(self.kernel, lowers, target, remove=False)
                 root_fd, upper = mount.__enter__()
                 try:
                     with self.profile.phase(f"{what} files into the overlay"):
@@ -160,7 +160,7 @@ class CopySteps:
                     raise
 
                 async def cleanup() -> None:
-                    mount.__exit__(None, None, None)
+                    await asyncio.to_thread(mount.__exit__, None, None, None)
 
                 return upper, cleanup
 

@@ -95,14 +95,14 @@ async def remove(
     containers: ContainerService, container_id: str, stream: Callable[[str], None] | None
 ) -> None:
     """Kill (if it still runs) and remove a step's container, even while cancelled."""
+    if stream is not None:
+        stream(f"Removing intermediate container {container_id[:12]}\n")
     task = asyncio.ensure_future(_remove(containers, container_id))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         await task  # the removal completes before the cancellation goes on
         raise
-    if stream is not None:
-        stream(f" ---> Removed intermediate container {container_id[:12]}\n")
 
 
 async def _remove(containers: ContainerService, container_id: str) -> None:
