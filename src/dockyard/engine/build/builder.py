@@ -19,13 +19,14 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dockyard.engine.build import heredocs, run_step, sources, syntax, words
+from dockyard.engine.build import heredocs, run_step, syntax, words
 from dockyard.engine.build.cache import StepCache
 from dockyard.engine.build.context import BuildContext
-from dockyard.engine.build.copy_steps import CopySteps, has_wildcard
+from dockyard.engine.build.copy_steps import CopySteps
 from dockyard.engine.build.metadata_steps import MetadataSteps
 from dockyard.engine.build.options import PREDEFINED_ARGS, BuildOptions
 from dockyard.engine.build.profile import BuildProfile
+from dockyard.engine.build.sources import has_wildcard
 from dockyard.engine.build.stage import DEFAULT_PATH, DEFAULT_SHELL, Stage, finish, short
 from dockyard.engine.build.syntax import DockerfileError, Instruction
 from dockyard.engine.image_commit import ChildImage, container_layer, write_child_image
@@ -86,7 +87,7 @@ class Builder(MetadataSteps, CopySteps):
 
     async def build(self) -> str:
         with self.profile.phase("parse+plan"):
-            text, name = self.ctx.dockerfile(self.opts.dockerfile)
+            text, name = self.ctx.dockerfile(self.opts.dockerfile, self.kernel)
             self.filename = name
             self.ctx.drop_build_files(self.kernel, name)
             instructions, self.escape = syntax.parse(text, name)
@@ -229,7 +230,7 @@ class Builder(MetadataSteps, CopySteps):
 
     def _check_sources(self, stages: list[Stage]) -> None:
         """COPY/ADD sources of the context that are missing or outside it fail now."""
-        root = sources.SourceRoot(self.kernel, self.ctx.root)
+        root = self.ctx.source_root(self.kernel)
         try:
             for stage in stages:
                 for inst in stage.instructions:

@@ -21,6 +21,7 @@ import hashlib
 import os
 import posixpath
 import stat
+from collections.abc import Iterator
 from typing import Protocol
 
 from dockyard.errors import InvalidParameter, storage_full
@@ -34,11 +35,28 @@ _MAX_DIGESTS = 500_000  # beyond this many files COPY reads them again (bounded 
 _MAX_META = 1 << 20  # a pax or GNU long-name record
 
 
+def _umask() -> int:
+    # Read, not set: os.umask() would change it for every thread of the daemon.
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: always fchmod
+
+
+# Mode bits a file created with them may lose; a flag bit beyond 0o7777 marks
+# "fchmod needed" (setuid/setgid/sticky are not kept by open's mode either).
+UMASK = _umask() | 0o7000 | 0o10000
+
+
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-class _Reader:
+class Reader:
     """Reads of any size over a stream read in large chunks (a header is 512 bytes)."""
 
     def __init__(self, stream: Readable) -> None:
@@ -55,6 +73,11 @@ class _Reader:
         out = self._buf[self._pos : self._pos + n]
         self._pos += len(out)
         return out
+
+    @property
+    def buffered(self) -> int:
+        """Bytes read from the stream and not yet handed out."""
+        return len(self._buf) - self._pos
 
     def exact(self, n: int) -> bytes:
         out = self.read(n)
@@ -102,6 +125,49 @@ def _pax(data: bytes) -> dict[str, str]:
         if eq:
             out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
     return out
+
+
+def members(r: Reader) -> Iterator[tuple[bytes, str, str, int, int, int]]:
+    """(type flag, name, link target, size, mode, mtime) of each entry, pax and GNU
+    long names applied; the consumer reads each entry's data (and padding)."""
+    pax: dict[str, str] = {}
+    long_name = long_link = None
+    while True:
+        block = r.read(_BLOCK)
+        if len(block) < _BLOCK:
+            if block:
+                block += r.exact(_BLOCK - len(block))
+            else:
+                return  # end of stream without the end blocks: accepted, as Go's reader
+        if not block.strip(b"\0"):
+            return
+        want = _number(block[148:156])
+        if sum(block[:148]) + 256 + sum(block[156:]) != want:
+            raise InvalidParameter("invalid build context: tar header checksum mismatch")
+        kind = block[156:157]
+        size = _number(block[124:136])
+        if kind in (b"x", b"g", b"L", b"K"):
+            if size > _MAX_META:
+                raise InvalidParameter("invalid build context: tar header record too large")
+            data = r.exact(size + (-size % _BLOCK))[:size]
+            if kind == b"x":
+                pax.update(_pax(data))
+            elif kind == b"L":
+                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif kind == b"K":
+                long_link = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            continue
+        name = _text(block[0:100])
+        if block[257:262] == b"ustar" and block[345:346] != b"\0":
+            name = _text(block[345:500]) + "/" + name
+        name = pax.get("path", long_name or name)
+        link = pax.get("linkpath", long_link or _text(block[157:257]))
+        if "size" in pax:
+            size = int(pax["size"])
+        mtime = int(float(pax["mtime"])) if "mtime" in pax else _number(block[136:148])
+        mode = _number(block[100:108]) & 0o7777
+        pax, long_name, long_link = {}, None, None
+        yield kind, name, link, size, mode, mtime
 
 
 class ContextUnpacker:
@@ -174,7 +240,7 @@ class ContextUnpacker:
 
     def unpack(self, stream: Readable) -> None:
         try:
-            self._unpack(_Reader(stream))
+            self._unpack(Reader(stream))
             for rel, (mode, mtime) in sorted(self._dir_times.items(), reverse=True):
                 parent, name = self._parent(rel) if rel else (self._root_fd, ".")
                 os.chmod(name, mode, dir_fd=parent, follow_symlinks=False)
@@ -185,50 +251,14 @@ class ContextUnpacker:
                 raise full from None
             raise InvalidParameter(f"invalid build context: {e.strerror}") from None
 
-    def _unpack(self, r: _Reader) -> None:
-        pax: dict[str, str] = {}
-        long_name = long_link = None
-        while True:
-            block = r.read(_BLOCK)
-            if len(block) < _BLOCK:
-                if block:
-                    block += r.exact(_BLOCK - len(block))
-                else:
-                    return  # end of stream without the end blocks: accepted, as Go's reader
-            if not block.strip(b"\0"):
-                return
-            want = _number(block[148:156])
-            if sum(block[:148]) + 256 + sum(block[156:]) != want:
-                raise InvalidParameter("invalid build context: tar header checksum mismatch")
-            kind = block[156:157]
-            size = _number(block[124:136])
-            if kind in (b"x", b"g", b"L", b"K"):
-                if size > _MAX_META:
-                    raise InvalidParameter("invalid build context: tar header record too large")
-                data = r.exact(size + (-size % _BLOCK))[:size]
-                if kind == b"x":
-                    pax.update(_pax(data))
-                elif kind == b"L":
-                    long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                elif kind == b"K":
-                    long_link = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-                continue
-            name = _text(block[0:100])
-            if block[257:262] == b"ustar" and block[345:346] != b"\0":
-                name = _text(block[345:500]) + "/" + name
-            name = pax.get("path", long_name or name)
-            link = pax.get("linkpath", long_link or _text(block[157:257]))
-            if "size" in pax:
-                size = int(pax["size"])
-            mtime = int(float(pax["mtime"])) if "mtime" in pax else _number(block[136:148])
-            mode = _number(block[100:108]) & 0o7777
-            pax, long_name, long_link = {}, None, None
+    def _unpack(self, r: Reader) -> None:
+        for kind, name, link, size, mode, mtime in members(r):
             self._entry(r, kind, name, link, size, mode, mtime)
 
     def _entry(
-        self, r: _Reader, kind: bytes, name: str, link: str, size: int, mode: int, mtime: int
+        self, r: Reader, kind: bytes, name: str, link: str, size: int, mode: int, mtime: int
     ) -> None:
-        rel = _relative(name)
+        rel = relative(name)
         if kind == b"5":
             if rel:
                 parent, base = self._parent(rel)
@@ -249,7 +279,7 @@ class ContextUnpacker:
             os.symlink(link, base, dir_fd=parent)
             os.utime(base, (mtime, mtime), dir_fd=parent, follow_symlinks=False)
         elif kind == b"1":
-            target = _relative(link)
+            target = relative(link)
             if not target:
                 raise InvalidParameter(f"invalid build context: bad hard link {name!r}")
             t_parent, t_name = self._parent(target)
@@ -268,10 +298,15 @@ class ContextUnpacker:
                 f"take ({kind.decode('latin-1')!r})"
             )
 
-    def _file(self, r: _Reader, rel: str, size: int, mode: int, mtime: int) -> None:
+    def _file(self, r: Reader, rel: str, size: int, mode: int, mtime: int) -> None:
         parent, base = self._parent(rel)
-        self._clear(parent, base, keep_dir=False)
-        fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent)
+        try:
+            # The mode as created when the umask keeps it whole (no fchmod then).
+            fd = os.open(base, _FILE_FLAGS, mode if mode & UMASK == 0 else 0o600, dir_fd=parent)
+        except FileExistsError:  # a later entry replaces an earlier one
+            self._clear(parent, base, keep_dir=False)
+            fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent)
+            mode |= UMASK  # forces the fchmod below
         h = hashlib.sha256()
         try:
             left = size
@@ -286,7 +321,8 @@ class ContextUnpacker:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(fd, view) :]
-            os.fchmod(fd, mode)
+            if mode & UMASK:
+                os.fchmod(fd, mode & 0o7777)
             os.utime(fd, (mtime, mtime))
         finally:
             os.close(fd)
@@ -296,7 +332,7 @@ class ContextUnpacker:
             self.digests[os.path.join(self.root, rel)] = h.digest()
 
 
-def _relative(name: str) -> str:
+def relative(name: str) -> str:
     """The entry's path inside the context ("" for the context itself)."""
     norm = posixpath.normpath("/" + name.lstrip("/"))
     if ".." in name.split("/") and posixpath.normpath(name.lstrip("/")).startswith(".."):

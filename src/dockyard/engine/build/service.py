@@ -101,6 +101,8 @@ async def build(
         parse_reference(tag)  # before the context is even read
     from dockyard.kernel.linux import LinuxKernel
 
+    kernel = LinuxKernel()
+
     work = os.path.join(images.tmp_dir, "build-" + secrets.token_hex(8))
     os.makedirs(work, mode=0o700)
     profile = BuildProfile()
@@ -109,18 +111,16 @@ async def build(
         root = os.path.join(work, "context")
         with profile.phase("context upload+unpack"):
             if opts.remote:
-                context = await fetch_context(opts.remote, root)
+                context = await fetch_context(opts.remote, root, kernel)
             else:
-                context = await receive_context(chunks, root)
+                context = await receive_context(chunks, root, kernel)
 
         async def pull(ref: str) -> None:
             parsed = parse_reference(ref)
             auth = (auths or {}).get(parsed.domain, AuthConfig())
             await images.pull(ref, "", auth, _Forwarded(emit), platform=opts.platform or None)
 
-        builder = Builder(
-            containers, images, LinuxKernel(), context, opts, emit, work, pull, profile
-        )
+        builder = Builder(containers, images, kernel, context, opts, emit, work, pull, profile)
         image_id = await builder.build()
         ok = True
         return image_id

@@ -35,6 +35,7 @@ class Entry:
     name: str  # relative to the extraction directory ("" = the directory itself)
     path: str  # real path on the host, inside the source root
     st: os.stat_result
+    link: str | None = None  # a symlink's target when known without reading it
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Source:
 
 class SourceRoot:
     """A directory whose files COPY reads: the build context or a mounted image."""
+
+    virtual = False  # its files are on disk (context_index.IndexedRoot: not yet)
 
     def __init__(
         self,
@@ -65,6 +68,16 @@ class SourceRoot:
     def close(self) -> None:
         os.close(self._fd)
 
+    def stat(self, path: str) -> os.stat_result:
+        return os.stat(path)
+
+    def head(self, path: str, n: int) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read(n)
+        except OSError:
+            return b""
+
     def resolve(self, arg: str, what: str) -> list[Source]:
         """Sources for one argument: a path, or a wildcard pattern's matches."""
         rel = posixpath.normpath("/" + arg).lstrip("/")
@@ -72,7 +85,7 @@ class SourceRoot:
             raise InvalidParameter(
                 f"{what} failed: forbidden path outside the build context: {arg}"
             )
-        if _WILDCARDS & set(rel):
+        if has_wildcard(rel):
             return self._glob(arg, rel, what)
         return [self._source(arg, rel, what)]
 
@@ -84,6 +97,10 @@ class SourceRoot:
                 raise NotFound(
                     f"{what} failed: file not found in build context or excluded by "
                     f".dockerignore: stat {arg}: file does not exist"
+                ) from None
+            if e.errno == errno.ELOOP:
+                raise InvalidParameter(
+                    f"{what} failed: {arg}: {os.strerror(errno.ELOOP)}"
                 ) from None
             raise
         try:
@@ -100,7 +117,7 @@ class SourceRoot:
     def _glob(self, arg: str, pattern: str, what: str) -> list[Source]:
         found = []
         for rel in self._all_paths():
-            if fnmatch.fnmatchcase(rel, pattern) and _same_depth(rel, pattern):
+            if fnmatch.fnmatchcase(rel, pattern) and same_depth(rel, pattern):
                 found.append(self._source(rel, rel, what))
         if not found:
             raise NotFound(f"{what} failed: no source files were specified")
@@ -133,9 +150,13 @@ class SourceRoot:
                 yield Entry(name, item.path, st)
 
 
-def _same_depth(rel: str, pattern: str) -> bool:
+def same_depth(rel: str, pattern: str) -> bool:
     # filepath.Match: "*" never crosses a "/".
     return rel.count("/") == pattern.count("/")
+
+
+def has_wildcard(src: str) -> bool:
+    return bool(_WILDCARDS & set(src))
 
 
 @dataclass
@@ -157,7 +178,7 @@ def header(entry: Entry, own: Ownership) -> tarfile.TarInfo:
         info.type = tarfile.DIRTYPE
     elif stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(entry.path)
+        info.linkname = entry.link if entry.link is not None else os.readlink(entry.path)
     elif stat.S_ISREG(st.st_mode):
         info.type = tarfile.REGTYPE
         info.size = st.st_size
