@@ -190,14 +190,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def profile_summary(path: Path, builds: int) -> list[tuple[str, float]]:
-    """Median seconds per phase over the last `builds` cold builds' profiles."""
+def profile_summary(path: Path, builds: int, cold: bool) -> list[tuple[str, float]]:
+    """Median seconds per phase over the last `builds` cold (or cached) builds' profiles."""
     if not path.exists():
         return []
     per_build: list[dict[str, float]] = []
     for line in path.read_text().splitlines():
         rec = json.loads(line)
-        if rec.get("nocache"):
+        if rec.get("nocache") == cold and rec.get("ok"):
             per_build.append(rec["phases"])
     per_build = per_build[-builds:]
     keys = sorted(
@@ -271,12 +271,17 @@ def main() -> int:
         if "dockyard" in names:
             print("(ratios: dockyard's time / the other engine's, same run)")
             dky = next(e for e in engines if isinstance(e, Dockyard))
-            parts = profile_summary(dky.profile, args.n)
-            if parts:
-                total = median(times[("dockyard", "cold")])
-                print(f"where dockyard's cold build goes (daemon side, median s of {total:.2f}s):")
+            for kind, cold in (("cold", True), ("cached", False)):
+                # the cached builds: the fully cached ones and, after each change, the other
+                parts = profile_summary(dky.profile, args.n if cold else 2 * args.n, cold)
+                if not parts:
+                    continue
+                total = median(times[("dockyard", kind)])
+                print(
+                    f"where dockyard's {kind} build goes (daemon side, median s of {total:.2f}s):"
+                )
                 for k, v in parts:
-                    print(f"  {k:<28}{v:>7.3f}s")
+                    print(f"  {k:<48}{v:>7.3f}s")
     finally:
         for e in engines:
             e.close()

@@ -13,15 +13,17 @@ import asyncio
 import contextlib
 import os
 import posixpath
+import queue
 import shutil
 import threading
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dockyard.dockerignore import Matcher, read_patterns
 from dockyard.engine.build import context_tar, sources
 from dockyard.engine.build.context_index import ContextIndex, IndexedRoot, TooLarge
-from dockyard.engine.threads import consume_in_thread
+from dockyard.engine.threads import run_in_thread
 from dockyard.errors import InvalidParameter, KernelError, NotFound
 from dockyard.image.tarsafe import open_decompressed
 from dockyard.kernel.interface import Kernel
@@ -248,21 +250,78 @@ def _is_v7_tar(head: bytes) -> bool:
     return want == have
 
 
-async def receive_context(chunks: AsyncIterable[bytes], root: str, kernel: Kernel) -> BuildContext:
-    got: list[BuildContext] = []
+class _ChunkStream:
+    """The request body's chunks handed to the indexing thread through a small
+    bounded queue: the loop hands a chunk over without a thread hop of its own
+    (consume_in_thread's pipe costs one per write, as much as a cached build's
+    whole indexing). At most _QUEUED chunks wait: memory stays bounded."""
 
-    def work(stream: object) -> None:
-        got.append(read_context(stream, root))
-        got[0].load_ignore(kernel)
+    def __init__(self) -> None:
+        self.queue: queue.Queue[bytes | None] = queue.Queue(_QUEUED)
+        self._buf = b""
+        self._pos = 0
+        self._eof = False
 
+    def read(self, size: int = -1, /) -> bytes:
+        while self._pos >= len(self._buf):
+            if self._eof:
+                return b""
+            item = self.queue.get()
+            if item is None:
+                self._eof = True
+                return b""
+            self._buf, self._pos = item, 0
+        end = len(self._buf) if size < 0 else self._pos + size
+        out = self._buf[self._pos : end]
+        self._pos += len(out)
+        return out
+
+
+_QUEUED = 16
+
+
+async def _hand_over(stream: _ChunkStream, item: bytes | None, job: asyncio.Future[Any]) -> bool:
+    """Queue one chunk (None: the end) unless the reader has stopped; False then."""
     try:
-        await consume_in_thread(chunks, work, "build-context")  # type: ignore[arg-type]
+        stream.queue.put_nowait(item)
+        return True
+    except queue.Full:
+        pass
+    while not job.done():
+        try:
+            await asyncio.to_thread(stream.queue.put, item, True, 0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+async def receive_context(chunks: AsyncIterable[bytes], root: str, kernel: Kernel) -> BuildContext:
+    stream = _ChunkStream()
+
+    def work() -> BuildContext:
+        ctx = read_context(stream, root)
+        ctx.load_ignore(kernel)
+        return ctx
+
+    job = run_in_thread(work, "build-context")
+    try:
+        try:
+            async for chunk in chunks:
+                if not await _hand_over(stream, bytes(chunk), job):
+                    break  # the reader failed: its error is the one raised
+        finally:
+            # The end (or, if the upload broke off, a truncated stream the reader
+            # refuses); the reader is waited for, so the clean-up runs after it.
+            await _hand_over(stream, None, job)
+        return await asyncio.shield(job)
     except BaseException:
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(job)
         shutil.rmtree(root, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.unlink(root + ".tar")
         raise
-    return got[0]
 
 
 async def fetch_context(url: str, root: str, kernel: Kernel) -> BuildContext:
