@@ -197,7 +197,8 @@ def profile_summary(path: Path, builds: int, cold: bool) -> list[tuple[str, floa
     per_build: list[dict[str, float]] = []
     for line in path.read_text().splitlines():
         rec = json.loads(line)
-        if rec.get("nocache") == cold and rec.get("ok"):
+        ran = any(k.startswith(("RUN", "context unpacked")) for k in rec["phases"])
+        if rec.get("ok") and rec.get("nocache") == cold and (cold or not ran):
             per_build.append(rec["phases"])
     per_build = per_build[-builds:]
     keys = sorted(
@@ -272,8 +273,7 @@ def main() -> int:
             print("(ratios: dockyard's time / the other engine's, same run)")
             dky = next(e for e in engines if isinstance(e, Dockyard))
             for kind, cold in (("cold", True), ("cached", False)):
-                # the cached builds: the fully cached ones and, after each change, the other
-                parts = profile_summary(dky.profile, args.n if cold else 2 * args.n, cold)
+                parts = profile_summary(dky.profile, args.n, cold)
                 if not parts:
                     continue
                 total = median(times[("dockyard", kind)])
