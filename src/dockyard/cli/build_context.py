@@ -13,7 +13,7 @@ from dockyard.dockerignore import Matcher, read_patterns
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import IO
 
 
@@ -49,31 +49,57 @@ def directory_tar(root: str, dockerfile: str) -> tuple[IO[bytes], str, Callable[
         if not os.path.exists(os.path.join(root, name)):
             raise OSError(f"Cannot locate specified Dockerfile: {name}")
     always = {name, ".dockerignore"}
-    read_fd, write_fd = os.pipe()
-
-    def produce() -> None:
-        try:
-            with open(write_fd, "wb", buffering=1 << 16) as out:
-                writer = _TarWriter(out)
-                _add_tree(writer, root, "", ignore, always)
-                if extra is not None:
-                    writer.add(extra[1], extra[0], os.stat(extra[1]))
-                out.write(b"\0" * 1024)  # the end of the archive
-        except (BrokenPipeError, OSError):
-            pass  # the request failed; its error is the one shown
-
-    thread = threading.Thread(target=produce, name="build-context", daemon=True)
-    thread.start()
-    stream = open(read_fd, "rb")  # noqa: SIM115 - the caller closes it
-
-    def close() -> None:
-        stream.close()
-        thread.join(timeout=5)
-
-    return stream, name, close
+    stream = _ContextStream(root, ignore, always, extra)
+    return stream, name, stream.close
 
 
-def _add_tree(writer: _TarWriter, root: str, rel: str, ignore: Matcher, always: set[str]) -> None:
+class _ContextStream:
+    """The context tar, made as the request reads it: no thread, no pipe, and a
+    file that cannot be read is an error of the command (not a short archive)."""
+
+    def __init__(
+        self, root: str, ignore: Matcher, always: set[str], extra: tuple[str, str] | None
+    ) -> None:
+        self._buf = bytearray()
+        self._parts = self._produce(root, ignore, always, extra)
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._buf += data
+
+    def _produce(
+        self, root: str, ignore: Matcher, always: set[str], extra: tuple[str, str] | None
+    ) -> Iterator[None]:
+        writer = _TarWriter(self)
+        yield from _add_tree(writer, root, "", ignore, always)
+        if extra is not None:
+            yield from writer.add(extra[1], extra[0], os.stat(extra[1]))
+        self._buf += b"\0" * 1024  # the end of the archive
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self._buf) < size) and not self._done:
+            try:
+                next(self._parts)
+            except StopIteration:
+                self._done = True
+            except OSError as e:
+                from dockyard.cli.context import CLIError
+
+                raise CLIError(f"error checking context: {e}", 1) from None
+        n = len(self._buf) if size < 0 else min(size, len(self._buf))
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    read1 = read
+
+    def close(self) -> None:
+        self._parts.close()
+
+
+def _add_tree(
+    writer: _TarWriter, root: str, rel: str, ignore: Matcher, always: set[str]
+) -> Iterator[None]:
     directory = os.path.join(root, rel) if rel else root
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         path_rel = f"{rel}/{entry.name}" if rel else entry.name
@@ -85,9 +111,9 @@ def _add_tree(writer: _TarWriter, root: str, rel: str, ignore: Matcher, always: 
         if stat.S_ISSOCK(st.st_mode):
             continue
         if not excluded:
-            writer.add(entry.path, path_rel, st)
+            yield from writer.add(entry.path, path_rel, st)
         if is_dir:
-            _add_tree(writer, root, path_rel, ignore, always)
+            yield from _add_tree(writer, root, path_rel, ignore, always)
 
 
 _BLOCK = 512
@@ -103,11 +129,12 @@ class _TarWriter:
     whole rest of a cached build's client side. As the docker CLI: owners 0:0,
     mtimes in whole seconds, hard links between sent files kept."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: _ContextStream) -> None:
         self.out = out
         self._links: dict[tuple[int, int], str] = {}
 
-    def add(self, path: str, name: str, st: os.stat_result) -> None:
+    def add(self, path: str, name: str, st: os.stat_result) -> Iterator[None]:
+        """Write one entry, pausing (yielding) after each MB of its data."""
         mode = st.st_mode
         link = ""
         size = 0
@@ -133,11 +160,12 @@ class _TarWriter:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
             try:
                 self._header(name, mode, size, int(st.st_mtime), kind, link, st)
-                self._data(fd, size)
+                yield from self._data(fd, size)
             finally:
                 os.close(fd)
         else:
             self._header(name, mode, size, int(st.st_mtime), kind, link, st)
+        yield
 
     def _header(
         self,
@@ -199,7 +227,7 @@ class _TarWriter:
         checksum = b"%06o\0 " % sum(header)
         return header[:148] + checksum + header[156:]
 
-    def _data(self, fd: int, size: int) -> None:
+    def _data(self, fd: int, size: int) -> Iterator[None]:
         os.set_blocking(fd, True)
         left = size
         while left:
@@ -208,6 +236,8 @@ class _TarWriter:
                 chunk = b"\0" * min(left, 1 << 20)
             self.out.write(chunk)
             left -= len(chunk)
+            if left:
+                yield
         self.out.write(b"\0" * (-size % _BLOCK))
 
 
