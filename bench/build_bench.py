@@ -18,10 +18,12 @@ The engines:
   started (unix:///run/docker-bench.sock; this script starts no dockerd),
   `DOCKER_BUILDKIT=0 docker build`; images are tagged `build-bench-*` and
   removed after.
+- dky/docker: the same Dockyard daemon driven by the docker CLI (DOCKER_BUILDKIT=0),
+  the client of dockerd's row: the daemons side by side without our CLI's start-up.
 - buildah: `buildah bud --layers` with its own --root/--runroot under /tmp,
   debian:bookworm pulled from the same saved archive (docker-archive:).
 
-Then where a cold build's time goes, from Dockyard's daemon (its build
+Then where a cold and a cached build's time goes, from Dockyard's daemon (its build
 profile log, DOCKYARD_BUILD_PROFILE): context upload, COPY checksum, RUN
 container create/start/run/remove, layer diff/commit.
 """
@@ -130,6 +132,20 @@ class Dockyard(Engine):
         self.log.close()
 
 
+class DockyardDockerCLI(Engine):
+    """The same Dockyard daemon driven by the docker CLI (the Go client dockerd's row
+    uses): the daemons compared with the client's start-up taken out."""
+
+    name = "dky/docker"
+
+    def __init__(self, daemon: Dockyard) -> None:
+        self.env = dict(os.environ, DOCKER_BUILDKIT="0", DOCKER_HOST=f"unix://{daemon.sock}")
+
+    def argv(self, ctx: Path, no_cache: bool) -> list[str]:
+        return [DOCKER, "build", *(["--no-cache"] if no_cache else []),
+                "-t", "build-bench-app", str(ctx)]  # fmt: skip
+
+
 class Dockerd(Engine):
     name = "dockerd"
 
@@ -230,6 +246,8 @@ def main() -> int:
                 if name == "dockyard":
                     (base / "dky").mkdir()
                     engines.append(Dockyard(base / "dky", archive))
+                    if shutil.which(DOCKER) or os.path.exists(DOCKER):
+                        engines.append(DockyardDockerCLI(engines[-1]))  # type: ignore[arg-type]
                 elif name == "dockerd":
                     engines.append(Dockerd())
                 elif name == "buildah" and shutil.which("buildah"):
@@ -259,18 +277,21 @@ def main() -> int:
                 times.setdefault((e.name, "changed"), []).append(t)
             print(f"round {i + 1}/{args.n} done", file=sys.stderr)
         names = [e.name for e in engines]
-        print(f"\n{'build (median s)':<20}" + "".join(f"{n:>10}" for n in names), end="")
-        others = [n for n in names if n != "dockyard"]
-        print("".join(f"{'/' + n:>12}" for n in others) if "dockyard" in names else "")
+        ours = [n for n in names if n.startswith(("dockyard", "dky/"))]
+        others = [n for n in names if n not in ours]
+        pairs = [(a, b) for a in ours for b in others]
+        print(f"\n{'build (median s)':<20}" + "".join(f"{n:>11}" for n in names), end="")
+        print("".join(f"{a[:10] + '/' + b:>20}" for a, b in pairs))
         for kind in ("cold", "cached", "changed"):
-            row = f"{kind:<20}" + "".join(f"{median(times[(n, kind)]):>10.2f}" for n in names)
-            if "dockyard" in names:
-                ours = median(times[("dockyard", kind)])
-                for n in others:
-                    row += f"{ours / median(times[(n, kind)]):>11.2f}x"
+            row = f"{kind:<20}" + "".join(f"{median(times[(n, kind)]):>11.2f}" for n in names)
+            for a, b in pairs:
+                row += f"{median(times[(a, kind)]) / median(times[(b, kind)]):>19.2f}x"
             print(row)
         if "dockyard" in names:
-            print("(ratios: dockyard's time / the other engine's, same run)")
+            print(
+                "(ratios: ours / theirs, same run; dky/docker: our daemon driven by the docker "
+                "CLI, the client dockerd's row uses)"
+            )
             dky = next(e for e in engines if isinstance(e, Dockyard))
             for kind, cold in (("cold", True), ("cached", False)):
                 parts = profile_summary(dky.profile, args.n, cold)

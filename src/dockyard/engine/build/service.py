@@ -109,7 +109,7 @@ async def build(
     ok = False
     try:
         root = os.path.join(work, "context")
-        with profile.phase("context upload+unpack"):
+        with profile.phase("context upload+index"):
             if opts.remote:
                 context = await fetch_context(opts.remote, root, kernel)
             else:
