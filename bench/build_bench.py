@@ -20,6 +20,8 @@ The engines:
   removed after.
 - dky/docker: the same Dockyard daemon driven by the docker CLI (DOCKER_BUILDKIT=0),
   the client of dockerd's row: the daemons side by side without our CLI's start-up.
+- dky/api and dockerd/api: POST /build of the same context tar, made before the
+  clock starts, over each daemon's socket: the daemons with no client at all.
 - buildah: `buildah bud --layers` with its own --root/--runroot under /tmp,
   debian:bookworm pulled from the same saved archive (docker-archive:).
 
@@ -31,12 +33,16 @@ container create/start/run/remove, layer diff/commit.
 from __future__ import annotations
 
 import argparse
+import http.client
+import io
 import json
 import os
 import random
 import shutil
+import socket
 import statistics
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -146,6 +152,54 @@ class DockyardDockerCLI(Engine):
                 "-t", "build-bench-app", str(ctx)]  # fmt: skip
 
 
+class _Unix(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=600)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+class ApiClient(Engine):
+    """POST /build of a context tar made beforehand (outside the timing): the
+    daemons side by side with no client at all."""
+
+    def __init__(self, name: str, socket_path: str) -> None:
+        self.name = name
+        self.socket_path = socket_path
+
+    def build(self, ctx: Path, no_cache: bool) -> tuple[float, str]:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(str(ctx), arcname=".", filter=_root_owned)
+        body = buf.getvalue()
+        query = "t=build-bench-app" + ("&nocache=1" if no_cache else "")
+        start = time.perf_counter()
+        conn = _Unix(self.socket_path)
+        try:
+            conn.request("POST", f"/build?{query}", body, {"Content-Type": "application/x-tar"})
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        elapsed = time.perf_counter() - start
+        text = ""
+        for line in data.decode().splitlines():
+            msg = json.loads(line)
+            if "errorDetail" in msg or resp.status != 200:
+                raise SystemExit(f"{self.name} build failed: {data.decode()[-2000:]}")
+            text += msg.get("stream", "")
+        return elapsed, text
+
+
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
 class Dockerd(Engine):
     name = "dockerd"
 
@@ -246,10 +300,14 @@ def main() -> int:
                 if name == "dockyard":
                     (base / "dky").mkdir()
                     engines.append(Dockyard(base / "dky", archive))
+                    ours = engines[-1]
+                    assert isinstance(ours, Dockyard)
                     if shutil.which(DOCKER) or os.path.exists(DOCKER):
-                        engines.append(DockyardDockerCLI(engines[-1]))  # type: ignore[arg-type]
+                        engines.append(DockyardDockerCLI(ours))
+                    engines.append(ApiClient("dky/api", str(ours.sock)))
                 elif name == "dockerd":
                     engines.append(Dockerd())
+                    engines.append(ApiClient("dockerd/api", DOCKERD_HOST.removeprefix("unix://")))
                 elif name == "buildah" and shutil.which("buildah"):
                     engines.append(Buildah(base, archive))
                 else:
@@ -262,15 +320,14 @@ def main() -> int:
             print("not measured: " + ", ".join(skipped))
         times: dict[tuple[str, str], list[float]] = {}
         for i in range(args.n):
+            # Engine by engine within a round (rows sharing a daemon must not build
+            # between another's cold and cached builds), round after round.
             for e in engines:
                 t, out = e.build(ctx, no_cache=True)
                 times.setdefault((e.name, "cold"), []).append(t)
-            for e in engines:
                 t, out = e.build(ctx, no_cache=False)
                 assert e.cached_steps(out) >= STEPS, f"{e.name} cached build:\n{out}"
                 times.setdefault((e.name, "cached"), []).append(t)
-            for e in engines:
-                # a change of its own for each (two rows share Dockyard's daemon and cache)
                 target.write_bytes(f"change {i} {e.name} {time.time()}".encode())
                 t, out = e.build(ctx, no_cache=False)
                 cached = e.cached_steps(out)
@@ -278,20 +335,25 @@ def main() -> int:
                 times.setdefault((e.name, "changed"), []).append(t)
             print(f"round {i + 1}/{args.n} done", file=sys.stderr)
         names = [e.name for e in engines]
-        ours = [n for n in names if n.startswith(("dockyard", "dky/"))]
-        others = [n for n in names if n not in ours]
-        pairs = [(a, b) for a in ours for b in others]
-        print(f"\n{'build (median s)':<20}" + "".join(f"{n:>11}" for n in names), end="")
-        print("".join(f"{a[:10] + '/' + b:>20}" for a, b in pairs))
+        # ours against theirs with the same client: our CLI and the docker CLI against
+        # dockerd's docker CLI (and buildah), the bare API against the bare API
+        pairs = [
+            (a, b)
+            for a in ("dockyard", "dky/docker", "dky/api")
+            for b in ("dockerd", "buildah", "dockerd/api")
+            if a in names and b in names and (a == "dky/api") == (b == "dockerd/api")
+        ]
+        print(f"\n{'build (median s)':<20}" + "".join(f"{n:>12}" for n in names), end="")
+        print("".join(f"{a + ' / ' + b:>24}" for a, b in pairs))
         for kind in ("cold", "cached", "changed"):
-            row = f"{kind:<20}" + "".join(f"{median(times[(n, kind)]):>11.2f}" for n in names)
+            row = f"{kind:<20}" + "".join(f"{median(times[(n, kind)]):>12.2f}" for n in names)
             for a, b in pairs:
-                row += f"{median(times[(a, kind)]) / median(times[(b, kind)]):>19.2f}x"
+                row += f"{median(times[(a, kind)]) / median(times[(b, kind)]):>23.2f}x"
             print(row)
         if "dockyard" in names:
             print(
-                "(ratios: ours / theirs, same run; dky/docker: our daemon driven by the docker "
-                "CLI, the client dockerd's row uses)"
+                "(ratios: ours / theirs, same run, same client: dockyard = our CLI, dky/docker ="
+                " our daemon driven by the docker CLI as dockerd is, */api = no client)"
             )
             dky = next(e for e in engines if isinstance(e, Dockyard))
             for kind, cold in (("cold", True), ("cached", False)):
@@ -300,7 +362,7 @@ def main() -> int:
                     continue
                 total = median(times[("dockyard", kind)])
                 print(
-                    f"where dockyard's {kind} build goes (daemon side, median s of {total:.2f}s):"
+                    f"where our daemon's {kind} build goes (its own profile, all three of its clients; our CLI's build took {total:.2f}s):"
                 )
                 for k, v in parts:
                     print(f"  {k:<48}{v:>7.3f}s")
