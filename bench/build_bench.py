@@ -41,13 +41,15 @@ import random
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _daemon import REPO, PrivateDaemon
+
 DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
 DOCKERD_HOST = os.environ.get("BENCH_DOCKERD_HOST", "unix:///run/docker-bench.sock")
 BASE = "debian:bookworm"
@@ -106,26 +108,14 @@ class Dockyard(Engine):
     name = "dockyard"
 
     def __init__(self, base: Path, archive: Path) -> None:
-        self.base = base
-        self.sock = base / "d.sock"
         self.profile = base / "profile.jsonl"
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-        env.pop("DOCKER_HOST", None)
-        self.env = dict(env, DOCKYARD_HOST=f"unix://{self.sock}")
-        self.log = (base / "daemon.log").open("wb")
-        daemon_env = dict(env, DOCKYARD_BUILD_PROFILE=str(self.profile))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dockyard", "daemon", "-H", f"unix://{self.sock}",
-             "--data-root", str(base / "root"), "--pidfile", str(base / "pid"),
-             "--default-address-pool", "base=10.200.0.0/14,size=24"],
-            env=daemon_env, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while not self.sock.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit("the daemon did not start:\n" + (base / "daemon.log").read_text())
-            time.sleep(0.05)
-        time.sleep(0.3)
+        self.daemon = PrivateDaemon(
+            base,
+            args=("--default-address-pool", "base=10.200.0.0/14,size=24"),
+            env={"DOCKYARD_BUILD_PROFILE": str(self.profile)},
+        )
+        self.sock = self.daemon.sock
+        self.env = self.daemon.env
         run([*cli_argv(), "load", "-i", str(archive)], self.env)
 
     def argv(self, ctx: Path, no_cache: bool) -> list[str]:
@@ -133,9 +123,7 @@ class Dockyard(Engine):
                 "-t", "build-bench-app", str(ctx)]  # fmt: skip
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-        self.log.close()
+        self.daemon.stop()
 
 
 class DockyardDockerCLI(Engine):
