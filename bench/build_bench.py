@@ -38,6 +38,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -157,6 +158,7 @@ class ApiClient(Engine):
     def __init__(self, name: str, socket_path: str) -> None:
         self.name = name
         self.socket_path = socket_path
+        self.built: list[str] = []
 
     def build(self, ctx: Path, no_cache: bool) -> tuple[float, str]:
         buf = io.BytesIO()
@@ -179,7 +181,17 @@ class ApiClient(Engine):
             if "errorDetail" in msg or resp.status != 200:
                 raise SystemExit(f"{self.name} build failed: {data.decode()[-2000:]}")
             text += msg.get("stream", "")
+            if (msg.get("aux") or {}).get("ID"):
+                self.built.append(msg["aux"]["ID"])
         return elapsed, text
+
+    def close(self) -> None:
+        # What this bench made there, to remove after (and nothing of anyone else's).
+        for image in reversed(self.built):
+            subprocess.run(
+                [DOCKER, "-H", f"unix://{self.socket_path}", "rmi", "-f", image],
+                capture_output=True,
+            )
 
 
 def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -193,15 +205,24 @@ class Dockerd(Engine):
 
     def __init__(self) -> None:
         self.env = dict(os.environ, DOCKER_BUILDKIT="0", DOCKER_HOST=DOCKERD_HOST)
+        self.built = []
         run([DOCKER, "image", "inspect", BASE], self.env)
 
     def argv(self, ctx: Path, no_cache: bool) -> list[str]:
         return [DOCKER, "build", *(["--no-cache"] if no_cache else []),
                 "-t", "build-bench-app", str(ctx)]  # fmt: skip
 
+    built: list[str]
+
+    def build(self, ctx: Path, no_cache: bool) -> tuple[float, str]:
+        elapsed, out = super().build(ctx, no_cache)
+        # What this bench made there, to remove after (and nothing of anyone else's).
+        self.built += re.findall(r"^Successfully built (\w+)", out, flags=re.M)
+        return elapsed, out
+
     def close(self) -> None:
-        subprocess.run([DOCKER, "rmi", "-f", "build-bench-app"], env=self.env, capture_output=True)
-        subprocess.run([DOCKER, "image", "prune", "-f"], env=self.env, capture_output=True)
+        for image in ["build-bench-app", *reversed(self.built)]:
+            subprocess.run([DOCKER, "rmi", "-f", image], env=self.env, capture_output=True)
 
 
 class Buildah(Engine):
