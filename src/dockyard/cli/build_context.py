@@ -5,9 +5,7 @@ it), and the display of the build stream with each step's duration."""
 from __future__ import annotations
 
 import os
-import secrets
 import stat
-import tarfile
 import threading
 import time
 
@@ -15,7 +13,7 @@ from dockyard.dockerignore import Matcher, read_patterns
 
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import IO
 
 
@@ -42,7 +40,7 @@ def directory_tar(root: str, dockerfile: str) -> tuple[IO[bytes], str, Callable[
         rel = os.path.relpath(path, root)
         if rel.startswith(".."):
             # As the docker CLI: a Dockerfile outside the context travels under a random name.
-            name = f".dockerfile.{secrets.token_hex(10)}"
+            name = f".dockerfile.{os.urandom(10).hex()}"
             extra = (name, path)
         else:
             name = rel
@@ -51,32 +49,57 @@ def directory_tar(root: str, dockerfile: str) -> tuple[IO[bytes], str, Callable[
         if not os.path.exists(os.path.join(root, name)):
             raise OSError(f"Cannot locate specified Dockerfile: {name}")
     always = {name, ".dockerignore"}
-    read_fd, write_fd = os.pipe()
-
-    def produce() -> None:
-        try:
-            with (
-                open(write_fd, "wb") as out,
-                tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-            ):
-                _add_tree(tar, root, "", ignore, always)
-                if extra is not None:
-                    tar.add(extra[1], arcname=extra[0], recursive=False)
-        except (BrokenPipeError, OSError):
-            pass  # the request failed; its error is the one shown
-
-    thread = threading.Thread(target=produce, name="build-context", daemon=True)
-    thread.start()
-    stream = open(read_fd, "rb")  # noqa: SIM115 - the caller closes it
-
-    def close() -> None:
-        stream.close()
-        thread.join(timeout=5)
-
-    return stream, name, close
+    stream = _ContextStream(root, ignore, always, extra)
+    return stream, name, stream.close
 
 
-def _add_tree(tar: tarfile.TarFile, root: str, rel: str, ignore: Matcher, always: set[str]) -> None:
+class _ContextStream:
+    """The context tar, made as the request reads it: no thread, no pipe, and a
+    file that cannot be read is an error of the command (not a short archive)."""
+
+    def __init__(
+        self, root: str, ignore: Matcher, always: set[str], extra: tuple[str, str] | None
+    ) -> None:
+        self._buf = bytearray()
+        self._parts = self._produce(root, ignore, always, extra)
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._buf += data
+
+    def _produce(
+        self, root: str, ignore: Matcher, always: set[str], extra: tuple[str, str] | None
+    ) -> Iterator[None]:
+        writer = _TarWriter(self)
+        yield from _add_tree(writer, root, "", ignore, always)
+        if extra is not None:
+            yield from writer.add(extra[1], extra[0], os.stat(extra[1]))
+        self._buf += b"\0" * 1024  # the end of the archive
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self._buf) < size) and not self._done:
+            try:
+                next(self._parts)
+            except StopIteration:
+                self._done = True
+            except OSError as e:
+                from dockyard.cli.context import CLIError
+
+                raise CLIError(f"error checking context: {e}", 1) from None
+        n = len(self._buf) if size < 0 else min(size, len(self._buf))
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    read1 = read
+
+    def close(self) -> None:
+        self._parts.close()
+
+
+def _add_tree(
+    writer: _TarWriter, root: str, rel: str, ignore: Matcher, always: set[str]
+) -> Iterator[None]:
     directory = os.path.join(root, rel) if rel else root
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         path_rel = f"{rel}/{entry.name}" if rel else entry.name
@@ -87,17 +110,143 @@ def _add_tree(tar: tarfile.TarFile, root: str, rel: str, ignore: Matcher, always
         st = entry.stat(follow_symlinks=False)
         if stat.S_ISSOCK(st.st_mode):
             continue
-        info = tar.gettarinfo(entry.path, arcname=path_rel)
-        # Owners are the daemon's business (COPY makes them root's); names would only leak.
-        info.uname = info.gname = ""
         if not excluded:
-            if info.isreg():
-                with open(entry.path, "rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
+            yield from writer.add(entry.path, path_rel, st)
         if is_dir:
-            _add_tree(tar, root, path_rel, ignore, always)
+            yield from _add_tree(writer, root, path_rel, ignore, always)
+
+
+_BLOCK = 512
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+class _TarWriter:
+    """The context as a ustar archive (pax records only for long names or big
+    sizes), written by hand: tarfile costs more to import and per file than the
+    whole rest of a cached build's client side. As the docker CLI: owners 0:0,
+    mtimes in whole seconds, hard links between sent files kept."""
+
+    def __init__(self, out: _ContextStream) -> None:
+        self.out = out
+        self._links: dict[tuple[int, int], str] = {}
+
+    def add(self, path: str, name: str, st: os.stat_result) -> Iterator[None]:
+        """Write one entry, pausing (yielding) after each MB of its data."""
+        mode = st.st_mode
+        link = ""
+        size = 0
+        if stat.S_ISDIR(mode):
+            kind, name = b"5", name + "/"
+        elif stat.S_ISLNK(mode):
+            kind, link = b"2", os.readlink(path)
+        elif stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self._links:
+                kind, link = b"1", self._links[key]
+            else:
+                kind, size = b"0", st.st_size
+                if st.st_nlink > 1:
+                    self._links[key] = name
+        elif stat.S_ISFIFO(mode):
+            kind = b"6"
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            kind = b"3" if stat.S_ISCHR(mode) else b"4"
+        else:
+            return
+        if kind == b"0":
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            try:
+                self._header(name, mode, size, int(st.st_mtime), kind, link, st)
+                yield from self._data(fd, size)
+            finally:
+                os.close(fd)
+        else:
+            self._header(name, mode, size, int(st.st_mtime), kind, link, st)
+        yield
+
+    def _header(
+        self,
+        name: str,
+        mode: int,
+        size: int,
+        mtime: int,
+        kind: bytes,
+        link: str,
+        st: os.stat_result,
+    ) -> None:
+        bname = name.encode("utf-8", "surrogateescape")
+        blink = link.encode("utf-8", "surrogateescape")
+        pax = {}
+        if len(bname) > 100:
+            pax[b"path"] = bname
+            bname = bname[:100]
+        if len(blink) > 100:
+            pax[b"linkpath"] = blink
+            blink = blink[:100]
+        if size >= 8**11:
+            pax[b"size"] = str(size).encode()
+        if pax:
+            body = b"".join(_pax_record(k, v) for k, v in pax.items())
+            self.out.write(self._block(b"././@PaxHeader", 0o644, len(body), mtime, b"x", b""))
+            self.out.write(body + b"\0" * (-len(body) % _BLOCK))
+        dev = (os.major(st.st_rdev), os.minor(st.st_rdev)) if kind in (b"3", b"4") else (0, 0)
+        size_field = size if size < 8**11 else 0
+        self.out.write(self._block(bname, mode & 0o7777, size_field, mtime, kind, blink, dev))
+
+    @staticmethod
+    def _block(
+        name: bytes,
+        mode: int,
+        size: int,
+        mtime: int,
+        kind: bytes,
+        link: bytes,
+        dev: tuple[int, int] = (0, 0),
+    ) -> bytes:
+        header = b"".join(
+            (
+                name.ljust(100, b"\0"),
+                _octal(mode, 8),
+                _octal(0, 8),  # uid
+                _octal(0, 8),  # gid
+                _octal(size, 12),
+                _octal(max(mtime, 0), 12),
+                b" " * 8,  # the checksum, counted as blanks
+                kind,
+                link.ljust(100, b"\0"),
+                b"ustar\x0000",
+                b"\0" * 64,  # uname, gname
+                _octal(dev[0], 8),
+                _octal(dev[1], 8),
+                b"\0" * 167,  # prefix, padding
+            )
+        )
+        checksum = b"%06o\0 " % sum(header)
+        return header[:148] + checksum + header[156:]
+
+    def _data(self, fd: int, size: int) -> Iterator[None]:
+        os.set_blocking(fd, True)
+        left = size
+        while left:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:  # the file shrank while it was sent: zeros keep the archive whole
+                chunk = b"\0" * min(left, 1 << 20)
+            self.out.write(chunk)
+            left -= len(chunk)
+            if left:
+                yield
+        self.out.write(b"\0" * (-size % _BLOCK))
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(str(length).encode()) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
 
 
 class StepDisplay:

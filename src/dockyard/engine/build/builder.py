@@ -14,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dockyard.engine.build import run_step, sources, syntax, words
+from dockyard.engine.build import heredocs, run_step, syntax, words
 from dockyard.engine.build.cache import StepCache
 from dockyard.engine.build.context import BuildContext
-from dockyard.engine.build.copy_steps import CopySteps, has_wildcard
+from dockyard.engine.build.copy_steps import CopySteps
 from dockyard.engine.build.metadata_steps import MetadataSteps
 from dockyard.engine.build.options import PREDEFINED_ARGS, BuildOptions
+from dockyard.engine.build.profile import BuildProfile
+from dockyard.engine.build.sources import has_wildcard
 from dockyard.engine.build.stage import DEFAULT_PATH, DEFAULT_SHELL, Stage, finish, short
 from dockyard.engine.build.syntax import DockerfileError, Instruction
 from dockyard.engine.image_commit import ChildImage, container_layer, write_child_image
@@ -51,6 +54,7 @@ class Builder(MetadataSteps, CopySteps):
         emit: Callable[[dict[str, Any]], None],
         work_dir: str,
         pull: Callable[[str], Any] | None = None,
+        profile: BuildProfile | None = None,
     ) -> None:
         self.containers = containers
         self.images = images
@@ -69,6 +73,8 @@ class Builder(MetadataSteps, CopySteps):
         self.total = 0
         self._scratch = 0
         self.cache = StepCache(images, opts.cache_from)
+        self.profile = profile or BuildProfile()
+        self._cleanups: list[asyncio.Future[Any]] = []
 
     # -- output ---------------------------------------------------------------
 
@@ -79,14 +85,21 @@ class Builder(MetadataSteps, CopySteps):
     # -- plan -----------------------------------------------------------------
 
     async def build(self) -> str:
-        text, name = self.ctx.dockerfile(self.opts.dockerfile)
-        self.filename = name
-        instructions, self.escape = syntax.parse(text, name)
-        stages = self._plan(instructions, name)
+        with self.profile.phase("parse+plan"):
+            text, name = self.ctx.dockerfile(self.opts.dockerfile, self.kernel)
+            self.filename = name
+            self.ctx.drop_build_files(self.kernel, name)
+            instructions, self.escape = syntax.parse(text, name)
+            stages = self._plan(instructions, name)
         for tag in self.opts.tags:
             parse_reference(tag)  # a bad tag fails before any step
-        for stage in stages:
-            await self._run_stage(stage)
+        built = False
+        try:
+            for stage in stages:
+                await self._run_stage(stage)
+            built = True
+        finally:
+            await self._finish_cleanups(built)
         final = stages[-1]
         if not final.image:
             raise InvalidParameter(
@@ -101,7 +114,8 @@ class Builder(MetadataSteps, CopySteps):
         self.out(f"Successfully built {short(final.image)}\n")
         for tag in self.opts.tags:
             ref = str(parse_reference(tag))
-            self.images.name_image(final.image, ref)
+            with self.profile.phase("tag"):
+                self.images.name_image(final.image, ref)
             self.images.emit("tag", final.image, ref)
             self.out(f"Successfully tagged {ref}\n")
         if self.opts.quiet:
@@ -192,9 +206,28 @@ class Builder(MetadataSteps, CopySteps):
         self.stages = stages
         return stages
 
+    async def _finish_cleanups(self, built: bool) -> None:
+        """Wait for the steps' cleanups (even when cancelled); the first failure of
+        one is the build's, unless the build failed already."""
+        tasks, self._cleanups = self._cleanups, []
+        if not tasks:
+            return
+        with self.profile.phase("step cleanup waited for (rm container, unmount)"):
+            gathered = asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                results = await asyncio.shield(gathered)
+            except asyncio.CancelledError:
+                await gathered
+                raise
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures and built:
+            raise failures[0]
+        for failure in failures:
+            log.warning("build step cleanup failed: %s", failure)
+
     def _check_sources(self, stages: list[Stage]) -> None:
         """COPY/ADD sources of the context that are missing or outside it fail now."""
-        root = sources.SourceRoot(self.kernel, self.ctx.root, self.ctx.ignore)
+        root = self.ctx.source_root(self.kernel)
         try:
             for stage in stages:
                 for inst in stage.instructions:
@@ -341,9 +374,10 @@ class Builder(MetadataSteps, CopySteps):
         )
         hit = None
         if not self.opts.no_cache:
-            hit = self.cache.local(stage.image, container_config)
-            if hit is None:
-                hit = await finish(self.cache.from_sources(stage.image, child))
+            with self.profile.phase("cache look-up"):
+                hit = self.cache.local(stage.image, container_config)
+                if hit is None:
+                    hit = await finish(self.cache.from_sources(stage.image, child))
         if hit is not None:
             self.out(" ---> Using cache\n")
             stage.image = hit
@@ -355,10 +389,16 @@ class Builder(MetadataSteps, CopySteps):
             upper, cleanup = await make()
         try:
             parent = stage.image or None
-            image_id = await self._write_image(parent, upper, child)
-        finally:
+            with self.profile.phase("layer diff+commit"):
+                image_id = await self._write_image(parent, upper, child)
+        except BaseException:
             if cleanup is not None:
                 await cleanup()
+            raise
+        if cleanup is not None:
+            # The step's container and overlay go while the next step runs; the
+            # build waits for them before it answers (see build()).
+            self._cleanups.append(asyncio.ensure_future(cleanup()))
         stage.image = image_id
         self.out(f" ---> {short(image_id)}\n")
 
@@ -424,40 +464,61 @@ class Builder(MetadataSteps, CopySteps):
         return out
 
     async def _do_run(self, stage: Stage, inst: Instruction) -> None:
+        pipe_file = None
         if inst.json:
             cmd = list(inst.args)
         else:
             text = inst.args[0] if inst.args else ""
             if inst.heredocs:
-                text = _heredoc_script(text, inst)
+                script = heredocs.run_script(text, inst)
+                text, pipe_file = script.script, script.pipe_file
             cmd = [*self._shell(stage), text]
         if not stage.image:
             raise InvalidParameter("RUN needs a shell: the image has no files (FROM scratch)")
         build_env = self._build_env(stage)
         # The build args a RUN sees are part of its cache key (not the predefined ones).
         visible = [e for e in build_env if e.partition("=")[0] not in PREDEFINED_ARGS]
-        cache_cmd = ([f"|{len(visible)}", *visible] if visible else []) + cmd
+        # A script run from /dev/pipes is known by its content too.
+        run_key = [*cmd, pipe_file[1]] if pipe_file else cmd
+        cache_cmd = ([f"|{len(visible)}", *visible] if visible else []) + run_key
 
         async def make() -> tuple[str, Callable[[], Any]]:
+            host_config = self._host_config()
+            if pipe_file is not None:
+                host_config.binds = [f"{self._pipe_dir(*pipe_file)}:{heredocs.PIPES_DIR}:ro"]
             req = run_step.RunRequest(
                 image=stage.image,
                 cmd=cmd,
                 env=[*(stage.config.get("Env") or []), *build_env],
                 user=stage.config.get("User") or "",
                 working_dir=stage.config.get("WorkingDir") or "",
-                host_config=self._host_config(),
+                host_config=host_config,
             )
             cid, upper = await run_step.run_container(
-                self.containers, req, self.out, self.opts.force_remove
+                self.containers, req, self.out, self.opts.force_remove, self.profile
             )
+            removing = self.opts.remove or self.opts.force_remove
+            if removing:
+                self.out(f"Removing intermediate container {cid[:12]}\n")
 
             async def cleanup() -> None:
-                if self.opts.remove or self.opts.force_remove:
-                    await run_step.remove(self.containers, cid, self.out)
+                if removing:
+                    await run_step.remove(self.containers, cid, None)
 
             return upper, cleanup
 
         await self._commit(stage, cache_cmd, make)
+
+    def _pipe_dir(self, name: str, content: str) -> str:
+        """A directory (for /dev/pipes, read-only) holding the heredoc as an
+        executable file, as BuildKit mounts it."""
+        directory = self._scratch_dir()
+        os.makedirs(directory, mode=0o755)
+        path = os.path.join(directory, name)
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(content)
+        os.chmod(path, 0o755)
+        return directory
 
     def _host_config(self) -> HostConfig:
         mode = self.opts.network_mode
@@ -474,15 +535,3 @@ class Builder(MetadataSteps, CopySteps):
             cpuset_mems=self.opts.cpuset_mems,
             cgroup_parent=self.opts.cgroup_parent,
         )
-
-
-def _heredoc_script(first_line: str, inst: Instruction) -> str:
-    """A shell-form RUN with heredocs as the script sh reads."""
-    marker = first_line.strip()
-    if len(inst.heredocs) == 1 and marker.lstrip("<-").strip("\"'") == inst.heredocs[0].name:
-        return inst.heredocs[0].content  # `RUN <<EOF ... EOF`: the heredoc is the script
-    parts = [first_line]
-    for h in inst.heredocs:
-        parts.append(h.content.rstrip("\n"))
-        parts.append(h.name)
-    return "\n".join(parts) + "\n"

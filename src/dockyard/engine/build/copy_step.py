@@ -26,9 +26,14 @@ _EMPTY = "empty-lower"
 
 
 @contextlib.contextmanager
-def mounted_image(kernel: Kernel, lowers: list[str], scratch: str) -> Iterator[tuple[int, str]]:
+def mounted_image(
+    kernel: Kernel, lowers: list[str], scratch: str, remove: bool = True
+) -> Iterator[tuple[int, str]]:
     """(O_PATH fd of the root, upper dir) of an overlay of `lowers` (top-most
-    first) with an empty upper dir, under `scratch`; unmounted and removed after."""
+    first) with an empty upper dir, under `scratch`; unmounted after, and removed
+    unless `remove` is False (a step's scratch goes with the build's directory,
+    which is deleted after the answer: unlinking its files can take longer than
+    the step)."""
     os.makedirs(scratch, mode=0o700)
     upper, work, root = (os.path.join(scratch, d) for d in ("upper", "work", "root"))
     for d in (upper, work, root):
@@ -48,7 +53,8 @@ def mounted_image(kernel: Kernel, lowers: list[str], scratch: str) -> Iterator[t
         finally:
             kernel.umount2(root, MNT_DETACH)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if remove:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def make_dirs(kernel: Kernel, root_fd: int, path: str, owner: tuple[int, int] | None) -> None:

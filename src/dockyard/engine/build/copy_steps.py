@@ -5,6 +5,7 @@ checksummed for the cache) and WORKDIR (its directory)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import posixpath
 import stat
@@ -12,12 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dockyard.engine.build import copy_step, sources
+from dockyard.engine.build import copy_step, heredocs, sources, words
+from dockyard.engine.build.context_index import IndexedRoot
+from dockyard.engine.build.profile import BuildProfile
+from dockyard.engine.build.sources import has_wildcard
 from dockyard.engine.build.stage import Stage, finish, short
 from dockyard.engine.build.syntax import Instruction
 from dockyard.errors import InvalidParameter
 from dockyard.image.users import resolve_user
 from dockyard.kernel.interface import Kernel
+
+log = logging.getLogger("dockyard.build")
 
 if TYPE_CHECKING:
     from dockyard.engine.build.context import BuildContext
@@ -33,6 +39,8 @@ class CopySteps:
     work_dir: str
     stages: list[Stage]
     _scratch: int
+    profile: BuildProfile
+    escape: str
 
     async def _do_copy(self, stage: Stage, inst: Instruction) -> None:
         await self._copy(stage, inst, "COPY")
@@ -54,7 +62,7 @@ class CopySteps:
 
         async def make() -> tuple[str, Callable[[], Any]]:
             lowers = self.images.blobs.lower_dirs(stage.image) if stage.image else []
-            mount = copy_step.mounted_image(self.kernel, lowers, self._scratch_dir())
+            mount = copy_step.mounted_image(self.kernel, lowers, self._scratch_dir(), remove=False)
             root_fd, upper = mount.__enter__()
             try:
                 await finish(
@@ -65,7 +73,7 @@ class CopySteps:
                 raise
 
             async def cleanup() -> None:
-                mount.__exit__(None, None, None)
+                await asyncio.to_thread(mount.__exit__, None, None, None)
 
             return upper, cleanup
 
@@ -79,11 +87,18 @@ class CopySteps:
         args = list(inst.args)
         if len(args) < 2:
             raise InvalidParameter(f"{what} requires at least two arguments")
-        heredocs = {h.name: h.content for h in inst.heredocs}
+        # Each heredoc source (by its argument, `<<EOF`) -> (file name, content).
+        heredoc_files: dict[str, tuple[str, str]] = {}
+        by_name = {h.name: h for h in inst.heredocs}
         dest_arg = self._word(stage, args[-1])
         srcs = []
         for a in args[:-1]:
-            if heredocs and a.startswith("<<"):
+            mark = heredocs.marker(a) if by_name else None
+            if mark is not None and mark.name in by_name:
+                content = heredocs.body(by_name[mark.name], mark)
+                if mark.expand:
+                    content = words.raw_word(content, self._env(stage), self.escape)
+                heredoc_files[a] = (mark.name, content)
                 srcs.append(a)
             else:
                 srcs.extend(self._words(stage, a) if not inst.json else [a])
@@ -113,14 +128,19 @@ class CopySteps:
                 root = sources.SourceRoot(self.kernel, src_root_path)
                 kind_prefix = f"from {short(image)} " if image else ""
             else:
-                root = sources.SourceRoot(self.kernel, self.ctx.root, self.ctx.ignore)
+                if what == "ADD" and any(s.startswith(("http://", "https://")) for s in srcs):
+                    # the plan downloads: make it once, from the files
+                    await finish(asyncio.to_thread(self.ctx.materialize, self.kernel))
+                root = self.ctx.source_root(self.kernel)
                 kind_prefix = ""
+            plan_args = (srcs, heredoc_files, dest, dest_is_dir, own, what, scratch)
             try:
-                plan = await asyncio.to_thread(
-                    self._copy_plan, root, srcs, heredocs, dest, dest_is_dir, own, what, scratch
-                )
+                with self.profile.phase(f"{what} sources+checksum"):
+                    plan = await asyncio.to_thread(self._copy_plan, root, *plan_args)
             finally:
                 root.close()
+            # From the context's index: the files are written out only if the step runs.
+            from_index = root.virtual
             shown_dest = dest + ("/" if dest_is_dir and dest != "/" else "")
             # One word, as dockerd's withCmdCommentString (metadata steps use two).
             cache_cmd = [
@@ -129,18 +149,34 @@ class CopySteps:
             ]
 
             async def make() -> tuple[str, Callable[[], Any]]:
+                nonlocal plan
+                if from_index:
+                    with self.profile.phase("context unpacked (a COPY/ADD missed the cache)"):
+                        await finish(asyncio.to_thread(self.ctx.materialize, self.kernel))
+                    disk = self.ctx.source_root(self.kernel)
+                    try:
+                        on_disk = await asyncio.to_thread(self._copy_plan, disk, *plan_args)
+                    finally:
+                        disk.close()
+                    if on_disk.checksum != plan.checksum:
+                        log.error(
+                            "%s: the context's index and its files disagree on what it copies",
+                            what,
+                        )
+                    plan = on_disk
                 lowers = self.images.blobs.lower_dirs(stage.image) if stage.image else []
                 target = scratch + "/to"
-                mount = copy_step.mounted_image(self.kernel, lowers, target)
+                mount = copy_step.mounted_image(self.kernel, lowers, target, remove=False)
                 root_fd, upper = mount.__enter__()
                 try:
-                    await finish(asyncio.to_thread(plan.apply, self.kernel, root_fd, own))
+                    with self.profile.phase(f"{what} files into the overlay"):
+                        await finish(asyncio.to_thread(plan.apply, self.kernel, root_fd, own))
                 except BaseException:
                     mount.__exit__(None, None, None)
                     raise
 
                 async def cleanup() -> None:
-                    mount.__exit__(None, None, None)
+                    await asyncio.to_thread(mount.__exit__, None, None, None)
 
                 return upper, cleanup
 
@@ -185,9 +221,9 @@ class CopySteps:
 
     def _copy_plan(
         self,
-        root: sources.SourceRoot,
+        root: sources.SourceRoot | IndexedRoot,
         srcs: list[str],
-        heredocs: dict[str, str],
+        heredoc_files: dict[str, tuple[str, str]],
         dest: str,
         dest_is_dir: bool,
         own: sources.Ownership,
@@ -195,13 +231,14 @@ class CopySteps:
         scratch: str,
     ) -> CopyPlan:
         resolved: list[sources.Source] = []
+        in_root: set[int] = set()  # the sources found in `root` (not heredocs, downloads)
         urls: list[str] = []
         for src in srcs:
-            if src.startswith("<<"):
-                name = src.lstrip("<-").strip("\"'")
+            if src in heredoc_files:
+                name, content = heredoc_files[src]
                 path = os.path.join(scratch, f"heredoc-{len(resolved)}")
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(heredocs.get(name, ""))
+                with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+                    f.write(content)
                 os.chmod(path, 0o644)
                 resolved.append(sources.Source(src, path, False, name))
             elif what == "ADD" and src.startswith(("http://", "https://")):
@@ -211,7 +248,19 @@ class CopySteps:
             elif src.startswith(("http://", "https://", "git@")) or src.endswith(".git"):
                 raise InvalidParameter(f"{what} failed: source can't be a URL for {what}")
             else:
-                resolved.extend(root.resolve(src, what))
+                found = root.resolve(src, what)
+                in_root.update(id(f) for f in found)
+                resolved.extend(found)
+
+        def stat_of(src: sources.Source) -> os.stat_result:
+            return root.stat(src.path) if id(src) in in_root else os.stat(src.path)
+
+        def head_of(src: sources.Source) -> bytes:
+            if id(src) in in_root:
+                return root.head(src.path, 512)
+            with open(src.path, "rb") as f:
+                return f.read(512)
+
         multiple = len(resolved) > 1 or any(has_wildcard(s) for s in srcs)
         if len(resolved) > 1 and not dest_is_dir:
             raise InvalidParameter(
@@ -221,11 +270,14 @@ class CopySteps:
         plan = CopyPlan(dest)
         for src in resolved:
             archive = (
-                what == "ADD" and src.arg not in urls and not src.is_dir and _is_archive(src.path)
+                what == "ADD"
+                and src.arg not in urls
+                and not src.is_dir
+                and _is_archive(head_of(src))
             )
             if archive:
                 plan.archives.append(src.path)
-                plan.entries.append(sources.Entry("", src.path, os.stat(src.path)))
+                plan.entries.append(sources.Entry("", src.path, stat_of(src)))
                 continue
             if src.is_dir:
                 plan.copies.append((dest, list(root.entries(src, ""))))
@@ -234,13 +286,13 @@ class CopySteps:
                 target_dir, name = dest, posixpath.basename(src.rel)
             else:
                 target_dir, name = posixpath.dirname(dest), posixpath.basename(dest)
-            entry = sources.Entry(name, src.path, os.stat(src.path))
+            entry = sources.Entry(name, src.path, stat_of(src))
             if src.arg in urls:
                 entry.st = _with_mode(entry.st, 0o600)
             plan.copies.append((target_dir, [entry]))
             plan.file_into.append((target_dir, name))
         all_entries = [e for _d, es in plan.copies for e in es]
-        plan.checksum = sources.checksum(all_entries + plan.entries, own)
+        plan.checksum = sources.checksum(all_entries + plan.entries, own, root.digests)
         if len(resolved) == 1 and not resolved[0].is_dir:
             plan.kind = "file"
         elif len(resolved) == 1:
@@ -285,22 +337,14 @@ def _is_dir_entry(entry: sources.Entry) -> bool:
     return stat.S_ISDIR(entry.st.st_mode)
 
 
-def has_wildcard(src: str) -> bool:
-    return any(c in src for c in "*?[")
-
-
 def _with_mode(st: os.stat_result, mode: int) -> os.stat_result:
     values = list(st)
     values[0] = (st.st_mode & ~0o7777) | mode
     return os.stat_result(values)
 
 
-def _is_archive(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
-        return False
+def _is_archive(head: bytes) -> bool:
+    """Whether a file starting so is an archive ADD unpacks."""
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")):
         return True
     return len(head) == 512 and head[257:262] == b"ustar"

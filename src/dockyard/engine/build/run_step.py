@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dockyard.engine.build.profile import BuildProfile
 from dockyard.engine.models import ContainerConfig, HostConfig
 from dockyard.errors import DockyardError, NotFound, RuntimeFailure
 
@@ -49,6 +50,7 @@ async def run_container(
     req: RunRequest,
     stream: Callable[[str], None],
     remove_on_failure: bool,
+    profile: BuildProfile | None = None,
 ) -> tuple[str, str]:
     """Run the command; return (container id, upper dir). The caller commits the
     upper dir, then calls `remove` (the container stays until then)."""
@@ -63,15 +65,19 @@ async def run_container(
         attach_stdout=True,
         attach_stderr=True,
     )
-    c = await containers.create(config, req.host_config)
+    profile = profile or BuildProfile()
+    with profile.phase("RUN container create"):
+        c = await containers.create(config, req.host_config)
     stream(f" ---> Running in {c.id[:12]}\n")
     try:
-        attached = await containers.attach(c.id, stream=True, stdout=True, stderr=True)
-        exited = containers.waiter(c.id, "next-exit")
-        await containers.start(c.id)
-        async for _kind, data in attached.frames:
-            stream(data.decode("utf-8", "replace"))
-        state = await exited
+        with profile.phase("RUN container start"):
+            attached = await containers.attach(c.id, stream=True, stdout=True, stderr=True)
+            exited = containers.waiter(c.id, "next-exit")
+            await containers.start(c.id)
+        with profile.phase("RUN command (until exit)"):
+            async for _kind, data in attached.frames:
+                stream(data.decode("utf-8", "replace"))
+            state = await exited
         if state.exit_code != 0:
             raise StepFailed(
                 f"The command '{' '.join(req.cmd)}' returned a non-zero code: {state.exit_code}",
@@ -89,14 +95,14 @@ async def remove(
     containers: ContainerService, container_id: str, stream: Callable[[str], None] | None
 ) -> None:
     """Kill (if it still runs) and remove a step's container, even while cancelled."""
+    if stream is not None:
+        stream(f"Removing intermediate container {container_id[:12]}\n")
     task = asyncio.ensure_future(_remove(containers, container_id))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         await task  # the removal completes before the cancellation goes on
         raise
-    if stream is not None:
-        stream(f" ---> Removed intermediate container {container_id[:12]}\n")
 
 
 async def _remove(containers: ContainerService, container_id: str) -> None:

@@ -7,6 +7,7 @@ mounted there; RUN containers are removed by their step.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -20,6 +21,7 @@ from dockyard.engine.build import options as build_options
 from dockyard.engine.build.builder import Builder
 from dockyard.engine.build.context import fetch_context, receive_context
 from dockyard.engine.build.copy_step import unmount_under
+from dockyard.engine.build.profile import BuildProfile
 from dockyard.engine.progress import ProgressStream
 from dockyard.errors import InvalidParameter
 from dockyard.image.reference import parse_reference
@@ -99,22 +101,51 @@ async def build(
         parse_reference(tag)  # before the context is even read
     from dockyard.kernel.linux import LinuxKernel
 
+    kernel = LinuxKernel()
+
     work = os.path.join(images.tmp_dir, "build-" + secrets.token_hex(8))
     os.makedirs(work, mode=0o700)
+    profile = BuildProfile()
+    ok = False
     try:
         root = os.path.join(work, "context")
-        if opts.remote:
-            context = await fetch_context(opts.remote, root)
-        else:
-            context = await receive_context(chunks, root)
+        with profile.phase("context upload+index"):
+            if opts.remote:
+                context = await fetch_context(opts.remote, root, kernel)
+            else:
+                context = await receive_context(chunks, root, kernel)
 
         async def pull(ref: str) -> None:
             parsed = parse_reference(ref)
             auth = (auths or {}).get(parsed.domain, AuthConfig())
             await images.pull(ref, "", auth, _Forwarded(emit), platform=opts.platform or None)
 
-        builder = Builder(containers, images, LinuxKernel(), context, opts, emit, work, pull)
-        return await builder.build()
+        builder = Builder(containers, images, kernel, context, opts, emit, work, pull, profile)
+        image_id = await builder.build()
+        ok = True
+        return image_id
     finally:
-        unmount_under(work)
+        with profile.phase("cleanup"):
+            unmount_under(work)
+            _remove_later(work)
+        profile.finish(opts.no_cache, ok)
+
+
+_removals: set[asyncio.Task[None]] = set()
+
+
+def _remove_later(work: str) -> None:
+    """The build's directory goes after the answer: renamed away at once (out of
+    any build's sight), deleted in a thread; unlinking a context's files can take
+    longer than the whole cached build (a daemon start sweeps what is left)."""
+    trash = os.path.join(os.path.dirname(work), "removing-" + os.path.basename(work))
+    try:
+        os.rename(work, trash)
+    except OSError:
         shutil.rmtree(work, ignore_errors=True)
+        return
+    task = asyncio.get_running_loop().create_task(
+        asyncio.to_thread(shutil.rmtree, trash, ignore_errors=True)
+    )
+    _removals.add(task)
+    task.add_done_callback(_removals.discard)

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dockyard.dockerignore import Matcher
 from dockyard.errors import InvalidParameter, KernelError, NotFound
 from dockyard.kernel.interface import Kernel
 
@@ -36,6 +35,7 @@ class Entry:
     name: str  # relative to the extraction directory ("" = the directory itself)
     path: str  # real path on the host, inside the source root
     st: os.stat_result
+    link: str | None = None  # a symlink's target when known without reading it
 
 
 @dataclass
@@ -51,14 +51,32 @@ class Source:
 class SourceRoot:
     """A directory whose files COPY reads: the build context or a mounted image."""
 
-    def __init__(self, kernel: Kernel, path: str, ignore: Matcher | None = None) -> None:
+    virtual = False  # its files are on disk (context_index.IndexedRoot: not yet)
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        path: str,
+        digests: dict[str, bytes] | None = None,
+    ) -> None:
         self.kernel = kernel
         self.path = os.path.realpath(path)
-        self.ignore = ignore if ignore is not None else Matcher([])
+        # sha256 of files by real path, known from unpacking (the context's)
+        self.digests = digests or {}
         self._fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def close(self) -> None:
         os.close(self._fd)
+
+    def stat(self, path: str) -> os.stat_result:
+        return os.stat(path)
+
+    def head(self, path: str, n: int) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                return f.read(n)
+        except OSError:
+            return b""
 
     def resolve(self, arg: str, what: str) -> list[Source]:
         """Sources for one argument: a path, or a wildcard pattern's matches."""
@@ -67,13 +85,8 @@ class SourceRoot:
             raise InvalidParameter(
                 f"{what} failed: forbidden path outside the build context: {arg}"
             )
-        if _WILDCARDS & set(rel):
+        if has_wildcard(rel):
             return self._glob(arg, rel, what)
-        if rel and self.ignore.excluded(rel):
-            raise NotFound(
-                f"{what} failed: file not found in build context or excluded by "
-                f".dockerignore: stat {arg}: file does not exist"
-            )
         return [self._source(arg, rel, what)]
 
     def _source(self, arg: str, rel: str, what: str) -> Source:
@@ -84,6 +97,10 @@ class SourceRoot:
                 raise NotFound(
                     f"{what} failed: file not found in build context or excluded by "
                     f".dockerignore: stat {arg}: file does not exist"
+                ) from None
+            if e.errno == errno.ELOOP:
+                raise InvalidParameter(
+                    f"{what} failed: {arg}: {os.strerror(errno.ELOOP)}"
                 ) from None
             raise
         try:
@@ -100,9 +117,8 @@ class SourceRoot:
     def _glob(self, arg: str, pattern: str, what: str) -> list[Source]:
         found = []
         for rel in self._all_paths():
-            if fnmatch.fnmatchcase(rel, pattern) and _same_depth(rel, pattern):
-                if not self.ignore.excluded(rel):
-                    found.append(self._source(rel, rel, what))
+            if fnmatch.fnmatchcase(rel, pattern) and same_depth(rel, pattern):
+                found.append(self._source(rel, rel, what))
         if not found:
             raise NotFound(f"{what} failed: no source files were specified")
         return found
@@ -119,30 +135,28 @@ class SourceRoot:
         if not source.is_dir:
             yield Entry(name, source.path, os.stat(source.path))
             return
-        yield from self._walk(source.path, source.rel, name)
+        yield from self._walk(source.path, name)
 
-    def _walk(self, directory: str, rel: str, prefix: str) -> Iterator[Entry]:
+    def _walk(self, directory: str, prefix: str) -> Iterator[Entry]:
         with os.scandir(directory) as it:
             items = sorted(it, key=lambda e: e.name)
         for item in items:
-            item_rel = item.name if rel in ("", ".") else f"{rel}/{item.name}"
-            if self.ignore.excluded(item_rel) and not (
-                item.is_dir(follow_symlinks=False) and self.ignore.has_exceptions
-            ):
-                continue
             st = item.stat(follow_symlinks=False)
             name = f"{prefix}/{item.name}" if prefix else item.name
             if stat.S_ISDIR(st.st_mode):
-                if not self.ignore.excluded(item_rel):
-                    yield Entry(name, item.path, st)
-                yield from self._walk(item.path, item_rel, name)
+                yield Entry(name, item.path, st)
+                yield from self._walk(item.path, name)
             elif not stat.S_ISSOCK(st.st_mode):
                 yield Entry(name, item.path, st)
 
 
-def _same_depth(rel: str, pattern: str) -> bool:
+def same_depth(rel: str, pattern: str) -> bool:
     # filepath.Match: "*" never crosses a "/".
     return rel.count("/") == pattern.count("/")
+
+
+def has_wildcard(src: str) -> bool:
+    return bool(_WILDCARDS & set(src))
 
 
 @dataclass
@@ -164,7 +178,7 @@ def header(entry: Entry, own: Ownership) -> tarfile.TarInfo:
         info.type = tarfile.DIRTYPE
     elif stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(entry.path)
+        info.linkname = entry.link if entry.link is not None else os.readlink(entry.path)
     elif stat.S_ISREG(st.st_mode):
         info.type = tarfile.REGTYPE
         info.size = st.st_size
@@ -175,8 +189,10 @@ def header(entry: Entry, own: Ownership) -> tarfile.TarInfo:
     return info
 
 
-def checksum(entries: list[Entry], own: Ownership) -> str:
-    """Hex sha256 over what the copy produces, mtimes excepted."""
+def checksum(entries: list[Entry], own: Ownership, known: dict[str, bytes] | None = None) -> str:
+    """Hex sha256 over what the copy produces, mtimes excepted; `known` gives
+    files' content digests already taken (by real path)."""
+    known = known or {}
     h = hashlib.sha256()
     for entry in entries:
         info = header(entry, own)
@@ -185,7 +201,7 @@ def checksum(entries: list[Entry], own: Ownership) -> str:
             f"{info.linkname}\0{info.size}\0".encode("utf-8", "surrogateescape")
         )
         if info.type == tarfile.REGTYPE:
-            h.update(_file_digest(entry.path))
+            h.update(known.get(entry.path) or _file_digest(entry.path))
     return h.hexdigest()
 
 

@@ -173,3 +173,49 @@ def _dollar(s: _Scan) -> str:
     if not present:
         raise InvalidParameter(f"{name}: {arg or 'is not allowed to be unset'}")
     return value
+
+
+def raw_word(text: str, env: dict[str, str], escape: str = "\\") -> str:
+    """Variables expanded, quotes and escapes left as written (BuildKit's lexer
+    with RawQuotes and RawEscapes, for a COPY heredoc's body): `'$X'` stays
+    as is, `"$X"` expands inside its quotes, an escaped `\\$X` stays."""
+    s = _Scan(text, env, escape)
+    out: list[str] = []
+    while s.i < len(s.text):
+        ch = s.peek()
+        if ch == escape:
+            out.append(s.next())
+            if s.i < len(s.text):
+                out.append(s.next())
+        elif ch == "'":
+            end = s.text.find("'", s.i + 1)
+            if end == -1:
+                raise InvalidParameter(
+                    "unexpected end of statement while looking for matching single-quote"
+                )
+            out.append(s.text[s.i : end + 1])
+            s.i = end + 1
+        elif ch == '"':
+            out.append(s.next())
+            while True:
+                if s.i >= len(s.text):
+                    raise InvalidParameter(
+                        "unexpected end of statement while looking for matching double-quote"
+                    )
+                ch = s.peek()
+                if ch == '"':
+                    out.append(s.next())
+                    break
+                if ch == "$":
+                    out.append(_dollar(s))
+                elif ch == escape:
+                    out.append(s.next())
+                    if s.peek() in ('"', "$", escape) and s.peek():
+                        out.append(s.next())
+                else:
+                    out.append(s.next())
+        elif ch == "$":
+            out.append(_dollar(s))
+        else:
+            out.append(s.next())
+    return "".join(out)
