@@ -668,7 +668,7 @@ def test_hostile_context_archives_write_nothing_outside(daemon, tmp_path):
     up = tarfile.TarInfo("../" * 12 + str(target).lstrip("/"))
     resp = _raw_build(daemon, [(up, b"x")])
     # refused before any output: the answer's status, as dockerd's
-    assert resp.status == 400 and "path is outside" in resp.message, resp.body
+    assert resp.status == 400 and "outside of the build context" in resp.message, resp.body
     assert not target.exists()
     link = tarfile.TarInfo("link")
     link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path)
