@@ -78,6 +78,23 @@ def test_exec_user_workdir_env(dockyard, running, tmp_path):
     assert env.split()[:2] == ["1", "yes"]
 
 
+def test_exec_env_without_a_value_unsets_it(dockyard, unique):
+    """`-e NAME` with NAME unset where the CLI runs reaches the daemon as `NAME`:
+    dockerd unsets the variable (the container's own too), never passes `NAME` on."""
+    name = unique("exenv")
+    proc = dockyard("run", "-d", "--name", name, "-e", "FOO=1", "busybox", "sleep", "300")
+    assert proc.returncode == 0, proc.stderr
+    try:
+        proc = dockyard(
+            "exec", "-e", "FOO", "-e", "DKY_NEVER_SET", "-e", "HOSTNAME=mine", name,
+            "sh", "-c", "echo ${FOO-unset} ${DKY_NEVER_SET-unset} $HOSTNAME",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "unset unset mine\n"
+    finally:
+        dockyard("rm", "-f", name)
+
+
 def test_exec_stdin(dockyard, running):
     proc = dockyard("exec", "-i", running, "sh", "-c", "tr a-z A-Z", input="hello\n")
     assert proc.returncode == 0, proc.stderr

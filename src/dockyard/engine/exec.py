@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from dockyard.engine.containers import ContainerService
+from dockyard.engine.environ import replace_or_append
 from dockyard.engine.events import EventBus
 from dockyard.engine.images import ImageService
 from dockyard.engine.models import Container, strslice
@@ -163,17 +164,13 @@ class ExecService:
         if cfg.user:
             uid, gid, groups = resolve_user(cfg.user, read)
         # dockerd's CreateDaemonEnvironment, then the exec's own values win.
-        env: dict[str, str] = {}
-        for e in c.config.env or []:
-            k, _, v = e.partition("=")
-            env[k] = v
-        base = {"PATH": DEFAULT_PATH, "HOSTNAME": c.config.hostname}
+        base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.config.hostname}"]
         if tty:
-            base["TERM"] = "xterm"
-        for e in cfg.env or []:
-            k, _, v = e.partition("=")
-            env[k] = v
-        merged = {**{k: v for k, v in base.items() if k not in env}, **env}
+            base.append("TERM=xterm")
+        merged = dict(
+            e.split("=", 1)
+            for e in replace_or_append(replace_or_append(base, c.config.env or []), cfg.env or [])
+        )
         if "HOME" not in merged:
             home_uid = uid if uid is not None else resolve_user(user, read)[0]
             merged["HOME"] = next(
