@@ -183,6 +183,27 @@ def test_bad_volume_names_and_options(dockyard) -> None:
     assert dockyard("volume", "rm", "-f", "no-such-volume-x").returncode == 0
 
 
+def test_a_refused_create_leaves_no_volume_behind(dockyard, unique, tmp_path) -> None:
+    """dockerd checks every mount before it makes a volume: a run refused for its second
+    mount, its network or its bogus --mount leaves neither the named nor the anonymous one."""
+    vol = unique("left")
+    before = set(dockyard("volume", "ls", "-q").stdout.split())
+    refused = [
+        ("-v", f"{vol}:/x", "-v", f"{tmp_path}:/x"),
+        ("-v", f"{vol}:/x", "-v", "/anon", "--mount", "type=bogus,dst=/y"),
+        ("-v", f"{vol}:/x", "-v", "/anon", "--network", unique("nonet")),
+    ]
+    for flags in refused:
+        proc = dockyard("run", "--rm", *flags, "busybox", "true")
+        assert proc.returncode == 125, proc.stderr
+        assert set(dockyard("volume", "ls", "-q").stdout.split()) == before, flags
+    # a create that succeeds still keeps the volume it made
+    proc = dockyard("run", "--rm", "-v", f"{vol}:/x", "busybox", "true")
+    assert proc.returncode == 0, proc.stderr
+    assert vol in dockyard("volume", "ls", "-q").stdout.split()
+    dockyard("volume", "rm", vol)
+
+
 def test_tmpfs_volume_driver_options(dockyard, unique) -> None:
     vol = unique("tv")
     proc = dockyard(
