@@ -334,3 +334,21 @@ def test_top_with_ps_args_runs_ps_as_dockerd_does(daemon, dockyard, running):
     bad = dockyard("top", running, "--no-such-option")
     assert bad.returncode == 1
     assert "Error running ps: exit status 1: error: unknown gnu long option" in bad.stderr
+
+
+def test_diff_leaves_out_the_mount_points_of_etc_files(dockyard, unique):
+    """dockerd keeps /etc/hosts, /etc/hostname and /etc/resolv.conf in an init layer: a
+    container that changed nothing has an empty diff, and one that wrote /etc/motd
+    shows /etc and /etc/motd only."""
+    quiet, busy = unique("quiet"), unique("busy")
+    assert dockyard("run", "--name", quiet, "busybox", "true").returncode == 0
+    assert (
+        dockyard("run", "--name", busy, "busybox", "sh", "-c", "echo hi > /etc/motd").returncode
+        == 0
+    )
+    try:
+        out = dockyard("diff", quiet)
+        assert out.returncode == 0 and out.stdout == "", out.stdout + out.stderr
+        assert dockyard("diff", busy).stdout.splitlines() == ["C /etc", "A /etc/motd"]
+    finally:
+        dockyard("rm", quiet, busy)
