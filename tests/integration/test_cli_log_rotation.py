@@ -193,3 +193,31 @@ def test_since_and_until_across_rotated_files_with_timestamps(dockyard, unique) 
         assert got == [line.split(" ", 1)[1] for line in full[-3:]]
     finally:
         dockyard("rm", "-f", name)
+
+
+def test_daemon_json_log_driver_and_opts_are_the_default(daemon_factory, tmp_path) -> None:
+    """daemon.json's log-driver and log-opts apply to a container that names neither;
+    --log-opt without --log-driver keeps the daemon's driver with the container's opts."""
+    config = tmp_path / "daemon.json"
+    config.write_text(
+        json.dumps({"log-driver": "local", "log-opts": {"max-size": "1k", "max-file": "2"}})
+    )
+    d = daemon_factory(extra_args=["--config-file", str(config)])
+    d.import_busybox()
+    script = "i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); done"
+    proc = d.dockyard("run", "--name", "dflt", "busybox", "sh", "-c", script)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        lc = json.loads(
+            d.dockyard("inspect", "-f", "{{json .HostConfig.LogConfig}}", "dflt").stdout
+        )
+        assert lc == {"Type": "local", "Config": {"max-size": "1k", "max-file": "2"}}
+        path = _log_path(d.dockyard, "dflt")
+        assert sorted(glob.glob(path + "*")) == [path, path + ".1.gz"]  # local compresses
+        assert d.dockyard("logs", "dflt").stdout.splitlines()[-1] == "line299"
+        proc = d.dockyard("create", "--name", "own", "--log-opt", "max-size=5k", "busybox", "true")
+        assert proc.returncode == 0, proc.stderr
+        lc = json.loads(d.dockyard("inspect", "-f", "{{json .HostConfig.LogConfig}}", "own").stdout)
+        assert lc == {"Type": "local", "Config": {"max-size": "5k"}}
+    finally:
+        d.dockyard("rm", "-f", "dflt", "own")
