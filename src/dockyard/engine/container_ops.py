@@ -60,7 +60,10 @@ def rename(svc: ContainerService, ref: str, new_name: str) -> None:
     old = c.name
     if full == old:
         raise InvalidParameter("Renaming a container with the same name as its current name")
-    svc.check_name_free(full)
+    try:
+        svc.check_name_free(full)
+    except Conflict as e:
+        raise Conflict(f"Error when allocating new name: {e}") from None
     c.name = full
     svc.save(c)
     svc.emit(c, "rename", oldName=old)

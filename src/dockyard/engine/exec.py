@@ -108,7 +108,8 @@ class ExecService:
     def _running_container(self, ref: str) -> Container:
         c = self._containers.get(ref)
         if c.state.paused:
-            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+            # dockerd's errExecPaused names the container as the client did
+            raise Conflict(f"Container {ref} is paused, unpause the container before exec")
         if not c.state.running:
             raise Conflict(f"container {c.id} is not running")
         return c
