@@ -259,7 +259,12 @@ class ExecService:
                     await ex.link.write_stdin(data)
 
             async def close() -> None:
-                if ex.link is not None:
+                if tty:
+                    # as for an attach to a tty: the client's EOF ends its stream, not
+                    # the process's input (dockerd's stream.AttachStreams)
+                    attached[0] = False
+                    queue.put_nowait(None)
+                elif ex.link is not None:
                     await ex.link.close_stdin()
 
         return ExecStreams(_drain(queue, attached), tty, write, close)
