@@ -52,6 +52,26 @@ def test_docker_volume_commands(daemon, unique) -> None:
 
 
 @pytest.mark.docker_cli
+def test_volume_prune_by_an_old_client_takes_named_volumes_too(daemon, unique) -> None:
+    """API 1.42 made prune take only anonymous volumes; dockerd keeps the old answer
+    (every unused volume) for clients that speak an older version."""
+    label = f"prune={unique('old')}"
+    vol = unique("named")
+    assert daemon.docker("volume", "create", "--label", label, vol).returncode == 0
+    try:
+        proc = daemon.docker("volume", "prune", "-f", "--filter", f"label={label}")
+        assert proc.returncode == 0, proc.stderr
+        assert vol in daemon.docker("volume", "ls", "-q").stdout.split()
+        old = {"DOCKER_API_VERSION": "1.41"}
+        proc = daemon.docker("volume", "prune", "-f", "--filter", f"label={label}", env=old)
+        assert proc.returncode == 0, proc.stderr
+        assert vol in proc.stdout
+        assert vol not in daemon.docker("volume", "ls", "-q").stdout.split()
+    finally:
+        daemon.docker("volume", "rm", "-f", vol)
+
+
+@pytest.mark.docker_cli
 def test_docker_run_rm_removes_anonymous_volumes(daemon, unique) -> None:
     before = set(daemon.docker("volume", "ls", "-q").stdout.split())
     named = unique("kept")

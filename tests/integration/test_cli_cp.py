@@ -142,3 +142,21 @@ def test_cp_a_gives_files_to_the_containers_user(dockyard, unique, tmp_path) -> 
         assert owners["./archived"] == (1234, 4321)
     finally:
         dockyard("rm", "-f", name)
+
+
+def test_cp_emits_dockerds_container_events(dockyard, box, tmp_path) -> None:
+    """A copy out is `archive-path`, a copy in `extract-to-dir`; a copy that fails and a
+    stat (HEAD) emit nothing, as with dockerd."""
+    import time
+
+    since = f"{time.time() - 1:.3f}"
+    (tmp_path / "in").write_text("x")
+    assert dockyard("cp", str(tmp_path / "in"), f"{box}:/d/").returncode == 0
+    assert dockyard("cp", f"{box}:/d/a", str(tmp_path / "out")).returncode == 0
+    assert dockyard("cp", f"{box}:/no/such", str(tmp_path / "nope")).returncode == 1
+    until = f"{time.time() + 1:.3f}"
+    proc = dockyard(
+        "events", "--since", since, "--until", until, "--filter", f"container={box}",
+        "--filter", "event=archive-path", "--filter", "event=extract-to-dir", "--format", "{{.Action}}",
+    )  # fmt: skip
+    assert proc.stdout.splitlines() == ["extract-to-dir", "archive-path"], proc.stderr

@@ -78,6 +78,23 @@ def test_exec_user_workdir_env(dockyard, running, tmp_path):
     assert env.split()[:2] == ["1", "yes"]
 
 
+def test_exec_env_without_a_value_unsets_it(dockyard, unique):
+    """`-e NAME` with NAME unset where the CLI runs reaches the daemon as `NAME`:
+    dockerd unsets the variable (the container's own too), never passes `NAME` on."""
+    name = unique("exenv")
+    proc = dockyard("run", "-d", "--name", name, "-e", "FOO=1", "busybox", "sleep", "300")
+    assert proc.returncode == 0, proc.stderr
+    try:
+        proc = dockyard(
+            "exec", "-e", "FOO", "-e", "DKY_NEVER_SET", "-e", "HOSTNAME=mine", name,
+            "sh", "-c", "echo ${FOO-unset} ${DKY_NEVER_SET-unset} $HOSTNAME",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "unset unset mine\n"
+    finally:
+        dockyard("rm", "-f", name)
+
+
 def test_exec_stdin(dockyard, running):
     proc = dockyard("exec", "-i", running, "sh", "-c", "tr a-z A-Z", input="hello\n")
     assert proc.returncode == 0, proc.stderr
@@ -255,4 +272,41 @@ def test_exec_output_is_its_own_while_the_container_prints(dockyard, unique):
             ex = dockyard("exec", name, "echo", f"only-me-{i}")
             assert (ex.returncode, ex.stdout, ex.stderr) == (0, f"only-me-{i}\n", "")
     finally:
+        dockyard("rm", "-f", name)
+
+
+@pytest.mark.parametrize("client", ["dockyard", "docker"])
+def test_a_terminal_that_goes_away_leaves_the_shells_running(daemon, dockyard, unique, client):
+    """Bad input of issue 9: the user's terminal is gone (a dropped ssh) under `run -it`
+    and `exec -it`. As with dockerd, the client's EOF never reaches a tty's input: the
+    shells in the container run on and what they printed is kept."""
+    import shutil
+
+    if client == "docker" and not shutil.which("docker"):
+        pytest.skip("no docker CLI")
+    cli = ["docker"] if client == "docker" else [sys.executable, "-m", "dockyard"]
+    name = unique("gone")
+    runs = [
+        [*cli, "run", "-it", "--name", name, "busybox", "sh"],
+        [*cli, "exec", "-it", name, "sh", "-c", "echo $$ > /tmp/exec.pid; exec sh"],
+    ]
+    procs = []
+    try:
+        for argv in runs:
+            proc, primary = _pty_exec(argv, daemon.env)
+            procs.append(proc)
+            _read_until(primary, b"# ")
+            os.write(primary, b"echo before-gone\r")
+            _read_until(primary, b"before-gone\r\n")
+            os.close(primary)  # the terminal goes away
+            time.sleep(1)
+        assert dockyard("inspect", "-f", "{{.State.Running}}", name).stdout == "true\n"
+        assert "before-gone" in dockyard("logs", name).stdout
+        pid = dockyard("exec", name, "cat", "/tmp/exec.pid").stdout.strip()
+        proc = dockyard("exec", name, "sh", "-c", f"test -d /proc/{pid} && echo alive")
+        assert proc.stdout == "alive\n", (pid, proc.stderr)
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
         dockyard("rm", "-f", name)

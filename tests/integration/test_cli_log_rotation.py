@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -99,6 +100,38 @@ def test_none_driver_and_refusals(dockyard, unique) -> None:
     assert proc.returncode == 125 and "max-file cannot be less than 1" in proc.stderr
 
 
+def test_log_opt_labels_and_env_show_in_logs_details(dockyard, unique) -> None:
+    """--log-opt labels/labels-regex/env/env-regex put the named labels and variables
+    in every json-file entry ("attrs"), and `logs --details` prints them before the line,
+    query-escaped and sorted, as dockerd does; -t times have nine digits."""
+    name = unique("det")
+    proc = dockyard(
+        "run", "--name", name, "--label", "a=b", "--label", "z=q q", "-e", "E=1",
+        "-e", "EE=x y&", "--log-opt", "labels=a,missing", "--log-opt", "labels-regex=^z",
+        "--log-opt", "env-regex=^E", "busybox", "sh", "-c", "echo hi",
+    )  # fmt: skip
+    try:
+        assert proc.returncode == 0, proc.stderr
+        with open(_log_path(dockyard, name)) as f:
+            entry = json.loads(f.readline())
+        assert list(entry) == ["log", "stream", "attrs", "time"]
+        assert entry["attrs"] == {"E": "1", "EE": "x y&", "a": "b", "z": "q q"}
+        proc = dockyard("logs", "--details", name)
+        assert proc.stdout == "E=1,EE=x+y%26,a=b,z=q+q hi\n", proc.stderr
+        stamp, line = dockyard("logs", "-t", name).stdout.split(" ", 1)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", stamp) and line == "hi\n"
+    finally:
+        dockyard("rm", "-f", name)
+    # without attributes --details still puts the space before the line
+    proc = dockyard("run", "--name", name, "busybox", "echo", "plain")
+    try:
+        assert dockyard("logs", "--details", name).stdout == " plain\n"
+    finally:
+        dockyard("rm", "-f", name)
+    proc = dockyard("run", "--rm", "--log-opt", "env-regex=(", "busybox", "true")
+    assert proc.returncode == 125 and "invalid env-regex log opt" in proc.stderr
+
+
 def test_default_rotation_is_recorded(dockyard, unique) -> None:
     name = unique("def")
     assert (
@@ -160,3 +193,31 @@ def test_since_and_until_across_rotated_files_with_timestamps(dockyard, unique) 
         assert got == [line.split(" ", 1)[1] for line in full[-3:]]
     finally:
         dockyard("rm", "-f", name)
+
+
+def test_daemon_json_log_driver_and_opts_are_the_default(daemon_factory, tmp_path) -> None:
+    """daemon.json's log-driver and log-opts apply to a container that names neither;
+    --log-opt without --log-driver keeps the daemon's driver with the container's opts."""
+    config = tmp_path / "daemon.json"
+    config.write_text(
+        json.dumps({"log-driver": "local", "log-opts": {"max-size": "1k", "max-file": "2"}})
+    )
+    d = daemon_factory(extra_args=["--config-file", str(config)])
+    d.import_busybox()
+    script = "i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); done"
+    proc = d.dockyard("run", "--name", "dflt", "busybox", "sh", "-c", script)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        lc = json.loads(
+            d.dockyard("inspect", "-f", "{{json .HostConfig.LogConfig}}", "dflt").stdout
+        )
+        assert lc == {"Type": "local", "Config": {"max-size": "1k", "max-file": "2"}}
+        path = _log_path(d.dockyard, "dflt")
+        assert sorted(glob.glob(path + "*")) == [path, path + ".1.gz"]  # local compresses
+        assert d.dockyard("logs", "dflt").stdout.splitlines()[-1] == "line299"
+        proc = d.dockyard("create", "--name", "own", "--log-opt", "max-size=5k", "busybox", "true")
+        assert proc.returncode == 0, proc.stderr
+        lc = json.loads(d.dockyard("inspect", "-f", "{{json .HostConfig.LogConfig}}", "own").stdout)
+        assert lc == {"Type": "local", "Config": {"max-size": "5k"}}
+    finally:
+        d.dockyard("rm", "-f", "dflt", "own")

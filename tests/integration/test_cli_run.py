@@ -129,6 +129,17 @@ def test_env_workdir_user_hostname(dockyard):
     assert proc.stdout.splitlines() == ["bar baz", "/tmp", "65534", "65534", "box1"]
 
 
+def test_env_without_a_value_unsets_it(dockyard):
+    """dockerd's ReplaceOrAppendEnvValues: `-e NAME` (NAME not set for the CLI) unsets
+    it, the image's PATH included; `-e HOSTNAME=x` replaces the daemon's value."""
+    proc = dockyard(
+        "run", "--rm", "-e", "DKY_NEVER_SET", "-e", "HOSTNAME=mine", "busybox",
+        "sh", "-c", "echo ${DKY_NEVER_SET-unset} $HOSTNAME; env | grep -c ^HOSTNAME=",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["unset mine", "1"]
+
+
 def test_user_by_name_and_number(dockyard):
     proc = dockyard("run", "--rm", "-u", "daemon", "busybox", "id")
     assert proc.returncode == 0, proc.stderr

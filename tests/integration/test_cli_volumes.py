@@ -156,14 +156,15 @@ def test_image_volume_is_filled_from_the_image(dockyard, daemon, unique) -> None
         assert proc.stdout.startswith("root:")
         vol = _inspect(dockyard, "inspect", name)[0]["Mounts"][0]
         assert vol["Destination"] == "/etc"
-        # nocopy: an empty volume stays empty
+        # nocopy: the image's /etc is not copied in; only the container's own files
+        # are mounted on top, as dockerd shows them
         proc = dockyard("run", "--rm", "-v", f"{unique('nc')}:/etc:nocopy", "busybox", "ls", "/etc")
     finally:
         dockyard("rm", "-v", name)
     nc = [v for v in dockyard("volume", "ls", "-q").stdout.split() if v.startswith("nc")]
     for v in nc:
         dockyard("volume", "rm", v)
-    assert proc.stdout.strip() == "", proc.stdout
+    assert proc.stdout.split() == ["hostname", "hosts", "resolv.conf"], proc.stdout
 
 
 def test_bad_volume_names_and_options(dockyard) -> None:
@@ -181,6 +182,45 @@ def test_bad_volume_names_and_options(dockyard) -> None:
     proc = dockyard("volume", "rm", "no-such-volume-x")
     assert proc.returncode == 1 and "no such volume" in proc.stderr
     assert dockyard("volume", "rm", "-f", "no-such-volume-x").returncode == 0
+
+
+def test_a_refused_create_leaves_no_volume_behind(dockyard, unique, tmp_path) -> None:
+    """dockerd checks every mount before it makes a volume: a run refused for its second
+    mount, its network or its bogus --mount leaves neither the named nor the anonymous one."""
+    vol = unique("left")
+    before = set(dockyard("volume", "ls", "-q").stdout.split())
+    refused = [
+        ("-v", f"{vol}:/x", "-v", f"{tmp_path}:/x"),
+        ("-v", f"{vol}:/x", "-v", "/anon", "--mount", "type=bogus,dst=/y"),
+        ("-v", f"{vol}:/x", "-v", "/anon", "--network", unique("nonet")),
+    ]
+    for flags in refused:
+        proc = dockyard("run", "--rm", *flags, "busybox", "true")
+        assert proc.returncode == 125, proc.stderr
+        assert set(dockyard("volume", "ls", "-q").stdout.split()) == before, flags
+    # a create that succeeds still keeps the volume it made
+    proc = dockyard("run", "--rm", "-v", f"{vol}:/x", "busybox", "true")
+    assert proc.returncode == 0, proc.stderr
+    assert vol in dockyard("volume", "ls", "-q").stdout.split()
+    dockyard("volume", "rm", vol)
+
+
+def test_a_volume_on_etc_keeps_hosts_hostname_and_resolv_conf(dockyard, unique) -> None:
+    """dockerd mounts in path order: the container's /etc/hosts, /etc/hostname and
+    /etc/resolv.conf go on top of a volume or tmpfs on /etc, not under it."""
+    vol = unique("etc")
+    script = "cat /etc/hostname; grep -c localhost /etc/hosts; test -s /etc/resolv.conf && echo dns; test -f /etc/passwd && echo copied"
+    try:
+        proc = dockyard(
+            "run", "--rm", "-h", "etcbox", "-v", f"{vol}:/etc", "busybox", "sh", "-c", script
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0] == "etcbox" and int(lines[1]) >= 1 and lines[2:] == ["dns", "copied"]
+    finally:
+        dockyard("volume", "rm", vol)
+    proc = dockyard("run", "--rm", "-h", "etcbox", "--tmpfs", "/etc", "busybox", "sh", "-c", script)
+    assert proc.stdout.splitlines()[:3] == ["etcbox", "2", "dns"], proc.stderr
 
 
 def test_tmpfs_volume_driver_options(dockyard, unique) -> None:

@@ -114,7 +114,9 @@ def test_pause_unpause(dockyard, running, inspect):
     again = dockyard("pause", running)
     assert again.returncode == 1 and "already paused" in again.stderr
     exec_paused = dockyard("exec", running, "true")
-    assert exec_paused.returncode == 1 and "paused" in exec_paused.stderr
+    assert exec_paused.returncode == 1
+    # dockerd names the container as it was asked for
+    assert f"Container {running} is paused, unpause the container before exec" in exec_paused.stderr
     assert dockyard("unpause", running).returncode == 0
     assert inspect(running)["State"]["Status"] == "running"
     assert _freezer_state(inspect(running)["State"]["Pid"]) == "THAWED"
@@ -146,7 +148,10 @@ def test_rename_to_a_name_in_use_is_a_conflict(dockyard, running, unique):
     try:
         proc = dockyard("rename", running, other)
         assert proc.returncode == 1
-        assert "already in use" in proc.stderr
+        assert (
+            f'Error when allocating new name: Conflict. The container name "/{other}" is already in use'
+            in proc.stderr
+        )
     finally:
         dockyard("rm", "-f", other)
 
@@ -334,3 +339,21 @@ def test_top_with_ps_args_runs_ps_as_dockerd_does(daemon, dockyard, running):
     bad = dockyard("top", running, "--no-such-option")
     assert bad.returncode == 1
     assert "Error running ps: exit status 1: error: unknown gnu long option" in bad.stderr
+
+
+def test_diff_leaves_out_the_mount_points_of_etc_files(dockyard, unique):
+    """dockerd keeps /etc/hosts, /etc/hostname and /etc/resolv.conf in an init layer: a
+    container that changed nothing has an empty diff, and one that wrote /etc/motd
+    shows /etc and /etc/motd only."""
+    quiet, busy = unique("quiet"), unique("busy")
+    assert dockyard("run", "--name", quiet, "busybox", "true").returncode == 0
+    assert (
+        dockyard("run", "--name", busy, "busybox", "sh", "-c", "echo hi > /etc/motd").returncode
+        == 0
+    )
+    try:
+        out = dockyard("diff", quiet)
+        assert out.returncode == 0 and out.stdout == "", out.stdout + out.stderr
+        assert dockyard("diff", busy).stdout.splitlines() == ["C /etc", "A /etc/motd"]
+    finally:
+        dockyard("rm", quiet, busy)

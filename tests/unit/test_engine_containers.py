@@ -638,6 +638,33 @@ async def test_a_clean_daemon_restart_brings_unless_stopped_back_but_not_a_user_
 
 
 @async_test
+async def test_a_daemon_restart_brings_always_back_even_after_a_user_stop(tmp_path):
+    """dockerd's docs: an `always` container stopped by hand is restarted when the
+    daemon restarts; an `unless-stopped` one stopped by hand stays down."""
+    w = await world(tmp_path)
+    always = await w.run(
+        cmd=["/bin/sleep"],
+        name="always",
+        host_config=HostConfig(restart_policy=RestartPolicy("always")),
+    )
+    unless = await w.run(
+        cmd=["/bin/sleep"],
+        name="unless",
+        host_config=HostConfig(restart_policy=RestartPolicy("unless-stopped")),
+    )
+    await w.containers.stop(always.id)
+    await w.containers.stop(unless.id)
+    await settle(20)
+    assert w.launcher.runs(always.id) == 1  # a user stop is not restarted by the policy
+    await w.containers.shutdown(live_restore=False)
+    w.store.close()
+    w2 = World(tmp_path)
+    await w2.containers.restore()
+    assert w2.containers.get(always.id).state.running
+    assert not w2.containers.get(unless.id).state.running
+
+
+@async_test
 async def test_daemon_shutdown_stops_containers_unless_live_restore(tmp_path):
     w = await world(tmp_path)
     c = await w.run(cmd=["/bin/sleep"])

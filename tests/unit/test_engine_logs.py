@@ -206,3 +206,17 @@ async def test_follow_waits_for_the_new_file_of_a_rotation(tmp_path):
     alive = False
     await asyncio.wait_for(task, 1)
     assert got == [b"l0\n", b"last of the old file\n", b"first of the new file\n"]
+
+
+def test_extra_attributes_as_dockerd_picks_them() -> None:
+    from dockyard.engine.logconfig import extra_attributes
+    from dockyard.engine.models import LogConfig
+
+    lc = LogConfig(
+        type="json-file",
+        config={"labels": "a,nope", "labels-regex": "^x", "env": "E,NOPE", "env-regex": "^P"},
+    )
+    labels = {"a": "1", "b": "2", "xy": "3"}
+    env = ["E=e", "PATH=/bin", "BARE", "Q=q"]
+    assert extra_attributes(lc, labels, env) == {"a": "1", "xy": "3", "E": "e", "PATH": "/bin"}
+    assert extra_attributes(LogConfig(type="json-file", config={}), labels, env) == {}

@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 import re
 
-from dockyard.runtime.jsonlog import MAX_LINE, JsonFileLog, LineSplitter, encode_entry, escape_log
-from dockyard.runtime.rfc3339 import format_rfc3339nano
+from dockyard.runtime.jsonlog import (
+    MAX_LINE,
+    JsonFileLog,
+    LineSplitter,
+    encode_attrs,
+    encode_entry,
+    escape_log,
+)
+from dockyard.runtime.rfc3339 import fixed_nanos, format_rfc3339nano
 
 T = 1_795_841_158_123_456_789  # 2026-11-28T04:45:58.123456789Z
 
@@ -15,6 +22,22 @@ def test_entry_format_matches_dockerd() -> None:
     assert encode_entry(b"hello world\n", "stdout", T) == (
         b'{"log":"hello world\\n","stream":"stdout","time":"2026-11-28T04:45:58.123456789Z"}\n'
     )
+
+
+def test_attrs_sit_between_stream_and_time_sorted_and_escaped_as_dockerd() -> None:
+    attrs = encode_attrs({"z": "q q", "EE": "x y&", "a": "b"})
+    assert encode_entry(b"hi\n", "stdout", T, attrs) == (
+        b'{"log":"hi\\n","stream":"stdout","attrs":{"EE":"x y\\u0026","a":"b","z":"q q"},'
+        b'"time":"2026-11-28T04:45:58.123456789Z"}\n'
+    )
+    assert encode_attrs({}) == b""
+
+
+def test_logs_timestamps_keep_nine_digits() -> None:
+    """`docker logs -t` prints jsonmessage.RFC3339NanoFixed, never a trimmed fraction."""
+    assert fixed_nanos("2026-11-28T04:45:58.12Z") == "2026-11-28T04:45:58.120000000Z"
+    assert fixed_nanos("2026-11-28T04:45:58Z") == "2026-11-28T04:45:58.000000000Z"
+    assert fixed_nanos("2026-11-28T04:45:58.123456789Z") == "2026-11-28T04:45:58.123456789Z"
 
 
 def test_time_is_go_rfc3339nano() -> None:

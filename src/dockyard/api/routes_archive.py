@@ -44,7 +44,7 @@ async def head(request: web.Request) -> web.Response:
 async def get(request: web.Request) -> web.StreamResponse:
     path = _path(request)
     with tempfile.TemporaryFile(dir=_tmpdir(request)) as spool:
-        with services(request).containers.files(request.match_info["id"]) as files:
+        with services(request).containers.files(request.match_info["id"], "archive-path") as files:
             st = await asyncio.to_thread(files.stat, path)
             await asyncio.to_thread(files.write_tar, path, spool)
         spool.seek(0)
@@ -61,7 +61,7 @@ async def get(request: web.Request) -> web.StreamResponse:
 async def put(request: web.Request) -> web.Response:
     path = _path(request)
     svc = services(request)
-    files = svc.containers.files(request.match_info["id"])
+    files = svc.containers.files(request.match_info["id"], "extract-to-dir")
     with files, tempfile.TemporaryFile(dir=_tmpdir(request)) as spool:
         async for chunk in request.content.iter_chunked(_CHUNK):
             await asyncio.to_thread(spool.write, chunk)

@@ -32,6 +32,7 @@ from dockyard.api.streams import (
     pump_stdin,
     take_over_input,
 )
+from dockyard.engine.clock import fixed_nanos
 from dockyard.engine.explain import explain_container
 from dockyard.engine.filters import normalize
 from dockyard.engine.models import (
@@ -252,14 +253,16 @@ async def logs(request: web.Request) -> web.StreamResponse:
     multiplexed = not c.config.tty
     content_type = MULTIPLEXED_STREAM if multiplexed and v.at_least(1, 42) else RAW_STREAM
     timestamps = qbool(request, "timestamps")
+    details = qbool(request, "details")
     resp = web.StreamResponse(status=200, headers={"Content-Type": content_type})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     try:
         async for batch in entries:
-            data = batch.data
+            data = batch.with_details() if details else batch.data
             if timestamps:  # "<time> <line>", joined in C
-                data = list(map(b" ".join, zip(map(str.encode, batch.times), data, strict=True)))
+                stamps = map(str.encode, map(fixed_nanos, batch.times))
+                data = list(map(b" ".join, zip(stamps, data, strict=True)))
             await resp.write(frames(batch.streams, data) if multiplexed else b"".join(data))
     except (ConnectionResetError, RuntimeError):
         pass

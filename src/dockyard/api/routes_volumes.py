@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from dockyard.api.context import services
-from dockyard.api.params import body, json_response, qbool, qfilters
+from dockyard.api.params import body, json_response, qbool, qfilters, version
 from dockyard.engine.filters import normalize
 from dockyard.engine.models import Volume, VolumeCreateRequest
 from dockyard.errors import InvalidParameter
@@ -54,7 +54,11 @@ async def remove(request: web.Request) -> web.Response:
 
 
 async def prune(request: web.Request) -> web.Response:
-    deleted, reclaimed = services(request).volumes.prune(normalize(qfilters(request)))
+    filters = normalize(qfilters(request))
+    if not version(request).at_least(1, 42):
+        # Before 1.42 a prune took named volumes too: dockerd adds all=true for old clients.
+        filters["all"] = ["true"]
+    deleted, reclaimed = services(request).volumes.prune(filters)
     return json_response({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed})
 
 

@@ -100,6 +100,7 @@ class ContainerFiles:
         self.owner: tuple[int, int] | None = None  # the container's --user, for cp -a
         self.root = root  # an O_PATH fd of the container's "/" (ours to close)
         self._on_close = on_close
+        self.on_success: Callable[[], None] | None = None  # after a copy that did not fail
 
     @classmethod
     def of_running(cls, kernel: Kernel, pid: int, ref: str) -> ContainerFiles:
@@ -157,8 +158,10 @@ class ContainerFiles:
     def __enter__(self) -> ContainerFiles:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *_: object) -> None:
         self.close()
+        if exc_type is None and self.on_success is not None:
+            self.on_success()
 
     def _missing(self, path: str) -> NotFound:
         return NotFound(f"Could not find the file {path} in container {self._ref}")

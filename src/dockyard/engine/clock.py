@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from dockyard.runtime.rfc3339 import format_rfc3339nano
+from dockyard.runtime.rfc3339 import fixed_nanos, format_rfc3339nano
+
+__all__ = ["ZERO_TIME", "fixed_nanos", "parse_rfc3339", "rfc3339"]
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 

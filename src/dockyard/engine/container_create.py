@@ -39,7 +39,8 @@ class ContainerCreation(ContainerRecords):
         networking: NetworkingConfig | None = None,
     ) -> Container:
         try:
-            return await self._create(config, host_config, name, networking)
+            with mounts.volumes_undone_on_failure(self.volumes):
+                return await self._create(config, host_config, name, networking)
         except Exception as e:
             if isinstance(e, DockyardError) and storage_full(e) is None:
                 raise  # refused before anything was written

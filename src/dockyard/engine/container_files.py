@@ -15,10 +15,11 @@ from dockyard.image.users import resolve_user
 class ContainerFileAccess(ContainerRecords):
     """docker cp's access to a container's files."""
 
-    def files(self, ref: str) -> ContainerFiles:
+    def files(self, ref: str, action: str = "") -> ContainerFiles:
         """The files of a container for the archive API (docker cp): a running one seen
         through its own root, a stopped one with its rootfs and volumes mounted for the
-        time of the copy (it cannot start meanwhile)."""
+        time of the copy (it cannot start meanwhile). `action`: the container event a
+        copy that succeeds emits (dockerd's archive-path, extract-to-dir)."""
         from dockyard.kernel.linux import LinuxKernel
 
         c = self.get(ref)
@@ -56,6 +57,8 @@ class ContainerFileAccess(ContainerRecords):
 
             files._on_close = done
         files.readonly_rootfs = c.host_config.readonly_rootfs
+        if action:
+            files.on_success = lambda: self.emit(c, action)
         if c.config.user:
             lower = self._images.blobs.lower_dirs(c.image)
             upper = os.path.join(c.bundle, "upper")

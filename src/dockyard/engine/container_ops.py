@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import posixpath
 
 from dockyard.engine import container_top
 from dockyard.engine.containers import ContainerService
@@ -14,6 +15,7 @@ from dockyard.engine.models import Container
 from dockyard.engine.names import validate_name
 from dockyard.errors import Conflict, InvalidParameter
 from dockyard.image import layer_changes
+from dockyard.image.mount_stubs import mount_stubs
 from dockyard.kernel import procfs
 
 
@@ -58,7 +60,10 @@ def rename(svc: ContainerService, ref: str, new_name: str) -> None:
     old = c.name
     if full == old:
         raise InvalidParameter("Renaming a container with the same name as its current name")
-    svc.check_name_free(full)
+    try:
+        svc.check_name_free(full)
+    except Conflict as e:
+        raise Conflict(f"Error when allocating new name: {e}") from None
     c.name = full
     svc.save(c)
     svc.emit(c, "rename", oldName=old)
@@ -68,8 +73,26 @@ async def diff(svc: ContainerService, images: ImageService, ref: str) -> list[di
     """GET /containers/{id}/changes: [{"Path", "Kind"}] from the container's layer."""
     c = svc.get(ref)
     lowers = images.blobs.lower_dirs(c.image)
-    found = await asyncio.to_thread(layer_changes.changes, os.path.join(c.bundle, "upper"), lowers)
+    upper = os.path.join(c.bundle, "upper")
+    found = await asyncio.to_thread(_changes_without_stubs, upper, lowers)
     return [{"Path": path, "Kind": kind} for path, kind in found]
+
+
+def _changes_without_stubs(upper: str, lowers: list[str]) -> list[tuple[str, int]]:
+    """dockerd keeps the mount points of /etc/hosts & co in an init layer, which its
+    diff does not show: leave them out, and a directory changed only by them."""
+    stubs = {"/" + rel for rel in mount_stubs(upper, lowers)}
+    found = [(p, k) for p, k in layer_changes.changes(upper, lowers) if p not in stubs]
+    stub_parents = {posixpath.dirname(s) for s in stubs}
+    return [
+        (p, k)
+        for p, k in found
+        if not (
+            k == layer_changes.MODIFIED
+            and p in stub_parents
+            and not any(q.startswith(p + "/") for q, _ in found)
+        )
+    ]
 
 
 async def prune(svc: ContainerService, filters: dict[str, list[str]]) -> tuple[list[str], int]:

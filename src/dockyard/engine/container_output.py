@@ -88,7 +88,13 @@ class ContainerOutput(ContainerRecords):
 
             async def close() -> None:
                 await live.running.wait()
-                if c.config.stdin_once and live.link is not None:
+                if c.config.tty:
+                    # dockerd (stream.AttachStreams): a client's EOF never closes a tty's
+                    # input (a terminal that went away must not end the shell in it);
+                    # that client's attach ends instead, the container runs on.
+                    if queue is not None:
+                        queue.put_nowait(None)
+                elif c.config.stdin_once and live.link is not None:
                     await live.link.close_stdin()
 
         return AttachStreams(frames(), c.config.tty, write, close)

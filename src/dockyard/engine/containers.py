@@ -92,12 +92,15 @@ class ContainerService(
         )
         for c in list(self._containers.values()):
             live = self._live_of(c.id)
+            policy = c.host_config.restart_policy.name
             if (
-                c.host_config.restart_policy.name in ("always", "unless-stopped")
+                policy in ("always", "unless-stopped")
                 and (not c.state.running or (c.state.restarting and live.link is None))
                 and c.state.started_at != ZERO_TIME
                 and parse_rfc3339(c.state.finished_at)
-                and not c.manually_stopped
+                # dockerd's restart manager: `always` comes back at a daemon start even
+                # after a `docker stop`; only `unless-stopped` honours the stop.
+                and not (c.manually_stopped and policy == "unless-stopped")
             ):
                 # At daemon start, at once rather than after the policy's back-off.
                 if live.restart_task is not None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from dockyard.engine.containers import ContainerService
+from dockyard.engine.environ import replace_or_append
 from dockyard.engine.events import EventBus
 from dockyard.engine.images import ImageService
 from dockyard.engine.models import Container, strslice
@@ -107,7 +108,8 @@ class ExecService:
     def _running_container(self, ref: str) -> Container:
         c = self._containers.get(ref)
         if c.state.paused:
-            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+            # dockerd's errExecPaused names the container as the client did
+            raise Conflict(f"Container {ref} is paused, unpause the container before exec")
         if not c.state.running:
             raise Conflict(f"container {c.id} is not running")
         return c
@@ -163,17 +165,13 @@ class ExecService:
         if cfg.user:
             uid, gid, groups = resolve_user(cfg.user, read)
         # dockerd's CreateDaemonEnvironment, then the exec's own values win.
-        env: dict[str, str] = {}
-        for e in c.config.env or []:
-            k, _, v = e.partition("=")
-            env[k] = v
-        base = {"PATH": DEFAULT_PATH, "HOSTNAME": c.config.hostname}
+        base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.config.hostname}"]
         if tty:
-            base["TERM"] = "xterm"
-        for e in cfg.env or []:
-            k, _, v = e.partition("=")
-            env[k] = v
-        merged = {**{k: v for k, v in base.items() if k not in env}, **env}
+            base.append("TERM=xterm")
+        merged = dict(
+            e.split("=", 1)
+            for e in replace_or_append(replace_or_append(base, c.config.env or []), cfg.env or [])
+        )
         if "HOME" not in merged:
             home_uid = uid if uid is not None else resolve_user(user, read)[0]
             merged["HOME"] = next(
@@ -261,7 +259,12 @@ class ExecService:
                     await ex.link.write_stdin(data)
 
             async def close() -> None:
-                if ex.link is not None:
+                if tty:
+                    # as for an attach to a tty: the client's EOF ends its stream, not
+                    # the process's input (dockerd's stream.AttachStreams)
+                    attached[0] = False
+                    queue.put_nowait(None)
+                elif ex.link is not None:
                     await ex.link.close_stdin()
 
         return ExecStreams(_drain(queue, attached), tty, write, close)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal as signal_mod
@@ -73,7 +74,13 @@ class ContainerLifecycle(ContainerRecords):
                 steps.mark("image resolved: layers, user, mounts (RunSpec, config.json)")
                 rotation = logconfig.rotation(c.host_config.log_config)
                 if rotation is not None:
-                    oci.setdefault("annotations", {}).update(rotation.annotations())
+                    notes = oci.setdefault("annotations", {})
+                    notes.update(rotation.annotations())
+                    attrs = logconfig.extra_attributes(
+                        c.host_config.log_config, c.config.labels or {}, c.config.env or []
+                    )
+                    if attrs:
+                        notes[logconfig.ATTRS_ANNOTATION] = json.dumps(attrs, sort_keys=True)
                 write_bundle(c.bundle, oci)
                 steps.mark("bundle written")
                 log_path = c.log_path if rotation is not None else ""  # the none driver

@@ -10,6 +10,7 @@ The daemon's defaults come from daemon.json `log-driver` / `log-opts`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from dockyard.engine.models import LogConfig
@@ -26,6 +27,8 @@ _OPTS = {
     "local": {"max-size", "max-file", "compress"},
     "none": set(),
 }  # fmt: skip
+# the monitor reads it (runtime/monitor.py): a JSON object of the entries' "attrs"
+ATTRS_ANNOTATION = "org.dockyard.log.attrs"
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 
 
@@ -81,6 +84,34 @@ def check(lc: LogConfig, defaults: LogDefaults) -> None:
         if key not in _OPTS[lc.type]:
             raise InvalidParameter(f"unknown log opt '{key}' for {lc.type} log driver")
     rotation(lc)  # values checked now, not at start
+    for key in ("labels-regex", "env-regex"):
+        if lc.config.get(key):
+            try:
+                re.compile(lc.config[key])
+            except re.error as e:
+                raise InvalidParameter(f"invalid {key} log opt {lc.config[key]!r}: {e}") from None
+
+
+def extra_attributes(lc: LogConfig, labels: dict[str, str], env: list[str]) -> dict[str, str]:
+    """dockerd's logger.Info.ExtraAttributes: the container labels and env variables that
+    `--log-opt labels=,labels-regex=,env=,env-regex=` name, stored with each json-file
+    entry as "attrs" (and shown by `logs --details`)."""
+    opts = lc.config or {}
+    extra: dict[str, str] = {}
+    for key in filter(None, opts.get("labels", "").split(",")):
+        if key in labels:
+            extra[key] = labels[key]
+    if opts.get("labels-regex"):
+        pattern = re.compile(opts["labels-regex"])
+        extra.update({k: v for k, v in labels.items() if pattern.search(k)})
+    variables = dict(e.split("=", 1) for e in env if "=" in e)
+    for key in filter(None, opts.get("env", "").split(",")):
+        if key in variables:
+            extra[key] = variables[key]
+    if opts.get("env-regex"):
+        pattern = re.compile(opts["env-regex"])
+        extra.update({k: v for k, v in variables.items() if pattern.search(k)})
+    return extra
 
 
 def rotation(lc: LogConfig) -> Rotation | None:

@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
+from urllib.parse import quote_plus
 
 import msgspec
 
@@ -19,6 +20,7 @@ class _Line(msgspec.Struct, gc=False):
     log: str
     stream: str
     time: str
+    attrs: dict[str, str] | None = None  # --log-opt labels/env
 
 
 _decode = msgspec.json.Decoder(_Line).decode
@@ -62,12 +64,26 @@ class LogBatch:
     a 100 MB log handles a few hundred of these, not 1.6M entries. Iterating gives
     LogEntry objects, for readers that want them."""
 
-    __slots__ = ("data", "streams", "times")
+    __slots__ = ("attrs", "data", "streams", "times")
 
-    def __init__(self, streams: list[int], data: list[bytes], times: list[str]) -> None:
+    def __init__(
+        self,
+        streams: list[int],
+        data: list[bytes],
+        times: list[str],
+        attrs: list[bytes] | None = None,
+    ) -> None:
         self.streams = streams
         self.data = data
         self.times = times
+        self.attrs = attrs  # per entry `k=v,k2=v2` (logs --details); None: none has any
+
+    def with_details(self) -> list[bytes]:
+        """`logs --details`: each line after its attributes and a space (dockerd's
+        attrsByteSlice: sorted, query-escaped), the space even when there are none."""
+        if self.attrs is None:
+            return [b" " + d for d in self.data]
+        return [a + b" " + d for a, d in zip(self.attrs, self.data, strict=True)]
 
     def __len__(self) -> int:
         return len(self.data)
@@ -110,8 +126,17 @@ def _batch(raw: bytes, keep: Callable[[int, str], bool] | None) -> LogBatch | No
         streams = [2] * n
     else:
         streams = [_STREAM.get(x.stream, 1) for x in lines]
-    batch = LogBatch(streams, [x.log.encode() for x in lines], [x.time for x in lines])
+    attrs = [_details(x.attrs) for x in lines] if b'"attrs":' in raw else None
+    batch = LogBatch(streams, [x.log.encode() for x in lines], [x.time for x in lines], attrs)
     return batch if keep is None else _filtered(batch, keep)
+
+
+def _details(attrs: dict[str, str] | None) -> bytes:
+    if not attrs:
+        return b""
+    return ",".join(
+        f"{quote_plus(k, safe='')}={quote_plus(v, safe='')}" for k, v in sorted(attrs.items())
+    ).encode()
 
 
 _BLOCK = 2 << 20  # bytes of the log file per read
@@ -252,7 +277,12 @@ async def read_log_batches(
                     times = batch.times
                     late = next((i for i, t in enumerate(times) if parse_time(t) > until), None)
                     if late is not None:
-                        batch = LogBatch(batch.streams[:late], batch.data[:late], times[:late])
+                        batch = LogBatch(
+                            batch.streams[:late],
+                            batch.data[:late],
+                            times[:late],
+                            batch.attrs[:late] if batch.attrs is not None else None,
+                        )
                 if batch is not None and keep is not None:
                     batch = _filtered(batch, keep)
                 if batch is not None and batch.data:
@@ -302,6 +332,7 @@ def _filtered(batch: LogBatch, keep: Callable[[int, str], bool]) -> LogBatch | N
         [batch.streams[i] for i in picked],
         [batch.data[i] for i in picked],
         [batch.times[i] for i in picked],
+        [batch.attrs[i] for i in picked] if batch.attrs is not None else None,
     )
 
 

@@ -9,9 +9,10 @@ Config.Volumes path that nothing else covers becomes a new anonymous volume.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dockyard.engine import create_validation
@@ -137,22 +138,29 @@ def _volume_create_args(m: dict[str, Any]) -> tuple[dict[str, str], dict[str, st
     return dict(labels), dict(driver_opts)
 
 
+@contextlib.contextmanager
+def volumes_undone_on_failure(volumes: VolumeService) -> Iterator[None]:
+    """A create that fails leaves no volume behind, named or anonymous, that it made
+    (dockerd checks every mount before it creates one). Safe because a create never
+    awaits: no other request makes a volume meanwhile."""
+    before = volumes.names()
+    try:
+        yield
+    except BaseException:
+        for name in volumes.names() - before:
+            volumes.remove(name, force=True)
+        raise
+
+
 def plan(
     config: ContainerConfig,
     hc: HostConfig,
     volumes: VolumeService,
     mounts_of: Callable[[str], list[MountPoint]],
 ) -> list[MountPoint]:
-    """The mount points of a new container; creates the volumes it names or needs (the
-    anonymous ones are removed again if the create fails)."""
-    before = {v.name for v in volumes.list()}
-    try:
-        return _plan(config, hc, volumes, mounts_of)
-    except BaseException:
-        for v in volumes.list():
-            if v.anonymous and v.name not in before:
-                volumes.remove(v.name, force=True)
-        raise
+    """The mount points of a new container; creates the volumes it names or needs (call
+    it inside volumes_undone_on_failure)."""
+    return _plan(config, hc, volumes, mounts_of)
 
 
 def _plan(

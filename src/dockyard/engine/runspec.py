@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from dockyard.engine import mounts
 from dockyard.engine.container_records import ContainerRecords
+from dockyard.engine.environ import replace_or_append
 from dockyard.engine.isolation import run_spec_options
 from dockyard.engine.models import Container
 from dockyard.errors import Conflict
@@ -32,16 +33,13 @@ class RunSpecBuilder(ContainerRecords):
             return self._images.blobs.read_file([upper, *lower], path)
 
         uid, gid, groups = resolve_user(c.config.user, read)
-        env = list(c.config.env or [])
-        keys = {e.split("=", 1)[0] for e in env}
-        extra = []
-        if "PATH" not in keys:
-            extra.append(f"PATH={DEFAULT_PATH}")
-        extra.append(f"HOSTNAME={c.config.hostname}")
-        if c.config.tty and "TERM" not in keys:
-            extra.append("TERM=xterm")
-        if "HOME" not in keys:
-            extra.append(f"HOME={_home_of(read, uid)}")
+        # dockerd's CreateDaemonEnvironment; HOME as runc adds it when still unset
+        daemon_env = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.config.hostname}"]
+        if c.config.tty:
+            daemon_env.append("TERM=xterm")
+        env = replace_or_append(daemon_env, list(c.config.env or []))
+        if not any(e.startswith("HOME=") for e in env):
+            env.append(f"HOME={_home_of(read, uid)}")
         hc = c.host_config
         mode = hc.network_mode
         if mode == "host":
@@ -72,7 +70,7 @@ class RunSpecBuilder(ContainerRecords):
         tmpfs = {**isolation.pop("tmpfs", {}), **tmpfs}
         return RunSpec(
             args=[c.path, *c.args],
-            env=extra + env,
+            env=env,
             hostname=c.config.hostname,
             domainname=c.config.domainname,
             rootfs_lower=lower,

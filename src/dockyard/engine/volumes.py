@@ -102,6 +102,9 @@ class VolumeService:
     def exists(self, name: str) -> bool:
         return name in self._volumes
 
+    def names(self) -> set[str]:
+        return set(self._volumes)
+
     def list(self, filters: dict[str, list[str]] | None = None) -> list[Volume]:
         filters = filters or {}
         for key in filters:

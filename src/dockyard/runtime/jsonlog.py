@@ -42,12 +42,26 @@ def escape_log(data: bytes) -> bytes:
     return data.decode("utf-8", "surrogateescape").translate(_ESCAPES).encode()
 
 
-def encode_entry(data: bytes, stream: str, epoch_ns: int) -> bytes:
-    return b'{"log":"%s","stream":"%s","time":"%s"}\n' % (
+def encode_entry(data: bytes, stream: str, epoch_ns: int, attrs: bytes = b"") -> bytes:
+    """`attrs`: "" or `,"attrs":{...}` (encode_attrs), where dockerd puts it."""
+    return b'{"log":"%s","stream":"%s"%s,"time":"%s"}\n' % (
         escape_log(data),
         stream.encode(),
+        attrs,
         format_rfc3339nano(epoch_ns).encode(),
     )
+
+
+def encode_attrs(attrs: dict[str, str]) -> bytes:
+    """The `,"attrs":{...}` fragment of every entry: keys sorted, escaped as Go's
+    json.Marshal does (dockerd marshals the map once, at the logger's start)."""
+    if not attrs:
+        return b""
+    fields = ",".join(
+        f'"{escape_log(k.encode()).decode()}":"{escape_log(v.encode()).decode()}"'
+        for k, v in sorted(attrs.items())
+    )
+    return b',"attrs":{%s}' % fields.encode()
 
 
 class LineSplitter:
@@ -92,9 +106,15 @@ class JsonFileLog:
     """
 
     def __init__(
-        self, path: str, max_size: int = 0, max_file: int = 1, compress: bool = False
+        self,
+        path: str,
+        max_size: int = 0,
+        max_file: int = 1,
+        compress: bool = False,
+        attrs: dict[str, str] | None = None,
     ) -> None:
         self.path = path
+        self.attrs = encode_attrs(attrs or {})
         self.max_size = max_size
         self.max_file = max(1, max_file)
         self.compress = compress
@@ -122,7 +142,7 @@ class JsonFileLog:
         if not entries:
             return
         now = time.time_ns()
-        encoded = [encode_entry(e, stream, now) for e in entries]
+        encoded = [encode_entry(e, stream, now, self.attrs) for e in entries]
         if not self.max_size:
             self._write(encoded)
             return

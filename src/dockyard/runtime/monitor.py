@@ -315,6 +315,7 @@ class Monitor:
                 max_size=int(notes.get("org.dockyard.log.max-size", "0") or 0),
                 max_file=int(notes.get("org.dockyard.log.max-file", "1") or 1),
                 compress=notes.get("org.dockyard.log.compress") == "true",
+                attrs=_log_attrs(notes.get("org.dockyard.log.attrs")),
             )
 
     def _enter_pid_namespace(self, tracer: Kernel) -> None:
@@ -879,3 +880,16 @@ def detach_and_run(
     monitor = Monitor(kernel, container_id, bundle, log_path, first_client, request_ns)
     detach(kernel, monitor)
     return monitor.run()
+
+
+def _log_attrs(raw: str | None) -> dict[str, str] | None:
+    """The entries' "attrs" (--log-opt labels/env), a JSON object the engine wrote."""
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {str(k): str(v) for k, v in value.items()}

@@ -19,3 +19,12 @@ def format_rfc3339nano(epoch_ns: int) -> str:
 
 def now_rfc3339nano() -> str:
     return format_rfc3339nano(time.time_ns())
+
+
+def fixed_nanos(text: str) -> str:
+    """An RFC3339Nano UTC time with all nine digits of its fraction (Go's
+    jsonmessage.RFC3339NanoFixed), as `docker logs -t` prints every line's time."""
+    if len(text) == 30 or not text.endswith("Z"):
+        return text  # already fixed ("2006-01-02T15:04:05.999999999Z"), or not UTC
+    main, _, frac = text[:-1].partition(".")
+    return f"{main}.{frac:0<9}Z"

@@ -277,15 +277,16 @@ class RunSpec:
                     "options": ["rbind", "rprivate", "ro"],
                 }
             )
+        own: list[dict] = []
         for path, opts in self.tmpfs.items():
             # Docker's defaults, which the user's options (exec, size=...) amend.
             options = ["noexec", "nosuid", "nodev"] + [o for o in opts.split(",") if o]
-            mounts.append(
+            own.append(
                 {"destination": path, "type": "tmpfs", "source": "tmpfs", "options": options}
             )
         for m in self.mounts:
             options = ["rbind", "rprivate"] + (["ro"] if m.readonly else [])
-            mounts.append(
+            own.append(
                 {
                     "destination": m.destination,
                     "type": "bind",
@@ -293,6 +294,10 @@ class RunSpec:
                     "options": options,
                 }
             )
+        # dockerd's sortMounts: fewer path components first, so a volume on /etc does not
+        # hide the /etc/hosts bind above it (the sort is stable: equal depths keep order).
+        own.sort(key=lambda m: m["destination"].rstrip("/").count("/"))
+        mounts += own
 
         resources: dict = {}
         if self.memory > 0:
