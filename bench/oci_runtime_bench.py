@@ -55,7 +55,7 @@ def make_bundle(base: Path, launcher: Path) -> Path:
 def write_launcher(path: Path) -> None:
     path.write_text(
         f"#!{sys.executable} -S\nimport sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
-        "from dockyard.runtime.oci_cli import main\nraise SystemExit(main())\n"
+        "from dockyard.runtime.oci_cli import entry\nentry()\n"
     )
     path.chmod(0o755)
 

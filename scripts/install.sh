@@ -102,7 +102,8 @@ link_cli() {
     # dockyard-runtime (runc's command line, for containerd) is launched the same way.
     # `run` rather than `main`: it also skips the interpreter's teardown where it has nothing to do.
     write_launcher /usr/local/bin/dockyard dockyard.cli.main run
-    write_launcher /usr/local/bin/dockyard-runtime dockyard.runtime.oci_cli main
+    # Its entry() skips the interpreter's teardown (a whole process per container).
+    write_launcher /usr/local/bin/dockyard-runtime dockyard.runtime.oci_cli entry
 }
 
 write_launcher() {

@@ -11,7 +11,6 @@ import resource
 import signal
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
 
@@ -215,6 +214,8 @@ class LinuxKernel(LinuxNetworking, Kernel):
                 result.append((udp, tcp))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 failure.append(exc)
+
+        import threading  # here: `dockyard-runtime run` never needs it
 
         thread = threading.Thread(target=work, name="netns-listen", daemon=True)
         thread.start()

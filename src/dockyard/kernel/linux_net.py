@@ -17,6 +17,7 @@ rule in that same chain (as dockerd's DOCKER-USER) lets our traffic through.
 
 from __future__ import annotations
 
+import _thread  # not threading: `dockyard-runtime run` never starts a thread
 import contextlib
 import ctypes
 import errno
@@ -24,7 +25,6 @@ import fcntl
 import os
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterator
 
 from dockyard.errors import KernelError
@@ -121,7 +121,7 @@ class LinuxNetworking:
     def __init__(self) -> None:
         self._net_executor: Any = None
         self._net_tid = 0
-        self._net_start = threading.Lock()
+        self._net_start = _thread.allocate_lock()
         self._host_nl: Any = None
         self._ns_nl: dict[str, Any] = {}
         # Interface indexes inside container namespaces (stable while the namespace
@@ -131,7 +131,7 @@ class LinuxNetworking:
     # --- the netlink thread and its sockets ---------------------------------------
     def _in_net_thread(self, fn: Callable[[], T]) -> T:
         """Run `fn` in the netlink thread (serialised with every other network call)."""
-        if threading.get_ident() == self._net_tid:
+        if _thread.get_ident() == self._net_tid:
             return fn()
         if self._net_executor is None:
             with self._net_start:
@@ -139,7 +139,7 @@ class LinuxNetworking:
                     from concurrent.futures import ThreadPoolExecutor
 
                     def mark() -> None:
-                        self._net_tid = threading.get_ident()
+                        self._net_tid = _thread.get_ident()
 
                     self._net_executor = ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="netlink", initializer=mark

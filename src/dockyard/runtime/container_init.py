@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import marshal
 import os
 import signal
@@ -28,11 +27,12 @@ from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.securejoin import open_in_root
 from dockyard.kernel.trace import TRACING, TraceEntry, TracingKernel, calls_to_json
+from dockyard.runtime import lightjson as json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
+from dockyard.runtime.oci_names import DEFAULT_PATH
 from dockyard.runtime.seccomp import compile_oci
-from dockyard.runtime.spec import DEFAULT_PATH
 
 # name, major, minor: the devices every container gets (runtime-spec "default devices").
 DEFAULT_DEVICES = [

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import select
 import signal
@@ -32,8 +31,15 @@ from dockyard.errors import Conflict, DockyardError, KernelError, NotFound, Runt
 from dockyard.kernel import flags as K
 from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime import cgroups_v2 as v2
+from dockyard.runtime import lightjson as json
 from dockyard.runtime import oci_state as S
-from dockyard.runtime.bundle import ContainerConfig, DeviceRule, config_from_oci
+from dockyard.runtime.atomic_write import write_atomic
+from dockyard.runtime.bundle import (
+    ContainerConfig,
+    DeviceRule,
+    attach_seccomp_program,
+    config_from_oci,
+)
 from dockyard.runtime.cgroups import (
     available_controllers,
     create_cgroups,
@@ -42,8 +48,8 @@ from dockyard.runtime.cgroups import (
 )
 from dockyard.runtime.container_init import init_container
 from dockyard.runtime.oci_hooks import HOOK_KINDS, hooks_of, run_hooks
+from dockyard.runtime.oci_names import DEFAULT_PATH
 from dockyard.runtime.rfc3339 import now_rfc3339nano
-from dockyard.runtime.spec import DEFAULT_PATH, write_atomic
 
 KILL_TIMEOUT = 10.0
 
@@ -93,6 +99,9 @@ def create(
     for kind in HOOK_KINDS:
         hooks_of(config, kind)
     os.makedirs(root, mode=0o711, exist_ok=True)
+    # Before the fork: the init pivots away from libseccomp and our sources. Compiled
+    # once per profile under --root, later containers only read the program.
+    attach_seccomp_program(cfg, config, root)
     cdir = S.container_dir(root, container_id)
     try:
         os.mkdir(cdir, 0o711)
