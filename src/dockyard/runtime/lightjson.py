@@ -67,8 +67,10 @@ def loads(s: str | bytes | bytearray) -> object:
         start += 1
     try:
         obj, end = _scan(text, start)
-    except StopIteration:
-        return _json_module().loads(s)  # raises json's own JSONDecodeError
+    except (StopIteration, SystemError):
+        # Not JSON. The scanner raises json.decoder's JSONDecodeError only once that
+        # module is loaded (SystemError before): json itself says what is wrong.
+        return _json_module().loads(s)
     if end != len(text) and text[end:].strip(_WS):
         return _json_module().loads(s)  # extra data: json says where
     return obj
