@@ -332,6 +332,7 @@ compile_profile = compile_oci
 _CACHE_FORMAT = "1"
 # Not a valid container id (":" is outside runc's id characters): no id collides with it.
 CACHE_DIR_NAME = ":seccomp-cache"
+CACHE_MAX = 64
 
 
 def compile_cached(profile: dict, root: str = "") -> bytes | None:
@@ -359,6 +360,10 @@ def compile_cached(profile: dict, root: str = "") -> bytes | None:
 
         try:
             os.makedirs(cache, 0o700, exist_ok=True)
+            names = os.listdir(cache)
+            if len(names) >= CACHE_MAX:  # a few profiles in use: start over, not grow
+                for name in names:
+                    os.unlink(os.path.join(cache, name))
             write_atomic(path, program, durable=False)
         except OSError:
             pass  # a cache we cannot write is a slower next start, not a failure
