@@ -229,11 +229,18 @@ def _init_child(
 ) -> None:
     """The container's init (PID 1 of its namespace); never returns."""
     hook_state: dict = {}
+    # The round trip that hands the init its state for the hooks: only with hooks.
+    needs_state = any(
+        hooks_of(config, kind)
+        for kind in ("prestart", "createRuntime", "createContainer", "startContainer")
+    )
 
     def send_pty(master: int) -> None:
         socket.send_fds(status, [b'{"pty": true}'], [master])
 
     def before_pivot() -> None:
+        if not needs_state:
+            return
         status.send(b'{"hooks": true}')
         reply = json.loads(status.recv(1 << 20) or b"{}")
         if "state" not in reply:
@@ -318,7 +325,11 @@ def write_pid_file(path: str, pid: int) -> None:
 
 
 def start(root: str, container_id: str) -> S.OciContainer:
-    c = S.load(root, container_id)
+    return _start(root, S.load(root, container_id))
+
+
+def _start(root: str, c: S.OciContainer) -> S.OciContainer:
+    container_id = c.id
     st = container_status(root, c)
     if st == "stopped":
         raise Conflict("cannot start a container that has stopped")
@@ -432,6 +443,11 @@ def delete(root: str, container_id: str, *, force: bool = False) -> None:
         if force:
             return
         raise
+    _delete(root, c, force=force)
+
+
+def _delete(root: str, c: S.OciContainer, *, force: bool) -> None:
+    container_id = c.id
     st = container_status(root, c)
     if st != "stopped":
         if not force:
@@ -484,15 +500,17 @@ def run(
     keep: bool = False,
 ) -> int:
     """create + start; without `detach`, wait for the init and delete the container."""
+    # One process holds the container throughout: it works from its own record
+    # rather than reading state.json back (what separate commands must do).
     c = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket)
     try:
-        start(root, container_id)
+        _start(root, c)
     except BaseException:
-        delete(root, container_id, force=True)
+        _delete(root, c, force=True)
         raise
     if detach:
         return 0
     code = wait_forwarding_signals(LinuxKernel(), c.pid)
     if not keep:
-        delete(root, container_id, force=True)
+        _delete(root, c, force=True)
     return code
