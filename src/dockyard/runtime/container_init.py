@@ -13,13 +13,10 @@ status socket, which the monitor reads before it reports the container started.
 
 from __future__ import annotations
 
-import contextlib
+import _signal as signal  # not signal, socket, contextlib: `dockyard-runtime run` imports this
 import errno
 import marshal
 import os
-import signal
-import socket
-from collections.abc import Callable
 from time import perf_counter_ns
 
 from dockyard.errors import DockyardError, KernelError, RuntimeFailure
@@ -27,12 +24,19 @@ from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.securejoin import open_in_root
 from dockyard.kernel.trace import TRACING, TraceEntry, TracingKernel, calls_to_json
+from dockyard.runtime import fdpass
 from dockyard.runtime import lightjson as json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
 from dockyard.runtime.oci_names import DEFAULT_PATH
 from dockyard.runtime.seccomp import compile_oci
+from dockyard.suppress import suppress
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
 
 # name, major, minor: the devices every container gets (runtime-spec "default devices").
 DEFAULT_DEVICES = [
@@ -282,7 +286,11 @@ def apply_seccomp(kernel: Kernel, cfg: ContainerConfig) -> None:
     # the profile allows what the rest of the init does (prctl, capset, execve).
     if cfg.seccomp:
         # Compiled before the init (see bundle.load_config): it only loads it here.
-        program = cfg.seccomp_program or compile_oci(cfg.seccomp)
+        program = cfg.seccomp_program
+        if program is None:
+            from dockyard.runtime.seccomp import compile_oci
+
+            program = compile_oci(cfg.seccomp)
         if program is not None:
             kernel.set_seccomp_filter(program)
 
@@ -525,7 +533,7 @@ def child_main(
     calls = tracer.calls if isinstance(tracer, TracingKernel) else []
 
     def send_pty(master: int) -> None:
-        socket.send_fds(status, [b'{"pty": true}'], [master])
+        fdpass.send_fds(status, [b'{"pty": true}'], [master])
 
     def report_trace() -> None:
         # Also the monitor's word that the init reached exec: sent with tracing off too.
@@ -577,5 +585,5 @@ def decode_trace(msg: bytes) -> dict | None:
 
 
 def _report_error(status: socket.socket, message: str, kind: str) -> None:
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         status.send(json.dumps({"error": message, "kind": kind}).encode())

@@ -11,13 +11,13 @@ alive and frozen "paused", alive "running"; otherwise "stopped".
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from dockyard.errors import NotFound, RuntimeFailure
 from dockyard.runtime import lightjson as json
 from dockyard.runtime.atomic_write import write_atomic
 from dockyard.runtime.record import asdict, field, record
+from dockyard.suppress import suppress
 
 DEFAULT_ROOT = "/run/dockyard-runtime"
 STATE_FILE = "state.json"
@@ -128,7 +128,7 @@ def oci_state(c: OciContainer, status_: str) -> dict:
 def remove_dir(root: str, container_id: str) -> None:
     d = container_dir(root, container_id)
     for name in (FIFO_NAME, STATE_FILE):
-        with contextlib.suppress(FileNotFoundError):
+        with suppress(FileNotFoundError):
             os.unlink(os.path.join(d, name))
-    with contextlib.suppress(FileNotFoundError):
+    with suppress(FileNotFoundError):
         os.rmdir(d)
