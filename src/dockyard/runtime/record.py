@@ -27,32 +27,42 @@ def field(*, default_factory: object) -> object:
 
 def record(cls: type) -> type:
     names = tuple(cls.__dict__.get("__annotations__", {}))
-    ns: dict = {"_MISSING": _MISSING}
-    params: list[str] = []
-    body: list[str] = []
+    defaults: dict = {}
     for name in names:
         default = cls.__dict__.get(name, _MISSING)
-        if isinstance(default, _Factory):
-            ns[f"_f_{name}"] = default.make
-            params.append(f"{name}=_MISSING")
-            body.append(f" self.{name} = _f_{name}() if {name} is _MISSING else {name}")
-            delattr(cls, name)
-            continue
-        if default is _MISSING:
-            if any("=" in p for p in params):
-                raise TypeError(
-                    f"{cls.__name__}.{name}: a field without a default follows one with"
-                )
-            params.append(name)
-        else:
-            ns[f"_d_{name}"] = default
-            params.append(f"{name}=_d_{name}")
-        body.append(f" self.{name} = {name}")
-    source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or " pass")
-    exec(source, ns)  # noqa: S102 - our own field names, as dataclasses does
-    init = ns["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init
+        if default is not _MISSING:
+            defaults[name] = default
+            if isinstance(default, _Factory):
+                delattr(cls, name)
+        elif defaults:
+            raise TypeError(f"{cls.__name__}.{name}: a field without a default follows one with")
+    count = len(names)
+    title = cls.__name__
+
+    # One generic __init__, no generated source: compiling one per class (as
+    # dataclasses does) cost more at import than every later call saves.
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        if len(args) > count:
+            raise TypeError(f"{title}() takes {count} positional arguments, {len(args)} given")
+        values = self.__dict__
+        for name, value in zip(names, args, strict=False):  # args may be fewer
+            values[name] = value
+        for name in names[len(args) :]:
+            if name in kwargs:
+                values[name] = kwargs.pop(name)
+                continue
+            default = defaults.get(name, _MISSING)
+            if default is _MISSING:
+                raise TypeError(f"{title}() missing required argument: {name!r}")
+            values[name] = default.make() if isinstance(default, _Factory) else default
+        if kwargs:
+            name = next(iter(kwargs))
+            if name in names:
+                raise TypeError(f"{title}() got multiple values for argument {name!r}")
+            raise TypeError(f"{title}() got an unexpected keyword argument {name!r}")
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = __init__
     cls.__record_fields__ = names
     cls.__eq__ = _eq
     cls.__hash__ = None  # mutable, compared by value: unhashable, as a dataclass
