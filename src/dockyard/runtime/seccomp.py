@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from functools import lru_cache
 
 from dockyard.errors import InvalidParameter
 from dockyard.runtime import lightjson as json
@@ -106,10 +105,14 @@ def _kernel_version() -> tuple[int, int]:
         return (0, 0)
 
 
-@lru_cache(maxsize=1)
+_DOCKER_PROFILE: list[dict] = []
+
+
 def default_docker_profile() -> dict:
-    with open(DEFAULT_PROFILE_PATH, "rb") as f:
-        return json.loads(f.read())
+    if not _DOCKER_PROFILE:
+        with open(DEFAULT_PROFILE_PATH, "rb") as f:
+            _DOCKER_PROFILE.append(json.loads(f.read()))
+    return _DOCKER_PROFILE[0]
 
 
 def parse_docker_profile(text: str | bytes) -> dict:
@@ -383,8 +386,21 @@ def _import_pyseccomp():  # noqa: ANN202 - the pyseccomp module
     return pyseccomp
 
 
-@lru_cache(maxsize=32)
-def _compile(_digest: str, profile_json: str, machine: str) -> bytes | None:
+# Programs compiled in this process, by (digest, machine): a dict, not functools'
+# lru_cache, so that `dockyard-runtime run` does not import functools (and collections).
+_COMPILED: dict[tuple[str, str], bytes | None] = {}
+
+
+def _compile(digest: str, profile_json: str, machine: str) -> bytes | None:
+    key = (digest, machine)
+    if key not in _COMPILED:
+        if len(_COMPILED) >= 32:
+            _COMPILED.clear()
+        _COMPILED[key] = _compile_now(profile_json, machine)
+    return _COMPILED[key]
+
+
+def _compile_now(profile_json: str, machine: str) -> bytes | None:
     if machine not in _AUDIT_ARCH:
         return None
     pyseccomp = _import_pyseccomp()
