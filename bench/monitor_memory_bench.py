@@ -205,7 +205,13 @@ def containerd_per_container(n: int, archive: Path, base: Path) -> tuple[float, 
         for cid in ids:
             run_ctr("run", "-d", image, cid, "sleep", "100000")
         time.sleep(2.0)
-        shims = [p for p in pids_named("containerd-shim-runc-v2") if p not in shims_before]
+        # Ours only: another engine's shims (a bench dockerd's, "-namespace moby") may
+        # start meanwhile.
+        shims = [
+            p
+            for p in pids_named("containerd-shim-runc-v2")
+            if p not in shims_before and "-namespace dkybench" in comm(p)
+        ]
         grew = (smaps_rollup(proc.pid).pss - before) / n
         return pss_of(shims) / max(1, len(shims)), grew, len(shims)
     finally:
