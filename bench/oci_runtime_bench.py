@@ -208,9 +208,10 @@ def main() -> int:
                     f"{b:<9}dockyard-runtime / {rt}: wall {med(wall[ours]) / med(wall[(rt, b)]):.2f}"
                     f", CPU {med(cpu[ours]) / med(cpu[(rt, b)]):.2f}"
                 )
-        breakdown(
-            base, bundles["plain"], roots, args.n, med(wall.get(("dockyard-runtime", "plain"), []))
-        )
+        if ("dockyard-runtime", "plain") in cpu:
+            breakdown(
+                base, bundles["plain"], roots, args.n, med(cpu[("dockyard-runtime", "plain")])
+            )
         return 0
     finally:
         # A failed round may leave a container: delete it with its own runtime.
@@ -225,37 +226,52 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole: float) -> None:
-    """Where dockyard-runtime's wall milliseconds go on the plain bundle (medians)."""
+def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -> None:
+    """Where dockyard-runtime's milliseconds go on the plain bundle (medians of n runs).
+
+    Wall: from the same runs of a traced copy of the launcher, on one clock
+    (CLOCK_MONOTONIC, shared by every process): spawn -> its first line ->
+    imports done -> each step of `run` -> reaped. CPU: the interpreter alone, the
+    interpreter with the run path's imports, and a whole run, as separate processes."""
     err = base / "stderr"
-    bare, imports, phases = [], [], {}
     traced = base / "dockyard-runtime-traced"
     write_launcher(traced, TRACED.format(src=SRC))
     marks_file = base / "marks"
-    env = dict(os.environ, DKY_BENCH_MARKS=str(marks_file))
+    phases: dict[str, list[float]] = {}
+    bare_cpu, imports_cpu = [], []
+    code = f"import sys; sys.path.insert(0, {SRC!r}); {IMPORTS}"
     for rnd in range(n):
-        bare.append(spawn([sys.executable, "-S", "-c", "pass"], err)[0])
-        code = f"import sys; sys.path.insert(0, {SRC!r}); {IMPORTS}"
-        imports.append(spawn([sys.executable, "-S", "-c", code], err)[0])
+        bare_cpu.append(spawn([sys.executable, "-S", "-c", "pass"], err)[1])
+        imports_cpu.append(spawn([sys.executable, "-S", "-c", code], err)[1])
         argv = [str(traced), "--root", str(roots / "traced"), "run", "--bundle", str(bundle)]
-        if spawn([*argv, f"t{rnd}"], err, env)[2] != 0:
+        spawned = time.perf_counter_ns()
+        _, _, status = spawn(
+            [*argv, f"t{rnd}"], err, dict(os.environ, DKY_BENCH_MARKS=str(marks_file))
+        )
+        reaped = time.perf_counter_ns()
+        if status != 0:
             print(f"traced run failed: {err.read_text().strip()[-300:]}")
             return
-        marks = eval(marks_file.read_text())  # noqa: S307 - our own repr() of a list
+        marks = [("spawn", spawned)]
+        marks += eval(marks_file.read_text())  # noqa: S307 - our own repr() of a list
+        marks.append(("the interpreter's exit, reaped by the caller", reaped))
         for (_, prev), (name, at) in zip(marks, marks[1:], strict=False):
             phases.setdefault(name, []).append((at - prev) / 1e9)
-    interp = med(bare)
-    print(f"where dockyard-runtime's {whole:.1f} ms go (plain bundle, medians of {n}):")
-    print(f"  {interp:6.1f} ms  the interpreter starting (`python -S -c pass`)")
-    print(f"  {med(imports) - interp:6.1f} ms  importing the run path's modules")
-    inside = 0.0
+    labels = {
+        "start": "the interpreter starting, the launcher's first line",
+        "imported": "importing the run path's modules",
+    }
+    total = sum(med(v) for v in phases.values())
+    print(f"where dockyard-runtime's wall ms go (plain bundle, traced runs, medians of {n}):")
     for name, values in phases.items():
-        if name == "imported":
-            continue
-        inside += med(values)
-        print(f"  {med(values):6.1f} ms  {name}")
-    rest = whole - med(imports) - inside
-    print(f"  {rest:6.1f} ms  the rest: process exit, the launcher's own lines, spawn and reap")
+        print(f"  {med(values):6.1f} ms  {labels.get(name, name)}")
+    print(f"  {total:6.1f} ms  in all (sum of medians)")
+    interp, imports = med(bare_cpu), med(imports_cpu)
+    print(
+        f"and its CPU ms: the interpreter {interp:.1f} (`python -S -c pass`), the imports "
+        f"{imports - interp:.1f}, the container's create/start/wait/delete and the exit "
+        f"{whole_cpu - imports:.1f} (whole run {whole_cpu:.1f})"
+    )
 
 
 if __name__ == "__main__":
