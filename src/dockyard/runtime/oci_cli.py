@@ -421,6 +421,13 @@ def entry() -> None:
     every container's start as containerd sees it; nothing is left to clean
     (files are closed, children reaped or handed on), so flush and go.
     """
+    # No cyclic garbage collection in a process this short: importing the run path
+    # allocates enough to trigger a dozen collections, each walking every object
+    # (and after the fork, the init's walk would copy-on-write the heap's pages).
+    # The container's own lifetime is the init's exec'd command, not this process.
+    import gc
+
+    gc.disable()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:
