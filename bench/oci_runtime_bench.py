@@ -116,7 +116,7 @@ def make_bundles(base: Path, launcher: Path) -> dict[str, Path]:
 
 
 def write_launcher(path: Path, body: str) -> None:
-    path.write_text(f"#!{sys.executable} -S\n{body}")
+    path.write_text(f"#!{sys.executable} -IS\n{body}")  # as scripts/install.sh
     path.chmod(0o755)
 
 

@@ -286,6 +286,25 @@ def test_a_seccomp_profile_is_enforced_and_compiled_once_per_profile(rt: Runtime
     assert program.stat().st_size % 8 == 0 and program.stat().st_size > 5
 
 
+def test_the_installed_launcher_compiles_a_profile_without_site_packages(rt: Runtime) -> None:
+    """scripts/install.sh's launcher runs `python -IS` (no site-packages): a cache miss
+    still finds libseccomp's binding, and the program is enforced."""
+    launcher = rt.tmp / "dockyard-runtime"
+    launcher.write_text(
+        f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
+        "from dockyard.runtime.oci_cli import entry\nentry()\n"
+    )
+    launcher.chmod(0o755)
+    rt.config(
+        ["sh", "-c", STATUS], linux=_linux_with_seccomp(rt, default_profile(DEFAULT_CAPABILITIES))
+    )
+    argv = [str(launcher), "--root", str(rt.root), "run", "--bundle", str(rt.bundle)]
+    done = subprocess.run([*argv, rt.new_id()], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["NoNewPrivs:", "1", "Seccomp:", "2"]
+    assert len(list((rt.root / CACHE_DIR_NAME).iterdir())) == 1
+
+
 def test_exec_gets_the_containers_seccomp_profile(rt: Runtime) -> None:
     profile = default_profile(DEFAULT_CAPABILITIES)
     rt.config(["sleep", "300"], linux=_linux_with_seccomp(rt, profile))
