@@ -229,6 +229,19 @@ def test_exec_process_json_exit_code_and_namespaces(rt: Runtime) -> None:
     assert json.loads(ps.stdout) == [pid]
 
 
+def test_a_start_container_hook_alone_runs(rt: Runtime) -> None:
+    """startContainer hooks run inside the container after pivot_root, where neither
+    the host's Python library nor ours is: what they need is loaded before."""
+    hooks = {
+        "startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "echo startContainer > /started-hook"]}
+        ]
+    }
+    rt.config(["sh", "-c", "cat /started-hook"], hooks=hooks)
+    done = rt.cli("run", "--bundle", str(rt.bundle), rt.new_id())
+    assert (done.returncode, done.stdout) == (0, "startContainer\n"), done.stderr
+
+
 def _linux_with_seccomp(rt: Runtime, profile: dict) -> dict:
     linux = json.loads((rt.bundle / "config.json").read_text())["linux"]
     return {**linux, "seccomp": profile}

@@ -10,6 +10,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import resource  # at import: set_rlimit runs in the init after pivot_root
 import struct
 import time
 
@@ -682,8 +683,6 @@ class LinuxKernel(LinuxNetworking, Kernel):
             raise _oserror("write", ("/proc/self/oom_score_adj", value), exc) from None
 
     def set_rlimit(self, name: str, soft: int, hard: int) -> None:
-        import resource  # only bundles with rlimits load the extension module
-
         kind = getattr(resource, name, None)
         if not name.startswith("RLIMIT_") or not isinstance(kind, int):
             raise KernelError("setrlimit", (name,), errno.EINVAL)

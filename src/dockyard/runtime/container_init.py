@@ -286,11 +286,7 @@ def apply_seccomp(kernel: Kernel, cfg: ContainerConfig) -> None:
     # the profile allows what the rest of the init does (prctl, capset, execve).
     if cfg.seccomp:
         # Compiled before the init (see bundle.load_config): it only loads it here.
-        program = cfg.seccomp_program
-        if program is None:
-            from dockyard.runtime.seccomp import compile_oci
-
-            program = compile_oci(cfg.seccomp)
+        program = cfg.seccomp_program or compile_oci(cfg.seccomp)
         if program is not None:
             kernel.set_seccomp_filter(program)
 

@@ -249,6 +249,10 @@ def _init_child(
     def before_pivot() -> None:
         if not needs_state:
             return
+        # What the hooks import, while the host's root is still there: the
+        # startContainer hooks run after pivot_root.
+        import subprocess  # noqa: F401
+
         status.send(b'{"hooks": true}')
         reply = json.loads(status.recv(1 << 20) or b"{}")
         if "state" not in reply:
