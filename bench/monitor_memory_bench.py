@@ -13,7 +13,12 @@ containers' own processes (busybox sleep) are not counted. Prints the
 breakdown (PSS, private dirty, RSS) per kind of process, and the same figure
 for containerd's runc shims where containerd is installed (a private
 containerd on its own socket and root, N `ctr run -d` containers of the same
-busybox image; --no-containerd skips it). No dockerd is started.
+busybox image; --no-containerd skips it), and side by side with dockerd's
+where one already answers on --dockerd-host (default: the private bench dockerd
+that `bench/reference_dockerd.py start` runs on unix:///run/docker-bench.sock):
+N `docker run -d --network none busybox sleep` containers, uniquely named and
+removed after, each one's containerd-shim-runc-v2 measured the same way, plus
+what dockerd and its containerd grew by. No dockerd is started here.
 """
 
 from __future__ import annotations
@@ -200,7 +205,13 @@ def containerd_per_container(n: int, archive: Path, base: Path) -> tuple[float, 
         for cid in ids:
             run_ctr("run", "-d", image, cid, "sleep", "100000")
         time.sleep(2.0)
-        shims = [p for p in pids_named("containerd-shim-runc-v2") if p not in shims_before]
+        # Ours only: another engine's shims (a bench dockerd's, "-namespace moby") may
+        # start meanwhile.
+        shims = [
+            p
+            for p in pids_named("containerd-shim-runc-v2")
+            if p not in shims_before and "-namespace dkybench" in comm(p)
+        ]
         grew = (smaps_rollup(proc.pid).pss - before) / n
         return pss_of(shims) / max(1, len(shims)), grew, len(shims)
     finally:
@@ -224,6 +235,84 @@ def containerd_per_container(n: int, archive: Path, base: Path) -> tuple[float, 
         for controller in ("memory", "pids", "cpu", "cpuacct", "freezer", "devices", "blkio"):
             with contextlib.suppress(OSError):
                 (Path("/sys/fs/cgroup") / controller / "dkybench").rmdir()
+
+
+DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
+
+
+def dockerd_per_container(n: int, host: str) -> dict[str, float] | None:
+    """dockerd's cost per running container, with n idle busybox containers on the
+    dockerd answering at `host`: kB PSS per containerd-shim-runc-v2, and what
+    dockerd and its containerd grew by per container. None without such a dockerd."""
+    if shutil.which(DOCKER) is None:
+        return None
+
+    def docker(*args: str, check: bool = True) -> str:
+        out = subprocess.run(
+            [DOCKER, "-H", host, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
+        if check and out.returncode != 0:
+            raise SystemExit(f"docker {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    if subprocess.run([DOCKER, "-H", host, "version"], capture_output=True).returncode != 0:
+        print(f"dockerd: none answers on {host}: not compared")
+        return None
+    info = docker("info", "--format", "{{.ID}}")
+    daemon_pid = _pid_serving(host)
+    prefix = f"runtime-mem-{os.getpid()}"
+    names = [f"{prefix}-{i}" for i in range(n)]
+    try:
+        # One container first (and gone): what dockerd caches on a first run is not
+        # a per-container cost.
+        docker("run", "--rm", "--network", "none", "--name", f"{prefix}-warm", "busybox", "true")
+        time.sleep(1.0)
+        daemons = _dockerd_and_containerd(daemon_pid)
+        before = {name: smaps_rollup(pid).pss for name, pid in daemons.items()}
+        ids = [
+            docker(
+                "run", "-d", "--network", "none", "--name", name, "busybox", "sleep", "100000"
+            ).strip()
+            for name in names
+        ]
+        time.sleep(2.0)  # idle: let every shim settle
+        shims = [p for p in pids_named("containerd-shim-runc-v2") if _shim_of(p, ids)]
+        grew = {name: (smaps_rollup(pid).pss - before[name]) / n for name, pid in daemons.items()}
+        per_shim = pss_of(shims) / max(1, len(shims))
+        return {"shim": per_shim, "shims": len(shims), **grew, "engine": bool(info)}
+    finally:
+        existing = docker("ps", "-aq", "--filter", f"name={prefix}-", check=False).split()
+        if existing:
+            docker("rm", "-f", *existing, check=False)
+
+
+def _pid_serving(host: str) -> int:
+    """The dockerd process listening on the unix socket of `host` (0 if not found)."""
+    path = host.removeprefix("unix://")
+    for pid in pids_named("dockerd"):
+        if path in comm(pid) or (path == "/var/run/docker.sock" and "-H" not in comm(pid)):
+            return pid
+    return 0
+
+
+def _dockerd_and_containerd(daemon_pid: int) -> dict[str, int]:
+    found = {"dockerd": daemon_pid} if daemon_pid else {}
+    for pid in tree(daemon_pid)[1:] if daemon_pid else []:
+        if comm(pid).split(" ")[0].endswith("containerd"):
+            found["containerd"] = pid
+    return found
+
+
+def _shim_of(pid: int, ids: list[str]) -> bool:
+    """Is this shim one of our containers' (its -id, or the id in its cgroup/cmdline)?"""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if b"-id" in cmdline:
+        i = cmdline.index(b"-id")
+        return i + 1 < len(cmdline) and cmdline[i + 1].decode() in ids
+    return False
 
 
 def dockyard_per_container(
@@ -291,11 +380,30 @@ def main() -> int:
     parser.add_argument(
         "--no-containerd", action="store_true", help="skip containerd's shims (where installed)"
     )
+    parser.add_argument(
+        "--dockerd-host",
+        default="unix:///run/docker-bench.sock",
+        help="a running dockerd to compare with (none is started); '' skips it",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (containers)")
     before, after = dockyard_per_container(args.n, not args.no_containerd)
-    report(before, after, args.n)
+    ours = report(before, after, args.n)
+    theirs = dockerd_per_container(args.n, args.dockerd_host) if args.dockerd_host else None
+    if theirs is not None:
+        engine = theirs.get("dockerd", 0.0) + theirs.get("containerd", 0.0)
+        print(
+            f"dockerd ({args.dockerd_host}), {args.n} containers: {theirs['shim']:.0f} kB PSS per "
+            f"containerd-shim-runc-v2 ({theirs['shims']:.0f} shims), dockerd grew "
+            f"{theirs.get('dockerd', 0.0):.0f} kB and its containerd "
+            f"{theirs.get('containerd', 0.0):.0f} kB per container"
+        )
+        print(f"{'per running container (kB PSS)':<34}{'Dockyard':>10}{'dockerd':>10}")
+        print(
+            f"{'  shim / monitor + daemons grew':<34}{ours:>10.0f}{theirs['shim'] + engine:>10.0f}"
+        )
+        print(f"{'  the shim alone':<34}{'':>10}{theirs['shim']:>10.0f}")
     return 0
 
 

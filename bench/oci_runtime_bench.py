@@ -1,22 +1,30 @@
 #!/usr/bin/env python3
-"""Time `dockyard-runtime run` of one bundle against `runc run` and `crun run`.
+"""`dockyard-runtime run` of one bundle against `runc run` and `crun run`, whole processes.
 
     python3 bench/oci_runtime_bench.py [-n 20]
 
-The bundle: a busybox rootfs directory, `dockyard-runtime spec`'s config with
-args ["true"], no terminal. Each runtime gets its own --root under a temp
-dir. Rounds are interleaved (each round runs every runtime once), so load on
-the machine hits all alike; a warm-up round first. Prints median and p90 of
-the whole process, and the ratio dockyard-runtime / each other runtime.
+Two bundles over one busybox rootfs, args ["true"], no terminal:
+  plain    `dockyard-runtime spec`'s config (what `runc spec` gives: namespaces,
+           Docker's capabilities, masked paths, a device cgroup, no seccomp);
+  seccomp  the same plus Docker's default seccomp profile in linux.seccomp, as
+           containerd's and Docker's bundles carry it (~370 rules).
+Each runtime gets its own --root under /run (tmpfs, as containerd's
+/run/containerd/runc). Rounds are interleaved (each round runs every runtime on
+every bundle, the order rotated per round) after a warm-up round, so the load
+on the machine hits all alike: the ratios are the result, absolute times on a
+loaded 2-core machine are inflated. Wall time from spawn to reaped, CPU from
+wait4's rusage (the runtime and the container it reaped).
 
-Then where dockyard-runtime's time goes: the interpreter (`python -S -c
-pass`), the modules `run` imports, and the rest (create's fork, namespaces,
-mounts, pivot_root, exec, waiting, delete).
+Then where dockyard-runtime's milliseconds go: the interpreter (`python -S -c
+pass`), the imports of the run path, and inside the process the phases of
+`run` (timed by wrapping the lifecycle's functions in a copy of the launcher),
+the rest being the process's exit.
 
-dockyard-runtime is launched as scripts/install.sh installs it (`python -S`
-and this checkout's sources). runc and crun are used where installed (crun
-also needs a v1 hugetlb hierarchy on a v1 host:
-`mkdir /sys/fs/cgroup/hugetlb; mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`).
+dockyard-runtime is launched as scripts/install.sh installs it (`python -S`,
+this checkout's sources, `entry()`). runc and crun where installed; crun on a v1
+host also needs a hugetlb hierarchy:
+  mkdir -p /sys/fs/cgroup/hugetlb
+  mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
 """
 
 from __future__ import annotations
@@ -33,121 +41,237 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+SRC = str(REPO / "src")
+sys.path.insert(0, SRC)
+
+IMPORTS = "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle"
+
+# Run inside a copy of the launcher: timestamps at the lifecycle's steps (parent side).
+TRACED = """
+import os, sys, time
+t0 = time.perf_counter_ns()
+sys.path.insert(0, {src!r})
+from dockyard.runtime import oci_cli, oci_lifecycle as L
+from dockyard.kernel import linux as LX
+marks = [("start", t0), ("imported", time.perf_counter_ns())]
+def mark(name):
+    marks.append((name, time.perf_counter_ns()))
+def after(mod, name, label):
+    inner = getattr(mod, name)
+    def wrapped(*a, **k):
+        try:
+            return inner(*a, **k)
+        finally:
+            mark(label)
+    setattr(mod, name, wrapped)
+def before(mod, name, label):
+    inner = getattr(mod, name)
+    def wrapped(*a, **k):
+        mark(label)
+        return inner(*a, **k)
+    setattr(mod, name, wrapped)
+fork = LX.LinuxKernel.fork
+def traced_fork(self):
+    mark("cgroups created, exec fifo, socketpair")
+    return fork(self)
+LX.LinuxKernel.fork = traced_fork
+after(L, "attach_seccomp_program", "config.json read and checked, seccomp program")
+after(L, "_serve_init", "fork + the init builds the container")
+after(L, "create", "state.json written")
+after(L, "_start", "start: the init execs the command")
+after(L, "wait_forwarding_signals", "the command runs, exits, is reaped")
+after(L, "_delete", "delete: cgroups, state dir")
+code = oci_cli.main()
+with open(os.environ["DKY_BENCH_MARKS"], "w") as f:
+    f.write(repr(marks))
+os._exit(code)
+"""
 
 
-def make_bundle(base: Path, launcher: Path) -> Path:
-    bundle = base / "bundle"
-    rootfs = bundle / "rootfs"
+def make_bundles(base: Path, launcher: Path) -> dict[str, Path]:
+    from dockyard.runtime.seccomp import default_profile
+    from dockyard.runtime.spec import DEFAULT_CAPABILITIES
+
+    rootfs = base / "rootfs"
     (rootfs / "bin").mkdir(parents=True)
     shutil.copy("/bin/busybox", rootfs / "bin" / "busybox")
     for applet in ("sh", "true"):
         (rootfs / "bin" / applet).symlink_to("busybox")
     for d in ("proc", "sys", "dev", "tmp"):
         (rootfs / d).mkdir()
-    subprocess.run([str(launcher), "spec", "--bundle", str(bundle)], check=True)
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["args"] = ["true"]
-    config["process"]["terminal"] = False
-    (bundle / "config.json").write_text(json.dumps(config))
-    return bundle
+    bundles = {}
+    for name in ("plain", "seccomp"):
+        bundle = base / f"bundle-{name}"
+        bundle.mkdir()
+        subprocess.run([str(launcher), "spec", "--bundle", str(bundle)], check=True)
+        config = json.loads((bundle / "config.json").read_text())
+        config["process"]["args"] = ["true"]
+        config["process"]["terminal"] = False
+        config["root"] = {"path": str(rootfs), "readonly": True}
+        if name == "seccomp":
+            config["linux"]["seccomp"] = default_profile(list(DEFAULT_CAPABILITIES))
+        (bundle / "config.json").write_text(json.dumps(config))
+        bundles[name] = bundle
+    return bundles
 
 
-def write_launcher(path: Path) -> None:
-    path.write_text(
-        f"#!{sys.executable} -S\nimport sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
-        "from dockyard.runtime.oci_cli import main\nraise SystemExit(main())\n"
-    )
+def write_launcher(path: Path, body: str) -> None:
+    path.write_text(f"#!{sys.executable} -IS\n{body}")  # as scripts/install.sh
     path.chmod(0o755)
 
 
-def timed(cmd: list[str], cwd: Path) -> float | str:
+def spawn(argv: list[str], err: Path, env: dict | None = None) -> tuple[float, float, int]:
+    """(wall s, CPU s of it and what it reaped, exit status) of one whole process."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, str(err), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return lines[-1] if lines else f"exit {proc.returncode}"
-    return elapsed
+    pid = os.posix_spawn(argv[0], argv, env or os.environ, file_actions=actions)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    return wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) * 1000 if values else float("nan")
+
+
+def p90(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * 0.9))] * 1000
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("-n", type=int, default=20)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=20, help="rounds")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
         return 1
     base = Path(tempfile.mkdtemp(prefix="dky-ocibench-", dir="/tmp"))
+    roots = Path(tempfile.mkdtemp(prefix="dky-ocibench-", dir="/run"))
     launcher = base / "dockyard-runtime"
-    runtimes: dict[str, list[str]] = {"dockyard-runtime": [str(launcher)]}
+    runtimes: dict[str, str] = {"dockyard-runtime": str(launcher)}
     try:
         # As scripts/install.sh does: with PYTHONDONTWRITEBYTECODE set, every run
-        # would otherwise compile what it imports (~300 ms here under load).
-        subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", str(REPO / "src")], capture_output=True
+        # would otherwise compile what it imports.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", SRC], capture_output=True)
+        write_launcher(
+            launcher,
+            f"import sys\nsys.path.insert(0, {SRC!r})\n"
+            "from dockyard.runtime.oci_cli import entry\nentry()\n",
         )
-        write_launcher(launcher)
-        bundle = make_bundle(base, launcher)
+        bundles = make_bundles(base, launcher)
         for name in ("runc", "crun"):
             path = shutil.which(name)
             if path:
-                runtimes[name] = [path]
-        results: dict[str, list[float]] = {name: [] for name in runtimes}
-        broken: dict[str, str] = {}
+                runtimes[name] = path
+        wall: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], list[float]] = {}
+        broken: dict[tuple[str, str], str] = {}
+        jobs = [(rt, b) for b in bundles for rt in runtimes]
+        err = base / "stderr"
         for rnd in range(args.n + 1):
-            for name, cmd in runtimes.items():
-                if name in broken:
+            shift = rnd % len(jobs)
+            for rt, b in jobs[shift:] + jobs[:shift]:
+                if (rt, b) in broken:
                     continue
-                root = base / f"root-{name}"
-                out = timed([*cmd, "--root", str(root), "run", f"b{rnd}"], bundle)
-                if isinstance(out, str):
-                    broken[name] = out
-                elif rnd > 0:
-                    results[name].append(out)
-        src = str(REPO / "src")
-        bare = [timed([sys.executable, "-S", "-c", "pass"], bundle) for _ in range(args.n)]
-        imports = [
-            timed(
-                [sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {src!r}); "
-                 "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle"],
-                bundle,
+                argv = [runtimes[rt], "--root", str(roots / rt), "run"]
+                argv += ["--bundle", str(bundles[b]), f"{b}{rnd}"]
+                w, c, code = spawn(argv, err)
+                if code != 0:
+                    lines = err.read_text().strip().splitlines() or [f"exit {code}"]
+                    broken[(rt, b)] = lines[-1][:160]
+                elif rnd > 0:  # round 0 warms caches (and compiles our seccomp program)
+                    wall.setdefault((rt, b), []).append(w)
+                    cpu.setdefault((rt, b), []).append(c)
+        print(
+            f"{args.n} interleaved rounds, whole processes, load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (ratios are the result)"
+        )
+        print(f"{'bundle':<9}{'runtime':<18}{'wall ms':>9}{'p90':>8}{'CPU ms':>9}")
+        for b in bundles:
+            for rt in runtimes:
+                if (rt, b) in broken:
+                    hint = " (crun: see the hugetlb note in this file)" if rt == "crun" else ""
+                    print(f"{b:<9}{rt:<18}  not measured: {broken[(rt, b)]}{hint}")
+                    continue
+                w, c = wall[(rt, b)], cpu[(rt, b)]
+                print(f"{b:<9}{rt:<18}{med(w):>9.1f}{p90(w):>8.1f}{med(c):>9.1f}")
+            ours = ("dockyard-runtime", b)
+            for rt in runtimes:
+                if rt == ours[0] or (rt, b) in broken or ours in broken:
+                    continue
+                print(
+                    f"{b:<9}dockyard-runtime / {rt}: wall {med(wall[ours]) / med(wall[(rt, b)]):.2f}"
+                    f", CPU {med(cpu[ours]) / med(cpu[(rt, b)]):.2f}"
+                )
+        if ("dockyard-runtime", "plain") in cpu:
+            breakdown(
+                base, bundles["plain"], roots, args.n, med(cpu[("dockyard-runtime", "plain")])
             )
-            for _ in range(args.n)
-        ]  # fmt: skip
-        print(f'one bundle (busybox, args ["true"]), {args.n} interleaved rounds, whole processes')
-        print(f"{'runtime':<18}{'median ms':>10}{'p90 ms':>10}")
-        for name, times in results.items():
-            if name in broken:
-                print(f"{name:<18}  not measured: {broken[name]}")
-                continue
-            times.sort()
-            p90 = times[min(len(times) - 1, int(len(times) * 0.9))]
-            print(f"{name:<18}{statistics.median(times) * 1000:>10.1f}{p90 * 1000:>10.1f}")
-        ours = results["dockyard-runtime"]
-        if ours and "dockyard-runtime" not in broken:
-            for name, times in results.items():
-                if name != "dockyard-runtime" and times and name not in broken:
-                    ratio = statistics.median(ours) / statistics.median(times)
-                    print(f"ratio dockyard-runtime / {name}: {ratio:.2f}")
-            interp = statistics.median([v for v in bare if isinstance(v, float)])
-            startup = statistics.median([v for v in imports if isinstance(v, float)])
-            print(
-                f"where dockyard-runtime's {statistics.median(ours) * 1000:.1f} ms go: "
-                f"the interpreter {interp * 1000:.1f} ms (`python -S -c pass`), "
-                f"the imports `run` needs {(startup - interp) * 1000:.1f} ms, "
-                f"the container itself {(statistics.median(ours) - startup) * 1000:.1f} ms"
-            )
-        print(f"load average: {os.getloadavg()[0]:.2f} (2 cores)")
         return 0
     finally:
         # A failed round may leave a container: delete it with its own runtime.
-        for name, cmd in runtimes.items():
-            root = base / f"root-{name}"
+        for rt, path in runtimes.items():
+            root = roots / rt
             for cid in os.listdir(root) if root.exists() else []:
-                subprocess.run(
-                    [*cmd, "--root", str(root), "delete", "-f", cid], capture_output=True
-                )
+                if not cid.startswith(":"):
+                    subprocess.run(
+                        [path, "--root", str(root), "delete", "-f", cid], capture_output=True
+                    )
+        shutil.rmtree(roots, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -> None:
+    """Where dockyard-runtime's milliseconds go on the plain bundle (medians of n runs).
+
+    Wall: from the same runs of a traced copy of the launcher, on one clock
+    (CLOCK_MONOTONIC, shared by every process): spawn -> its first line ->
+    imports done -> each step of `run` -> reaped. CPU: the interpreter alone, the
+    interpreter with the run path's imports, and a whole run, as separate processes."""
+    err = base / "stderr"
+    traced = base / "dockyard-runtime-traced"
+    write_launcher(traced, TRACED.format(src=SRC))
+    marks_file = base / "marks"
+    phases: dict[str, list[float]] = {}
+    bare_cpu, imports_cpu = [], []
+    code = f"import sys; sys.path.insert(0, {SRC!r}); {IMPORTS}"
+    for rnd in range(n):
+        bare_cpu.append(spawn([sys.executable, "-S", "-c", "pass"], err)[1])
+        imports_cpu.append(spawn([sys.executable, "-S", "-c", code], err)[1])
+        argv = [str(traced), "--root", str(roots / "traced"), "run", "--bundle", str(bundle)]
+        spawned = time.perf_counter_ns()
+        _, _, status = spawn(
+            [*argv, f"t{rnd}"], err, dict(os.environ, DKY_BENCH_MARKS=str(marks_file))
+        )
+        reaped = time.perf_counter_ns()
+        if status != 0:
+            print(f"traced run failed: {err.read_text().strip()[-300:]}")
+            return
+        marks = [("spawn", spawned)]
+        marks += eval(marks_file.read_text())  # noqa: S307 - our own repr() of a list
+        marks.append(("the interpreter's exit, reaped by the caller", reaped))
+        for (_, prev), (name, at) in zip(marks, marks[1:], strict=False):
+            phases.setdefault(name, []).append((at - prev) / 1e9)
+    labels = {
+        "start": "the interpreter starting, the launcher's first line",
+        "imported": "importing the run path's modules",
+    }
+    total = sum(med(v) for v in phases.values())
+    print(f"where dockyard-runtime's wall ms go (plain bundle, traced runs, medians of {n}):")
+    for name, values in phases.items():
+        print(f"  {med(values):6.1f} ms  {labels.get(name, name)}")
+    print(f"  {total:6.1f} ms  in all (sum of medians)")
+    interp, imports = med(bare_cpu), med(imports_cpu)
+    print(
+        f"and its CPU ms: the interpreter {interp:.1f} (`python -S -c pass`), the imports "
+        f"{imports - interp:.1f}, the container's create/start/wait/delete and the exit "
+        f"{whole_cpu - imports:.1f} (whole run {whole_cpu:.1f})"
+    )
 
 
 if __name__ == "__main__":

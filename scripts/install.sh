@@ -102,14 +102,17 @@ link_cli() {
     # dockyard-runtime (runc's command line, for containerd) is launched the same way.
     # `run` rather than `main`: it also skips the interpreter's teardown where it has nothing to do.
     write_launcher /usr/local/bin/dockyard dockyard.cli.main run
-    write_launcher /usr/local/bin/dockyard-runtime dockyard.runtime.oci_cli main
+    # Its entry() skips the interpreter's teardown (a whole process per container),
+    # and -I (isolated: no PYTHON* variables, not its own directory on sys.path) keeps
+    # what containerd's environment holds out of a root process's imports, as runc's.
+    write_launcher /usr/local/bin/dockyard-runtime dockyard.runtime.oci_cli entry -IS
 }
 
 write_launcher() {
-    local target="$1" module="$2" entry="$3"
+    local target="$1" module="$2" entry="$3" flags="${4:--S}"
     rm -f "$target"
     cat >"$target.tmp" <<EOF
-#!$VENV/bin/python3 -S
+#!$VENV/bin/python3 $flags
 import sys
 sys.path.insert(0, "$REPO/src")
 from $module import $entry

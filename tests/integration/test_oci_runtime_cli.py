@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 from tests.conftest import REPO, mounts_under, processes_mentioning
 
+from dockyard.runtime.seccomp import CACHE_DIR_NAME, default_profile
+from dockyard.runtime.spec import DEFAULT_CAPABILITIES
+
 CONTROLLERS = ("memory", "pids", "cpu", "freezer", "devices")
 
 
@@ -122,6 +125,8 @@ class Runtime:
             self.cli("delete", "--force", cid)
         problems = []
         left = sorted(os.listdir(self.root)) if self.root.exists() else []
+        # Compiled seccomp programs, shared by the containers of this --root (not theirs).
+        left = [name for name in left if name != CACHE_DIR_NAME]
         if left:
             problems.append(f"runtime state left: {left}")
         for cid in self.ids:
@@ -222,6 +227,106 @@ def test_exec_process_json_exit_code_and_namespaces(rt: Runtime) -> None:
     assert tty.returncode == 1 and "--console-socket is required" in tty.stderr
     ps = rt.cli("ps", "--format", "json", cid)
     assert json.loads(ps.stdout) == [pid]
+
+
+def test_a_start_container_hook_alone_runs(rt: Runtime) -> None:
+    """startContainer hooks run inside the container after pivot_root, where neither
+    the host's Python library nor ours is: what they need is loaded before."""
+    hooks = {
+        "startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "echo startContainer > /started-hook"]}
+        ]
+    }
+    rt.config(["sh", "-c", "cat /started-hook"], hooks=hooks)
+    done = rt.cli("run", "--bundle", str(rt.bundle), rt.new_id())
+    assert (done.returncode, done.stdout) == (0, "startContainer\n"), done.stderr
+
+
+def _linux_with_seccomp(rt: Runtime, profile: dict) -> dict:
+    linux = json.loads((rt.bundle / "config.json").read_text())["linux"]
+    return {**linux, "seccomp": profile}
+
+
+STATUS = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"
+
+
+def test_a_seccomp_profile_is_enforced_and_compiled_once_per_profile(rt: Runtime) -> None:
+    """A bundle from elsewhere (containerd's, Kubernetes' RuntimeDefault) carries
+    linux.seccomp without our compiled annotation: create compiles it before the
+    init leaves the host's filesystem, once; later containers read the program."""
+    for applet in ("mkdir", "rmdir"):
+        (rt.bundle / "rootfs" / "bin" / applet).symlink_to("busybox")
+    docker_default = default_profile(DEFAULT_CAPABILITIES)
+    rt.config(
+        ["sh", "-c", f"{STATUS}; mkdir /tmp/made && rmdir /tmp/made && echo made"],
+        linux=_linux_with_seccomp(rt, docker_default),
+    )
+    first = rt.cli("run", "--bundle", str(rt.bundle), rt.new_id())
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["NoNewPrivs:", "1", "Seccomp:", "2", "made"]
+    cache = rt.root / CACHE_DIR_NAME
+    (program,) = cache.iterdir()
+    assert oct(cache.stat().st_mode & 0o777) == "0o700"
+    written = program.stat().st_mtime_ns
+    again = rt.cli("run", "--bundle", str(rt.bundle), rt.new_id())
+    assert (again.returncode, again.stdout) == (0, first.stdout), again.stderr
+    assert program.stat().st_mtime_ns == written  # read, not compiled again
+
+    # Another profile is another program: mkdir refused by this one only.
+    no_mkdir = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+    }
+    rt.config(
+        ["sh", "-c", "mkdir /tmp/made || echo refused"],
+        linux=_linux_with_seccomp(rt, no_mkdir),
+    )
+    refused = rt.cli("run", "--bundle", str(rt.bundle), rt.new_id())
+    assert refused.returncode == 0, refused.stderr
+    assert refused.stdout.strip().endswith("refused")
+    assert "Operation not permitted" in refused.stderr
+    assert len(list(cache.iterdir())) == 2
+
+    # A torn cache entry (a crash mid-write on an old kernel) is compiled again.
+    program.write_bytes(program.read_bytes()[:5])
+    rt.config(
+        ["sh", "-c", f"{STATUS}; mkdir /tmp/made && rmdir /tmp/made && echo made"],
+        linux=_linux_with_seccomp(rt, docker_default),
+    )
+    torn = rt.cli("run", "--bundle", str(rt.bundle), rt.new_id())
+    assert (torn.returncode, torn.stdout) == (0, first.stdout), torn.stderr
+    assert program.stat().st_size % 8 == 0 and program.stat().st_size > 5
+
+
+def test_the_installed_launcher_compiles_a_profile_without_site_packages(rt: Runtime) -> None:
+    """scripts/install.sh's launcher runs `python -IS` (no site-packages): a cache miss
+    still finds libseccomp's binding, and the program is enforced."""
+    launcher = rt.tmp / "dockyard-runtime"
+    launcher.write_text(
+        f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
+        "from dockyard.runtime.oci_cli import entry\nentry()\n"
+    )
+    launcher.chmod(0o755)
+    rt.config(
+        ["sh", "-c", STATUS], linux=_linux_with_seccomp(rt, default_profile(DEFAULT_CAPABILITIES))
+    )
+    argv = [str(launcher), "--root", str(rt.root), "run", "--bundle", str(rt.bundle)]
+    done = subprocess.run([*argv, rt.new_id()], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["NoNewPrivs:", "1", "Seccomp:", "2"]
+    assert len(list((rt.root / CACHE_DIR_NAME).iterdir())) == 1
+
+
+def test_exec_gets_the_containers_seccomp_profile(rt: Runtime) -> None:
+    profile = default_profile(DEFAULT_CAPABILITIES)
+    rt.config(["sleep", "300"], linux=_linux_with_seccomp(rt, profile))
+    cid = rt.new_id()
+    assert rt.create(cid).returncode == 0
+    assert rt.cli("start", cid).returncode == 0
+    ex = rt.cli("exec", cid, "sh", "-c", STATUS)
+    assert ex.returncode == 0, ex.stderr
+    assert ex.stdout.split() == ["NoNewPrivs:", "1", "Seccomp:", "2"]
 
 
 def test_pause_resume_and_update(rt: Runtime) -> None:

@@ -39,8 +39,8 @@ pytestmark = pytest.mark.skipif(
 def write_launcher(path: Path) -> None:
     """dockyard-runtime of this checkout, launched as scripts/install.sh installs it."""
     path.write_text(
-        f"#!{sys.executable} -S\nimport sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
-        "from dockyard.runtime.oci_cli import main\nraise SystemExit(main())\n"
+        f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
+        "from dockyard.runtime.oci_cli import entry\nentry()\n"
     )
     path.chmod(0o755)
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
+# The C modules behind signal and socket (whose enums cost `dockyard-runtime run`,
+# a whole process per container, ~3 ms), and suppress rather than contextlib.
+import _signal as signal
+import _socket
 import ctypes
 import errno
 import fcntl
 import os
-import resource
-import signal
-import socket
+import resource  # at import: set_rlimit runs in the init after pivot_root
 import struct
-import threading
 import time
-from collections.abc import Callable
 
 from dockyard.errors import KernelError
 from dockyard.kernel.flags import (
@@ -28,6 +27,12 @@ from dockyard.kernel.flags import (
 )
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.linux_net import LinuxNetworking
+from dockyard.suppress import suppress
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
@@ -180,13 +185,16 @@ class LinuxKernel(LinuxNetworking, Kernel):
         _check(_libc.setdomainname(raw, len(raw)), "setdomainname", name)
 
     def bring_loopback_up(self) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+        try:
             ifreq = struct.pack("16sH14x", b"lo", 0)
             try:
                 flags = struct.unpack("16sH14x", fcntl.ioctl(s, _SIOCGIFFLAGS, ifreq))[1]
                 fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
             except OSError as exc:
                 raise _oserror("ioctl", ("lo", "SIOCSIFFLAGS", "IFF_UP"), exc) from None
+        finally:
+            s.close()
 
     def listen_in_netns(
         self, netns_path: str, address: str, port: int
@@ -215,6 +223,9 @@ class LinuxKernel(LinuxNetworking, Kernel):
                 result.append((udp, tcp))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 failure.append(exc)
+
+        import socket  # here: `dockyard-runtime run` needs neither
+        import threading
 
         thread = threading.Thread(target=work, name="netns-listen", daemon=True)
         thread.start()
@@ -731,7 +742,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
             fds = list(range(first, os.sysconf("SC_OPEN_MAX")))
         for fd in fds:
             if fd >= first:
-                with contextlib.suppress(OSError):
+                with suppress(OSError):
                     os.set_inheritable(fd, False)
 
     def open_pty(self, ptmx: str) -> tuple[int, int, str]:

@@ -17,21 +17,20 @@ rule in that same chain (as dockerd's DOCKER-USER) lets our traffic through.
 
 from __future__ import annotations
 
-import contextlib
+import _thread  # not threading: `dockyard-runtime run` never starts a thread
 import ctypes
 import errno
 import fcntl
 import os
-import socket
 import struct
-import threading
-from collections.abc import Callable, Iterator
 
 from dockyard.errors import KernelError
+from dockyard.suppress import suppress
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings here
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -63,32 +62,43 @@ def _fail(call: str, args: tuple[object, ...], code: int | None = None) -> Kerne
     return KernelError(call, args, code if code is not None else ctypes.get_errno() or errno.EIO)
 
 
-@contextlib.contextmanager
-def _entered(path: str) -> Iterator[None]:
-    """Run a block inside the network namespace file `path`, in this thread only."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
+class _entered:  # noqa: N801 - a context manager named for its `with` use
+    """Run a block inside the network namespace file `path`, in this thread only.
+    (A class, not @contextlib.contextmanager: contextlib is not on the run path.)"""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.home = -1
+
+    def __enter__(self) -> None:
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise _fail("open", (path,), exc.errno) from None
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise _fail("open", (self.path,), exc.errno) from None
+            try:
+                if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                    raise _fail("setns", (self.path, "CLONE_NEWNET"))
+            finally:
+                os.close(fd)
+        except BaseException:
+            os.close(self.home)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
         try:
-            if _libc.setns(fd, _CLONE_NEWNET) != 0:
-                raise _fail("setns", (path, "CLONE_NEWNET"))
-        finally:
-            os.close(fd)
-        try:
-            yield
-        finally:
             # A daemon thread left in a container's namespace would be a silent
             # disaster: better to die loudly.
-            if _libc.setns(home, _CLONE_NEWNET) != 0:
+            if _libc.setns(self.home, _CLONE_NEWNET) != 0:
                 os.abort()
-    finally:
-        os.close(home)
+        finally:
+            os.close(self.home)
 
 
 def _loopback_up() -> None:
+    import socket  # here: dockyard-runtime's run path never needs it
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         ifreq = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s, _SIOCGIFFLAGS, ifreq))[1]
@@ -121,7 +131,7 @@ class LinuxNetworking:
     def __init__(self) -> None:
         self._net_executor: Any = None
         self._net_tid = 0
-        self._net_start = threading.Lock()
+        self._net_start = _thread.allocate_lock()
         self._host_nl: Any = None
         self._ns_nl: dict[str, Any] = {}
         # Interface indexes inside container namespaces (stable while the namespace
@@ -131,7 +141,7 @@ class LinuxNetworking:
     # --- the netlink thread and its sockets ---------------------------------------
     def _in_net_thread(self, fn: Callable[[], T]) -> T:
         """Run `fn` in the netlink thread (serialised with every other network call)."""
-        if threading.get_ident() == self._net_tid:
+        if _thread.get_ident() == self._net_tid:
             return fn()
         if self._net_executor is None:
             with self._net_start:
@@ -139,7 +149,7 @@ class LinuxNetworking:
                     from concurrent.futures import ThreadPoolExecutor
 
                     def mark() -> None:
-                        self._net_tid = threading.get_ident()
+                        self._net_tid = _thread.get_ident()
 
                     self._net_executor = ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="netlink", initializer=mark
@@ -147,6 +157,8 @@ class LinuxNetworking:
         return self._net_executor.submit(fn).result()
 
     def _nl(self, netns: str | None) -> Any:
+        import socket  # here: dockyard-runtime's run path never needs it
+
         from pyroute2 import IPRoute
 
         if netns is None:
@@ -187,6 +199,8 @@ class LinuxNetworking:
         self._in_net_thread(lambda: self._netns_create(path))
 
     def _netns_create(self, path: str) -> None:
+        import socket  # here: dockyard-runtime's run path never needs it
+
         from pyroute2 import IPRoute
 
         try:
@@ -213,7 +227,7 @@ class LinuxNetworking:
             if sock is not None:
                 sock.close()
             _libc.umount2(os.fsencode(path), _MNT_DETACH)
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.unlink(path)
             raise
         finally:
@@ -365,6 +379,8 @@ class LinuxNetworking:
 
     def addr_list(self, netns: str | None = None) -> list[tuple[str, str]]:
         def listing(ipr: Any) -> list[tuple[str, str]]:
+            import socket  # here: dockyard-runtime's run path never needs it
+
             names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
             return [
                 (names.get(a["index"], ""), f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
@@ -384,6 +400,8 @@ class LinuxNetworking:
 
     def route_list(self, netns: str | None = None) -> list[str]:
         def listing(ipr: Any) -> list[str]:
+            import socket  # here: dockyard-runtime's run path never needs it
+
             return [
                 f"{r.get_attr('RTA_DST') or '0.0.0.0'}/{r['dst_len']}"
                 for r in ipr.get_routes(family=socket.AF_INET, table=_MAIN_TABLE)
@@ -409,6 +427,8 @@ class LinuxNetworking:
         ).splitlines()
 
     def port_reserve(self, proto: str, host_ip: str, port: int) -> int:
+        import socket  # here: dockyard-runtime's run path never needs it
+
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
         s = socket.socket(family, kind | socket.SOCK_CLOEXEC)
@@ -421,6 +441,8 @@ class LinuxNetworking:
         return s.detach()
 
     def port_of(self, fd: int) -> int:
+        import socket  # here: dockyard-runtime's run path never needs it
+
         s = socket.socket(fileno=fd)
         try:
             return int(s.getsockname()[1])

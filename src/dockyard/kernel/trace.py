@@ -8,7 +8,6 @@ through a Kernel.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from time import perf_counter_ns
 
 from dockyard.kernel.interface import Kernel
@@ -16,6 +15,7 @@ from dockyard.kernel.interface import Kernel
 TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings here
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 # (call, args, duration ns, start ns): the start on CLOCK_MONOTONIC (perf_counter_ns on

@@ -5,20 +5,19 @@ The container init and the monitor work from this, never from the raw dict.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
 
 from dockyard.errors import RuntimeFailure
 from dockyard.kernel import flags as K
-from dockyard.runtime.seccomp import ANNOTATION_PROGRAM, compile_oci, program_from_annotation
-from dockyard.runtime.spec import (
+from dockyard.runtime import lightjson as json
+from dockyard.runtime.oci_names import (
     ANNOTATION_LOWERDIR,
     ANNOTATION_OPEN_STDIN,
     ANNOTATION_SHM_FROM,
     ANNOTATION_UPPERDIR,
     ANNOTATION_WORKDIR,
 )
+from dockyard.runtime.record import field, record
 
 # mount(8) option -> (flags to set, flags to clear), as runc parses them.
 _FLAG_OPTIONS: dict[str, tuple[int, int]] = {
@@ -55,7 +54,7 @@ def cgroup_path_error(path: str) -> str | None:
     return None
 
 
-@dataclass
+@record
 class MountEntry:
     destination: str
     fstype: str
@@ -69,7 +68,7 @@ class MountEntry:
         return bool(self.flags & K.MS_BIND)
 
 
-@dataclass
+@record
 class DeviceRule:
     allow: bool
     kind: str  # "a", "c" or "b"
@@ -85,7 +84,7 @@ class DeviceRule:
         return f"{self.kind} {major}:{minor} {self.access}"
 
 
-@dataclass
+@record
 class Resources:
     memory: int = 0
     memory_swap: int = 0  # -1 unlimited, 0 not set
@@ -100,7 +99,7 @@ class Resources:
     blkio_weight: int = 0
 
 
-@dataclass
+@record
 class DeviceNode:
     """linux.devices: a node the init creates in the container's /dev."""
 
@@ -113,7 +112,7 @@ class DeviceNode:
     gid: int
 
 
-@dataclass
+@record
 class ContainerConfig:
     bundle: str
     rootfs: str
@@ -192,14 +191,22 @@ def load_config(bundle: str) -> ContainerConfig:
     except (OSError, ValueError) as exc:
         raise RuntimeFailure(f"cannot read {path}: {exc}") from None
     cfg = config_from_oci(bundle, oci)
-    if cfg.seccomp:
-        # What the daemon compiled for this config.json; a bundle from elsewhere is
-        # compiled here, before the init pivots away from the libraries.
-        compiled = (oci.get("annotations") or {}).get(ANNOTATION_PROGRAM)
-        cfg.seccomp_program = program_from_annotation(cfg.seccomp, compiled) or compile_oci(
-            cfg.seccomp
-        )
+    attach_seccomp_program(cfg, oci)
     return cfg
+
+
+def attach_seccomp_program(cfg: ContainerConfig, oci: dict, cache_dir: str = "") -> None:
+    """The BPF program of the config's seccomp profile, before the init pivots away
+    from the libraries: what the daemon compiled into config.json, else what is in
+    `cache_dir` (dockyard-runtime's --root), else compiled here (and cached there)."""
+    if not cfg.seccomp:
+        return
+    from dockyard.runtime import seccomp
+
+    compiled = (oci.get("annotations") or {}).get(seccomp.ANNOTATION_PROGRAM)
+    cfg.seccomp_program = seccomp.program_from_annotation(cfg.seccomp, compiled)
+    if cfg.seccomp_program is None:
+        cfg.seccomp_program = seccomp.compile_cached(cfg.seccomp, cache_dir)
 
 
 def config_from_oci(bundle: str, oci: dict) -> ContainerConfig:

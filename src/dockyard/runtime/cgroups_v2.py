@@ -19,7 +19,6 @@ import time
 from dockyard.errors import Conflict, KernelError, RuntimeFailure
 from dockyard.kernel.interface import Kernel
 from dockyard.runtime.bundle import ContainerConfig
-from dockyard.runtime.devicefilter import compile_rules
 
 V2_PREFIX = "cgroup2:"
 # What the limits need, in the order they are enabled.
@@ -78,6 +77,8 @@ def _needed(cfg: ContainerConfig) -> list[str]:
 
 
 def create(kernel: Kernel, h: str, cfg: ContainerConfig) -> None:
+    from dockyard.runtime.devicefilter import compile_rules  # v2 hosts only (v1: devices.*)
+
     res, path = cfg.resources, cfg.cgroup_path
     try:
         program = compile_rules(res.devices) if res.devices else b""

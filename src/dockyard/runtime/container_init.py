@@ -13,14 +13,10 @@ status socket, which the monitor reads before it reports the container started.
 
 from __future__ import annotations
 
-import contextlib
+import _signal as signal  # not signal, socket, contextlib: `dockyard-runtime run` imports this
 import errno
-import json
 import marshal
 import os
-import signal
-import socket
-from collections.abc import Callable
 from time import perf_counter_ns
 
 from dockyard.errors import DockyardError, KernelError, RuntimeFailure
@@ -28,11 +24,19 @@ from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.securejoin import open_in_root
 from dockyard.kernel.trace import TRACING, TraceEntry, TracingKernel, calls_to_json
+from dockyard.runtime import fdpass
+from dockyard.runtime import lightjson as json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
+from dockyard.runtime.oci_names import DEFAULT_PATH
 from dockyard.runtime.seccomp import compile_oci
-from dockyard.runtime.spec import DEFAULT_PATH
+from dockyard.suppress import suppress
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
 
 # name, major, minor: the devices every container gets (runtime-spec "default devices").
 DEFAULT_DEVICES = [
@@ -525,7 +529,7 @@ def child_main(
     calls = tracer.calls if isinstance(tracer, TracingKernel) else []
 
     def send_pty(master: int) -> None:
-        socket.send_fds(status, [b'{"pty": true}'], [master])
+        fdpass.send_fds(status, [b'{"pty": true}'], [master])
 
     def report_trace() -> None:
         # Also the monitor's word that the init reached exec: sent with tracing off too.
@@ -577,5 +581,5 @@ def decode_trace(msg: bytes) -> dict | None:
 
 
 def _report_error(status: socket.socket, message: str, kind: str) -> None:
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         status.send(json.dumps({"error": message, "kind": kind}).encode())

@@ -16,7 +16,6 @@ one in a process of its own, forked by the forkserver, that reads the bundle.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import socket
@@ -26,6 +25,7 @@ from dockyard.errors import RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.flags import CAPABILITIES
 from dockyard.kernel.interface import Kernel
+from dockyard.runtime import record
 from dockyard.runtime.bundle import ContainerConfig, load_config
 from dockyard.runtime.cgroups import available_controllers
 from dockyard.runtime.container_init import child_main
@@ -104,7 +104,7 @@ def exec_config(base: ContainerConfig, spec: ExecSpec) -> ContainerConfig:
     """The container's config with the exec's process in place (unset fields keep the
     container's values; --privileged: every capability, no seccomp filter)."""
     caps = sorted(CAPABILITIES, key=CAPABILITIES.__getitem__) if spec.privileged else None
-    return dataclasses.replace(
+    return record.replace(
         base,
         args=list(spec.args),
         env=list(spec.env) or base.env,

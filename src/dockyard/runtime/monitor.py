@@ -37,6 +37,7 @@ from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.trace import TRACING, TracingKernel, plain_value
 from dockyard.runtime import frames
+from dockyard.runtime.atomic_write import write_atomic
 from dockyard.runtime.bundle import ContainerConfig, load_config
 from dockyard.runtime.cgroups import (
     available_controllers,
@@ -49,7 +50,6 @@ from dockyard.runtime.cgroups import (
 from dockyard.runtime.container_init import child_main, decode_trace
 from dockyard.runtime.jsonlog import JsonFileLog
 from dockyard.runtime.rfc3339 import now_rfc3339nano
-from dockyard.runtime.spec import write_atomic
 from dockyard.runtime.state import (
     EXIT_FILE,
     STATE_FILE,

@@ -9,7 +9,6 @@ containerd's shim asks) or when it exits, with its code.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -17,7 +16,8 @@ import socket
 from dockyard.errors import Conflict, KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.runtime import oci_state as S
-from dockyard.runtime.bundle import ContainerConfig
+from dockyard.runtime import record
+from dockyard.runtime.bundle import ContainerConfig, attach_seccomp_program
 from dockyard.runtime.container_init import exec_in_container
 from dockyard.runtime.oci_lifecycle import (
     DetachedInitKernel,
@@ -54,7 +54,7 @@ def process_config(base: ContainerConfig, process: dict) -> ContainerConfig:
         raise RuntimeFailure(f"invalid process JSON: {exc!r}") from None
     if not changes["args"]:
         raise RuntimeFailure("process.args: no command specified")
-    return dataclasses.replace(base, **changes)
+    return record.replace(base, **changes)
 
 
 def exec_process(
@@ -74,6 +74,9 @@ def exec_process(
     if st == "paused":
         raise Conflict("cannot exec in a paused container")
     cfg = process_config(config_of(c), process)
+    # Compiled (or read from the cache) here: the child joins the container's mount
+    # namespace, where neither libseccomp nor our sources are.
+    attach_seccomp_program(cfg, c.config, root)
     check_console(cfg.terminal, console_socket)
     console = connect_console(console_socket)
     kernel = DetachedInitKernel()

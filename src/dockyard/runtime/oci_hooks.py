@@ -9,9 +9,8 @@ poststart after `start`, poststop after `delete`.
 
 from __future__ import annotations
 
-import json
-
 from dockyard.errors import RuntimeFailure
+from dockyard.runtime import lightjson as json
 
 HOOK_KINDS = (
     "prestart",

@@ -11,28 +11,28 @@ alive and frozen "paused", alive "running"; otherwise "stopped".
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
-from dataclasses import asdict, dataclass, field
 
 from dockyard.errors import NotFound, RuntimeFailure
-from dockyard.runtime.spec import write_atomic
+from dockyard.runtime import lightjson as json
+from dockyard.runtime.atomic_write import write_atomic
+from dockyard.runtime.record import asdict, field, record
+from dockyard.suppress import suppress
 
 DEFAULT_ROOT = "/run/dockyard-runtime"
 STATE_FILE = "state.json"
 FIFO_NAME = "exec.fifo"
-# runc's rule for container ids: no path separators, nothing a shell would trip on.
-_ID_RE = re.compile(r"[\w+\-.]+", re.ASCII)
+# runc's rule for container ids (^[\w+-\.]+$, ASCII): no path separators, nothing a
+# shell would trip on. A set, not a regex: `re` costs `run` ~3 ms to import.
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
 def check_id(container_id: str) -> None:
-    if not container_id or not _ID_RE.fullmatch(container_id) or container_id in (".", ".."):
+    if not container_id or not _ID_CHARS.issuperset(container_id) or container_id in (".", ".."):
         raise RuntimeFailure(f"invalid container id format: {container_id!r}")
 
 
-@dataclass
+@record
 class OciContainer:
     id: str
     pid: int
@@ -128,7 +128,7 @@ def oci_state(c: OciContainer, status_: str) -> dict:
 def remove_dir(root: str, container_id: str) -> None:
     d = container_dir(root, container_id)
     for name in (FIFO_NAME, STATE_FILE):
-        with contextlib.suppress(FileNotFoundError):
+        with suppress(FileNotFoundError):
             os.unlink(os.path.join(d, name))
-    with contextlib.suppress(FileNotFoundError):
+    with suppress(FileNotFoundError):
         os.rmdir(d)

@@ -11,7 +11,11 @@ import time
 
 def format_rfc3339nano(epoch_ns: int) -> str:
     secs, nanos = divmod(epoch_ns, 1_000_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    t = time.gmtime(secs)  # formatted by hand: strftime reads /etc/localtime (tzset)
+    base = (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
     if nanos:
         return f"{base}.{nanos:09d}".rstrip("0") + "Z"
     return base + "Z"

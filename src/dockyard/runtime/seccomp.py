@@ -29,12 +29,11 @@ the newest the profile names answer ENOSYS (what runc does), so libcs fall back
 from __future__ import annotations
 
 import errno
-import json
 import os
 import struct
-from functools import lru_cache
 
 from dockyard.errors import InvalidParameter
+from dockyard.runtime import lightjson as json
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings here
 
@@ -106,10 +105,14 @@ def _kernel_version() -> tuple[int, int]:
         return (0, 0)
 
 
-@lru_cache(maxsize=1)
+_DOCKER_PROFILE: list[dict] = []
+
+
 def default_docker_profile() -> dict:
-    with open(DEFAULT_PROFILE_PATH, "rb") as f:
-        return json.loads(f.read())
+    if not _DOCKER_PROFILE:
+        with open(DEFAULT_PROFILE_PATH, "rb") as f:
+            _DOCKER_PROFILE.append(json.loads(f.read()))
+    return _DOCKER_PROFILE[0]
 
 
 def parse_docker_profile(text: str | bytes) -> dict:
@@ -155,11 +158,15 @@ def parse_docker_profile(text: str | bytes) -> dict:
     return profile
 
 
-# hashlib and base64 cost a few ms to import: only a bundle that needs them pays.
+# hashlib and base64 cost a few ms to import: only a bundle that needs them pays
+# (CPython's built-in _sha256 is the same digest without OpenSSL's binding).
 def _sha256(text: str) -> str:
-    import hashlib
+    try:
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
 
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256(text.encode()).hexdigest()
 
 
 def _b64():  # noqa: ANN202 - the base64 module
@@ -177,7 +184,7 @@ def _syscall_unknown(name: str) -> bool:
     """A name no libseccomp table knows for any architecture (a typo)."""
     if name in _NEWER_X86_64:
         return False
-    import pyseccomp
+    pyseccomp = _import_pyseccomp()
 
     try:
         return pyseccomp.resolve_syscall(pyseccomp.Arch.X86_64, name) == -1
@@ -262,7 +269,7 @@ def _default_for(capabilities: tuple[str, ...]) -> dict:
 
 def _nr(name: str, arch: int) -> int | None:
     """This architecture's number for a call, None if it has none (another arch's)."""
-    import pyseccomp
+    pyseccomp = _import_pyseccomp()
 
     nr = pyseccomp.resolve_syscall(arch, name)
     if nr >= 0:
@@ -273,7 +280,7 @@ def _nr(name: str, arch: int) -> int | None:
 
 
 def _action(action: str, errno_ret: int | None) -> int:
-    import pyseccomp
+    pyseccomp = _import_pyseccomp()
 
     if action == "SCMP_ACT_ALLOW":
         return pyseccomp.ALLOW
@@ -323,11 +330,80 @@ def _default_profiles() -> list[dict]:
 compile_profile = compile_oci
 
 
-@lru_cache(maxsize=32)
-def _compile(_digest: str, profile_json: str, machine: str) -> bytes | None:
+# Bump when what _compile emits for a profile changes: cached programs are then
+# compiled again rather than loaded.
+_CACHE_FORMAT = "1"
+# Not a valid container id (":" is outside runc's id characters): no id collides with it.
+CACHE_DIR_NAME = ":seccomp-cache"
+CACHE_MAX = 64
+
+
+def compile_cached(profile: dict, root: str = "") -> bytes | None:
+    """compile_oci for a process that lives for one container (`dockyard-runtime
+    create`/`exec`): the program is kept under <root>/seccomp-cache/, named by the
+    sha256 of the canonical profile, so every later container with that profile
+    only reads its bytes (libseccomp's compile of Docker's profile is ~10 ms plus
+    pyseccomp's import). `root` is dockyard-runtime's --root: root's own, 0700."""
+    machine = _machine()
+    if machine not in _AUDIT_ARCH or not root:
+        return compile_oci(profile, machine)
+    text = json.dumps(profile, separators=(",", ":"), sort_keys=True)
+    cache = os.path.join(root, CACHE_DIR_NAME)
+    path = os.path.join(cache, f"{_sha256(f'{_CACHE_FORMAT}:{machine}:{text}')}.bpf")
+    try:
+        with open(path, "rb") as f:
+            program = f.read()
+        if program and len(program) % 8 == 0:  # whole sock_filter entries (not torn)
+            return program
+    except OSError:
+        pass
+    program = _compile(_sha256(text), text, machine)
+    if program is not None:
+        from dockyard.runtime.atomic_write import write_atomic
+
+        try:
+            os.makedirs(cache, 0o700, exist_ok=True)
+            names = os.listdir(cache)
+            if len(names) >= CACHE_MAX:  # a few profiles in use: start over, not grow
+                for name in names:
+                    os.unlink(os.path.join(cache, name))
+            write_atomic(path, program, durable=False)
+        except OSError:
+            pass  # a cache we cannot write is a slower next start, not a failure
+    return program
+
+
+def _import_pyseccomp():  # noqa: ANN202 - the pyseccomp module
+    try:
+        import pyseccomp
+    except ImportError:
+        # dockyard-runtime's launcher runs `python -S` (no site-packages: ~5 ms of
+        # every command); the compiler is there, so this rare path adds them.
+        import site
+
+        site.main()
+        import pyseccomp
+    return pyseccomp
+
+
+# Programs compiled in this process, by (digest, machine): a dict, not functools'
+# lru_cache, so that `dockyard-runtime run` does not import functools (and collections).
+_COMPILED: dict[tuple[str, str], bytes | None] = {}
+
+
+def _compile(digest: str, profile_json: str, machine: str) -> bytes | None:
+    key = (digest, machine)
+    if key not in _COMPILED:
+        if len(_COMPILED) >= 32:
+            _COMPILED.clear()
+        _COMPILED[key] = _compile_now(profile_json, machine)
+    return _COMPILED[key]
+
+
+def _compile_now(profile_json: str, machine: str) -> bytes | None:
     if machine not in _AUDIT_ARCH:
         return None
-    import pyseccomp
+    pyseccomp = _import_pyseccomp()
 
     profile = json.loads(profile_json)
     arch = pyseccomp.Arch.X86_64

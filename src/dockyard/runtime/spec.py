@@ -14,21 +14,22 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from dockyard.kernel.flags import CAPABILITIES
+from dockyard.runtime.atomic_write import write_atomic
+from dockyard.runtime.oci_names import (  # noqa: F401 - re-exported: spec's names before the split
+    ANNOTATION_LOWERDIR,
+    ANNOTATION_OPEN_STDIN,
+    ANNOTATION_SHM_FROM,
+    ANNOTATION_UPPERDIR,
+    ANNOTATION_WORKDIR,
+    DEFAULT_PATH,
+    OCI_VERSION,
+)
 from dockyard.runtime.seccomp import (
     ANNOTATION_PROGRAM,
     default_profile,
     program_annotation,
     resolve,
 )
-
-OCI_VERSION = "1.0.2"
-
-ANNOTATION_LOWERDIR = "org.dockyard.rootfs.lowerdir"
-ANNOTATION_UPPERDIR = "org.dockyard.rootfs.upperdir"
-ANNOTATION_WORKDIR = "org.dockyard.rootfs.workdir"
-ANNOTATION_OPEN_STDIN = "org.dockyard.open-stdin"
-# --ipc container:X: the mount namespace whose /dev/shm the container shares.
-ANNOTATION_SHM_FROM = "org.dockyard.ipc.shm-from"
 
 # Docker's default capability set (moby oci/caps/defaults.go).
 DEFAULT_CAPABILITIES = [
@@ -84,8 +85,6 @@ _ALLOWED_DEVICES = [
     ("c", 136, None, "rwm"),  # /dev/pts/*
     ("c", 5, 2, "rwm"),  # ptmx
 ]
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 DEFAULT_SHM_SIZE = 64 << 20
@@ -450,26 +449,6 @@ class ExecSpec:
         if not all(type(v) is bool for v in (spec.terminal, spec.open_stdin, spec.privileged)):
             raise ValueError("terminal, open_stdin and privileged are booleans")
         return spec
-
-
-def write_atomic(path: str, data: bytes, *, durable: bool = True) -> None:
-    """tmp + fsync + rename: a crash leaves the old file or the new one.
-
-    `durable=False` skips the fsync (about half a millisecond) for files that
-    only matter while this boot lasts or are rewritten before every use (a
-    bundle's config.json, state.json, the start trace): a crash of the process
-    still leaves the old file or the new one, and after a power loss the worst
-    is an empty file, which readers take as absent.
-    """
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
 
 
 def write_bundle(bundle_dir: str, oci: dict) -> None:

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from dockyard.runtime.spec import write_atomic
+from dockyard.runtime.atomic_write import write_atomic
 
 STATE_FILE = "state.json"
 EXIT_FILE = "exit.json"
