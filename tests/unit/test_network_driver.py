@@ -174,7 +174,14 @@ def test_firewall_chains_are_hooked_first_and_owned_per_daemon(tmp_path):
     rules = k.firewall[1]
     assert "-A DOCKYARD-FORWARD-t1 -o dkyt0 -m conntrack --ctstate DNAT -j ACCEPT" in rules
     assert "-A DOCKYARD-FORWARD-t1 ! -i dkyt0 -o dkyt0 -j DROP" in rules
-    assert "-A DOCKYARD-POST-t1 -s 10.20.0.0/16 ! -o dkyt0 -j MASQUERADE" in rules
+    masq = "-A DOCKYARD-POST-t1 -s 10.20.0.0/16 ! -d 10.20.0.0/16 ! -o dkyt0 -j MASQUERADE"
+    # Within the network no NAT, first (br_netfilter brings bridged traffic to
+    # POSTROUTING, where another daemon's MASQUERADE for the same subnet waits).
+    within = (
+        "-A DOCKYARD-POST-t1 -s 10.20.0.0/16 -d 10.20.0.0/16 -o dkyt0"
+        " -m conntrack ! --ctstate DNAT -j ACCEPT"
+    )
+    assert within in rules and masq in rules and rules.index(within) < rules.index(masq)
     assert k.sysctls["net.ipv4.conf.dkyt0.route_localnet"] == "1"
     assert k.links[None]["dkyt0"]["up"] and ("dkyt0", "10.20.0.1/16") in k.addrs[None]
 
@@ -242,6 +249,7 @@ def test_internal_networks_get_no_route_out_and_no_masquerade(tmp_path):
     drv.create_network(net)
     assert "-A DOCKYARD-FORWARD-t1 -i dkyt1 ! -o dkyt1 -j DROP" in k.firewall[-1]
     assert "MASQUERADE" not in k.firewall[-1]
+    assert "-A DOCKYARD-POST-t1 -s 10.21.0.0/24 -d 10.21.0.0/24 -o dkyt1" in k.firewall[-1]
     ns = drv.create_sandbox("c2")
     drv.attach(net, "c2", ns)
     assert k.routes[ns] == []

@@ -239,6 +239,7 @@ def _bridge_endpoint(s: Script, net: NetworkPlan) -> None:
 
 _RULE_WHY = [
     ("RELATED,ESTABLISHED", "replies to connections its containers opened come back in"),
+    ("! --ctstate DNAT -j ACCEPT", "no NAT within the network (bridged: br_netfilter)"),
     ("--ctstate DNAT -j ACCEPT", "connections to published ports come in"),
     ("DNAT --to-destination", "a published port: the host port leads to the container's"),
     ("-i {br} -o {br} -j ACCEPT", "containers of the network reach each other (icc)"),

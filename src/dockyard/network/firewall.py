@@ -10,9 +10,10 @@ host never touch each other's rules):
                               (dockerd sets one), as dockerd's DOCKER-USER.
     nat     DOCKYARD-DNAT     jumped to from PREROUTING and OUTPUT for local
                               destinations: one DNAT rule per published port.
-    nat     DOCKYARD-POST     from POSTROUTING: masquerade the bridge subnet
-                              leaving it, and DNATed traffic from the host
-                              itself (127.0.0.1 included: the bridge has
+    nat     DOCKYARD-POST     from POSTROUTING: no NAT for traffic within a
+                              network (br_netfilter brings bridged traffic
+                              here too); masquerade the bridge subnet leaving
+                              it, and DNATed traffic from the host itself (127.0.0.1 included: the bridge has
                               route_localnet) or from its own containers.
 
 Every change is one iptables-restore batch (atomic per table). The chains
@@ -101,9 +102,17 @@ class Firewall:
 
     # rules -----------------------------------------------------------------
     def network_rules(self, net: BridgeRules) -> dict[str, list[str]]:
-        br, fwd, post = net.bridge, self.forward, self.post
+        br, fwd, post, sub = net.bridge, self.forward, self.post, net.subnet
         filt = [f"{fwd} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"]
-        nat = []
+        # With br_netfilter (bridge-nf-call-iptables=1, as wherever dockerd ran),
+        # traffic bridged between two containers of the network passes nat
+        # POSTROUTING too, with -o the bridge: another daemon's (or dockerd's)
+        # `-s <same subnet> ! -o <its bridge> -j MASQUERADE` would rewrite its
+        # source to our gateway, and the reply, un-NATed on the host, is routed out
+        # of that other bridge. Traffic within the network is never NATed: accepted
+        # here, ahead of the jumps of daemons started before this one (hairpin DNAT
+        # traffic still goes on to the MASQUERADE below).
+        nat = [f"{post} -s {sub} -d {sub} -o {br} -m conntrack ! --ctstate DNAT -j ACCEPT"]
         if not net.internal:
             filt.append(f"{fwd} -o {br} -m conntrack --ctstate DNAT -j ACCEPT")
         filt.append(f"{fwd} -i {br} -o {br} -j {'ACCEPT' if net.icc else 'DROP'}")
@@ -112,10 +121,12 @@ class Firewall:
         else:
             filt.append(f"{fwd} -i {br} ! -o {br} -j ACCEPT")
             nat += [
-                f"{post} -s {net.subnet} ! -o {br} -j MASQUERADE",
+                # `! -d`: never traffic bridged on another daemon's bridge that has
+                # the same subnet (see above), which leaves through "not ours" too.
+                f"{post} -s {sub} ! -d {sub} ! -o {br} -j MASQUERADE",
                 f"{post} -o {br} -m conntrack --ctstate DNAT -m addrtype --src-type LOCAL"
                 " -j MASQUERADE",
-                f"{post} -s {net.subnet} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE",
+                f"{post} -s {sub} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE",
             ]
         filt.append(f"{fwd} ! -i {br} -o {br} -j DROP")
         return {"filter": filt, "nat": nat}
