@@ -239,15 +239,41 @@ async def test_a_stopped_container_does_not_hold_its_network(tmp_path):
 
 
 @async_test
-async def test_create_refuses_unknown_networks_and_ip_without_subnet(tmp_path):
+async def test_an_unknown_network_mode_fails_at_start_not_at_create(tmp_path):
+    """As dockerd: create answers 201 (a 404 there makes the docker CLI pull the
+    image); start says the network is not found, and the container stays Created;
+    once the network exists, the next start joins it."""
+    w = await world(tmp_path)
+    w.containers.networks.plumbing = RecordingPlumbing()
+    async with api_client(w) as client:
+        for body in (
+            {"HostConfig": {"NetworkMode": "nope"}},
+            # The docker CLI also names its --network in EndpointsConfig.
+            {
+                "HostConfig": {"NetworkMode": "nope"},
+                "NetworkingConfig": {"EndpointsConfig": {"nope": {}}},
+            },
+        ):
+            r = await client.post(
+                "/containers/create", json={"Image": "ubuntu", "Cmd": ["x"], **body}
+            )
+            assert r.status == 201, await r.text()
+            cid = (await r.json())["Id"]
+            r = await client.post(f"/containers/{cid}/start")
+            assert r.status == 404 and (await r.json())["message"] == "network nope not found"
+            info = await (await client.get(f"/containers/{cid}/json")).json()
+            assert info["State"]["Status"] == "created"
+        net = await create_net(client, "nope")
+        assert w.containers.networks.endpoints_on(net["Id"]) == []
+        w.containers.networks.check_network_mode(cid, "x", "nope")
+        assert [e.container_id for e in w.containers.networks.endpoints_on(net["Id"])] == [cid]
+
+
+@async_test
+async def test_create_refuses_ip_without_subnet(tmp_path):
     w = await world(tmp_path)
     async with api_client(w) as client:
         await create_net(client, "auto")
-        r = await client.post(
-            "/containers/create",
-            json={"Image": "ubuntu", "Cmd": ["x"], "HostConfig": {"NetworkMode": "nope"}},
-        )
-        assert r.status == 404 and (await r.json())["message"] == "network nope not found"
         r = await client.post(
             "/containers/create",
             json={

@@ -139,7 +139,7 @@ class ContainerLifecycle(ContainerRecords):
         """Interfaces on the container's user-defined networks (in the sandbox the
         default bridge's part made, or in one of its own), and its DNS listener,
         before its process starts; its /etc/hosts names its first address."""
-        self.networks.check_network_mode(c.host_config.network_mode)
+        self.networks.check_network_mode(c.id, c.name.lstrip("/"), c.host_config.network_mode)
         if not self.networks.endpoints_of(c.id):
             return
         if not c.sandbox_key:

@@ -117,10 +117,14 @@ class EndpointRules:
         if network_mode not in ("", "default", "bridge", "host", "none") and not (
             network_mode.startswith("container:")
         ):
-            mode_net = self.get(network_mode)
-            if mode_net.predefined:
+            # dockerd creates the container even when this network is unknown
+            # (its create ignores FindNetwork's error): the start says "not found".
+            mode_net = self._find(network_mode)
+            if mode_net is not None and mode_net.predefined:
                 mode_net = None
         for key, cfg in configs.items():
+            if key == network_mode and mode_net is None and self._find(key) is None:
+                continue  # the docker CLI names its --network here too; as above
             # The docker CLI names the default network "default" (NetworkMode's value).
             n = self.get("bridge" if key == "default" else key)
             if n.predefined:
@@ -296,13 +300,24 @@ class EndpointRules:
         network_event(self.events, n, "disconnect", container=facts.id)
         log.info("container %s disconnected from network %s", facts.id[:12], n.name)
 
-    def check_network_mode(self, network_mode: str) -> None:
-        """At start: a user-defined --network removed since create is an error."""
+    def check_network_mode(self, container_id: str, container_name: str, network_mode: str) -> None:
+        """At start: a user-defined --network unknown at create or removed since is an
+        error; one that exists by now is joined first, as dockerd does."""
         if network_mode in ("", "default", "bridge", "host", "none") or network_mode.startswith(
             "container:"
         ):
             return
-        self.get(network_mode)  # NotFound: "network X not found", as dockerd
+        n = self.get(network_mode)  # NotFound: "network X not found", as dockerd
+        if n.predefined or self.endpoint(n.id, container_id) is not None:
+            return
+        seq = min((e.seq for _, e in self.endpoints_of(container_id)), default=1) - 1
+        self.save_endpoints([self._new_endpoint(n, container_id, container_name, None, seq)])
+
+    def _find(self, ref: str) -> Network | None:
+        try:
+            return self.get(ref)
+        except NotFound:
+            return None
 
     async def container_started(self, container_id: str, netns: str) -> None:
         """Attach every endpoint of a starting container (eth0 first for its --network)."""
