@@ -186,18 +186,27 @@ def test_bad_volume_names_and_options(dockyard) -> None:
 
 def test_a_refused_create_leaves_no_volume_behind(dockyard, unique, tmp_path) -> None:
     """dockerd checks every mount before it makes a volume: a run refused for its second
-    mount, its network or its bogus --mount leaves neither the named nor the anonymous one."""
+    mount or its bogus --mount leaves neither the named nor the anonymous one."""
     vol = unique("left")
     before = set(dockyard("volume", "ls", "-q").stdout.split())
     refused = [
         ("-v", f"{vol}:/x", "-v", f"{tmp_path}:/x"),
         ("-v", f"{vol}:/x", "-v", "/anon", "--mount", "type=bogus,dst=/y"),
-        ("-v", f"{vol}:/x", "-v", "/anon", "--network", unique("nonet")),
     ]
     for flags in refused:
         proc = dockyard("run", "--rm", *flags, "busybox", "true")
         assert proc.returncode == 125, proc.stderr
         assert set(dockyard("volume", "ls", "-q").stdout.split()) == before, flags
+    # An unknown network is not a refused create: dockerd creates the container (and
+    # its volumes) and fails the start; --rm then removes it with its anonymous volume
+    # and keeps the named one, as `rm -v` does.
+    cname = unique("nonetbox")
+    flags = ("-v", f"{vol}:/x", "-v", "/anon", "--network", unique("nonet"))
+    proc = dockyard("run", "--rm", "--name", cname, *flags, "busybox", "true")
+    assert proc.returncode == 125 and "not found" in proc.stderr, proc.stderr
+    assert set(dockyard("volume", "ls", "-q").stdout.split()) == before | {vol}
+    assert dockyard("ps", "-aq", "--filter", f"name=^{cname}$").stdout.strip() == ""
+    dockyard("volume", "rm", vol)
     # a create that succeeds still keeps the volume it made
     proc = dockyard("run", "--rm", "-v", f"{vol}:/x", "busybox", "true")
     assert proc.returncode == 0, proc.stderr
