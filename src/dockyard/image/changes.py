@@ -109,17 +109,7 @@ class _ChangeState:
             self.config["Cmd"] = None
 
     def do_env(self, rest: str, original: str) -> None:
-        pairs = self._name_values(rest, "ENV")
-        env = list(self.config.get("Env") or [])
-        for key, value in pairs:
-            entry = f"{key}={value}"
-            for i, existing in enumerate(env):
-                if existing.partition("=")[0] == key:
-                    env[i] = entry
-                    break
-            else:
-                env.append(entry)
-        self.config["Env"] = env
+        self.config["Env"] = with_env(self.config.get("Env"), self._name_values(rest, "ENV"))
 
     def do_label(self, rest: str, original: str) -> None:
         labels = dict(self.config.get("Labels") or {})
@@ -400,3 +390,18 @@ def _expand_var(text: str, i: int, env: dict[str, str], out: list[str]) -> int:
         return i + 1
     out.append(env.get(m.group(0), ""))
     return i + 1 + len(m.group(0))
+
+
+def with_env(env: list[str] | None, pairs: list[tuple[str, str]]) -> list[str]:
+    """An image config's Env after ENV pairs, as the builder and `commit -c` set it: a
+    pair replaces the entry of its name in place, or is appended."""
+    out = list(env or [])
+    for key, value in pairs:
+        entry = f"{key}={value}"
+        for i, existing in enumerate(out):
+            if existing.partition("=")[0] == key:
+                out[i] = entry
+                break
+        else:
+            out.append(entry)
+    return out

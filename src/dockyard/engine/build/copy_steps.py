@@ -61,23 +61,41 @@ class CopySteps:
         cache_cmd = [*self._shell(stage), f"#(nop) WORKDIR {path}"]
 
         async def make() -> tuple[str, Callable[[], Any]]:
-            lowers = self.images.blobs.lower_dirs(stage.image) if stage.image else []
-            mount = copy_step.mounted_image(self.kernel, lowers, self._scratch_dir(), remove=False)
-            root_fd, upper = mount.__enter__()
-            try:
-                await finish(
-                    asyncio.to_thread(copy_step.make_dirs, self.kernel, root_fd, path, None)
-                )
-            except BaseException:
-                mount.__exit__(None, None, None)
-                raise
-
-            async def cleanup() -> None:
-                await asyncio.to_thread(mount.__exit__, None, None, None)
-
-            return upper, cleanup
+            return await self._write_in_overlay(
+                stage,
+                self._scratch_dir(),
+                lambda root_fd: copy_step.make_dirs(self.kernel, root_fd, path, None),
+            )
 
         await self._commit(stage, cache_cmd, make)
+
+    async def _write_in_overlay(
+        self,
+        stage: Stage,
+        target: str,
+        work: Callable[[int], Any],
+        phase: str | None = None,
+    ) -> tuple[str, Callable[[], Any]]:
+        """The stage's image mounted at `target` over a fresh upper dir, `work(root_fd)`
+        run in a thread: the upper dir (the step's changes) and the unmount, which the
+        commit runs once it has read them."""
+        lowers = self.images.blobs.lower_dirs(stage.image) if stage.image else []
+        mount = copy_step.mounted_image(self.kernel, lowers, target, remove=False)
+        root_fd, upper = mount.__enter__()
+        try:
+            if phase is None:
+                await finish(asyncio.to_thread(work, root_fd))
+            else:
+                with self.profile.phase(phase):
+                    await finish(asyncio.to_thread(work, root_fd))
+        except BaseException:
+            mount.__exit__(None, None, None)
+            raise
+
+        async def cleanup() -> None:
+            await asyncio.to_thread(mount.__exit__, None, None, None)
+
+        return upper, cleanup
 
     def _scratch_dir(self) -> str:
         self._scratch += 1
@@ -164,21 +182,13 @@ class CopySteps:
                             what,
                         )
                     plan = on_disk
-                lowers = self.images.blobs.lower_dirs(stage.image) if stage.image else []
-                target = scratch + "/to"
-                mount = copy_step.mounted_image(self.kernel, lowers, target, remove=False)
-                root_fd, upper = mount.__enter__()
-                try:
-                    with self.profile.phase(f"{what} files into the overlay"):
-                        await finish(asyncio.to_thread(plan.apply, self.kernel, root_fd, own))
-                except BaseException:
-                    mount.__exit__(None, None, None)
-                    raise
-
-                async def cleanup() -> None:
-                    await asyncio.to_thread(mount.__exit__, None, None, None)
-
-                return upper, cleanup
+                applied = plan
+                return await self._write_in_overlay(
+                    stage,
+                    scratch + "/to",
+                    lambda root_fd: applied.apply(self.kernel, root_fd, own),
+                    phase=f"{what} files into the overlay",
+                )
 
             await self._commit(stage, cache_cmd, make)
         finally:

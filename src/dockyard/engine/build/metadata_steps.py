@@ -11,7 +11,7 @@ from dockyard.engine.build.stage import Stage, go_q
 from dockyard.engine.build.syntax import Instruction
 from dockyard.engine.containers import parse_signal
 from dockyard.errors import InvalidParameter
-from dockyard.image.changes import _expand_port, _parse_duration
+from dockyard.image.changes import _expand_port, _parse_duration, with_env
 
 
 class MetadataSteps:
@@ -19,16 +19,7 @@ class MetadataSteps:
 
     async def _do_env(self, stage: Stage, inst: Instruction) -> None:
         pairs = self._pairs(stage, inst)
-        env = list(stage.config.get("Env") or [])
-        for key, value in pairs:
-            entry = f"{key}={value}"
-            for i, existing in enumerate(env):
-                if existing.partition("=")[0] == key:
-                    env[i] = entry
-                    break
-            else:
-                env.append(entry)
-        stage.config["Env"] = env
+        stage.config["Env"] = with_env(stage.config.get("Env"), pairs)
         await self._commit_meta(stage, "ENV " + " ".join(f"{k}={v}" for k, v in pairs))
 
     def _pairs(self, stage: Stage, inst: Instruction) -> list[tuple[str, str]]:
