@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.engine.build import context_tar
-from dockyard.engine.build.sources import Entry, Source, has_wildcard, same_depth
+from dockyard.engine.build.sources import Entry, Source, context_path, has_wildcard, same_depth
 from dockyard.errors import InvalidParameter, NotFound
 
 MAX_ENTRIES = 200_000  # beyond this many entries the context is unpacked at once
@@ -171,13 +171,8 @@ class ContextIndex:
         elif kind == b"6":
             self._replace(rel, name)
             self._put(rel, IndexEntry("fifo", mode & ~self._umask, mtime=mtime))
-        elif kind in (b"3", b"4"):
-            raise InvalidParameter(f"invalid build context: {name!r} is a device node")
         else:
-            raise InvalidParameter(
-                f"invalid build context: {name!r} has a tar entry type this builder does not "
-                f"take ({kind.decode('latin-1')!r})"
-            )
+            context_tar.refuse_entry(name, kind)
 
     # -- reading it -------------------------------------------------------------
 
@@ -221,11 +216,7 @@ class IndexedRoot:
         pass
 
     def resolve(self, arg: str, what: str) -> list[Source]:
-        rel = posixpath.normpath("/" + arg).lstrip("/")
-        if posixpath.normpath(arg).startswith("../") or posixpath.normpath(arg) == "..":
-            raise InvalidParameter(
-                f"{what} failed: forbidden path outside the build context: {arg}"
-            )
+        rel = context_path(arg, what)
         if has_wildcard(rel):
             found = [
                 self._source(p, p, what)

@@ -22,7 +22,7 @@ import os
 import posixpath
 import stat
 from collections.abc import Iterator
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from dockyard.errors import InvalidParameter, storage_full
 
@@ -290,13 +290,8 @@ class ContextUnpacker:
                 self.digests[os.path.join(self.root, rel)] = digest
         elif kind == b"6":
             os.mkfifo(base, mode, dir_fd=parent)
-        elif kind in (b"3", b"4"):
-            raise InvalidParameter(f"invalid build context: {name!r} is a device node")
         else:
-            raise InvalidParameter(
-                f"invalid build context: {name!r} has a tar entry type this builder does not "
-                f"take ({kind.decode('latin-1')!r})"
-            )
+            refuse_entry(name, kind)
 
     def _file(self, r: Reader, rel: str, size: int, mode: int, mtime: int) -> None:
         parent, base = self._parent(rel)
@@ -350,3 +345,14 @@ def unpack(stream: Readable, root: str) -> dict[str, bytes]:
     finally:
         unpacker.close()
     return unpacker.digests
+
+
+def refuse_entry(name: str, kind: bytes) -> NoReturn:
+    """The context's answer to a tar entry it does not take (devices, and any type
+    besides files, directories, links and fifos)."""
+    if kind in (b"3", b"4"):
+        raise InvalidParameter(f"invalid build context: {name!r} is a device node")
+    raise InvalidParameter(
+        f"invalid build context: {name!r} has a tar entry type this builder does not "
+        f"take ({kind.decode('latin-1')!r})"
+    )

@@ -80,11 +80,7 @@ class SourceRoot:
 
     def resolve(self, arg: str, what: str) -> list[Source]:
         """Sources for one argument: a path, or a wildcard pattern's matches."""
-        rel = posixpath.normpath("/" + arg).lstrip("/")
-        if posixpath.normpath(arg).startswith("../") or posixpath.normpath(arg) == "..":
-            raise InvalidParameter(
-                f"{what} failed: forbidden path outside the build context: {arg}"
-            )
+        rel = context_path(arg, what)
         if has_wildcard(rel):
             return self._glob(arg, rel, what)
         return [self._source(arg, rel, what)]
@@ -246,3 +242,11 @@ def write_tar(entries: list[Entry], own: Ownership, out: BinaryIO) -> None:
                 tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
             finally:
                 os.close(fd)
+
+
+def context_path(arg: str, what: str) -> str:
+    """A COPY/ADD source argument as a path relative to the context's root; one that
+    climbs out of it (`../x`) is refused, as dockerd refuses it."""
+    if posixpath.normpath(arg).startswith("../") or posixpath.normpath(arg) == "..":
+        raise InvalidParameter(f"{what} failed: forbidden path outside the build context: {arg}")
+    return posixpath.normpath("/" + arg).lstrip("/")
