@@ -7,12 +7,10 @@ calls: the cgroups joined, the hostname, the overlay root, the mounts and
 
 from __future__ import annotations
 
-import os
-
 from dockyard.engine.explain_plan import ExplainPlan, Script, new_script, own_netns, q
 from dockyard.kernel import flags as K
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
-from dockyard.runtime.container_init import DEFAULT_DEVICES, DEV_SYMLINKS, OVERLAY_DATA_LIMIT
+from dockyard.runtime.container_init import DEFAULT_DEVICES, DEV_SYMLINKS, overlay_data
 
 _FLAG_NAMES = [
     (K.MS_RDONLY, "ro"),
@@ -146,18 +144,13 @@ def _rootfs(s: Script, cfg: ContainerConfig) -> None:
         "layers stay shared by every container of the image."
     )
     s.add(f'mkdir -p {s.p(cfg.upperdir)} {s.p(cfg.workdir)} "$ROOT"')
-    data = f"lowerdir={':'.join(cfg.lowerdirs)},upperdir={cfg.upperdir},workdir={cfg.workdir}"
-    if len(data) <= OVERLAY_DATA_LIMIT:
-        s.add(f'mount -t overlay overlay -o {s.p(data)} "$ROOT"')
+    opts = overlay_data(cfg)
+    if opts is not None and opts[1] is None:
+        s.add(f'mount -t overlay overlay -o {s.p(opts[0])} "$ROOT"')
         return
-    base = os.path.commonpath([*cfg.lowerdirs, cfg.upperdir, cfg.workdir])
-    rel = [os.path.relpath(p, base) for p in cfg.lowerdirs]
-    data = (
-        f"lowerdir={':'.join(rel)},upperdir={os.path.relpath(cfg.upperdir, base)},"
-        f"workdir={os.path.relpath(cfg.workdir, base)}"
-    )
     s.comment("(So many layers that mount(2)'s one page of options takes them only relative.)")
-    if len(data) <= OVERLAY_DATA_LIMIT:
+    if opts is not None:
+        data, base = opts
         s.add(f'(cd {s.p(base)} && mount -t overlay overlay -o {q(data)} "$ROOT")')
     else:
         s.add(

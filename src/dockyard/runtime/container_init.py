@@ -76,24 +76,31 @@ def mount_rootfs(kernel: Kernel, cfg: ContainerConfig) -> None:
         # A plain directory: bind it onto itself so that it is a mount point for pivot_root.
         kernel.mount(cfg.rootfs, cfg.rootfs, None, K.MS_BIND | K.MS_REC, None)
         return
+    opts = overlay_data(cfg)
+    if opts is None:
+        kernel.mount_overlay(cfg.rootfs, cfg.lowerdirs, cfg.upperdir, cfg.workdir)
+        return
+    data, base = opts
+    if base is not None:
+        kernel.chdir(base)
+    kernel.mount("overlay", cfg.rootfs, "overlay", 0, data)
+
+
+def overlay_data(cfg: ContainerConfig) -> tuple[str, str | None] | None:
+    """mount(2)'s data for the root overlay, and the directory its paths are relative to
+    (None: absolute paths fit). mount(2) takes one page of options: with many layers,
+    paths relative to the layers' common parent often fit (as containerd does); None
+    when even those do not, and the new mount API takes the layers one by one."""
     data = f"lowerdir={':'.join(cfg.lowerdirs)},upperdir={cfg.upperdir},workdir={cfg.workdir}"
     if len(data) <= OVERLAY_DATA_LIMIT:
-        kernel.mount("overlay", cfg.rootfs, "overlay", 0, data)
-        return
-    # Many layers: mount(2) takes one page of options. Paths relative to the
-    # layers' common parent often fit (as containerd does); if not, the new
-    # mount API takes the layers one by one.
+        return data, None
     base = os.path.commonpath([*cfg.lowerdirs, cfg.upperdir, cfg.workdir])
     rel = [os.path.relpath(p, base) for p in cfg.lowerdirs]
     data = (
         f"lowerdir={':'.join(rel)},upperdir={os.path.relpath(cfg.upperdir, base)},"
         f"workdir={os.path.relpath(cfg.workdir, base)}"
     )
-    if len(data) <= OVERLAY_DATA_LIMIT:
-        kernel.chdir(base)
-        kernel.mount("overlay", cfg.rootfs, "overlay", 0, data)
-    else:
-        kernel.mount_overlay(cfg.rootfs, cfg.lowerdirs, cfg.upperdir, cfg.workdir)
+    return (data, base) if len(data) <= OVERLAY_DATA_LIMIT else None
 
 
 def open_root(kernel: Kernel, path: str) -> int:
