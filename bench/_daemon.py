@@ -125,3 +125,13 @@ class PrivateDaemon:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def time_command(argv: list[str], env: dict[str, str]) -> float:
+    """Seconds one command takes as a whole process; its failure ends the bench."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, env=env, capture_output=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
+    return dt

@@ -28,16 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _daemon import REPO, PrivateDaemon, bench_env
-
-
-def _time(argv: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True)
-    dt = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
-    return dt
+from _daemon import REPO, PrivateDaemon, bench_env, time_command
 
 
 def _api_exec(host: str, name: str) -> None:
@@ -97,10 +88,10 @@ def main() -> int:
         results: dict[str, list[float]] = {k: [] for k in cmds}
         api: list[float] = []
         for argv in cmds.values():  # warm-up
-            _time(argv, denv if "dockerd)" in " ".join(argv) else env)
+            time_command(argv, denv if "dockerd)" in " ".join(argv) else env)
         for _ in range(args.n):
             for key, argv in cmds.items():
-                results[key].append(_time(argv, denv if key.endswith("(dockerd)") else env))
+                results[key].append(time_command(argv, denv if key.endswith("(dockerd)") else env))
             t0 = time.perf_counter()
             _api_exec(host, name)
             api.append(time.perf_counter() - t0)

@@ -28,28 +28,18 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _daemon import REPO, PrivateDaemon, bench_env
+from _daemon import REPO, PrivateDaemon, bench_env, time_command
 
 sys.path.insert(0, str(REPO / "src"))
 
 
 def _env(host: str, tracing: bool) -> dict[str, str]:
     return dict(bench_env(host), DOCKYARD_START_TRACE="1" if tracing else "0")
-
-
-def _time(argv: list[str], env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True)
-    dt = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()}")
-    return dt
 
 
 def whole_runs(n: int) -> dict[str, dict[str, float]]:
@@ -77,7 +67,7 @@ def whole_runs(n: int) -> dict[str, dict[str, float]]:
         for round_ in range(n + 2):
             for cmd, argv in cmds.items():
                 for label, host in hosts.items():
-                    dt = _time(argv, _env(host, label == "on"))
+                    dt = time_command(argv, _env(host, label == "on"))
                     if round_ >= 2:  # warm-up rounds
                         samples.setdefault((cmd, label), []).append(dt)
         out: dict[str, dict[str, float]] = {}
