@@ -227,6 +227,12 @@ def test_exec_process_json_exit_code_and_namespaces(rt: Runtime) -> None:
     assert tty.returncode == 1 and "--console-socket is required" in tty.stderr
     ps = rt.cli("ps", "--format", "json", cid)
     assert json.loads(ps.stdout) == [pid]
+    # runc's table: the host's `ps -ef` (or the given ps arguments) cut to the container
+    table = rt.cli("ps", cid).stdout.splitlines()
+    assert table[0].split()[:2] == ["UID", "PID"], table
+    assert [line.split()[1] for line in table[1:]] == [str(pid)], table
+    custom = rt.cli("ps", cid, "--", "-o", "pid,comm").stdout.splitlines()
+    assert [line.split() for line in custom[1:]] == [[str(pid), "sleep"]], custom
 
 
 def test_a_start_container_hook_alone_runs(rt: Runtime) -> None:

@@ -2,7 +2,8 @@
 
 Reads only (plain file I/O); `proc` is the procfs mount to read, so tests can
 give a tree of their own. `run_ps` is the one place the daemon runs the host's
-`ps` (for `top` with ps arguments, as dockerd runs it).
+`ps` (for `top` with ps arguments, as dockerd runs it); `run_ps_sync` the same
+for `dockyard-runtime ps`, which has no event loop.
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ async def run_ps(args: list[str]) -> tuple[int, str, str]:
     out, err = await proc.communicate()
     code = proc.returncode if proc.returncode is not None else -1
     return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def run_ps_sync(args: list[str]) -> tuple[int, str, str]:
+    """run_ps without an event loop."""
+    import subprocess
+
+    proc = subprocess.run(["ps", *args], stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    return (
+        proc.returncode,
+        proc.stdout.decode(errors="replace"),
+        proc.stderr.decode(errors="replace"),
+    )
 
 
 def uptime(proc: str = PROC) -> float:

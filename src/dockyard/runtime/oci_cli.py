@@ -276,8 +276,7 @@ def _print_list(root: str, fmt: str, quiet: bool) -> None:
 
 
 def _print_ps(root: str, opts: SimpleNamespace) -> None:
-    import subprocess
-
+    from dockyard.kernel import procfs
     from dockyard.runtime import oci_lifecycle as L
     from dockyard.runtime import oci_state as S
 
@@ -287,10 +286,10 @@ def _print_ps(root: str, opts: SimpleNamespace) -> None:
         print(json.dumps(pids))
         return
     ps_args = [a for a in opts.ps_args if a != "--"] or ["-ef"]
-    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise DockyardError(f"ps {' '.join(ps_args)}: {out.stderr.strip()}")
-    lines = out.stdout.splitlines()
+    code, out, err = procfs.run_ps_sync(ps_args)
+    if code != 0:
+        raise DockyardError(f"ps {' '.join(ps_args)}: {err.strip()}")
+    lines = out.splitlines()
     if not lines:
         return
     header = lines[0].split()
