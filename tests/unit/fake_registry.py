@@ -45,8 +45,15 @@ class FakeRegistry:
     port: int = 0
     links: set[tuple[str, str]] = field(default_factory=set)  # (repository, blob) pushed
     uploads: dict[str, bytearray] = field(default_factory=dict)
-    upload_failure: str = ""  # "500" or "close": what the next PATCHes meet
+    # What the next PATCHes meet: "500" (read whole, refused, nothing kept), "close"
+    # (dropped after 1000 bytes, nothing kept: a proxy that buffers requests, or
+    # docker/distribution) or "close-keep" (dropped, the 1000 bytes kept: a
+    # registry whose GET tells the true offset; "close-keep-garbled": kept wrong).
+    upload_failure: str = ""
     upload_failures_left: int = 0
+    upload_failure_after: int = 0  # only PATCHes of uploads that hold this many bytes fail
+    upload_status_unknown: bool = False  # GET on an upload: 404 (the registry cannot tell)
+    patches: list[tuple[int, int]] = field(default_factory=list)  # (offset, bytes) kept
 
     @property
     def host(self) -> str:
@@ -161,24 +168,46 @@ class FakeRegistry:
                 status=202, headers={"Location": f"/v2/{path}/blobs/uploads/{uid}?_state=x"}
             )
         uid = parts[at + 1]
+        if uid not in self.uploads:
+            return web.json_response({"errors": [{"code": "BLOB_UPLOAD_UNKNOWN"}]}, status=404)
+        held = len(self.uploads[uid])
+        location = f"/v2/{path}/blobs/uploads/{uid}?_state={held}"
         if request.method == "DELETE":
             self.uploads.pop(uid, None)
             return web.Response(status=204)
-        if request.method == "PATCH" and self.upload_failures_left > 0:
+        if request.method == "GET":
+            if self.upload_status_unknown:
+                return web.json_response({"errors": [{"code": "BLOB_UPLOAD_UNKNOWN"}]}, status=404)
+            end = held - 1 if held else 0  # docker/distribution's "0-0" for nothing yet
+            return web.Response(status=204, headers={"Location": location, "Range": f"0-{end}"})
+        failing = self.upload_failures_left > 0 and held >= self.upload_failure_after
+        if request.method == "PATCH" and failing:
             self.upload_failures_left -= 1
             if self.upload_failure == "500":
                 await request.read()
                 return web.json_response(
                     {"errors": [{"code": "UNKNOWN", "message": "disk on fire"}]}, status=500
                 )
-            await request.content.read(1000)
+            partial = await request.content.readexactly(1000)
+            if self.upload_failure.startswith("close-keep"):
+                if self.upload_failure == "close-keep-garbled":  # a registry gone wrong
+                    partial = bytes(b ^ 0xFF for b in partial)
+                self.uploads[uid] += partial
+                self.patches.append((held, len(partial)))
             assert request.transport is not None
             request.transport.abort()  # the connection drops mid-upload
             return web.Response(status=500)
-        self.uploads[uid] += await request.read()
+        body = await request.read()
+        self.uploads[uid] += body
         if request.method == "PATCH":
+            self.patches.append((held, len(body)))
+            held = len(self.uploads[uid])
             return web.Response(
-                status=202, headers={"Location": f"/v2/{path}/blobs/uploads/{uid}?_state=y"}
+                status=202,
+                headers={
+                    "Location": f"/v2/{path}/blobs/uploads/{uid}?_state={held}",
+                    "Range": f"0-{held - 1 if held else 0}",
+                },
             )
         data = bytes(self.uploads.pop(uid))
         digest = request.query.get("digest", "")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import pytest
 from fake_registry import FakeRegistry, layer, sha
@@ -22,6 +23,7 @@ from fakes import World, async_test
 from dockyard.engine import image_push
 from dockyard.engine.progress import ProgressStream
 from dockyard.errors import DockyardError, Unauthorized
+from dockyard.image import layer_gzip
 from dockyard.image.layer_gzip import LayerGzip
 from dockyard.image.registry_auth import AuthConfig
 
@@ -288,3 +290,129 @@ async def test_a_layer_that_occurs_twice_is_compressed_and_sent_once(tmp_path, m
         assert out.count("Preparing") == 2
         layers = json.loads(target.manifests[("app", "v1")][0])["layers"]
         assert len(layers) == 3 and layers[0] == layers[2] != layers[1]
+
+
+# -- push: a broken upload goes on where the registry stands ---------------------------
+
+
+async def incompressible_image(w: World, size: int = 400_000) -> str:
+    data = layer({"noise": os.urandom(size)})
+
+    async def body(f) -> None:  # type: ignore[no-untyped-def]
+        f.write(data)
+
+    return await w.images.import_rootfs(body, repo="noise", tag="", changes=[])
+
+
+def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PATCHes of ~64 KiB of gzip, from 16 KiB reads of the layer."""
+    monkeypatch.setattr(image_push, "SEGMENT", 64 << 10)
+    monkeypatch.setattr(layer_gzip, "_CHUNK", 16 << 10)
+
+
+def sent_once(fake: FakeRegistry, blob: bytes) -> None:
+    """Every byte of the blob reached the registry once: the PATCHes it kept
+    follow each other, from 0 to the blob's end, none overlapping."""
+    offset = 0
+    for start, count in fake.patches:
+        assert start == offset, fake.patches
+        offset += count
+    assert offset == len(blob)
+
+
+@unpacks
+@pytest.mark.parametrize("failure", ["close", "500", "close-keep"])
+@async_test
+async def test_a_broken_upload_goes_on_from_where_the_registry_stands(
+    tmp_path, monkeypatch, failure
+):
+    monkeypatch.setattr(image_push, "RETRY_DELAY", 0)
+    small_segments(monkeypatch)
+    w = World(tmp_path)
+    image_id = await incompressible_image(w)
+    async with FakeRegistry(
+        upload_failure=failure, upload_failures_left=1, upload_failure_after=150_000
+    ) as fake:
+        w.images.tag(image_id, f"{fake.host}/app", "v1")
+        out = await push(w, f"{fake.host}/app:v1")
+        assert "Retrying in 0 seconds" in out and "Pushed" in out
+        (desc,) = json.loads(fake.manifests[("app", "v1")][0])["layers"]
+        blob = fake.blobs[desc["digest"]]
+        (diff_id,) = w.images.blobs.image_diff_ids(image_id)
+        assert gzip.decompress(blob) == w.images.blobs.get_blob(diff_id)
+        posts = [r for r in fake.requests if r[0] == "POST" and "/uploads/" in r[1]]
+        assert len(posts) == 2  # the layer's upload (one, resumed) and the config's
+        status = [r for r in fake.requests if r[0] == "GET" and "/uploads/" in r[1]]
+        assert len(status) == 1
+        # The registry got each byte once; the break cost at most the segment it cut.
+        sent_once(fake, blob)
+        assert fake.patches[0][0] == 0 and len(fake.patches) >= 4
+        resumed_from = next(start for start, _ in fake.patches if start >= 150_000)
+        assert resumed_from >= 150_000
+        if failure == "close-keep":  # the registry kept 1000 bytes of the cut PATCH
+            assert (resumed_from, 1000) in fake.patches
+
+
+@unpacks
+@async_test
+async def test_an_upload_the_registry_lost_starts_over_from_byte_0(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_push, "RETRY_DELAY", 0)
+    small_segments(monkeypatch)
+    w = World(tmp_path)
+    image_id = await incompressible_image(w)
+    async with FakeRegistry(
+        upload_failure="close",
+        upload_failures_left=1,
+        upload_failure_after=150_000,
+        upload_status_unknown=True,
+    ) as fake:
+        w.images.tag(image_id, f"{fake.host}/app", "v1")
+        out = await push(w, f"{fake.host}/app:v1")
+        assert "Retrying in 0 seconds" in out and "Pushed" in out
+        (desc,) = json.loads(fake.manifests[("app", "v1")][0])["layers"]
+        posts = [r for r in fake.requests if r[0] == "POST" and "/uploads/" in r[1]]
+        assert len(posts) == 3  # the layer twice, then the config
+        assert [r for r in fake.requests if r[0] == "DELETE"]  # the lost upload cancelled
+        assert not fake.uploads
+        starts = [start for start, _ in fake.patches]
+        assert starts.count(0) == 2 and fake.blobs[desc["digest"]]
+
+
+@unpacks
+@async_test
+async def test_a_resumed_upload_the_registry_holds_wrong_starts_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_push, "RETRY_DELAY", 0)
+    small_segments(monkeypatch)
+    w = World(tmp_path)
+    image_id = await incompressible_image(w)
+    async with FakeRegistry(
+        upload_failure="close-keep-garbled", upload_failures_left=1, upload_failure_after=150_000
+    ) as fake:
+        w.images.tag(image_id, f"{fake.host}/app", "v1")
+        out = await push(w, f"{fake.host}/app:v1")
+        # The break, then the closing PUT refused (DIGEST_INVALID): from byte 0.
+        assert out.count("Retrying in 0 seconds") == 2 and "Pushed" in out
+        posts = [r for r in fake.requests if r[0] == "POST" and "/uploads/" in r[1]]
+        assert len(posts) == 3
+        (desc,) = json.loads(fake.manifests[("app", "v1")][0])["layers"]
+        (diff_id,) = w.images.blobs.image_diff_ids(image_id)
+        assert gzip.decompress(fake.blobs[desc["digest"]]) == w.images.blobs.get_blob(diff_id)
+
+
+def test_the_gzip_of_a_layer_is_the_same_bytes_every_time(tmp_path):
+    # What resuming by compressing again relies on.
+    path = tmp_path / "layer.tar"
+    path.write_bytes(layer({"a": os.urandom(3 << 20), "b": b"text " * 500_000}))
+    outs = []
+    for _ in range(2):
+        with open(path, "rb") as f:
+            gz = LayerGzip(f)
+            outs.append(_all(gz))
+    assert outs[0] == outs[1] and gzip.decompress(outs[0]) == path.read_bytes()
+
+
+def _all(gz: LayerGzip) -> bytes:
+    out = bytearray()
+    while not gz.done:
+        out += gz.step()
+    return bytes(out)

@@ -20,6 +20,7 @@ import hashlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
@@ -49,6 +50,20 @@ _TIMEOUT = aiohttp.ClientTimeout(total=None, connect=30, sock_read=120)
 
 class RegistryError(DockyardError):
     """The registry answered with an error or could not be reached (HTTP 500 from the API)."""
+
+
+class UploadInterrupted(RegistryError):
+    """A PATCH of a blob upload broke off: the connection dropped or the registry
+    answered 5xx. Ask the registry where the upload stands before sending more."""
+
+
+@dataclass
+class BlobUpload:
+    """An upload session: where to send the next bytes, and how many the registry holds."""
+
+    path: str  # the repository
+    location: str
+    offset: int = 0
 
 
 class _ServerError(Exception):
@@ -444,34 +459,101 @@ class Registry:
             if resp.status != 201:
                 self._raise_for(resp.status, body, path, digest, push=True)
 
-    async def upload_blob_stream(
-        self, path: str, chunks: AsyncIterator[bytes], digest: Callable[[], str]
-    ) -> None:
-        """Streamed upload of a blob whose digest is known only at its end (a layer
-        compressed while it is sent): POST, one PATCH with the bytes as they come
-        (chunked), then PUT ?digest= with `digest()` once they are all sent."""
+    async def start_upload(self, path: str) -> BlobUpload:
+        """POST: a new upload session of `path` (the registry's Location for it)."""
         scope = f"repository:{path}:pull,push"
         async with await self._request("POST", f"/v2/{path}/blobs/uploads/", scope) as resp:
             body = await resp.read()
             if resp.status != 202 or "Location" not in resp.headers:
                 self._raise_for(resp.status, body, path, "", push=True)
-            location = resp.headers["Location"]
+            return BlobUpload(path, self._absolute(resp.headers["Location"]))
+
+    async def upload_chunk(self, upload: BlobUpload, chunks: AsyncIterator[bytes]) -> None:
+        """One streamed PATCH of the bytes that follow `upload.offset`.
+
+        The body's length is not known before it is sent (a layer compressed as
+        it goes), so it carries no Content-Range: it appends where the upload
+        stands, which is `upload.offset` (after a break, what `upload_status`
+        learnt). The registry's Range acknowledges the bytes; a dropped
+        connection or a 5xx answer is `UploadInterrupted`.
+        """
+        scope = f"repository:{upload.path}:pull,push"
+        sent = 0
+
+        async def counted() -> AsyncIterator[bytes]:
+            nonlocal sent
+            async for chunk in chunks:
+                sent += len(chunk)
+                yield chunk
+
         headers = {"Content-Type": "application/octet-stream"}
-        async with await self._request(
-            "PATCH", location, scope, headers, data=chunks, retry_auth=False
-        ) as resp:
-            body = await resp.read()
+        what = f"uploading a layer to {self.domain}/{upload.path}"
+        try:
+            resp = await self._request(
+                "PATCH", upload.location, scope, headers, data=counted(), retry_auth=False
+            )
+        except RegistryError as e:
+            raise UploadInterrupted(f"{what}: {e.message}") from None
+        async with resp:
+            try:
+                body = await _read_bounded(resp, 1 << 16)
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                raise UploadInterrupted(f"{what}: {_describe(e)}") from None
+            if resp.status >= 500:
+                raise UploadInterrupted(f"{what}: {_registry_message(resp.status, body)[1]}")
             if resp.status != 202:
-                self._raise_for(resp.status, body, path, "", push=True)
-            location = resp.headers.get("Location", location)
-        sep = "&" if "?" in location else "?"
-        url = location + sep + urlencode({"digest": digest()})
+                self._raise_for(resp.status, body, upload.path, "", push=True)
+            acknowledged = _range_end(resp.headers.get("Range"))
+            if acknowledged is not None and acknowledged != upload.offset + sent:
+                raise RegistryError(
+                    f"{what}: the registry holds {acknowledged} bytes of the upload, "
+                    f"{upload.offset + sent} were sent"
+                )
+            upload.offset += sent
+            upload.location = self._absolute(resp.headers.get("Location", upload.location))
+
+    async def upload_status(self, upload: BlobUpload) -> int | None:
+        """GET on the upload: how many bytes the registry holds (its `Range: 0-N`
+        answers N+1), or None when it cannot tell (the upload is unknown to it,
+        404, or it sends no Range): then the blob must be sent again from byte 0."""
+        scope = f"repository:{upload.path}:pull,push"
+        async with await self._request("GET", upload.location, scope) as resp:
+            body = await _read_bounded(resp, 1 << 16)
+            if resp.status >= 500:
+                code, text = _registry_message(resp.status, body)
+                raise RegistryError(f"asking {self.domain} where an upload stands: {text}")
+            if resp.status not in (200, 204):
+                return None
+            held = _range_end(resp.headers.get("Range"))
+            if held is None:
+                return None
+            upload.location = self._absolute(resp.headers.get("Location", upload.location))
+            return held
+
+    async def finish_upload(self, upload: BlobUpload, digest: str) -> None:
+        """The closing PUT ?digest= of an upload whose bytes are all sent."""
+        scope = f"repository:{upload.path}:pull,push"
+        sep = "&" if "?" in upload.location else "?"
+        url = upload.location + sep + urlencode({"digest": digest})
         async with await self._request(
             "PUT", url, scope, {"Content-Length": "0"}, data=b"", retry_auth=False
         ) as resp:
             body = await resp.read()
             if resp.status != 201:
-                self._raise_for(resp.status, body, path, digest(), push=True)
+                self._raise_for(resp.status, body, upload.path, digest, push=True)
+
+    async def cancel_upload(self, upload: BlobUpload) -> None:
+        """DELETE an upload given up on (the registry would expire it anyway)."""
+        scope = f"repository:{upload.path}:pull,push"
+        try:
+            async with await self._request("DELETE", upload.location, scope) as resp:
+                await resp.read()
+        except DockyardError:
+            pass
+
+    def _absolute(self, location: str) -> str:
+        assert self.base is not None
+        return urljoin(self.base + "/", location)
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -481,6 +563,19 @@ async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
         if len(data) > limit:
             raise RegistryError(f"the registry's answer is larger than {limit} bytes")
     return bytes(data)
+
+
+def _range_end(header: str | None) -> int | None:
+    """The byte count a registry's `Range: 0-N` says it holds (N+1), or None.
+
+    docker/distribution answers "0-0" for an empty upload (it cannot say
+    "nothing" otherwise), so "0-0" counts as 0 bytes."""
+    if not header:
+        return None
+    start, sep, end = header.strip().removeprefix("bytes=").partition("-")
+    if not sep or start != "0" or not end.isdigit():
+        return None
+    return int(end) + 1 if int(end) else 0
 
 
 def _describe(error: BaseException | None) -> str:
