@@ -15,6 +15,7 @@ from urllib.parse import unquote
 import pytest
 from archives import (
     base_layer,
+    dockerd_2010_archive,
     entry,
     image_config,
     sha,
@@ -369,6 +370,49 @@ def test_push_mounts_layers_from_another_repository_even_after_a_restart(
     # is compressed or uploaded.
     assert f": Mounted from {first.split('/', 1)[1]}" in proc.stdout, proc.stdout
     assert ": Pushed" not in proc.stdout
+
+
+def test_a_push_to_a_second_registry_sends_the_same_digests_and_rmi_leaves_nothing(
+    daemon, registry, unique, tmp_path
+):
+    second = RegistryServer()
+    try:
+        before = store_state(daemon)
+        name = unique("twice")
+        data, image_id = dockerd_2010_archive([base_layer(), top_layer()], [f"{name}:v1"], ["sh"])
+        (tmp_path / "image.tar").write_bytes(data)
+        assert daemon.dockyard("load", "-i", str(tmp_path / "image.tar")).returncode == 0
+        pushed = []
+        for server in (registry, second):
+            remote = f"{server.host}/{name}:v1"
+            assert daemon.dockyard("tag", image_id, remote).returncode == 0
+            proc = daemon.dockyard("push", remote)
+            assert proc.returncode == 0, proc.stderr
+            # Nothing to find or mount on either: each compresses the layers itself.
+            assert proc.stdout.count(": Pushed") == 2, proc.stdout
+            digest = re.search(r"v1: digest: (sha256:[0-9a-f]{64})", proc.stdout)
+            assert digest, proc.stdout
+            manifest, registry_digest, _ = manifest_of(server, name, "v1")
+            assert registry_digest == digest.group(1)
+            blobs = [server.blob_file(d["digest"]).read_bytes() for d in manifest["layers"]]
+            pushed.append((registry_digest, manifest, blobs))
+        # The same gzip bytes, so the same manifest, as docker gives on both registries.
+        assert pushed[0] == pushed[1]
+        assert [sha(b) for b in pushed[0][2]] == [
+            d["digest"].removeprefix("sha256:") for d in pushed[0][1]["layers"]
+        ]
+        proc = daemon.dockyard("rmi", "-f", image_id)
+        assert proc.returncode == 0, proc.stderr
+        assert store_state(daemon) == before
+        # What the daemon remembered of those layers went with them.
+        forms = json.loads((daemon.data_root / "compressed-layers.json").read_text())
+        sources = json.loads((daemon.data_root / "blob-sources.json").read_text())
+        diff_ids = {"sha256:" + sha(layer) for layer in (base_layer(), top_layer())}
+        assert not diff_ids & set(forms)
+        layer_digests = {d["digest"] for d in pushed[0][1]["layers"]}
+        assert not layer_digests & {digest for _, digest, _ in sources}
+    finally:
+        second.stop()
 
 
 @pytest.fixture(scope="module")

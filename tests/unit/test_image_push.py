@@ -416,3 +416,31 @@ def _all(gz: LayerGzip) -> bytes:
     while not gz.done:
         out += gz.step()
     return bytes(out)
+
+
+@unpacks
+@async_test
+async def test_what_a_push_remembered_of_a_layer_goes_with_it(tmp_path):
+    w = World(tmp_path)
+    image_id = await w.image("app")
+    keep_id = await incompressible_image(w, 1000)
+    async with FakeRegistry() as fake:
+        for image, repo in ((image_id, "team/app"), (keep_id, "team/other")):
+            w.images.tag(image, f"{fake.host}/{repo}", "v1")
+            await push(w, f"{fake.host}/{repo}:v1")
+    (diff_id,) = w.images.blobs.image_diff_ids(image_id)
+    (kept,) = w.images.blobs.image_diff_ids(keep_id)
+    forms = json.loads((tmp_path / "compressed-layers.json").read_bytes())
+    assert set(forms) == {diff_id, kept}
+    w.images.delete(f"{fake.host}/team/app:v1")
+    assert w.images.distribution.compressed_forms(diff_id)  # "app" still holds it
+    w.images.delete("app")
+    forms = json.loads((tmp_path / "compressed-layers.json").read_bytes())
+    sources = json.loads((tmp_path / "blob-sources.json").read_bytes())
+    assert set(forms) == {kept}
+    assert [digest for _, digest, _ in sources] == [forms[kept][0][0]]
+    # `image prune -a` too.
+    w.images.prune({"dangling": ["false"]})
+    assert World(tmp_path).images.distribution.compressed_forms(kept) == []
+    assert json.loads((tmp_path / "compressed-layers.json").read_bytes()) == {}
+    assert json.loads((tmp_path / "blob-sources.json").read_bytes()) == []

@@ -9,7 +9,9 @@ Two maps, kept across restarts as small JSON files under the data root:
   registry (HEAD) for those and compresses a layer only when none is there.
 
 Both are optimisations: a lost or unreadable file costs uploads, never
-correctness (the registry verifies every digest).
+correctness (the registry verifies every digest). What they say of a layer
+goes with the layer (`forget_layers`), so that nothing stays on disk for
+layers no longer there.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dockyard.image.atomic import write_file_atomic
@@ -82,8 +85,18 @@ class DistributionMetadata:
                     known.remove(path)
                 known.insert(0, path)  # the latest first; a few are enough to find one
                 del known[_MAX_SOURCES:]
-            doc = [[d, g, paths] for (d, g), paths in self._sources.items()]
-            write_file_atomic(self._sources_path, json.dumps(doc).encode(), mode=0o600)
+            self._save_sources()
+
+    def _save_sources(self) -> None:
+        doc = [[d, g, paths] for (d, g), paths in self._sources.items()]
+        write_file_atomic(self._sources_path, json.dumps(doc).encode(), mode=0o600)
+
+    def _save_forms(self) -> None:
+        doc = {
+            diff_id: [[b.digest, b.media_type, b.size] for b in forms]
+            for diff_id, forms in self._forms.items()
+        }
+        write_file_atomic(self._forms_path, json.dumps(doc).encode(), mode=0o600)
 
     # -- compressed forms of layers ------------------------------------------------------
 
@@ -106,10 +119,21 @@ class DistributionMetadata:
                 known.insert(0, blob)
                 del known[_MAX_FORMS:]
                 changed = True
-            if not changed:
-                return
-            doc = {
-                diff_id: [[b.digest, b.media_type, b.size] for b in forms]
-                for diff_id, forms in self._forms.items()
-            }
-            write_file_atomic(self._forms_path, json.dumps(doc).encode(), mode=0o600)
+            if changed:
+                self._save_forms()
+
+    def forget_layers(self, present: Callable[[str], bool]) -> None:
+        """Drop what is known of layers (by diff_id) no longer `present`, and the
+        sources of blobs that no remaining layer has as a form."""
+        with self._lock:
+            gone = [diff_id for diff_id in self._forms if not present(diff_id)]
+            for diff_id in gone:
+                del self._forms[diff_id]
+            if gone:
+                self._save_forms()
+            digests = {b.digest for forms in self._forms.values() for b in forms}
+            stale = [key for key in self._sources if key[1] not in digests]
+            for key in stale:
+                del self._sources[key]
+            if stale:
+                self._save_sources()

@@ -79,6 +79,7 @@ def prune(svc: ImageService, filters: dict[str, list[str]]) -> tuple[list[dict[s
             continue  # a container or a concurrent rmi took it meanwhile
     # Orphans (an interrupted pull's layers) go too: nothing unreferenced stays.
     svc.blobs.prune_layers(svc.image_ids())
+    svc.distribution.forget_layers(svc.blobs.has_blob)
     remaining = set(svc.blobs.all_layers())
     reclaimed = sum(size for chain, size in sizes.items() if chain not in remaining)
     svc.events.emit("image", "prune", "", {"reclaimed": str(reclaimed)})

@@ -324,6 +324,7 @@ class ImageService:
         self._store.delete_image(image_id)
         del self._images[image_id]
         self.blobs.delete_image(image_id, keep=set(self._images))
+        self.distribution.forget_layers(self.blobs.has_blob)
 
     # registries
 
