@@ -5,7 +5,9 @@ It buffers each request whole before forwarding it, as nginx does by default
 that the proxy answers itself, never reaches the registry. On cue it
 - answers 503 to a blob PATCH instead of forwarding it (a front end whose
   back end is away), or drops the client's connection after some bytes of a
-  PATCH's body;
+  PATCH's body ("drop"), or passes those bytes on to the registry before
+  dropping both connections ("drop-forwarded": no buffering proxy, as if the
+  client spoke to the registry itself);
 - drops a blob GET's connection after some bytes of the answer.
 It records what went where, so that tests can tell from the registry's side
 which bytes arrived (and how often). Runs its own event loop in a thread;
@@ -33,7 +35,7 @@ class Break:
     by answering 503 or dropping the connection after `after` bytes."""
 
     held: int
-    how: str  # "503" or "drop"
+    how: str  # "503", "drop" or "drop-forwarded"
     after: int = 1 << 20
     done: bool = False
 
@@ -93,6 +95,20 @@ class RegistryProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(30)
 
+    async def _forward_and_drop(self, request: web.Request, body: bytes) -> None:
+        """Start the PATCH on the registry with `body`, then drop that connection too."""
+        host, port = self.upstream.split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        head = [f"PATCH {request.path_qs} HTTP/1.1", f"Host: {request.host}"]
+        head += [
+            f"{k}: {v}" for k, v in request.headers.items() if k.lower() not in _HOP | {"host"}
+        ]
+        head += ["Transfer-Encoding: chunked", "", ""]
+        writer.write("\r\n".join(head).encode() + b"%x\r\n" % len(body) + body + b"\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the registry reads what came
+        writer.transport.abort()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         upload = _UPLOAD.search(request.path)
         uid = upload.group(1) if upload else ""
@@ -102,9 +118,12 @@ class RegistryProxy:
             )
             if cue is not None:
                 cue.done = True
-                if cue.how == "drop":
+                if cue.how.startswith("drop"):
                     body = await request.content.readexactly(cue.after)
-                    self.seen.append(Seen("PATCH", request.path, "", len(body), False, 0))
+                    forwarded = cue.how == "drop-forwarded"
+                    if forwarded:
+                        await self._forward_and_drop(request, body)
+                    self.seen.append(Seen("PATCH", request.path, "", len(body), forwarded, 0))
                     assert request.transport is not None
                     request.transport.abort()
                     return web.Response(status=499)

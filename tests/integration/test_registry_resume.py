@@ -116,3 +116,32 @@ def test_push_resumes_a_broken_layer_upload_and_pull_a_broken_download(
     assert run.returncode == 0, run.stderr
     assert run.stdout.split()[0] == checksum
     daemon.dockyard("rmi", remote)
+
+
+def test_a_push_starts_a_layer_over_where_the_registry_cannot_resume(
+    daemon, proxied_registry, unique
+):
+    # docker/distribution keeps the bytes of a PATCH cut off midway, then refuses
+    # the upload (its signed state says fewer): GET on it answers 404, and the
+    # layer goes again from byte 0 in a new upload.
+    server, proxy = proxied_registry
+    remote = f"{proxy.host}/{unique('restart')}:v1"
+    proxy.breaks = [Break(held=0, how="drop-forwarded", after=200_000)]
+    assert daemon.dockyard("tag", "busybox", remote).returncode == 0
+    proc = daemon.dockyard("push", remote, timeout=300)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert proxy.breaks[0].done and "Retrying in" in proc.stdout
+    (cut,) = [s for s in proxy.seen if s.method == "PATCH" and s.status == 0]
+    assert cut.forwarded and cut.received == 200_000
+    (status,) = [s for s in proxy.seen if s.method == "GET" and s.path == cut.path]
+    assert status.status == 404
+    posts = [s for s in proxy.seen if s.method == "POST"]
+    assert len(posts) == 3  # the layer twice, then the config
+    layer = [s for s in proxy.seen if s.method == "PATCH" and s.path != cut.path]
+    assert layer and layer[0].range.startswith("0-")
+    assert daemon.dockyard("rmi", remote).returncode == 0
+    proc = daemon.dockyard("pull", remote, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    run = daemon.dockyard("run", "--rm", "--network", "none", remote, "true")
+    assert run.returncode == 0, run.stderr
+    daemon.dockyard("rmi", remote)
