@@ -241,3 +241,14 @@ async def test_full_disk_during_pull_is_one_clear_line(tmp_path):
             await w.images.pull(f"{fake.host}/app", "v1", AuthConfig(), ProgressStream())
     assert e.value.message == "failed to register layer: write: no space left on device"
     assert w.images.list() == [] and on_disk(w)[0] == []
+
+
+def test_what_a_registry_says_it_holds_of_an_upload():
+    from dockyard.image.registry_upload import range_end
+
+    assert range_end("0-1048575") == 1 << 20
+    assert range_end("bytes=0-99") == 100
+    assert range_end("0-0") == 0  # docker/distribution's answer for nothing yet
+    # Anything else cannot be resumed from: the blob starts over.
+    for header in (None, "", "5-9", "0-", "0-x", "-3", "0-1-2", "garbage"):
+        assert range_end(header) is None, header

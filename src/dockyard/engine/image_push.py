@@ -33,15 +33,9 @@ from dockyard.engine.progress import ProgressStream, short
 from dockyard.errors import InvalidParameter
 from dockyard.image.layer_gzip import LayerGzip
 from dockyard.image.reference import Reference
-from dockyard.image.registry import (
-    OCI_MANIFEST,
-    BlobUpload,
-    Registry,
-    RegistryError,
-    UploadInterrupted,
-    new_session,
-)
+from dockyard.image.registry import OCI_MANIFEST, Registry, RegistryError, new_session
 from dockyard.image.registry_auth import AuthConfig
+from dockyard.image.registry_upload import BlobUpload, BlobUploads, UploadInterrupted
 
 if TYPE_CHECKING:
     from dockyard.engine.images import ImageService
@@ -106,8 +100,8 @@ async def _push_one(
         pushed = [done[layer.diff_id] for layer in layers]
         config_digest = image_id
         if not await registry.blob_exists(ref.path, config_digest):
-            await registry.upload_blob(
-                ref.path, config_digest, len(config_bytes), lambda: _once(config_bytes)
+            await BlobUploads(registry, ref.path).upload(
+                config_digest, len(config_bytes), lambda: _once(config_bytes)
             )
         manifest = {
             "schemaVersion": 2,
@@ -149,16 +143,15 @@ async def _push_layer(
                 if source != ref.path and await registry.mount_blob(ref.path, blob.digest, source):
                     progress.status(f"Mounted from {source}", ident)
                     return blob
-        blob = await _upload_layer(
-            registry, ref.path, svc.blobs.blob_path(diff_id), ident, progress
-        )
+        uploads = BlobUploads(registry, ref.path)
+        blob = await _upload_layer(uploads, svc.blobs.blob_path(diff_id), ident, progress)
         svc.distribution.remember_forms([(diff_id, blob)])
         progress.status("Pushed", ident)
         return blob
 
 
 async def _upload_layer(
-    registry: Registry, repo_path: str, path: str, ident: str, progress: ProgressStream
+    uploads: BlobUploads, path: str, ident: str, progress: ProgressStream
 ) -> CompressedBlob:
     """Upload the layer tar at `path` as gzip, resuming where the registry stands
     after a break.
@@ -183,9 +176,9 @@ async def _upload_layer(
     while True:
         try:
             if upload is None:
-                upload = await registry.start_upload(repo_path)
-            blob = await _send_gzip(registry, upload, path, ident, progress)
-            await registry.finish_upload(upload, blob.digest)
+                upload = await uploads.start()
+            blob = await _send_gzip(uploads, upload, path, ident, progress)
+            await uploads.finish(upload, blob.digest)
             return blob
         except (RegistryError, InvalidParameter) as e:
             if isinstance(e, InvalidParameter) and resumed_at is None:
@@ -195,7 +188,7 @@ async def _upload_layer(
             failures += 1
             if failures >= UPLOAD_ATTEMPTS:
                 if upload is not None:
-                    await registry.cancel_upload(upload)
+                    await uploads.cancel(upload)
                 raise
             delay = RETRY_DELAY * failures
             progress.status(f"Retrying in {delay} seconds", ident)
@@ -203,17 +196,17 @@ async def _upload_layer(
             held = None
             if upload is not None and isinstance(e, UploadInterrupted):
                 with contextlib.suppress(RegistryError):
-                    held = await registry.upload_status(upload)
+                    held = await uploads.status(upload)
             if upload is not None and held is not None:
                 upload.offset = resumed_at = held
             else:  # the registry cannot tell: the layer from byte 0, in a new upload
                 if upload is not None:
-                    await registry.cancel_upload(upload)
+                    await uploads.cancel(upload)
                 upload, resumed_at = None, None
 
 
 async def _send_gzip(
-    registry: Registry, upload: BlobUpload, path: str, ident: str, progress: ProgressStream
+    uploads: BlobUploads, upload: BlobUpload, path: str, ident: str, progress: ProgressStream
 ) -> CompressedBlob:
     """Compress the layer tar at `path` and send what follows `upload.offset` of
     its gzip, in PATCHes of about SEGMENT bytes, as it is compressed."""
@@ -227,7 +220,7 @@ async def _send_gzip(
         )
         try:
             while (first := await pieces.next()) is not None:
-                await registry.upload_chunk(upload, _segment(first, pieces))
+                await uploads.send(upload, _segment(first, pieces))
         finally:
             await pieces.close()
     if gz.size < upload.offset:

@@ -9,7 +9,8 @@ realm, fetched with the user's credentials if any) and retries once.
 Manifests are returned with their digest checked when the caller asked by
 digest; blobs are streamed to a sink while their sha256 is computed, and a
 blob whose bytes do not match its digest is an error. Downloads resume
-with a Range request when a connection drops mid-blob.
+with a Range request when a connection drops mid-blob. Uploads are in
+registry_upload.py.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import base64
 import hashlib
 import inspect
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
@@ -52,25 +52,11 @@ class RegistryError(DockyardError):
     """The registry answered with an error or could not be reached (HTTP 500 from the API)."""
 
 
-class UploadInterrupted(RegistryError):
-    """A PATCH of a blob upload broke off: the connection dropped or the registry
-    answered 5xx. Ask the registry where the upload stands before sending more."""
-
-
-@dataclass
-class BlobUpload:
-    """An upload session: where to send the next bytes, and how many the registry holds."""
-
-    path: str  # the repository
-    location: str
-    offset: int = 0
-
-
 class _ServerError(Exception):
     """A 5xx answer to a blob request, worth another try."""
 
 
-def _registry_message(status: int, body: bytes) -> tuple[str, str]:
+def registry_message(status: int, body: bytes) -> tuple[str, str]:
     """(first error code, "code: message" text) from a registry's error body."""
     try:
         doc = json.loads(body)
@@ -130,7 +116,7 @@ class Registry:
                 return
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 last = e
-        raise RegistryError(f'Get "{schemes[-1]}://{self.host}/v2/": {_describe(last)}')
+        raise RegistryError(f'Get "{schemes[-1]}://{self.host}/v2/": {describe(last)}')
 
     async def _authenticate(self, challenge: tuple[str, dict[str, str]], scope: str) -> None:
         scheme, params = challenge
@@ -175,13 +161,13 @@ class Registry:
             async with request as resp:
                 body = await resp.read()
                 if resp.status in (401, 403):
-                    raise Unauthorized(f"unauthorized: {_registry_message(resp.status, body)[1]}")
+                    raise Unauthorized(f"unauthorized: {registry_message(resp.status, body)[1]}")
                 if resp.status != 200:
                     raise RegistryError(
                         f"fetching a token from {realm}: unexpected status {resp.status}"
                     )
         except aiohttp.ClientError as e:
-            raise RegistryError(f"fetching a token from {realm}: {_describe(e)}") from None
+            raise RegistryError(f"fetching a token from {realm}: {describe(e)}") from None
         try:
             doc = json.loads(body)
             token = doc.get("token") or doc.get("access_token")
@@ -191,7 +177,7 @@ class Registry:
             raise RegistryError(f"the token server {realm} sent no token")
         return token
 
-    async def _request(
+    async def request(
         self,
         method: str,
         url: str,
@@ -219,7 +205,7 @@ class Registry:
                     method, url, headers=hdrs, data=data, ssl=self._ssl(), timeout=_TIMEOUT
                 )
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                raise RegistryError(f'{method.title()} "{url}": {_describe(e)}') from None
+                raise RegistryError(f'{method.title()} "{url}": {describe(e)}') from None
             if resp.status == 401 and attempt == 0 and retry_auth:
                 challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
                 resp.release()
@@ -250,7 +236,7 @@ class Registry:
             raise Unauthorized(
                 f"login attempt to {url} failed with status: 401 Unauthorized"
             ) from None
-        async with await self._request("GET", url, "", retry_auth=False) as resp:
+        async with await self.request("GET", url, "", retry_auth=False) as resp:
             if resp.status == 401:
                 raise Unauthorized(f"login attempt to {url} failed with status: 401 Unauthorized")
             if resp.status != 200:
@@ -263,10 +249,10 @@ class Registry:
         scope = f"repository:{path}:pull"
         url = f"/v2/{path}/manifests/{reference}"
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-        async with await self._request("GET", url, scope, headers) as resp:
-            body = await _read_bounded(resp, MAX_MANIFEST)
+        async with await self.request("GET", url, scope, headers) as resp:
+            body = await read_bounded(resp, MAX_MANIFEST)
             if resp.status != 200:
-                self._raise_for(resp.status, body, path, reference)
+                self.raise_for(resp.status, body, path, reference)
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
@@ -285,16 +271,16 @@ class Registry:
         scope = f"repository:{path}:pull,push"
         url = f"/v2/{path}/manifests/{reference}"
         headers = {"Content-Type": media_type}
-        async with await self._request("PUT", url, scope, headers, data=body) as resp:
+        async with await self.request("PUT", url, scope, headers, data=body) as resp:
             answer = await resp.read()
             if resp.status not in (200, 201):
-                self._raise_for(resp.status, answer, path, reference, push=True)
+                self.raise_for(resp.status, answer, path, reference, push=True)
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
-    def _raise_for(
+    def raise_for(
         self, status: int, body: bytes, path: str, reference: str, push: bool = False
     ) -> None:
-        code, text = _registry_message(status, body)
+        code, text = registry_message(status, body)
         name = f"{self.domain}/{path}"
         if status in (401, 403) or code in ("DENIED", "UNAUTHORIZED", "NAME_UNKNOWN"):
             if push:
@@ -314,10 +300,10 @@ class Registry:
 
     async def list_tags(self, path: str) -> list[str]:
         scope = f"repository:{path}:pull"
-        async with await self._request("GET", f"/v2/{path}/tags/list", scope) as resp:
-            body = await _read_bounded(resp, MAX_MANIFEST)
+        async with await self.request("GET", f"/v2/{path}/tags/list", scope) as resp:
+            body = await read_bounded(resp, MAX_MANIFEST)
             if resp.status != 200:
-                self._raise_for(resp.status, body, path, "")
+                self.raise_for(resp.status, body, path, "")
         try:
             tags = json.loads(body).get("tags") or []
         except (ValueError, AttributeError):
@@ -350,7 +336,7 @@ class Registry:
         for attempt in range(_RESUME_ATTEMPTS + 1):
             headers = {"Range": f"bytes={received}-"} if received else {}
             try:
-                async with await self._request("GET", url, scope, headers) as resp:
+                async with await self.request("GET", url, scope, headers) as resp:
                     resumed = f"bytes {received}-"
                     if received and (
                         resp.status == 200
@@ -359,8 +345,8 @@ class Registry:
                         rewind()  # no range support (or another range): start over
                         sha, received = hashlib.sha256(), 0
                     elif resp.status not in (200, 206):
-                        body = await _read_bounded(resp, 1 << 16)
-                        code, text = _registry_message(resp.status, body)
+                        body = await read_bounded(resp, 1 << 16)
+                        code, text = registry_message(resp.status, body)
                         if resp.status == 404:
                             raise NotFound(
                                 f"blob {digest} not found in {self.domain}/{path}: {text}"
@@ -397,7 +383,7 @@ class Registry:
                     raise RegistryError(
                         f"fetching blob {digest} of {self.domain}/{path}: the connection broke off "
                         f"{attempt + 1} times, the last after {received}{of} "
-                        f"bytes ({_describe(e)})"
+                        f"bytes ({describe(e)})"
                     ) from None
                 await asyncio.sleep(0.2 * (attempt + 1))
         actual = "sha256:" + sha.hexdigest()
@@ -409,12 +395,12 @@ class Registry:
 
     async def blob_exists(self, path: str, digest: str) -> bool:
         scope = f"repository:{path}:pull,push"
-        async with await self._request("HEAD", f"/v2/{path}/blobs/{digest}", scope) as resp:
+        async with await self.request("HEAD", f"/v2/{path}/blobs/{digest}", scope) as resp:
             if resp.status == 200:
                 return True
             if resp.status == 404:
                 return False
-            self._raise_for(resp.status, b"", path, digest, push=True)
+            self.raise_for(resp.status, b"", path, digest, push=True)
         return False
 
     async def mount_blob(self, path: str, digest: str, from_path: str) -> bool:
@@ -422,141 +408,21 @@ class Registry:
         scope = f"repository:{path}:pull,push repository:{from_path}:pull"
         query = urlencode({"mount": digest, "from": from_path})
         url = f"/v2/{path}/blobs/uploads/?{query}"
-        async with await self._request("POST", url, scope) as resp:
+        async with await self.request("POST", url, scope) as resp:
             await resp.read()
             if resp.status == 201:
                 return True
             location = resp.headers.get("Location")
         if location:  # an upload was started instead: cancel it
             try:
-                async with await self._request("DELETE", location, scope) as resp:
+                async with await self.request("DELETE", location, scope) as resp:
                     await resp.read()
             except DockyardError:
                 pass
         return False
 
-    async def upload_blob(
-        self,
-        path: str,
-        digest: str,
-        size: int,
-        chunks: Callable[[], AsyncIterator[bytes]],
-    ) -> None:
-        """Monolithic upload: POST to start, then PUT the bytes with ?digest=."""
-        scope = f"repository:{path}:pull,push"
-        async with await self._request("POST", f"/v2/{path}/blobs/uploads/", scope) as resp:
-            body = await resp.read()
-            if resp.status != 202 or "Location" not in resp.headers:
-                self._raise_for(resp.status, body, path, digest, push=True)
-            location = resp.headers["Location"]
-        sep = "&" if "?" in location else "?"
-        url = location + sep + urlencode({"digest": digest})
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-        async with await self._request(
-            "PUT", url, scope, headers, data=chunks(), retry_auth=False
-        ) as resp:
-            body = await resp.read()
-            if resp.status != 201:
-                self._raise_for(resp.status, body, path, digest, push=True)
 
-    async def start_upload(self, path: str) -> BlobUpload:
-        """POST: a new upload session of `path` (the registry's Location for it)."""
-        scope = f"repository:{path}:pull,push"
-        async with await self._request("POST", f"/v2/{path}/blobs/uploads/", scope) as resp:
-            body = await resp.read()
-            if resp.status != 202 or "Location" not in resp.headers:
-                self._raise_for(resp.status, body, path, "", push=True)
-            return BlobUpload(path, self._absolute(resp.headers["Location"]))
-
-    async def upload_chunk(self, upload: BlobUpload, chunks: AsyncIterator[bytes]) -> None:
-        """One streamed PATCH of the bytes that follow `upload.offset`.
-
-        The body's length is not known before it is sent (a layer compressed as
-        it goes), so it carries no Content-Range: it appends where the upload
-        stands, which is `upload.offset` (after a break, what `upload_status`
-        learnt). The registry's Range acknowledges the bytes; a dropped
-        connection or a 5xx answer is `UploadInterrupted`.
-        """
-        scope = f"repository:{upload.path}:pull,push"
-        sent = 0
-
-        async def counted() -> AsyncIterator[bytes]:
-            nonlocal sent
-            async for chunk in chunks:
-                sent += len(chunk)
-                yield chunk
-
-        headers = {"Content-Type": "application/octet-stream"}
-        what = f"uploading a layer to {self.domain}/{upload.path}"
-        try:
-            resp = await self._request(
-                "PATCH", upload.location, scope, headers, data=counted(), retry_auth=False
-            )
-        except RegistryError as e:
-            raise UploadInterrupted(f"{what}: {e.message}") from None
-        async with resp:
-            try:
-                body = await _read_bounded(resp, 1 << 16)
-            except (aiohttp.ClientError, OSError, TimeoutError) as e:
-                raise UploadInterrupted(f"{what}: {_describe(e)}") from None
-            if resp.status >= 500:
-                raise UploadInterrupted(f"{what}: {_registry_message(resp.status, body)[1]}")
-            if resp.status != 202:
-                self._raise_for(resp.status, body, upload.path, "", push=True)
-            acknowledged = _range_end(resp.headers.get("Range"))
-            if acknowledged is not None and acknowledged != upload.offset + sent:
-                raise RegistryError(
-                    f"{what}: the registry holds {acknowledged} bytes of the upload, "
-                    f"{upload.offset + sent} were sent"
-                )
-            upload.offset += sent
-            upload.location = self._absolute(resp.headers.get("Location", upload.location))
-
-    async def upload_status(self, upload: BlobUpload) -> int | None:
-        """GET on the upload: how many bytes the registry holds (its `Range: 0-N`
-        answers N+1), or None when it cannot tell (the upload is unknown to it,
-        404, or it sends no Range): then the blob must be sent again from byte 0."""
-        scope = f"repository:{upload.path}:pull,push"
-        async with await self._request("GET", upload.location, scope) as resp:
-            body = await _read_bounded(resp, 1 << 16)
-            if resp.status >= 500:
-                code, text = _registry_message(resp.status, body)
-                raise RegistryError(f"asking {self.domain} where an upload stands: {text}")
-            if resp.status not in (200, 204):
-                return None
-            held = _range_end(resp.headers.get("Range"))
-            if held is None:
-                return None
-            upload.location = self._absolute(resp.headers.get("Location", upload.location))
-            return held
-
-    async def finish_upload(self, upload: BlobUpload, digest: str) -> None:
-        """The closing PUT ?digest= of an upload whose bytes are all sent."""
-        scope = f"repository:{upload.path}:pull,push"
-        sep = "&" if "?" in upload.location else "?"
-        url = upload.location + sep + urlencode({"digest": digest})
-        async with await self._request(
-            "PUT", url, scope, {"Content-Length": "0"}, data=b"", retry_auth=False
-        ) as resp:
-            body = await resp.read()
-            if resp.status != 201:
-                self._raise_for(resp.status, body, upload.path, digest, push=True)
-
-    async def cancel_upload(self, upload: BlobUpload) -> None:
-        """DELETE an upload given up on (the registry would expire it anyway)."""
-        scope = f"repository:{upload.path}:pull,push"
-        try:
-            async with await self._request("DELETE", upload.location, scope) as resp:
-                await resp.read()
-        except DockyardError:
-            pass
-
-    def _absolute(self, location: str) -> str:
-        assert self.base is not None
-        return urljoin(self.base + "/", location)
-
-
-async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     data = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):
         data += chunk
@@ -565,20 +431,7 @@ async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(data)
 
 
-def _range_end(header: str | None) -> int | None:
-    """The byte count a registry's `Range: 0-N` says it holds (N+1), or None.
-
-    docker/distribution answers "0-0" for an empty upload (it cannot say
-    "nothing" otherwise), so "0-0" counts as 0 bytes."""
-    if not header:
-        return None
-    start, sep, end = header.strip().removeprefix("bytes=").partition("-")
-    if not sep or start != "0" or not end.isdigit():
-        return None
-    return int(end) + 1 if int(end) else 0
-
-
-def _describe(error: BaseException | None) -> str:
+def describe(error: BaseException | None) -> str:
     if error is None:
         return "unknown error"
     if isinstance(error, TimeoutError):
