@@ -54,6 +54,9 @@ class FakeRegistry:
     upload_failure_after: int = 0  # only PATCHes of uploads that hold this many bytes fail
     upload_status_unknown: bool = False  # GET on an upload: 404 (the registry cannot tell)
     patches: list[tuple[int, int]] = field(default_factory=list)  # (offset, bytes) kept
+    token_lifetime: int = 0  # bearer: requests a token is good for (0: no end)
+    token_generation: int = 0
+    token_uses: int = 0
 
     @property
     def host(self) -> str:
@@ -64,7 +67,14 @@ class FakeRegistry:
         if self.auth == "basic":
             return given == "Basic " + base64.b64encode(b"alice:pw").decode()
         if self.auth == "bearer":
-            return given == f"Bearer tok:repository:{path}:pull"
+            prefix = f"Bearer tok{self.token_generation or ''}:repository:{path}:"
+            if given not in (prefix + "pull", prefix + "pull,push"):
+                return False
+            self.token_uses += 1
+            if self.token_lifetime and self.token_uses >= self.token_lifetime:
+                self.token_generation += 1  # this token expires after this request
+                self.token_uses = 0
+            return True
         return True
 
     def challenge(self) -> web.Response:
@@ -89,7 +99,8 @@ class FakeRegistry:
             expected = "Basic " + base64.b64encode(b"alice:pw").decode()
             if request.headers.get("Authorization") != expected:
                 return web.json_response({"details": "bad credentials"}, status=401)
-            return web.json_response({"token": "tok:" + request.query.get("scope", "")})
+            token = f"tok{self.token_generation or ''}:" + request.query.get("scope", "")
+            return web.json_response({"token": token})
         if "uploads" in parts:
             return await self.upload(request, parts)
         kind, ref = parts[-2], parts[-1]

@@ -444,3 +444,25 @@ async def test_what_a_push_remembered_of_a_layer_goes_with_it(tmp_path):
     assert World(tmp_path).images.distribution.compressed_forms(kept) == []
     assert json.loads((tmp_path / "compressed-layers.json").read_bytes()) == {}
     assert json.loads((tmp_path / "blob-sources.json").read_bytes()) == []
+
+
+@unpacks
+@async_test
+async def test_a_token_that_expires_between_patches_is_renewed_and_the_upload_goes_on(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(image_push, "RETRY_DELAY", 0)
+    small_segments(monkeypatch)
+    w = World(tmp_path)
+    image_id = await incompressible_image(w)
+    async with FakeRegistry(auth="bearer", token_lifetime=3) as fake:
+        w.images.tag(image_id, f"{fake.host}/app", "v1")
+        out = await push(w, f"{fake.host}/app:v1", AuthConfig("alice", "pw"))
+        assert "Pushed" in out and ("app", "v1") in fake.manifests
+        assert fake.token_generation >= 1  # it did expire during the push
+        tokens = [r for r in fake.requests if r[1].startswith("/token")]
+        assert len(tokens) >= 2
+        posts = [r for r in fake.requests if r[0] == "POST" and "/uploads/" in r[1]]
+        assert len(posts) == 2  # the layer's upload went on, the config's
+        (desc,) = json.loads(fake.manifests[("app", "v1")][0])["layers"]
+        sent_once(fake, fake.blobs[desc["digest"]])

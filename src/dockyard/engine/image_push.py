@@ -100,9 +100,7 @@ async def _push_one(
         pushed = [done[layer.diff_id] for layer in layers]
         config_digest = image_id
         if not await registry.blob_exists(ref.path, config_digest):
-            await BlobUploads(registry, ref.path).upload(
-                config_digest, len(config_bytes), lambda: _once(config_bytes)
-            )
+            await BlobUploads(registry, ref.path).upload(config_digest, config_bytes)
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -273,7 +271,3 @@ class _GzipPieces:
         if self._pending is not None:
             await asyncio.gather(self._pending, return_exceptions=True)
             self._pending = None
-
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data

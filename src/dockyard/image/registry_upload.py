@@ -11,7 +11,7 @@ that cannot tell answers 404 and the blob starts over in a new upload.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlencode, urljoin
 
@@ -48,16 +48,13 @@ class BlobUploads:
         self.path = path
         self._scope = f"repository:{path}:pull,push"
 
-    async def upload(
-        self, digest: str, size: int, chunks: Callable[[], AsyncIterator[bytes]]
-    ) -> None:
-        """Monolithic upload: POST to start, then PUT the bytes with ?digest=."""
+    async def upload(self, digest: str, data: bytes) -> None:
+        """A small blob (a config) whole: POST to start, then PUT the bytes with ?digest=."""
         upload = await self.start(digest)
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        headers = {"Content-Type": "application/octet-stream"}
         async with await self.registry.request(
-            "PUT", _with_digest(upload, digest), self._scope, headers, data=chunks(),
-            retry_auth=False,
-        ) as resp:  # fmt: skip
+            "PUT", _with_digest(upload, digest), self._scope, headers, data=data
+        ) as resp:  # bytes: sent again with a new token if the last one expired
             body = await resp.read()
             if resp.status != 201:
                 self.registry.raise_for(resp.status, body, self.path, digest, push=True)
@@ -77,8 +74,8 @@ class BlobUploads:
         The body's length is not known before it is sent (a layer compressed as
         it goes), so it carries no Content-Range: it appends where the upload
         stands, which is `upload.offset` (after a break, what `status` learnt).
-        The registry's Range acknowledges the bytes; a dropped connection or a
-        5xx answer is `UploadInterrupted`.
+        The registry's Range acknowledges the bytes; a dropped connection, a
+        5xx answer or a 401 (an expired token) is `UploadInterrupted`.
         """
         sent = 0
 
@@ -102,6 +99,10 @@ class BlobUploads:
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 raise UploadInterrupted(f"{what}: {describe(e)}") from None
             if resp.status >= 500:
+                raise UploadInterrupted(f"{what}: {registry_message(resp.status, body)[1]}")
+            if resp.status == 401:
+                # A bearer token that expired between PATCHes (Docker Hub's last five
+                # minutes): the GET that asks where the upload stands gets a new one.
                 raise UploadInterrupted(f"{what}: {registry_message(resp.status, body)[1]}")
             if resp.status != 202:
                 self.registry.raise_for(resp.status, body, self.path, "", push=True)
@@ -134,9 +135,8 @@ class BlobUploads:
     async def finish(self, upload: BlobUpload, digest: str) -> None:
         """The closing PUT ?digest= of an upload whose bytes are all sent."""
         async with await self.registry.request(
-            "PUT", _with_digest(upload, digest), self._scope, {"Content-Length": "0"}, data=b"",
-            retry_auth=False,
-        ) as resp:  # fmt: skip
+            "PUT", _with_digest(upload, digest), self._scope, {"Content-Length": "0"}, data=b""
+        ) as resp:  # an empty body: sent again with a new token if the last one expired
             body = await resp.read()
             if resp.status != 201:
                 self.registry.raise_for(resp.status, body, self.path, digest, push=True)
