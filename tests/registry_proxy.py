@@ -37,6 +37,7 @@ class Break:
     held: int
     how: str  # "503", "drop" or "drop-forwarded"
     after: int = 1 << 20
+    larger_than: int = 0  # "503": only a PATCH whose body is larger than this
     done: bool = False
 
 
@@ -116,7 +117,14 @@ class RegistryProxy:
             cue = next(
                 (b for b in self.breaks if not b.done and self._held.get(uid, 0) >= b.held), None
             )
-            if cue is not None:
+            body = b""
+            if cue is not None and cue.how == "503":
+                body = await request.read()
+                if len(body) > cue.larger_than:
+                    cue.done = True
+                    self.seen.append(Seen("PATCH", request.path, "", len(body), False, 503))
+                    return web.Response(status=503, text="back end away")
+            elif cue is not None:
                 cue.done = True
                 if cue.how.startswith("drop"):
                     body = await request.content.readexactly(cue.after)
@@ -127,10 +135,10 @@ class RegistryProxy:
                     assert request.transport is not None
                     request.transport.abort()
                     return web.Response(status=499)
+            if not body:
                 body = await request.read()
-                self.seen.append(Seen("PATCH", request.path, "", len(body), False, 503))
-                return web.Response(status=503, text="back end away")
-        body = await request.read()
+        else:
+            body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         async with self._session.request(
             request.method,

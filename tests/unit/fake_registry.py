@@ -51,7 +51,9 @@ class FakeRegistry:
     # registry whose GET tells the true offset; "close-keep-garbled": kept wrong).
     upload_failure: str = ""
     upload_failures_left: int = 0
-    upload_failure_after: int = 0  # only PATCHes of uploads that hold this many bytes fail
+    # Or, one by one: the first PATCH of an upload holding at least so many bytes fails.
+    upload_failure_at: list[int] = field(default_factory=list)
+    one_patch_per_upload: bool = False  # refuse (416) a PATCH to an upload that holds bytes
     upload_status_unknown: bool = False  # GET on an upload: 404 (the registry cannot tell)
     patches: list[tuple[int, int]] = field(default_factory=list)  # (offset, bytes) kept
     token_lifetime: int = 0  # bearer: requests a token is good for (0: no end)
@@ -191,9 +193,20 @@ class FakeRegistry:
                 return web.json_response({"errors": [{"code": "BLOB_UPLOAD_UNKNOWN"}]}, status=404)
             end = held - 1 if held else 0  # docker/distribution's "0-0" for nothing yet
             return web.Response(status=204, headers={"Location": location, "Range": f"0-{end}"})
-        failing = self.upload_failures_left > 0 and held >= self.upload_failure_after
-        if request.method == "PATCH" and failing:
+        if request.method == "PATCH" and held and self.one_patch_per_upload:
+            await request.read()
+            return web.json_response(
+                {"errors": [{"code": "BLOB_UPLOAD_INVALID", "message": "one PATCH only"}]},
+                status=416,
+            )
+        failing = False
+        if request.method == "PATCH" and self.upload_failure_at:
+            if held >= self.upload_failure_at[0]:
+                failing = bool(self.upload_failure_at.pop(0) + 1)
+        elif request.method == "PATCH" and self.upload_failures_left > 0:
             self.upload_failures_left -= 1
+            failing = True
+        if failing:
             if self.upload_failure == "500":
                 await request.read()
                 return web.json_response(

@@ -35,14 +35,19 @@ from dockyard.image.layer_gzip import LayerGzip
 from dockyard.image.reference import Reference
 from dockyard.image.registry import OCI_MANIFEST, Registry, RegistryError, new_session
 from dockyard.image.registry_auth import AuthConfig
-from dockyard.image.registry_upload import BlobUpload, BlobUploads, UploadInterrupted
+from dockyard.image.registry_upload import (
+    BlobUpload,
+    BlobUploads,
+    SegmentRefused,
+    UploadInterrupted,
+)
 
 if TYPE_CHECKING:
     from dockyard.engine.images import ImageService
 
 MAX_CONCURRENT_UPLOADS = 5
 UPLOAD_ATTEMPTS = 3  # breaks in a row, without the registry taking more bytes, before giving up
-SEGMENT = 32 << 20  # gzip bytes per PATCH: what a break costs at most where a registry can resume
+SEGMENT = 32 << 20  # gzip bytes per PATCH after a break: what another break costs at most
 RETRY_DELAY = 2  # seconds, doubled after each failed attempt
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -166,20 +171,25 @@ async def _upload_layer(
     pushed layer's gzip to disk. Should the bytes ever differ, the registry
     refuses the digest at the closing PUT and the layer starts over.
 
-    The registry acknowledges the layer in segments of `SEGMENT` bytes (one
-    PATCH each): where a proxy in front of it drops a broken PATCH whole
-    (nginx's default request buffering), only that segment is sent again.
-    docker/distribution alone keeps the part of a PATCH cut midway and then
-    refuses the upload (404): there the layer starts over.
+    The first try sends the layer in one PATCH, as dockerd does, which every
+    registry takes. After a break, the layer goes in segments of `SEGMENT` bytes
+    (one PATCH each), so that a connection that broke once costs at most a
+    segment if it breaks again, where the registry can resume from the last
+    PATCH it answered: behind a proxy that drops a broken PATCH whole (nginx's
+    default request buffering), or one that says what it holds. docker/
+    distribution alone keeps the part of a PATCH cut midway and then refuses
+    the upload (404): there the layer starts over. A registry that refuses a
+    second PATCH gets the layer again in one.
     """
     upload: BlobUpload | None = None
+    segment: int | None = None  # gzip bytes per PATCH; None: all in one
     failures = 0
     resumed_at: int | None = None  # where this upload went on after its last break
     while True:
         try:
             if upload is None:
                 upload = await uploads.start()
-            blob = await _send_gzip(uploads, upload, path, ident, progress)
+            blob = await _send_gzip(uploads, upload, path, segment, ident, progress)
             await uploads.finish(upload, blob.digest)
             return blob
         except (RegistryError, InvalidParameter) as e:
@@ -195,6 +205,7 @@ async def _upload_layer(
             delay = RETRY_DELAY * failures
             progress.status(f"Retrying in {delay} seconds", ident)
             await asyncio.sleep(delay)
+            segment = None if isinstance(e, SegmentRefused) else SEGMENT
             held = None
             if upload is not None and isinstance(e, UploadInterrupted):
                 with contextlib.suppress(RegistryError):
@@ -208,10 +219,15 @@ async def _upload_layer(
 
 
 async def _send_gzip(
-    uploads: BlobUploads, upload: BlobUpload, path: str, ident: str, progress: ProgressStream
+    uploads: BlobUploads,
+    upload: BlobUpload,
+    path: str,
+    segment: int | None,
+    ident: str,
+    progress: ProgressStream,
 ) -> CompressedBlob:
     """Compress the layer tar at `path` and send what follows `upload.offset` of
-    its gzip, in PATCHes of about SEGMENT bytes, as it is compressed."""
+    its gzip as it is compressed, in PATCHes of about `segment` bytes (one if None)."""
     total = os.path.getsize(path)
     with open(path, "rb") as source:
         gz = LayerGzip(source)
@@ -222,7 +238,7 @@ async def _send_gzip(
         )
         try:
             while (first := await pieces.next()) is not None:
-                await uploads.send(upload, _segment(first, pieces))
+                await uploads.send(upload, _segment(first, pieces, segment))
         finally:
             await pieces.close()
     if gz.size < upload.offset:
@@ -232,11 +248,11 @@ async def _send_gzip(
     return CompressedBlob(gz.digest, OCI_LAYER_GZIP, gz.size)
 
 
-async def _segment(first: bytes, pieces: _GzipPieces) -> AsyncIterator[bytes]:
-    """The body of one PATCH: `first`, then pieces until SEGMENT bytes are out."""
+async def _segment(first: bytes, pieces: _GzipPieces, limit: int | None) -> AsyncIterator[bytes]:
+    """The body of one PATCH: `first`, then pieces until `limit` bytes are out."""
     sent = len(first)
     yield first
-    while sent < SEGMENT and (piece := await pieces.next()) is not None:
+    while (limit is None or sent < limit) and (piece := await pieces.next()) is not None:
         sent += len(piece)
         yield piece
 
