@@ -53,6 +53,7 @@ class FakeRegistry:
     upload_failures_left: int = 0
     # Or, one by one: the first PATCH of an upload holding at least so many bytes fails.
     upload_failure_at: list[int] = field(default_factory=list)
+    drop_after_commit: bool = False  # the closing PUT of a layer: commit, then drop, once
     one_patch_per_upload: bool = False  # refuse (416) a PATCH to an upload that holds bytes
     upload_status_unknown: bool = False  # GET on an upload: 404 (the registry cannot tell)
     patches: list[tuple[int, int]] = field(default_factory=list)  # (offset, bytes) kept
@@ -241,6 +242,10 @@ class FakeRegistry:
             )
         self.blobs[digest] = data
         self.links.add((path, digest))
+        if self.drop_after_commit and len(data) > 10_000:  # a layer, not the config
+            self.drop_after_commit = False
+            assert request.transport is not None
+            request.transport.abort()  # committed, but the answer is lost
         return web.Response(status=201, headers={"Docker-Content-Digest": digest})
 
     def add_image(self, path: str, tag: str, layers: list[bytes], gz: bool = True) -> str:

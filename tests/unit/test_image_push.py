@@ -486,3 +486,21 @@ async def test_a_token_that_expires_between_patches_is_renewed_and_the_upload_go
         (desc,) = json.loads(fake.manifests[("app", "v1")][0])["layers"]
         sent_once(fake, fake.blobs[desc["digest"]])
         assert len(fake.patches) >= 3
+
+
+@unpacks
+@async_test
+async def test_a_layer_committed_by_a_put_whose_answer_was_lost_is_not_sent_again(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(image_push, "RETRY_DELAY", 0)
+    w = World(tmp_path)
+    image_id = await incompressible_image(w)
+    async with FakeRegistry(drop_after_commit=True) as fake:
+        w.images.tag(image_id, f"{fake.host}/app", "v1")
+        out = await push(w, f"{fake.host}/app:v1")
+        assert "Pushed" in out and "Retrying in 0 seconds" not in out
+        assert not fake.drop_after_commit  # the answer was lost
+        posts = [r for r in fake.requests if r[0] == "POST" and "/uploads/" in r[1]]
+        assert len(posts) == 2 and len(fake.patches) == 1  # the layer once, the config
+        assert ("app", "v1") in fake.manifests

@@ -139,13 +139,34 @@ class BlobUploads:
             return held
 
     async def finish(self, upload: BlobUpload, digest: str) -> None:
-        """The closing PUT ?digest= of an upload whose bytes are all sent."""
-        async with await self.registry.request(
-            "PUT", _with_digest(upload, digest), self._scope, {"Content-Length": "0"}, data=b""
-        ) as resp:  # an empty body: sent again with a new token if the last one expired
-            body = await resp.read()
-            if resp.status != 201:
-                self.registry.raise_for(resp.status, body, self.path, digest, push=True)
+        """The closing PUT ?digest= of an upload whose bytes are all sent.
+
+        A PUT whose answer is lost may have committed the blob (and a PUT sent
+        again then finds no upload): the registry is asked (HEAD) before that
+        is an error."""
+        try:
+            async with await self.registry.request(
+                "PUT",
+                _with_digest(upload, digest),
+                self._scope,
+                {"Content-Length": "0"},
+                data=b"",
+            ) as resp:  # an empty body: sent again with a new token if the last one expired
+                body = await resp.read()
+                if resp.status == 201:
+                    return
+        except RegistryError:
+            if await self._holds(digest):
+                return
+            raise
+        if not await self._holds(digest):
+            self.registry.raise_for(resp.status, body, self.path, digest, push=True)
+
+    async def _holds(self, digest: str) -> bool:
+        try:
+            return await self.registry.blob_exists(self.path, digest)
+        except DockyardError:
+            return False
 
     async def cancel(self, upload: BlobUpload) -> None:
         """DELETE an upload given up on (the registry would expire it anyway)."""
