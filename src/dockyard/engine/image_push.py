@@ -176,10 +176,10 @@ async def _upload_layer(
     (one PATCH each), so that a connection that broke once costs at most a
     segment if it breaks again, where the registry can resume from the last
     PATCH it answered: behind a proxy that drops a broken PATCH whole (nginx's
-    default request buffering), or one that says what it holds. docker/
-    distribution alone keeps the part of a PATCH cut midway and then refuses
-    the upload (404): there the layer starts over. A registry that refuses a
-    second PATCH gets the layer again in one.
+    default request buffering), or where the registry says what it truly
+    holds. docker/distribution alone keeps the part of a PATCH cut midway and
+    then refuses the upload (404): there the layer starts over. A registry
+    that refuses a second PATCH gets the layer again in one.
     """
     upload: BlobUpload | None = None
     segment: int | None = None  # gzip bytes per PATCH; None: all in one
