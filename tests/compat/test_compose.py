@@ -455,7 +455,7 @@ def test_a_dockerfile_error_in_the_front_is_the_daemons_and_down_leaves_nothing(
             1,
             # refused before any output: the answer's status, printed as dockerd's
             ("Error response from daemon: " if tool == "v2" else "")
-            + "Dockerfile:7: unknown instruction: FROBNICATE",
+            + "dockerfile parse error line 7: unknown instruction: FROBNICATE",
         ),
         (
             good.replace("COPY index.html", "COPY nosuch.html"),

@@ -64,7 +64,7 @@ def test_docker_build_quiet_failure_and_stdin(daemon, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM busybox\nBOGUS x\n")
     bogus = daemon.docker("build", str(tmp_path), env={"DOCKER_BUILDKIT": "0"})
     assert bogus.returncode == 1
-    assert "Dockerfile:2: unknown instruction: BOGUS" in bogus.stderr
+    assert "dockerfile parse error line 2: unknown instruction: BOGUS" in bogus.stderr
 
 
 @pytest.mark.docker_cli

@@ -343,7 +343,11 @@ ONBUILD RUN echo triggered > /tmp/trig
 @pytest.mark.parametrize(
     ("dockerfile", "args", "message"),
     [
-        ("FROM busybox\nRUN true\nFOO bar\n", [], "Dockerfile:3: unknown instruction: FOO"),
+        (
+            "FROM busybox\nRUN true\nFOO bar\n",
+            [],
+            "dockerfile parse error line 3: unknown instruction: FOO",
+        ),
         ("FROM busybox\nRUN true\nCOPY ../x /x\n", [], "forbidden path outside the build context"),
         ("FROM busybox\nRUN true\nCOPY missing /x\n", [], "file not found in build context"),
         (
@@ -356,9 +360,29 @@ ONBUILD RUN echo triggered > /tmp/trig
             ["--target", "nope"],
             "failed to reach build target nope",
         ),
-        ("FROM busybox\nRUN <<EOF\necho\n", [], "Dockerfile:2: unterminated heredoc"),
-        ("RUN true\nFROM busybox\n", [], "Dockerfile:1: no build stage in current context"),
+        (
+            "FROM busybox\nRUN <<EOF\necho\n",
+            [],
+            "dockerfile parse error line 2: unterminated heredoc",
+        ),
+        (
+            "RUN true\nFROM busybox\n",
+            [],
+            "dockerfile parse error line 1: no build stage in current context",
+        ),
         ("FROM busybox\nRUN --mount=type=cache,target=/x true\n", [], "requires BuildKit"),
+        # missing arguments: refused as dockerd refuses them, before "Step 1"
+        (
+            "FROM busybox\nRUN true\nENV\n",
+            [],
+            "dockerfile parse error line 3: ENV requires at least one argument",
+        ),
+        (
+            "FROM busybox\nRUN true\nCOPY onlyone\n",
+            [],
+            "dockerfile parse error line 3: COPY requires at least two arguments",
+        ),
+        ("FROM busybox\nUSER\n", [], "dockerfile parse error line 2: USER requires exactly one"),
     ],
 )
 def test_bad_dockerfiles_fail_before_any_step(dockyard, tmp_path, dockerfile, args, message):
@@ -648,7 +672,7 @@ def test_an_error_before_any_output_is_the_answers_status(daemon):
         "POST", "/build", _tar({"Dockerfile": b"FROM busybox\nFROBNICATE x\n"}), ctype
     )
     assert bad.status == 400, bad.body
-    assert bad.message == "Dockerfile:2: unknown instruction: FROBNICATE"
+    assert bad.message == "dockerfile parse error line 2: unknown instruction: FROBNICATE"
     none = daemon.request("POST", "/build", _tar({"a": b"x"}), ctype)
     assert none.status == 500, none.body
     assert none.message == "Cannot locate specified Dockerfile: Dockerfile"

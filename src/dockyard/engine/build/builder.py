@@ -27,7 +27,7 @@ from dockyard.engine.build.options import PREDEFINED_ARGS, BuildOptions
 from dockyard.engine.build.profile import BuildProfile
 from dockyard.engine.build.sources import has_wildcard
 from dockyard.engine.build.stage import DEFAULT_PATH, DEFAULT_SHELL, Stage, finish, short
-from dockyard.engine.build.syntax import DockerfileError, Instruction
+from dockyard.engine.build.syntax import DockerfileError, Instruction, at_line
 from dockyard.engine.image_commit import ChildImage, container_layer, write_child_image
 from dockyard.engine.image_pull import parse_platform
 from dockyard.engine.models import HostConfig
@@ -89,8 +89,8 @@ class Builder(MetadataSteps, CopySteps):
             text, name = self.ctx.dockerfile(self.opts.dockerfile, self.kernel)
             self.filename = name
             self.ctx.drop_build_files(self.kernel, name)
-            instructions, self.escape = syntax.parse(text, name)
-            stages = self._plan(instructions, name)
+            instructions, self.escape = syntax.parse(text)
+            stages = self._plan(instructions)
         for tag in self.opts.tags:
             parse_reference(tag)  # a bad tag fails before any step
         built = False
@@ -122,7 +122,7 @@ class Builder(MetadataSteps, CopySteps):
             self._emit({"stream": final.image + "\n"})
         return final.image
 
-    def _plan(self, instructions: list[Instruction], filename: str) -> list[Stage]:
+    def _plan(self, instructions: list[Instruction]) -> list[Stage]:
         """Stages up to the target, every problem found now rather than mid-build."""
         meta: list[Instruction] = []
         stages: list[Stage] = []
@@ -134,22 +134,22 @@ class Builder(MetadataSteps, CopySteps):
                     name = args[2].lower()
                 elif len(args) != 1:
                     raise DockerfileError(
-                        f"{filename}:{inst.line}: FROM requires either one or three arguments"
+                        f"{at_line(inst.line)}: FROM requires either one or three arguments"
                     )
                 if name and any(s.name == name for s in stages):
-                    raise DockerfileError(f"{filename}:{inst.line}: duplicate stage name {name!r}")
+                    raise DockerfileError(f"{at_line(inst.line)}: duplicate stage name {name!r}")
                 stages.append(Stage(len(stages), name, inst, []))
             elif not stages:
                 if inst.cmd != "ARG":
                     raise DockerfileError(
-                        f"{filename}:{inst.line}: no build stage in current context "
+                        f"{at_line(inst.line)}: no build stage in current context "
                         f"({inst.cmd} before the first FROM)"
                     )
                 meta.append(inst)
             else:
                 stages[-1].instructions.append(inst)
         if not stages:
-            raise DockerfileError(f"{filename}: no FROM instruction")
+            raise DockerfileError("failed to parse Dockerfile: no FROM instruction")
         if self.opts.target:
             target = self.opts.target.lower()
             found = [s for s in stages if s.name == target]
@@ -170,7 +170,7 @@ class Builder(MetadataSteps, CopySteps):
                 if ref.isdigit():
                     if int(ref) >= stage.index:
                         raise DockerfileError(
-                            f"{filename}:{inst.line}: invalid from flag value {ref}: refers to "
+                            f"{at_line(inst.line)}: invalid from flag value {ref}: refers to "
                             "the current or a later build stage"
                         )
                     continue
@@ -178,14 +178,14 @@ class Builder(MetadataSteps, CopySteps):
                     continue
                 if any(s.name == ref.lower() for s in stages):
                     raise DockerfileError(
-                        f"{filename}:{inst.line}: invalid from flag value {ref}: refers to "
+                        f"{at_line(inst.line)}: invalid from flag value {ref}: refers to "
                         "the current or a later build stage"
                     )
                 try:
                     self.images.resolve(ref)
                 except NotFound:
                     raise DockerfileError(
-                        f"{filename}:{inst.line}: invalid from flag value {ref}: no build "
+                        f"{at_line(inst.line)}: invalid from flag value {ref}: no build "
                         f"stage and no image named {ref}"
                     ) from None
         self._check_sources(stages)
@@ -317,7 +317,9 @@ class Builder(MetadataSteps, CopySteps):
             plural = "s" if len(triggers) > 1 else ""
             self.out(f"# Executing {len(triggers)} build trigger{plural}\n")
             for text in triggers:
-                trigger = syntax.parse_trigger(text, f"ONBUILD:{stage.from_inst.line}")
+                line = stage.from_inst.line
+                where = f"{at_line(line)}: the base image's ONBUILD trigger {text!r}"
+                trigger = syntax.parse_trigger(text, line, where)
                 await self._dispatch(stage, trigger)
 
     async def _base_image(self, ref: str) -> str:

@@ -3,7 +3,9 @@
 The parser gives instructions with their lines, flags, JSON form and
 heredocs; this module checks what the classic builder checks before any step
 runs (known instructions, flags each takes, arguments) and reports every
-problem with the file name and line.
+problem as dockerd does: `dockerfile parse error line 7: unknown instruction: FOO`
+(dockerd names no file; a problem of the whole file is `failed to parse
+Dockerfile: ...`), a 400 before any step.
 """
 
 from __future__ import annotations
@@ -73,6 +75,16 @@ class DockerfileError(InvalidParameter):
     pass
 
 
+def at_line(line: int) -> str:
+    """dockerd's prefix of an error in a Dockerfile's instruction."""
+    return f"dockerfile parse error line {line}"
+
+
+# instruction -> dockerd's rule on its argument count, checked at parse time
+_AT_LEAST_ONE = {"ENV", "LABEL", "ARG", "EXPOSE", "VOLUME", "SHELL", "HEALTHCHECK"}
+_EXACTLY_ONE = {"WORKDIR", "USER", "MAINTAINER", "STOPSIGNAL"}
+
+
 def _escape_token(text: str) -> str:
     """The `# escape=` directive, if any, among the leading comment lines."""
     for line in text.splitlines():
@@ -84,17 +96,21 @@ def _escape_token(text: str) -> str:
     return "\\"
 
 
-def parse(text: str, filename: str = "Dockerfile") -> tuple[list[Instruction], str]:
-    """Instructions and the escape character; DockerfileError naming file and line."""
+_EMPTY = "file with no instructions"
+
+
+def parse(text: str) -> tuple[list[Instruction], str]:
+    """Instructions and the escape character; DockerfileError naming the line."""
     try:
         commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as e:
-        line = _error_line(text, str(e))
-        where = f"{filename}:{line}" if line else filename
-        raise DockerfileError(f"failed to parse {where}: {e}") from None
+        # dockerd's parser names no line for these; the line is found here
+        line = _error_line(text, str(e)) if str(e) != _EMPTY else 0
+        where = at_line(line) if line else "failed to parse Dockerfile"
+        raise DockerfileError(f"{where}: {e}") from None
     if not commands:
-        raise DockerfileError(f"failed to parse {filename}: file with no instructions")
-    out = [_instruction(c, filename) for c in commands]
+        raise DockerfileError(f"failed to parse Dockerfile: {_EMPTY}")
+    out = [_instruction(c, at_line(c.start_line)) for c in commands]
     return out, _escape_token(text)
 
 
@@ -114,12 +130,12 @@ def _error_line(text: str, message: str) -> int:
     return 0
 
 
-def _instruction(c: dockerfile.Command, filename: str) -> Instruction:
-    where = f"{filename}:{c.start_line}"
+def _instruction(c: dockerfile.Command, where: str) -> Instruction:
     cmd = c.cmd.upper()
     if cmd not in FLAGS:
         raise DockerfileError(f"{where}: unknown instruction: {c.cmd}")
     flags = _flags(cmd, c.flags, where)
+    _check_args(cmd, c, flags, where)
     sub = None
     if cmd == "ONBUILD":
         trigger = (c.sub_cmd or "").upper()
@@ -132,7 +148,7 @@ def _instruction(c: dockerfile.Command, filename: str) -> Instruction:
         if trigger not in FLAGS:
             raise DockerfileError(f"{where}: unknown instruction: {c.sub_cmd}")
         rest = re.sub(r"(?is)^\s*ONBUILD\s+", "", c.original)
-        sub = parse_trigger(rest, where)
+        sub = parse_trigger(rest, c.start_line, where)
     return Instruction(
         cmd=cmd,
         original=c.original,
@@ -145,17 +161,70 @@ def _instruction(c: dockerfile.Command, filename: str) -> Instruction:
     )
 
 
-def parse_trigger(text: str, where: str) -> Instruction:
-    """One instruction given as text (an ONBUILD trigger)."""
+def parse_trigger(text: str, line: int, where: str) -> Instruction:
+    """One instruction given as text (an ONBUILD trigger, of `line`); errors
+    prefixed with `where`."""
     try:
         commands = dockerfile.parse_string(text + "\n")
     except dockerfile.GoParseError as e:
         raise DockerfileError(f"{where}: {e}") from None
     if len(commands) != 1:
         raise DockerfileError(f"{where}: ONBUILD takes one instruction")
-    inst = _instruction(commands[0], where.rsplit(":", 1)[0])
-    inst.line = int(where.rsplit(":", 1)[1]) if where.rsplit(":", 1)[1].isdigit() else 0
+    inst = _instruction(commands[0], where)
+    inst.line = line
     return inst
+
+
+def _check_args(cmd: str, c: dockerfile.Command, flags: dict[str, str], where: str) -> None:
+    """What dockerd's instruction parser refuses before any step runs."""
+    args = c.value
+    if cmd in _AT_LEAST_ONE and not args:
+        raise DockerfileError(f"{where}: {cmd} requires at least one argument")
+    if cmd in _EXACTLY_ONE and len(args) != 1:
+        raise DockerfileError(f"{where}: {cmd} requires exactly one argument")
+    if cmd == "FROM" and len(args) not in (1, 3):
+        raise DockerfileError(f"{where}: FROM requires either one or three arguments")
+    if cmd in ("COPY", "ADD") and len(args) < 2:
+        raise DockerfileError(
+            f"{where}: {cmd} requires at least two arguments, but only one was provided. "
+            "Destination could not be determined"
+        )
+    if cmd == "SHELL" and not c.json:
+        raise DockerfileError(f"{where}: SHELL requires the arguments to be in JSON form")
+    if cmd in ("ENV", "LABEL") and any(not k for k in args[::2]):
+        raise DockerfileError(f"{where}: {cmd} names can not be blank")
+    if cmd == "ARG" and any(not a.partition("=")[0] for a in args):
+        raise DockerfileError(f"{where}: ARG names can not be blank")
+    if cmd == "HEALTHCHECK":
+        _check_healthcheck(args, flags, where)
+
+
+def _check_healthcheck(args: tuple[str, ...], flags: dict[str, str], where: str) -> None:
+    from dockyard.image.changes import _parse_duration
+
+    kind = args[0].upper()
+    if kind == "NONE":
+        if len(args) > 1 or flags:
+            raise DockerfileError(f"{where}: HEALTHCHECK NONE takes no arguments")
+        return
+    if kind != "CMD":
+        raise DockerfileError(f'{where}: Unknown type "{kind}" in HEALTHCHECK (try CMD)')
+    if len(args) < 2:
+        raise DockerfileError(f"{where}: Missing command after HEALTHCHECK CMD")
+    for flag, value in flags.items():
+        try:
+            if flag == "retries":
+                retries = int(value)
+                if retries < 1:
+                    raise InvalidParameter(f"--retries must be at least 1 (not {retries})")
+            else:
+                _parse_duration(value, flag)
+        except ValueError:
+            raise DockerfileError(
+                f'{where}: strconv.ParseInt: parsing "{value}": invalid syntax'
+            ) from None
+        except InvalidParameter as e:
+            raise DockerfileError(f"{where}: {e.message}") from None
 
 
 def _flags(cmd: str, raw: tuple[str, ...], where: str) -> dict[str, str]:
