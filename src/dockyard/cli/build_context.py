@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 import time
 
 from dockyard.dockerignore import Matcher, read_patterns
@@ -14,7 +13,7 @@ from dockyard.dockerignore import Matcher, read_patterns
 TYPE_CHECKING = False  # keeps typing out of the CLI's start-up
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from typing import IO
+    from typing import IO, Any
 
 
 def _ignore(root: str) -> Matcher:
@@ -249,6 +248,16 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
     return str(length).encode() + body
 
 
+class _NoLock:
+    """The display's lock when no ticker thread shares it."""
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 class StepDisplay:
     """The build stream as docker prints it, each step closed with its duration;
     on a terminal, a step that runs silently shows its elapsed time, ticking."""
@@ -262,10 +271,15 @@ class StepDisplay:
         self._at_line_start = True
         self._status_shown = False
         self._last_output = time.monotonic()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._lock: Any = _NoLock()
+        self._stop: Any = None
+        self._ticker: Any = None
         if terminal and not quiet:
+            # threading (and what it imports) only for the ticking display
+            import threading
+
+            self._lock = threading.Lock()
+            self._stop = threading.Event()
             self._ticker = threading.Thread(target=self._tick, name="build-ticker", daemon=True)
             self._ticker.start()
 
@@ -312,8 +326,8 @@ class StepDisplay:
             self._last_output = time.monotonic()
 
     def close(self) -> None:
-        self._stop.set()
         if self._ticker is not None:
+            self._stop.set()
             self._ticker.join(timeout=1)
         with self._lock:
             self._clear_status()

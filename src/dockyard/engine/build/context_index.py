@@ -16,6 +16,7 @@ checksum from the index is the one the unpacked files give.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import os
@@ -38,7 +39,7 @@ class TooLarge(Exception):
     """More entries than an index keeps: unpack instead."""
 
 
-@dataclass
+@dataclass(slots=True)
 class IndexEntry:
     kind: str  # file, dir, symlink, fifo
     mode: int  # permission bits as the unpacked entry has them
@@ -88,7 +89,7 @@ class ContextIndex:
 
     def _parent_dirs(self, rel: str) -> None:
         """The directories above `rel` exist (implicitly made, as mkdir would)."""
-        parent = posixpath.dirname(rel)
+        parent = rel.rpartition("/")[0]
         if not parent:
             return
         entry = self.entries.get(parent)
@@ -103,7 +104,7 @@ class ContextIndex:
 
     def _put(self, rel: str, entry: IndexEntry) -> None:
         self.entries[rel] = entry
-        parent, base = posixpath.split(rel)
+        parent, _, base = rel.rpartition("/")
         self.children.setdefault(parent, set()).add(base)
         if entry.kind == "dir":
             self.children.setdefault(rel, set())
@@ -167,7 +168,7 @@ class ContextIndex:
             if found is None or found.kind == "dir":
                 raise InvalidParameter(f"invalid build context: bad hard link {name!r} -> {link!r}")
             self._replace(rel, name)
-            self._put(rel, IndexEntry(**vars(found)))
+            self._put(rel, dataclasses.replace(found))
         elif kind == b"6":
             self._replace(rel, name)
             self._put(rel, IndexEntry("fifo", mode & ~self._umask, mtime=mtime))
@@ -192,14 +193,26 @@ class ContextIndex:
             parent, base = posixpath.split(rel)
             self.children.get(parent, set()).discard(base)
 
-    def digests(self) -> dict[str, bytes]:
-        return {self._path(rel): e.digest for rel, e in self.entries.items() if e.kind == "file"}
+    def digests(self) -> IndexDigests:
+        return IndexDigests(self)
 
     def _path(self, rel: str) -> str:
-        return os.path.join(self.root, rel) if rel else self.root
+        return f"{self.root}/{rel}" if rel else self.root
 
     def _rel(self, path: str) -> str:
         return "" if path == self.root else path[len(self.root) + 1 :]
+
+
+class IndexDigests:
+    """The files' digests by real path (what sources.checksum looks up), read from
+    the index when asked: no dict of every file made up front."""
+
+    def __init__(self, index: ContextIndex) -> None:
+        self.index = index
+
+    def get(self, path: str) -> bytes | None:
+        entry = self.index.entries.get(self.index._rel(path))
+        return entry.digest if entry is not None and entry.kind == "file" else None
 
 
 class IndexedRoot:

@@ -102,10 +102,6 @@ def _number(field: bytes) -> int:
         ) from None
 
 
-def _text(field: bytes) -> str:
-    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
 def _pax(data: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
     pos = 0
@@ -127,6 +123,23 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
+def _octal(block: bytes, start: int, end: int) -> int:
+    """A numeric header field: the plain zero-padded octal that Go's, Python's and our
+    CLI's writers emit read by int() at once; anything else (spaces, base-256) by _number."""
+    try:
+        return int(block[start : end - 1], 8)
+    except ValueError:
+        return _number(block[start:end])
+
+
+def _name_field(block: bytes, start: int, end: int) -> str:
+    nul = block.find(b"\0", start, end)
+    return block[start : nul if nul >= 0 else end].decode("utf-8", "surrogateescape")
+
+
+_ZEROS = bytes(_BLOCK)
+
+
 def members(r: Reader) -> Iterator[tuple[bytes, str, str, int, int, int]]:
     """(type flag, name, link target, size, mode, mtime) of each entry, pax and GNU
     long names applied; the consumer reads each entry's data (and padding)."""
@@ -139,13 +152,17 @@ def members(r: Reader) -> Iterator[tuple[bytes, str, str, int, int, int]]:
                 block += r.exact(_BLOCK - len(block))
             else:
                 return  # end of stream without the end blocks: accepted, as Go's reader
-        if not block.strip(b"\0"):
+        if block == _ZEROS:
             return
-        want = _number(block[148:156])
-        if sum(block[:148]) + 256 + sum(block[156:]) != want:
+        # the checksum counts its own field as blanks (8 * 32)
+        try:
+            want = int(block[148:154], 8)  # "%06o\0 " as most writers put it
+        except ValueError:
+            want = _number(block[148:156])
+        if sum(block) - sum(block[148:156]) + 256 != want:
             raise InvalidParameter("invalid build context: tar header checksum mismatch")
         kind = block[156:157]
-        size = _number(block[124:136])
+        size = _octal(block, 124, 136)
         if kind in (b"x", b"g", b"L", b"K"):
             if size > _MAX_META:
                 raise InvalidParameter("invalid build context: tar header record too large")
@@ -157,16 +174,20 @@ def members(r: Reader) -> Iterator[tuple[bytes, str, str, int, int, int]]:
             elif kind == b"K":
                 long_link = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             continue
-        name = _text(block[0:100])
-        if block[257:262] == b"ustar" and block[345:346] != b"\0":
-            name = _text(block[345:500]) + "/" + name
-        name = pax.get("path", long_name or name)
-        link = pax.get("linkpath", long_link or _text(block[157:257]))
-        if "size" in pax:
-            size = int(pax["size"])
-        mtime = int(float(pax["mtime"])) if "mtime" in pax else _number(block[136:148])
-        mode = _number(block[100:108]) & 0o7777
-        pax, long_name, long_link = {}, None, None
+        name = _name_field(block, 0, 100)
+        if block[345] and block[257:262] == b"ustar":
+            name = _name_field(block, 345, 500) + "/" + name
+        link = _name_field(block, 157, 257) if block[157] else ""
+        mode = _octal(block, 100, 108) & 0o7777
+        if pax or long_name is not None or long_link is not None:
+            name = pax.get("path", long_name or name)
+            link = pax.get("linkpath", long_link or link)
+            if "size" in pax:
+                size = int(pax["size"])
+            mtime = int(float(pax["mtime"])) if "mtime" in pax else _octal(block, 136, 148)
+            pax, long_name, long_link = {}, None, None
+        else:
+            mtime = _octal(block, 136, 148)
         yield kind, name, link, size, mode, mtime
 
 
@@ -329,6 +350,9 @@ class ContextUnpacker:
 
 def relative(name: str) -> str:
     """The entry's path inside the context ("" for the context itself)."""
+    plain = name.removeprefix("./").rstrip("/")
+    if plain and "//" not in plain and "/." not in plain and plain[0] not in "./":
+        return plain  # nothing to normalize (the common case, cheaply)
     norm = posixpath.normpath("/" + name.lstrip("/"))
     if ".." in name.split("/") and posixpath.normpath(name.lstrip("/")).startswith(".."):
         raise InvalidParameter(

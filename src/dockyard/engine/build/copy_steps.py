@@ -124,7 +124,10 @@ class CopySteps:
         dest = dest_arg if dest_arg.startswith("/") else posixpath.join(workdir, dest_arg)
         dest_is_dir = dest_arg.endswith("/") or dest_arg in (".", "..") or dest_arg.endswith("/.")
         dest = posixpath.normpath(dest)
-        own = await asyncio.to_thread(self._ownership, stage, inst)
+        if inst.flags.get("chown"):
+            own = await asyncio.to_thread(self._ownership, stage, inst)  # reads the image
+        else:
+            own = self._ownership(stage, inst)
         from_ref = inst.flags.get("from")
         if from_ref is not None:
             from_ref = self._word(stage, from_ref)
@@ -154,7 +157,17 @@ class CopySteps:
             plan_args = (srcs, heredoc_files, dest, dest_is_dir, own, what, scratch)
             try:
                 with self.profile.phase(f"{what} sources+checksum"):
-                    plan = await asyncio.to_thread(self._copy_plan, root, *plan_args)
+                    if (
+                        isinstance(root, IndexedRoot)
+                        and len(root.index.entries) <= _INLINE_ENTRIES
+                        and not heredoc_files
+                        and what == "COPY"
+                    ):
+                        # a small context's index: memory only, no file read, ~1 ms for
+                        # hundreds of files (as much as the thread hop would cost)
+                        plan = self._copy_plan(root, *plan_args)
+                    else:
+                        plan = await asyncio.to_thread(self._copy_plan, root, *plan_args)
             finally:
                 root.close()
             # From the context's index: the files are written out only if the step runs.
@@ -310,6 +323,9 @@ class CopySteps:
         else:
             plan.kind = "multi"
         return plan
+
+
+_INLINE_ENTRIES = 5000  # a bigger context's COPY plan is made in a thread
 
 
 @dataclass

@@ -19,7 +19,7 @@ import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from dockyard.errors import InvalidParameter, KernelError, NotFound
 from dockyard.kernel.interface import Kernel
@@ -162,6 +162,20 @@ class Ownership:
     mode: int | None = None  # --chmod
 
 
+def _kind(entry: Entry) -> tuple[bytes, str, int]:
+    """(tar type, link target, size) of an entry."""
+    st = entry.st
+    if stat.S_ISREG(st.st_mode):
+        return tarfile.REGTYPE, "", st.st_size
+    if stat.S_ISDIR(st.st_mode):
+        return tarfile.DIRTYPE, "", 0
+    if stat.S_ISLNK(st.st_mode):
+        return tarfile.SYMTYPE, entry.link if entry.link is not None else os.readlink(entry.path), 0
+    if stat.S_ISFIFO(st.st_mode):
+        return tarfile.FIFOTYPE, "", 0
+    raise InvalidParameter(f"cannot copy {entry.name}: a device node")
+
+
 def header(entry: Entry, own: Ownership) -> tarfile.TarInfo:
     st = entry.st
     info = tarfile.TarInfo(entry.name)
@@ -170,33 +184,32 @@ def header(entry: Entry, own: Ownership) -> tarfile.TarInfo:
     info.gid = own.gid or 0
     info.uname = info.gname = ""
     info.mtime = int(st.st_mtime)
-    if stat.S_ISDIR(st.st_mode):
-        info.type = tarfile.DIRTYPE
-    elif stat.S_ISLNK(st.st_mode):
-        info.type = tarfile.SYMTYPE
-        info.linkname = entry.link if entry.link is not None else os.readlink(entry.path)
-    elif stat.S_ISREG(st.st_mode):
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
-    elif stat.S_ISFIFO(st.st_mode):
-        info.type = tarfile.FIFOTYPE
-    else:
-        raise InvalidParameter(f"cannot copy {entry.name}: a device node")
+    info.type, info.linkname, info.size = _kind(entry)
     return info
 
 
-def checksum(entries: list[Entry], own: Ownership, known: dict[str, bytes] | None = None) -> str:
+class Digests(Protocol):
+    """Files' content digests by real path (a dict, or the context index's)."""
+
+    def get(self, path: str, /) -> bytes | None: ...
+
+
+def checksum(entries: list[Entry], own: Ownership, known: Digests | None = None) -> str:
     """Hex sha256 over what the copy produces, mtimes excepted; `known` gives
     files' content digests already taken (by real path)."""
     known = known or {}
     h = hashlib.sha256()
+    owner = f"{own.uid or 0}:{own.gid or 0}"
     for entry in entries:
-        info = header(entry, own)
+        # the fields of header(entry, own), without a TarInfo each
+        kind, link, size = _kind(entry)
+        mode = own.mode if own.mode is not None else stat.S_IMODE(entry.st.st_mode)
         h.update(
-            f"{info.name}\0{info.type!r}\0{info.mode:o}\0{info.uid}:{info.gid}\0"
-            f"{info.linkname}\0{info.size}\0".encode("utf-8", "surrogateescape")
+            f"{entry.name}\0{kind!r}\0{mode:o}\0{owner}\0{link}\0{size}\0".encode(
+                "utf-8", "surrogateescape"
+            )
         )
-        if info.type == tarfile.REGTYPE:
+        if kind == tarfile.REGTYPE:
             h.update(known.get(entry.path) or _file_digest(entry.path))
     return h.hexdigest()
 
