@@ -159,3 +159,68 @@ def test_run_scripts_as_buildkit_makes_them():
     script = heredocs.run_script(inst.args[0], inst)
     assert script.pipe_file is None
     assert script.script == "python3 <<EOF\n#!/ignored\nprint(1)\nEOF\n"
+
+
+def _members(data: bytes) -> list[tuple[bytes, str, str, int, int, int]]:
+    r = context_tar.Reader(io.BytesIO(data))
+    out = []
+    for kind, name, link, size, mode, mtime in context_tar.members(r):
+        r.exact(size + (-size % 512))
+        out.append((kind, name, link, size, mode, mtime))
+    return out
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_headers_read_the_same_whatever_writer_made_them(fmt):
+    """The fast reading of header fields gives what tarfile reads, for each format
+    (GNU long names, pax records) and for fields written the old way (space-padded
+    octal, a base-256 size, a checksum with its blank elsewhere)."""
+    body = io.BytesIO()
+    with tarfile.open(fileobj=body, mode="w", format=fmt) as tar:
+        for name, data, mode in (("a", b"x" * 700, 0o751), ("d/" + "n" * 120, b"", 0o644)):
+            if fmt == tarfile.USTAR_FORMAT and len(name) > 100:
+                name = "d/" + "n" * 90
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    data = body.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        want = [(m.name, m.size, m.mode, int(m.mtime)) for m in tar]
+    got = [(name, size, mode, mtime) for _k, name, _l, size, mode, mtime in _members(data)]
+    assert got == want
+
+
+def _old_style_header(name: bytes, size_field: bytes, mode_field: bytes) -> bytes:
+    block = bytearray(512)
+    block[0 : len(name)] = name
+    block[100:108] = mode_field
+    block[108:116] = b"     0 \0"
+    block[116:124] = b"     0 \0"
+    block[124:136] = size_field
+    block[136:148] = b" 14561674400"  # octal, space-padded, no NUL
+    block[156:157] = b"0"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%7o\0" % sum(block)  # space-padded checksum, NUL last
+    return bytes(block)
+
+
+def test_old_style_and_base256_fields_are_read():
+    data = b"x" * 5
+    spaced = _old_style_header(b"old.txt", b"          5 ", b"   644 \0")
+    base256 = _old_style_header(b"big.txt", b"\x80" + (5).to_bytes(11, "big"), b"0000755\0")
+    archive = spaced + data + bytes(507) + base256 + data + bytes(507) + bytes(1024)
+    assert _members(archive) == [
+        (b"0", "old.txt", "", 5, 0o644, 0o14561674400),
+        (b"0", "big.txt", "", 5, 0o755, 0o14561674400),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a", "a/b", "a/b/", "./a", "./a/b/", "a//b", "a/./b", "./.hidden", ".x/y", "a/.b/c",
+     "/abs/p", "a/b/..", "./", ".", "a/../b", "x/"],
+)  # fmt: skip
+def test_relative_names_as_normpath_makes_them(name):
+    import posixpath
+
+    assert context_tar.relative(name) == posixpath.normpath("/" + name.lstrip("/")).lstrip("/")

@@ -126,10 +126,12 @@ def _pax(data: bytes) -> dict[str, str]:
 def _octal(block: bytes, start: int, end: int) -> int:
     """A numeric header field: the plain zero-padded octal that Go's, Python's and our
     CLI's writers emit read by int() at once; anything else (spaces, base-256) by _number."""
-    try:
-        return int(block[start : end - 1], 8)
-    except ValueError:
-        return _number(block[start:end])
+    if block[end - 1] in (0, 32):  # the digits end before the field's last byte
+        try:
+            return int(block[start : end - 1], 8)
+        except ValueError:
+            pass
+    return _number(block[start:end])
 
 
 def _name_field(block: bytes, start: int, end: int) -> str:
@@ -155,10 +157,7 @@ def members(r: Reader) -> Iterator[tuple[bytes, str, str, int, int, int]]:
         if block == _ZEROS:
             return
         # the checksum counts its own field as blanks (8 * 32)
-        try:
-            want = int(block[148:154], 8)  # "%06o\0 " as most writers put it
-        except ValueError:
-            want = _number(block[148:156])
+        want = _octal(block, 148, 155)  # "%06o\0 " as most writers put it
         if sum(block) - sum(block[148:156]) + 256 != want:
             raise InvalidParameter("invalid build context: tar header checksum mismatch")
         kind = block[156:157]
