@@ -32,10 +32,10 @@ def test_a_terminal_shows_a_silent_steps_time_ticking():
     out = io.StringIO()
     display = StepDisplay(out, terminal=True)
     display.write("Step 1/1 : RUN sleep 2\n")
-    time.sleep(1.5)
+    time.sleep(2.2)  # ticks from 1 s of silence on, every 0.2 s
     display.write("Successfully built abc\n")
     display.close()
     text = out.getvalue()
-    assert "\r\x1b[K ... Step 1/1 1." in text  # ticking after a second of silence
+    assert "\r\x1b[K ... Step 1/1 " in text  # ticking after a second of silence
     took = re.search(r" ---> Step 1/1 took (\d+\.\d\d)s\n", text)
-    assert took is not None and float(took.group(1)) >= 1.5, text
+    assert took is not None and float(took.group(1)) >= 2.2, text
