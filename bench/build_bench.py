@@ -22,6 +22,8 @@ The engines:
   the client of dockerd's row: the daemons side by side without our CLI's start-up.
 - dky/api and dockerd/api: POST /build of the same context tar, made before the
   clock starts, over each daemon's socket: the daemons with no client at all.
+- docker/null: the docker CLI against a server of this script that only drains the
+  context and answers a canned build: the CLI's own time, the floor of dky/docker.
 - buildah: `buildah bud --layers` with its own --root/--runroot under /tmp,
   debian:bookworm pulled from the same saved archive (docker-archive:).
 
@@ -46,6 +48,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -194,6 +197,68 @@ class ApiClient(Engine):
             )
 
 
+class NullServer:
+    """A unix-socket HTTP server that answers /_ping and drains a POST /build body,
+    replying with a canned successful build: the docker CLI's own time for a build
+    (walking and sending the context), the floor under any daemon it drives."""
+
+    def __init__(self, base: Path) -> None:
+        self.path = str(base / "null.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self._serve, name="null-server", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _handle(conn: socket.socket) -> None:
+        steps = "".join(
+            json.dumps({"stream": f"Step {i}/{STEPS + 1} : X\n ---> Using cache\n"}) + "\r\n"
+            for i in range(1, STEPS + 2)
+        )
+        done = json.dumps({"stream": "Successfully built 0123456789ab\n"}) + "\r\n"
+        body = (steps + done).encode()
+        with conn, conn.makefile("rb") as f:
+            while line := f.readline():
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                if line.startswith(b"POST"):
+                    while size := int(f.readline().split(b";")[0], 16):  # chunked body
+                        f.read(size + 2)
+                    f.readline()
+                    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    conn.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DockerCLIFloor(Engine):
+    """The docker CLI against NullServer: cached builds only (nothing is built)."""
+
+    name = "docker/null"
+
+    def __init__(self, server: NullServer) -> None:
+        self.server = server
+        self.env = dict(os.environ, DOCKER_BUILDKIT="0", DOCKER_HOST=f"unix://{server.path}")
+
+    def argv(self, ctx: Path, no_cache: bool) -> list[str]:
+        return [DOCKER, "build", "-t", "build-bench-app", str(ctx)]
+
+    def close(self) -> None:
+        self.server.close()
+
+
 def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
@@ -298,6 +363,7 @@ def main() -> int:
     wanted = args.engines.split(",")
     base = Path(tempfile.mkdtemp(prefix="dky-bench-build-", dir="/tmp"))
     engines: list[Engine] = []
+    floors: list[DockerCLIFloor] = []  # timed beside the cached builds only
     try:
         archive = base / "debian.tar"
         run(["dockyard", "-H", "unix:///run/dockyard.sock", "save", "-o", str(archive), BASE])
@@ -317,6 +383,8 @@ def main() -> int:
                 elif name == "dockerd":
                     engines.append(Dockerd())
                     engines.append(ApiClient("dockerd/api", DOCKERD_HOST.removeprefix("unix://")))
+                    floor = DockerCLIFloor(NullServer(base))
+                    floors.append(floor)
                 elif name == "buildah" and shutil.which("buildah"):
                     engines.append(Buildah(base, archive))
                 else:
@@ -345,6 +413,9 @@ def main() -> int:
                 cached = e.cached_steps(out)
                 assert cached == STEPS - STEPS_FROM_COPY, f"{e.name} after a change:\n{out}"
                 times.setdefault((e.name, "changed"), []).append(t)
+            for f in floors:
+                t, _ = f.build(ctx, no_cache=False)
+                times.setdefault((f.name, "cached"), []).append(t)
             print(f"round {i + 1}/{args.n} done", file=sys.stderr)
         names = [e.name for e in engines]
         # ours against theirs with the same client: our CLI and the docker CLI against
@@ -362,6 +433,12 @@ def main() -> int:
             for a, b in pairs:
                 row += f"{median(times[(a, kind)]) / median(times[(b, kind)]):>23.2f}x"
             print(row)
+        for f in floors:
+            floor = median(times[(f.name, "cached")])
+            line = f"the docker CLI's own time for the cached build (against a server that only drains the context): {floor:.3f}s"
+            if "dockerd" in names:
+                line += f" = {floor / median(times[('dockerd', 'cached')]):.2f}x dockerd's cached build: no daemon driven by the docker CLI gets below that ratio"
+            print(line)
         if "dockyard" in names:
             print(
                 "(ratios: ours / theirs, same run, same client: dockyard = our CLI, dky/docker ="
@@ -379,7 +456,7 @@ def main() -> int:
                 for k, v in parts:
                     print(f"  {k:<48}{v:>7.3f}s")
     finally:
-        for e in engines:
+        for e in [*engines, *floors]:
             e.close()
         shutil.rmtree(base, ignore_errors=True)
     return 0
