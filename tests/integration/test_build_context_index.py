@@ -6,6 +6,7 @@ steps a build from the files would (and a changed file still misses)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -120,3 +121,29 @@ def test_the_index_reads_plain_files_only(both):
     assert indexed.resolve("src", "COPY")  # the rest is still there
     with pytest.raises(DockyardError):
         IndexedRoot(index).resolve("Dockerfile", "COPY")
+
+
+def test_a_file_outside_the_context_never_takes_a_context_files_digest(tmp_path):
+    """A COPY's heredoc or download lives beside the context, not in it: its digest is
+    its own even where the tail of its path names a file of the context."""
+    build = tmp_path / "build"
+    root = build / "context"
+    root.mkdir(parents=True)
+    body = io.BytesIO()
+    import tarfile
+
+    with tarfile.open(fileobj=body, mode="w") as tar:
+        for name, data in (("0", b"in the context"), ("Dockerfile", b"FROM scratch\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    body.seek(0)
+    index = ContextIndex(str(root), str(build / "context.tar"))
+    index.read(body)
+    digests = IndexedRoot(index).digests
+    assert digests.get(f"{index.root}/0") == hashlib.sha256(b"in the context").digest()
+    # ".../build/step-12/0": as long as the root and a "/", then "0"
+    outside = f"{index.root[: -len('context')]}step-12/0"
+    assert outside[len(index.root) + 1 :] == "0"
+    assert digests.get(outside) is None
+    assert digests.get(str(build / "context-other" / "0")) is None

@@ -211,6 +211,8 @@ class IndexDigests:
         self.index = index
 
     def get(self, path: str) -> bytes | None:
+        if not path.startswith(self.index.root + "/"):
+            return None  # not the context's (a heredoc's or a download's file)
         entry = self.index.entries.get(self.index._rel(path))
         return entry.digest if entry is not None and entry.kind == "file" else None
 
