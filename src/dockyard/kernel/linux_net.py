@@ -18,13 +18,11 @@ rule in that same chain (as dockerd's DOCKER-USER) lets our traffic through.
 from __future__ import annotations
 
 import _thread  # not threading: `dockyard-runtime run` never starts a thread
-import ctypes
 import errno
-import fcntl
 import os
-import struct
 
 from dockyard.errors import KernelError
+from dockyard.kernel import libc as _libc
 from dockyard.suppress import suppress
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings here
@@ -37,18 +35,6 @@ if TYPE_CHECKING:
 
 _NETLINK_ROUTE = 0
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-
 _CLONE_NEWNET = 0x40000000
 _MS_BIND = 4096
 _MNT_DETACH = 2
@@ -59,7 +45,7 @@ _MAIN_TABLE = 254
 
 
 def _fail(call: str, args: tuple[object, ...], code: int | None = None) -> KernelError:
-    return KernelError(call, args, code if code is not None else ctypes.get_errno() or errno.EIO)
+    return KernelError(call, args, code if code is not None else _libc.get_errno() or errno.EIO)
 
 
 class _entered:  # noqa: N801 - a context manager named for its `with` use
@@ -97,7 +83,9 @@ class _entered:  # noqa: N801 - a context manager named for its `with` use
 
 
 def _loopback_up() -> None:
-    import socket  # here: dockyard-runtime's run path never needs it
+    import fcntl  # here (and socket, struct): dockyard-runtime's run path never needs them
+    import socket
+    import struct
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         ifreq = struct.pack("16sH14x", b"lo", 0)
@@ -243,7 +231,7 @@ class LinuxNetworking:
         for key in [k for k in self._ns_index if k[0] == path]:
             del self._ns_index[key]
         if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
-            code = ctypes.get_errno()
+            code = _libc.get_errno()
             if code not in (errno.EINVAL, errno.ENOENT):
                 raise _fail("umount2", (path, "MNT_DETACH"), code)
         try:
@@ -453,6 +441,8 @@ class LinuxNetworking:
         os.close(fd)
 
     def lock_file(self, path: str) -> int:
+        import fcntl  # here: dockyard-runtime's run path never needs it
+
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -465,6 +455,8 @@ class LinuxNetworking:
         return fd
 
     def try_lock(self, fd: int) -> bool:
+        import fcntl
+
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
