@@ -15,13 +15,14 @@ on the machine hits all alike: the ratios are the result, absolute times on a
 loaded 2-core machine are inflated. Wall time from spawn to reaped, CPU from
 wait4's rusage (the runtime and the container it reaped).
 
-Then where dockyard-runtime's milliseconds go: the interpreter (`python -S -c
-pass`), the imports of the run path, and inside the process the phases of
+Then where dockyard-runtime's milliseconds go: the interpreter (`python -IS -c
+pass`), the imports of the run path (from its image), and inside the process the phases of
 `run` (timed by wrapping the lifecycle's functions in a copy of the launcher),
 the rest being the process's exit.
 
-dockyard-runtime is launched as scripts/install.sh installs it (`python -S`,
-this checkout's sources, `entry()`). runc and crun where installed; crun on a v1
+dockyard-runtime is launched as scripts/install.sh installs it (`python -IS`,
+this checkout's sources compiled, the run path's image built and loaded by
+run_image.load(), then `entry()`). runc and crun where installed; crun on a v1
 host also needs a hugetlb hierarchy:
   mkdir -p /sys/fs/cgroup/hugetlb
   mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
@@ -44,13 +45,18 @@ REPO = Path(__file__).resolve().parent.parent
 SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 
-IMPORTS = "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle"
+IMPORTS = (
+    "from dockyard.runtime.run_image import load; load(); "
+    "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle"
+)
 
 # Run inside a copy of the launcher: timestamps at the lifecycle's steps (parent side).
 TRACED = """
 import os, sys, time
 t0 = time.perf_counter_ns()
 sys.path.insert(0, {src!r})
+from dockyard.runtime.run_image import load
+load()
 from dockyard.runtime import oci_cli, oci_lifecycle as L
 from dockyard.kernel import linux as LX
 marks = [("start", t0), ("imported", time.perf_counter_ns())]
@@ -158,9 +164,12 @@ def main() -> int:
         # As scripts/install.sh does: with PYTHONDONTWRITEBYTECODE set, every run
         # would otherwise compile what it imports.
         subprocess.run([sys.executable, "-m", "compileall", "-q", SRC], capture_output=True)
+        build = f"import sys; sys.path.insert(0, {SRC!r}); from dockyard.runtime.run_image import build; build()"
+        subprocess.run([sys.executable, "-IS", "-c", build], check=True)
         write_launcher(
             launcher,
             f"import sys\nsys.path.insert(0, {SRC!r})\n"
+            "from dockyard.runtime.run_image import load\nload()\n"
             "from dockyard.runtime.oci_cli import entry\nentry()\n",
         )
         bundles = make_bundles(base, launcher)
@@ -241,8 +250,8 @@ def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -
     bare_cpu, imports_cpu = [], []
     code = f"import sys; sys.path.insert(0, {SRC!r}); {IMPORTS}"
     for rnd in range(n):
-        bare_cpu.append(spawn([sys.executable, "-S", "-c", "pass"], err)[1])
-        imports_cpu.append(spawn([sys.executable, "-S", "-c", code], err)[1])
+        bare_cpu.append(spawn([sys.executable, "-IS", "-c", "pass"], err)[1])
+        imports_cpu.append(spawn([sys.executable, "-IS", "-c", code], err)[1])
         argv = [str(traced), "--root", str(roots / "traced"), "run", "--bundle", str(bundle)]
         spawned = time.perf_counter_ns()
         _, _, status = spawn(
@@ -268,7 +277,7 @@ def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -
     print(f"  {total:6.1f} ms  in all (sum of medians)")
     interp, imports = med(bare_cpu), med(imports_cpu)
     print(
-        f"and its CPU ms: the interpreter {interp:.1f} (`python -S -c pass`), the imports "
+        f"and its CPU ms: the interpreter {interp:.1f} (`python -IS -c pass`), the imports "
         f"{imports - interp:.1f}, the container's create/start/wait/delete and the exit "
         f"{whole_cpu - imports:.1f} (whole run {whole_cpu:.1f})"
     )
