@@ -340,9 +340,11 @@ def start(root: str, container_id: str) -> S.OciContainer:
     return _start(root, S.load(root, container_id))
 
 
-def _start(root: str, c: S.OciContainer) -> S.OciContainer:
+def _start(root: str, c: S.OciContainer, *, created: bool = False) -> S.OciContainer:
+    """`created`: `run` starts what its create has just made, the init waiting on the
+    fifo (if it died since, the wait below says so): no status to derive again."""
     container_id = c.id
-    st = container_status(root, c)
+    st = "created" if created else container_status(root, c)
     if st == "stopped":
         raise Conflict("cannot start a container that has stopped")
     if st != "created":
@@ -516,7 +518,7 @@ def run(
     # rather than reading state.json back (what separate commands must do).
     c = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket)
     try:
-        _start(root, c)
+        _start(root, c, created=True)
     except BaseException:
         _delete(root, c, force=True)
         raise

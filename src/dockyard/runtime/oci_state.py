@@ -16,7 +16,7 @@ import os
 from dockyard.errors import NotFound, RuntimeFailure
 from dockyard.runtime import lightjson as json
 from dockyard.runtime.atomic_write import write_atomic
-from dockyard.runtime.record import asdict, field, record
+from dockyard.runtime.record import field, record
 from dockyard.suppress import suppress
 
 DEFAULT_ROOT = "/run/dockyard-runtime"
@@ -59,7 +59,10 @@ def fifo_path(root: str, container_id: str) -> str:
 
 def save(root: str, c: OciContainer) -> None:
     path = os.path.join(container_dir(root, c.id), STATE_FILE)
-    write_atomic(path, json.dumps(asdict(c)).encode(), durable=False)
+    # Its fields are JSON values already (config is the bundle's parsed JSON): no deep
+    # copy through record.asdict on the way to the file (~0.1 ms of every create).
+    data = {name: getattr(c, name) for name in OciContainer.__record_fields__}
+    write_atomic(path, json.dumps(data).encode(), durable=False)
 
 
 def load(root: str, container_id: str) -> OciContainer:
@@ -84,10 +87,16 @@ def list_ids(root: str) -> list[str]:
 
 def process_start_time(pid: int) -> int | None:
     """Start time of a live, non-zombie process; None if it is gone."""
+    # os.read, not open(): `run` asks this three times on its way to the exec.
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.read(fd, 4096)  # ~300 bytes: a 16-byte comm and 52 numbers
+        finally:
+            os.close(fd)
     except OSError:
+        return None
+    if b")" not in stat:
         return None
     # The command name may hold spaces and parentheses: split after the last ')'.
     fields = stat[stat.rindex(b")") + 2 :].split()
