@@ -74,17 +74,29 @@ def load(path: str = "") -> bool:
     import _frozen_importlib as bootstrap
     import _frozen_importlib_external as external
 
+    tag = sys.implementation.cache_tag
     loaded: list[str] = []
     try:
         for name, is_package, source, code in todo:
             if name in sys.modules:  # imported meanwhile by a module before it
                 continue
+            # The attributes the import system gives a module from a .py file
+            # (spec_from_file_location and _init_module_attrs, without their cost).
             loader = external.SourceFileLoader(name, source)
-            search = [os.path.dirname(source)] if is_package else None
-            spec = external.spec_from_file_location(
-                name, source, loader=loader, submodule_search_locations=search
-            )
-            module = bootstrap._init_module_attrs(spec, type(sys)(name))
+            spec = bootstrap.ModuleSpec(name, loader, origin=source, is_package=is_package)
+            spec.has_location = True
+            module = type(sys)(name)
+            module.__spec__ = spec
+            module.__loader__ = loader
+            module.__file__ = source
+            directory, base = os.path.split(source)
+            module.__cached__ = f"{directory}/__pycache__/{base[:-3]}.{tag}.pyc"
+            if is_package:
+                spec.submodule_search_locations = [directory]
+                module.__path__ = [directory]
+                module.__package__ = name
+            else:
+                module.__package__ = name.rpartition(".")[0]
             sys.modules[name] = module
             loaded.append(name)
             exec(code, module.__dict__)  # noqa: S102 - our own compiled sources
