@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
 
-_libc = libc
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[os.uname().machine]
 _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT, _SYS_MOVE_MOUNT = 430, 431, 432, 429  # same on all arches
 _FSOPEN_CLOEXEC = 1
@@ -136,7 +135,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
 
     # --- namespaces -------------------------------------------------------
     def unshare(self, flags: int) -> None:
-        _check(_libc.unshare(flags), "unshare", hex(flags))
+        _check(libc.unshare(flags), "unshare", hex(flags))
 
     def setns(self, path: str, nstype: int) -> None:
         try:
@@ -144,26 +143,26 @@ class LinuxKernel(LinuxNetworking, Kernel):
         except OSError as exc:
             raise _oserror("open", (path,), exc) from None
         try:
-            _check(_libc.setns(fd, nstype), "setns", path, hex(nstype))
+            _check(libc.setns(fd, nstype), "setns", path, hex(nstype))
         finally:
             os.close(fd)
 
     def sethostname(self, name: str) -> None:
         raw = name.encode()
-        _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+        _check(libc.sethostname(raw, len(raw)), "sethostname", name)
 
     def setdomainname(self, name: str) -> None:
         raw = name.encode()
-        _check(_libc.setdomainname(raw, len(raw)), "setdomainname", name)
+        _check(libc.setdomainname(raw, len(raw)), "setdomainname", name)
 
     def bring_loopback_up(self) -> None:
         s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
         try:
             ifreq = libc.buffer(_ifreq_flags(b"lo", 0))
-            _check(_libc.ioctl(s.fileno(), _SIOCGIFFLAGS, ifreq), "ioctl", "lo", "SIOCGIFFLAGS")
+            _check(libc.ioctl(s.fileno(), _SIOCGIFFLAGS, ifreq), "ioctl", "lo", "SIOCGIFFLAGS")
             flags = int.from_bytes(ifreq.raw[16:18], sys.byteorder) | _IFF_UP
             up = _ifreq_flags(b"lo", flags)
-            _check(_libc.ioctl(s.fileno(), _SIOCSIFFLAGS, up), "ioctl", "lo", "SIOCSIFFLAGS")
+            _check(libc.ioctl(s.fileno(), _SIOCSIFFLAGS, up), "ioctl", "lo", "SIOCSIFFLAGS")
         finally:
             s.close()
 
@@ -209,29 +208,29 @@ class LinuxKernel(LinuxNetworking, Kernel):
     def mount(
         self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
     ) -> None:
-        ret = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
+        ret = libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
         _check(ret, "mount", source, target, fstype, hex(flags), data)
 
     def mount_overlay(self, target: str, lowerdirs: list[str], upperdir: str, workdir: str) -> None:
-        fs = _check(_libc.syscall(_SYS_FSOPEN, b"overlay", _FSOPEN_CLOEXEC), "fsopen", "overlay")
+        fs = _check(libc.syscall(_SYS_FSOPEN, b"overlay", _FSOPEN_CLOEXEC), "fsopen", "overlay")
         try:
             options = [("lowerdir+", d) for d in lowerdirs] + [
                 ("upperdir", upperdir),
                 ("workdir", workdir),
             ]
             for key, value in options:
-                ret = _libc.syscall(
+                ret = libc.syscall(
                     _SYS_FSCONFIG, fs, _FSCONFIG_SET_STRING, key.encode(), _b(value), 0
                 )
                 _check(ret, "fsconfig", key, value)
             _check(
-                _libc.syscall(_SYS_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0),
+                libc.syscall(_SYS_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0),
                 "fsconfig",
                 "create",
             )
-            mnt = _check(_libc.syscall(_SYS_FSMOUNT, fs, _FSMOUNT_CLOEXEC, 0), "fsmount", "overlay")
+            mnt = _check(libc.syscall(_SYS_FSMOUNT, fs, _FSMOUNT_CLOEXEC, 0), "fsmount", "overlay")
             try:
-                ret = _libc.syscall(
+                ret = libc.syscall(
                     _SYS_MOVE_MOUNT, mnt, b"", AT_FDCWD, _b(target), _MOVE_MOUNT_F_EMPTY_PATH
                 )
                 _check(ret, "move_mount", target)
@@ -241,13 +240,13 @@ class LinuxKernel(LinuxNetworking, Kernel):
             os.close(fs)
 
     def umount2(self, target: str, flags: int) -> None:
-        _check(_libc.umount2(_b(target), flags), "umount2", target, flags)
+        _check(libc.umount2(_b(target), flags), "umount2", target, flags)
 
     def mount_at(
         self, source: str | None, target_fd: int, fstype: str | None, flags: int, data: str | None
     ) -> None:
         target = f"/proc/self/fd/{target_fd}".encode()
-        ret = _libc.mount(_b(source), target, _b(fstype), flags, _b(data))
+        ret = libc.mount(_b(source), target, _b(fstype), flags, _b(data))
         _check(ret, "mount", source, f"fd {target_fd}", fstype, hex(flags), data)
 
     def bind_mount_at(
@@ -255,7 +254,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
     ) -> None:
         flags = _OPEN_TREE_CLONE | os.O_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
         tree = _check(
-            _libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(source), flags), "open_tree", source
+            libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(source), flags), "open_tree", source
         )
         try:
             if attrs:  # the top mount only, as a bind remount does ("rro" is not asked for)
@@ -263,7 +262,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
             if propagation:  # "rprivate": MS_REC is AT_RECURSIVE to mount_setattr
                 scope = _AT_RECURSIVE if propagation & MS_REC else 0
                 self._mount_setattr(tree, scope, 0, propagation & ~MS_REC)
-            ret = _libc.syscall(
+            ret = libc.syscall(
                 _SYS_MOVE_MOUNT,
                 tree,
                 b"",
@@ -282,21 +281,21 @@ class LinuxKernel(LinuxNetworking, Kernel):
         except OSError as exc:
             raise _oserror("open", (mnt_ns,), exc) from None
         try:
-            _check(_libc.setns(there, CLONE_NEWNS), "setns", mnt_ns, hex(CLONE_NEWNS))
+            _check(libc.setns(there, CLONE_NEWNS), "setns", mnt_ns, hex(CLONE_NEWNS))
             try:
                 flags = _OPEN_TREE_CLONE | os.O_CLOEXEC
                 return _check(
-                    _libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(path), flags), "open_tree", path
+                    libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(path), flags), "open_tree", path
                 )
             finally:
                 # Back home whatever happened: nothing else may run in their namespace.
-                _check(_libc.setns(home, CLONE_NEWNS), "setns", "/proc/self/ns/mnt")
+                _check(libc.setns(home, CLONE_NEWNS), "setns", "/proc/self/ns/mnt")
         finally:
             os.close(there)
             os.close(home)
 
     def move_mount_fd(self, tree_fd: int, target_fd: int) -> None:
-        ret = _libc.syscall(
+        ret = libc.syscall(
             _SYS_MOVE_MOUNT,
             tree_fd,
             b"",
@@ -308,14 +307,14 @@ class LinuxKernel(LinuxNetworking, Kernel):
 
     def _mount_setattr(self, fd: int, flags: int, attr_set: int, propagation: int) -> None:
         attr = _mount_attr(attr_set, propagation)
-        ret = _libc.syscall(_SYS_MOUNT_SETATTR, fd, b"", _AT_EMPTY_PATH | flags, attr, len(attr))
+        ret = libc.syscall(_SYS_MOUNT_SETATTR, fd, b"", _AT_EMPTY_PATH | flags, attr, len(attr))
         _check(ret, "mount_setattr", hex(attr_set), hex(propagation))
 
     def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
         how = _open_how(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
         raw = _b(path)
         for _ in range(_OPENAT2_RETRIES):
-            fd = _libc.syscall(_SYS_OPENAT2, root_fd, raw, how, len(how))
+            fd = libc.syscall(_SYS_OPENAT2, root_fd, raw, how, len(how))
             if fd >= 0:
                 return fd
             err = libc.get_errno()
@@ -385,7 +384,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
             raise _oserror(call, (target, name), exc) from None
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
-        ret = _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
+        ret = libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
         _check(ret, "pivot_root", new_root, put_old)
 
     def create_file(self, path: str, mode: int = 0o644) -> None:
@@ -451,7 +450,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
     def _capget_permitted(self) -> list[str]:
         header = libc.buffer(_CAP_HEADER)
         data = libc.buffer(_CAP_DATA_SIZE)
-        _check(_libc.syscall(_SYS_CAPGET, header, data), "capget")
+        _check(libc.syscall(_SYS_CAPGET, header, data), "capget")
         raw = data.raw
         mask = libc.u32(raw, 4) | (libc.u32(raw, 16) << 32)
         return [name for name, bit in CAPABILITIES.items() if mask & (1 << bit)]
@@ -460,25 +459,25 @@ class LinuxKernel(LinuxNetworking, Kernel):
         kept = _cap_mask(keep)
         for cap in range(self.cap_last() + 1):
             if not kept & (1 << cap):
-                _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl", "PR_CAPBSET_DROP", cap)
+                _check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl", "PR_CAPBSET_DROP", cap)
 
     def capset(self, effective: list[str], permitted: list[str], inheritable: list[str]) -> None:
         masks = [_cap_mask(names) for names in (effective, permitted, inheritable)]
         data = b"".join(libc.cbytes(m & 0xFFFFFFFF, 4) for m in masks) + b"".join(
             libc.cbytes(m >> 32, 4) for m in masks
         )
-        ret = _libc.syscall(_SYS_CAPSET, libc.buffer(_CAP_HEADER), data)
+        ret = libc.syscall(_SYS_CAPSET, libc.buffer(_CAP_HEADER), data)
         _check(ret, "capset", len(effective), len(permitted), len(inheritable))
 
     def clear_ambient_caps(self) -> None:
-        ret = _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        ret = libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
         _check(ret, "prctl", "PR_CAP_AMBIENT_CLEAR_ALL")
 
     def set_keepcaps(self, keep: bool) -> None:
-        _check(_libc.prctl(_PR_SET_KEEPCAPS, int(keep), 0, 0, 0), "prctl", "PR_SET_KEEPCAPS")
+        _check(libc.prctl(_PR_SET_KEEPCAPS, int(keep), 0, 0, 0), "prctl", "PR_SET_KEEPCAPS")
 
     def set_no_new_privs(self) -> None:
-        _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl", "PR_SET_NO_NEW_PRIVS")
+        _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl", "PR_SET_NO_NEW_PRIVS")
 
     def set_seccomp_filter(self, program: bytes) -> None:
         count = len(program) // 8
@@ -487,14 +486,14 @@ class LinuxKernel(LinuxNetworking, Kernel):
         fprog = libc.buffer(
             libc.cbytes(count, 2) + bytes(6) + libc.cbytes(libc.addressof(filters), 8)
         )
-        ret = _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, libc.addressof(fprog), 0, 0)
+        ret = libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, libc.addressof(fprog), 0, 0)
         _check(ret, "prctl", "PR_SET_SECCOMP", f"{count} instructions")
 
     def set_pdeathsig(self, signum: int) -> None:
-        _check(_libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG")
+        _check(libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG")
 
     def set_child_subreaper(self) -> None:
-        _check(_libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl", "PR_SET_CHILD_SUBREAPER")
+        _check(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl", "PR_SET_CHILD_SUBREAPER")
 
     # --- cgroups ---------------------------------------------------------------
     def _cg(self, controller: str, path: str, name: str = "") -> str:
@@ -579,7 +578,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
             + libc.cbytes(len(log), 4)
             + libc.cbytes(libc.addressof(log), 8)
         ).ljust(_BPF_ATTR_SIZE, b"\0")
-        prog = _libc.syscall(_SYS_BPF, _BPF_PROG_LOAD, attr, _BPF_ATTR_SIZE)
+        prog = libc.syscall(_SYS_BPF, _BPF_PROG_LOAD, attr, _BPF_ATTR_SIZE)
         if prog < 0:
             err = libc.get_errno()
             text = log.raw.split(b"\0", 1)[0]
@@ -595,7 +594,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
             attach = b"".join(
                 libc.cbytes(v, 4) for v in (cg, prog, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI)
             ).ljust(_BPF_ATTR_SIZE, b"\0")
-            ret = _libc.syscall(_SYS_BPF, _BPF_PROG_ATTACH, attach, _BPF_ATTR_SIZE)
+            ret = libc.syscall(_SYS_BPF, _BPF_PROG_ATTACH, attach, _BPF_ATTR_SIZE)
             _check(ret, "bpf", "BPF_PROG_ATTACH", target)
         finally:
             # The attachment holds the program: neither fd is needed past this.
@@ -663,7 +662,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
 
         if soft >= 1 << 64 or hard >= 1 << 64:
             raise KernelError("setrlimit", (name, soft, hard), errno.EINVAL)
-        ret = _libc.setrlimit(kind, lim(soft) + lim(hard))
+        ret = libc.setrlimit(kind, lim(soft) + lim(hard))
         _check(ret, "setrlimit", name, soft, hard)
 
     def write_sysctl(self, name: str, value: str) -> None:
@@ -698,7 +697,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
             raise _oserror("dup2", (fd, fd2), exc) from None
 
     def mark_cloexec_from(self, first: int) -> None:
-        ret = _libc.syscall(_SYS_CLOSE_RANGE, first, libc.uint(0xFFFFFFFF), _CLOSE_RANGE_CLOEXEC)
+        ret = libc.syscall(_SYS_CLOSE_RANGE, first, libc.uint(0xFFFFFFFF), _CLOSE_RANGE_CLOEXEC)
         if ret == 0:
             return
         if libc.get_errno() not in (errno.ENOSYS, errno.EINVAL):
@@ -719,23 +718,23 @@ class LinuxKernel(LinuxNetworking, Kernel):
         except OSError as exc:
             raise _oserror("open", (ptmx,), exc) from None
         try:
-            _check(_libc.ioctl(master, _TIOCSPTLCK, libc.buffer(4)), "ioctl", ptmx, "TIOCSPTLCK")
+            _check(libc.ioctl(master, _TIOCSPTLCK, libc.buffer(4)), "ioctl", ptmx, "TIOCSPTLCK")
             number = libc.buffer(4)
-            _check(_libc.ioctl(master, _TIOCGPTN, number), "ioctl", ptmx, "TIOCGPTN")
+            _check(libc.ioctl(master, _TIOCGPTN, number), "ioctl", ptmx, "TIOCGPTN")
             # TIOCGPTPEER opens the slave through the master: no path lookup to race with.
             flags = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
-            slave = _check(_libc.ioctl(master, _TIOCGPTPEER, flags), "ioctl", ptmx, "TIOCGPTPEER")
+            slave = _check(libc.ioctl(master, _TIOCGPTPEER, flags), "ioctl", ptmx, "TIOCGPTPEER")
         except KernelError:
             os.close(master)
             raise
         return master, slave, f"{os.path.dirname(ptmx)}/{libc.u32(number.raw)}"
 
     def set_controlling_tty(self, fd: int) -> None:
-        _check(_libc.ioctl(fd, _TIOCSCTTY, 0), "ioctl", fd, "TIOCSCTTY")
+        _check(libc.ioctl(fd, _TIOCSCTTY, 0), "ioctl", fd, "TIOCSCTTY")
 
     def set_winsize(self, fd: int, rows: int, cols: int) -> None:
         # struct winsize {unsigned short ws_row, ws_col, ws_xpixel, ws_ypixel}
         if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
             raise KernelError("ioctl", (fd, "TIOCSWINSZ", rows, cols), errno.EINVAL)
         size = libc.cbytes(rows, 2) + libc.cbytes(cols, 2) + bytes(4)
-        _check(_libc.ioctl(fd, _TIOCSWINSZ, size), "ioctl", fd, "TIOCSWINSZ", rows, cols)
+        _check(libc.ioctl(fd, _TIOCSWINSZ, size), "ioctl", fd, "TIOCSWINSZ", rows, cols)

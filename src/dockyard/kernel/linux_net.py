@@ -22,7 +22,7 @@ import errno
 import os
 
 from dockyard.errors import KernelError
-from dockyard.kernel import libc as _libc
+from dockyard.kernel import libc
 from dockyard.suppress import suppress
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings here
@@ -45,7 +45,7 @@ _MAIN_TABLE = 254
 
 
 def _fail(call: str, args: tuple[object, ...], code: int | None = None) -> KernelError:
-    return KernelError(call, args, code if code is not None else _libc.get_errno() or errno.EIO)
+    return KernelError(call, args, code if code is not None else libc.get_errno() or errno.EIO)
 
 
 class _entered:  # noqa: N801 - a context manager named for its `with` use
@@ -64,7 +64,7 @@ class _entered:  # noqa: N801 - a context manager named for its `with` use
             except OSError as exc:
                 raise _fail("open", (self.path,), exc.errno) from None
             try:
-                if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
                     raise _fail("setns", (self.path, "CLONE_NEWNET"))
             finally:
                 os.close(fd)
@@ -76,7 +76,7 @@ class _entered:  # noqa: N801 - a context manager named for its `with` use
         try:
             # A daemon thread left in a container's namespace would be a silent
             # disaster: better to die loudly.
-            if _libc.setns(self.home, _CLONE_NEWNET) != 0:
+            if libc.setns(self.home, _CLONE_NEWNET) != 0:
                 os.abort()
         finally:
             os.close(self.home)
@@ -198,23 +198,23 @@ class LinuxNetworking:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         sock = None
         try:
-            if _libc.unshare(_CLONE_NEWNET) != 0:
+            if libc.unshare(_CLONE_NEWNET) != 0:
                 raise _fail("unshare", ("CLONE_NEWNET",))
             try:
                 _loopback_up()
                 src = b"/proc/thread-self/ns/net"
-                if _libc.mount(src, os.fsencode(path), None, _MS_BIND, None) != 0:
+                if libc.mount(src, os.fsencode(path), None, _MS_BIND, None) != 0:
                     raise _fail("mount", (src.decode(), path, "MS_BIND"))
                 # Its netlink socket now, while we are inside: no setns later.
                 sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
             finally:
-                if _libc.setns(home, _CLONE_NEWNET) != 0:
+                if libc.setns(home, _CLONE_NEWNET) != 0:
                     os.abort()
             self._ns_nl[path] = IPRoute(use_socket=sock)
         except BaseException:
             if sock is not None:
                 sock.close()
-            _libc.umount2(os.fsencode(path), _MNT_DETACH)
+            libc.umount2(os.fsencode(path), _MNT_DETACH)
             with suppress(OSError):
                 os.unlink(path)
             raise
@@ -230,8 +230,8 @@ class LinuxNetworking:
             ipr.close()
         for key in [k for k in self._ns_index if k[0] == path]:
             del self._ns_index[key]
-        if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
-            code = _libc.get_errno()
+        if libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
+            code = libc.get_errno()
             if code not in (errno.EINVAL, errno.ENOENT):
                 raise _fail("umount2", (path, "MNT_DETACH"), code)
         try:
