@@ -481,6 +481,8 @@ class LinuxKernel(LinuxNetworking, Kernel):
 
     def set_seccomp_filter(self, program: bytes) -> None:
         count = len(program) // 8
+        if not 0 < count <= 0xFFFF:  # sock_fprog.len is an unsigned short
+            raise KernelError("prctl", ("PR_SET_SECCOMP", f"{count} instructions"), errno.EINVAL)
         filters = libc.buffer(program)
         # struct sock_fprog {unsigned short len; (padding) struct sock_filter *filter}
         fprog = libc.buffer(
