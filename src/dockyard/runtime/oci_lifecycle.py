@@ -117,6 +117,7 @@ def create(
     controllers: list[str] = []
     pid = 0
     console = None
+    staged = ""
     try:
         fifo = S.fifo_path(root, container_id)
         os.mkfifo(fifo, 0o622)
@@ -146,15 +147,19 @@ def create(
         theirs.close()
         os.close(fifo_fd)
         container.pid = pid
+        # While the init builds the container (this process would only wait): its
+        # start time, which it has from the fork on, and state.json's bytes under a
+        # temporary name. Once the init is ready, a rename makes the container seen.
+        container.pid_start = S.process_start_time(pid) or 0
+        staged = S.stage(root, container)
         try:
             _serve_init(ours, container, console)
         finally:
             ours.close()
-        start_time = S.process_start_time(pid)
-        if start_time is None:
+        if not container.pid_start or S.process_start_time(pid) != container.pid_start:
             raise RuntimeFailure("container init exited during create")
-        container.pid_start = start_time
-        S.save(root, container)
+        os.rename(staged, os.path.join(S.container_dir(root, container_id), S.STATE_FILE))
+        staged = ""
         if pid_file:
             write_pid_file(pid_file, pid)
         return container
@@ -166,6 +171,9 @@ def create(
                 kernel.waitpid(pid, 0)
         with suppress(KernelError):
             remove_cgroups(kernel, cfg, controllers)
+        if staged:
+            with suppress(FileNotFoundError):
+                os.unlink(staged)
         S.remove_dir(root, container_id)
         raise
     finally:

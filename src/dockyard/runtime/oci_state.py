@@ -1,6 +1,7 @@
 """dockyard-runtime's record of a container, under --root as runc keeps its own.
 
-    <root>/<id>/state.json   written once `create` has the init waiting
+    <root>/<id>/state.json   in place once `create` has the init waiting (its bytes
+                             staged beside it while the init builds the container)
     <root>/<id>/exec.fifo    present while the container is "created": the init
                              blocks opening it for writing until `start` reads it
 
@@ -15,7 +16,7 @@ import os
 
 from dockyard.errors import NotFound, RuntimeFailure
 from dockyard.runtime import lightjson as json
-from dockyard.runtime.atomic_write import write_atomic
+from dockyard.runtime.atomic_write import stage_atomic
 from dockyard.runtime.record import field, record
 from dockyard.suppress import suppress
 
@@ -57,12 +58,14 @@ def fifo_path(root: str, container_id: str) -> str:
     return os.path.join(container_dir(root, container_id), FIFO_NAME)
 
 
-def save(root: str, c: OciContainer) -> None:
+def stage(root: str, c: OciContainer) -> str:
+    """state.json's bytes in a temporary file beside it (its name returned): `create`
+    writes them while the init builds the container, and renames once it is ready."""
     path = os.path.join(container_dir(root, c.id), STATE_FILE)
     # Its fields are JSON values already (config is the bundle's parsed JSON): no deep
     # copy through record.asdict on the way to the file (~0.1 ms of every create).
     data = {name: getattr(c, name) for name in OciContainer.__record_fields__}
-    write_atomic(path, json.dumps(data).encode(), durable=False)
+    return stage_atomic(path, json.dumps(data).encode(), durable=False)
 
 
 def load(root: str, container_id: str) -> OciContainer:
