@@ -136,6 +136,7 @@ def create(
             controllers=controllers,
             cgroup_path=cfg.cgroup_path,
         )
+        config_json = json.dumps(config)  # for state.json (see S.stage), before the fork
         ours, theirs = fdpass.seqpacket_pair()
         kernel.unshare(K.CLONE_NEWPID)
         pid = kernel.fork()
@@ -151,7 +152,7 @@ def create(
         # start time, which it has from the fork on, and state.json's bytes under a
         # temporary name. Once the init is ready, a rename makes the container seen.
         container.pid_start = S.process_start_time(pid) or 0
-        staged = S.stage(root, container)
+        staged = S.stage(root, container, config_json)
         try:
             _serve_init(ours, container, console)
         finally:
