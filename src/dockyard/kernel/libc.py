@@ -23,7 +23,7 @@ from _ctypes import (
     get_errno,
 )
 
-__all__ = ["addressof", "buffer", "cbytes", "get_errno", "u32", "u64", "uint"]
+__all__ = ["buffer", "cbytes", "get_errno", "pointer", "u32", "u64", "uint"]
 
 _RTLD_NOW = 2
 
@@ -89,14 +89,17 @@ syscall = _function("syscall", restype=c_long)
 _ORDER = sys.byteorder
 
 
-def buffer(init: bytes | int) -> c_char:
-    """Writable memory for the kernel (ctypes.create_string_buffer): `init`'s bytes,
-    or that many zero bytes. Its `.raw` is what is in it now; pass it as is."""
-    size = init if isinstance(init, int) else len(init)
-    buf = (c_char * size)()
-    if not isinstance(init, int):
-        buf.raw = init
-    return buf
+def buffer(init: bytes | int) -> bytearray:
+    """Writable memory for the kernel: `init`'s bytes, or that many zero bytes. Pass
+    pointer(buf); keep `buf` referenced, and its size as is, until the call returns.
+    A bytearray rather than a ctypes array: each new array length is a new ctypes
+    type, ~10 us to make, in the forked init where every such cost is start time."""
+    return bytearray(init)
+
+
+def pointer(buf: bytearray) -> c_ulong:
+    """The address of a buffer's memory, as an argument."""
+    return c_ulong(addressof(c_char.from_buffer(buf)))
 
 
 def cbytes(value: int, size: int) -> bytes:

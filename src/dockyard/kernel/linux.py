@@ -159,10 +159,12 @@ class LinuxKernel(LinuxNetworking, Kernel):
         s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
         try:
             ifreq = libc.buffer(_ifreq_flags(b"lo", 0))
-            _check(libc.ioctl(s.fileno(), _SIOCGIFFLAGS, ifreq), "ioctl", "lo", "SIOCGIFFLAGS")
-            flags = int.from_bytes(ifreq.raw[16:18], sys.byteorder) | _IFF_UP
-            up = _ifreq_flags(b"lo", flags)
-            _check(libc.ioctl(s.fileno(), _SIOCSIFFLAGS, up), "ioctl", "lo", "SIOCSIFFLAGS")
+            ret = libc.ioctl(s.fileno(), _SIOCGIFFLAGS, libc.pointer(ifreq))
+            _check(ret, "ioctl", "lo", "SIOCGIFFLAGS")
+            flags = int.from_bytes(ifreq[16:18], sys.byteorder) | _IFF_UP
+            up = libc.buffer(_ifreq_flags(b"lo", flags))
+            ret = libc.ioctl(s.fileno(), _SIOCSIFFLAGS, libc.pointer(up))
+            _check(ret, "ioctl", "lo", "SIOCSIFFLAGS")
         finally:
             s.close()
 
@@ -450,9 +452,8 @@ class LinuxKernel(LinuxNetworking, Kernel):
     def _capget_permitted(self) -> list[str]:
         header = libc.buffer(_CAP_HEADER)
         data = libc.buffer(_CAP_DATA_SIZE)
-        _check(libc.syscall(_SYS_CAPGET, header, data), "capget")
-        raw = data.raw
-        mask = libc.u32(raw, 4) | (libc.u32(raw, 16) << 32)
+        _check(libc.syscall(_SYS_CAPGET, libc.pointer(header), libc.pointer(data)), "capget")
+        mask = libc.u32(data, 4) | (libc.u32(data, 16) << 32)
         return [name for name, bit in CAPABILITIES.items() if mask & (1 << bit)]
 
     def drop_bounding_caps(self, keep: list[str]) -> None:
@@ -466,7 +467,8 @@ class LinuxKernel(LinuxNetworking, Kernel):
         data = b"".join(libc.cbytes(m & 0xFFFFFFFF, 4) for m in masks) + b"".join(
             libc.cbytes(m >> 32, 4) for m in masks
         )
-        ret = libc.syscall(_SYS_CAPSET, libc.buffer(_CAP_HEADER), data)
+        header = libc.buffer(_CAP_HEADER)  # capset may write its version back
+        ret = libc.syscall(_SYS_CAPSET, libc.pointer(header), data)
         _check(ret, "capset", len(effective), len(permitted), len(inheritable))
 
     def clear_ambient_caps(self) -> None:
@@ -486,9 +488,9 @@ class LinuxKernel(LinuxNetworking, Kernel):
         filters = libc.buffer(program)
         # struct sock_fprog {unsigned short len; (padding) struct sock_filter *filter}
         fprog = libc.buffer(
-            libc.cbytes(count, 2) + bytes(6) + libc.cbytes(libc.addressof(filters), 8)
+            libc.cbytes(count, 2) + bytes(6) + libc.cbytes(libc.pointer(filters).value, 8)
         )
-        ret = libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, libc.addressof(fprog), 0, 0)
+        ret = libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, libc.pointer(fprog), 0, 0)
         _check(ret, "prctl", "PR_SET_SECCOMP", f"{count} instructions")
 
     def set_pdeathsig(self, signum: int) -> None:
@@ -574,16 +576,17 @@ class LinuxKernel(LinuxNetworking, Kernel):
         attr = (
             libc.cbytes(_BPF_PROG_TYPE_CGROUP_DEVICE, 4)
             + libc.cbytes(len(program) // 8, 4)
-            + libc.cbytes(libc.addressof(insns), 8)
-            + libc.cbytes(libc.addressof(license_), 8)
+            + libc.cbytes(libc.pointer(insns).value, 8)
+            + libc.cbytes(libc.pointer(license_).value, 8)
             + libc.cbytes(1, 4)  # log_level: the verifier says why it refuses
             + libc.cbytes(len(log), 4)
-            + libc.cbytes(libc.addressof(log), 8)
+            + libc.cbytes(libc.pointer(log).value, 8)
         ).ljust(_BPF_ATTR_SIZE, b"\0")
-        prog = libc.syscall(_SYS_BPF, _BPF_PROG_LOAD, attr, _BPF_ATTR_SIZE)
+        attr_buf = libc.buffer(attr)  # the kernel writes log_true_size back (Linux 6.4+)
+        prog = libc.syscall(_SYS_BPF, _BPF_PROG_LOAD, libc.pointer(attr_buf), _BPF_ATTR_SIZE)
         if prog < 0:
             err = libc.get_errno()
-            text = log.raw.split(b"\0", 1)[0]
+            text = bytes(log).split(b"\0", 1)[0]
             detail = text.decode(errors="replace").strip().splitlines()[-1:] or [""]
             raise KernelError("bpf", ("BPF_PROG_LOAD", "cgroup device", detail[0]), err)
         try:
@@ -720,16 +723,18 @@ class LinuxKernel(LinuxNetworking, Kernel):
         except OSError as exc:
             raise _oserror("open", (ptmx,), exc) from None
         try:
-            _check(libc.ioctl(master, _TIOCSPTLCK, libc.buffer(4)), "ioctl", ptmx, "TIOCSPTLCK")
+            unlock = libc.buffer(4)  # int 0
+            ret = libc.ioctl(master, _TIOCSPTLCK, libc.pointer(unlock))
+            _check(ret, "ioctl", ptmx, "TIOCSPTLCK")
             number = libc.buffer(4)
-            _check(libc.ioctl(master, _TIOCGPTN, number), "ioctl", ptmx, "TIOCGPTN")
+            _check(libc.ioctl(master, _TIOCGPTN, libc.pointer(number)), "ioctl", ptmx, "TIOCGPTN")
             # TIOCGPTPEER opens the slave through the master: no path lookup to race with.
             flags = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
             slave = _check(libc.ioctl(master, _TIOCGPTPEER, flags), "ioctl", ptmx, "TIOCGPTPEER")
         except KernelError:
             os.close(master)
             raise
-        return master, slave, f"{os.path.dirname(ptmx)}/{libc.u32(number.raw)}"
+        return master, slave, f"{os.path.dirname(ptmx)}/{libc.u32(number)}"
 
     def set_controlling_tty(self, fd: int) -> None:
         _check(libc.ioctl(fd, _TIOCSCTTY, 0), "ioctl", fd, "TIOCSCTTY")
