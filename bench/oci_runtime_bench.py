@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`dockyard-runtime run` of one bundle against `runc run` and `crun run`, whole processes.
 
-    python3 bench/oci_runtime_bench.py [-n 20]
+    python3 bench/oci_runtime_bench.py [-n 20] [--also DIR ...]
 
 Two bundles over one busybox rootfs, args ["true"], no terminal:
   plain    `dockyard-runtime spec`'s config (what `runc spec` gives: namespaces,
@@ -15,13 +15,17 @@ on the machine hits all alike: the ratios are the result, absolute times on a
 loaded 2-core machine are inflated. Wall time from spawn to reaped, CPU from
 wait4's rusage (the runtime and the container it reaped).
 
-Then where dockyard-runtime's milliseconds go: the interpreter (`python -S -c
-pass`), the imports of the run path, and inside the process the phases of
+Then where dockyard-runtime's milliseconds go: the interpreter (`python -IS -c
+pass`), the imports of the run path (from its image), and inside the process the phases of
 `run` (timed by wrapping the lifecycle's functions in a copy of the launcher),
 the rest being the process's exit.
 
-dockyard-runtime is launched as scripts/install.sh installs it (`python -S`,
-this checkout's sources, `entry()`). runc and crun where installed; crun on a v1
+--also DIR times another checkout's sources (DIR/src, e.g. a `git worktree` of
+main) as dockyard-runtime@DIR in the same rounds: before/after in one run.
+
+dockyard-runtime is launched as scripts/install.sh installs it (`python -IS`,
+this checkout's sources compiled, the run path's image built and loaded by
+run_image.load(), then `entry()`). runc and crun where installed; crun on a v1
 host also needs a hugetlb hierarchy:
   mkdir -p /sys/fs/cgroup/hugetlb
   mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
@@ -44,13 +48,18 @@ REPO = Path(__file__).resolve().parent.parent
 SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 
-IMPORTS = "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle"
+IMPORTS = (
+    "from dockyard.runtime.run_image import load; load(); "
+    "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle"
+)
 
 # Run inside a copy of the launcher: timestamps at the lifecycle's steps (parent side).
 TRACED = """
 import os, sys, time
 t0 = time.perf_counter_ns()
 sys.path.insert(0, {src!r})
+from dockyard.runtime.run_image import load
+load()
 from dockyard.runtime import oci_cli, oci_lifecycle as L
 from dockyard.kernel import linux as LX
 marks = [("start", t0), ("imported", time.perf_counter_ns())]
@@ -120,6 +129,18 @@ def write_launcher(path: Path, body: str) -> None:
     path.chmod(0o755)
 
 
+def install(path: Path, src: str) -> None:
+    """dockyard-runtime from `src` as scripts/install.sh installs it: compiled, its run
+    path's image built and loaded (where that checkout has run_image)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", src], capture_output=True)
+    body = f"import sys\nsys.path.insert(0, {src!r})\n"
+    if os.path.exists(os.path.join(src, "dockyard", "runtime", "run_image.py")):
+        build = f"import sys; sys.path.insert(0, {src!r}); from dockyard.runtime.run_image import build; build()"
+        subprocess.run([sys.executable, "-IS", "-c", build], check=True)
+        body += "from dockyard.runtime.run_image import load\nload()\n"
+    write_launcher(path, body + "from dockyard.runtime.oci_cli import entry\nentry()\n")
+
+
 def spawn(argv: list[str], err: Path, env: dict | None = None) -> tuple[float, float, int]:
     """(wall s, CPU s of it and what it reaped, exit status) of one whole process."""
     actions = [
@@ -146,6 +167,7 @@ def p90(values: list[float]) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=20, help="rounds")
+    ap.add_argument("--also", action="append", default=[], metavar="DIR", help="another checkout")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root", file=sys.stderr)
@@ -157,12 +179,11 @@ def main() -> int:
     try:
         # As scripts/install.sh does: with PYTHONDONTWRITEBYTECODE set, every run
         # would otherwise compile what it imports.
-        subprocess.run([sys.executable, "-m", "compileall", "-q", SRC], capture_output=True)
-        write_launcher(
-            launcher,
-            f"import sys\nsys.path.insert(0, {SRC!r})\n"
-            "from dockyard.runtime.oci_cli import entry\nentry()\n",
-        )
+        install(launcher, SRC)
+        for i, other in enumerate(args.also):
+            name = f"dockyard-runtime@{other.rstrip('/')}"
+            runtimes[name] = str(base / f"dockyard-runtime-also{i}")
+            install(Path(runtimes[name]), os.path.join(os.path.abspath(other), "src"))
         bundles = make_bundles(base, launcher)
         for name in ("runc", "crun"):
             path = shutil.which(name)
@@ -191,23 +212,25 @@ def main() -> int:
             f"{args.n} interleaved rounds, whole processes, load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (ratios are the result)"
         )
-        print(f"{'bundle':<9}{'runtime':<18}{'wall ms':>9}{'p90':>8}{'CPU ms':>9}")
+        col = max(18, *(len(rt) + 2 for rt in runtimes))
+        print(f"{'bundle':<9}{'runtime':<{col}}{'wall ms':>9}{'p90':>8}{'CPU ms':>9}")
         for b in bundles:
             for rt in runtimes:
                 if (rt, b) in broken:
                     hint = " (crun: see the hugetlb note in this file)" if rt == "crun" else ""
-                    print(f"{b:<9}{rt:<18}  not measured: {broken[(rt, b)]}{hint}")
+                    print(f"{b:<9}{rt:<{col}}  not measured: {broken[(rt, b)]}{hint}")
                     continue
                 w, c = wall[(rt, b)], cpu[(rt, b)]
-                print(f"{b:<9}{rt:<18}{med(w):>9.1f}{p90(w):>8.1f}{med(c):>9.1f}")
-            ours = ("dockyard-runtime", b)
-            for rt in runtimes:
-                if rt == ours[0] or (rt, b) in broken or ours in broken:
-                    continue
-                print(
-                    f"{b:<9}dockyard-runtime / {rt}: wall {med(wall[ours]) / med(wall[(rt, b)]):.2f}"
-                    f", CPU {med(cpu[ours]) / med(cpu[(rt, b)]):.2f}"
-                )
+                print(f"{b:<9}{rt:<{col}}{med(w):>9.1f}{p90(w):>8.1f}{med(c):>9.1f}")
+            for name in (rt for rt in runtimes if rt.startswith("dockyard-runtime")):
+                ours = (name, b)
+                for rt in ("runc", "crun"):
+                    if rt not in runtimes or (rt, b) in broken or ours in broken:
+                        continue
+                    print(
+                        f"{b:<9}{name} / {rt}: wall {med(wall[ours]) / med(wall[(rt, b)]):.2f}"
+                        f", CPU {med(cpu[ours]) / med(cpu[(rt, b)]):.2f}"
+                    )
         if ("dockyard-runtime", "plain") in cpu:
             breakdown(
                 base, bundles["plain"], roots, args.n, med(cpu[("dockyard-runtime", "plain")])
@@ -241,8 +264,8 @@ def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -
     bare_cpu, imports_cpu = [], []
     code = f"import sys; sys.path.insert(0, {SRC!r}); {IMPORTS}"
     for rnd in range(n):
-        bare_cpu.append(spawn([sys.executable, "-S", "-c", "pass"], err)[1])
-        imports_cpu.append(spawn([sys.executable, "-S", "-c", code], err)[1])
+        bare_cpu.append(spawn([sys.executable, "-IS", "-c", "pass"], err)[1])
+        imports_cpu.append(spawn([sys.executable, "-IS", "-c", code], err)[1])
         argv = [str(traced), "--root", str(roots / "traced"), "run", "--bundle", str(bundle)]
         spawned = time.perf_counter_ns()
         _, _, status = spawn(
@@ -268,7 +291,7 @@ def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -
     print(f"  {total:6.1f} ms  in all (sum of medians)")
     interp, imports = med(bare_cpu), med(imports_cpu)
     print(
-        f"and its CPU ms: the interpreter {interp:.1f} (`python -S -c pass`), the imports "
+        f"and its CPU ms: the interpreter {interp:.1f} (`python -IS -c pass`), the imports "
         f"{imports - interp:.1f}, the container's create/start/wait/delete and the exit "
         f"{whole_cpu - imports:.1f} (whole run {whole_cpu:.1f})"
     )

@@ -37,9 +37,18 @@ pytestmark = pytest.mark.skipif(
 
 
 def write_launcher(path: Path) -> None:
-    """dockyard-runtime of this checkout, launched as scripts/install.sh installs it."""
+    """dockyard-runtime of this checkout, launched as scripts/install.sh installs it: its
+    run path from an image (runtime/run_image.py), here one of the test's own."""
+    src = str(REPO / "src")
+    image = str(path.with_name("oci-run.image"))
+    build = f"import sys; sys.path.insert(0, {src!r}); from dockyard.runtime.run_image import build; build({image!r})"
+    subprocess.run([sys.executable, "-IS", "-c", build], check=True)
+    check = f"import sys; sys.path.insert(0, {src!r}); from dockyard.runtime.run_image import load; print(load({image!r}))"
+    loaded = subprocess.run([sys.executable, "-IS", "-c", check], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "True", loaded  # what the shim runs comes from the image
     path.write_text(
-        f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {str(REPO / 'src')!r})\n"
+        f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {src!r})\n"
+        f"from dockyard.runtime.run_image import load\nload({image!r})\n"
         "from dockyard.runtime.oci_cli import entry\nentry()\n"
     )
     path.chmod(0o755)

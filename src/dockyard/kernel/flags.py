@@ -123,3 +123,25 @@ def cap_number(name: str) -> int:
         return CAPABILITIES[key]
     except KeyError:
         raise ValueError(f"unknown capability {name!r}") from None
+
+
+# <asm-generic/resource.h> (x86_64 and arm64 alike): setrlimit's resource numbers,
+# as the resource module names them (which the init does not import).
+RLIMITS = {
+    "RLIMIT_CPU": 0,
+    "RLIMIT_FSIZE": 1,
+    "RLIMIT_DATA": 2,
+    "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6,
+    "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8,
+    "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12,
+    "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
+}

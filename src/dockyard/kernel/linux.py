@@ -1,20 +1,19 @@
-"""LinuxKernel: the Kernel interface on the real kernel, via ctypes and os."""
+"""LinuxKernel: the Kernel interface on the real kernel, via os and libc (_ctypes)."""
 
 from __future__ import annotations
 
 # The C modules behind signal and socket (whose enums cost `dockyard-runtime run`,
-# a whole process per container, ~3 ms), and suppress rather than contextlib.
+# a whole process per container, ~3 ms), suppress rather than contextlib, and libc
+# rather than ctypes, fcntl, struct and resource (~2 ms more).
 import _signal as signal
 import _socket
-import ctypes
 import errno
-import fcntl
 import os
-import resource  # at import: set_rlimit runs in the init after pivot_root
-import struct
+import sys
 import time
 
 from dockyard.errors import KernelError
+from dockyard.kernel import libc
 from dockyard.kernel.flags import (
     AT_FDCWD,
     CAPABILITIES,
@@ -23,6 +22,7 @@ from dockyard.kernel.flags import (
     MS_REC,
     RESOLVE_IN_ROOT,
     RESOLVE_NO_MAGICLINKS,
+    RLIMITS,
     cap_number,
 )
 from dockyard.kernel.interface import Kernel
@@ -33,28 +33,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_libc.prctl.argtypes = [
-    ctypes.c_int,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-]
-_libc.syscall.restype = ctypes.c_long
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[os.uname().machine]
 _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT, _SYS_MOVE_MOUNT = 430, 431, 432, 429  # same on all arches
@@ -105,33 +83,26 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_ROOT_ENV = "DOCKYARD_CGROUP_ROOT"
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+# The kernel's structures, built as bytes in this machine's byte order:
+# struct __user_cap_header_struct {u32 version; int pid}, then two
+# struct __user_cap_data_struct {u32 effective, permitted, inheritable}.
+_CAP_HEADER = libc.cbytes(_LINUX_CAPABILITY_VERSION_3, 4) + bytes(4)
+_CAP_DATA_SIZE = 2 * 12
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
+def _open_how(flags: int, mode: int, resolve: int) -> bytes:
+    """struct open_how {u64 flags, mode, resolve} (openat2)."""
+    return libc.cbytes(flags, 8) + libc.cbytes(mode, 8) + libc.cbytes(resolve, 8)
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+def _mount_attr(attr_set: int, propagation: int) -> bytes:
+    """struct mount_attr {u64 attr_set, attr_clr, propagation, userns_fd}."""
+    return libc.cbytes(attr_set, 8) + bytes(8) + libc.cbytes(propagation, 8) + bytes(8)
 
 
-class _MountAttr(ctypes.Structure):
-    _fields_ = [
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    ]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+def _ifreq_flags(name: bytes, flags: int) -> bytes:
+    """struct ifreq with ifr_flags: the name in 16 bytes, a short, padding to 40."""
+    return name.ljust(16, b"\0") + libc.cbytes(flags, 2) + bytes(22)
 
 
 def _b(s: str | None) -> bytes | None:
@@ -140,7 +111,7 @@ def _b(s: str | None) -> bytes | None:
 
 def _check(ret: int, syscall: str, *args: object) -> int:
     if ret < 0:
-        raise KernelError(syscall, args, ctypes.get_errno())
+        raise KernelError(syscall, args, libc.get_errno())
     return ret
 
 
@@ -164,7 +135,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
 
     # --- namespaces -------------------------------------------------------
     def unshare(self, flags: int) -> None:
-        _check(_libc.unshare(flags), "unshare", hex(flags))
+        _check(libc.unshare(flags), "unshare", hex(flags))
 
     def setns(self, path: str, nstype: int) -> None:
         try:
@@ -172,27 +143,28 @@ class LinuxKernel(LinuxNetworking, Kernel):
         except OSError as exc:
             raise _oserror("open", (path,), exc) from None
         try:
-            _check(_libc.setns(fd, nstype), "setns", path, hex(nstype))
+            _check(libc.setns(fd, nstype), "setns", path, hex(nstype))
         finally:
             os.close(fd)
 
     def sethostname(self, name: str) -> None:
         raw = name.encode()
-        _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+        _check(libc.sethostname(raw, len(raw)), "sethostname", name)
 
     def setdomainname(self, name: str) -> None:
         raw = name.encode()
-        _check(_libc.setdomainname(raw, len(raw)), "setdomainname", name)
+        _check(libc.setdomainname(raw, len(raw)), "setdomainname", name)
 
     def bring_loopback_up(self) -> None:
         s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
         try:
-            ifreq = struct.pack("16sH14x", b"lo", 0)
-            try:
-                flags = struct.unpack("16sH14x", fcntl.ioctl(s, _SIOCGIFFLAGS, ifreq))[1]
-                fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
-            except OSError as exc:
-                raise _oserror("ioctl", ("lo", "SIOCSIFFLAGS", "IFF_UP"), exc) from None
+            ifreq = libc.buffer(_ifreq_flags(b"lo", 0))
+            ret = libc.ioctl(s.fileno(), _SIOCGIFFLAGS, libc.pointer(ifreq))
+            _check(ret, "ioctl", "lo", "SIOCGIFFLAGS")
+            flags = int.from_bytes(ifreq[16:18], sys.byteorder) | _IFF_UP
+            up = libc.buffer(_ifreq_flags(b"lo", flags))
+            ret = libc.ioctl(s.fileno(), _SIOCSIFFLAGS, libc.pointer(up))
+            _check(ret, "ioctl", "lo", "SIOCSIFFLAGS")
         finally:
             s.close()
 
@@ -238,29 +210,29 @@ class LinuxKernel(LinuxNetworking, Kernel):
     def mount(
         self, source: str | None, target: str, fstype: str | None, flags: int, data: str | None
     ) -> None:
-        ret = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
+        ret = libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
         _check(ret, "mount", source, target, fstype, hex(flags), data)
 
     def mount_overlay(self, target: str, lowerdirs: list[str], upperdir: str, workdir: str) -> None:
-        fs = _check(_libc.syscall(_SYS_FSOPEN, b"overlay", _FSOPEN_CLOEXEC), "fsopen", "overlay")
+        fs = _check(libc.syscall(_SYS_FSOPEN, b"overlay", _FSOPEN_CLOEXEC), "fsopen", "overlay")
         try:
             options = [("lowerdir+", d) for d in lowerdirs] + [
                 ("upperdir", upperdir),
                 ("workdir", workdir),
             ]
             for key, value in options:
-                ret = _libc.syscall(
+                ret = libc.syscall(
                     _SYS_FSCONFIG, fs, _FSCONFIG_SET_STRING, key.encode(), _b(value), 0
                 )
                 _check(ret, "fsconfig", key, value)
             _check(
-                _libc.syscall(_SYS_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0),
+                libc.syscall(_SYS_FSCONFIG, fs, _FSCONFIG_CMD_CREATE, None, None, 0),
                 "fsconfig",
                 "create",
             )
-            mnt = _check(_libc.syscall(_SYS_FSMOUNT, fs, _FSMOUNT_CLOEXEC, 0), "fsmount", "overlay")
+            mnt = _check(libc.syscall(_SYS_FSMOUNT, fs, _FSMOUNT_CLOEXEC, 0), "fsmount", "overlay")
             try:
-                ret = _libc.syscall(
+                ret = libc.syscall(
                     _SYS_MOVE_MOUNT, mnt, b"", AT_FDCWD, _b(target), _MOVE_MOUNT_F_EMPTY_PATH
                 )
                 _check(ret, "move_mount", target)
@@ -270,13 +242,13 @@ class LinuxKernel(LinuxNetworking, Kernel):
             os.close(fs)
 
     def umount2(self, target: str, flags: int) -> None:
-        _check(_libc.umount2(_b(target), flags), "umount2", target, flags)
+        _check(libc.umount2(_b(target), flags), "umount2", target, flags)
 
     def mount_at(
         self, source: str | None, target_fd: int, fstype: str | None, flags: int, data: str | None
     ) -> None:
         target = f"/proc/self/fd/{target_fd}".encode()
-        ret = _libc.mount(_b(source), target, _b(fstype), flags, _b(data))
+        ret = libc.mount(_b(source), target, _b(fstype), flags, _b(data))
         _check(ret, "mount", source, f"fd {target_fd}", fstype, hex(flags), data)
 
     def bind_mount_at(
@@ -284,15 +256,15 @@ class LinuxKernel(LinuxNetworking, Kernel):
     ) -> None:
         flags = _OPEN_TREE_CLONE | os.O_CLOEXEC | (_AT_RECURSIVE if recursive else 0)
         tree = _check(
-            _libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(source), flags), "open_tree", source
+            libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(source), flags), "open_tree", source
         )
         try:
             if attrs:  # the top mount only, as a bind remount does ("rro" is not asked for)
-                self._mount_setattr(tree, 0, _MountAttr(attrs, 0, 0, 0))
+                self._mount_setattr(tree, 0, attrs, 0)
             if propagation:  # "rprivate": MS_REC is AT_RECURSIVE to mount_setattr
                 scope = _AT_RECURSIVE if propagation & MS_REC else 0
-                self._mount_setattr(tree, scope, _MountAttr(0, 0, propagation & ~MS_REC, 0))
-            ret = _libc.syscall(
+                self._mount_setattr(tree, scope, 0, propagation & ~MS_REC)
+            ret = libc.syscall(
                 _SYS_MOVE_MOUNT,
                 tree,
                 b"",
@@ -311,21 +283,21 @@ class LinuxKernel(LinuxNetworking, Kernel):
         except OSError as exc:
             raise _oserror("open", (mnt_ns,), exc) from None
         try:
-            _check(_libc.setns(there, CLONE_NEWNS), "setns", mnt_ns, hex(CLONE_NEWNS))
+            _check(libc.setns(there, CLONE_NEWNS), "setns", mnt_ns, hex(CLONE_NEWNS))
             try:
                 flags = _OPEN_TREE_CLONE | os.O_CLOEXEC
                 return _check(
-                    _libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(path), flags), "open_tree", path
+                    libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, _b(path), flags), "open_tree", path
                 )
             finally:
                 # Back home whatever happened: nothing else may run in their namespace.
-                _check(_libc.setns(home, CLONE_NEWNS), "setns", "/proc/self/ns/mnt")
+                _check(libc.setns(home, CLONE_NEWNS), "setns", "/proc/self/ns/mnt")
         finally:
             os.close(there)
             os.close(home)
 
     def move_mount_fd(self, tree_fd: int, target_fd: int) -> None:
-        ret = _libc.syscall(
+        ret = libc.syscall(
             _SYS_MOVE_MOUNT,
             tree_fd,
             b"",
@@ -335,25 +307,19 @@ class LinuxKernel(LinuxNetworking, Kernel):
         )
         _check(ret, "move_mount", f"fd {tree_fd}", f"fd {target_fd}")
 
-    def _mount_setattr(self, fd: int, flags: int, attr: _MountAttr) -> None:
-        ret = _libc.syscall(
-            _SYS_MOUNT_SETATTR,
-            fd,
-            b"",
-            _AT_EMPTY_PATH | flags,
-            ctypes.byref(attr),
-            ctypes.sizeof(attr),
-        )
-        _check(ret, "mount_setattr", hex(attr.attr_set), hex(attr.propagation))
+    def _mount_setattr(self, fd: int, flags: int, attr_set: int, propagation: int) -> None:
+        attr = _mount_attr(attr_set, propagation)
+        ret = libc.syscall(_SYS_MOUNT_SETATTR, fd, b"", _AT_EMPTY_PATH | flags, attr, len(attr))
+        _check(ret, "mount_setattr", hex(attr_set), hex(propagation))
 
     def open_in_root(self, root_fd: int, path: str, flags: int) -> int:
-        how = _OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        how = _open_how(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
         raw = _b(path)
         for _ in range(_OPENAT2_RETRIES):
-            fd = _libc.syscall(_SYS_OPENAT2, root_fd, raw, ctypes.byref(how), ctypes.sizeof(how))
+            fd = libc.syscall(_SYS_OPENAT2, root_fd, raw, how, len(how))
             if fd >= 0:
                 return fd
-            err = ctypes.get_errno()
+            err = libc.get_errno()
             if err != errno.EAGAIN:
                 break
         raise KernelError("openat2", (root_fd, path, "RESOLVE_IN_ROOT"), err)
@@ -420,7 +386,7 @@ class LinuxKernel(LinuxNetworking, Kernel):
             raise _oserror(call, (target, name), exc) from None
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
-        ret = _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
+        ret = libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old))
         _check(ret, "pivot_root", new_root, put_old)
 
     def create_file(self, path: str, mode: int = 0o644) -> None:
@@ -469,8 +435,12 @@ class LinuxKernel(LinuxNetworking, Kernel):
 
     def cap_last(self) -> int:
         if self._cap_last is None:
-            with open("/proc/sys/kernel/cap_last_cap") as f:
-                self._cap_last = int(f.read())
+            # os.read, not open(): the io stack's objects cost the init ~0.1 ms.
+            fd = os.open("/proc/sys/kernel/cap_last_cap", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._cap_last = int(os.read(fd, 32))
+            finally:
+                os.close(fd)
         return self._cap_last
 
     def permitted_caps(self) -> list[str]:
@@ -480,51 +450,54 @@ class LinuxKernel(LinuxNetworking, Kernel):
         return list(self._permitted)
 
     def _capget_permitted(self) -> list[str]:
-        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-        data = (_CapData * 2)()
-        _check(_libc.syscall(_SYS_CAPGET, ctypes.byref(header), ctypes.byref(data)), "capget")
-        mask = data[0].permitted | (data[1].permitted << 32)
+        header = libc.buffer(_CAP_HEADER)
+        data = libc.buffer(_CAP_DATA_SIZE)
+        _check(libc.syscall(_SYS_CAPGET, libc.pointer(header), libc.pointer(data)), "capget")
+        mask = libc.u32(data, 4) | (libc.u32(data, 16) << 32)
         return [name for name, bit in CAPABILITIES.items() if mask & (1 << bit)]
 
     def drop_bounding_caps(self, keep: list[str]) -> None:
         kept = _cap_mask(keep)
         for cap in range(self.cap_last() + 1):
             if not kept & (1 << cap):
-                _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl", "PR_CAPBSET_DROP", cap)
+                _check(libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl", "PR_CAPBSET_DROP", cap)
 
     def capset(self, effective: list[str], permitted: list[str], inheritable: list[str]) -> None:
-        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-        data = (_CapData * 2)()
-        for i, names in enumerate((effective, permitted, inheritable)):
-            mask = _cap_mask(names)
-            field = ("effective", "permitted", "inheritable")[i]
-            setattr(data[0], field, mask & 0xFFFFFFFF)
-            setattr(data[1], field, mask >> 32)
-        ret = _libc.syscall(_SYS_CAPSET, ctypes.byref(header), ctypes.byref(data))
+        masks = [_cap_mask(names) for names in (effective, permitted, inheritable)]
+        data = b"".join(libc.cbytes(m & 0xFFFFFFFF, 4) for m in masks) + b"".join(
+            libc.cbytes(m >> 32, 4) for m in masks
+        )
+        header = libc.buffer(_CAP_HEADER)  # capset may write its version back
+        ret = libc.syscall(_SYS_CAPSET, libc.pointer(header), data)
         _check(ret, "capset", len(effective), len(permitted), len(inheritable))
 
     def clear_ambient_caps(self) -> None:
-        ret = _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        ret = libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
         _check(ret, "prctl", "PR_CAP_AMBIENT_CLEAR_ALL")
 
     def set_keepcaps(self, keep: bool) -> None:
-        _check(_libc.prctl(_PR_SET_KEEPCAPS, int(keep), 0, 0, 0), "prctl", "PR_SET_KEEPCAPS")
+        _check(libc.prctl(_PR_SET_KEEPCAPS, int(keep), 0, 0, 0), "prctl", "PR_SET_KEEPCAPS")
 
     def set_no_new_privs(self) -> None:
-        _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl", "PR_SET_NO_NEW_PRIVS")
+        _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl", "PR_SET_NO_NEW_PRIVS")
 
     def set_seccomp_filter(self, program: bytes) -> None:
         count = len(program) // 8
-        filters = ctypes.create_string_buffer(program, len(program))
-        fprog = _SockFprog(count, ctypes.cast(filters, ctypes.c_void_p))
-        ret = _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)
+        if not 0 < count <= 0xFFFF:  # sock_fprog.len is an unsigned short
+            raise KernelError("prctl", ("PR_SET_SECCOMP", f"{count} instructions"), errno.EINVAL)
+        filters = libc.buffer(program)
+        # struct sock_fprog {unsigned short len; (padding) struct sock_filter *filter}
+        fprog = libc.buffer(
+            libc.cbytes(count, 2) + bytes(6) + libc.cbytes(libc.pointer(filters).value, 8)
+        )
+        ret = libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, libc.pointer(fprog), 0, 0)
         _check(ret, "prctl", "PR_SET_SECCOMP", f"{count} instructions")
 
     def set_pdeathsig(self, signum: int) -> None:
-        _check(_libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG")
+        _check(libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0), "prctl", "PR_SET_PDEATHSIG")
 
     def set_child_subreaper(self) -> None:
-        _check(_libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl", "PR_SET_CHILD_SUBREAPER")
+        _check(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl", "PR_SET_CHILD_SUBREAPER")
 
     # --- cgroups ---------------------------------------------------------------
     def _cg(self, controller: str, path: str, name: str = "") -> str:
@@ -595,26 +568,26 @@ class LinuxKernel(LinuxNetworking, Kernel):
 
     def cgroup_attach_device_filter(self, controller: str, path: str, program: bytes) -> None:
         target = self._cg(controller, path)
-        insns = ctypes.create_string_buffer(program, len(program))
-        license_ = ctypes.create_string_buffer(b"Apache-2.0")
-        log = ctypes.create_string_buffer(1 << 16)
-        attr = ctypes.create_string_buffer(_BPF_ATTR_SIZE)
-        struct.pack_into(
-            "<IIQQIIQ",
-            attr,
-            0,
-            _BPF_PROG_TYPE_CGROUP_DEVICE,
-            len(program) // 8,
-            ctypes.addressof(insns),
-            ctypes.addressof(license_),
-            1,  # log_level: the verifier says why it refuses
-            len(log),
-            ctypes.addressof(log),
-        )
-        prog = _libc.syscall(_SYS_BPF, _BPF_PROG_LOAD, attr, _BPF_ATTR_SIZE)
+        insns = libc.buffer(program)
+        license_ = libc.buffer(b"Apache-2.0\0")
+        log = libc.buffer(1 << 16)
+        # union bpf_attr for BPF_PROG_LOAD: u32 prog_type, insn_cnt; u64 insns, license;
+        # u32 log_level, log_size; u64 log_buf; the rest zero.
+        attr = (
+            libc.cbytes(_BPF_PROG_TYPE_CGROUP_DEVICE, 4)
+            + libc.cbytes(len(program) // 8, 4)
+            + libc.cbytes(libc.pointer(insns).value, 8)
+            + libc.cbytes(libc.pointer(license_).value, 8)
+            + libc.cbytes(1, 4)  # log_level: the verifier says why it refuses
+            + libc.cbytes(len(log), 4)
+            + libc.cbytes(libc.pointer(log).value, 8)
+        ).ljust(_BPF_ATTR_SIZE, b"\0")
+        attr_buf = libc.buffer(attr)  # the kernel writes log_true_size back (Linux 6.4+)
+        prog = libc.syscall(_SYS_BPF, _BPF_PROG_LOAD, libc.pointer(attr_buf), _BPF_ATTR_SIZE)
         if prog < 0:
-            err = ctypes.get_errno()
-            detail = log.value.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            err = libc.get_errno()
+            text = bytes(log).split(b"\0", 1)[0]
+            detail = text.decode(errors="replace").strip().splitlines()[-1:] or [""]
             raise KernelError("bpf", ("BPF_PROG_LOAD", "cgroup device", detail[0]), err)
         try:
             cg = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -622,9 +595,11 @@ class LinuxKernel(LinuxNetworking, Kernel):
             os.close(prog)
             raise _oserror("open", (target,), exc) from None
         try:
-            attach = ctypes.create_string_buffer(_BPF_ATTR_SIZE)
-            struct.pack_into("<IIII", attach, 0, cg, prog, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI)
-            ret = _libc.syscall(_SYS_BPF, _BPF_PROG_ATTACH, attach, _BPF_ATTR_SIZE)
+            # BPF_PROG_ATTACH: u32 target_fd, attach_bpf_fd, attach_type, attach_flags.
+            attach = b"".join(
+                libc.cbytes(v, 4) for v in (cg, prog, _BPF_CGROUP_DEVICE, _BPF_F_ALLOW_MULTI)
+            ).ljust(_BPF_ATTR_SIZE, b"\0")
+            ret = libc.syscall(_SYS_BPF, _BPF_PROG_ATTACH, attach, _BPF_ATTR_SIZE)
             _check(ret, "bpf", "BPF_PROG_ATTACH", target)
         finally:
             # The attachment holds the program: neither fd is needed past this.
@@ -683,18 +658,17 @@ class LinuxKernel(LinuxNetworking, Kernel):
             raise _oserror("write", ("/proc/self/oom_score_adj", value), exc) from None
 
     def set_rlimit(self, name: str, soft: int, hard: int) -> None:
-        kind = getattr(resource, name, None)
-        if not name.startswith("RLIMIT_") or not isinstance(kind, int):
+        kind = RLIMITS.get(name)
+        if kind is None:
             raise KernelError("setrlimit", (name,), errno.EINVAL)
 
-        def lim(v: int) -> int:
-            return resource.RLIM_INFINITY if v < 0 else v
+        def lim(v: int) -> bytes:  # rlim_t; RLIM_INFINITY is all ones
+            return libc.cbytes((1 << 64) - 1 if v < 0 else v, 8)
 
-        try:
-            resource.setrlimit(kind, (lim(soft), lim(hard)))
-        except (OSError, ValueError) as exc:
-            code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EINVAL
-            raise KernelError("setrlimit", (name, soft, hard), code) from None
+        if soft >= 1 << 64 or hard >= 1 << 64:
+            raise KernelError("setrlimit", (name, soft, hard), errno.EINVAL)
+        ret = libc.setrlimit(kind, lim(soft) + lim(hard))
+        _check(ret, "setrlimit", name, soft, hard)
 
     def write_sysctl(self, name: str, value: str) -> None:
         parts = name.split(".")
@@ -728,12 +702,10 @@ class LinuxKernel(LinuxNetworking, Kernel):
             raise _oserror("dup2", (fd, fd2), exc) from None
 
     def mark_cloexec_from(self, first: int) -> None:
-        ret = _libc.syscall(
-            _SYS_CLOSE_RANGE, first, ctypes.c_uint(0xFFFFFFFF), _CLOSE_RANGE_CLOEXEC
-        )
+        ret = libc.syscall(_SYS_CLOSE_RANGE, first, libc.uint(0xFFFFFFFF), _CLOSE_RANGE_CLOEXEC)
         if ret == 0:
             return
-        if ctypes.get_errno() not in (errno.ENOSYS, errno.EINVAL):
+        if libc.get_errno() not in (errno.ENOSYS, errno.EINVAL):
             _check(ret, "close_range", first, "CLOSE_RANGE_CLOEXEC")
         # Before Linux 5.11: flag each open fd.
         try:
@@ -751,23 +723,25 @@ class LinuxKernel(LinuxNetworking, Kernel):
         except OSError as exc:
             raise _oserror("open", (ptmx,), exc) from None
         try:
-            fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
-            number = struct.unpack("i", fcntl.ioctl(master, _TIOCGPTN, b"\0" * 4))[0]
+            unlock = libc.buffer(4)  # int 0
+            ret = libc.ioctl(master, _TIOCSPTLCK, libc.pointer(unlock))
+            _check(ret, "ioctl", ptmx, "TIOCSPTLCK")
+            number = libc.buffer(4)
+            _check(libc.ioctl(master, _TIOCGPTN, libc.pointer(number)), "ioctl", ptmx, "TIOCGPTN")
             # TIOCGPTPEER opens the slave through the master: no path lookup to race with.
-            slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-        except OSError as exc:
+            flags = os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC
+            slave = _check(libc.ioctl(master, _TIOCGPTPEER, flags), "ioctl", ptmx, "TIOCGPTPEER")
+        except KernelError:
             os.close(master)
-            raise _oserror("ioctl", (ptmx, "TIOCGPTPEER"), exc) from None
-        return master, slave, f"{os.path.dirname(ptmx)}/{number}"
+            raise
+        return master, slave, f"{os.path.dirname(ptmx)}/{libc.u32(number)}"
 
     def set_controlling_tty(self, fd: int) -> None:
-        try:
-            fcntl.ioctl(fd, _TIOCSCTTY, 0)
-        except OSError as exc:
-            raise _oserror("ioctl", (fd, "TIOCSCTTY"), exc) from None
+        _check(libc.ioctl(fd, _TIOCSCTTY, 0), "ioctl", fd, "TIOCSCTTY")
 
     def set_winsize(self, fd: int, rows: int, cols: int) -> None:
-        try:
-            fcntl.ioctl(fd, _TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        except OSError as exc:
-            raise _oserror("ioctl", (fd, "TIOCSWINSZ", rows, cols), exc) from None
+        # struct winsize {unsigned short ws_row, ws_col, ws_xpixel, ws_ypixel}
+        if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
+            raise KernelError("ioctl", (fd, "TIOCSWINSZ", rows, cols), errno.EINVAL)
+        size = libc.cbytes(rows, 2) + libc.cbytes(cols, 2) + bytes(4)
+        _check(libc.ioctl(fd, _TIOCSWINSZ, size), "ioctl", fd, "TIOCSWINSZ", rows, cols)

@@ -18,13 +18,11 @@ rule in that same chain (as dockerd's DOCKER-USER) lets our traffic through.
 from __future__ import annotations
 
 import _thread  # not threading: `dockyard-runtime run` never starts a thread
-import ctypes
 import errno
-import fcntl
 import os
-import struct
 
 from dockyard.errors import KernelError
+from dockyard.kernel import libc
 from dockyard.suppress import suppress
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings here
@@ -37,18 +35,6 @@ if TYPE_CHECKING:
 
 _NETLINK_ROUTE = 0
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-
 _CLONE_NEWNET = 0x40000000
 _MS_BIND = 4096
 _MNT_DETACH = 2
@@ -59,7 +45,7 @@ _MAIN_TABLE = 254
 
 
 def _fail(call: str, args: tuple[object, ...], code: int | None = None) -> KernelError:
-    return KernelError(call, args, code if code is not None else ctypes.get_errno() or errno.EIO)
+    return KernelError(call, args, code if code is not None else libc.get_errno() or errno.EIO)
 
 
 class _entered:  # noqa: N801 - a context manager named for its `with` use
@@ -78,7 +64,7 @@ class _entered:  # noqa: N801 - a context manager named for its `with` use
             except OSError as exc:
                 raise _fail("open", (self.path,), exc.errno) from None
             try:
-                if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
                     raise _fail("setns", (self.path, "CLONE_NEWNET"))
             finally:
                 os.close(fd)
@@ -90,14 +76,16 @@ class _entered:  # noqa: N801 - a context manager named for its `with` use
         try:
             # A daemon thread left in a container's namespace would be a silent
             # disaster: better to die loudly.
-            if _libc.setns(self.home, _CLONE_NEWNET) != 0:
+            if libc.setns(self.home, _CLONE_NEWNET) != 0:
                 os.abort()
         finally:
             os.close(self.home)
 
 
 def _loopback_up() -> None:
-    import socket  # here: dockyard-runtime's run path never needs it
+    import fcntl  # here (and socket, struct): dockyard-runtime's run path never needs them
+    import socket
+    import struct
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         ifreq = struct.pack("16sH14x", b"lo", 0)
@@ -210,23 +198,23 @@ class LinuxNetworking:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         sock = None
         try:
-            if _libc.unshare(_CLONE_NEWNET) != 0:
+            if libc.unshare(_CLONE_NEWNET) != 0:
                 raise _fail("unshare", ("CLONE_NEWNET",))
             try:
                 _loopback_up()
                 src = b"/proc/thread-self/ns/net"
-                if _libc.mount(src, os.fsencode(path), None, _MS_BIND, None) != 0:
+                if libc.mount(src, os.fsencode(path), None, _MS_BIND, None) != 0:
                     raise _fail("mount", (src.decode(), path, "MS_BIND"))
                 # Its netlink socket now, while we are inside: no setns later.
                 sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE)
             finally:
-                if _libc.setns(home, _CLONE_NEWNET) != 0:
+                if libc.setns(home, _CLONE_NEWNET) != 0:
                     os.abort()
             self._ns_nl[path] = IPRoute(use_socket=sock)
         except BaseException:
             if sock is not None:
                 sock.close()
-            _libc.umount2(os.fsencode(path), _MNT_DETACH)
+            libc.umount2(os.fsencode(path), _MNT_DETACH)
             with suppress(OSError):
                 os.unlink(path)
             raise
@@ -242,8 +230,8 @@ class LinuxNetworking:
             ipr.close()
         for key in [k for k in self._ns_index if k[0] == path]:
             del self._ns_index[key]
-        if _libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
-            code = ctypes.get_errno()
+        if libc.umount2(os.fsencode(path), _MNT_DETACH) != 0:
+            code = libc.get_errno()
             if code not in (errno.EINVAL, errno.ENOENT):
                 raise _fail("umount2", (path, "MNT_DETACH"), code)
         try:
@@ -453,6 +441,8 @@ class LinuxNetworking:
         os.close(fd)
 
     def lock_file(self, path: str) -> int:
+        import fcntl  # here: dockyard-runtime's run path never needs it
+
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -465,6 +455,8 @@ class LinuxNetworking:
         return fd
 
     def try_lock(self, fd: int) -> bool:
+        import fcntl
+
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

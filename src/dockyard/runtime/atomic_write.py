@@ -14,6 +14,12 @@ def write_atomic(path: str, data: bytes, *, durable: bool = True) -> None:
     still leaves the old file or the new one, and after a power loss the worst
     is an empty file, which readers take as absent.
     """
+    os.rename(stage_atomic(path, data, durable=durable), path)
+
+
+def stage_atomic(path: str, data: bytes, *, durable: bool = True) -> str:
+    """write_atomic's first half: `data` in a temporary file beside `path`, whose
+    name it returns; renaming that onto `path` is the second half."""
     tmp = f"{path}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -22,4 +28,4 @@ def write_atomic(path: str, data: bytes, *, durable: bool = True) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
-    os.rename(tmp, path)
+    return tmp

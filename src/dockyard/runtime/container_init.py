@@ -23,7 +23,6 @@ from dockyard.errors import DockyardError, KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.securejoin import open_in_root
-from dockyard.kernel.trace import TRACING, TraceEntry, TracingKernel, calls_to_json
 from dockyard.runtime import fdpass
 from dockyard.runtime import lightjson as json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
@@ -37,6 +36,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
+
+    from dockyard.kernel.trace import TraceEntry
 
 # name, major, minor: the devices every container gets (runtime-spec "default devices").
 DEFAULT_DEVICES = [
@@ -531,6 +532,10 @@ def child_main(
     the fd attached), the start trace just before exec, or the error.
     """
     t0 = perf_counter_ns()
+    # Here, not at the top: the monitor that runs this has it loaded already, and
+    # dockyard-runtime (which imports this module too) never traces (~0.1 ms to load).
+    from dockyard.kernel.trace import TRACING, TracingKernel
+
     # An exec has no start trace (nobody reads one): its calls go untimed.
     tracer: Kernel = TracingKernel(kernel) if TRACING and not exec_target else kernel
     calls = tracer.calls if isinstance(tracer, TracingKernel) else []
@@ -574,6 +579,8 @@ def encode_trace(calls: list[TraceEntry], init_ns: int, init_start: int = 0) -> 
     try:
         return TRACE_MAGIC + marshal.dumps((calls, init_ns, init_start))
     except ValueError:  # an argument marshal cannot carry: send the trace's plain form
+        from dockyard.kernel.trace import calls_to_json  # loaded: the caller traced
+
         plain = [(c["call"], tuple(c["args"]), c["ns"], c["start"]) for c in calls_to_json(calls)]
         return TRACE_MAGIC + marshal.dumps((plain, init_ns, init_start))
 

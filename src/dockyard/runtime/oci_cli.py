@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
-from types import SimpleNamespace
 
 from dockyard import __version__ as DOCKYARD_VERSION
 from dockyard.errors import DockyardError
 from dockyard.runtime import lightjson as json
-from dockyard.runtime.oci_flags import UsageError, parse_args, usage
+from dockyard.runtime.oci_flags import Options, UsageError, parse_args, usage
 
 # Everything else is imported by the command that needs it: `run` pays for the
 # runtime, not for `ps`'s subprocess or `update`'s parsing (see oci_flags.py).
@@ -85,7 +84,7 @@ def parse_size(text: str) -> int:
         raise UsageError(f"invalid size {text!r}") from None
 
 
-def _refuse_globals(opts: SimpleNamespace) -> None:
+def _refuse_globals(opts: Options) -> None:
     if opts.systemd_cgroup:
         raise UsageError(
             "--systemd-cgroup is not supported: dockyard-runtime manages cgroups "
@@ -97,7 +96,7 @@ def _refuse_globals(opts: SimpleNamespace) -> None:
         raise UsageError("--rootless is not supported: dockyard-runtime runs as root only")
 
 
-def _process_from_flags(opts: SimpleNamespace, root: str) -> dict:
+def _process_from_flags(opts: Options, root: str) -> dict:
     if opts.process:
         try:
             with open(opts.process, "rb") as f:
@@ -131,7 +130,7 @@ def _process_from_flags(opts: SimpleNamespace, root: str) -> dict:
     return process
 
 
-def _update_resources(opts: SimpleNamespace) -> dict:
+def _update_resources(opts: Options) -> dict:
     if opts.resources:
         try:
             if opts.resources == "-":
@@ -275,7 +274,7 @@ def _print_list(root: str, fmt: str, quiet: bool) -> None:
             )
 
 
-def _print_ps(root: str, opts: SimpleNamespace) -> None:
+def _print_ps(root: str, opts: Options) -> None:
     from dockyard.kernel import procfs
     from dockyard.runtime import oci_lifecycle as L
     from dockyard.runtime import oci_state as S
@@ -304,7 +303,7 @@ def _print_ps(root: str, opts: SimpleNamespace) -> None:
             print(line)
 
 
-def _dispatch(opts: SimpleNamespace, log: _Log) -> int:
+def _dispatch(opts: Options, log: _Log) -> int:
     root = opts.root
     command = opts.command
     if command in ("create", "run", "start", "state", "kill", "delete"):

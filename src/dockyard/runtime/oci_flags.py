@@ -11,8 +11,6 @@ Unknown flags and missing or extra arguments are refused by name.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 DEFAULT_ROOT = "/run/dockyard-runtime"
 
 # A flag: (names, dest, kind, default); kind is "bool", "str", "int", "append"
@@ -111,7 +109,21 @@ class UsageError(Exception):
     pass
 
 
-def _defaults(ns: SimpleNamespace, flags: list[Flag]) -> dict[str, Flag]:
+class Options:
+    """The parsed command line, one attribute per flag: types.SimpleNamespace's job
+    (without importing `types`: one module more for every container's `run`)."""
+
+    def __init__(self, **values: object) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return f"Options({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Options) and self.__dict__ == other.__dict__
+
+
+def _defaults(ns: Options, flags: list[Flag]) -> dict[str, Flag]:
     by_name: dict[str, Flag] = {}
     for flag in flags:
         names, dest, kind, default = flag
@@ -121,9 +133,7 @@ def _defaults(ns: SimpleNamespace, flags: list[Flag]) -> dict[str, Flag]:
     return by_name
 
 
-def _take_flag(
-    ns: SimpleNamespace, by_name: dict[str, Flag], argv: list[str], i: int, where: str
-) -> int:
+def _take_flag(ns: Options, by_name: dict[str, Flag], argv: list[str], i: int, where: str) -> int:
     """Apply the flag at argv[i]; the index after it (and its value)."""
     arg = argv[i]
     name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
@@ -158,8 +168,8 @@ def _take_flag(
     return i + 1
 
 
-def parse_args(argv: list[str]) -> SimpleNamespace:
-    ns = SimpleNamespace(command=None)
+def parse_args(argv: list[str]) -> Options:
+    ns = Options(command=None)
     by_name = _defaults(ns, GLOBAL_FLAGS)
     i = 0
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "-":

@@ -117,6 +117,7 @@ def create(
     controllers: list[str] = []
     pid = 0
     console = None
+    staged = ""
     try:
         fifo = S.fifo_path(root, container_id)
         os.mkfifo(fifo, 0o622)
@@ -135,6 +136,7 @@ def create(
             controllers=controllers,
             cgroup_path=cfg.cgroup_path,
         )
+        config_json = json.dumps(config)  # for state.json (see S.stage), before the fork
         ours, theirs = fdpass.seqpacket_pair()
         kernel.unshare(K.CLONE_NEWPID)
         pid = kernel.fork()
@@ -146,15 +148,19 @@ def create(
         theirs.close()
         os.close(fifo_fd)
         container.pid = pid
+        # While the init builds the container (this process would only wait): its
+        # start time, which it has from the fork on, and state.json's bytes under a
+        # temporary name. Once the init is ready, a rename makes the container seen.
+        container.pid_start = S.process_start_time(pid) or 0
+        staged = S.stage(root, container, config_json)
         try:
             _serve_init(ours, container, console)
         finally:
             ours.close()
-        start_time = S.process_start_time(pid)
-        if start_time is None:
+        if not container.pid_start or S.process_start_time(pid) != container.pid_start:
             raise RuntimeFailure("container init exited during create")
-        container.pid_start = start_time
-        S.save(root, container)
+        os.rename(staged, os.path.join(S.container_dir(root, container_id), S.STATE_FILE))
+        staged = ""
         if pid_file:
             write_pid_file(pid_file, pid)
         return container
@@ -166,6 +172,9 @@ def create(
                 kernel.waitpid(pid, 0)
         with suppress(KernelError):
             remove_cgroups(kernel, cfg, controllers)
+        if staged:
+            with suppress(FileNotFoundError):
+                os.unlink(staged)
         S.remove_dir(root, container_id)
         raise
     finally:
@@ -340,9 +349,11 @@ def start(root: str, container_id: str) -> S.OciContainer:
     return _start(root, S.load(root, container_id))
 
 
-def _start(root: str, c: S.OciContainer) -> S.OciContainer:
+def _start(root: str, c: S.OciContainer, *, created: bool = False) -> S.OciContainer:
+    """`created`: `run` starts what its create has just made, the init waiting on the
+    fifo (if it died since, the wait below says so): no status to derive again."""
     container_id = c.id
-    st = container_status(root, c)
+    st = "created" if created else container_status(root, c)
     if st == "stopped":
         raise Conflict("cannot start a container that has stopped")
     if st != "created":
@@ -516,7 +527,7 @@ def run(
     # rather than reading state.json back (what separate commands must do).
     c = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket)
     try:
-        _start(root, c)
+        _start(root, c, created=True)
     except BaseException:
         _delete(root, c, force=True)
         raise
