@@ -4,6 +4,7 @@ daemon that still runs."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -81,3 +82,44 @@ def test_the_network_of_a_killed_daemon_goes_and_a_running_ones_stays(daemon_fac
     assert live_bridges <= _bridges()
     assert _chains(live_suffix) == live_chains
     assert running.dockyard("network", "rm", net).returncode == 0
+
+
+def _dead_pid() -> int:
+    """A pid that no process has now: a child that has exited and been reaped."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_the_cgroups_of_a_killed_test_run_go_and_a_running_ones_stay():
+    # What a test run killed before its teardown leaves (test_runtime_launcher names
+    # its cgroup parent dockyard-test-<its pid>): a parent with a child cgroup holding
+    # a process. The parent of this still-running test process must stay.
+    pids_root = Path("/sys/fs/cgroup/pids")
+    dead = pids_root / f"dockyard-test-{_dead_pid()}"
+    live = pids_root / f"dockyard-test-{os.getpid()}"
+    (dead / "ctr").mkdir(parents=True)
+    live.mkdir()
+    sleeper = subprocess.Popen(["sleep", "600"])
+    try:
+        (dead / "ctr" / "cgroup.procs").write_text(str(sleeper.pid))
+        dry = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "cleanup-test-leftovers"), "--dry-run"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert f"would remove the cgroup {dead}" in dry.stderr
+        assert dead.is_dir()
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "cleanup-test-leftovers")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert not dead.exists(), proc.stderr
+        assert sleeper.wait(timeout=10) == -9  # its process was killed, not left behind
+        assert live.is_dir()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for cg in (dead / "ctr", dead, live):
+            if cg.is_dir():
+                cg.rmdir()
