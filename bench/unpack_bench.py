@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from image_bench import Daemon, make_archive  # noqa: E402
 
-TAG = "unpack-bench:debian"
+TAG = f"unpack-bench-{os.getpid()}:debian"  # unique in a shared dockerd
 DOCKERD_PID = Path("/run/docker-bench.pid")
 
 

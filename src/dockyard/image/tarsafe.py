@@ -183,6 +183,7 @@ def unpack_layer(
     kernel: Kernel | None = None,
     on_read: Callable[[memoryview], None] | None = None,
     workers: int = 0,
+    divert: Callable[[TarReader, TarEntry], bool] | None = None,
 ) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
@@ -194,6 +195,11 @@ def unpack_layer(
     (a layer), not for one that already holds a tree (docker cp). On error
     `dest` may hold part of the layer: callers unpack into a private
     temporary directory and rename it into place only on success.
+
+    `divert(reader, entry)`, called for each plain regular file, may take the
+    member's data itself (reading it through `reader`) and return True: the
+    file is then made empty, a placeholder that names where it was
+    (docker load unpacks an archive's layers as they arrive this way).
     """
     if dest_fd is None:
         os.makedirs(dest, exist_ok=True)
@@ -203,6 +209,13 @@ def unpack_layer(
         with archive_errors():
             reader = TarReader(open_decompressed(stream), on_read)
             while (entry := reader.next()) is not None:
+                if (
+                    divert is not None
+                    and entry.type == tr.REG
+                    and entry.sparse is None
+                    and divert(reader, entry)
+                ):
+                    entry.size = entry.real_size = 0  # what is left is skipped by next()
                 unpacker.add(reader, entry)
             if on_read is not None:
                 reader.drain()

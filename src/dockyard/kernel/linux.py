@@ -43,6 +43,7 @@ _libc.mount.argtypes = [
     ctypes.c_char_p,
 ]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.syncfs.argtypes = [ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
@@ -403,6 +404,9 @@ class LinuxKernel(LinuxNetworking, Kernel):
             os.fchown(fd, uid, gid)
         except OSError as exc:
             raise _oserror("fchown", (fd, uid, gid), exc) from None
+
+    def syncfs(self, fd: int) -> None:
+        _check(_libc.syncfs(fd), "syncfs", fd)
 
     def lchownat(self, dir_fd: int, name: str, uid: int, gid: int) -> None:
         try:
