@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import platform
@@ -27,12 +28,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dockyard.errors import InvalidParameter, NotFound
+from dockyard.errors import DockyardError, InvalidParameter, NotFound
 from dockyard.image.atomic import fsync_dir, is_stale_temp, temp_name, write_file_atomic
 from dockyard.image.changes import apply_changes
 from dockyard.image.digest import chain_id as make_chain_id
 from dockyard.image.digest import chain_ids, digest_hex, normalize_digest, sha256_digest
 from dockyard.image.digesting import LayerDigest, is_compressed
+from dockyard.image.layer_copy import LayerCopy, NeedsUnpack
 from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
 from dockyard.image.tarsafe import Readable, default_kernel, unpack_layer
@@ -82,8 +84,11 @@ class UnpackedLayer:
     diff_id: str
     size: int
     tmp_dir: str
-    tmp_blob: str
+    tmp_blob: str  # "" if it has none (tar_rebuilt)
     durable: bool = False  # its files are on disk (ImageStore.make_durable)
+    # Its tar is write_layer_tar of its directory (copy_directory): no blob is
+    # kept, one is rebuilt when needed (save, push).
+    tar_rebuilt: bool = False
 
     def discard(self) -> None:
         """Remove what commit did not take (all of it, if never committed)."""
@@ -91,8 +96,9 @@ class UnpackedLayer:
 
 
 def _discard(tmp_dir: str, tmp_blob: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp_blob)
+    if tmp_blob:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_blob)
     if os.path.lexists(tmp_dir):
         shutil.rmtree(tmp_dir)
 
@@ -128,17 +134,54 @@ class ImageStore:
             with open(self._blob_path(digest), "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise NotFound(f"blob {normalize_digest(digest)} not found") from None
+            pass
+        with open(self.blob_path(digest), "rb") as f:  # a committed layer's, rebuilt
+            return f.read()
 
     def has_blob(self, digest: str) -> bool:
         return os.path.exists(self._blob_path(digest))
 
     def blob_path(self, digest: str) -> str:
-        """Path of a stored blob (to stream a layer tar for `docker save`)."""
+        """Path of a stored blob (to stream a layer tar for `docker save`). The tar
+        of a committed layer (copy_directory) is rebuilt here when first needed."""
         path = self._blob_path(digest)
-        if not os.path.exists(path):
+        if not os.path.exists(path) and not self._rebuild_layer_tar(normalize_digest(digest)):
             raise NotFound(f"blob {normalize_digest(digest)} not found")
         return path
+
+    def _rebuild_layer_tar(self, diff_id: str) -> bool:
+        """Write the blob of a committed layer with that diff_id from its directory
+        (write_layer_tar gives the same bytes for the same tree); False if no such
+        layer. The tar is checked against the diff_id before it is kept."""
+        for chain in self.all_layers():
+            try:
+                with open(os.path.join(self._layer_dir(chain), "meta.json"), "rb") as f:
+                    meta = json.load(f)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            if meta.get("diff_id") != diff_id or meta.get("tar") != _TAR_REBUILT:
+                continue
+            tmp = temp_name(self.blobs_dir)
+            try:
+                with open(tmp, "xb") as out:
+                    sink = _TarDigest(out)
+                    write_layer_tar(os.path.join(self._layer_dir(chain), "diff"), sink)  # type: ignore[arg-type]
+                    out.flush()
+                    os.fsync(out.fileno())
+                if sink.diff_id() != diff_id:
+                    raise DockyardError(
+                        f"layer {diff_id}: its directory no longer gives its tar "
+                        f"(got {sink.diff_id()}); the layer was changed on disk"
+                    )
+                os.chmod(tmp, 0o644)
+                os.rename(tmp, self._blob_path(diff_id))
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            fsync_dir(self.blobs_dir)
+            return True
+        return False
 
     # -- layers ------------------------------------------------------------------
 
@@ -265,6 +308,8 @@ class ImageStore:
                 "parent": parent_chain_id,
                 "size": unpacked.size,
             }
+            if unpacked.tar_rebuilt:
+                meta["tar"] = _TAR_REBUILT
             write_file_atomic(
                 os.path.join(unpacked.tmp_dir, "meta.json"), json.dumps(meta).encode()
             )
@@ -272,7 +317,7 @@ class ImageStore:
                 if parent_chain_id is not None:
                     self.layer(parent_chain_id)  # a GC may have run meanwhile
                 blob_path = self._blob_path(diff_id)
-                if not os.path.exists(blob_path):
+                if unpacked.tmp_blob and not os.path.exists(blob_path):
                     os.rename(unpacked.tmp_blob, blob_path)
                     fsync_dir(self.blobs_dir)
                 if not self.has_layer(chain):
@@ -314,10 +359,55 @@ class ImageStore:
     ) -> Layer:
         """`docker commit`: a container's overlay upper dir becomes a layer.
 
-        The tree is archived (whiteouts converted to Docker's form) into a
-        pipe that import_layer reads, so nothing is buffered whole. Pause the
-        container first if it runs, as dockerd does.
+        Copied as a layer in the walk that archives it for its diffID
+        (copy_directory); a tree the copy cannot take goes the way of a tar
+        unpacked again (import_layer). Pause the container first if it runs,
+        as dockerd does.
         """
+        if parent_chain_id is not None:
+            parent_chain_id = normalize_digest(parent_chain_id)
+            self.layer(parent_chain_id)  # fail fast, before reading the tree
+        try:
+            unpacked = self.copy_directory(path, exclude=exclude)
+        except NeedsUnpack:
+            return self._import_directory_tar(path, parent_chain_id, exclude)
+        return self.commit(unpacked, parent_chain_id)
+
+    def copy_directory(
+        self, path: str, *, exclude: frozenset[str] | set[str] = frozenset()
+    ) -> UnpackedLayer:
+        """A directory tree with overlay whiteouts (a container's upper dir) as
+        an unpacked layer, not yet named: give it to `commit` (with its parent),
+        or discard it. Its diffID is that of write_layer_tar's tar of the tree,
+        which is hashed, never written: the layer's blob is rebuilt from the
+        layer's directory when first needed (`blob_path`). NeedsUnpack if the
+        tree holds a name the unpacker would read as a whiteout (".wh.*")."""
+        tmp_dir = temp_name(self.layers_dir)
+        sink = _TarDigest()
+        try:
+            os.mkdir(tmp_dir, 0o700)
+            diff = os.path.join(tmp_dir, "diff")
+            os.mkdir(diff, 0o755)
+            diff_fd = os.open(diff, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                copy = LayerCopy(diff_fd, default_kernel())
+                write_layer_tar(path, sink, exclude=exclude, copy=copy)  # type: ignore[arg-type]
+            finally:
+                os.close(diff_fd)
+            os.chmod(tmp_dir, 0o755)
+        except BaseException:
+            _discard(tmp_dir, "")
+            raise
+        return UnpackedLayer(sink.diff_id(), copy.size, tmp_dir, "", tar_rebuilt=True)
+
+    def _import_directory_tar(
+        self,
+        path: str,
+        parent_chain_id: str | None = None,
+        exclude: frozenset[str] | set[str] = frozenset(),
+    ) -> Layer:
+        """The tree archived (whiteouts converted to Docker's form) into a pipe
+        that import_layer reads, so nothing is buffered whole."""
         read_fd, write_fd = os.pipe()
         failure: list[BaseException] = []
 
@@ -601,6 +691,27 @@ class ImageStore:
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
+
+
+_TAR_REBUILT = "rebuilt"  # meta.json "tar": the blob is made from the directory when needed
+
+
+class _TarDigest:
+    """The file object write_layer_tar writes to: hashes the tar (its diff_id),
+    and writes it on to `out` if given."""
+
+    def __init__(self, out: BinaryIO | None = None) -> None:
+        self._out = out
+        self._sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._sha.update(data)
+        if self._out is not None:
+            self._out.write(data)
+        return len(data)
+
+    def diff_id(self) -> str:
+        return "sha256:" + self._sha.hexdigest()
 
 
 def _remove_identical(items: list[set[str]], item: set[str]) -> None:

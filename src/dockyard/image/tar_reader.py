@@ -490,4 +490,3 @@ class MemberData:
 
     def readable(self) -> bool:
         return True
-
