@@ -26,7 +26,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from dockyard.errors import KernelError
-from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX
+from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX, fchown_if_needed
 
 if TYPE_CHECKING:
     from dockyard.kernel.interface import Kernel
@@ -68,7 +68,7 @@ class LayerCopy:
         os.mkdir(name, 0o700, dir_fd=parent)
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
         try:
-            self.kernel.fchown(fd, st.st_uid, st.st_gid)
+            fchown_if_needed(self.kernel, fd, st.st_uid, st.st_gid)
             os.fchmod(fd, stat.S_IMODE(st.st_mode))
             if caps is not None:
                 self._set_caps(fd, caps)
@@ -92,7 +92,9 @@ class LayerCopy:
         """Owner, mode, capabilities and times of a file whose data is written."""
         try:
             self.size += os.fstat(fd).st_size
-            self.kernel.fchown(fd, st.st_uid, st.st_gid)  # before chmod: it clears setuid
+            fchown_if_needed(
+                self.kernel, fd, st.st_uid, st.st_gid
+            )  # before chmod: it clears setuid
             os.fchmod(fd, stat.S_IMODE(st.st_mode))
             if caps is not None:
                 self._set_caps(fd, caps)
@@ -119,7 +121,9 @@ class LayerCopy:
 
     def symlink(self, parent: int, name: str, target: str, st: os.stat_result) -> None:
         os.symlink(target, name, dir_fd=parent)
-        self.kernel.lchownat(parent, name, st.st_uid, st.st_gid)
+        made = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if (made.st_uid, made.st_gid) != (st.st_uid, st.st_gid):
+            self.kernel.lchownat(parent, name, st.st_uid, st.st_gid)
         os.utime(name, ns=_times(st), dir_fd=parent, follow_symlinks=False)
 
     def whiteout(self, parent: int, name: str, st: os.stat_result) -> None:
