@@ -134,15 +134,16 @@ class DockerRef:
 
 def daemon_at(base: Path, src: Path) -> Daemon:
     base.mkdir()
-    # image_bench.Daemon puts this repo's src on PYTHONPATH; point it elsewhere.
-    import image_bench
+    # The daemon's environment (_daemon.bench_env) puts this repo's src on
+    # PYTHONPATH; point it elsewhere.
+    import _daemon
 
-    saved = image_bench.REPO
-    image_bench.REPO = src.parent
+    saved = _daemon.REPO
+    _daemon.REPO = src.parent
     try:
         return Daemon(base)
     finally:
-        image_bench.REPO = saved
+        _daemon.REPO = saved
 
 
 MEMORY_SCRIPT = r"""

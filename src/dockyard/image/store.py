@@ -236,8 +236,8 @@ class ImageStore:
             if link_fd is None:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                 blob_fd = os.open(tmp_blob, flags, 0o644)
+            reader = LayerDigest(blob_fd, background=True)
             try:
-                reader = LayerDigest(blob_fd)
                 size = unpack_layer(
                     stream,
                     os.path.join(tmp_dir, "diff"),
@@ -245,7 +245,9 @@ class ImageStore:
                     on_read=reader,
                     workers=_UNPACK_WORKERS,
                 )
+                reader.finish()
             finally:
+                reader.stop()
                 if blob_fd is not None:
                     os.close(blob_fd)
             if link_fd is not None:
