@@ -42,7 +42,7 @@ def oci_archive(
     layers: list[str],
     diff_ids: list[str],
     extra: dict[str, bytes] | None = None,
-    first: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
+    first: list[tuple[str, bytes | str]] = (),  # type: ignore[assignment]
 ) -> bytes:
     """`first`, then blobs, manifest.json last (as docker save writes): `layers`
     are the manifest's layer paths, `diff_ids` the config's."""
@@ -61,6 +61,10 @@ def oci_archive(
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in [*first, *files.items()]:
             info = tarfile.TarInfo(name)
+            if isinstance(data, str):  # a symlink to `data`
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tar.addfile(info)
+                continue
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
@@ -184,3 +188,19 @@ def test_layers_are_read_once_from_the_upload_not_from_a_spooled_copy(store, mon
     sources.clear()
     load_images(store, io.BytesIO(data))
     assert sources == []
+
+
+def test_a_layer_path_replaced_by_a_symlink_is_what_it_points_to(store):
+    """tar semantics again: a member "a" streamed as a layer, then replaced by a
+    symlink to another layer "b", is "b" for the manifest (as if spooled)."""
+    one, two = layer_tar({"a": b"A"}), layer_tar({"b": b"B"})
+    first = [("a/layer.tar", one), ("b/layer.tar", two), ("a/layer.tar", "../b/layer.tar")]
+    data = oci_archive([], ["a/layer.tar"], [hexdigest(one)], first=first)
+    with pytest.raises(InvalidParameter, match="the config says"):
+        load_images(store, io.BytesIO(data))
+    assert store.all_layers() == [] and leftovers(store) == []
+    # And the config that says "b" loads.
+    data = oci_archive([], ["a/layer.tar"], [hexdigest(two)], first=first)
+    (loaded,) = load_images(store, io.BytesIO(data))
+    (layer,) = store.image_layers(loaded.image_id)
+    assert Path(layer.path, "b").read_bytes() == b"B"

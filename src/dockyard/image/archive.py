@@ -194,7 +194,6 @@ def load_images(
         os.mkdir(work, 0o700)
         streamed.start(work)
         unpack_layer(stream, work, allow_devices=False, divert=streamed)
-        streamed.settle()
         archive = _Archive(work, streamed)
         entries = archive.entries()
         loaded = []

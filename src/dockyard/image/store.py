@@ -3,6 +3,8 @@
 Layout under the data root (DESIGN.md):
 
     blobs/sha256/<hex>               layer tars (uncompressed), image configs, ...
+                                     (a committed layer's tar only once save or
+                                     push needs it: rebuilt from its directory)
     layers/<chain-id-hex>/diff       unpacked layer, used as an overlay lowerdir
     layers/<chain-id-hex>/meta.json  {diff_id, chain_id, parent, size}
 

@@ -112,28 +112,26 @@ class _Counted:
 
 class StreamedLayers:
     """The `divert` of unpack_layer for a loaded archive (tarsafe.unpack_layer):
-    takes the layer members as they arrive. Call `settle(work)` when the archive
-    is unpacked, `take` for each layer the manifest uses, `discard` at the end."""
+    takes the layer members as they arrive. `start(work)` first, then `find` for
+    each layer path the manifest names, and `discard` at the end."""
 
     def __init__(self, store: ImageStore, progress: LayerProgress | None = None) -> None:
         self.store = store
         self.progress = progress
         self._work = ""
-        self._pending: StreamedLayer | None = None  # placeholder not located yet
         self._by_file: dict[tuple[int, int], StreamedLayer] = {}
         self._all: list[StreamedLayer] = []
 
     def start(self, work: str) -> None:
         self._work = work
 
-    def __call__(self, reader: TarReader, entry: TarEntry) -> bool:
-        self._locate_pending()
+    def __call__(self, reader: TarReader, entry: TarEntry) -> Callable[[], None] | None:
         if entry.size < BLOCK or not looks_like_layer(reader.peek(BLOCK)):
-            return False
+            return None
         name = os.fsdecode(entry.name)
         named = _digest_in_name(name)
         if named is not None and self.store.has_blob("sha256:" + named):
-            return False  # most likely a layer the store has: spooled as before
+            return None  # most likely a layer the store has: spooled as before
         compressed = reader.peek(8).startswith(_COMPRESSED)
         # A plain tar's digest is its diff_id, hashed by the unpacking: only a
         # compressed one needs its own hash (its name may be that digest).
@@ -161,19 +159,15 @@ class StreamedLayers:
             layer.raw_sha256 = raw.sha.hexdigest()
         elif layer.unpacked is not None:
             layer.raw_sha256 = layer.unpacked.diff_id.removeprefix("sha256:")
-        self._pending = layer
         if self.progress is not None and not plain_named and layer.unpacked is not None:
             diff_id = layer.unpacked.diff_id
             if not self.store.has_blob(diff_id):
                 self.progress(diff_id, entry.size, entry.size)
-        return True
+        return lambda: self._locate(layer)
 
-    def _locate_pending(self) -> None:
-        """The placeholder of the member diverted last, just made by the unpacker:
-        known by its file (whatever path leads there: the archive's symlinks)."""
-        layer, self._pending = self._pending, None
-        if layer is None:
-            return
+    def _locate(self, layer: StreamedLayer) -> None:
+        """The member's placeholder, just made by the unpacker: known by its file
+        (whatever path leads there: the archive's symlinks)."""
         fd = open_file([self._work], _normalized(layer.name))
         if fd is None:
             return
@@ -182,10 +176,6 @@ class StreamedLayers:
         finally:
             os.close(fd)
         self._by_file[(st.st_dev, st.st_ino)] = layer
-
-    def settle(self) -> None:
-        """After the archive's last member: locate the last placeholder."""
-        self._locate_pending()
 
     def find(self, fd: int) -> StreamedLayer | None:
         """The streamed layer whose placeholder `fd` opened, if any."""

@@ -183,7 +183,7 @@ def unpack_layer(
     kernel: Kernel | None = None,
     on_read: Callable[[memoryview], None] | None = None,
     workers: int = 0,
-    divert: Callable[[TarReader, TarEntry], bool] | None = None,
+    divert: Callable[[TarReader, TarEntry], Callable[[], None] | None] | None = None,
 ) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
@@ -197,9 +197,10 @@ def unpack_layer(
     temporary directory and rename it into place only on success.
 
     `divert(reader, entry)`, called for each plain regular file, may take the
-    member's data itself (reading it through `reader`) and return True: the
-    file is then made empty, a placeholder that names where it was
-    (docker load unpacks an archive's layers as they arrive this way).
+    member's data itself (reading it through `reader`) and return a callable:
+    the file is then made empty, a placeholder that names where it was, and
+    the callable is called right after (docker load unpacks an archive's
+    layers as they arrive this way).
     """
     if dest_fd is None:
         os.makedirs(dest, exist_ok=True)
@@ -209,14 +210,14 @@ def unpack_layer(
         with archive_errors():
             reader = TarReader(open_decompressed(stream), on_read)
             while (entry := reader.next()) is not None:
-                if (
-                    divert is not None
-                    and entry.type == tr.REG
-                    and entry.sparse is None
-                    and divert(reader, entry)
-                ):
-                    entry.size = entry.real_size = 0  # what is left is skipped by next()
+                placed = None
+                if divert is not None and entry.type == tr.REG and entry.sparse is None:
+                    placed = divert(reader, entry)
+                    if placed is not None:
+                        entry.size = entry.real_size = 0  # what is left is skipped by next()
                 unpacker.add(reader, entry)
+                if placed is not None:
+                    placed()
             if on_read is not None:
                 reader.drain()
         unpacker.finish()
