@@ -21,6 +21,7 @@ import tarfile
 from typing import TYPE_CHECKING, BinaryIO
 
 from dockyard.image.layered_read import lookup
+from dockyard.image.tar_feed import TarFeed
 from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 
 if TYPE_CHECKING:
@@ -74,11 +75,23 @@ def write_layer_tar(
     With `copy` (image/layer_copy), each entry archived is also made in the
     copy's directory, as unpacking the tar there would make it.
     """
+    if copy is not None:
+        # The tar is only hashed: encoded beside the copy's file system calls.
+        feed = TarFeed(out)
+        root_fd = os.open(root, _DIR_FLAGS)
+        try:
+            _walk(feed, root_fd, "", {}, overlay_whiteouts, exclude, _Copying(copy, copy.root_fd))  # type: ignore[arg-type]
+        except BaseException:
+            feed.abort()
+            raise
+        finally:
+            os.close(root_fd)
+        feed.close()
+        return
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         root_fd = os.open(root, _DIR_FLAGS)
         try:
-            at = _Copying(copy, copy.root_fd) if copy is not None else None
-            _walk(tar, root_fd, "", {}, overlay_whiteouts, exclude, at)
+            _walk(tar, root_fd, "", {}, overlay_whiteouts, exclude)
         finally:
             os.close(root_fd)
 
