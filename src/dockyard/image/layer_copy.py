@@ -26,7 +26,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from dockyard.errors import KernelError
-from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX, fchown_if_needed
+from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX, current_umask, fchown_if_needed
 
 if TYPE_CHECKING:
     from dockyard.kernel.interface import Kernel
@@ -56,6 +56,9 @@ class LayerCopy:
         self.root_fd = root_fd
         self.kernel = kernel
         self.size = 0  # bytes of regular files, as the unpacker counts a layer's size
+        umask = current_umask()
+        # Permission bits a create cannot give (umask, setuid...), so fchmod is needed for them.
+        self._masked = 0o7777 if umask is None else umask | 0o7000
 
     @staticmethod
     def check_name(name: str) -> None:
@@ -86,16 +89,18 @@ class LayerCopy:
             os.close(fd)
 
     def open_file(self, parent: int, name: str, st: os.stat_result) -> int:
-        return os.open(name, _FILE_FLAGS, 0o600, dir_fd=parent)
+        # With its mode when the umask lets it through: no chmod then (as the unpacker).
+        return os.open(name, _FILE_FLAGS, stat.S_IMODE(st.st_mode) & 0o777, dir_fd=parent)
 
-    def close_file(self, fd: int, st: os.stat_result, caps: bytes | None) -> None:
-        """Owner, mode, capabilities and times of a file whose data is written."""
+    def close_file(self, fd: int, st: os.stat_result, size: int, caps: bytes | None) -> None:
+        """Owner, mode, capabilities and times of a file whose `size` bytes are written."""
         try:
-            self.size += os.fstat(fd).st_size
-            fchown_if_needed(
-                self.kernel, fd, st.st_uid, st.st_gid
-            )  # before chmod: it clears setuid
-            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            self.size += size
+            # chown before chmod: it clears setuid bits.
+            fchown_if_needed(self.kernel, fd, st.st_uid, st.st_gid)
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & self._masked:
+                os.fchmod(fd, mode)
             if caps is not None:
                 self._set_caps(fd, caps)
             os.utime(fd, ns=_times(st))

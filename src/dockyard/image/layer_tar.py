@@ -237,7 +237,10 @@ def _add_non_dir(
                 try:
                     tar.addfile(info, _TeeReader(fd, out))  # type: ignore[arg-type]
                 finally:
-                    at.copy.close_file(out, st, _getxattr(fd, _CAPS))
+                    # The capabilities as the tar carries them (read once, above).
+                    caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
+                    raw = caps.encode("utf-8", "surrogateescape") if caps is not None else None
+                    at.copy.close_file(out, st, info.size, raw)
         finally:
             os.close(fd)
         inodes[key] = path

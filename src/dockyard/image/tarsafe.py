@@ -226,7 +226,7 @@ def unpack_layer(
     return unpacker.size
 
 
-def _umask() -> int | None:
+def current_umask() -> int | None:
     """The process's umask, read without changing it (Linux >= 4.7)."""
     try:
         with open("/proc/self/status", "rb") as f:
@@ -259,7 +259,7 @@ class _LayerUnpacker:
         # dest_fd: a directory already resolved (docker cp into a container's root)
         self.root_fd = os.dup(dest_fd) if dest_fd is not None else os.open(dest, _DIR_FLAGS)
         self.size = 0
-        umask = _umask()
+        umask = current_umask()
         # Permission bits a create cannot give (umask), so fchmod is needed for them.
         self._masked = 0o7777 if umask is None else umask | 0o7000
         # Directory mtimes are set at the end: creating children changes them.
