@@ -26,7 +26,12 @@ import stat
 from typing import TYPE_CHECKING
 
 from dockyard.errors import KernelError
-from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX, current_umask, fchown_if_needed
+from dockyard.image.tarsafe import (
+    OVERLAY_OPAQUE_XATTR,
+    WHITEOUT_PREFIX,
+    current_umask,
+    fchown_if_needed,
+)
 
 if TYPE_CHECKING:
     from dockyard.kernel.interface import Kernel
