@@ -77,8 +77,8 @@ def write_layer_tar(
     """
     if copy is not None:
         # The tar is only hashed: encoded beside the copy's file system calls.
-        feed = TarFeed(out)
         root_fd = os.open(root, _DIR_FLAGS)
+        feed = TarFeed(out)
         try:
             _walk(feed, root_fd, "", {}, overlay_whiteouts, exclude, _Copying(copy, copy.root_fd))  # type: ignore[arg-type]
         except BaseException:
