@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from image_bench import Daemon, make_archive  # noqa: E402
 
-TAG = "unpack-bench:debian"
+TAG = f"unpack-bench-{os.getpid()}:debian"  # unique in a shared dockerd
 DOCKERD_PID = Path("/run/docker-bench.pid")
 
 
@@ -134,15 +134,16 @@ class DockerRef:
 
 def daemon_at(base: Path, src: Path) -> Daemon:
     base.mkdir()
-    # image_bench.Daemon puts this repo's src on PYTHONPATH; point it elsewhere.
-    import image_bench
+    # The daemon's environment (_daemon.bench_env) puts this repo's src on
+    # PYTHONPATH; point it elsewhere.
+    import _daemon
 
-    saved = image_bench.REPO
-    image_bench.REPO = src.parent
+    saved = _daemon.REPO
+    _daemon.REPO = src.parent
     try:
         return Daemon(base)
     finally:
-        image_bench.REPO = saved
+        _daemon.REPO = saved
 
 
 MEMORY_SCRIPT = r"""

@@ -4,6 +4,7 @@ the cache is right (and survives a restart), bad input fails before any step."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.server
 import io
 import json
@@ -465,7 +466,20 @@ def test_labels_and_build_args_options(daemon, dockyard, tmp_path, unique):
     dockyard("rmi", tag)
 
 
-def test_commit_with_changes_message_author_and_whiteouts(daemon, dockyard, unique):
+def saved_layer(dockyard, tmp_path, tag: str, layer: str) -> tarfile.TarFile:
+    """The layer tar `docker save` gives of `tag` (a committed layer's is rebuilt
+    from its directory: the store keeps no tar of it)."""
+    out = tmp_path / f"saved-{layer[:12]}.tar"
+    assert dockyard("save", "-o", str(out), tag).returncode == 0
+    with tarfile.open(out) as outer:
+        member = outer.extractfile(f"blobs/sha256/{layer}")
+        assert member is not None
+        data = member.read()
+    assert hashlib.sha256(data).hexdigest() == layer  # its diffID, byte for byte
+    return tarfile.open(fileobj=io.BytesIO(data))
+
+
+def test_commit_with_changes_message_author_and_whiteouts(daemon, dockyard, unique, tmp_path):
     name = unique("c")
     assert dockyard("run", "--name", name, "busybox", "sh", "-c",
                     "echo hi > /new; rm /etc/group; mkdir -p /a/b").returncode == 0  # fmt: skip
@@ -483,7 +497,7 @@ def test_commit_with_changes_message_author_and_whiteouts(daemon, dockyard, uniq
     )
     assert check.stdout == "ok\n"
     layer = info["RootFS"]["Layers"][-1].removeprefix("sha256:")
-    with tarfile.open(daemon.data_root / "blobs" / "sha256" / layer) as tar:
+    with saved_layer(dockyard, tmp_path, tag, layer) as tar:
         names = tar.getnames()
     assert "etc/.wh.group" in names
     # the runtime's mount points are not the container's changes
@@ -590,7 +604,7 @@ def test_dockerfile_flag_inside_and_outside_the_context(dockyard, tmp_path):
     assert missing.returncode == 1 and "Cannot locate specified Dockerfile" in missing.stderr
 
 
-def test_commit_keeps_owners_modes_and_hard_links(daemon, dockyard, unique):
+def test_commit_keeps_owners_modes_and_hard_links(daemon, dockyard, unique, tmp_path):
     name = unique("links")
     script = "echo x > /a; ln /a /b; chown 5:6 /a; chmod 4751 /a; mkdir /d; chmod 1777 /d"
     assert dockyard("run", "--name", name, "busybox", "sh", "-c", script).returncode == 0
@@ -601,7 +615,7 @@ def test_commit_keeps_owners_modes_and_hard_links(daemon, dockyard, unique):
     assert a == b and a.split()[1:] == ["2", "5:6", "4751"], out  # one inode, two names
     assert d.split()[2:] == ["0:0", "1777"]
     layer = image_config(daemon, tag)["RootFS"]["Layers"][-1].removeprefix("sha256:")
-    with tarfile.open(daemon.data_root / "blobs" / "sha256" / layer) as tar:
+    with saved_layer(dockyard, tmp_path, tag, layer) as tar:
         assert tar.getmember("b").islnk() and tar.getmember("b").linkname == "a"
     dockyard("rm", name)
     dockyard("rmi", tag)
@@ -716,7 +730,7 @@ def test_workdir_is_made_in_its_own_layer(daemon, dockyard, tmp_path, unique):
     base = image_config(daemon, "busybox")["RootFS"]["Layers"]
     assert len(info["RootFS"]["Layers"]) == len(base) + 1  # /etc existed: no layer for it
     layer = info["RootFS"]["Layers"][-1].removeprefix("sha256:")
-    with tarfile.open(daemon.data_root / "blobs" / "sha256" / layer) as tar:
+    with saved_layer(dockyard, tmp_path, tag, layer) as tar:
         assert tar.getnames() == ["srv", "srv/made", "srv/made/here"]
     out = dockyard("run", "--rm", "--workdir", "/", tag, "stat", "-c", "%u %a", "/srv/made/here")
     assert out.stdout == "0 755\n"

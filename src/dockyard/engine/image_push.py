@@ -147,7 +147,9 @@ async def _push_layer(
                     progress.status(f"Mounted from {source}", ident)
                     return blob
         uploads = BlobUploads(registry, ref.path)
-        blob = await _upload_layer(uploads, svc.blobs.blob_path(diff_id), ident, progress)
+        # In a thread: a committed layer's tar is first rebuilt from its directory.
+        path = await asyncio.to_thread(svc.blobs.blob_path, diff_id)
+        blob = await _upload_layer(uploads, path, ident, progress)
         svc.distribution.remember_forms([(diff_id, blob)])
         progress.status("Pushed", ident)
         return blob

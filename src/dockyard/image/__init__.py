@@ -7,8 +7,11 @@ tarsafe.py       unpack_layer: hostile-tar-safe unpacking, overlay whiteouts
 tar_reader.py    TarReader: a tar stream read forward, fast, hashed as it passes
 file_pool.py     FilePool: a layer's small files written on worker threads
 layer_tar.py     write_layer_tar / write_merged_tar: commit and export tars
+layer_copy.py    LayerCopy: commit's upper dir made a layer in the walk that hashes its tar
+copied_layers.py copy_tree / rebuild_tar: such layers, their tar rebuilt when needed
 layered_read.py  read_file: a file through stacked overlay layer dirs
 archive.py       save_images / load_images: docker save / docker load
+streamed_layers.py StreamedLayers: load's layers unpacked as the archive arrives
 registry.py      Registry: the Distribution v2 client (manifests, blobs, auth)
 registry_auth.py AuthConfig, InsecureRegistries, Www-Authenticate challenges
 users.py         resolve_user / resolve_groups: --user, --group-add

@@ -34,6 +34,7 @@ from dockyard.image.digesting import is_compressed
 from dockyard.image.layered_read import open_file
 from dockyard.image.reference import parse_reference
 from dockyard.image.store import ImageStore, UnpackedLayer, go_architecture
+from dockyard.image.streamed_layers import StreamedLayers
 from dockyard.image.tarsafe import Readable, unpack_layer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -187,10 +188,13 @@ def load_images(
     """
     journal = journal if journal is not None else LoadJournal()
     work = temp_name(store.layers_dir, "-load")
+    # Layers are unpacked as they arrive (image/streamed_layers), not spooled.
+    streamed = StreamedLayers(store, progress)
     try:
         os.mkdir(work, 0o700)
-        unpack_layer(stream, work, allow_devices=False)
-        archive = _Archive(work)
+        streamed.start(work)
+        unpack_layer(stream, work, allow_devices=False, divert=streamed)
+        archive = _Archive(work, streamed)
         entries = archive.entries()
         loaded = []
         with store.lease():
@@ -200,14 +204,16 @@ def load_images(
                 )
         return loaded
     finally:
+        streamed.discard()
         shutil.rmtree(work, ignore_errors=True)
 
 
 class _Archive:
     """Files of an unpacked archive, always opened safely inside it."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, streamed: StreamedLayers | None = None) -> None:
         self.root = root
+        self.streamed = streamed
 
     def read(self, path: str) -> bytes:
         """A metadata file (manifest, index, config), bounded: it is read whole."""
@@ -383,6 +389,14 @@ def _load_one(
     # (hashing, decompression and writes release the GIL), then named in order.
     unpacked: dict[str, UnpackedLayer] = {}
     try:
+        spooled = []
+        for diff_id, chain, path in missing:
+            one = _take_streamed(store, archive, diff_id, path)
+            if one is not None:
+                unpacked[chain] = one
+            else:
+                spooled.append((diff_id, chain, path))
+        missing = spooled
         workers = min(len(missing), os.cpu_count() or 2, _MAX_PARALLEL_LAYERS)
         if workers > 1:
             with ThreadPoolExecutor(workers, thread_name_prefix="layer-unpack") as pool:
@@ -401,6 +415,7 @@ def _load_one(
         else:
             for diff_id, chain, path in missing:
                 unpacked[chain] = _unpack_one(store, archive, diff_id, chain, path, progress)
+        store.make_durable(unpacked.values())  # one syncfs for all of them
         parent: str | None = None
         for chain in chains:
             one = unpacked.pop(chain, None)
@@ -417,6 +432,39 @@ def _load_one(
     if not existed:
         journal.configs.append(image_id)
     return LoadedImage(image_id, refs)
+
+
+def _take_streamed(
+    store: ImageStore, archive: _Archive, diff_id: str, path: str
+) -> UnpackedLayer | None:
+    """The layer at `path` if it was unpacked as it arrived, checked against its
+    config and its name; None if it was spooled (then read from the file)."""
+    if archive.streamed is None:
+        return None
+    with archive.open(path) as f:
+        streamed = archive.streamed.find(f.fileno())
+    if streamed is None:
+        return None
+    if streamed.error is not None:
+        raise streamed.error
+    if streamed.unpacked is None:
+        # The same layer file again (an image with two equal layers): from its blob.
+        with open(streamed.blob_path(store), "rb") as f:
+            one = store.unpack(f, allow_devices=False)
+    else:
+        one = streamed.take()
+    try:
+        if one.diff_id != diff_id:
+            raise InvalidParameter(
+                f"invalid archive: layer {path} has diff_id {one.diff_id}, the config says {diff_id}"
+            )
+        expected = _expected_digest(path)
+        if expected is not None and streamed.raw_sha256 != expected:
+            raise InvalidParameter(f"invalid archive: {path} does not match its digest")
+    except BaseException:
+        one.discard()
+        raise
+    return one
 
 
 def _unpack_one(

@@ -18,15 +18,20 @@ import errno
 import os
 import stat
 import tarfile
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from dockyard.image.layered_read import lookup
+from dockyard.image.tar_feed import TarFeed
 from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
+
+if TYPE_CHECKING:
+    from dockyard.image.layer_copy import LayerCopy
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # As dockerd: of all xattrs only file capabilities travel in layer tars.
-_KEPT_XATTRS = ("security.capability",)
+_CAPS = "security.capability"
+_KEPT_XATTRS = (_CAPS,)
 
 
 class _FdReader:
@@ -37,12 +42,28 @@ class _FdReader:
         return os.read(self.fd, size if size >= 0 else 1 << 20)
 
 
+class _TeeReader(_FdReader):
+    """Also writes what is read to `out` (the file's copy in the new layer)."""
+
+    def __init__(self, fd: int, out: int) -> None:
+        super().__init__(fd)
+        self.out = out
+
+    def read(self, size: int = -1) -> bytes:
+        data = os.read(self.fd, size if size >= 0 else 1 << 20)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.out, view) :]
+        return data
+
+
 def write_layer_tar(
     root: str,
     out: BinaryIO,
     *,
     overlay_whiteouts: bool = True,
     exclude: frozenset[str] | set[str] = frozenset(),
+    copy: LayerCopy | None = None,
 ) -> None:
     """Write the tree under `root` to `out` as an uncompressed layer tar.
 
@@ -51,13 +72,38 @@ def write_layer_tar(
     so the same tree gives the same bytes (and so the same diff_id).
     With `overlay_whiteouts` false, 0/0 char devices are archived as devices.
     Paths in `exclude` ("etc/hosts") are left out with what is below them.
+    With `copy` (image/layer_copy), each entry archived is also made in the
+    copy's directory, as unpacking the tar there would make it.
     """
+    if copy is not None:
+        # The tar is only hashed: encoded beside the copy's file system calls.
+        root_fd = os.open(root, _DIR_FLAGS)
+        feed = TarFeed(out)
+        try:
+            _walk(feed, root_fd, "", {}, overlay_whiteouts, exclude, _Copying(copy, copy.root_fd))  # type: ignore[arg-type]
+        except BaseException:
+            feed.abort()
+            raise
+        finally:
+            os.close(root_fd)
+        feed.close()
+        return
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         root_fd = os.open(root, _DIR_FLAGS)
         try:
             _walk(tar, root_fd, "", {}, overlay_whiteouts, exclude)
         finally:
             os.close(root_fd)
+
+
+class _Copying:
+    """Where the walk is in the copy: its LayerCopy and the directory fd there."""
+
+    __slots__ = ("copy", "fd")
+
+    def __init__(self, copy: LayerCopy, fd: int) -> None:
+        self.copy = copy
+        self.fd = fd
 
 
 def _walk(
@@ -67,17 +113,20 @@ def _walk(
     inodes: dict[tuple[int, int], str],
     overlay_whiteouts: bool,
     exclude: frozenset[str] | set[str] = frozenset(),
+    at: _Copying | None = None,
 ) -> None:
     for name in sorted(os.listdir(dir_fd)):
         path = prefix + name
         if path in exclude:
             continue
+        if at is not None:
+            at.copy.check_name(name)
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             continue  # removed while we walk
         if not stat.S_ISDIR(st.st_mode):
-            _add_non_dir(tar, dir_fd, name, prefix, st, inodes, overlay_whiteouts)
+            _add_non_dir(tar, dir_fd, name, prefix, st, inodes, overlay_whiteouts, at)
             continue
         try:
             child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
@@ -87,11 +136,20 @@ def _walk(
             info = _header(path, st)
             info.pax_headers = _xattrs(child)
             tar.addfile(info)
-            if overlay_whiteouts and _getxattr(child, OVERLAY_OPAQUE_XATTR) == b"y":
+            opaque = overlay_whiteouts and _getxattr(child, OVERLAY_OPAQUE_XATTR) == b"y"
+            if opaque:
                 marker = _header(path + "/" + WHITEOUT_OPAQUE, st)
                 marker.type, marker.mode, marker.size = tarfile.REGTYPE, st.st_mode & 0o777, 0
                 tar.addfile(marker)
-            _walk(tar, child, path + "/", inodes, overlay_whiteouts, exclude)
+            inner = None
+            if at is not None:
+                caps = _getxattr(child, _CAPS)
+                inner = _Copying(at.copy, at.copy.directory(at.fd, name, st, caps, opaque))
+            try:
+                _walk(tar, child, path + "/", inodes, overlay_whiteouts, exclude, inner)
+            finally:
+                if inner is not None:
+                    at.copy.close_dir(inner.fd, st)  # type: ignore[union-attr]
         finally:
             os.close(child)
 
@@ -149,6 +207,7 @@ def _add_non_dir(
     st: os.stat_result,
     inodes: dict[tuple[int, int], str],
     overlay_whiteouts: bool,
+    at: _Copying | None = None,
 ) -> None:
     path = prefix + name
     info = _header(path, st)
@@ -157,6 +216,8 @@ def _add_non_dir(
         if st.st_nlink > 1 and key in inodes:
             info.type, info.linkname, info.size = tarfile.LNKTYPE, inodes[key], 0
             tar.addfile(info)
+            if at is not None:
+                at.copy.hardlink(inodes[key], at.fd, name)
             return
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
@@ -169,7 +230,17 @@ def _add_non_dir(
             os.set_blocking(fd, True)
             info.pax_headers = _xattrs(fd)
             info.size = now.st_size
-            tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
+            if at is None:
+                tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
+            else:
+                out = at.copy.open_file(at.fd, name, st)
+                try:
+                    tar.addfile(info, _TeeReader(fd, out))  # type: ignore[arg-type]
+                finally:
+                    # The capabilities as the tar carries them (read once, above).
+                    caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
+                    raw = caps.encode("utf-8", "surrogateescape") if caps is not None else None
+                    at.copy.close_file(out, st, info.size, raw)
         finally:
             os.close(fd)
         inodes[key] = path
@@ -177,17 +248,25 @@ def _add_non_dir(
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(name, dir_fd=dir_fd)
         tar.addfile(info)
+        if at is not None:
+            at.copy.symlink(at.fd, name, info.linkname, st)
     elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and overlay_whiteouts:
         whiteout = _header(prefix + WHITEOUT_PREFIX + name, st)
         whiteout.type, whiteout.mode, whiteout.size = tarfile.REGTYPE, 0o600, 0
         tar.addfile(whiteout)
+        if at is not None:
+            at.copy.whiteout(at.fd, name, st)
     elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
         info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         tar.addfile(info)
+        if at is not None:
+            at.copy.special(at.fd, name, st)
     elif stat.S_ISFIFO(st.st_mode):
         info.type = tarfile.FIFOTYPE
         tar.addfile(info)
+        if at is not None:
+            at.copy.special(at.fd, name, st)
     # Sockets are skipped, as by dockerd.
 
 

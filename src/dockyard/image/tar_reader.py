@@ -246,6 +246,15 @@ class TarReader:
             self._start += step
         return bytes(out)
 
+    def peek(self, n: int) -> bytes:
+        """Up to `n` (<= the buffer's size) first bytes of what is left of the current
+        member's data, without consuming them (fewer only if the member is shorter)."""
+        n = min(n, self._left)
+        while self._end - self._start < n:
+            if not self._fill():
+                raise TarFormatError("unexpected end of archive (truncated member data)")
+        return bytes(self._view[self._start : self._start + n])
+
     @property
     def left(self) -> int:
         """Data bytes of the current member not read yet."""
@@ -455,3 +464,29 @@ class TarReader:
                 break
         e.size -= consumed
         return _pairs(numbers, "1.0")
+
+
+class MemberData:
+    """What is left of the current member's data, as a stream of its own (a
+    layer tar inside a `docker save` archive, unpacked as it arrives)."""
+
+    def __init__(self, reader: TarReader) -> None:
+        self._reader = reader
+
+    def readinto(self, buf: memoryview) -> int:
+        left = self._reader.left
+        if not left:
+            return 0
+        view = self._reader.take(min(len(buf), left))
+        n = len(view)
+        buf[:n] = view
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._reader.left
+        if not left:
+            return b""
+        return bytes(self._reader.take(left if size is None or size < 0 else min(size, left)))
+
+    def readable(self) -> bool:
+        return True

@@ -183,6 +183,7 @@ def unpack_layer(
     kernel: Kernel | None = None,
     on_read: Callable[[memoryview], None] | None = None,
     workers: int = 0,
+    divert: Callable[[TarReader, TarEntry], Callable[[], None] | None] | None = None,
 ) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
@@ -194,6 +195,12 @@ def unpack_layer(
     (a layer), not for one that already holds a tree (docker cp). On error
     `dest` may hold part of the layer: callers unpack into a private
     temporary directory and rename it into place only on success.
+
+    `divert(reader, entry)`, called for each plain regular file, may take the
+    member's data itself (reading it through `reader`) and return a callable:
+    the file is then made empty, a placeholder that names where it was, and
+    the callable is called right after (docker load unpacks an archive's
+    layers as they arrive this way).
     """
     if dest_fd is None:
         os.makedirs(dest, exist_ok=True)
@@ -203,7 +210,14 @@ def unpack_layer(
         with archive_errors():
             reader = TarReader(open_decompressed(stream), on_read)
             while (entry := reader.next()) is not None:
+                placed = None
+                if divert is not None and entry.type == tr.REG and entry.sparse is None:
+                    placed = divert(reader, entry)
+                    if placed is not None:
+                        entry.size = entry.real_size = 0  # what is left is skipped by next()
                 unpacker.add(reader, entry)
+                if placed is not None:
+                    placed()
             if on_read is not None:
                 reader.drain()
         unpacker.finish()
@@ -212,7 +226,7 @@ def unpack_layer(
     return unpacker.size
 
 
-def _umask() -> int | None:
+def current_umask() -> int | None:
     """The process's umask, read without changing it (Linux >= 4.7)."""
     try:
         with open("/proc/self/status", "rb") as f:
@@ -245,7 +259,7 @@ class _LayerUnpacker:
         # dest_fd: a directory already resolved (docker cp into a container's root)
         self.root_fd = os.dup(dest_fd) if dest_fd is not None else os.open(dest, _DIR_FLAGS)
         self.size = 0
-        umask = _umask()
+        umask = current_umask()
         # Permission bits a create cannot give (umask), so fchmod is needed for them.
         self._masked = 0o7777 if umask is None else umask | 0o7000
         # Directory mtimes are set at the end: creating children changes them.
@@ -440,7 +454,7 @@ class _LayerUnpacker:
 
     def _file_metadata(self, out: int, entry: TarEntry, mode: int) -> None:
         # chown before chmod: chown clears setuid/setgid bits.
-        self.kernel.fchown(out, entry.uid, entry.gid)
+        fchown_if_needed(self.kernel, out, entry.uid, entry.gid)
         if mode & self._masked:
             os.fchmod(out, mode)
         if entry.xattrs:
@@ -490,7 +504,9 @@ class _LayerUnpacker:
             parent = self._make_room(parent_rel, parent, base, keep_dir=False)
             os.symlink(entry.linkname, base, dir_fd=parent)
         name = os.fsdecode(base)
-        self.kernel.lchownat(parent, name, entry.uid, entry.gid)
+        made = os.stat(base, dir_fd=parent, follow_symlinks=False)
+        if (made.st_uid, made.st_gid) != (entry.uid, entry.gid):
+            self.kernel.lchownat(parent, name, entry.uid, entry.gid)
         if entry.xattrs:
             self._apply_xattrs(_proc_path(parent, name), entry, follow=False)
         os.utime(base, ns=(entry.atime_ns, entry.mtime_ns), dir_fd=parent, follow_symlinks=False)
@@ -538,7 +554,7 @@ class _LayerUnpacker:
     # -- metadata ----------------------------------------------------------------
 
     def _apply_dir_metadata(self, dfd: int, rel: bytes, entry: TarEntry) -> None:
-        self.kernel.fchown(dfd, entry.uid, entry.gid)
+        fchown_if_needed(self.kernel, dfd, entry.uid, entry.gid)
         os.fchmod(dfd, entry.mode & 0o7777)
         if entry.xattrs:
             self._apply_xattrs(dfd, entry, follow=True)
@@ -580,6 +596,15 @@ class _LayerUnpacker:
 
 
 _NO_ENTRY = TarEntry()
+
+
+def fchown_if_needed(kernel: Kernel, fd: int, uid: int, gid: int) -> None:
+    """chown what we just made, unless it is already theirs (the common case: root's
+    files unpacked by root). A no-op chown still costs the file system an inode
+    update (and a capability check): a third of the time of a small file."""
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        kernel.fchown(fd, uid, gid)
 
 
 def _exists(dir_fd: int, name: bytes) -> bool:

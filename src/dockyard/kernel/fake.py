@@ -227,6 +227,9 @@ class RecordingKernel(Kernel):
     def fchown(self, fd: int, uid: int, gid: int) -> None:
         self._rec("fchown", self._real_path(fd), uid, gid)
 
+    def syncfs(self, fd: int) -> None:
+        self._rec("syncfs", self._real_path(fd))
+
     def lchownat(self, dir_fd: int, name: str, uid: int, gid: int) -> None:
         self._rec("lchownat", posixpath.join(self._real_path(dir_fd), name), uid, gid)
 

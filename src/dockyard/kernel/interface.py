@@ -122,6 +122,10 @@ class Kernel(ABC):
         """fsetxattr on an fd; on a path, setxattr (lsetxattr when not `follow`)."""
 
     @abstractmethod
+    def syncfs(self, fd: int) -> None:
+        """Flush the file system holding `fd` (not every mounted one, as sync does)."""
+
+    @abstractmethod
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
 
     @abstractmethod

@@ -370,6 +370,9 @@ class LinuxKernel(LinuxNetworking, Kernel):
         except OSError as exc:
             raise _oserror("fchown", (fd, uid, gid), exc) from None
 
+    def syncfs(self, fd: int) -> None:
+        _check(libc.syncfs(fd), "syncfs", fd)
+
     def lchownat(self, dir_fd: int, name: str, uid: int, gid: int) -> None:
         try:
             os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)

@@ -1,0 +1,88 @@
+"""Layers copied from a directory tree (`docker commit`, build steps): made by
+LayerCopy in the walk that hashes their tar, which is never written; the tar
+is rebuilt from the layer's directory, and checked, when save or push needs it
+(write_layer_tar gives the same bytes for the same tree)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from typing import TYPE_CHECKING, BinaryIO
+
+from dockyard.errors import DockyardError
+from dockyard.image.atomic import fsync_dir, temp_name
+from dockyard.image.layer_copy import LayerCopy
+from dockyard.image.layer_tar import write_layer_tar
+
+if TYPE_CHECKING:
+    from dockyard.kernel.interface import Kernel
+
+
+class TarDigest:
+    """The file object write_layer_tar writes to: hashes the tar (its diff_id)
+    and passes it on to `out` if given."""
+
+    def __init__(self, out: BinaryIO | None = None) -> None:
+        self._out = out
+        self._sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._sha.update(data)
+        if self._out is not None:
+            self._out.write(data)
+        return len(data)
+
+    def diff_id(self) -> str:
+        return "sha256:" + self._sha.hexdigest()
+
+
+def copy_tree(
+    path: str, layers_dir: str, exclude: frozenset[str] | set[str], kernel: Kernel
+) -> tuple[str, int, str]:
+    """Copy `path` as a layer into a new temporary directory of `layers_dir`
+    (its tree under "diff"); return (diff_id, size, temporary directory).
+    Raises layer_copy.NeedsUnpack for a tree the copy leaves to the unpacker."""
+    tmp_dir = temp_name(layers_dir)
+    sink = TarDigest()
+    try:
+        os.mkdir(tmp_dir, 0o700)
+        diff = os.path.join(tmp_dir, "diff")
+        os.mkdir(diff, 0o755)
+        diff_fd = os.open(diff, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            copy = LayerCopy(diff_fd, kernel)
+            write_layer_tar(path, sink, exclude=exclude, copy=copy)  # type: ignore[arg-type]
+        finally:
+            os.close(diff_fd)
+        os.chmod(tmp_dir, 0o755)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return sink.diff_id(), copy.size, tmp_dir
+
+
+def rebuild_tar(diff_dir: str, diff_id: str, blob_path: str) -> None:
+    """Write the tar of a copied layer's directory as its blob, atomically, only
+    if it still hashes to `diff_id` (else the layer was changed on disk)."""
+    directory = os.path.dirname(blob_path)
+    tmp = temp_name(directory)
+    try:
+        with open(tmp, "xb") as out:
+            sink = TarDigest(out)
+            write_layer_tar(diff_dir, sink)  # type: ignore[arg-type]
+            out.flush()
+            os.fsync(out.fileno())
+        if sink.diff_id() != diff_id:
+            raise DockyardError(
+                f"layer {diff_id}: its directory no longer gives its tar "
+                f"(got {sink.diff_id()}); the layer was changed on disk"
+            )
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, blob_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)

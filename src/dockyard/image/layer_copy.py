@@ -1,0 +1,154 @@
+"""A container's upper dir copied as a layer in the walk that archives it.
+
+`docker commit` (and each build step) needs the container's changes twice:
+as a layer tar, for its diffID, and unpacked, as the new layer's overlay
+lowerdir. Writing the tar and unpacking it again costs a tar parse, a path
+resolution per entry and a copy of every byte; instead write_layer_tar walks
+the upper dir once and hands each entry it archives to a `LayerCopy`, which
+makes the same entry in the new layer directory, in the form the unpacker
+would give it (tarsafe.unpack_layer): overlay whiteouts stay 0/0 character
+devices, opaque directories keep trusted.overlay.opaque=y, hard links stay
+links, owners, modes, whole-second mtimes and file capabilities as in the
+tar. The tar stream itself only passes through a hash.
+
+A name that the unpacker would read as a whiteout (".wh.*": a file a
+container made with that name) stops the copy (`NeedsUnpack`): the caller
+goes the tar-and-unpack way, whose semantics are Docker's.
+
+Privileged calls (chown, mknod, xattrs) go through the Kernel, as unpacking.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from dockyard.errors import KernelError
+from dockyard.image.tarsafe import (
+    OVERLAY_OPAQUE_XATTR,
+    WHITEOUT_PREFIX,
+    current_umask,
+    fchown_if_needed,
+)
+
+if TYPE_CHECKING:
+    from dockyard.kernel.interface import Kernel
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class NeedsUnpack(Exception):
+    """The tree holds a name the unpacker gives a meaning (".wh.*"): copy it
+    by archiving and unpacking instead."""
+
+
+def _times(st: os.stat_result) -> tuple[int, int]:
+    # What a tar keeps (and so what an unpacked layer has): whole seconds, atime = mtime.
+    ns = int(st.st_mtime) * 1_000_000_000
+    return ns, ns
+
+
+class LayerCopy:
+    """Makes each entry write_layer_tar archives under the directory `root_fd`.
+
+    Directory fds are handed back to the walk, which closes them through
+    `close_dir` once their children are made (their times are set then)."""
+
+    def __init__(self, root_fd: int, kernel: Kernel) -> None:
+        self.root_fd = root_fd
+        self.kernel = kernel
+        self.size = 0  # bytes of regular files, as the unpacker counts a layer's size
+        umask = current_umask()
+        # Permission bits a create cannot give (umask, setuid...), so fchmod is needed for them.
+        self._masked = 0o7777 if umask is None else umask | 0o7000
+
+    @staticmethod
+    def check_name(name: str) -> None:
+        if name.startswith(WHITEOUT_PREFIX):
+            raise NeedsUnpack(name)
+
+    def directory(
+        self, parent: int, name: str, st: os.stat_result, caps: bytes | None, opaque: bool
+    ) -> int:
+        os.mkdir(name, 0o700, dir_fd=parent)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        try:
+            fchown_if_needed(self.kernel, fd, st.st_uid, st.st_gid)
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            if caps is not None:
+                self._set_caps(fd, caps)
+            if opaque:
+                self.kernel.setxattr(fd, OVERLAY_OPAQUE_XATTR, b"y")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def close_dir(self, fd: int, st: os.stat_result) -> None:
+        try:
+            os.utime(fd, ns=_times(st))
+        finally:
+            os.close(fd)
+
+    def open_file(self, parent: int, name: str, st: os.stat_result) -> int:
+        # With its mode when the umask lets it through: no chmod then (as the unpacker).
+        return os.open(name, _FILE_FLAGS, stat.S_IMODE(st.st_mode) & 0o777, dir_fd=parent)
+
+    def close_file(self, fd: int, st: os.stat_result, size: int, caps: bytes | None) -> None:
+        """Owner, mode, capabilities and times of a file whose `size` bytes are written."""
+        try:
+            self.size += size
+            # chown before chmod: it clears setuid bits.
+            fchown_if_needed(self.kernel, fd, st.st_uid, st.st_gid)
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & self._masked:
+                os.fchmod(fd, mode)
+            if caps is not None:
+                self._set_caps(fd, caps)
+            os.utime(fd, ns=_times(st))
+        finally:
+            os.close(fd)
+
+    def _set_caps(self, fd: int, caps: bytes) -> None:
+        try:
+            self.kernel.setxattr(fd, "security.capability", caps)
+        except KernelError as e:
+            # As the unpacker (and dockerd): a file system without them is not fatal.
+            if e.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise
+
+    def hardlink(self, target: str, parent: int, name: str) -> None:
+        """`target`: the path (from the layer's root) of a file this copy made."""
+        tdir, _, tname = target.rpartition("/")
+        tfd = os.open(tdir, _DIR_FLAGS, dir_fd=self.root_fd) if tdir else os.dup(self.root_fd)
+        try:
+            os.link(tname, name, src_dir_fd=tfd, dst_dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(tfd)
+
+    def symlink(self, parent: int, name: str, target: str, st: os.stat_result) -> None:
+        os.symlink(target, name, dir_fd=parent)
+        made = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if (made.st_uid, made.st_gid) != (st.st_uid, st.st_gid):
+            self.kernel.lchownat(parent, name, st.st_uid, st.st_gid)
+        os.utime(name, ns=_times(st), dir_fd=parent, follow_symlinks=False)
+
+    def whiteout(self, parent: int, name: str, st: os.stat_result) -> None:
+        self.kernel.mknodat(parent, name, stat.S_IFCHR | 0o000, 0, 0)
+        self.kernel.lchownat(parent, name, st.st_uid, st.st_gid)
+        os.utime(name, ns=_times(st), dir_fd=parent, follow_symlinks=False)
+
+    def special(self, parent: int, name: str, st: os.stat_result) -> None:
+        """A device node or a FIFO (a commit is trusted input: devices allowed)."""
+        if stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(name, 0o600, dir_fd=parent)
+        else:
+            kind = stat.S_IFCHR if stat.S_ISCHR(st.st_mode) else stat.S_IFBLK
+            rdev = st.st_rdev
+            self.kernel.mknodat(parent, name, kind | 0o600, os.major(rdev), os.minor(rdev))
+        self.kernel.lchownat(parent, name, st.st_uid, st.st_gid)
+        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=parent)  # not a symlink: made above
+        os.utime(name, ns=_times(st), dir_fd=parent, follow_symlinks=False)
