@@ -236,6 +236,37 @@ def test_file_pool_gives_the_tree_one_thread_gives(tmp_path, seed):
     assert results[0] == results[1]
 
 
+def test_pool_paths_through_symlinks_and_names_in_new_directories(tmp_path):
+    """With the workers: a path through a symlink made just before lands where it
+    points; a name made in a directory this unpack made is replaced, not
+    refused, though no stat looked for it."""
+    D = tarfile.DIRTYPE
+    infos = [
+        (reg("d", type=D, mode=0o755), b""),
+        (reg("t", type=D, mode=0o755), b""),
+        (reg("d/l", type=tarfile.SYMTYPE, linkname="../t"), b""),
+        (reg("d/l/x", mtime=7), b"through the link"),  # lands in t/
+        (reg("d/a"), b"first"),
+        (reg("d/a"), b"second"),  # the same name again: replaces
+        (reg("d/a", type=D, mode=0o755), b""),  # a directory over the file
+        (reg("d/a/b"), b"inside"),
+        (reg("d/l", type=tarfile.SYMTYPE, linkname="a"), b""),  # a symlink replaced
+        (reg("d/l/y"), b"new target"),  # lands in d/a/
+    ]
+    data = tar_of(*infos)
+    trees = []
+    for workers in (0, 2):
+        dest = tmp_path / f"w{workers}"
+        unpack_layer(io.BytesIO(data), str(dest), workers=workers)
+        trees.append(_tree(dest))
+    assert trees[0] == trees[1]
+    dest = tmp_path / "w2"
+    assert (dest / "t" / "x").read_bytes() == b"through the link"
+    assert (dest / "d" / "a" / "b").read_bytes() == b"inside"
+    assert (dest / "d" / "a" / "y").read_bytes() == b"new target"
+    assert os.readlink(dest / "d" / "l") == "a"
+
+
 def test_bounded_memory_for_a_large_stream(tmp_path):
     """A 600 MB layer (big and small files) is streamed: the process grows by far
     less than the layer (bench/unpack_bench.py --memory does 5 GB)."""
