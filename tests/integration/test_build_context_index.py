@@ -97,7 +97,8 @@ def both(tmp_path):
     digests = context_tar.unpack(io.BytesIO(data), str(disk))
     index = ContextIndex(str(tmp_path / "virtual"), str(tmp_path / "virtual.tar"))
     index.read(io.BytesIO(data))
-    assert (tmp_path / "virtual.tar").read_bytes() == data  # the tar is kept whole
+    with index.saved.open() as saved:
+        assert saved.read() == data  # the tar is kept whole
     files = SourceRoot(LinuxKernel(), str(disk), digests)
     yield IndexedRoot(index), files
     files.close()

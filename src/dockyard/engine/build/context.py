@@ -57,13 +57,12 @@ class BuildContext:
             index = self.index
             if index is None:
                 return
-            with open(index.tar_path, "rb") as f:
+            with index.saved.open() as f:
                 self.digests = context_tar.unpack(f, self.root)
             os.chmod(self.root, 0o700)
             self._unlink(kernel, self._dropped)
             self.index = None
-            with contextlib.suppress(OSError):
-                os.unlink(index.tar_path)
+            index.saved.discard()
 
     def source_root(self, kernel: Kernel) -> sources.SourceRoot | IndexedRoot:
         if self.index is not None:
@@ -212,12 +211,12 @@ def read_context(stream: object, root: str) -> BuildContext:
         index.read(_Peeked(head, plain))
     except TooLarge:
         # Too many entries to keep an index of: the files, unpacked as the tar goes on.
-        saved = open(index.tar_path, "rb")  # noqa: SIM115 - closed below
+        saved = index.saved.open()
         try:
             ctx.digests = context_tar.unpack(_Chained(saved, plain), root)
         finally:
             saved.close()
-            os.unlink(index.tar_path)
+            index.saved.discard()
         os.chmod(root, 0o700)
         return ctx
     ctx.index = index

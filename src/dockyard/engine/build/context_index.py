@@ -1,5 +1,5 @@
 """The build context as an index of its tar: names, types, modes, sizes, link
-targets and content digests, with the tar kept in one file beside.
+targets and content digests, with the tar kept beside (saved_tar: in memory while small).
 
 A build whose COPY and ADD steps all come from the cache never needs the
 context's files: their checksums come from this index, and the Dockerfile and
@@ -24,9 +24,9 @@ import posixpath
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from dockyard.engine.build import context_tar
+from dockyard.engine.build.saved_tar import SavedTar
 from dockyard.engine.build.sources import Entry, Source, context_path, has_wildcard, same_depth
 from dockyard.errors import InvalidParameter, NotFound
 
@@ -53,7 +53,7 @@ class IndexEntry:
 class _Tee:
     """Reads of the request body, written on to the saved tar as they go."""
 
-    def __init__(self, stream: context_tar.Readable, out: BinaryIO) -> None:
+    def __init__(self, stream: context_tar.Readable, out: SavedTar) -> None:
         self.stream = stream
         self.out = out
         self.position = 0
@@ -68,7 +68,7 @@ class _Tee:
 class ContextIndex:
     def __init__(self, root: str, tar_path: str) -> None:
         self.root = os.path.realpath(root)
-        self.tar_path = tar_path
+        self.saved = SavedTar(tar_path)  # in memory while small, else in tar_path
         self.entries: dict[str, IndexEntry] = {"": IndexEntry("dir", 0o700)}
         self.children: dict[str, set[str]] = {"": set()}
         self._umask = context_tar.UMASK & 0o777
@@ -76,9 +76,9 @@ class ContextIndex:
     # -- building it ------------------------------------------------------------
 
     def read(self, stream: context_tar.Readable) -> None:
-        """Index the tar that `stream` holds, saving it to tar_path."""
-        with open(self.tar_path, "wb") as out:
-            tee = _Tee(stream, out)
+        """Index the tar that `stream` holds, saving it (`saved`)."""
+        try:
+            tee = _Tee(stream, self.saved)
             r = context_tar.Reader(tee)
             for kind, name, link, size, mode, mtime in context_tar.members(r):
                 if len(self.entries) > MAX_ENTRIES:
@@ -86,6 +86,8 @@ class ContextIndex:
                 # the data starts where the reader's buffer has got to
                 offset = tee.position - r.buffered
                 self._add(r, kind, name, link, size, mode, mtime, offset)
+        finally:
+            self.saved.close()
 
     def _parent_dirs(self, rel: str) -> None:
         """The directories above `rel` exist (implicitly made, as mkdir would)."""
@@ -183,9 +185,7 @@ class ContextIndex:
         entry = self.entries.get(rel)
         if entry is None or entry.kind != "file":
             return None
-        with open(self.tar_path, "rb") as f:
-            f.seek(entry.offset)
-            return f.read(min(entry.size, limit))
+        return self.saved.read_at(entry.offset, min(entry.size, limit))
 
     def remove(self, rel: str) -> None:
         entry = self.entries.pop(rel, None)
@@ -301,24 +301,30 @@ class IndexedRoot:
         yield from self._walk(self.index._rel(source.path), name)
 
     def _walk(self, directory: str, prefix: str) -> Iterator[Entry]:
+        entries, root = self.index.entries, self.index.root
         for child in sorted(self.index.children.get(directory, ())):
             rel = f"{directory}/{child}" if directory else child
             name = f"{prefix}/{child}" if prefix else child
-            yield self._entry(name, self.index._path(rel))
-            if self.index.entries[rel].kind == "dir":
+            e = entries[rel]
+            yield Entry(name, f"{root}/{rel}", _stat(e), e.link if e.kind == "symlink" else None)
+            if e.kind == "dir":
                 yield from self._walk(rel, name)
 
     def _entry(self, name: str, path: str) -> Entry:
         e = self.index.entries[self.index._rel(path)]
-        return Entry(name, path, self.stat(path), link=e.link if e.kind == "symlink" else None)
+        return Entry(name, path, _stat(e), link=e.link if e.kind == "symlink" else None)
 
     def stat(self, path: str) -> os.stat_result:
-        e = self.index.entries[self.index._rel(path)]
-        mode = _KINDS[e.kind] | e.mode
-        return os.stat_result((mode, 0, 0, 1, 0, 0, e.size, e.mtime, e.mtime, e.mtime))
+        return _stat(self.index.entries[self.index._rel(path)])
 
     def head(self, path: str, n: int) -> bytes:
         return self.index.file_bytes(self.index._rel(path), n) or b""
+
+
+def _stat(e: IndexEntry) -> os.stat_result:
+    return os.stat_result(
+        (_KINDS[e.kind] | e.mode, 0, 0, 1, 0, 0, e.size, e.mtime, e.mtime, e.mtime)
+    )
 
 
 def _fnmatch(path: str, pattern: str) -> bool:
