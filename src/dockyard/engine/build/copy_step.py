@@ -135,13 +135,21 @@ def extract_archive(kernel: Kernel, root_fd: int, directory: str, archive: str) 
         os.close(fd)
 
 
+_MOUNTINFO_ESCAPES = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
+
+
 def unmount_under(path: str) -> None:
     """Detach any overlay a step left mounted below `path` (never delete through one)."""
     from dockyard.kernel.linux import LinuxKernel
 
     points = []
+    # mountinfo's escapes (octal for space, tab, newline, backslash): lines that
+    # cannot hold `path` are passed over without being split and decoded each.
+    escaped = "".join(_MOUNTINFO_ESCAPES.get(c, c) for c in path) + "/"
     with open("/proc/self/mountinfo") as f:
         for line in f:
+            if escaped not in line:
+                continue
             point = line.split()[4].encode().decode("unicode_escape")
             if point.startswith(path + "/"):
                 points.append(point)
