@@ -429,7 +429,7 @@ def main() -> int:
         print(f"\n{'build (median s)':<20}" + "".join(f"{n:>12}" for n in names), end="")
         print("".join(f"{a + ' / ' + b:>24}" for a, b in pairs))
         for kind in ("cold", "cached", "changed"):
-            row = f"{kind:<20}" + "".join(f"{median(times[(n, kind)]):>12.2f}" for n in names)
+            row = f"{kind:<20}" + "".join(f"{median(times[(n, kind)]):>12.3f}" for n in names)
             for a, b in pairs:
                 row += f"{median(times[(a, kind)]) / median(times[(b, kind)]):>23.2f}x"
             print(row)
