@@ -149,7 +149,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         )
     )
     job.add_done_callback(lambda _f: queue.put_nowait(None))
-    resp = _StreamAnswer(status=200, headers={"Content-Type": "application/json"})
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     resp.enable_chunked_encoding()
     watcher = asyncio.ensure_future(_watch_client(request, job))
     try:
@@ -159,17 +159,9 @@ async def build(request: web.Request) -> web.StreamResponse:
             # not parse, a context without it) is the answer's status, not a 200 stream.
             raise job.exception()  # type: ignore[misc]
         await resp.prepare(request)
-        # What the build has said by the time the answer can be written goes out in
-        # one write (a cached build says everything at once, and its last lines go
-        # with the end of the answer): one send and one client wake-up, not one per line.
-        pending: list[bytes] = []
         while message is not None:
-            pending.append(msgspec.json.encode(message) + b"\r\n")
-            if queue.empty() and not job.done():
-                await resp.write(b"".join(pending))
-                pending.clear()
+            await resp.write(msgspec.json.encode(message) + b"\r\n")
             message = await queue.get()
-        tail = b"".join(pending)
         try:
             await job
         except asyncio.CancelledError:
@@ -183,8 +175,10 @@ async def build(request: web.Request) -> web.StreamResponse:
             detail: dict[str, Any] = {"message": message_text}
             if isinstance(e, StepFailed):
                 detail["code"] = e.code
-            tail += msgspec.json.encode({"errorDetail": detail, "error": message_text}) + b"\r\n"
-        await resp.write_eof(tail)
+            await resp.write(
+                msgspec.json.encode({"errorDetail": detail, "error": message_text}) + b"\r\n"
+            )
+        await resp.write_eof()
     except (ConnectionResetError, BrokenPipeError):
         pass  # the watcher cancels the build
     finally:
@@ -194,13 +188,6 @@ async def build(request: web.Request) -> web.StreamResponse:
                 await job
         watcher.cancel()
     return resp
-
-
-class _StreamAnswer(web.StreamResponse):
-    """The head goes out with the first lines (aiohttp's flag, as its web.Response
-    sets it): one send where a cached build needs no more, not two."""
-
-    _send_headers_immediately = False
 
 
 _CONTEXT_TYPES = ("application/x-tar", "application/tar", "application/octet-stream", "")
