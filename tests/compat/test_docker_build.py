@@ -5,6 +5,7 @@ Docker SDK's images.build / container.commit. The built images run."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -100,6 +101,20 @@ def test_sdk_images_build_from_path_and_run(client, context, unique):
     assert image.labels == {"via": "sdk"}
     assert any("Successfully built" in entry.get("stream", "") for entry in logs)
     assert client.containers.run(tag, remove=True) == b"hello sdk\napp\n"
+    client.images.remove(tag)
+
+
+def test_sdk_low_level_build_yields_one_json_message_per_item(client, context, unique):
+    # docker-py's APIClient.build(decode=False) yields one HTTP chunk per item, and
+    # its callers json.loads each one: dockerd sends one message per chunk. A fully
+    # cached rebuild, whose lines are all ready at once, is where they could merge.
+    tag = unique("lowlevel")
+    for _ in range(2):
+        items = list(client.api.build(path=str(context), tag=tag, rm=True))
+        messages = [json.loads(item) for item in items]
+        assert len(messages) == len(items) > 5
+        assert any("Successfully tagged" in m.get("stream", "") for m in messages)
+    assert sum("Using cache" in m.get("stream", "") for m in messages) == 5  # ARG to CMD
     client.images.remove(tag)
 
 
