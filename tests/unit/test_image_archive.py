@@ -10,6 +10,7 @@ import os
 import tarfile
 
 import pytest
+from fake_registry import layer as layer_tar
 
 from dockyard.errors import InvalidParameter, NotFound
 from dockyard.image.archive import LoadedImage, SavedImage, load_images, save_images
@@ -21,16 +22,6 @@ pytestmark = pytest.mark.usefixtures("unpack_kernel")
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="checks owners, device nodes or trusted xattrs on disk"
 )
-
-
-def layer_tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def archive(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:

@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from fake_registry import layer as layer_tar
 
 from dockyard.errors import InvalidParameter
 from dockyard.image.archive import load_images
@@ -21,16 +22,6 @@ from dockyard.image.digest import chain_ids
 from dockyard.image.store import ImageStore
 
 pytestmark = pytest.mark.usefixtures("unpack_kernel")
-
-
-def layer_tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def hexdigest(data: bytes) -> str:
