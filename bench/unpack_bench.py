@@ -3,26 +3,42 @@
 
     dockyard save debian:bookworm > /tmp/debian.tar
     python3 bench/unpack_bench.py /tmp/debian.tar [-n 5] [--compare-src /work/main/src]
+        [--dir /var/lib] [--regime clean|after-deletions|both]
 
 The layers of the archive get one small file more (so that their diff_ids
 are new to any engine: a layer an engine already has is not unpacked
 again), then every round runs, interleaved, on the same machine state:
 
     load          dockyard load -i archive.tar on a daemon of this tree (private
-                  socket and data root under /tmp), then rmi
+                  socket and data root under --dir)
     load (other)  the same on a daemon of --compare-src (e.g. main's tree), for A/B
     tar -x        tar -xf of the layer tars into an empty directory
     tar -x + sync the same followed by sync (a load syncs before a layer appears)
     docker load   `docker load -i` on the dockerd at --docker-host, under a tag
-                  unique to this bench, then `docker rmi` (a row only where
-                  that dockerd answers; this script never starts one)
+                  unique to this bench (a row only where that dockerd answers;
+                  this script never starts one)
 
-It prints medians in MB/s of uncompressed layer bytes, each row's ratio to
-`tar -x` measured in the same rounds, the CPU time each step cost (the CLI
-and the daemon, with the daemon's children: dockerd applies layers in a
-child; for tar, tar's), and each daemon's peak memory (VmHWM). The machine
-may be loaded: wall times then swing by 50% from round to round while CPU
-times hold, so compare the CPU column and the ratios of the same rounds.
+in two regimes, each reported on its own:
+
+    clean            each round loads an image of its own (new layers) and untars
+                     into a new directory; nothing is deleted until all rounds
+                     are done
+    after deletions  the same image every round, removed (rmi, rm -r) after
+                     each: what a user who loads, removes and loads again sees
+
+They differ because of the file system, not of the engines: on ext4
+without a journal (this machine's root) the inode allocator skips every
+inode freed in the last minute(s) (`recently_deleted`, one buffer lookup
+each), so creating thousands of files right after thousands were deleted
+nearby is several times slower, for tar as for the engines.
+
+It prints medians in MB/s of uncompressed layer bytes, each row's ratios to
+`tar -x`, `tar -x + sync` and `docker load` measured in the same rounds, the
+CPU time each step cost (the CLI and the daemon, with the daemon's children:
+dockerd applies layers in a child; for tar, tar's), and each daemon's peak
+memory (VmHWM). The machine may be loaded: wall times then swing by 50%
+from round to round while CPU times hold, so compare the CPU column and the
+ratios of the same rounds.
 
     python3 bench/unpack_bench.py --memory 5
 
@@ -51,7 +67,6 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from image_bench import Daemon, make_archive  # noqa: E402
 
-TAG = f"unpack-bench-{os.getpid()}:debian"  # unique in a shared dockerd
 DOCKERD_PID = Path("/run/docker-bench.pid")
 
 
@@ -204,6 +219,35 @@ def memory(gb: float) -> int:
         shutil.rmtree(base, ignore_errors=True)
 
 
+class Rows:
+    """Wall and CPU times per row, in the order rows were first met."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self.cpus: dict[str, list[float]] = {}
+
+    def record(self, row: str, wall_cpu: tuple[float, float]) -> None:
+        self.times.setdefault(row, []).append(wall_cpu[0])
+        self.cpus.setdefault(row, []).append(wall_cpu[1])
+
+    def report(self, title: str, size_mb: float) -> None:
+        """Medians, with each row's ratios to tar -x, tar -x + sync and docker load
+        taken from the same rounds (> 1: faster than that reference)."""
+        med = {row: statistics.median(ts) for row, ts in self.times.items()}
+        cpu = {row: statistics.median(cs) for row, cs in self.cpus.items()}
+        refs = [r for r in ("tar -x", "tar -x + sync", "docker load") if r in med]
+        rounds = len(next(iter(self.times.values())))
+        print(f"\n{title}: {size_mb:.0f} MB of layers, {rounds} rounds, medians")
+        print("  ratios: the reference's time / the row's (> 1: the row is faster)")
+        for row in med:
+            ratios = "  ".join(f"{med[ref] / med[row]:.2f} x {ref}" for ref in refs if ref != row)
+            cpu_ratio = f" ({cpu['tar -x'] / cpu[row]:.2f} x tar -x)" if cpu[row] else ""
+            print(
+                f"  {row:14s} {size_mb / med[row]:6.0f} MB/s {med[row]:5.2f} s  {ratios}"
+                f"  | CPU {cpu[row]:.2f} s{cpu_ratio}"
+            )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("archive", type=Path, nargs="?", help="a docker save archive")
@@ -211,6 +255,19 @@ def main() -> int:
     p.add_argument("-n", type=int, default=5)
     p.add_argument("--compare-src", type=Path, help="another tree's src/ to A/B against")
     p.add_argument("--docker-host", default="unix:///run/docker-bench.sock")
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("/var/lib"),
+        help="where the bench's data roots and tar -x directories go (default /var/lib:"
+        " away from /tmp, where test suites delete thousands of files)",
+    )
+    p.add_argument(
+        "--regime",
+        choices=("clean", "after-deletions", "both"),
+        default="both",
+        help="which regime(s) to measure (see the module's doc)",
+    )
     args = p.parse_args()
     if args.memory:
         return memory(args.memory)
@@ -218,71 +275,87 @@ def main() -> int:
         p.error("an archive to load (or --memory GB)")
     if os.geteuid() != 0:
         raise SystemExit("needs root (the daemon unpacks layers with their owners)")
-    base = Path(tempfile.mkdtemp(prefix="dky-unpack-bench-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix="dky-unpack-bench-", dir=args.dir))
     docker = DockerRef(args.docker_host)
     has_docker = docker.answers()
     daemons: dict[str, Daemon] = {}
+    docker_tags: list[str] = []
     try:
-        layers = [
-            with_marker(layer, f"{os.getpid()}-{i}")
-            for i, layer in enumerate(layers_of(args.archive))
-        ]
-        size_mb = sum(len(layer) for layer in layers) / 1e6
-        archive = base / "image.tar"
-        archive.write_bytes(make_archive(layers, TAG))
-        paths = []
-        for i, layer in enumerate(layers):
-            paths.append(base / f"l{i}.tar")
-            paths[-1].write_bytes(layer)
-        del layers
+        originals = layers_of(args.archive)
+        size_mb = sum(len(layer) for layer in originals) / 1e6
+
+        def archive_for(name: str, tag: str) -> tuple[Path, list[Path]]:
+            """An archive whose layers are new to every engine (one marker file more,
+            unique to `name`), and its layer tars for tar -x."""
+            layers = [
+                with_marker(layer, f"{os.getpid()}-{name}-{i}") for i, layer in enumerate(originals)
+            ]
+            archive = base / f"{name}.tar"
+            archive.write_bytes(make_archive(layers, tag))
+            paths = []
+            for i, layer in enumerate(layers):
+                paths.append(base / f"{name}-l{i}.tar")
+                paths[-1].write_bytes(layer)
+            return archive, paths
+
         daemons["load"] = daemon_at(base / "this", REPO / "src")
         if args.compare_src:
             daemons["load (other)"] = daemon_at(base / "other", args.compare_src)
-        times: dict[str, list[float]] = {}
-        cpus: dict[str, list[float]] = {}
-
-        def record(row: str, wall_cpu: tuple[float, float]) -> None:
-            times.setdefault(row, []).append(wall_cpu[0])
-            cpus.setdefault(row, []).append(wall_cpu[1])
-
         dockerd = int(DOCKERD_PID.read_text()) if has_docker and DOCKERD_PID.exists() else None
-        for _ in range(args.n):
+
+        def untar(paths: list[Path], dest: Path) -> None:
+            for path in paths:
+                subprocess.run(["tar", "-xf", str(path), "-C", str(dest)], check=True)
+
+        def round_of(rows: Rows, archive: Path, paths: list[Path], tag: str, dest: Path) -> None:
+            """One interleaved round: every daemon's load, tar -x (+ sync), docker load."""
             for row, daemon in daemons.items():
                 subprocess.run(["sync"], check=True)
-                record(
+                rows.record(
                     row,
                     measured(lambda d=daemon: d.cli("load", "-i", str(archive)), daemon.proc.pid),
                 )
-                daemon.cli("rmi", TAG)
             subprocess.run(["sync"], check=True)
-            dest = base / "x"
             dest.mkdir()
-
-            def untar(dest: Path = dest) -> None:
-                for path in paths:
-                    subprocess.run(["tar", "-xf", str(path), "-C", str(dest)], check=True)
-
-            wall, cpu = measured(untar, None)
-            record("tar -x", (wall, cpu))
+            wall, cpu = measured(lambda: untar(paths, dest), None)
+            rows.record("tar -x", (wall, cpu))
             synced, _ = measured(lambda: subprocess.run(["sync"], check=True), None)
-            record("tar -x + sync", (wall + synced, cpu))
-            shutil.rmtree(dest)
+            rows.record("tar -x + sync", (wall + synced, cpu))
             if has_docker:
                 subprocess.run(["sync"], check=True)
-                record(
+                docker_tags.append(tag)
+                rows.record(
                     "docker load",
                     measured(lambda: docker.run("load", "-q", "-i", str(archive)), dockerd),
                 )
-                docker.run("rmi", TAG)
-        floor = statistics.median(times["tar -x"])
-        cpu_floor = statistics.median(cpus["tar -x"])
-        print(f"{size_mb:.0f} MB of layers, {args.n} rounds, medians")
-        for row, ts in times.items():
-            med, cpu = statistics.median(ts), statistics.median(cpus[row])
-            print(
-                f"{row:14s} {size_mb / med:7.0f} MB/s  ({med:.2f} s, {floor / med:.2f} x tar -x)"
-                f"  CPU {cpu:.2f} s ({cpu_floor / cpu:.2f} x tar -x)"
-            )
+
+        prefix = f"unpack-bench-{os.getpid()}"
+        if args.regime in ("clean", "both"):
+            # Every round into new places: a new image (new layers) per round, tar -x
+            # into a new directory; what the rounds made is deleted after all of them.
+            made = [archive_for(f"clean{i}", f"{prefix}:clean{i}") for i in range(args.n)]
+            clean = Rows()
+            for i, (archive, paths) in enumerate(made):
+                round_of(clean, archive, paths, f"{prefix}:clean{i}", base / f"x-clean{i}")
+            clean.report("clean (no deletions between rounds)", size_mb)
+            for i in range(args.n):
+                for daemon in daemons.values():
+                    daemon.cli("rmi", f"{prefix}:clean{i}")
+                shutil.rmtree(base / f"x-clean{i}")
+            remove_docker_tags(docker, docker_tags)
+        if args.regime in ("after-deletions", "both"):
+            # As a user who loads, removes and loads again: every round's files are
+            # created among the inodes the previous round (and the clean rounds) freed.
+            archive, paths = archive_for("again", f"{prefix}:again")
+            again = Rows()
+            for _ in range(args.n):
+                round_of(again, archive, paths, f"{prefix}:again", base / "x-again")
+                for daemon in daemons.values():
+                    daemon.cli("rmi", f"{prefix}:again")
+                shutil.rmtree(base / "x-again")
+                remove_docker_tags(docker, docker_tags)
+            again.report("after deletions (rmi and rm -r between rounds)", size_mb)
+        print()
         for row, daemon in daemons.items():
             print(f"{row:14s} daemon peak memory {daemon.peak_rss_mb():.0f} MB")
         if not has_docker:
@@ -290,10 +363,15 @@ def main() -> int:
     finally:
         for daemon in daemons.values():
             daemon.stop()
-        if has_docker:
-            subprocess.run([DOCKER, "-H", args.docker_host, "rmi", TAG], capture_output=True)
+        remove_docker_tags(docker, docker_tags)
         shutil.rmtree(base, ignore_errors=True)
     return 0
+
+
+def remove_docker_tags(docker: DockerRef, tags: list[str]) -> None:
+    for tag in tags:
+        subprocess.run([DOCKER, "-H", docker.host, "rmi", tag], capture_output=True)
+    tags.clear()
 
 
 if __name__ == "__main__":
