@@ -449,7 +449,7 @@ def _take_streamed(
         raise streamed.error
     if streamed.unpacked is None:
         # The same layer file again (an image with two equal layers): from its blob.
-        with open(streamed.blob_path(store), "rb") as f:
+        with open(streamed.tar_path(store), "rb") as f:
             one = store.unpack(f, allow_devices=False)
     else:
         one = streamed.take()

@@ -39,6 +39,7 @@ from dockyard.image.digesting import LayerDigest, is_compressed
 from dockyard.image.layer_copy import NeedsUnpack
 from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
+from dockyard.image.tar_split import SPLIT_NAME, TarSplit, file_sha256, rebuild_split_tar
 from dockyard.image.tarsafe import Readable, default_kernel, unpack_layer
 
 # Threads that write a layer's small files (image/file_pool). Creating an inode
@@ -92,6 +93,8 @@ class UnpackedLayer:
     # Its tar is write_layer_tar of its directory (copy_directory): no blob is
     # kept, one is rebuilt when needed (save, push).
     tar_rebuilt: bool = False
+    # Its tar is kept as image/tar_split (docker load): no blob unless rebuilt.
+    tar_split: bool = False
 
     def discard(self) -> None:
         """Remove what commit did not take (all of it, if never committed)."""
@@ -156,18 +159,35 @@ class ImageStore:
         """Write the blob of a committed layer with that diff_id from its directory
         (write_layer_tar gives the same bytes for the same tree); False if no such
         layer. The tar is checked against the diff_id before it is kept."""
+        found = self._layer_with_tar(diff_id)
+        if found is None:
+            return False
+        layer_dir, how = found
+        diff = os.path.join(layer_dir, "diff")
+        if how == _TAR_SPLIT:
+            split = os.path.join(layer_dir, SPLIT_NAME)
+            rebuild_split_tar(diff, split, diff_id, self._blob_path(diff_id), default_kernel())
+        else:
+            rebuild_tar(diff, diff_id, self._blob_path(diff_id))
+        return True
+
+    def _layer_with_tar(self, diff_id: str) -> tuple[str, str] | None:
+        """(directory, how) of a layer whose tar can be made again, with that diff_id."""
         for chain in self.all_layers():
             try:
                 with open(os.path.join(self._layer_dir(chain), "meta.json"), "rb") as f:
                     meta = json.load(f)
             except FileNotFoundError:
                 continue  # removed meanwhile
-            if meta.get("diff_id") != diff_id or meta.get("tar") != _TAR_REBUILT:
-                continue
-            diff = os.path.join(self._layer_dir(chain), "diff")
-            rebuild_tar(diff, diff_id, self._blob_path(diff_id))
-            return True
-        return False
+            if meta.get("diff_id") == diff_id and meta.get("tar") in (_TAR_REBUILT, _TAR_SPLIT):
+                return self._layer_dir(chain), meta["tar"]
+        return None
+
+    def has_layer_tar(self, diff_id: str) -> bool:
+        """Whether the tar of a layer with that diff_id is here: as a blob, or
+        made again when asked (`blob_path`)."""
+        diff_id = normalize_digest(diff_id)
+        return self.has_blob(diff_id) or self._layer_with_tar(diff_id) is not None
 
     # -- layers ------------------------------------------------------------------
 
@@ -223,42 +243,78 @@ class ImageStore:
         *,
         allow_devices: bool = True,
         source_file: BinaryIO | None = None,
+        split_tar: bool = False,
     ) -> UnpackedLayer:
         """The first half of import_layer: hash and unpack into private temporaries,
         which need no parent yet, so the layers of one image can be unpacked side
-        by side and committed in order. Discard what `commit` does not take."""
+        by side and committed in order. Discard what `commit` does not take.
+
+        With `split_tar` (docker load) the tar is kept as image/tar_split, not
+        copied to a blob: a second write (and sync) of every byte saved."""
         tmp_dir = temp_name(self.layers_dir)
         tmp_blob = temp_name(self.blobs_dir)
         link_fd = source_file.fileno() if source_file is not None else None
         if link_fd is not None and is_compressed(link_fd):
             link_fd = None  # its blob is the uncompressed tar: copy that
+        diff = os.path.join(tmp_dir, "diff")
+        split: TarSplit | None = None
         try:
             os.mkdir(tmp_dir, 0o700)
             blob_fd = None
-            if link_fd is None:
+            if split_tar and link_fd is None:
+                split = TarSplit(
+                    os.path.join(tmp_dir, SPLIT_NAME), diff, tmp_blob, default_kernel()
+                )
+            elif link_fd is None:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                 blob_fd = os.open(tmp_blob, flags, 0o644)
             reader = LayerDigest(blob_fd, background=True)
             try:
                 size = unpack_layer(
                     stream,
-                    os.path.join(tmp_dir, "diff"),
+                    diff,
                     allow_devices=allow_devices,
                     on_read=reader,
                     workers=_UNPACK_WORKERS,
+                    split=split,
                 )
                 reader.finish()
+                kept_split = split is not None and split.finish()
             finally:
                 reader.stop()
                 if blob_fd is not None:
                     os.close(blob_fd)
+                if split is not None:
+                    split.close()
+            diff_id = "sha256:" + reader.sha.hexdigest()
             if link_fd is not None:
                 self._link_blob(link_fd, reader.count, tmp_blob)
+            elif split is not None and not kept_split and file_sha256(tmp_blob) != diff_id:
+                # Assembled from the layer so far, then copied: checked as a whole.
+                raise InvalidParameter("invalid layer archive: its tar could not be kept")
             os.chmod(tmp_dir, 0o755)
         except BaseException:
             _discard(tmp_dir, tmp_blob)
             raise
-        return UnpackedLayer("sha256:" + reader.sha.hexdigest(), size, tmp_dir, tmp_blob)
+        if kept_split:
+            return UnpackedLayer(diff_id, size, tmp_dir, "", tar_split=True)
+        return UnpackedLayer(diff_id, size, tmp_dir, tmp_blob)
+
+    def materialize_tar(self, unpacked: UnpackedLayer) -> str:
+        """A file holding the tar of a layer not yet committed (docker load of an
+        image that has the same layer twice): its blob, assembled if it has none."""
+        if not unpacked.tmp_blob:
+            assert unpacked.tar_split
+            tmp_blob = temp_name(self.blobs_dir)
+            rebuild_split_tar(
+                os.path.join(unpacked.tmp_dir, "diff"),
+                os.path.join(unpacked.tmp_dir, SPLIT_NAME),
+                unpacked.diff_id,
+                tmp_blob,
+                default_kernel(),
+            )
+            unpacked.tmp_blob = tmp_blob
+        return unpacked.tmp_blob
 
     def make_durable(self, unpacked: Iterable[UnpackedLayer]) -> None:
         """Put unpacked layers (files and blob) on disk before commit names them:
@@ -298,6 +354,8 @@ class ImageStore:
             }
             if unpacked.tar_rebuilt:
                 meta["tar"] = _TAR_REBUILT
+            elif unpacked.tar_split:
+                meta["tar"] = _TAR_SPLIT
             write_file_atomic(
                 os.path.join(unpacked.tmp_dir, "meta.json"), json.dumps(meta).encode()
             )
@@ -667,6 +725,7 @@ class ImageStore:
 
 
 _TAR_REBUILT = "rebuilt"  # meta.json "tar": the blob is made from the directory when needed
+_TAR_SPLIT = "split"  # meta.json "tar": the blob is made from tar-split and the directory
 
 
 def _remove_identical(items: list[set[str]], item: set[str]) -> None:

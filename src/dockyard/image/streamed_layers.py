@@ -53,16 +53,17 @@ class StreamedLayer:
 
     def take(self) -> UnpackedLayer:
         """The unpacked layer, once. Used again (an image that has the same layer
-        twice), the layer is unpacked anew from its blob (see `blob_path`)."""
+        twice), the layer is unpacked anew from its tar (see `tar_path`)."""
         assert self.unpacked is not None
         self.taken, self.unpacked = self.unpacked, None
         return self.taken
 
-    def blob_path(self, store: ImageStore) -> str:
-        """The layer's tar, after `take`: its blob, committed or not yet."""
+    def tar_path(self, store: ImageStore) -> str:
+        """The layer's tar, after `take`: its blob, committed or not yet (assembled
+        from its tar-split if it has none yet)."""
         assert self.taken is not None
-        if os.path.exists(self.taken.tmp_blob):
-            return self.taken.tmp_blob
+        if self.taken.tmp_dir and os.path.exists(self.taken.tmp_dir):
+            return store.materialize_tar(self.taken)
         return store.blob_path(self.taken.diff_id)
 
 
@@ -130,7 +131,7 @@ class StreamedLayers:
             return None
         name = os.fsdecode(entry.name)
         named = _digest_in_name(name)
-        if named is not None and self.store.has_blob("sha256:" + named):
+        if named is not None and self.store.has_layer_tar("sha256:" + named):
             return None  # most likely a layer the store has: spooled as before
         compressed = reader.peek(8).startswith(_COMPRESSED)
         # A plain tar's digest is its diff_id, hashed by the unpacking: only a
@@ -145,7 +146,8 @@ class StreamedLayers:
         layer = StreamedLayer(entry.name, None, "")
         self._all.append(layer)
         try:
-            layer.unpacked = self.store.unpack(source, allow_devices=False)
+            # Its tar kept as a tar-split (image/tar_split): no copy of the data.
+            layer.unpacked = self.store.unpack(source, allow_devices=False, split_tar=True)
             if raw is not None:
                 raw.drain()
         except InvalidParameter as e:
@@ -161,7 +163,7 @@ class StreamedLayers:
             layer.raw_sha256 = layer.unpacked.diff_id.removeprefix("sha256:")
         if self.progress is not None and not plain_named and layer.unpacked is not None:
             diff_id = layer.unpacked.diff_id
-            if not self.store.has_blob(diff_id):
+            if not self.store.has_layer_tar(diff_id):
                 self.progress(diff_id, entry.size, entry.size)
         return lambda: self._locate(layer)
 

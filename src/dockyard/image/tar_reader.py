@@ -163,6 +163,16 @@ def _pairs(numbers: list[int], what: str) -> list[tuple[int, int]]:
     return [(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)]
 
 
+class Consumed(Protocol):
+    """Told every byte the reader consumes, in stream order (image/tar_split): member
+    data taken by the caller (`data`), everything else (`raw`: headers, padding,
+    data skipped, what follows the end of the archive)."""
+
+    def raw(self, chunk: bytes | memoryview, /) -> None: ...
+
+    def data(self, chunk: bytes | memoryview, /) -> None: ...
+
+
 class TarReader:
     """Members of a tar stream, in order; their data read through this reader."""
 
@@ -171,6 +181,7 @@ class TarReader:
         source: Source,
         on_read: Callable[[memoryview], None] | None = None,
         chunk: int = 1 << 20,
+        consumed: Consumed | None = None,
     ) -> None:
         self._source = source
         self._readinto = getattr(source, "readinto", None)
@@ -183,6 +194,7 @@ class TarReader:
         self._left = 0  # data bytes of the current member not consumed yet
         self._pad = 0  # padding after them
         self.count = 0  # bytes read from the source
+        self.consumed = consumed
 
     # -- the buffer ------------------------------------------------------------------
 
@@ -222,6 +234,8 @@ class TarReader:
                     raise TarFormatError("unexpected end of archive (truncated)")
                 continue
             step = min(avail, n)
+            if self.consumed is not None:
+                self.consumed.raw(self._view[self._start : self._start + step])
             self._start += step
             n -= step
 
@@ -234,7 +248,10 @@ class TarReader:
         step = min(n, self._left, self._end - start)
         self._start = start + step
         self._left -= step
-        return self._view[start : start + step]
+        view = self._view[start : start + step]
+        if self.consumed is not None:
+            self.consumed.data(view)
+        return view
 
     def _read_exact(self, n: int) -> bytes:
         out = bytearray()
@@ -267,17 +284,23 @@ class TarReader:
         start = self._start
         if self._end - start >= n:  # the common case: one copy out of the buffer
             self._start = start + n
-            self._left -= n
-            return bytes(self._view[start : start + n])
-        data = self._read_exact(n)
+            data = bytes(self._view[start : start + n])
+        else:
+            data = self._read_exact(n)
         self._left -= n
+        if self.consumed is not None:
+            self.consumed.data(data)
         return data
 
     def drain(self) -> None:
         """Read (and so hash) what follows the end of the archive: padding counts in
         a layer's diff_id."""
+        if self.consumed is not None:
+            self.consumed.raw(self._view[self._start : self._end])
         self._start = self._end
         while self._fill():
+            if self.consumed is not None:
+                self.consumed.raw(self._view[self._start : self._end])
             self._start = self._end
 
     # -- headers ---------------------------------------------------------------------
@@ -286,6 +309,8 @@ class TarReader:
         if size > MAX_SPECIAL:
             raise TarFormatError(f"{what} of {size} bytes (at most {MAX_SPECIAL})")
         data = self._read_exact(size)
+        if self.consumed is not None:
+            self.consumed.raw(data)
         self._skip(-size % BLOCK)
         return data
 
@@ -297,7 +322,10 @@ class TarReader:
                 raise TarFormatError("unexpected end of archive (truncated header)")
         start = self._start
         self._start = start + BLOCK
-        return bytes(self._view[start : start + BLOCK])
+        block = bytes(self._view[start : start + BLOCK])
+        if self.consumed is not None:
+            self.consumed.raw(block)
+        return block
 
     def next(self) -> TarEntry | None:
         """The next member, or None at the end of the archive."""

@@ -50,6 +50,7 @@ from dockyard.image.tar_reader import TarEntry, TarReader
 from dockyard.kernel.securejoin import open_in_root
 
 if TYPE_CHECKING:
+    from dockyard.image.tar_split import TarSplit
     from dockyard.kernel.interface import Kernel
 
 WHITEOUT_PREFIX = ".wh."
@@ -185,6 +186,7 @@ def unpack_layer(
     on_read: Callable[[memoryview], None] | None = None,
     workers: int = 0,
     divert: Callable[[TarReader, TarEntry], Callable[[], None] | None] | None = None,
+    split: TarSplit | None = None,
 ) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
@@ -202,14 +204,19 @@ def unpack_layer(
     the file is then made empty, a placeholder that names where it was, and
     the callable is called right after (docker load unpacks an archive's
     layers as they arrive this way).
+
+    `split` (image/tar_split) is told every byte of the stream as it is
+    consumed and the file each member's data went to: a loaded layer's tar
+    kept without a copy of its data.
     """
     if dest_fd is None:
         os.makedirs(dest, exist_ok=True)
     unpacker = _LayerUnpacker(dest, dest_fd, kernel, workers)
     unpacker.allow_devices = allow_devices  # False for untrusted archives (docker load)
+    unpacker.split = split
     try:
         with archive_errors():
-            reader = TarReader(open_decompressed(stream), on_read)
+            reader = TarReader(open_decompressed(stream), on_read, consumed=split)
             while (entry := reader.next()) is not None:
                 placed = None
                 if divert is not None and entry.type == tr.REG and entry.sparse is None:
@@ -219,7 +226,7 @@ def unpack_layer(
                 unpacker.add(reader, entry)
                 if placed is not None:
                     placed()
-            if on_read is not None:
+            if on_read is not None or split is not None:
                 reader.drain()
         unpacker.finish()
     finally:
@@ -254,6 +261,7 @@ class _LayerUnpacker:
         workers: int = 0,
     ) -> None:
         self.allow_devices = True
+        self.split: TarSplit | None = None
         # Owners, device nodes, xattrs and path resolution go through the kernel
         # (a recording one in unit tests without root); plain file I/O does not.
         self.kernel = kernel if kernel is not None else default_kernel()
@@ -399,6 +407,8 @@ class _LayerUnpacker:
                     and not self._exists(key, parent, base)
                 ):
                     # New name: nothing to replace, so a worker can make it.
+                    if self.split is not None:
+                        self.split.reference(rel, entry.size)
                     pool.add(key, parent, base, entry, reader.read_data(entry.size))
                     self._made(key[0], base)
                     self.size += entry.size
@@ -443,6 +453,8 @@ class _LayerUnpacker:
         if keep_dir and stat.S_ISDIR(st.st_mode):
             return parent
         self._drain()  # workers may be writing below what goes
+        if self.split is not None:
+            self.split.before_removal()  # what goes may be a file the split names
         if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
             # A cached directory may be below it, or have been resolved through it.
             pinned = os.dup(parent)
@@ -487,6 +499,8 @@ class _LayerUnpacker:
                 size = entry.real_size
             else:
                 size = entry.size
+                if self.split is not None:
+                    self.split.reference(_joined(parent_rel, base), size)
                 left = size
                 write = os.write
                 while left:
@@ -726,6 +740,10 @@ def _layer_relative(name: bytes, entry: TarEntry, what: str = "path") -> bytes:
         shown = f"{entry.shown!r} -> {shown!r}" if name is not entry.name else repr(shown)
         raise InvalidParameter(f"invalid tar entry {shown}: {what} is outside of the layer")
     return rel
+
+
+def _joined(parent_rel: bytes, base: bytes) -> bytes:
+    return parent_rel + b"/" + base if parent_rel else base
 
 
 def _proc_path(dir_fd: int, name: str) -> str:
