@@ -2,7 +2,10 @@
 
 reference.py     image names: parse_reference, Reference (Docker grammar)
 changes.py       apply_changes: Dockerfile instructions for import/commit -c
-store.py         ImageStore: blobs, unpacked layers, image configs, GC
+store.py         ImageStore: blobs, unpacked layers (configs and GC in the next two)
+image_configs.py ImageConfigs: the store's image configs, docker import
+layer_retention.py LayerRetention: the store's leases, image and layer deletion
+tar_split.py     TarSplit: a loaded layer's tar kept as its non-data bytes
 tarsafe.py       unpack_layer: hostile-tar-safe unpacking, overlay whiteouts
 tar_reader.py    TarReader: a tar stream read forward, fast, hashed as it passes
 file_pool.py     FilePool: a layer's small files written on worker threads

@@ -21,22 +21,23 @@ import contextlib
 import errno
 import json
 import os
-import platform
 import shutil
 import threading
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.errors import InvalidParameter, NotFound
 from dockyard.image.atomic import fsync_dir, is_stale_temp, temp_name, write_file_atomic
-from dockyard.image.changes import apply_changes
 from dockyard.image.copied_layers import copy_tree, rebuild_tar
 from dockyard.image.digest import chain_id as make_chain_id
-from dockyard.image.digest import chain_ids, digest_hex, normalize_digest, sha256_digest
+from dockyard.image.digest import digest_hex, normalize_digest, sha256_digest
 from dockyard.image.digesting import LayerDigest, is_compressed
+from dockyard.image.image_configs import ImageConfigs
+from dockyard.image.image_configs import go_architecture as go_architecture  # re-exported
+from dockyard.image.image_configs import now_rfc3339 as now_rfc3339  # re-exported
 from dockyard.image.layer_copy import NeedsUnpack
+from dockyard.image.layer_retention import LayerRetention
 from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.layered_read import read_file as read_layered_file
 from dockyard.image.tar_split import SPLIT_NAME, TarSplit, file_sha256, rebuild_split_tar
@@ -48,16 +49,6 @@ from dockyard.image.tarsafe import Readable, default_kernel, unpack_layer
 # them, 2.31 s without, 2.01 s by `tar -x`, interleaved medians on 2 busy cores.
 _UNPACK_WORKERS = 4
 
-_GO_ARCH = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "armv7l": "arm",
-    "i686": "386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
-
 
 @dataclass
 class Layer:
@@ -66,19 +57,6 @@ class Layer:
     size: int  # unpacked bytes
     path: str  # .../layers/<hex>/diff
     parent: str | None = None  # chain id of the layer below
-
-
-def now_rfc3339() -> str:
-    """Current UTC time as Go's RFC3339Nano (what Docker writes in "created")."""
-    ns = time.time_ns()
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000))
-    frac = f"{ns % 1_000_000_000:09d}".rstrip("0")
-    return f"{base}.{frac}Z" if frac else f"{base}Z"
-
-
-def go_architecture() -> str:
-    machine = platform.machine()
-    return _GO_ARCH.get(machine, machine)
 
 
 @dataclass
@@ -109,7 +87,10 @@ def _discard(tmp_dir: str, tmp_blob: str) -> None:
         shutil.rmtree(tmp_dir)
 
 
-class ImageStore:
+class ImageStore(ImageConfigs, LayerRetention):
+    """Blobs and layers here; image configs (image_configs) and what keeps or
+    removes layers (layer_retention) in their own modules."""
+
     def __init__(self, root: str) -> None:
         self.root = root
         self.blobs_dir = os.path.join(root, "blobs", "sha256")
@@ -467,241 +448,6 @@ class ImageStore:
             raise failure[0]
         return layer
 
-    @contextlib.contextmanager
-    def lease(self, shared: set[str] | None = None) -> Iterator[set[str]]:
-        """Protect layers from garbage collection while an image is being assembled.
-
-        Every layer imported (or looked up with `pin`) by this thread inside
-        the block survives delete_image/prune_layers until the block ends, so
-        a pull that has imported some layers and not yet written the image
-        config cannot lose them to a concurrent `docker rmi`:
-
-            with store.lease():
-                base = store.import_layer(tar1)
-                top = store.import_layer(tar2, base.chain_id)
-                store.create_image([base.diff_id, top.diff_id], config)
-
-        Passing the set of an open lease joins it from another thread (a
-        pull imports its layers from several); the lease lasts until the
-        block that opened it ends.
-        """
-        pinned: set[str] = shared if shared is not None else set()
-        stack = self._thread_leases()
-        with self.lock:
-            stack.append(pinned)
-            owner = not any(p is pinned for p in self._leases)
-            if owner:
-                self._leases.append(pinned)
-        try:
-            yield pinned
-        finally:
-            with self.lock:
-                # By identity: two leases with equal contents are still two leases.
-                _remove_identical(stack, pinned)
-                if owner:
-                    _remove_identical(self._leases, pinned)
-
-    def pin(self, chain_id: str) -> Layer:
-        """Pin an existing layer in this thread's open leases (NotFound if gone)."""
-        with self.lock:
-            layer = self.layer(chain_id)
-            self._pin(layer.chain_id)
-            return layer
-
-    def _thread_leases(self) -> list[set[str]]:
-        stack = getattr(self._local, "leases", None)
-        if stack is None:
-            stack = self._local.leases = []
-        return stack
-
-    def _pin(self, chain: str) -> None:
-        for pinned in self._thread_leases():
-            pinned.add(chain)
-
-    def _leased(self) -> set[str]:
-        out: set[str] = set()
-        for pinned in self._leases:
-            out |= pinned
-        return out
-
-    # -- images ------------------------------------------------------------------
-
-    def create_image(
-        self,
-        diff_ids: list[str],
-        config: dict,
-        *,
-        comment: str = "",
-        created: str | None = None,
-        author: str = "",
-        history: list[dict] | None = None,
-        extra: dict | None = None,
-    ) -> str:
-        """Write the image config JSON (Docker/OCI shape) as a blob; return the image id.
-
-        `extra` adds dockerd's fields of committed images ("container",
-        "container_config") after "config"."""
-        diff_ids = [normalize_digest(d) for d in diff_ids]
-        doc: dict = {"architecture": go_architecture()}
-        if author:
-            doc["author"] = author
-        if comment:
-            doc["comment"] = comment
-        doc["config"] = config
-        doc.update(extra or {})
-        doc["created"] = created or now_rfc3339()
-        doc["history"] = history if history is not None else []
-        doc["os"] = "linux"
-        doc["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
-        data = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-        with self.lock:
-            for chain in chain_ids(diff_ids):
-                self.layer(chain)  # every layer must be present
-            return self.put_blob(data)
-
-    def create_image_from_config(self, config_bytes: bytes) -> str:
-        """Store an existing image config as is (docker load, pull): its bytes
-        are its identity, so they are never re-serialised. Its layers must be
-        present."""
-        try:
-            doc = json.loads(config_bytes)
-            diff_ids = [normalize_digest(d) for d in doc["rootfs"]["diff_ids"]]
-        except (ValueError, KeyError, TypeError):
-            raise InvalidParameter("invalid image config") from None
-        with self.lock:
-            for chain in chain_ids(diff_ids):
-                self.layer(chain)
-            return self.put_blob(config_bytes)
-
-    def image_config(self, image_id: str) -> dict:
-        try:
-            data = self.get_blob(image_id)
-        except NotFound:
-            raise NotFound(f"No such image: {image_id}") from None
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict) or not isinstance(doc.get("rootfs"), dict):
-            raise NotFound(f"No such image: {image_id}")  # a blob, but not an image config
-        return doc
-
-    def image_diff_ids(self, image_id: str) -> list[str]:
-        return list(self.image_config(image_id)["rootfs"].get("diff_ids") or [])
-
-    def image_layers(self, image_id: str) -> list[Layer]:
-        """Layers bottom-most first."""
-        return [self.layer(c) for c in chain_ids(self.image_diff_ids(image_id))]
-
-    def lower_dirs(self, image_id: str) -> list[str]:
-        """Layer diff dirs top-most first: the order overlayfs wants in lowerdir=."""
-        return [layer.path for layer in reversed(self.image_layers(image_id))]
-
-    def image_size(self, image_id: str) -> int:
-        return sum(layer.size for layer in self.image_layers(image_id))
-
-    def import_rootfs(
-        self, stream: BinaryIO | Readable, *, changes: Iterable[str] = (), message: str = ""
-    ) -> str:
-        """`docker import`: one layer from a rootfs tar, config from `changes`."""
-        # Changes first: a typo must not cost unpacking a multi-GB tar.
-        config = apply_changes({}, list(changes))
-        comment = message or "Imported from -"
-        with self.lease():
-            layer = self.import_layer(stream)
-            created = now_rfc3339()
-            return self.create_image(
-                [layer.diff_id],
-                config,
-                comment=comment,
-                created=created,
-                history=[{"created": created, "comment": comment}],
-            )
-
-    def delete_image(self, image_id: str, keep: set[str]) -> None:
-        """Remove an image config; then its layers (and their tar blobs) that no
-        image in `keep` uses and no open lease pins. Layers of other images are
-        never touched (see prune_layers for orphans). Deleting an image whose
-        config is already gone is not an error: after a crash the engine can
-        simply repeat the deletion."""
-        with self.lock:
-            image_id = normalize_digest(image_id)
-            try:
-                candidates = chain_ids(self.image_diff_ids(image_id))
-            except NotFound:
-                candidates = []
-            kept_ids = {normalize_digest(i) for i in keep}
-            if image_id not in kept_ids:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._blob_path(image_id))
-                fsync_dir(self.blobs_dir)
-            used = self._chains_used_by(kept_ids) | self._leased()
-            self._remove_layers([c for c in candidates if c not in used])
-
-    def discard(self, chains: list[str], configs: list[str], keep: set[str]) -> None:
-        """Undo a failed load or pull: remove the image configs and layers it
-        added that no image in `keep` uses and no open lease pins."""
-        with self.lock:
-            kept_ids = {normalize_digest(i) for i in keep}
-            for config in configs:
-                if normalize_digest(config) not in kept_ids:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self._blob_path(config))
-            fsync_dir(self.blobs_dir)
-            used = self._chains_used_by(kept_ids) | self._leased()
-            # Top-most first: a layer is never removed before the ones above it.
-            self._remove_layers([c for c in reversed(chains) if c not in used])
-
-    def prune_layers(self, keep: set[str]) -> list[str]:
-        """Remove every layer neither used by an image in `keep` nor leased
-        (e.g. left by an interrupted pull); return their chain ids."""
-        with self.lock:
-            used = self._chains_used_by({normalize_digest(i) for i in keep}) | self._leased()
-            return self._remove_layers([c for c in self.all_layers() if c not in used])
-
-    def all_layers(self) -> list[str]:
-        return [
-            "sha256:" + name
-            for name in os.listdir(self.layers_dir)
-            if not name.startswith(".")
-            and os.path.exists(os.path.join(self.layers_dir, name, "meta.json"))
-        ]
-
-    def _chains_used_by(self, image_ids: set[str]) -> set[str]:
-        used: set[str] = set()
-        for image_id in image_ids:
-            try:
-                used.update(chain_ids(self.image_diff_ids(image_id)))
-            except NotFound:
-                continue  # nothing of it is on disk, so nothing to keep
-        return used
-
-    def _remove_layers(self, chains: list[str]) -> list[str]:
-        removed: list[str] = []
-        freed_diff_ids: set[str] = set()
-        for chain in chains:
-            try:
-                layer = self.layer(chain)
-            except NotFound:
-                continue
-            # Rename first: the layer vanishes atomically, the slow delete follows.
-            doomed = temp_name(self.layers_dir, "-deleted")
-            os.rename(self._layer_dir(chain), doomed)
-            fsync_dir(self.layers_dir)
-            shutil.rmtree(doomed)
-            removed.append(chain)
-            freed_diff_ids.add(layer.diff_id)
-        if freed_diff_ids:
-            still_used = set()
-            for chain in self.all_layers():
-                with contextlib.suppress(NotFound):
-                    still_used.add(self.layer(chain).diff_id)
-            for diff_id in freed_diff_ids - still_used:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._blob_path(diff_id))
-            fsync_dir(self.blobs_dir)
-        return removed
-
     # -- files inside images -------------------------------------------------------
 
     def read_file(self, dirs: list[str], path: str) -> bytes | None:
@@ -726,13 +472,6 @@ class ImageStore:
 
 _TAR_REBUILT = "rebuilt"  # meta.json "tar": the blob is made from the directory when needed
 _TAR_SPLIT = "split"  # meta.json "tar": the blob is made from tar-split and the directory
-
-
-def _remove_identical(items: list[set[str]], item: set[str]) -> None:
-    for i, candidate in enumerate(items):
-        if candidate is item:
-            del items[i]
-            return
 
 
 def check_image_id(text: str) -> str:
