@@ -36,9 +36,8 @@ class LayerDigest:
         self._thread: threading.Thread | None = None
         self._buf: bytearray | None = None  # being filled, `_used` bytes so far
         self._used = 0
+        self._made = 0  # buffers made so far (as needed, up to _BUFFERS)
         if background:
-            for _ in range(_BUFFERS):
-                self._free.put(bytearray(_BUFFER))
             self._queue = queue.Queue()
             self._thread = threading.Thread(target=self._run, name="layer-digest", daemon=True)
             self._thread.start()
@@ -53,7 +52,7 @@ class LayerDigest:
         # Copied: the view's buffer is refilled once we return.
         while chunk:
             if self._buf is None:
-                self._buf, self._used = self._free.get(), 0  # waits while all are in flight
+                self._buf, self._used = self._take_buffer(), 0
             used = self._used
             n = min(len(chunk), _BUFFER - used)
             self._buf[used : used + n] = chunk[:n]
@@ -61,6 +60,12 @@ class LayerDigest:
             self._used = used + n
             if self._used == _BUFFER:
                 self._hand_over()
+
+    def _take_buffer(self) -> bytearray:
+        if self._made < _BUFFERS and self._free.empty():
+            self._made += 1
+            return bytearray(_BUFFER)
+        return self._free.get()  # waits while all are in flight
 
     def _hand_over(self) -> None:
         if self._buf is not None and self._queue is not None:
