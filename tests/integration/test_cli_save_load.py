@@ -285,3 +285,67 @@ def test_save_platform_is_checked_not_ignored(daemon):
     refused = daemon.request("GET", query % other)
     assert refused.status == 404
     assert f"not for the requested platform linux/{other}" in refused.json()["message"]
+
+
+def _raw_load(daemon, head_length: int, body: bytes, *, close_early: bool) -> tuple[bytes, bool]:
+    """POST /images/load by hand: a Content-Length of `head_length`, `body` sent, then
+    the write side shut if `close_early`. (The answer, whether the daemon closed the
+    connection right after it: well before its 30 s keep-alive would.)"""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(60)
+    sock.connect(daemon.socket)
+    head = (
+        "POST /images/load?quiet=1 HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n"
+        f"Content-Length: {head_length}\r\nConnection: keep-alive\r\n\r\n"
+    ).encode()
+    sock.sendall(head + body)
+    if close_early:
+        sock.shutdown(socket.SHUT_WR)
+    answer = b""
+    while not answer.endswith(b"\r\n0\r\n\r\n"):  # the end of a chunked answer
+        chunk = sock.recv(65536)
+        if not chunk:
+            sock.close()
+            return answer, True
+        answer += chunk
+    sock.settimeout(10)
+    try:
+        closed = sock.recv(1) == b""
+    except TimeoutError:
+        closed = False
+    sock.close()
+    return answer, closed
+
+
+def test_a_load_whose_client_stops_mid_body_leaves_nothing(daemon, unique):
+    """The body is read straight from the socket (api/socket_body): a client that
+    goes away halfway gets a clear error, the store stays as it was, and the
+    daemon serves the next request."""
+    name = unique("cut")
+    # Larger than what aiohttp buffers before the handler runs: read from the socket.
+    layer = tar_bytes([(entry(f"{name}-big"), b"x" * 6_000_000)])
+    data, _ = dockerd_2010_archive([layer], [f"{name}:v1"], ["sh"])
+    before = store_state(daemon)
+    answer, _ = _raw_load(daemon, len(data), data[: len(data) // 2], close_early=True)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"unexpected end of archive" in answer
+    assert store_state(daemon) == before
+    assert daemon.dockyard("inspect", f"{name}:v1").returncode == 1
+    assert daemon.request("GET", "/_ping").status == 200
+
+
+def test_a_load_read_from_the_socket_answers_then_closes(daemon, unique):
+    """The whole body by hand: loaded, the answer complete, then the connection
+    closed (its HTTP parser never saw the body, so it cannot serve another)."""
+    name = unique("direct")
+    layer = tar_bytes([(entry(f"{name}-f"), b"y" * 6_000_000)])
+    data, image_id = dockerd_2010_archive([layer], [f"{name}:v1"], ["sh"])
+    answer, closed = _raw_load(daemon, len(data), data, close_early=False)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert f"Loaded image: {name}:v1".encode() in answer
+    assert closed
+    proc = daemon.dockyard("inspect", "-f", "{{.Id}}", f"{name}:v1")
+    assert proc.stdout.strip() == image_id
+    daemon.dockyard("rmi", image_id)

@@ -13,6 +13,7 @@ from aiohttp import web
 from dockyard.api import shapes
 from dockyard.api.context import services
 from dockyard.api.params import body, json_response, qbool, qfilters, version
+from dockyard.api.socket_body import SocketBody
 from dockyard.engine.filters import normalize
 from dockyard.engine.models import AuthRequest
 from dockyard.engine.progress import ProgressStream
@@ -113,8 +114,18 @@ async def load(request: web.Request) -> web.StreamResponse:
     progress = ProgressStream()
 
     async def run() -> None:
-        chunks = request.content.iter_chunked(1 << 20)
-        lines = await svc.images.load(chunks, None if quiet else progress, _json_platform(request))
+        platform = _json_platform(request)
+        # Read on the unpacking thread straight from the socket where it can be.
+        body = SocketBody.take(request)
+        try:
+            lines = await svc.images.load(
+                body or request.content.iter_chunked(1 << 20),
+                None if quiet else progress,
+                platform,
+            )
+        finally:
+            if body is not None:
+                body.end()
         for line in lines:
             progress.emit({"stream": line + "\n"})
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import queue
 from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 from dockyard.engine.progress import ProgressStream, short
 from dockyard.engine.threads import produce_in_thread, run_in_thread
@@ -78,7 +78,7 @@ async def save(
 
 async def load(
     svc: ImageService,
-    chunks: AsyncIterable[bytes],
+    chunks: AsyncIterable[bytes] | Readable,
     progress: ProgressStream | None = None,
     platform: str | None = None,
 ) -> list[str]:
@@ -110,11 +110,43 @@ async def load(
             asyncio.run_coroutine_threadsafe(_name_loaded(svc, loaded, lines), loop).result()
 
     try:
-        await _consume_in_thread(chunks, work)
+        if isinstance(chunks, AsyncIterable):
+            await _consume_in_thread(chunks, work)
+        else:
+            await _read_in_thread(chunks, work)
     except BaseException:
         svc.blobs.discard(journal.chains, journal.configs, keep=svc.image_ids())
         raise
     return lines
+
+
+class Readable(Protocol):
+    """A blocking stream (the API's body read from its socket), closed by its reader."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def readinto(self, buf: memoryview, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+async def _read_in_thread(stream: Readable, work: Callable[[IO[bytes]], None]) -> None:
+    """`work(stream)` in its own thread, which closes the stream when done; waited
+    for even if the request is cancelled (nothing may still read or write then)."""
+
+    def run() -> None:
+        try:
+            work(stream)  # type: ignore[arg-type]
+        finally:
+            stream.close()
+
+    job = run_in_thread(run, "image-load")
+    try:
+        await asyncio.shield(job)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await job
+        raise
 
 
 async def _name_loaded(svc: ImageService, loaded: list[LoadedImage], lines: list[str]) -> None:

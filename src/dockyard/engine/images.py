@@ -468,7 +468,7 @@ class ImageService:
 
     async def load(
         self,
-        chunks: AsyncIterable[bytes],
+        chunks: AsyncIterable[bytes] | image_archives.Readable,
         progress: ProgressStream | None = None,
         platform: str | None = None,
     ) -> list[str]:
