@@ -307,27 +307,40 @@ def main() -> int:
             for path in paths:
                 subprocess.run(["tar", "-xf", str(path), "-C", str(dest)], check=True)
 
-        def round_of(rows: Rows, archive: Path, paths: list[Path], tag: str, dest: Path) -> None:
-            """One interleaved round: every daemon's load, tar -x (+ sync), docker load."""
-            for row, daemon in daemons.items():
-                subprocess.run(["sync"], check=True)
+        def round_of(
+            rows: Rows, archive: Path, paths: list[Path], tag: str, dest: Path, turn: int
+        ) -> None:
+            """One round: every daemon's load, tar -x (+ sync), docker load, in an order
+            rotated by `turn` (what runs first after deletions pays the most)."""
+
+            def load(row: str, daemon: Daemon) -> None:
                 rows.record(
                     row,
-                    measured(lambda d=daemon: d.cli("load", "-i", str(archive)), daemon.proc.pid),
+                    measured(lambda: daemon.cli("load", "-i", str(archive)), daemon.proc.pid),
                 )
-            subprocess.run(["sync"], check=True)
-            dest.mkdir()
-            wall, cpu = measured(lambda: untar(paths, dest), None)
-            rows.record("tar -x", (wall, cpu))
-            synced, _ = measured(lambda: subprocess.run(["sync"], check=True), None)
-            rows.record("tar -x + sync", (wall + synced, cpu))
-            if has_docker:
-                subprocess.run(["sync"], check=True)
+
+            def tar() -> None:
+                dest.mkdir()
+                wall, cpu = measured(lambda: untar(paths, dest), None)
+                rows.record("tar -x", (wall, cpu))
+                synced, _ = measured(lambda: subprocess.run(["sync"], check=True), None)
+                rows.record("tar -x + sync", (wall + synced, cpu))
+
+            def docker_load() -> None:
                 docker_tags.append(tag)
                 rows.record(
                     "docker load",
                     measured(lambda: docker.run("load", "-q", "-i", str(archive)), dockerd),
                 )
+
+            steps = [lambda r=row, d=daemon: load(r, d) for row, daemon in daemons.items()]
+            steps.append(tar)
+            if has_docker:
+                steps.append(docker_load)
+            turn %= len(steps)
+            for step in steps[turn:] + steps[:turn]:
+                subprocess.run(["sync"], check=True)
+                step()
 
         prefix = f"unpack-bench-{os.getpid()}"
         if args.regime in ("clean", "both"):
@@ -336,7 +349,7 @@ def main() -> int:
             made = [archive_for(f"clean{i}", f"{prefix}:clean{i}") for i in range(args.n)]
             clean = Rows()
             for i, (archive, paths) in enumerate(made):
-                round_of(clean, archive, paths, f"{prefix}:clean{i}", base / f"x-clean{i}")
+                round_of(clean, archive, paths, f"{prefix}:clean{i}", base / f"x-clean{i}", i)
             clean.report("clean (no deletions between rounds)", size_mb)
             for i in range(args.n):
                 for daemon in daemons.values():
@@ -348,8 +361,8 @@ def main() -> int:
             # created among the inodes the previous round (and the clean rounds) freed.
             archive, paths = archive_for("again", f"{prefix}:again")
             again = Rows()
-            for _ in range(args.n):
-                round_of(again, archive, paths, f"{prefix}:again", base / "x-again")
+            for i in range(args.n):
+                round_of(again, archive, paths, f"{prefix}:again", base / "x-again", i)
                 for daemon in daemons.values():
                     daemon.cli("rmi", f"{prefix}:again")
                 shutil.rmtree(base / "x-again")
