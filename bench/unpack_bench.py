@@ -11,7 +11,8 @@ again), then every round runs, interleaved, on the same machine state:
 
     load          dockyard load -i archive.tar on a daemon of this tree (private
                   socket and data root under --dir)
-    load (other)  the same on a daemon of --compare-src (e.g. main's tree), for A/B
+    load (NAME)   the same on a daemon of each --compare-src (e.g. main's tree), for
+                  A/B; NAME is the name of the directory that holds that src/
     tar -x        tar -xf of the layer tars into an empty directory
     tar -x + sync the same followed by sync (a load syncs before a layer appears)
     docker load   `docker load -i` on the dockerd at --docker-host, under a tag
@@ -243,7 +244,7 @@ class Rows:
             ratios = "  ".join(f"{med[ref] / med[row]:.2f} x {ref}" for ref in refs if ref != row)
             cpu_ratio = f" ({cpu['tar -x'] / cpu[row]:.2f} x tar -x)" if cpu[row] else ""
             print(
-                f"  {row:14s} {size_mb / med[row]:6.0f} MB/s {med[row]:5.2f} s  {ratios}"
+                f"  {row:18s} {size_mb / med[row]:6.0f} MB/s {med[row]:5.2f} s  {ratios}"
                 f"  | CPU {cpu[row]:.2f} s{cpu_ratio}"
             )
 
@@ -253,7 +254,13 @@ def main() -> int:
     p.add_argument("archive", type=Path, nargs="?", help="a docker save archive")
     p.add_argument("--memory", type=float, metavar="GB", help="stream a generated layer of GB")
     p.add_argument("-n", type=int, default=5)
-    p.add_argument("--compare-src", type=Path, help="another tree's src/ to A/B against")
+    p.add_argument(
+        "--compare-src",
+        type=Path,
+        action="append",
+        default=[],
+        help="another tree's src/ to A/B against (repeatable)",
+    )
     p.add_argument("--docker-host", default="unix:///run/docker-bench.sock")
     p.add_argument(
         "--dir",
@@ -299,8 +306,9 @@ def main() -> int:
             return archive, paths
 
         daemons["load"] = daemon_at(base / "this", REPO / "src")
-        if args.compare_src:
-            daemons["load (other)"] = daemon_at(base / "other", args.compare_src)
+        for i, src in enumerate(args.compare_src):
+            name = src.resolve().parent.name
+            daemons[f"load ({name})"] = daemon_at(base / f"other{i}", src)
         dockerd = int(DOCKERD_PID.read_text()) if has_docker and DOCKERD_PID.exists() else None
 
         def untar(paths: list[Path], dest: Path) -> None:
@@ -370,7 +378,7 @@ def main() -> int:
             again.report("after deletions (rmi and rm -r between rounds)", size_mb)
         print()
         for row, daemon in daemons.items():
-            print(f"{row:14s} daemon peak memory {daemon.peak_rss_mb():.0f} MB")
+            print(f"{row:18s} daemon peak memory {daemon.peak_rss_mb():.0f} MB")
         if not has_docker:
             print(f"docker load: no dockerd answers on {args.docker_host}")
     finally:

@@ -3,10 +3,12 @@
 Layout under the data root (DESIGN.md):
 
     blobs/sha256/<hex>               layer tars (uncompressed), image configs, ...
-                                     (a committed layer's tar only once save or
-                                     push needs it: rebuilt from its directory)
+                                     (a committed or loaded layer's tar only once
+                                     save or push needs it: rebuilt from its
+                                     directory, and its tar-split if loaded)
     layers/<chain-id-hex>/diff       unpacked layer, used as an overlay lowerdir
-    layers/<chain-id-hex>/meta.json  {diff_id, chain_id, parent, size}
+    layers/<chain-id-hex>/meta.json  {diff_id, chain_id, parent, size, tar?}
+    layers/<chain-id-hex>/tar-split  a loaded layer's tar without its files' data
 
 Everything appears atomically: blobs are written to a temporary file and
 renamed, layers are unpacked into a temporary directory that is renamed into
