@@ -57,6 +57,8 @@ class SocketBody:
         if sock is None:
             return None
         # What aiohttp has (reading it may resume the transport: pause after).
+        if content.exception() is not None:
+            return None  # the client is gone: aiohttp's own path says so
         first = content.read_nowait(-1)
         transport.pause_reading()
         fd = os.dup(sock.fileno())
