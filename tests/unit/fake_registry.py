@@ -286,7 +286,9 @@ class FakeRegistry:
         return sha(config)
 
     async def __aenter__(self) -> FakeRegistry:
-        app = web.Application()
+        # A registry takes blobs of any size in one PATCH or PUT (aiohttp's default
+        # refuses bodies over 1 MiB with a 413).
+        app = web.Application(client_max_size=1 << 30)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
