@@ -29,7 +29,6 @@ from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
 from dockyard.runtime.oci_names import DEFAULT_PATH
-from dockyard.runtime.seccomp import compile_oci
 from dockyard.suppress import suppress
 
 TYPE_CHECKING = False
@@ -294,7 +293,13 @@ def apply_seccomp(kernel: Kernel, cfg: ContainerConfig) -> None:
     # the profile allows what the rest of the init does (prctl, capset, execve).
     if cfg.seccomp:
         # Compiled before the init (see bundle.load_config): it only loads it here.
-        program = cfg.seccomp_program or compile_oci(cfg.seccomp)
+        program = cfg.seccomp_program
+        if not program:
+            # Imported here, not with this module: a config without a profile never
+            # needs it. With one, attach_seccomp_program has imported it before the fork.
+            from dockyard.runtime.seccomp import compile_oci
+
+            program = compile_oci(cfg.seccomp)
         if program is not None:
             kernel.set_seccomp_filter(program)
 
