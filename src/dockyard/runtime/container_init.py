@@ -23,7 +23,6 @@ from dockyard.errors import DockyardError, KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.securejoin import open_in_root
-from dockyard.runtime import fdpass
 from dockyard.runtime import lightjson as json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
@@ -546,6 +545,8 @@ def child_main(
     calls = tracer.calls if isinstance(tracer, TracingKernel) else []
 
     def send_pty(master: int) -> None:
+        from dockyard.runtime import fdpass  # not with the module: `run` needs no `_socket`
+
         fdpass.send_fds(status, [b'{"pty": true}'], [master])
 
     def report_trace() -> None:
