@@ -536,17 +536,17 @@ def child_main(
     the fd attached), the start trace just before exec, or the error.
     """
     t0 = perf_counter_ns()
-    # Here, not at the top: the monitor that runs this has it loaded already, and
-    # dockyard-runtime (which imports this module too) never traces (~0.1 ms to load).
+    # Here, not at the top: the monitor that runs this has them loaded already, and
+    # dockyard-runtime (which imports this module too) never traces (~0.1 ms to load)
+    # nor passes a pty through here (fdpass loads `_socket`). Before the pivot.
     from dockyard.kernel.trace import TRACING, TracingKernel
+    from dockyard.runtime import fdpass
 
     # An exec has no start trace (nobody reads one): its calls go untimed.
     tracer: Kernel = TracingKernel(kernel) if TRACING and not exec_target else kernel
     calls = tracer.calls if isinstance(tracer, TracingKernel) else []
 
     def send_pty(master: int) -> None:
-        from dockyard.runtime import fdpass  # not with the module: `run` needs no `_socket`
-
         fdpass.send_fds(status, [b'{"pty": true}'], [master])
 
     def report_trace() -> None:

@@ -271,7 +271,7 @@ def _init_child(
     )
 
     def send_pty(master: int) -> None:
-        from dockyard.runtime import fdpass  # a terminal: `status` is a socket
+        from dockyard.runtime import fdpass  # loaded before the fork by init_channel
 
         fdpass.send_fds(status, [b'{"pty": true}'], [master])  # type: ignore[arg-type]
 
