@@ -134,10 +134,16 @@ def install(path: Path, src: str) -> None:
     path's image built and loaded (where that checkout has run_image)."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", src], capture_output=True)
     body = f"import sys\nsys.path.insert(0, {src!r})\n"
-    if os.path.exists(os.path.join(src, "dockyard", "runtime", "run_image.py")):
+    run_image = os.path.join(src, "dockyard", "runtime", "run_image.py")
+    if os.path.exists(run_image):
         build = f"import sys; sys.path.insert(0, {src!r}); from dockyard.runtime.run_image import build; build()"
         subprocess.run([sys.executable, "-IS", "-c", build], check=True)
-        body += "from dockyard.runtime.run_image import load\nload()\n"
+        # The launcher's lines from that checkout (run_image.preload), where it has them.
+        lines = subprocess.run(
+            [sys.executable, "-IS", run_image, "--preload", src], capture_output=True, text=True
+        )
+        preload = lines.stdout if lines.returncode == 0 and "load" in lines.stdout else ""
+        body += preload or "from dockyard.runtime.run_image import load\nload()\n"
     write_launcher(path, body + "from dockyard.runtime.oci_cli import entry\nentry()\n")
 
 

@@ -146,3 +146,52 @@ def test_a_changed_extension_module_is_left_to_the_import_system(tmp_path: Path)
     image.write_bytes(marshal.dumps((fmt, tag, extensions, entries, lazy)))
     loaded, _before, _loader, _origin, ext = _lazy_probe(src, image)
     assert loaded == "True" and ext == "True True"  # imported, found along sys.path
+
+
+# The installed launcher's lines (run_image.preload), then what they left behind.
+LAUNCHER_PROBE = """
+import sys
+sys.path.insert(0, {src!r})
+{preload}
+from dockyard.runtime import oci_cli, oci_lifecycle, run_image
+print(oci_lifecycle.__spec__.origin == oci_lifecycle.__file__, run_image.__file__)
+print(getattr(run_image, "EDITED", "original"), {src!r} in sys.path_importer_cache)
+print(oci_cli.main(["--version"]))
+"""
+
+
+def _launch(src: Path, image: Path) -> list[str]:
+    from dockyard.runtime.run_image import preload
+
+    code = LAUNCHER_PROBE.format(src=str(src), preload=preload(str(src), str(image)))
+    out = subprocess.run(
+        [sys.executable, "-IS", "-c", code], check=True, capture_output=True, text=True
+    )
+    return out.stdout.splitlines()
+
+
+def test_the_launcher_boots_the_loader_without_searching_the_sources(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    image = tmp_path / "oci-run.image"
+    _build(src, image)
+    assert (tmp_path / "oci-run.boot").exists()
+    modules, edited, *rest = _launch(src, image)
+    assert modules == f"True {src / 'dockyard' / 'runtime' / 'run_image.py'}"
+    # No finder was made for the sources: nothing of the run path came through it.
+    assert edited == "original False"
+    assert rest[-1] == "0"
+
+
+def test_an_edited_loader_or_no_boot_file_falls_back_to_importing_it(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    image = tmp_path / "oci-run.image"
+    _build(src, image)
+    run_image = src / "dockyard" / "runtime" / "run_image.py"
+    run_image.write_text(run_image.read_text() + "\nEDITED = 'edited'\n")
+    _modules, edited, *rest = _launch(src, image)
+    assert edited == "edited True"  # the boot file's copy was not used
+    assert rest[-1] == "0"
+    _build(src, image)
+    (tmp_path / "oci-run.boot").unlink()
+    _modules, edited, *rest = _launch(src, image)
+    assert edited == "edited True" and rest[-1] == "0"
