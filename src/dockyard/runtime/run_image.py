@@ -17,7 +17,7 @@ image is missing, stale, for another Python or fails, nothing is loaded from it
 and the imports happen as they always do.
 
 Two more import-system costs the image saves (~0.5 ms of each `run`):
-- the C extensions the run path imports (_json, _ctypes, _socket, select) are
+- the C extensions the run path imports (_ctypes, _json, select) are
   loaded from the files they were found in at build time (checked by size and
   mtime), not searched for along sys.path (listing the standard library's
   directories);
@@ -279,7 +279,7 @@ from os import stat
 
 st = stat({source!r})
 if (st.st_mtime_ns, st.st_size) != ({mtime}, {size}):
-    raise ImportError("{source} changed since its boot file was built")
+    raise ImportError({source!r} + " changed since its boot file was built")
 import _frozen_importlib as bootstrap
 import _frozen_importlib_external as external
 
