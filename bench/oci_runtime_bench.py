@@ -25,7 +25,8 @@ main) as dockyard-runtime@DIR in the same rounds: before/after in one run.
 
 dockyard-runtime is launched as scripts/install.sh installs it (`python -IS`,
 this checkout's sources compiled, the run path's image built and loaded by
-run_image.load(), then `entry()`). runc and crun where installed; crun on a v1
+run_image.load() through the lines run_image.preload() writes, then `entry()`). runc
+and crun where installed; crun on a v1
 host also needs a hugetlb hierarchy:
   mkdir -p /sys/fs/cgroup/hugetlb
   mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
@@ -48,18 +49,14 @@ REPO = Path(__file__).resolve().parent.parent
 SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 
-IMPORTS = (
-    "from dockyard.runtime.run_image import load; load(); "
-    "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle"
-)
+IMPORTS = "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle\n"
 
 # Run inside a copy of the launcher: timestamps at the lifecycle's steps (parent side).
 TRACED = """
 import os, sys, time
 t0 = time.perf_counter_ns()
 sys.path.insert(0, {src!r})
-from dockyard.runtime.run_image import load
-load()
+__PRELOAD__
 from dockyard.runtime import oci_cli, oci_lifecycle as L
 from dockyard.kernel import linux as LX
 marks = [("start", t0), ("imported", time.perf_counter_ns())]
@@ -81,7 +78,7 @@ def before(mod, name, label):
     setattr(mod, name, wrapped)
 fork = LX.LinuxKernel.fork
 def traced_fork(self):
-    mark("cgroups created, exec fifo, socketpair")
+    mark("cgroups created, exec fifo, the init's channel")
     return fork(self)
 LX.LinuxKernel.fork = traced_fork
 after(L, "attach_seccomp_program", "config.json read and checked, seccomp program")
@@ -138,13 +135,22 @@ def install(path: Path, src: str) -> None:
     if os.path.exists(run_image):
         build = f"import sys; sys.path.insert(0, {src!r}); from dockyard.runtime.run_image import build; build()"
         subprocess.run([sys.executable, "-IS", "-c", build], check=True)
-        # The launcher's lines from that checkout (run_image.preload), where it has them.
-        lines = subprocess.run(
-            [sys.executable, "-IS", run_image, "--preload", src], capture_output=True, text=True
-        )
-        preload = lines.stdout if lines.returncode == 0 and "load" in lines.stdout else ""
-        body += preload or "from dockyard.runtime.run_image import load\nload()\n"
+        body += preload_lines(src)
     write_launcher(path, body + "from dockyard.runtime.oci_cli import entry\nentry()\n")
+
+
+def preload_lines(src: str) -> str:
+    """The launcher's lines that load the run path, from that checkout's
+    run_image.preload() where it has one (else its load(), or nothing)."""
+    run_image = os.path.join(src, "dockyard", "runtime", "run_image.py")
+    if not os.path.exists(run_image):
+        return ""
+    lines = subprocess.run(
+        [sys.executable, "-IS", run_image, "--preload", src], capture_output=True, text=True
+    )
+    if lines.returncode == 0 and "load" in lines.stdout:
+        return lines.stdout
+    return "from dockyard.runtime.run_image import load\nload()\n"
 
 
 def spawn(argv: list[str], err: Path, env: dict | None = None) -> tuple[float, float, int]:
@@ -264,14 +270,17 @@ def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -
     interpreter with the run path's imports, and a whole run, as separate processes."""
     err = base / "stderr"
     traced = base / "dockyard-runtime-traced"
-    write_launcher(traced, TRACED.format(src=SRC))
+    preload = preload_lines(SRC)
+    write_launcher(traced, TRACED.format(src=SRC).replace("__PRELOAD__\n", preload))
     marks_file = base / "marks"
     phases: dict[str, list[float]] = {}
     bare_cpu, imports_cpu = [], []
-    code = f"import sys; sys.path.insert(0, {SRC!r}); {IMPORTS}"
+    # The run path's imports as the launcher makes them.
+    probe = base / "imports-probe.py"
+    probe.write_text(f"import sys\nsys.path.insert(0, {SRC!r})\n{preload}{IMPORTS}")
     for rnd in range(n):
         bare_cpu.append(spawn([sys.executable, "-IS", "-c", "pass"], err)[1])
-        imports_cpu.append(spawn([sys.executable, "-IS", "-c", code], err)[1])
+        imports_cpu.append(spawn([sys.executable, "-IS", str(probe)], err)[1])
         argv = [str(traced), "--root", str(roots / "traced"), "run", "--bundle", str(bundle)]
         spawned = time.perf_counter_ns()
         _, _, status = spawn(
