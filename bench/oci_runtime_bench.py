@@ -25,9 +25,8 @@ main) as dockyard-runtime@DIR in the same rounds: before/after in one run.
 
 dockyard-runtime is launched as scripts/install.sh installs it (`python -IS`,
 this checkout's sources compiled, the run path's image built and loaded by
-run_image.load() through the lines run_image.preload() writes, then `entry()`). runc
-and crun where installed; crun on a v1
-host also needs a hugetlb hierarchy:
+run_image.load() through the lines run_image.preload() writes, then `entry()`).
+runc and crun where installed; crun on a v1 host also needs a hugetlb hierarchy:
   mkdir -p /sys/fs/cgroup/hugetlb
   mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
 """
