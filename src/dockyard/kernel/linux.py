@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-# The C modules behind signal and socket (whose enums cost `dockyard-runtime run`,
-# a whole process per container, ~3 ms), suppress rather than contextlib, and libc
-# rather than ctypes, fcntl, struct and resource (~2 ms more).
+# The C module behind signal (signal's and socket's enums cost `dockyard-runtime
+# run`, a whole process per container, ~3 ms; no socket module at all here since
+# bring_loopback_up calls libc), suppress rather than contextlib, and libc rather
+# than ctypes, fcntl, struct and resource (~2 ms more).
 import _signal as signal
 import errno
 import os
