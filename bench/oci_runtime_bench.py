@@ -144,6 +144,9 @@ def preload_lines(src: str) -> str:
     run_image = os.path.join(src, "dockyard", "runtime", "run_image.py")
     if not os.path.exists(run_image):
         return ""
+    with open(run_image) as f:
+        if "\ndef preload(" not in f.read():  # older: its command line only builds
+            return "from dockyard.runtime.run_image import load\nload()\n"
     lines = subprocess.run(
         [sys.executable, "-IS", run_image, "--preload", src], capture_output=True, text=True
     )
