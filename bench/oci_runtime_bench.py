@@ -15,8 +15,9 @@ on the machine hits all alike: the ratios are the result, absolute times on a
 loaded 2-core machine are inflated. Wall time from spawn to reaped, CPU from
 wait4's rusage (the runtime and the container it reaped).
 
-Then where dockyard-runtime's milliseconds go: the interpreter (`python -IS -c
-pass`), the imports of the run path (from its image), and inside the process the phases of
+Then where dockyard-runtime's milliseconds go: the interpreter (`python -IS`,
+out by _exit as entry() does), the imports of the run path (from its image, by
+the launcher's lines), and inside the process the phases of
 `run` (timed by wrapping the lifecycle's functions in a copy of the launcher),
 the rest being the process's exit.
 
@@ -50,6 +51,7 @@ SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 
 IMPORTS = "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle\n"
+BARE = "import posix; posix._exit(0)"  # the interpreter alone, out as entry() goes
 
 # Run inside a copy of the launcher: timestamps at the lifecycle's steps (parent side).
 TRACED = """
@@ -285,9 +287,13 @@ def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -
     bare_cpu, imports_cpu = [], []
     # The run path's imports as the launcher makes them.
     probe = base / "imports-probe.py"
-    probe.write_text(f"import sys\nsys.path.insert(0, {SRC!r})\n{preload}{IMPORTS}")
+    # Both end in _exit, as entry() does: a normal exit would add the teardown of
+    # everything imported to "the imports".
+    probe.write_text(
+        f"import sys\nsys.path.insert(0, {SRC!r})\n{preload}{IMPORTS}import os\nos._exit(0)\n"
+    )
     for rnd in range(n):
-        bare_cpu.append(spawn([sys.executable, "-IS", "-c", "pass"], err)[1])
+        bare_cpu.append(spawn([sys.executable, "-IS", "-c", BARE], err)[1])
         imports_cpu.append(spawn([sys.executable, "-IS", str(probe)], err)[1])
         argv = [str(traced), "--root", str(roots / "traced"), "run", "--bundle", str(bundle)]
         spawned = time.perf_counter_ns()
@@ -314,7 +320,7 @@ def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -
     print(f"  {total:6.1f} ms  in all (sum of medians)")
     interp, imports = med(bare_cpu), med(imports_cpu)
     print(
-        f"and its CPU ms: the interpreter {interp:.1f} (`python -IS -c pass`), the imports "
+        f"and its CPU ms: the interpreter {interp:.1f} (`python -IS -c '{BARE}'`), the imports "
         f"{imports - interp:.1f}, the container's create/start/wait/delete and the exit "
         f"{whole_cpu - imports:.1f} (whole run {whole_cpu:.1f})"
     )
