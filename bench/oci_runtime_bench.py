@@ -10,13 +10,14 @@ Two bundles over one busybox rootfs, args ["true"], no terminal:
            containerd's and Docker's bundles carry it (~370 rules).
 Each runtime gets its own --root under /run (tmpfs, as containerd's
 /run/containerd/runc). Rounds are interleaved (each round runs every runtime on
-every bundle, the order rotated per round) after a warm-up round, so the load
+every bundle, in a shuffled order per round) after a warm-up round, so the load
 on the machine hits all alike: the ratios are the result, absolute times on a
 loaded 2-core machine are inflated. Wall time from spawn to reaped, CPU from
 wait4's rusage (the runtime and the container it reaped).
 
-Then where dockyard-runtime's milliseconds go: the interpreter (`python -IS -c
-pass`), the imports of the run path (from its image), and inside the process the phases of
+Then where dockyard-runtime's milliseconds go: the interpreter (`python -IS`,
+out by _exit as entry() does), the imports of the run path (from its image, by
+the launcher's lines), and inside the process the phases of
 `run` (timed by wrapping the lifecycle's functions in a copy of the launcher),
 the rest being the process's exit.
 
@@ -25,8 +26,8 @@ main) as dockyard-runtime@DIR in the same rounds: before/after in one run.
 
 dockyard-runtime is launched as scripts/install.sh installs it (`python -IS`,
 this checkout's sources compiled, the run path's image built and loaded by
-run_image.load(), then `entry()`). runc and crun where installed; crun on a v1
-host also needs a hugetlb hierarchy:
+run_image.load() through the lines run_image.preload() writes, then `entry()`).
+runc and crun where installed; crun on a v1 host also needs a hugetlb hierarchy:
   mkdir -p /sys/fs/cgroup/hugetlb
   mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
 """
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -48,18 +50,15 @@ REPO = Path(__file__).resolve().parent.parent
 SRC = str(REPO / "src")
 sys.path.insert(0, SRC)
 
-IMPORTS = (
-    "from dockyard.runtime.run_image import load; load(); "
-    "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle"
-)
+IMPORTS = "import dockyard.runtime.oci_cli, dockyard.runtime.oci_lifecycle\n"
+BARE = "import posix; posix._exit(0)"  # the interpreter alone, out as entry() goes
 
 # Run inside a copy of the launcher: timestamps at the lifecycle's steps (parent side).
 TRACED = """
 import os, sys, time
 t0 = time.perf_counter_ns()
 sys.path.insert(0, {src!r})
-from dockyard.runtime.run_image import load
-load()
+__PRELOAD__
 from dockyard.runtime import oci_cli, oci_lifecycle as L
 from dockyard.kernel import linux as LX
 marks = [("start", t0), ("imported", time.perf_counter_ns())]
@@ -81,7 +80,7 @@ def before(mod, name, label):
     setattr(mod, name, wrapped)
 fork = LX.LinuxKernel.fork
 def traced_fork(self):
-    mark("cgroups created, exec fifo, socketpair")
+    mark("cgroups created, exec fifo, the init's channel")
     return fork(self)
 LX.LinuxKernel.fork = traced_fork
 after(L, "attach_seccomp_program", "config.json read and checked, seccomp program")
@@ -134,11 +133,29 @@ def install(path: Path, src: str) -> None:
     path's image built and loaded (where that checkout has run_image)."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", src], capture_output=True)
     body = f"import sys\nsys.path.insert(0, {src!r})\n"
-    if os.path.exists(os.path.join(src, "dockyard", "runtime", "run_image.py")):
+    run_image = os.path.join(src, "dockyard", "runtime", "run_image.py")
+    if os.path.exists(run_image):
         build = f"import sys; sys.path.insert(0, {src!r}); from dockyard.runtime.run_image import build; build()"
         subprocess.run([sys.executable, "-IS", "-c", build], check=True)
-        body += "from dockyard.runtime.run_image import load\nload()\n"
+        body += preload_lines(src)
     write_launcher(path, body + "from dockyard.runtime.oci_cli import entry\nentry()\n")
+
+
+def preload_lines(src: str) -> str:
+    """The launcher's lines that load the run path, from that checkout's
+    run_image.preload() where it has one (else its load(), or nothing)."""
+    run_image = os.path.join(src, "dockyard", "runtime", "run_image.py")
+    if not os.path.exists(run_image):
+        return ""
+    with open(run_image) as f:
+        if "\ndef preload(" not in f.read():  # older: its command line only builds
+            return "from dockyard.runtime.run_image import load\nload()\n"
+    lines = subprocess.run(
+        [sys.executable, "-IS", run_image, "--preload", src], capture_output=True, text=True
+    )
+    if lines.returncode == 0 and "load" in lines.stdout:
+        return lines.stdout
+    return "from dockyard.runtime.run_image import load\nload()\n"
 
 
 def spawn(argv: list[str], err: Path, env: dict | None = None) -> tuple[float, float, int]:
@@ -195,8 +212,13 @@ def main() -> int:
         jobs = [(rt, b) for b in bundles for rt in runtimes]
         err = base / "stderr"
         for rnd in range(args.n + 1):
-            shift = rnd % len(jobs)
-            for rt, b in jobs[shift:] + jobs[:shift]:
+            # Shuffled, not rotated: in a rotated cycle every job always follows the
+            # same one, and a run right after another Python runtime's (libpython's
+            # pages and the CPU's caches warm) took ~1 ms less CPU than one after
+            # crun's: --also's checkout, always second, looked that much faster.
+            order = list(jobs)
+            random.Random(rnd).shuffle(order)
+            for rt, b in order:
                 if (rt, b) in broken:
                     continue
                 argv = [runtimes[rt], "--root", str(roots / rt), "run"]
@@ -258,14 +280,21 @@ def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -
     interpreter with the run path's imports, and a whole run, as separate processes."""
     err = base / "stderr"
     traced = base / "dockyard-runtime-traced"
-    write_launcher(traced, TRACED.format(src=SRC))
+    preload = preload_lines(SRC)
+    write_launcher(traced, TRACED.format(src=SRC).replace("__PRELOAD__\n", preload))
     marks_file = base / "marks"
     phases: dict[str, list[float]] = {}
     bare_cpu, imports_cpu = [], []
-    code = f"import sys; sys.path.insert(0, {SRC!r}); {IMPORTS}"
+    # The run path's imports as the launcher makes them.
+    probe = base / "imports-probe.py"
+    # Both end in _exit, as entry() does: a normal exit would add the teardown of
+    # everything imported to "the imports".
+    probe.write_text(
+        f"import sys\nsys.path.insert(0, {SRC!r})\n{preload}{IMPORTS}import os\nos._exit(0)\n"
+    )
     for rnd in range(n):
-        bare_cpu.append(spawn([sys.executable, "-IS", "-c", "pass"], err)[1])
-        imports_cpu.append(spawn([sys.executable, "-IS", "-c", code], err)[1])
+        bare_cpu.append(spawn([sys.executable, "-IS", "-c", BARE], err)[1])
+        imports_cpu.append(spawn([sys.executable, "-IS", str(probe)], err)[1])
         argv = [str(traced), "--root", str(roots / "traced"), "run", "--bundle", str(bundle)]
         spawned = time.perf_counter_ns()
         _, _, status = spawn(
@@ -291,7 +320,7 @@ def breakdown(base: Path, bundle: Path, roots: Path, n: int, whole_cpu: float) -
     print(f"  {total:6.1f} ms  in all (sum of medians)")
     interp, imports = med(bare_cpu), med(imports_cpu)
     print(
-        f"and its CPU ms: the interpreter {interp:.1f} (`python -IS -c pass`), the imports "
+        f"and its CPU ms: the interpreter {interp:.1f} (`python -IS -c '{BARE}'`), the imports "
         f"{imports - interp:.1f}, the container's create/start/wait/delete and the exit "
         f"{whole_cpu - imports:.1f} (whole run {whole_cpu:.1f})"
     )

@@ -109,10 +109,10 @@ link_cli() {
     # and -I (isolated: no PYTHON* variables, not its own directory on sys.path) keeps
     # what containerd's environment holds out of a root process's imports, as runc's.
     # Its run path comes from the image that install_venv built (run_image.load: one
-    # file read; the plain imports where the image is missing or stale).
+    # file read; the plain imports where the image is missing or stale), loaded by
+    # the lines run_image.preload() writes (through the image's boot file).
     write_launcher /usr/local/bin/dockyard-runtime dockyard.runtime.oci_cli entry -IS \
-        "from dockyard.runtime.run_image import load
-load()"
+        "$("$VENV/bin/python" -IS "$REPO/src/dockyard/runtime/run_image.py" --preload "$REPO/src")"
 }
 
 write_launcher() {

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 from tests.conftest import REPO, mounts_under, processes_mentioning
 
+from dockyard.runtime.run_image import preload
+
 CONTAINERD = shutil.which("containerd")
 CTR = shutil.which("ctr")
 NAMESPACE = "dky"
@@ -48,7 +50,7 @@ def write_launcher(path: Path) -> None:
     assert loaded.stdout.strip() == "True", loaded  # what the shim runs comes from the image
     path.write_text(
         f"#!{sys.executable} -IS\nimport sys\nsys.path.insert(0, {src!r})\n"
-        f"from dockyard.runtime.run_image import load\nload({image!r})\n"
+        f"{preload(src, image)}"
         "from dockyard.runtime.oci_cli import entry\nentry()\n"
     )
     path.chmod(0o755)

@@ -86,6 +86,7 @@ prctl = _function("prctl", [c_int, c_ulong, c_ulong, c_ulong, c_ulong])
 ioctl = _function("ioctl", [c_int, c_ulong])  # then an int or a pointer (variadic)
 setrlimit = _function("setrlimit")
 syscall = _function("syscall", restype=c_long)
+socket = _function("socket", [c_int, c_int, c_int])
 
 _ORDER = sys.byteorder
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-# The C modules behind signal and socket (whose enums cost `dockyard-runtime run`,
-# a whole process per container, ~3 ms), suppress rather than contextlib, and libc
-# rather than ctypes, fcntl, struct and resource (~2 ms more).
+# The C module behind signal (signal's and socket's enums cost `dockyard-runtime
+# run`, a whole process per container, ~3 ms; no socket module at all here since
+# bring_loopback_up calls libc), suppress rather than contextlib, and libc rather
+# than ctypes, fcntl, struct and resource (~2 ms more).
 import _signal as signal
-import _socket
 import errno
 import os
 import sys
@@ -67,6 +67,8 @@ _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
+_AF_INET = 2
+_SOCK_DGRAM = 2
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
@@ -156,17 +158,21 @@ class LinuxKernel(LinuxNetworking, Kernel):
         _check(libc.setdomainname(raw, len(raw)), "setdomainname", name)
 
     def bring_loopback_up(self) -> None:
-        s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+        # socket(2) through libc, not `_socket`: the container init (`dockyard-runtime
+        # run`) loads no socket module for this one ioctl pair.
+        fd = _check(
+            libc.socket(_AF_INET, _SOCK_DGRAM | os.O_CLOEXEC, 0), "socket", "AF_INET", "SOCK_DGRAM"
+        )
         try:
             ifreq = libc.buffer(_ifreq_flags(b"lo", 0))
-            ret = libc.ioctl(s.fileno(), _SIOCGIFFLAGS, libc.pointer(ifreq))
+            ret = libc.ioctl(fd, _SIOCGIFFLAGS, libc.pointer(ifreq))
             _check(ret, "ioctl", "lo", "SIOCGIFFLAGS")
             flags = int.from_bytes(ifreq[16:18], sys.byteorder) | _IFF_UP
             up = libc.buffer(_ifreq_flags(b"lo", flags))
-            ret = libc.ioctl(s.fileno(), _SIOCSIFFLAGS, libc.pointer(up))
+            ret = libc.ioctl(fd, _SIOCSIFFLAGS, libc.pointer(up))
             _check(ret, "ioctl", "lo", "SIOCSIFFLAGS")
         finally:
-            s.close()
+            os.close(fd)
 
     def listen_in_netns(
         self, netns_path: str, address: str, port: int

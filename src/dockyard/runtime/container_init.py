@@ -23,13 +23,11 @@ from dockyard.errors import DockyardError, KernelError, RuntimeFailure
 from dockyard.kernel import flags as K
 from dockyard.kernel.interface import Kernel
 from dockyard.kernel.securejoin import open_in_root
-from dockyard.runtime import fdpass
 from dockyard.runtime import lightjson as json
 from dockyard.runtime.bundle import ContainerConfig, MountEntry
 from dockyard.runtime.cgroups import join_cgroups
 from dockyard.runtime.cgroups_v2 import hierarchy_of as v2_hierarchy_of
 from dockyard.runtime.oci_names import DEFAULT_PATH
-from dockyard.runtime.seccomp import compile_oci
 from dockyard.suppress import suppress
 
 TYPE_CHECKING = False
@@ -294,7 +292,13 @@ def apply_seccomp(kernel: Kernel, cfg: ContainerConfig) -> None:
     # the profile allows what the rest of the init does (prctl, capset, execve).
     if cfg.seccomp:
         # Compiled before the init (see bundle.load_config): it only loads it here.
-        program = cfg.seccomp_program or compile_oci(cfg.seccomp)
+        program = cfg.seccomp_program
+        if not program:
+            # Imported here, not with this module: a config without a profile never
+            # needs it. With one, attach_seccomp_program has imported it before the fork.
+            from dockyard.runtime.seccomp import compile_oci
+
+            program = compile_oci(cfg.seccomp)
         if program is not None:
             kernel.set_seccomp_filter(program)
 
@@ -532,9 +536,11 @@ def child_main(
     the fd attached), the start trace just before exec, or the error.
     """
     t0 = perf_counter_ns()
-    # Here, not at the top: the monitor that runs this has it loaded already, and
-    # dockyard-runtime (which imports this module too) never traces (~0.1 ms to load).
+    # Here, not at the top: the monitor that runs this has them loaded already, and
+    # dockyard-runtime (which imports this module too) never traces (~0.1 ms to load)
+    # nor passes a pty through here (fdpass loads `_socket`). Before the pivot.
     from dockyard.kernel.trace import TRACING, TracingKernel
+    from dockyard.runtime import fdpass
 
     # An exec has no start trace (nobody reads one): its calls go untimed.
     tracer: Kernel = TracingKernel(kernel) if TRACING and not exec_target else kernel

@@ -20,7 +20,8 @@ as runc sends it.
 from __future__ import annotations
 
 # _signal and fdpass, not signal and socket; suppress, not contextlib: what those
-# import (enum, selectors, collections) was ~5 ms of each `run`'s CPU.
+# import (enum, selectors, collections) was ~5 ms of each `run`'s CPU. fdpass (and
+# with it `_socket`) only where a terminal's pty is passed: msgpipe otherwise.
 import _signal as signal
 import errno
 import os
@@ -31,7 +32,6 @@ from dockyard.errors import Conflict, DockyardError, KernelError, NotFound, Runt
 from dockyard.kernel import flags as K
 from dockyard.kernel.linux import LinuxKernel
 from dockyard.runtime import cgroups_v2 as v2
-from dockyard.runtime import fdpass
 from dockyard.runtime import lightjson as json
 from dockyard.runtime import oci_state as S
 from dockyard.runtime.atomic_write import write_atomic
@@ -48,6 +48,7 @@ from dockyard.runtime.cgroups import (
     set_frozen,
 )
 from dockyard.runtime.container_init import init_container
+from dockyard.runtime.msgpipe import MessagePipe, message_pipe_pair
 from dockyard.runtime.oci_hooks import HOOK_KINDS, hooks_of, run_hooks
 from dockyard.runtime.oci_names import DEFAULT_PATH
 from dockyard.runtime.rfc3339 import now_rfc3339nano
@@ -56,6 +57,8 @@ from dockyard.suppress import suppress
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+
+    Channel = socket.socket | MessagePipe
 
 KILL_TIMEOUT = 10.0
 
@@ -137,7 +140,7 @@ def create(
             cgroup_path=cfg.cgroup_path,
         )
         config_json = json.dumps(config)  # for state.json (see S.stage), before the fork
-        ours, theirs = fdpass.seqpacket_pair()
+        ours, theirs = init_channel(cfg.terminal)
         kernel.unshare(K.CLONE_NEWPID)
         pid = kernel.fork()
         if pid == 0:
@@ -192,9 +195,21 @@ def check_console(terminal: bool, console_socket: str) -> None:
         raise RuntimeFailure("--console-socket given but process.terminal is false")
 
 
+def init_channel(terminal: bool) -> tuple[Channel, Channel]:
+    """`create`'s end and the init's of the channel between them: a SEQPACKET
+    socketpair where the init passes its pty, two pipes otherwise."""
+    if terminal:
+        from dockyard.runtime import fdpass
+
+        return fdpass.seqpacket_pair()
+    return message_pipe_pair()
+
+
 def connect_console(path: str) -> socket.socket | None:
     if not path:
         return None
+    from dockyard.runtime import fdpass
+
     sock = fdpass.unix_stream()
     try:
         sock.connect(path)
@@ -204,16 +219,19 @@ def connect_console(path: str) -> socket.socket | None:
     return sock
 
 
-def _serve_init(
-    sock: socket.socket, container: S.OciContainer, console: socket.socket | None
-) -> None:
+def _serve_init(sock: Channel, container: S.OciContainer, console: socket.socket | None) -> None:
     """Answer the init until it is ready (or failed): forward its pty, run its hooks."""
     while True:
-        msg, fds, _flags, _addr = fdpass.recv_fds(sock, 1 << 20, 1)
+        if isinstance(sock, MessagePipe):
+            msg, fds = sock.recv(1 << 20), []
+        else:
+            from dockyard.runtime import fdpass
+
+            msg, fds, _flags, _addr = fdpass.recv_fds(sock, 1 << 20, 1)
         for fd in fds:
             try:
                 if console is not None:
-                    fdpass.send_fds(console, [b"/dev/ptmx"], [fd])
+                    fdpass.send_fds(console, [b"/dev/ptmx"], [fd])  # fdpass: imported above
             finally:
                 os.close(fd)
         if not msg and not fds:
@@ -240,7 +258,7 @@ def _init_child(
     kernel: LinuxKernel,
     cfg: ContainerConfig,
     config: dict,
-    status: socket.socket,
+    status: Channel,
     fifo_fd: int,
     controllers: list[str],
 ) -> None:
@@ -253,7 +271,9 @@ def _init_child(
     )
 
     def send_pty(master: int) -> None:
-        fdpass.send_fds(status, [b'{"pty": true}'], [master])
+        from dockyard.runtime import fdpass  # loaded before the fork by init_channel
+
+        fdpass.send_fds(status, [b'{"pty": true}'], [master])  # type: ignore[arg-type]
 
     def before_pivot() -> None:
         if not needs_state:
@@ -293,7 +313,7 @@ def _init_child(
     )
 
 
-def child_run(status: socket.socket, body: object) -> None:
+def child_run(status: Channel, body: object) -> None:
     code = 125
     try:
         body()  # type: ignore[operator]
@@ -308,7 +328,7 @@ def child_run(status: socket.socket, body: object) -> None:
         os._exit(code)
 
 
-def _report(status: socket.socket, message: str, kind: str) -> None:
+def _report(status: Channel, message: str, kind: str) -> None:
     try:
         status.send(json.dumps({"error": message, "kind": kind}).encode())
     except OSError:
