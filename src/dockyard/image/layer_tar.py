@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 import tarfile
 from typing import TYPE_CHECKING, BinaryIO
 
+from dockyard.image.file_pool import SMALL_FILE
 from dockyard.image.layered_read import lookup
 from dockyard.image.tar_feed import TarFeed
 from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
@@ -81,6 +83,7 @@ def write_layer_tar(
         feed = TarFeed(out)
         try:
             _walk(feed, root_fd, "", {}, overlay_whiteouts, exclude, _Copying(copy, copy.root_fd))  # type: ignore[arg-type]
+            copy.finish()
         except BaseException:
             feed.abort()
             raise
@@ -230,16 +233,21 @@ def _add_non_dir(
             os.set_blocking(fd, True)
             info.pax_headers = _xattrs(fd)
             info.size = now.st_size
+            # The capabilities as the tar carries them (read once, above).
+            caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
+            raw = caps.encode("utf-8", "surrogateescape") if caps is not None else None
             if at is None:
                 tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
+            elif info.size <= SMALL_FILE:
+                # Read whole: the same bytes go to the tar and to the copy's writer.
+                data = _read_exactly(fd, info.size)
+                tar.addfile(info, io.BytesIO(data))
+                at.copy.small_file(at.fd, name, path, st, data, raw)
             else:
                 out = at.copy.open_file(at.fd, name, st)
                 try:
                     tar.addfile(info, _TeeReader(fd, out))  # type: ignore[arg-type]
                 finally:
-                    # The capabilities as the tar carries them (read once, above).
-                    caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
-                    raw = caps.encode("utf-8", "surrogateescape") if caps is not None else None
                     at.copy.close_file(out, st, info.size, raw)
         finally:
             os.close(fd)
@@ -268,6 +276,21 @@ def _add_non_dir(
         if at is not None:
             at.copy.special(at.fd, name, st)
     # Sockets are skipped, as by dockerd.
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    data = os.read(fd, size)
+    if len(data) == size:
+        return data
+    parts = [data]
+    left = size - len(data)
+    while left:
+        part = os.read(fd, left)
+        if not part:
+            raise OSError("unexpected end of data")  # as tarfile's copy: the file shrank
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def _header(path: str, st: os.stat_result) -> tarfile.TarInfo:
