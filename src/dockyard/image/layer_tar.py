@@ -118,12 +118,33 @@ def _walk(
     exclude: frozenset[str] | set[str] = frozenset(),
     at: _Copying | None = None,
 ) -> None:
-    for name in sorted(os.listdir(dir_fd)):
+    for entry in sorted(os.scandir(dir_fd), key=_entry_name):
+        name = entry.name
         path = prefix + name
         if path in exclude:
             continue
         if at is not None:
             at.copy.check_name(name)
+        if entry.is_file(follow_symlinks=False):
+            # A regular file by its directory entry: opened first, its fstat is its
+            # stat (one call less than stat, open, fstat).
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                continue  # removed while we walk
+            except OSError as e:
+                if e.errno != errno.ELOOP:
+                    raise
+                fd = -1  # swapped for a symlink: taken by its stat below
+            if fd >= 0:
+                try:
+                    st = os.fstat(fd)
+                    if stat.S_ISREG(st.st_mode):
+                        _add_file(tar, fd, name, prefix, st, inodes, at)
+                    # Anything else: swapped while we walk, left out as below.
+                finally:
+                    os.close(fd)
+                continue
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -212,47 +233,20 @@ def _add_non_dir(
     overlay_whiteouts: bool,
     at: _Copying | None = None,
 ) -> None:
-    path = prefix + name
-    info = _header(path, st)
     if stat.S_ISREG(st.st_mode):
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in inodes:
-            info.type, info.linkname, info.size = tarfile.LNKTYPE, inodes[key], 0
-            tar.addfile(info)
-            if at is not None:
-                at.copy.hardlink(inodes[key], at.fd, name)
-            return
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
             return
         try:
             now = os.fstat(fd)
-            if not stat.S_ISREG(now.st_mode):
-                return  # swapped for something else while we walk
-            os.set_blocking(fd, True)
-            info.pax_headers = _xattrs(fd)
-            info.size = now.st_size
-            # The capabilities as the tar carries them (read once, above).
-            caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
-            raw = caps.encode("utf-8", "surrogateescape") if caps is not None else None
-            if at is None:
-                tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
-            elif info.size <= SMALL_FILE:
-                # Read whole: the same bytes go to the tar and to the copy's writer.
-                data = _read_exactly(fd, info.size)
-                tar.addfile(info, io.BytesIO(data))
-                at.copy.small_file(at.fd, name, path, st, data, raw)
-            else:
-                out = at.copy.open_file(at.fd, name, st)
-                try:
-                    tar.addfile(info, _TeeReader(fd, out))  # type: ignore[arg-type]
-                finally:
-                    at.copy.close_file(out, st, info.size, raw)
+            if stat.S_ISREG(now.st_mode):  # else swapped for something else while we walk
+                _add_file(tar, fd, name, prefix, now, inodes, at)
         finally:
             os.close(fd)
-        inodes[key] = path
-    elif stat.S_ISLNK(st.st_mode):
+        return
+    info = _header(prefix + name, st)
+    if stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(name, dir_fd=dir_fd)
         tar.addfile(info)
@@ -276,6 +270,51 @@ def _add_non_dir(
         if at is not None:
             at.copy.special(at.fd, name, st)
     # Sockets are skipped, as by dockerd.
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _add_file(
+    tar: tarfile.TarFile,
+    fd: int,
+    name: str,
+    prefix: str,
+    st: os.stat_result,
+    inodes: dict[tuple[int, int], str],
+    at: _Copying | None,
+) -> None:
+    """A regular file, open as `fd` (O_NONBLOCK, which reads of a regular file
+    ignore), `st` its fstat: its data, or a hard link to a file archived before."""
+    path = prefix + name
+    info = _header(path, st)
+    key = (st.st_dev, st.st_ino)
+    if st.st_nlink > 1 and key in inodes:
+        info.type, info.linkname, info.size = tarfile.LNKTYPE, inodes[key], 0
+        tar.addfile(info)
+        if at is not None:
+            at.copy.hardlink(inodes[key], at.fd, name)
+        return
+    info.pax_headers = _xattrs(fd)
+    info.size = st.st_size
+    # The capabilities as the tar carries them (read once, above).
+    caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
+    raw = caps.encode("utf-8", "surrogateescape") if caps is not None else None
+    if at is None:
+        tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
+    elif info.size <= SMALL_FILE:
+        # Read whole: the same bytes go to the tar and to the copy's writer.
+        data = _read_exactly(fd, info.size)
+        tar.addfile(info, io.BytesIO(data))
+        at.copy.small_file(at.fd, name, path, st, data, raw)
+    else:
+        out = at.copy.open_file(at.fd, name, st)
+        try:
+            tar.addfile(info, _TeeReader(fd, out))  # type: ignore[arg-type]
+        finally:
+            at.copy.close_file(out, st, info.size, raw)
+    inodes[key] = path
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
