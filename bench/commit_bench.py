@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,42 +52,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
+from _fs_regimes import Sampler  # noqa: E402
 from registry_bench import docker, dockerd_answers  # noqa: E402
 from unpack_bench import DOCKERD_PID, cpu_of, daemon_at  # noqa: E402
 
 SCRIPT = "cp -a /usr /copy && rm -rf /var/lib/apt /etc/motd /usr/share/doc"
 REGIMES = ("clean", "after deletions")
-
-
-class Sampler:
-    """`perf record -a -g` while a step runs; the share of its samples under
-    recently_deleted (the kernel skipping just-freed inodes)."""
-
-    def __init__(self, base: Path) -> None:
-        self.out = base / "perf.data"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["perf", "record", "-a", "-g", "-F", "499", "-o", str(self.out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        time.sleep(0.3)  # perf's set-up, before the step
-
-    def stop(self) -> float:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait()
-        report = subprocess.run(
-            ["perf", "report", "-i", str(self.out), "--children", "--sort", "symbol",
-             "--stdio", "-g", "none"],
-            capture_output=True, text=True,
-        ).stdout  # fmt: skip
-        self.out.unlink(missing_ok=True)
-        for line in report.splitlines():
-            if re.search(r"\] recently_deleted\b", line):
-                return float(re.findall(r"([\d.]+)%", line)[0])
-        return 0.0
 
 
 def main() -> int:
