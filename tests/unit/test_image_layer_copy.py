@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.errors import DockyardError
+from dockyard.image.file_pool import SMALL_FILE
 from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.store import ImageStore
 
@@ -182,8 +183,6 @@ def busy_upper_dir(root: Path) -> Path:
     directories (more than the copy holds open at once), files on both sides of
     the small-file limit, hard links to files just handed to a thread, names
     that are not UTF-8, owners, setuid, capabilities, whiteouts, opaque dirs."""
-    from dockyard.image.file_pool import SMALL_FILE
-
     up = root / "upper"
     up.mkdir()
     for i in range(300):
@@ -267,3 +266,16 @@ def test_a_file_thread_failing_leaves_nothing_and_no_thread(tmp_path, monkeypatc
     assert store.all_layers() == []
     assert os.listdir(store.layers_dir) == [] and os.listdir(store.blobs_dir) == []
     assert not [t for t in threading.enumerate() if t.name.startswith("layer-files")]
+
+
+def test_a_threaded_tar_is_tarfiles_tar(tmp_path):
+    """save and push rebuild a committed layer's tar on a thread (tar_feed):
+    byte for byte tarfile's, on a tree with every kind of entry and name."""
+    up = busy_upper_dir(tmp_path)
+    first, _ = upper_dir(tmp_path / "more")
+    os.rename(first, up / "more")
+    plain, threaded = io.BytesIO(), io.BytesIO()
+    write_layer_tar(str(up), plain)
+    write_layer_tar(str(up), threaded, threaded=True)
+    assert len(plain.getvalue()) > 8 * SMALL_FILE
+    assert threaded.getvalue() == plain.getvalue()

@@ -79,7 +79,7 @@ def rebuild_tar(diff_dir: str, diff_id: str, blob_path: str) -> None:
     try:
         with open(tmp, "xb") as out:
             sink = TarDigest(out)
-            write_layer_tar(diff_dir, sink)  # type: ignore[arg-type]
+            write_layer_tar(diff_dir, sink, threaded=True)  # type: ignore[arg-type]
             out.flush()
             os.fsync(out.fileno())
         if sink.diff_id() != diff_id:

@@ -66,6 +66,7 @@ def write_layer_tar(
     overlay_whiteouts: bool = True,
     exclude: frozenset[str] | set[str] = frozenset(),
     copy: LayerCopy | None = None,
+    threaded: bool = False,
 ) -> None:
     """Write the tree under `root` to `out` as an uncompressed layer tar.
 
@@ -76,14 +77,18 @@ def write_layer_tar(
     Paths in `exclude` ("etc/hosts") are left out with what is below them.
     With `copy` (image/layer_copy), each entry archived is also made in the
     copy's directory, as unpacking the tar there would make it.
+    With `copy` or `threaded`, the tar is encoded and written to `out` by a
+    thread of its own (image/tar_feed), beside the walk's reads: `out` must
+    take writes from another thread (a file, a hash; not an event loop's).
     """
-    if copy is not None:
-        # The tar is only hashed: encoded beside the copy's file system calls.
+    if copy is not None or threaded:
         root_fd = os.open(root, _DIR_FLAGS)
         feed = TarFeed(out)
+        at = _Copying(copy, copy.root_fd) if copy is not None else None
         try:
-            _walk(feed, root_fd, "", {}, overlay_whiteouts, exclude, _Copying(copy, copy.root_fd))  # type: ignore[arg-type]
-            copy.finish()
+            _walk(feed, root_fd, "", {}, overlay_whiteouts, exclude, at)  # type: ignore[arg-type]
+            if copy is not None:
+                copy.finish()
         except BaseException:
             feed.abort()
             raise
