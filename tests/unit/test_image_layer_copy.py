@@ -207,6 +207,7 @@ def busy_upper_dir(root: Path) -> Path:
     os.setxattr(up / "d002" / "f1", "security.capability", CAPS)
     os.chmod(up / "d002" / "f1", 0o6755)
     os.chown(up / "d003", 1000, 1001)
+    os.setxattr(up / "d004", "security.capability", CAPS)  # a directory's travel too
     for path in sorted(up.rglob("*"), reverse=True):
         os.utime(path, (MTIME, MTIME + 0.7), follow_symlinks=False)
     return up

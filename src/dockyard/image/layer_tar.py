@@ -172,8 +172,8 @@ def _walk(
                 tar.addfile(marker)
             inner = None
             if at is not None:
-                caps = _getxattr(child, _CAPS)
-                inner = _Copying(at.copy, at.copy.directory(at.fd, name, st, caps, opaque))
+                made = at.copy.directory(at.fd, name, st, _caps_of(info), opaque)
+                inner = _Copying(at.copy, made)
             try:
                 _walk(tar, child, path + "/", inodes, overlay_whiteouts, exclude, inner)
             finally:
@@ -277,6 +277,12 @@ def _add_non_dir(
     # Sockets are skipped, as by dockerd.
 
 
+def _caps_of(info: tarfile.TarInfo) -> bytes | None:
+    """The file capabilities as the tar carries them (read once, by _xattrs)."""
+    caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
+    return caps.encode("utf-8", "surrogateescape") if caps is not None else None
+
+
 def _entry_name(entry: os.DirEntry[str]) -> str:
     return entry.name
 
@@ -303,9 +309,7 @@ def _add_file(
         return
     info.pax_headers = _xattrs(fd)
     info.size = st.st_size
-    # The capabilities as the tar carries them (read once, above).
-    caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
-    raw = caps.encode("utf-8", "surrogateescape") if caps is not None else None
+    raw = _caps_of(info)
     if at is None:
         tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
     elif info.size <= SMALL_FILE:
