@@ -146,6 +146,7 @@ class LayerCopy:
         if self._pool is None:
             self._write_small(parent, os.fsencode(name), (st, caps), data)
         else:
+            # Keyed by its path from the layer's root, as `hardlink` asks for it.
             self._pool.add((0, os.fsencode(path)), parent, os.fsencode(name), (st, caps), data)
 
     def _write_small(
