@@ -181,8 +181,9 @@ def test_a_copy_failing_midway_leaves_nothing(tmp_path, monkeypatch):
 def busy_upper_dir(root: Path) -> Path:
     """An upper dir that keeps the copy's file threads busy: hundreds of
     directories (more than the copy holds open at once), files on both sides of
-    the small-file limit, hard links to files just handed to a thread, names
-    that are not UTF-8, owners, setuid, capabilities, whiteouts, opaque dirs."""
+    the small-file limit, hard links to files just handed to a thread, symlinks
+    with owners, names that are not UTF-8, setuid, capabilities, whiteouts,
+    opaque dirs."""
     up = root / "upper"
     up.mkdir()
     for i in range(300):
@@ -192,6 +193,9 @@ def busy_upper_dir(root: Path) -> Path:
             (d / f"f{j}").write_bytes(os.urandom(i * 7 + j))
         if i % 10 == 0:
             os.link(d / "f3", d / "f3-link")  # its target is likely still in flight
+        os.symlink(f"../d{(i + 1) % 300:03}/f1", d / "sym")  # symlinks: thread jobs too
+        if i % 25 == 0:
+            os.chown(d / "sym", 1000 + i, 2000, follow_symlinks=False)
         if i % 50 == 0:
             os.setxattr(d, "trusted.overlay.opaque", b"y")
             os.mknod(d / "gone", stat.S_IFCHR, os.makedev(0, 0))
@@ -203,6 +207,7 @@ def busy_upper_dir(root: Path) -> Path:
     with open(odd, "wb") as f:
         f.write(b"latin-1 name with a newline")
     os.chown(odd, 1000, 1000)
+    os.symlink(b"caf\xe9-target", os.fsencode(str(up)) + b"/sym-caf\xe9")
     os.chmod(odd, 0o4711)
     os.setxattr(up / "d002" / "f1", "security.capability", CAPS)
     os.chmod(up / "d002" / "f1", 0o6755)

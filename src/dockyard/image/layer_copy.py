@@ -17,7 +17,7 @@ goes the tar-and-unpack way, whose semantics are Docker's.
 
 Privileged calls (chown, mknod, xattrs) go through the Kernel, as unpacking.
 
-With `workers`, small files are created and written on that many threads
+With `workers`, small files (and symlinks) are created on that many threads
 (image/file_pool), as the unpacker does: an inode's creation costs the kernel
 far more than the walk's Python, and more still on a file system that just
 freed many (ext4 without a journal skips recently deleted inodes). The walk
@@ -77,7 +77,7 @@ class LayerCopy:
         # Permission bits a create cannot give (umask, setuid...), so fchmod is needed for them.
         self._masked = 0o7777 if umask is None else umask | 0o7000
         self._pool: FilePool[tuple[os.stat_result, bytes | None]] | None = (
-            FilePool(workers, self._write_small) if workers > 0 else None
+            FilePool(workers, self._write_job) if workers > 0 else None
         )
         self._held: list[tuple[int, os.stat_result]] = []  # walked directories, fd open
 
@@ -149,6 +149,15 @@ class LayerCopy:
             # Keyed by its path from the layer's root, as `hardlink` asks for it.
             self._pool.add((0, os.fsencode(path)), parent, os.fsencode(name), (st, caps), data)
 
+    def _write_job(
+        self, parent: int, name: bytes, how: tuple[os.stat_result, bytes | None], data: bytes
+    ) -> None:
+        """A worker's job: a small file, or a symlink (`data`: its target)."""
+        if stat.S_ISLNK(how[0].st_mode):
+            self._make_symlink(parent, name, how, data)
+        else:
+            self._write_small(parent, name, how, data)
+
     def _write_small(
         self, parent: int, name: bytes, how: tuple[os.stat_result, bytes | None], data: bytes
     ) -> None:
@@ -205,10 +214,22 @@ class LayerCopy:
             os.close(tfd)
 
     def symlink(self, parent: int, name: str, target: str, st: os.stat_result) -> None:
+        """Made by a worker if there are any: an inode created, as a file's."""
+        raw_name, raw_target = os.fsencode(name), os.fsencode(target)
+        if self._pool is None:
+            self._make_symlink(parent, raw_name, (st, None), raw_target)
+        else:
+            # No hard link names a symlink (the walk links regular files only).
+            self._pool.add((parent, raw_name), parent, raw_name, (st, None), raw_target)
+
+    def _make_symlink(
+        self, parent: int, name: bytes, how: tuple[os.stat_result, bytes | None], target: bytes
+    ) -> None:
+        st = how[0]
         os.symlink(target, name, dir_fd=parent)
         made = os.stat(name, dir_fd=parent, follow_symlinks=False)
         if (made.st_uid, made.st_gid) != (st.st_uid, st.st_gid):
-            self.kernel.lchownat(parent, name, st.st_uid, st.st_gid)
+            self.kernel.lchownat(parent, os.fsdecode(name), st.st_uid, st.st_gid)
         os.utime(name, ns=_times(st), dir_fd=parent, follow_symlinks=False)
 
     def whiteout(self, parent: int, name: str, st: os.stat_result) -> None:
