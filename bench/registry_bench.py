@@ -20,12 +20,23 @@ order that alternates between rounds:
     push2    the same image, just pushed, to a second registry (another port,
              storage emptied): neither engine keeps the gzip it made, both
              compress again (and send the same digests as to the first)
-    pull     the image dockerd pushed (the same blobs for both), after rmi
+    pull (clean)
+             before any round, nothing deleted yet: round r's image is a
+             variant of the image (one small file more in every layer, so no
+             engine has any of its layers), put in a registry of its own by
+             skopeo; no engine deletes anything until every clean pull is done
+    pull (after deletions)
+             the image dockerd pushed (the same blobs for both), right after
+             `rmi` of it: on this machine's journal-less ext4 the files of
+             the removed layers make creating the new ones ~10x slower for
+             either engine (recently_deleted, bench/_fs_regimes.py)
     skopeo   `skopeo copy docker-archive: docker://` (push: compresses too)
              and `skopeo copy docker:// dir:` (pull: writes blobs, no unpack)
     save     `save -o` of the image
-    commit   of a container that copied /usr of debian:bookworm (~80 MB new
-             files in its upper layer), where both engines have that image
+    commit   of a container that copied /usr of debian:bookworm (~150 MB new
+             files in its upper layer), where both engines have that image;
+             after the previous rounds' removals (bench/commit_bench.py
+             times both regimes)
 
 Times are medians of the rounds; MB/s is of the image's uncompressed size
 (commit: of the committed layer). Ratios are the other engine's time / ours:
@@ -52,7 +63,9 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
+from _fs_regimes import Sampler  # noqa: E402
 from image_bench import Daemon, make_archive  # noqa: E402
+from unpack_bench import with_marker  # noqa: E402
 
 from registry_server import RegistryServer  # noqa: E402
 
@@ -137,6 +150,7 @@ def main() -> int:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("-n", type=int, default=3)
     p.add_argument("--no-commit", action="store_true", help="skip the commit rows")
+    p.add_argument("--perf", action="store_true", help="recently_deleted's share in pulls")
     args = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (the daemon unpacks layers with their owners)")
@@ -151,9 +165,25 @@ def main() -> int:
     gzip_cpu, gzip_mb = gzip_seconds(layers)
     archive = base / "image.tar"
     archive.write_bytes(make_archive(layers, local))
-    del layers
     registry = RegistryServer()
     second = RegistryServer()
+    variants = RegistryServer()  # the clean pulls' images, one a round
+    clean_repos = []
+    if skopeo:
+        for rnd in range(args.n):
+            marked = base / "variant.tar"
+            name = f"{tag}-clean{rnd}:v1"
+            marked.write_bytes(make_archive([with_marker(x, name) for x in layers], name))
+            subprocess.run(
+                [skopeo, "copy", "-q", "--dest-tls-verify=false", f"docker-archive:{marked}",
+                 f"docker://{variants.host}/{name}"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            marked.unlink()
+            clean_repos.append(f"{variants.host}/{name}")
+    del layers
+    sampler = Sampler(base) if args.perf else None
+    shares: dict[tuple[str, str], list[float]] = {}
     daemon = Daemon(base)
     times: dict[tuple[str, str], list[float]] = {}
     commit_mb = 0.0
@@ -186,6 +216,16 @@ def main() -> int:
                 daemon.cli("load", "-i", str(saved))
                 commit_ready = True
             saved.unlink(missing_ok=True)
+        for rnd, repo in enumerate(clean_repos):
+            order = list(engines.items())
+            if rnd % 2:
+                order.reverse()
+            for engine, run in order:
+                if sampler:
+                    sampler.start()
+                record("pull (clean)", engine, timed(run, "pull", repo))
+                if sampler:
+                    shares.setdefault(("pull (clean)", engine), []).append(sampler.stop())
         for rnd in range(args.n):
             order = list(engines.items())
             if rnd % 2:
@@ -217,7 +257,12 @@ def main() -> int:
             for engine, run in order:
                 run("rmi", repos[engine], local)
             for engine, run in order:
-                record("pull", engine, timed(run, "pull", source))
+                if sampler:
+                    sampler.start()
+                record("pull (after deletions)", engine, timed(run, "pull", source))
+                if sampler:
+                    step = ("pull (after deletions)", engine)
+                    shares.setdefault(step, []).append(sampler.stop())
                 run("tag", source, local)
                 run("rmi", source)
             if skopeo:
@@ -228,7 +273,7 @@ def main() -> int:
                      f"dir:{target}"],
                     check=True, capture_output=True,
                 )  # fmt: skip
-                record("pull", "skopeo", time.perf_counter() - start)
+                record("pull (after deletions)", "skopeo", time.perf_counter() - start)
                 shutil.rmtree(target)
             # save
             for engine, run in order:
@@ -269,15 +314,17 @@ def main() -> int:
         daemon.stop()
         registry.stop()
         second.stop()
+        variants.stop()
         shutil.rmtree(base, ignore_errors=True)
 
     print(
         f"image: {args.layers} layers of host files, {total_mb:.0f} MB uncompressed; "
         f"medians of {args.n} interleaved rounds; registry on 127.0.0.1"
     )
-    header = f"{'step':<8}{'engine':<10}{'seconds':>9}{'MB/s':>8}"
-    print(header + f"{'theirs/ours':>13}")
-    for step in ("push", "push2", "pull", "save", "commit"):
+    header = f"{'step':<24}{'engine':<10}{'seconds':>9}{'MB/s':>8}"
+    print(header + f"{'theirs/ours':>13}" + ("  recently_deleted" if sampler else ""))
+    steps = ("push", "push2", "pull (clean)", "pull (after deletions)", "save", "commit")
+    for step in steps:
         mb = commit_mb if step == "commit" else total_mb
         mine = times.get((step, "dockyard"))
         for engine in ("dockyard", "dockerd", "skopeo"):
@@ -285,12 +332,18 @@ def main() -> int:
             if not values:
                 continue
             median = statistics.median(values)
-            line = f"{step:<8}{engine:<10}{median:>9.2f}{(mb / median if mb else 0):>8.0f}"
+            line = f"{step:<24}{engine:<10}{median:>9.2f}{(mb / median if mb else 0):>8.0f}"
             if engine != "dockyard" and mine:
                 line += f"{median / statistics.median(mine):>13.2f}"
+            elif shares.get((step, engine)):
+                line += " " * 13
+            if shares.get((step, engine)):
+                line += f"  {statistics.median(shares[(step, engine)]):5.1f}%"
             print(line)
     if not have_dockerd:
         print(f"dockerd: none answers on {DOCKERD_HOST} (this script never starts one)")
+    if not skopeo:
+        print("pull (clean): needs skopeo, to put each round's variant in the registry")
     print(
         f"ISA-L level 1 of the {args.layers} layers in one thread: {gzip_cpu:.2f} s CPU "
         f"({gzip_mb:.0f} MB of gzip): what keeping the gzip of pushed layers would save "

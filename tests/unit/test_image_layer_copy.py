@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.errors import DockyardError
+from dockyard.image.file_pool import SMALL_FILE
 from dockyard.image.layer_tar import write_layer_tar
 from dockyard.image.store import ImageStore
 
@@ -175,3 +176,112 @@ def test_a_copy_failing_midway_leaves_nothing(tmp_path, monkeypatch):
         store.import_directory(str(up), None, exclude)
     assert store.all_layers() == []
     assert os.listdir(store.layers_dir) == [] and os.listdir(store.blobs_dir) == []
+
+
+def busy_upper_dir(root: Path) -> Path:
+    """An upper dir that keeps the copy's file threads busy: hundreds of
+    directories (more than the copy holds open at once), files on both sides of
+    the small-file limit, hard links to files just handed to a thread, symlinks
+    with owners, names that are not UTF-8, setuid, capabilities, whiteouts,
+    opaque dirs."""
+    up = root / "upper"
+    up.mkdir()
+    for i in range(300):
+        d = up / f"d{i:03}"
+        d.mkdir()
+        for j in range(4):
+            (d / f"f{j}").write_bytes(os.urandom(i * 7 + j))
+        if i % 10 == 0:
+            os.link(d / "f3", d / "f3-link")  # its target is likely still in flight
+        os.symlink(f"../d{(i + 1) % 300:03}/f1", d / "sym")  # symlinks: thread jobs too
+        if i % 25 == 0:
+            os.chown(d / "sym", 1000 + i, 2000, follow_symlinks=False)
+        if i % 50 == 0:
+            os.setxattr(d, "trusted.overlay.opaque", b"y")
+            os.mknod(d / "gone", stat.S_IFCHR, os.makedev(0, 0))
+        os.chmod(d, 0o555 if i % 7 == 0 else 0o750)
+    for size in (SMALL_FILE - 1, SMALL_FILE, SMALL_FILE + 1, 3 * SMALL_FILE + 5):
+        (up / f"size-{size}").write_bytes(os.urandom(size))
+    os.link(up / f"size-{SMALL_FILE + 1}", up / "d001" / "big-link")
+    odd = os.fsencode(str(up)) + b"/caf\xe9\nname"
+    with open(odd, "wb") as f:
+        f.write(b"latin-1 name with a newline")
+    os.chown(odd, 1000, 1000)
+    os.symlink(b"caf\xe9-target", os.fsencode(str(up)) + b"/sym-caf\xe9")
+    os.chmod(odd, 0o4711)
+    os.setxattr(up / "d002" / "f1", "security.capability", CAPS)
+    os.chmod(up / "d002" / "f1", 0o6755)
+    os.chown(up / "d003", 1000, 1001)
+    os.setxattr(up / "d004", "security.capability", CAPS)  # a directory's travel too
+    for path in sorted(up.rglob("*"), reverse=True):
+        os.utime(path, (MTIME, MTIME + 0.7), follow_symlinks=False)
+    return up
+
+
+def test_files_made_by_threads_give_the_tar_ways_layer(tmp_path):
+    """The copy's file threads change nothing a user sees: the same diffID, tree
+    (owners, modes, times of directories whose children were made by threads,
+    hard links) and rebuilt tar as the tar-and-unpack way."""
+    up = busy_upper_dir(tmp_path)
+    by_tar = ImageStore(str(tmp_path / "a"))
+    by_copy = ImageStore(str(tmp_path / "b"))
+    expected = by_tar._import_directory_tar(str(up))
+    layer = by_copy.import_directory(str(up))
+    assert (layer.diff_id, layer.size) == (expected.diff_id, expected.size)
+    assert tree(layer.path, whiteout_times=False) == tree(expected.path, whiteout_times=False)
+    assert Path(by_copy.blob_path(layer.diff_id)).read_bytes() == by_tar.get_blob(expected.diff_id)
+
+
+def test_threads_and_no_threads_copy_alike(tmp_path, unpack_kernel):
+    from dockyard.image.copied_layers import copy_tree
+
+    up = busy_upper_dir(tmp_path)
+    got = []
+    for workers in (0, 3):
+        layers = tmp_path / f"layers{workers}"
+        layers.mkdir()
+        diff_id, size, tmp_dir = copy_tree(
+            str(up), str(layers), frozenset(), unpack_kernel, workers
+        )
+        got.append((diff_id, size, tree(os.path.join(tmp_dir, "diff"))))
+    assert got[0] == got[1]
+
+
+def test_a_file_thread_failing_leaves_nothing_and_no_thread(tmp_path, monkeypatch):
+    """Disk full in a file thread: the commit fails with that error, no layer, no
+    temporaries, and no thread left writing into the removed directory."""
+    import threading
+
+    from dockyard.image.layer_copy import LayerCopy
+
+    up = busy_upper_dir(tmp_path)
+    store = ImageStore(str(tmp_path / "s"))
+    real = LayerCopy._write_small
+    calls = []
+
+    def full(self, parent, name, how, data):  # type: ignore[no-untyped-def]
+        calls.append(threading.current_thread().name)
+        if len(calls) == 500:
+            raise OSError(28, "No space left on device")
+        real(self, parent, name, how, data)
+
+    monkeypatch.setattr(LayerCopy, "_write_small", full)
+    with pytest.raises(OSError, match="No space"):
+        store.import_directory(str(up))
+    assert any(name.startswith("layer-files") for name in calls)  # it was a thread's
+    assert store.all_layers() == []
+    assert os.listdir(store.layers_dir) == [] and os.listdir(store.blobs_dir) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("layer-files")]
+
+
+def test_a_threaded_tar_is_tarfiles_tar(tmp_path):
+    """save and push rebuild a committed layer's tar on a thread (tar_feed):
+    byte for byte tarfile's, on a tree with every kind of entry and name."""
+    up = busy_upper_dir(tmp_path)
+    first, _ = upper_dir(tmp_path / "more")
+    os.rename(first, up / "more")
+    plain, threaded = io.BytesIO(), io.BytesIO()
+    write_layer_tar(str(up), plain)
+    write_layer_tar(str(up), threaded, threaded=True)
+    assert len(plain.getvalue()) > 8 * SMALL_FILE
+    assert threaded.getvalue() == plain.getvalue()

@@ -11,6 +11,8 @@ tar_reader.py    TarReader: a tar stream read forward, fast, hashed as it passes
 file_pool.py     FilePool: a layer's small files written on worker threads
 layer_tar.py     write_layer_tar / write_merged_tar: commit and export tars
 layer_copy.py    LayerCopy: commit's upper dir made a layer in the walk that hashes its tar
+tar_feed.py      TarFeed: that tar encoded and hashed on a thread of its own
+tar_header.py    header: tarfile's PAX_FORMAT header bytes, cheaper
 copied_layers.py copy_tree / rebuild_tar: such layers, their tar rebuilt when needed
 layered_read.py  read_file: a file through stacked overlay layer dirs
 archive.py       save_images / load_images: docker save / docker load

@@ -39,10 +39,15 @@ class TarDigest:
 
 
 def copy_tree(
-    path: str, layers_dir: str, exclude: frozenset[str] | set[str], kernel: Kernel
+    path: str,
+    layers_dir: str,
+    exclude: frozenset[str] | set[str],
+    kernel: Kernel,
+    workers: int = 0,
 ) -> tuple[str, int, str]:
     """Copy `path` as a layer into a new temporary directory of `layers_dir`
     (its tree under "diff"); return (diff_id, size, temporary directory).
+    `workers`: threads that write its small files (image/layer_copy).
     Raises layer_copy.NeedsUnpack for a tree the copy leaves to the unpacker."""
     tmp_dir = temp_name(layers_dir)
     sink = TarDigest()
@@ -52,8 +57,11 @@ def copy_tree(
         os.mkdir(diff, 0o755)
         diff_fd = os.open(diff, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            copy = LayerCopy(diff_fd, kernel)
-            write_layer_tar(path, sink, exclude=exclude, copy=copy)  # type: ignore[arg-type]
+            copy = LayerCopy(diff_fd, kernel, workers)
+            try:
+                write_layer_tar(path, sink, exclude=exclude, copy=copy)  # type: ignore[arg-type]
+            finally:
+                copy.close()
         finally:
             os.close(diff_fd)
         os.chmod(tmp_dir, 0o755)
@@ -71,7 +79,7 @@ def rebuild_tar(diff_dir: str, diff_id: str, blob_path: str) -> None:
     try:
         with open(tmp, "xb") as out:
             sink = TarDigest(out)
-            write_layer_tar(diff_dir, sink)  # type: ignore[arg-type]
+            write_layer_tar(diff_dir, sink, threaded=True)  # type: ignore[arg-type]
             out.flush()
             os.fsync(out.fileno())
         if sink.diff_id() != diff_id:

@@ -22,8 +22,10 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
 
-from dockyard.image.tar_reader import TarEntry
+# What describes a file to its writer: a TarEntry (unpacking), a stat (commit's copy).
+Header = TypeVar("Header")
 
 SMALL_FILE = 1 << 20  # larger files are written by the unpacker itself, streamed
 _BATCH_FILES = 64
@@ -31,15 +33,15 @@ _BATCH_BYTES = 4 << 20
 _MAX_BATCHES = 6
 _MAX_PENDING = 8192  # names remembered between drains
 
-Job = tuple[int, bytes, TarEntry, bytes]  # parent dir fd, name, header, data
-WriteOne = Callable[[int, bytes, TarEntry, bytes], None]
 
-
-class FilePool:
-    def __init__(self, workers: int, write_one: WriteOne) -> None:
+class FilePool(Generic[Header]):
+    def __init__(
+        self, workers: int, write_one: Callable[[int, bytes, Header, bytes], None]
+    ) -> None:
         self._write_one = write_one
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="layer-files")
-        self._batch: list[Job] = []
+        # (parent dir fd, name, header, data)
+        self._batch: list[tuple[int, bytes, Header, bytes]] = []
         self._batch_bytes = 0
         self._inflight: deque[Future[None]] = deque()
         # (parent directory inode, name) of every job not known to be done
@@ -49,7 +51,7 @@ class FilePool:
         return key in self._pending
 
     def add(
-        self, key: tuple[int, bytes], parent_fd: int, name: bytes, entry: TarEntry, data: bytes
+        self, key: tuple[int, bytes], parent_fd: int, name: bytes, entry: Header, data: bytes
     ) -> None:
         if key in self._pending or len(self._pending) >= _MAX_PENDING:
             self.drain()  # a second file of that name must land after the first
@@ -68,7 +70,7 @@ class FilePool:
         while self._inflight and (len(self._inflight) > _MAX_BATCHES or self._inflight[0].done()):
             self._inflight.popleft().result()
 
-    def _run(self, batch: list[Job]) -> None:
+    def _run(self, batch: list[tuple[int, bytes, Header, bytes]]) -> None:
         write = self._write_one
         for parent_fd, name, entry, data in batch:
             write(parent_fd, name, entry, data)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 import tarfile
 from typing import TYPE_CHECKING, BinaryIO
 
+from dockyard.image.file_pool import SMALL_FILE
 from dockyard.image.layered_read import lookup
 from dockyard.image.tar_feed import TarFeed
 from dockyard.image.tarsafe import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
@@ -64,6 +66,7 @@ def write_layer_tar(
     overlay_whiteouts: bool = True,
     exclude: frozenset[str] | set[str] = frozenset(),
     copy: LayerCopy | None = None,
+    threaded: bool = False,
 ) -> None:
     """Write the tree under `root` to `out` as an uncompressed layer tar.
 
@@ -74,13 +77,18 @@ def write_layer_tar(
     Paths in `exclude` ("etc/hosts") are left out with what is below them.
     With `copy` (image/layer_copy), each entry archived is also made in the
     copy's directory, as unpacking the tar there would make it.
+    With `copy` or `threaded`, the tar is encoded and written to `out` by a
+    thread of its own (image/tar_feed), beside the walk's reads: `out` must
+    take writes from another thread (a file, a hash; not an event loop's).
     """
-    if copy is not None:
-        # The tar is only hashed: encoded beside the copy's file system calls.
+    if copy is not None or threaded:
         root_fd = os.open(root, _DIR_FLAGS)
         feed = TarFeed(out)
+        at = _Copying(copy, copy.root_fd) if copy is not None else None
         try:
-            _walk(feed, root_fd, "", {}, overlay_whiteouts, exclude, _Copying(copy, copy.root_fd))  # type: ignore[arg-type]
+            _walk(feed, root_fd, "", {}, overlay_whiteouts, exclude, at)  # type: ignore[arg-type]
+            if copy is not None:
+                copy.finish()
         except BaseException:
             feed.abort()
             raise
@@ -115,12 +123,33 @@ def _walk(
     exclude: frozenset[str] | set[str] = frozenset(),
     at: _Copying | None = None,
 ) -> None:
-    for name in sorted(os.listdir(dir_fd)):
+    for entry in sorted(os.scandir(dir_fd), key=_entry_name):
+        name = entry.name
         path = prefix + name
         if path in exclude:
             continue
         if at is not None:
             at.copy.check_name(name)
+        if entry.is_file(follow_symlinks=False):
+            # A regular file by its directory entry: opened first, its fstat is its
+            # stat (one call less than stat, open, fstat).
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                continue  # removed while we walk
+            except OSError as e:
+                if e.errno != errno.ELOOP:
+                    raise
+                fd = -1  # swapped for a symlink: taken by its stat below
+            if fd >= 0:
+                try:
+                    st = os.fstat(fd)
+                    if stat.S_ISREG(st.st_mode):
+                        _add_file(tar, fd, name, prefix, st, inodes, at)
+                    # Anything else: swapped while we walk, left out as below.
+                finally:
+                    os.close(fd)
+                continue
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -143,8 +172,8 @@ def _walk(
                 tar.addfile(marker)
             inner = None
             if at is not None:
-                caps = _getxattr(child, _CAPS)
-                inner = _Copying(at.copy, at.copy.directory(at.fd, name, st, caps, opaque))
+                made = at.copy.directory(at.fd, name, st, _caps_of(info), opaque)
+                inner = _Copying(at.copy, made)
             try:
                 _walk(tar, child, path + "/", inodes, overlay_whiteouts, exclude, inner)
             finally:
@@ -209,42 +238,20 @@ def _add_non_dir(
     overlay_whiteouts: bool,
     at: _Copying | None = None,
 ) -> None:
-    path = prefix + name
-    info = _header(path, st)
     if stat.S_ISREG(st.st_mode):
-        key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in inodes:
-            info.type, info.linkname, info.size = tarfile.LNKTYPE, inodes[key], 0
-            tar.addfile(info)
-            if at is not None:
-                at.copy.hardlink(inodes[key], at.fd, name)
-            return
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
             return
         try:
             now = os.fstat(fd)
-            if not stat.S_ISREG(now.st_mode):
-                return  # swapped for something else while we walk
-            os.set_blocking(fd, True)
-            info.pax_headers = _xattrs(fd)
-            info.size = now.st_size
-            if at is None:
-                tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
-            else:
-                out = at.copy.open_file(at.fd, name, st)
-                try:
-                    tar.addfile(info, _TeeReader(fd, out))  # type: ignore[arg-type]
-                finally:
-                    # The capabilities as the tar carries them (read once, above).
-                    caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
-                    raw = caps.encode("utf-8", "surrogateescape") if caps is not None else None
-                    at.copy.close_file(out, st, info.size, raw)
+            if stat.S_ISREG(now.st_mode):  # else swapped for something else while we walk
+                _add_file(tar, fd, name, prefix, now, inodes, at)
         finally:
             os.close(fd)
-        inodes[key] = path
-    elif stat.S_ISLNK(st.st_mode):
+        return
+    info = _header(prefix + name, st)
+    if stat.S_ISLNK(st.st_mode):
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(name, dir_fd=dir_fd)
         tar.addfile(info)
@@ -268,6 +275,70 @@ def _add_non_dir(
         if at is not None:
             at.copy.special(at.fd, name, st)
     # Sockets are skipped, as by dockerd.
+
+
+def _caps_of(info: tarfile.TarInfo) -> bytes | None:
+    """The file capabilities as the tar carries them (read once, by _xattrs)."""
+    caps = info.pax_headers.get("SCHILY.xattr." + _CAPS)
+    return caps.encode("utf-8", "surrogateescape") if caps is not None else None
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def _add_file(
+    tar: tarfile.TarFile,
+    fd: int,
+    name: str,
+    prefix: str,
+    st: os.stat_result,
+    inodes: dict[tuple[int, int], str],
+    at: _Copying | None,
+) -> None:
+    """A regular file, open as `fd` (O_NONBLOCK, which reads of a regular file
+    ignore), `st` its fstat: its data, or a hard link to a file archived before."""
+    path = prefix + name
+    info = _header(path, st)
+    key = (st.st_dev, st.st_ino)
+    if st.st_nlink > 1 and key in inodes:
+        info.type, info.linkname, info.size = tarfile.LNKTYPE, inodes[key], 0
+        tar.addfile(info)
+        if at is not None:
+            at.copy.hardlink(inodes[key], at.fd, name)
+        return
+    info.pax_headers = _xattrs(fd)
+    info.size = st.st_size
+    raw = _caps_of(info)
+    if at is None:
+        tar.addfile(info, _FdReader(fd))  # type: ignore[arg-type]
+    elif info.size <= SMALL_FILE:
+        # Read whole: the same bytes go to the tar and to the copy's writer.
+        data = _read_exactly(fd, info.size)
+        tar.addfile(info, io.BytesIO(data))
+        at.copy.small_file(at.fd, name, path, st, data, raw)
+    else:
+        out = at.copy.open_file(at.fd, name, st)
+        try:
+            tar.addfile(info, _TeeReader(fd, out))  # type: ignore[arg-type]
+        finally:
+            at.copy.close_file(out, st, info.size, raw)
+    inodes[key] = path
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    data = os.read(fd, size)
+    if len(data) == size:
+        return data
+    parts = [data]
+    left = size - len(data)
+    while left:
+        part = os.read(fd, left)
+        if not part:
+            raise OSError("unexpected end of data")  # as tarfile's copy: the file shrank
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def _header(path: str, st: os.stat_result) -> tarfile.TarInfo:

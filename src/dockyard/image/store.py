@@ -411,7 +411,9 @@ class ImageStore(ImageConfigs, LayerRetention):
         which is hashed, never written: the layer's blob is rebuilt from the
         layer's directory when first needed (`blob_path`). NeedsUnpack if the
         tree holds a name the unpacker would read as a whiteout (".wh.*")."""
-        diff_id, size, tmp_dir = copy_tree(path, self.layers_dir, exclude, default_kernel())
+        diff_id, size, tmp_dir = copy_tree(
+            path, self.layers_dir, exclude, default_kernel(), _UNPACK_WORKERS
+        )
         return UnpackedLayer(diff_id, size, tmp_dir, "", tar_rebuilt=True)
 
     def _import_directory_tar(

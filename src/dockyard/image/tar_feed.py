@@ -5,10 +5,12 @@ it (image/layer_copy): the walk's reads, writes and creates wait on the
 kernel, the tar's encoding (tarfile: a header is tens of microseconds of
 Python) and its hashing do not; on a thread of their own they overlap, as
 the tar writer and the unpacker of the old pipe did. `TarFeed` stands in for
-the `tarfile.TarFile` the walk writes to; the real one, on the thread, reads
-the members and their data from a bounded queue, so the bytes are exactly
-tarfile's (the diffID does not change) and memory stays flat. Members go in
-batches: a hand-over per member would cost more than it saves.
+the `tarfile.TarFile` the walk writes to; the thread writes what tarfile's
+"w|" stream would, byte for byte (the diffID does not change; headers by
+image/tar_header), without tarfile's per-member copies, and passes file data
+on in the chunks the walk read (hashing them releases the GIL). Members go in
+batches through a bounded queue, so memory stays flat: a hand-over per
+member would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -19,38 +21,20 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from dockyard.image.tar_header import header
+
 _CHUNK = 1 << 20
 _BATCH_BYTES = 1 << 20
 _BATCH_ITEMS = 256
 _IN_FLIGHT = 8  # batches queued (about 8 MiB of data at most)
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE  # a stream tar ends on a record (tarfile: 20 blocks)
 
 Item = tarfile.TarInfo | bytes
 
 
 class _Ended(Exception):
     """The walk stopped in the middle of a member (it failed)."""
-
-
-class _QueuedData:
-    """A member's data, as tarfile.addfile reads it: exactly `size` bytes."""
-
-    def __init__(self, items: Iterator[Item]) -> None:
-        self._items = items
-        self._rest = memoryview(b"")
-
-    def read(self, size: int) -> bytes:
-        parts = []
-        while size:
-            if not self._rest:
-                item = next(self._items, None)
-                if not isinstance(item, bytes):
-                    raise _Ended
-                self._rest = memoryview(item)
-            part = self._rest[:size]
-            self._rest = self._rest[len(part) :]
-            size -= len(part)
-            parts.append(part)
-        return b"".join(parts)
 
 
 class TarFeed:
@@ -97,13 +81,32 @@ class TarFeed:
 
     def _run(self, out: BinaryIO) -> None:
         items = self._items()
-        data = _QueuedData(items)
+        write = out.write
+        offset = 0
         try:
-            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for item in items:
-                    if not isinstance(item, tarfile.TarInfo):
-                        raise RuntimeError("layer tar: data where a header was expected")
-                    tar.addfile(item, data if item.size and item.isreg() else None)
+            for item in items:
+                if not isinstance(item, tarfile.TarInfo):
+                    raise RuntimeError("layer tar: data where a header was expected")
+                block = header(item)
+                write(block)
+                offset += len(block)
+                size = item.size if item.isreg() else 0
+                left = size
+                while left:
+                    data = next(items, None)
+                    if not isinstance(data, bytes):
+                        raise _Ended
+                    if len(data) > left:
+                        raise RuntimeError("layer tar: more data than the member's size")
+                    write(data)
+                    left -= len(data)
+                padding = -size % _BLOCK
+                if padding:
+                    write(bytes(padding))
+                offset += size + padding
+            # The end of the archive: two zero blocks, then up to a whole record.
+            end = 2 * _BLOCK
+            write(bytes(end + (-(offset + end) % _RECORD)))
         except _Ended:
             pass  # the walk failed midway: its error is the one to report
         except BaseException as e:  # raised in the walking thread
