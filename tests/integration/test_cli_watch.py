@@ -310,13 +310,17 @@ def test_top_reads_what_ps_ef_shows(daemon, dockyard, unique, flags):
                     "sleep 3600 & exec sleep 3601")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     try:
-        # Until the shell's fork has exec'd sleep (its command line changes then).
+        # Until the shell's fork has exec'd sleep (its command line changes then), and
+        # until both reads fall in the same second of the processes' lives: C is CPU
+        # time over whole seconds of age, so a read on either side of a process's
+        # first birthday differs (0 against the init's ticks) without a fault.
         deadline = time.monotonic() + 20
         while True:
             ours = daemon.request("GET", f"/containers/{name}/top").json()
             ps = daemon.request("GET", f"/containers/{name}/top?ps_args=-ef").json()
             cmds = sorted(p[7] for p in ours["Processes"])
-            if cmds == ["sleep 3600", "sleep 3601"] or time.monotonic() > deadline:
+            ready = cmds == ["sleep 3600", "sleep 3601"]
+            if (ready and ours["Processes"] == ps["Processes"]) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         assert cmds == ["sleep 3600", "sleep 3601"]
