@@ -82,15 +82,22 @@ def rebuild_tar(diff_dir: str, diff_id: str, blob_path: str) -> None:
             write_layer_tar(diff_dir, sink, threaded=True)  # type: ignore[arg-type]
             out.flush()
             os.fsync(out.fileno())
-        if sink.diff_id() != diff_id:
-            raise DockyardError(
-                f"layer {diff_id}: its directory no longer gives its tar "
-                f"(got {sink.diff_id()}); the layer was changed on disk"
-            )
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, blob_path)
+        keep_rebuilt_tar(tmp, blob_path, sink.diff_id(), diff_id)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+
+
+def keep_rebuilt_tar(tmp: str, blob_path: str, got: str, diff_id: str) -> None:
+    """Name the tar rebuilt in `tmp` (written and synced) as the layer's blob if it
+    hashes to `diff_id`; else the layer was changed on disk, and it is refused
+    (removing `tmp` is the caller's)."""
+    if got != diff_id:
+        raise DockyardError(
+            f"layer {diff_id}: its directory no longer gives its tar "
+            f"(got {got}); the layer was changed on disk"
+        )
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, blob_path)
+    fsync_dir(os.path.dirname(blob_path))

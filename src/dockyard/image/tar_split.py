@@ -33,7 +33,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError, KernelError
-from dockyard.image.atomic import fsync_dir, temp_name
+from dockyard.image.atomic import temp_name
+from dockyard.image.copied_layers import keep_rebuilt_tar
 from dockyard.kernel.securejoin import open_in_root
 
 if TYPE_CHECKING:
@@ -257,21 +258,13 @@ def rebuild_split_tar(
             os.fsync(out)
         finally:
             os.close(out)
-        got = "sha256:" + sha.hexdigest()
-        if got != diff_id:
-            raise DockyardError(
-                f"layer {diff_id}: its directory no longer gives its tar "
-                f"(got {got}); the layer was changed on disk"
-            )
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, blob_path)
+        keep_rebuilt_tar(tmp, blob_path, "sha256:" + sha.hexdigest(), diff_id)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     finally:
         os.close(root)
-    fsync_dir(directory)
 
 
 def file_sha256(path: str) -> str:
