@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 from _fs_regimes import Sampler  # noqa: E402
-from registry_bench import docker, dockerd_answers  # noqa: E402
+from registry_bench import docker, dockerd_answers, remove_dockerd_leftovers  # noqa: E402
 from unpack_bench import DOCKERD_PID, cpu_of, daemon_at  # noqa: E402
 
 SCRIPT = "cp -a /usr /copy && rm -rf /var/lib/apt /etc/motd /usr/share/doc"
@@ -140,13 +140,7 @@ def main() -> int:
             remove(engine, name_of("after deletions", args.n - 1, engine))
     finally:
         if dockerd_answers():
-            names = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False)
-            mine = [n for n in names.stdout.split() if tag in n]
-            if mine:
-                docker("rmi", "-f", *mine, check=False)
-            cont = docker("ps", "-aq", "--filter", f"name={tag}", check=False).stdout.split()
-            if cont:
-                docker("rm", "-f", *cont, check=False)
+            remove_dockerd_leftovers(tag)
         for daemon in daemons.values():
             daemon.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -131,6 +131,18 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def remove_dockerd_leftovers(tag: str) -> None:
+    """Remove the images and containers a bench made in the shared dockerd (named
+    with `tag`)."""
+    names = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False)
+    mine = [n for n in names.stdout.split() if tag in n]
+    if mine:
+        docker("rmi", "-f", *mine, check=False)
+    cont = docker("ps", "-aq", "--filter", f"name={tag}", check=False).stdout.split()
+    if cont:
+        docker("rm", "-f", *cont, check=False)
+
+
 def dockerd_answers() -> bool:
     try:
         return docker("version", "-f", "{{.Server.Version}}", check=False).returncode == 0
@@ -304,13 +316,7 @@ def main() -> int:
         peak = daemon.peak_rss_mb()
     finally:
         if have_dockerd:
-            names = docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False)
-            ours_names = [n for n in names.stdout.split() if tag in n]
-            if ours_names:
-                docker("rmi", "-f", *ours_names, check=False)
-            cont = docker("ps", "-aq", "--filter", f"name={tag}", check=False).stdout.split()
-            if cont:
-                docker("rm", "-f", *cont, check=False)
+            remove_dockerd_leftovers(tag)
         daemon.stop()
         registry.stop()
         second.stop()

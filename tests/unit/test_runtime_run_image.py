@@ -41,12 +41,15 @@ def _build(src: Path, image: Path) -> None:
     subprocess.run([sys.executable, "-IS", "-c", code], check=True)
 
 
-def _probe(src: Path, image: Path) -> list[str]:
-    code = PROBE.format(src=str(src)).replace("load()", f"load({str(image)!r})")
+def _lines_of(code: str) -> list[str]:
     out = subprocess.run(
         [sys.executable, "-IS", "-c", code], check=True, capture_output=True, text=True
     )
     return out.stdout.splitlines()
+
+
+def _probe(src: Path, image: Path) -> list[str]:
+    return _lines_of(PROBE.format(src=str(src)).replace("load()", f"load({str(image)!r})"))
 
 
 def test_the_launcher_runs_the_run_path_from_the_image(tmp_path: Path) -> None:
@@ -101,11 +104,7 @@ print(_json.__spec__.origin == _json.__file__, _json.__file__.startswith(sys.bas
 
 
 def _lazy_probe(src: Path, image: Path) -> list[str]:
-    code = LAZY_PROBE.format(src=str(src), image=str(image))
-    out = subprocess.run(
-        [sys.executable, "-IS", "-c", code], check=True, capture_output=True, text=True
-    )
-    return out.stdout.splitlines()
+    return _lines_of(LAZY_PROBE.format(src=str(src), image=str(image)))
 
 
 def test_a_lazy_module_comes_from_the_image_only_when_imported(tmp_path: Path) -> None:

@@ -79,11 +79,7 @@ def load(path: str = "") -> bool:
         if name in sys.modules:
             continue
         source = _source(name, is_package)
-        try:
-            st = os.stat(source)
-        except OSError:
-            return False
-        if st.st_mtime_ns != mtime_ns or st.st_size != size:
+        if not _unchanged(source, mtime_ns, size):
             return False  # an edited source: the import system compiles it
         todo.append((name, is_package, source, code))
     import _frozen_importlib as bootstrap
@@ -152,11 +148,7 @@ class _LazyModules:
             return None
         is_package, mtime_ns, size, compiled = entry
         source = _source(fullname, is_package)
-        try:
-            st = os.stat(source)
-        except OSError:
-            return None
-        if st.st_mtime_ns != mtime_ns or st.st_size != size:
+        if not _unchanged(source, mtime_ns, size):
             return None
         loader = _ImageLoader(fullname, source, compiled)
         return spec_from_file_location(fullname, source, loader=loader)
@@ -171,11 +163,7 @@ def _load_extensions(extensions: list, bootstrap: object, external: object) -> N
     for name, origin, mtime_ns, size in extensions:
         if name in sys.modules:
             continue
-        try:
-            st = os.stat(origin)
-        except OSError:
-            continue
-        if st.st_mtime_ns != mtime_ns or st.st_size != size:
+        if not _unchanged(origin, mtime_ns, size):
             continue
         spec = bootstrap.ModuleSpec(name, external.ExtensionFileLoader(name, origin), origin=origin)
         spec.has_location = True
@@ -183,6 +171,15 @@ def _load_extensions(extensions: list, bootstrap: object, external: object) -> N
             bootstrap._load(spec)
         except Exception:  # noqa: BLE001, S112 - the import, later, says what is wrong
             continue
+
+
+def _unchanged(path: str, mtime_ns: int, size: int) -> bool:
+    """The file is still the one the image was built from (as a .pyc checks)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_mtime_ns == mtime_ns and st.st_size == size
 
 
 def _compile(text: bytes, source: str) -> object:
