@@ -34,6 +34,7 @@ from dockyard.engine.removal import ContainerRemoval
 from dockyard.engine.restart import RestartPolicy
 from dockyard.engine.runspec import RunSpecBuilder
 from dockyard.engine.signals import parse_signal
+from dockyard.image.atomic import remove_stale_temps
 from dockyard.runtime.launcher import ExitRecord, read_exit
 
 # Importable from here as before the split.
@@ -69,6 +70,11 @@ class ContainerService(
             if entry not in self._containers:
                 log.info("removing %s: a create the daemon did not finish", entry[:12])
                 await asyncio.to_thread(shutil.rmtree, os.path.join(self._root, entry), True)
+        for c in self._containers.values():
+            if os.path.isdir(c.bundle):
+                # A commit cut short by a crash left its copy of the upper dir here
+                # (image/copied_layers.staging_dir); a live process's temporaries stay.
+                await asyncio.to_thread(remove_stale_temps, c.bundle)
         for c in list(self._containers.values()):
             if c.state.status == "removing" or not os.path.isdir(c.bundle):
                 # A removal cut short (by a crash, or a full disk that kept its record).

@@ -74,7 +74,11 @@ def container_layer(blobs: ImageStore, upper: str, parent_image: str | None) -> 
     if is_empty(upper, stubs):
         return None
     chains = chain_ids(blobs.image_diff_ids(parent_image)) if parent_image else []
-    return blobs.import_directory(upper, chains[-1] if chains else None, exclude=stubs)
+    # Made next to the container's upper dir, then moved into the store: see
+    # copied_layers.staging_dir (where ext4 puts it decides how fast it is made).
+    return blobs.import_directory(
+        upper, chains[-1] if chains else None, exclude=stubs, stage_in=os.path.dirname(upper)
+    )
 
 
 def write_child_image(

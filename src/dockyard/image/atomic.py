@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 
 
 def fsync_dir(path: str) -> None:
@@ -61,6 +62,20 @@ def is_stale_temp(name: str) -> bool:
     if not pid_text.isdigit():
         return True  # not ours to understand: an old or foreign leftover
     return process_tag(int(pid_text)) != tag
+
+
+def remove_stale_temps(directory: str) -> None:
+    """Remove the temporaries in `directory` left by crashed processes (never
+    those of live ones, see is_stale_temp)."""
+    for name in os.listdir(directory):
+        if not is_stale_temp(name):
+            continue
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
 
 def write_file_atomic(path: str, data: bytes, mode: int = 0o644) -> None:

@@ -352,6 +352,9 @@ class ImageStore(ImageConfigs, LayerRetention):
                 if not self.has_layer(chain):
                     os.rename(unpacked.tmp_dir, self._layer_dir(chain))
                     fsync_dir(self.layers_dir)
+                    staged_in = os.path.dirname(unpacked.tmp_dir)
+                    if staged_in != self.layers_dir:
+                        fsync_dir(staged_in)  # the name it leaves (copied_layers.staging_dir)
                 self._pin(chain)
                 return self.layer(chain)
         finally:
@@ -385,25 +388,31 @@ class ImageStore(ImageConfigs, LayerRetention):
         path: str,
         parent_chain_id: str | None = None,
         exclude: frozenset[str] | set[str] = frozenset(),
+        stage_in: str | None = None,
     ) -> Layer:
         """`docker commit`: a container's overlay upper dir becomes a layer.
 
         Copied as a layer in the walk that archives it for its diffID
         (copy_directory); a tree the copy cannot take goes the way of a tar
         unpacked again (import_layer). Pause the container first if it runs,
-        as dockerd does.
+        as dockerd does. `stage_in`: where the copy is made before it is
+        named (copied_layers.staging_dir), e.g. the container's bundle.
         """
         if parent_chain_id is not None:
             parent_chain_id = normalize_digest(parent_chain_id)
             self.layer(parent_chain_id)  # fail fast, before reading the tree
         try:
-            unpacked = self.copy_directory(path, exclude=exclude)
+            unpacked = self.copy_directory(path, exclude=exclude, stage_in=stage_in)
         except NeedsUnpack:
             return self._import_directory_tar(path, parent_chain_id, exclude)
         return self.commit(unpacked, parent_chain_id)
 
     def copy_directory(
-        self, path: str, *, exclude: frozenset[str] | set[str] = frozenset()
+        self,
+        path: str,
+        *,
+        exclude: frozenset[str] | set[str] = frozenset(),
+        stage_in: str | None = None,
     ) -> UnpackedLayer:
         """A directory tree with overlay whiteouts (a container's upper dir) as
         an unpacked layer, not yet named: give it to `commit` (with its parent),
@@ -412,7 +421,7 @@ class ImageStore(ImageConfigs, LayerRetention):
         layer's directory when first needed (`blob_path`). NeedsUnpack if the
         tree holds a name the unpacker would read as a whiteout (".wh.*")."""
         diff_id, size, tmp_dir = copy_tree(
-            path, self.layers_dir, exclude, default_kernel(), _UNPACK_WORKERS
+            path, self.layers_dir, exclude, default_kernel(), _UNPACK_WORKERS, stage_in
         )
         return UnpackedLayer(diff_id, size, tmp_dir, "", tar_rebuilt=True)
 
