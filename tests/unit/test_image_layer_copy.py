@@ -285,3 +285,64 @@ def test_a_threaded_tar_is_tarfiles_tar(tmp_path):
     write_layer_tar(str(up), threaded, threaded=True)
     assert len(plain.getvalue()) > 8 * SMALL_FILE
     assert threaded.getvalue() == plain.getvalue()
+
+
+def test_a_commit_staged_next_to_its_upper_dir_lands_in_the_store(tmp_path):
+    """The copy is made in the bundle (copied_layers.staging_dir) and then moved:
+    the layer is whole in the store, the bundle holds nothing more than before."""
+    up = busy_upper_dir(tmp_path)
+    reference = ImageStore(str(tmp_path / "ref")).import_directory(str(up))
+    store = ImageStore(str(tmp_path / "s"))
+    before = sorted(os.listdir(tmp_path))
+    layer = store.import_directory(str(up), stage_in=str(tmp_path))
+    assert layer.diff_id == reference.diff_id
+    assert tree(layer.path) == tree(reference.path)
+    assert os.path.dirname(os.path.dirname(layer.path)) == store.layers_dir
+    assert sorted(os.listdir(tmp_path)) == before
+    # The same tree again: the layer exists, the second copy is dropped, not left.
+    assert store.import_directory(str(up), stage_in=str(tmp_path)).chain_id == layer.chain_id
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_staging_on_another_file_system_falls_back_to_the_store(tmp_path):
+    """A rename cannot cross file systems: a bundle elsewhere (here tmpfs) is not
+    used, and the commit still works."""
+    from dockyard.image.copied_layers import staging_dir
+
+    store = ImageStore(str(tmp_path / "s"))
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system at /dev/shm")
+    assert staging_dir(store.layers_dir, str(tmp_path)) == str(tmp_path)
+    assert staging_dir(store.layers_dir, str(shm)) == store.layers_dir
+    assert staging_dir(store.layers_dir, str(tmp_path / "gone")) == store.layers_dir
+    up = busy_upper_dir(tmp_path)
+    elsewhere = shm / f"dky-test-stage-{os.getpid()}"
+    elsewhere.mkdir()
+    try:
+        layer = store.import_directory(str(up), stage_in=str(elsewhere))
+        assert os.path.isdir(layer.path) and os.listdir(elsewhere) == []
+    finally:
+        elsewhere.rmdir()
+
+
+def test_a_failed_staged_copy_leaves_nothing_in_the_bundle(tmp_path, monkeypatch):
+    from dockyard.image.layer_copy import LayerCopy
+
+    up = busy_upper_dir(tmp_path)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    store = ImageStore(str(tmp_path / "s"))
+    real = LayerCopy._write_small
+    calls = []
+
+    def full(self, parent, name, how, data):  # type: ignore[no-untyped-def]
+        calls.append(name)
+        if len(calls) == 300:
+            raise OSError(28, "No space left on device")
+        real(self, parent, name, how, data)
+
+    monkeypatch.setattr(LayerCopy, "_write_small", full)
+    with pytest.raises(OSError, match="No space"):
+        store.import_directory(str(up), stage_in=str(bundle))
+    assert os.listdir(bundle) == [] and store.all_layers() == []

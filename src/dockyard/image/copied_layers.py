@@ -82,8 +82,8 @@ def staging_dir(layers_dir: str, stage_in: str | None) -> str:
     group where its parent last allocated one, and for the layers directory
     that is the previous layer, the very inodes an `rmi` of it has just
     freed. On a file system without a journal every one of those is skipped
-    (recently_deleted) at each inode the copy creates, which made a commit
-    after deletions up to ~3x slower. A container's bundle last allocated
+    (recently_deleted) at each inode the copy creates: a commit of ~7,400
+    files after an rmi took 1.7x the time and 2.5x the CPU (bench/commit_bench). A container's bundle last allocated
     where the container was made, past what earlier removals freed (dockerd's
     layers and container layers share one directory, with the same effect).
     A rename only works on one file system: else the layers directory."""
