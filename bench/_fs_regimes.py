@@ -10,10 +10,13 @@ the machine's samples under recently_deleted during a step.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 
@@ -46,3 +49,46 @@ class Sampler:
             if re.search(r"\] recently_deleted\b", line):
                 return float(re.findall(r"([\d.]+)%", line)[0])
         return 0.0
+
+
+class InodeGroups:
+    """Which ext4 block groups (inode table regions) a tree's inodes sit in.
+
+    The allocator scans a group's recently freed inodes at every create there
+    (recently_deleted), so what decides the "after deletions" cost is how many
+    of a new layer's inodes land in groups that the round's removals just
+    freed: `reused` gives that share, for each engine alike. None where the
+    file system is not ext4 (no /proc/fs/ext4/<device>/mb_groups)."""
+
+    def __init__(self, path: Path) -> None:
+        st = path.stat()
+        self.per_group = 0
+        try:
+            uevent = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/uevent")
+            name = dict(
+                line.split("=", 1) for line in uevent.read_text().splitlines() if "=" in line
+            )["DEVNAME"]
+            lines = Path(f"/proc/fs/ext4/{name}/mb_groups").read_text().splitlines()
+            groups = sum(1 for line in lines if re.match(r"#\d+\s*:", line))
+            self.per_group = os.statvfs(path).f_files // groups if groups else 0
+        except (OSError, KeyError):
+            pass
+
+    def of(self, *trees: str) -> Counter[int]:
+        found: Counter[int] = Counter()
+        if not self.per_group:
+            return found
+        for tree in trees:
+            for root, dirs, files in os.walk(tree):
+                for name in dirs + files:
+                    with contextlib.suppress(FileNotFoundError):
+                        found[
+                            (os.lstat(os.path.join(root, name)).st_ino - 1) // self.per_group
+                        ] += 1
+        return found
+
+    @staticmethod
+    def reused(new: Counter[int], freed: Counter[int]) -> float:
+        """The share (%) of `new`'s inodes in groups where `freed` had some."""
+        total = sum(new.values())
+        return 100.0 * sum(n for g, n in new.items() if g in freed) / total if total else 0.0

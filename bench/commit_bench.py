@@ -23,8 +23,19 @@ alternates, in two regimes, each labelled:
                      Dockyard the first save of a committed layer also rebuilds
                      its tar, which commit does not write)
 
+Where a data root lies on the disk decides much of the second regime, so it
+is printed for every engine, with the share of each after-deletions commit's
+new inodes that land in block groups the round's removals had just freed
+(each engine's own removals, measured alike: what recently_deleted scans).
+Our data roots are made in a new directory under --base, default "/": ext4
+spreads a new top-level directory to a roomy region of the disk, as dockerd's
+data root (made long ago) lies in one. Under /tmp ours would share block
+groups that every test suite here fills and empties; there, whatever the
+engine, a new tree can only take inodes just freed (`--base /tmp` shows it:
+the regime then measures the neighbourhood, not the engine).
+
 `--compare-src` adds a Dockyard daemon of another tree (e.g. main's) for A/B.
-Our daemons are private (socket and data root under --base, default /tmp),
+Our daemons are private (socket and data root under --base),
 loaded with debian:bookworm from --debian or from the installed daemon's
 `save` (read-only); dockerd is the one on unix:///run/docker-bench.sock (never
 started here; its rows are skipped if none answers), what is made there is
@@ -39,6 +50,7 @@ file system's artifact cost in that regime.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -46,13 +58,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from _fs_regimes import Sampler  # noqa: E402
+from _fs_regimes import InodeGroups, Sampler  # noqa: E402
+from reference_dockerd import DATA_ROOT as DOCKERD_ROOT  # noqa: E402
 from registry_bench import docker, dockerd_answers, remove_dockerd_leftovers  # noqa: E402
 from unpack_bench import DOCKERD_PID, cpu_of, daemon_at  # noqa: E402
 
@@ -60,21 +74,44 @@ SCRIPT = "cp -a /usr /copy && rm -rf /var/lib/apt /etc/motd /usr/share/doc"
 REGIMES = ("clean", "after deletions")
 
 
+def where(path: Path) -> str:
+    """`path` and the block group of its directory inode (where ext4 starts
+    looking when it places what is made under it)."""
+    groups = InodeGroups(path)
+    if not groups.per_group:
+        return str(path)
+    return f"{path} (group {(path.stat().st_ino - 1) // groups.per_group})"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=5)
     p.add_argument("--compare-src", type=Path, help="another tree's src/ to A/B against")
     p.add_argument("--debian", type=Path, help="a `docker save` of debian:bookworm")
-    p.add_argument("--base", type=Path, default=Path("/tmp"), help="where our daemons live")
+    p.add_argument(
+        "--base", type=Path, default=Path("/"), help="where our daemons' directories are made"
+    )
     p.add_argument("--perf", action="store_true", help="sample recently_deleted's share")
     args = p.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root")
     base = Path(tempfile.mkdtemp(prefix="dky-commit-bench-", dir=args.base))
+    # One directory per daemon, each placed by ext4 on its own: A/B daemons in one
+    # would make their trees where the other's removals just freed inodes.
+    homes: list[Path] = []
+
+    def home(name: str) -> Path:
+        homes.append(Path(tempfile.mkdtemp(prefix=f"dky-commit-bench-{name}-", dir=args.base)))
+        return homes[-1] / "daemon"
+
+    roots: list[str] = []
     tag = f"commit-bench-{os.getpid()}"
     daemons = {}
     # (step, engine) -> [(wall, cpu, recently_deleted share)]
     times: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    # engine -> [% of an after-deletions commit's inodes in groups removals freed]
+    reused: dict[str, list[float]] = {}
+    freed: Counter[int] = Counter()  # groups where this regime's removals (any engine's) freed
     sampler = Sampler(base) if args.perf else None
     loads = [os.getloadavg()[0]]
     try:
@@ -86,16 +123,18 @@ def main() -> int:
                  "save", "-o", str(archive), "debian:bookworm"],
                 env=dict(os.environ, PYTHONPATH=str(REPO / "src")), check=True,
             )  # fmt: skip
-        daemons["dockyard"] = daemon_at(base / "this", REPO / "src")
+        daemons["dockyard"] = daemon_at(home("this"), REPO / "src")
         if args.compare_src:
-            daemons["dockyard (other)"] = daemon_at(base / "other", args.compare_src)
+            daemons["dockyard (other)"] = daemon_at(home("other"), args.compare_src)
         for daemon in daemons.values():
             daemon.cli("load", "-q", "-i", str(archive))
         engines: dict[str, Callable[..., object]] = {name: d.run for name, d in daemons.items()}
+        roots = [f"{name} {where(d.base / 'root')}" for name, d in daemons.items()]
         pids: dict[str, int | None] = {name: d.proc.pid for name, d in daemons.items()}
         if dockerd_answers():
             engines["dockerd"] = lambda *a: docker(*a)
             pids["dockerd"] = int(DOCKERD_PID.read_text()) if DOCKERD_PID.exists() else None
+            roots.append(f"dockerd {where(DOCKERD_ROOT)}")
 
         def timed(step: str, engine: str, *a: str) -> None:
             if sampler:
@@ -115,6 +154,14 @@ def main() -> int:
             engines[engine]("rm", name)
             engines[engine]("rmi", f"{name}:c")
 
+        def tree_of(engine: str, *ref: str) -> str:
+            # The container's upper dir, or an image's top layer dir: each engine's own.
+            out = engines[engine](*ref[:-1], "inspect", "-f", "{{json .GraphDriver.Data}}", ref[-1])
+            return json.loads(out.stdout)["UpperDir"]  # type: ignore[attr-defined]
+
+        def inodes_of(*trees: str) -> Counter[int]:
+            return InodeGroups(Path(trees[0])).of(*trees)
+
         for regime in REGIMES:
             for rnd in range(args.n):
                 order = list(engines)
@@ -126,11 +173,19 @@ def main() -> int:
                     run("run", "--name", name, "--network", "none", "debian:bookworm",
                         "sh", "-c", SCRIPT)  # fmt: skip
                     if regime == "after deletions":
-                        remove(engine, name_of("clean", rnd, engine))
+                        olds = [name_of("clean", rnd, engine)]
                         if rnd:
-                            remove(engine, name_of(regime, rnd - 1, engine))
+                            olds.append(name_of(regime, rnd - 1, engine))
+                        for old in olds:
+                            freed += inodes_of(
+                                tree_of(engine, old), tree_of(engine, "image", f"{old}:c")
+                            )
+                            remove(engine, old)
                     subprocess.run(["sync"], check=True)
                     timed(f"commit ({regime})", engine, "commit", name, f"{name}:c")
+                    if regime == "after deletions":
+                        made = inodes_of(tree_of(engine, "image", f"{name}:c"))
+                        reused.setdefault(engine, []).append(InodeGroups.reused(made, freed))
                     if regime == "clean":
                         out = base / "saved.tar"
                         timed("save", engine, "save", "-o", str(out), f"{name}:c")
@@ -143,7 +198,8 @@ def main() -> int:
             remove_dockerd_leftovers(tag)
         for daemon in daemons.values():
             daemon.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        for path in (base, *homes):
+            shutil.rmtree(path, ignore_errors=True)
     print(
         f"medians of {args.n} interleaved rounds per regime; ratio: dockerd's time / this "
         f"row's (same rounds); load average {' -> '.join(f'{x:.1f}' for x in loads)}"
@@ -165,6 +221,24 @@ def main() -> int:
             )
             share = f"  {statistics.median(v[2] for v in values):5.1f}%" if sampler else ""
             print(f"{step:26s} {engine:17s} {wall:6.2f}s {cpu:6.2f}s  {ratio}{share}")
+    if reused:
+        print(
+            "after deletions, the median share of a commit's new inodes in block groups "
+            "where the regime's removals (any engine's) had freed inodes, what "
+            "recently_deleted scans: "
+            + ", ".join(f"{e} {statistics.median(v):.0f}%" for e, v in reused.items())
+        )
+    clean = [
+        e for e in engines if sampler and statistics.median(
+            v[2] for v in times[("commit (clean)", e)]) > 5
+    ]  # fmt: skip
+    if clean:
+        print(
+            f"WARNING: the clean regime met recent deletions for {', '.join(clean)} "
+            "(recently_deleted > 5%: another process, or an earlier run that emptied the "
+            "region ext4 chose for a data root less than ~6 minutes ago): not clean"
+        )
+    print("data roots (block group of the directory): " + ", ".join(roots))
     return 0
 
 
