@@ -74,3 +74,37 @@ def test_a_commit_cut_short_by_a_killed_daemon_is_swept_at_its_restart(daemon_fa
     finally:
         d.dockyard("rm", "-f", name)
         d.dockyard("rmi", f"{name}:c")
+
+
+def test_rm_during_a_commit_waits_for_it_and_leaves_nothing(daemon_factory, unique):
+    """The copy is made in the container's directory: an `rm -f` that comes in the
+    middle waits for the commit (which succeeds) and then removes all of it."""
+    d = daemon_factory()
+    d.import_busybox()
+    name = unique("rmmid")
+    assert d.dockyard("run", "--name", name, "busybox", "sh", "-c", FILL).returncode == 0
+    bundle = _bundle(d, name)
+    commit = subprocess.Popen(
+        [sys.executable, "-m", "dockyard", "commit", name, f"{name}:c"],
+        env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _copies_in(bundle):
+            if commit.poll() is not None:
+                pytest.skip("the commit finished before the rm could come in its middle")
+            assert time.monotonic() < deadline, "the commit never began its copy"
+            time.sleep(0.005)
+        rm = d.dockyard("rm", "-f", name)
+        out, err = commit.communicate(timeout=120)
+        assert commit.returncode == 0, err
+        assert rm.returncode == 0, rm.stderr
+        assert not bundle.exists()
+        proc = d.dockyard("run", "--rm", f"{name}:c", "cat", "/many/f6000")
+        assert proc.stdout == "6000\n", proc.stderr
+    finally:
+        if commit.poll() is None:
+            commit.kill()
+            commit.wait()
+        d.dockyard("rm", "-f", name)
+        d.dockyard("rmi", f"{name}:c")

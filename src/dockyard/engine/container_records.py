@@ -40,6 +40,9 @@ class _Live:
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     running: asyncio.Event = field(default_factory=asyncio.Event)  # set while a link is up
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Held while a commit copies the upper dir into the bundle (image/copied_layers
+    # .staging_dir): a removal waits for it rather than delete under the copy.
+    commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class ContainerRecords:
@@ -159,6 +162,13 @@ class ContainerRecords:
     def netns_path(self, c: Container) -> str:
         """The network namespace file (sandbox) of a running container, "" if none."""
         return c.sandbox_key if c.state.running else ""
+
+    def commit_lock(self, container_id: str) -> asyncio.Lock:
+        """Held by a commit while it copies into the container's bundle."""
+        return self._live_of(container_id).commit_lock
+
+    def removal_begun(self, container_id: str) -> bool:
+        return self._live_of(container_id).removal is not None
 
     def _live_of(self, container_id: str) -> _Live:
         live = self._live.get(container_id)

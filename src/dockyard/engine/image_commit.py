@@ -162,8 +162,6 @@ async def commit(containers: ContainerService, images: ImageService, opts: Commi
         await container_ops.pause(containers, c.id)
         paused_here = True
     try:
-        if c.state.status == "removing":
-            raise Conflict(f"cannot commit container {c.id}: it is being removed")
         child = ChildImage(
             config=new_config,
             created_by=" ".join([c.path, *c.args]),
@@ -179,7 +177,11 @@ async def commit(containers: ContainerService, images: ImageService, opts: Commi
                 layer = container_layer(blobs, upper, c.image)
                 return write_child_image(blobs, c.image, layer, child)
 
-        image_id = await asyncio.to_thread(work)
+        # The copy is made in the bundle (container_layer): no removal deletes under it.
+        async with containers.commit_lock(c.id):
+            if c.state.status == "removing" or containers.removal_begun(c.id):
+                raise Conflict(f"cannot commit container {c.id}: it is being removed")
+            image_id = await asyncio.to_thread(work)
     finally:
         if paused_here and c.state.paused:
             await container_ops.unpause(containers, c.id)

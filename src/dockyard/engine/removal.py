@@ -47,6 +47,8 @@ class ContainerRemoval(ContainerRecords):
         await asyncio.shield(live.removal)
 
     async def _delete(self, c: Container, live: _Live, volumes: bool = False) -> None:
+        async with live.commit_lock:
+            pass  # a commit copying into the bundle finishes first (it refuses after this)
         if live.restart_task is not None:
             live.restart_task.cancel()
         c.state.status = "removing"
