@@ -83,10 +83,12 @@ def staging_dir(layers_dir: str, stage_in: str | None) -> str:
     that is the previous layer, the very inodes an `rmi` of it has just
     freed. On a file system without a journal every one of those is skipped
     (recently_deleted) at each inode the copy creates: a commit of ~7,400
-    files after an rmi took 1.7x the time and 2.5x the CPU (bench/commit_bench). A container's bundle last allocated
-    where the container was made, past what earlier removals freed (dockerd's
-    layers and container layers share one directory, with the same effect).
-    A rename only works on one file system: else the layers directory."""
+    files right after an rmi took ~1.9x the time and ~2.5x the CPU
+    (bench/commit_bench, "after deletions"). A container's bundle last
+    allocated where the container was made, past what earlier removals
+    freed (dockerd's layers and container layers share one directory, with
+    the same effect). A rename only works within one file system: on
+    another, the layers directory."""
     if stage_in is None:
         return layers_dir
     try:
