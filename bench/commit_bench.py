@@ -29,10 +29,10 @@ new inodes that land in block groups the round's removals had just freed
 (each engine's own removals, measured alike: what recently_deleted scans).
 Our data roots are made in a new directory under --base, default "/": ext4
 spreads a new top-level directory to a roomy region of the disk, as dockerd's
-data root (made long ago) lies in one. Under /tmp ours would share block
-groups that every test suite here fills and empties; there, whatever the
-engine, a new tree can only take inodes just freed (`--base /tmp` shows it:
-the regime then measures the neighbourhood, not the engine).
+data root (made long ago) lies in one. Under /tmp ours shares block groups
+that every test suite here fills and empties; while they run, whatever the
+engine, a new tree there can only take inodes just freed (`--base /tmp`: the
+regime then measures the neighbourhood as much as the engine).
 
 `--compare-src` adds a Dockyard daemon of another tree (e.g. main's) for A/B.
 Our daemons are private (socket and data root under --base),
