@@ -458,4 +458,3 @@ def _header(rel: bytes, kind: int, entry: TarEntry, link: bytes, size: int) -> b
         link,
     )
     return b"%s%s%s%s" % (pax, data, _ZEROS[: -len(data) % _BLOCK], main)
-

@@ -175,4 +175,3 @@ class TarChild:
         if self._err >= 0:
             os.close(self._err)
             self._err = -1
-
