@@ -110,6 +110,11 @@ class TarAssist:
     def add(self, reader: TarReader, entry: TarEntry) -> None:
         if self._on and self._forward(reader, entry):
             return
+        if entry.type == tr.DIR and _is_root(entry.name):
+            # The root's owner, mode and xattrs: set beside tar, which makes names
+            # in it but never changes it (its times are set at the very end).
+            self._unpacker.add(reader, entry)
+            return
         self._end_child()
         self._unpacker.add(reader, entry)
         if self._on:
@@ -187,7 +192,7 @@ class TarAssist:
         """What the unpacker just made of `entry`, into `_kinds` (it succeeded)."""
         rel = _relative(entry.name.lstrip(b"/"))
         if rel is None:
-            return  # "." (the root's metadata)
+            return  # the root's metadata (an escape was refused by the unpacker)
         parent_rel, _, base = rel.rpartition(b"/")
         if b".wh..wh." in parent_rel and any(
             p.startswith(b".wh..wh.") for p in parent_rel.split(b"/")
@@ -336,6 +341,11 @@ def _relative(name: bytes) -> bytes | None:
     if rel == b".." or rel.startswith(b"../") or rel == b".":
         return None
     return rel
+
+
+def _is_root(name: bytes) -> bool:
+    name = name.lstrip(b"/")
+    return not name.strip(b"/") or posixpath.normpath(name) == b"."
 
 
 def _joined(parent: bytes, base: bytes) -> bytes:
