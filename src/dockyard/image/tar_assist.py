@@ -16,7 +16,8 @@ empty and we know every name in it (`_kinds`, rel path -> what it is):
   ancestor is a symlink or a file);
 - a hard link, with the same conditions, to a regular file made by it;
 - no whiteout name, no xattr outside user.* and security.capability, no
-  negative time, and names that a ustar/pax header carries as they are.
+  negative time or owner, and names that a ustar/pax header carries as they
+  are (a long non-ASCII name would be converted by tar from UTF-8).
 Tar is not shown the archive's headers: each forwarded entry gets a header
 we write from the values we checked (normalised name, hard link target as
 resolved, allowed xattrs, atime as the unpacker sets it), so no difference
@@ -132,8 +133,8 @@ class TarAssist:
         parent_rel, _, base = rel.rpartition(b"/")
         if kinds.get(parent_rel) != _DIR or base.startswith(b".wh."):
             return False
-        if entry.mtime_ns < 0 or entry.atime_ns < 0:
-            return False
+        if min(entry.mtime_ns, entry.atime_ns, entry.uid, entry.gid) < 0:
+            return False  # (a negative owner: the unpacker's chown leaves it as is)
         if entry.xattrs and not all(_allowed_xattr(k) for k, _ in entry.xattrs):
             return False
         if kind == tr.LNK:
