@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError, StorageFull
 from dockyard.image import tar_reader as tr
+from dockyard.image.early_writeback import EarlyWriteback
 from dockyard.kernel.tar_child import TarChild, TarChildFailed, gnu_tar_available
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ _BLOCK = 512
 _ZEROS = bytes(2 * _BLOCK)
 _SEND_AT = 256 << 10  # buffered bytes written to the pipe at a time
 _DIRECT = 64 << 10  # data chunks at least this big go to the pipe without a copy
+EARLY = True  # early writeback (image/early_writeback)
 _MAX_NAMES = 200_000  # names remembered; past that the unpacker does the rest
 _MAX_OCTAL7 = 0o7777777
 _MAX_OCTAL11 = 0o77777777777
@@ -103,6 +105,7 @@ class TarAssist:
         self._on = True
         self._child: TarChild | None = None
         self._out = bytearray()
+        self._writeback = EarlyWriteback(unpacker.kernel, unpacker.root_fd) if EARLY else None
         self.forwarded = 0  # entries tar made (for tests and benches)
         self.children = 0  # tar processes started
 
@@ -277,6 +280,8 @@ class TarAssist:
         if view is not None:
             chunks.append(view)
         self._out = bytearray()
+        if self._writeback is not None:
+            self._writeback.wrote(sum(len(c) for c in chunks))
         try:
             child.write(chunks)
             if child.said_something():  # it failed on some entry: stop now
@@ -319,6 +324,8 @@ class TarAssist:
         child, self._child = self._child, None
         if child is not None:
             child.kill()
+        if self._writeback is not None:
+            self._writeback.close()
 
 
 def _failure(e: TarChildFailed) -> DockyardError:
