@@ -342,6 +342,11 @@ def _failure(e: TarChildFailed) -> DockyardError:
 def _relative(name: bytes) -> bytes | None:
     """The layer path tarsafe._layer_relative makes of a name already stripped of
     leading slashes; None for the root and for what leaves the layer."""
+    if name.startswith(b"./"):
+        name = name[2:]  # how `tar -C dir .` names everything
+    name = name.rstrip(b"/")
+    if name and b"/." not in name and b"//" not in name and name[0] not in b"./":
+        return name  # already normal: no empty, "." or ".." component (most names)
     name = name.lstrip(b"/")
     if not name.strip(b"/"):
         return None

@@ -8,7 +8,9 @@ messages it leaves, and its end (it never outlives its caller: killed and
 reaped on every path out).
 
 The options, each for a reason:
-  -x -f - -B            extract from stdin, whatever sizes the pipe's reads have
+  -x -f - -B -b 256     extract from stdin, whatever sizes the pipe's reads have,
+                        in 128 KiB records (not 10 KiB: a tenth of tar's system
+                        time on a rootfs layer)
   --numeric-owner --same-owner -p
                         owners by number, modes with setuid/setgid/sticky, no umask
   --xattrs --xattrs-include=*
@@ -36,7 +38,7 @@ from collections.abc import Sequence
 
 TAR = "/usr/bin/tar"
 _OPTIONS = (
-    "-x", "-f", "-", "-B", "-G",
+    "-x", "-f", "-", "-B", "-b", "256", "-G",
     "--numeric-owner", "--same-owner", "--same-permissions",
     "--xattrs", "--xattrs-include=*",
     "--keep-old-files", "--delay-directory-restore", "--warning=no-timestamp",
