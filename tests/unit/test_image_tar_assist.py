@@ -379,3 +379,32 @@ def test_enospc_message_mapping():
     other = tar_assist._failure(TarChildFailed(2, "tar: x: Cannot open: Permission denied\nmore"))
     assert other.message == "failed to extract layer: tar: tar: x: Cannot open: Permission denied"
     assert errno.ENOSPC  # the class, not the number, is what callers see
+
+
+class _Interrupted:
+    """A stream that is interrupted (Ctrl-C, a cancelled load) after `at` bytes."""
+
+    def __init__(self, data: bytes, at: int) -> None:
+        self._data, self._at, self._pos = data, at, 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._pos >= self._at:
+            raise KeyboardInterrupt
+        n = min(n if n >= 0 else len(self._data), self._at - self._pos, 65536)
+        out = self._data[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+
+def test_an_interrupted_unpack_leaves_no_tar(tmp_path, assists):
+    tar = archive(*(member(f"f{i}", data=os.urandom(20_000)) for i in range(100)))
+    with pytest.raises(KeyboardInterrupt):
+        unpack_layer(_Interrupted(tar, len(tar) // 2), str(tmp_path / "l"), tar_assist=True)
+    assert assists[0].forwarded > 10  # tar was running
+
+
+def test_without_gnu_tar_the_unpacker_does_it_all(tmp_path, assists, monkeypatch):
+    monkeypatch.setattr(tar_assist, "gnu_tar_available", lambda: False)
+    tar = archive(member("d", DIR), member("d/f", data=b"x"))
+    unpack_layer(io.BytesIO(tar), str(tmp_path / "l"), tar_assist=True)
+    assert assists == [] and (tmp_path / "l/d/f").read_bytes() == b"x"
