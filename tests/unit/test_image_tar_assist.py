@@ -112,6 +112,8 @@ def varied() -> bytes:
             pax={"mtime": "1600000000.123456789", "atime": "1600000001.5"},
         ),
         member("etc/future", data=b"f", mtime=4_102_444_800),  # 2100: tar says nothing
+        member("etc/epoch", data=b"e", mtime=0),
+        member("etc/far", data=b"f", pax={"mtime": "99999999999.5"}),  # past ext4's range
         member("etc/big", data=big, uid=3_000_000, gid=2_999_999),  # pax uid/gid
         member("bin", DIR),
         member("bin/su", data=b"\x7fELF", mode=0o4755),
