@@ -410,3 +410,32 @@ def test_without_gnu_tar_the_unpacker_does_it_all(tmp_path, assists, monkeypatch
     tar = archive(member("d", DIR), member("d/f", data=b"x"))
     unpack_layer(io.BytesIO(tar), str(tmp_path / "l"), tar_assist=True)
     assert assists == [] and (tmp_path / "l/d/f").read_bytes() == b"x"
+
+
+def test_tar_never_sees_the_archives_headers(tmp_path, assists):
+    """A pax global header (ignored by dockerd and by our reader, applied by GNU tar
+    to every member after it) and a GNU long name that a pax path overrides: a
+    parser that read them differently would make other names and owners. Tar is
+    sent headers written from what the reader decided, so the trees agree."""
+    glob = tarfile.TarInfo._create_pax_generic_header(  # type: ignore[attr-defined]
+        {"uid": "4321", "gid": "4321", "mtime": "1", "path": "evil"}, tarfile.XGLTYPE, "utf-8"
+    )
+    longname = tarfile.TarInfo._create_gnu_long_header(  # type: ignore[attr-defined]
+        "gnu-says-this-name", tarfile.GNUTYPE_LONGNAME, "utf-8", "strict"
+    )
+    tar = archive(
+        glob,
+        member("./", DIR),
+        member("d", DIR),
+        longname + member("d/pax-says-this-name", data=b"x", uid=7, fmt=PAX),
+        member("d/plain", data=b"y"),
+    )
+    listed, plain, assisted = tmp_path / "listed", tmp_path / "plain", tmp_path / "assisted"
+    unpack_layer(io.BytesIO(tar), str(listed))
+    names = listing(listed)
+    unpack_layer(io.BytesIO(tar), str(plain))
+    unpack_layer(io.BytesIO(tar), str(assisted), tar_assist=True)
+    assert snapshot(assisted, names) == snapshot(plain, names)
+    assert listing(assisted) == names
+    assert assists[0].forwarded == 3
+    assert os.lstat(assisted / "d/plain").st_uid == 0  # not the global header's 4321
