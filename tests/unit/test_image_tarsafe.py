@@ -24,6 +24,33 @@ needs_root = pytest.mark.skipif(
 )
 
 
+def tar_children() -> list[int]:
+    """This process's `tar` children still alive (or not reaped)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)
+        except OSError:
+            continue
+        comm = fields[0].split(b"(", 1)[1]
+        if comm == b"tar" and int(fields[1].split()[1]) == os.getpid():
+            found.append(int(pid))
+    return found
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["python", "tar-assist"])
+def tar_assist(request, monkeypatch):
+    """Every test twice: the unpacker alone, and with GNU tar making the plain
+    entries (image/tar_assist) where the kernel is the real one (as root);
+    either way no tar process is left behind, whatever the test did."""
+    monkeypatch.setitem(unpack_layer.__kwdefaults__, "tar_assist", request.param)
+    yield request.param
+    assert tar_children() == []
+
+
 def make_tar(entries: list[dict]) -> bytes:
     """entries: {name, type?, data?, linkname?, mode?, uid?, gid?, mtime?, xattrs?, major?, minor?}"""
     buf = io.BytesIO()

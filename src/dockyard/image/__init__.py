@@ -9,6 +9,8 @@ tar_split.py     TarSplit: a loaded layer's tar kept as its non-data bytes
 tarsafe.py       unpack_layer: hostile-tar-safe unpacking, overlay whiteouts
 tar_reader.py    TarReader: a tar stream read forward, fast, hashed as it passes
 file_pool.py     FilePool: a layer's small files written on worker threads
+tar_assist.py    TarAssist: a new layer's plain entries made by a GNU tar child it checks
+early_writeback.py EarlyWriteback: a layer written back to disk while it unpacks
 layer_tar.py     write_layer_tar / write_merged_tar: commit and export tars
 layer_copy.py    LayerCopy: commit's upper dir made a layer in the walk that hashes its tar
 tar_feed.py      TarFeed: that tar encoded and hashed on a thread of its own

@@ -259,6 +259,7 @@ class ImageStore(ImageConfigs, LayerRetention):
                     allow_devices=allow_devices,
                     on_read=reader,
                     workers=_UNPACK_WORKERS,
+                    tar_assist=True,
                     split=split,
                 )
                 reader.finish()

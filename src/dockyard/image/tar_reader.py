@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol
+from zlib import adler32
 
 from dockyard.errors import InvalidParameter
 
@@ -93,6 +94,12 @@ def _cut(field: bytes) -> bytes:
 
 def _num(field: bytes) -> int:
     """A numeric header field: octal text, or GNU/Go base-256 binary."""
+    try:
+        # The common case in one C call: digits (blanks around them) ending in NULs.
+        # Anything else (a NUL inside, base-256, empty) fails here and is read below.
+        return int(field.rstrip(b"\0"), 8)
+    except ValueError:
+        pass
     if field and field[0] & 0x80:
         n = int.from_bytes(field[1:], "big")
         if field[0] == 0xFF:  # negative (Go writes these for times before 1970)
@@ -105,6 +112,12 @@ def _num(field: bytes) -> int:
         return int(text, 8)
     except ValueError:
         raise TarFormatError(f"invalid number {text!r} in a tar header") from None
+
+
+def _byte_sum(block: bytes) -> int:
+    """sum(block) of a 512-byte block, in C: adler32's low half is 1 + the byte sum
+    modulo 65521, exact for 256 bytes (at most 65280)."""
+    return (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2
 
 
 def _time_ns(text: bytes) -> int:
@@ -342,7 +355,7 @@ class TarReader:
             if block is None or block == _ZERO_BLOCK:
                 return None
             stored = _num(block[148:156])
-            unsigned = sum(block) - sum(block[148:156]) + 256
+            unsigned = _byte_sum(block) - sum(block[148:156]) + 256
             if stored != unsigned:
                 signed = unsigned - 2 * sum(b for b in block if b > 127)
                 signed += 2 * sum(b for b in block[148:156] if b > 127)

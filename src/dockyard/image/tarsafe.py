@@ -187,6 +187,7 @@ def unpack_layer(
     workers: int = 0,
     divert: Callable[[TarReader, TarEntry], Callable[[], None] | None] | None = None,
     split: TarSplit | None = None,
+    tar_assist: bool = False,
 ) -> int:
     """Unpack a (possibly compressed) layer tar into `dest`; return the unpacked size.
 
@@ -208,16 +209,27 @@ def unpack_layer(
     `split` (image/tar_split) is told every byte of the stream as it is
     consumed and the file each member's data went to: a loaded layer's tar
     kept without a copy of its data.
+
+    `tar_assist`: when `dest` is new and empty, plain entries are made by a GNU
+    tar child that this function feeds and checks (image/tar_assist).
     """
     if dest_fd is None:
         os.makedirs(dest, exist_ok=True)
     unpacker = _LayerUnpacker(dest, dest_fd, kernel, workers)
     unpacker.allow_devices = allow_devices  # False for untrusted archives (docker load)
     unpacker.split = split
+    assist = None
     try:
+        if tar_assist and divert is None and dest_fd is None:
+            from dockyard.image.tar_assist import assist_for
+
+            assist = assist_for(unpacker, dest)
         with archive_errors():
             reader = TarReader(open_decompressed(stream), on_read, consumed=split)
             while (entry := reader.next()) is not None:
+                if assist is not None:
+                    assist.add(reader, entry)
+                    continue
                 placed = None
                 if divert is not None and entry.type == tr.REG and entry.sparse is None:
                     placed = divert(reader, entry)
@@ -226,10 +238,14 @@ def unpack_layer(
                 unpacker.add(reader, entry)
                 if placed is not None:
                     placed()
+            if assist is not None:
+                assist.finish()
             if on_read is not None or split is not None:
                 reader.drain()
         unpacker.finish()
     finally:
+        if assist is not None:
+            assist.close()
         unpacker.close()
     return unpacker.size
 
