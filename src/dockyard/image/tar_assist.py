@@ -15,17 +15,18 @@ empty and we know every name in it (`_kinds`, rel path -> what it is):
   new, whose parent is the root or a directory made by this unpack (so no
   ancestor is a symlink or a file);
 - a hard link, with the same conditions, to a regular file made by it;
-- no whiteout name, no xattr outside user.* and security.capability, no
+- no whiteout name, no xattrs (the unpacker sets those, and shrugs off a file
+  system that refuses them, as dockerd does, where tar would fail), no
   negative time or owner, and names that a ustar/pax header carries as they
   are (a long non-ASCII name would be converted by tar from UTF-8).
 Tar is not shown the archive's headers: each forwarded entry gets a header
 we write from the values we checked (normalised name, hard link target as
-resolved, allowed xattrs, atime as the unpacker sets it), so no difference
+resolved, atime as the unpacker sets it), so no difference
 between tar's parser and ours can make tar create something we did not
 decide. Tar is run with --keep-old-files, so it never replaces anything.
 
 Everything else (whiteouts, replacements, entries below a symlink, devices,
-sparse files, other xattrs) is done by the unpacker as before, after the
+sparse files, xattrs) is done by the unpacker as before, after the
 tar child has finished all it was sent (its stdin closed, its status and
 messages checked); a new child starts at the next forwardable entry.
 
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError, StorageFull
@@ -63,10 +63,6 @@ _MAX_OCTAL7 = 0o7777777
 _MAX_OCTAL11 = 0o77777777777
 _NS = 1_000_000_000
 _PAX_NAME = b"././@PaxHeader"
-# xattr keys tar may set: a plain key (GNU tar %-decodes keys) in the user
-# namespace, or file capabilities; anything else (trusted.overlay.*: the
-# unpacker filters those) goes the unpacker's way.
-_USER_XATTR = re.compile(r"user\.[A-Za-z0-9._:@+-]+\Z")
 # magic, version, uname and gname empty, no device numbers
 _MAGIC_UG_DEV = b"ustar\x0000" + bytes(64) + b"0000000\x000000000\x00"
 _TAIL = bytes(12)
@@ -138,8 +134,8 @@ class TarAssist:
             return False
         if min(entry.mtime_ns, entry.atime_ns, entry.uid, entry.gid) < 0:
             return False  # (a negative owner: the unpacker's chown leaves it as is)
-        if entry.xattrs and not all(_allowed_xattr(k) for k, _ in entry.xattrs):
-            return False
+        if entry.xattrs:
+            return False  # rare in layers: the unpacker's way (ENOTSUP/EPERM tolerated)
         if kind == tr.LNK:
             link = _relative(entry.linkname.lstrip(b"/"))
             if link is None or kinds.get(link) != _REG:
@@ -365,10 +361,6 @@ def _joined(parent: bytes, base: bytes) -> bytes:
     return parent + b"/" + base if parent else base
 
 
-def _allowed_xattr(key: str) -> bool:
-    return key == "security.capability" or _USER_XATTR.match(key) is not None
-
-
 def _record(key: bytes, value: bytes) -> bytes:
     """One pax record, "LEN KEY=VALUE\\n" (LEN counts itself)."""
     n = len(key) + len(value) + 3
@@ -465,8 +457,6 @@ def _header(rel: bytes, kind: int, entry: TarEntry, link: bytes, size: int) -> b
         size_field = 0
     else:
         size_field = size
-    for key, value in entry.xattrs or ():
-        records.append(_record(b"SCHILY.xattr." + key.encode(), value))
     data = b"".join(records)
     pax = _pax_block(len(data))
     main = _ustar(

@@ -13,9 +13,6 @@ The options, each for a reason:
                         time on a rootfs layer)
   --numeric-owner --same-owner -p
                         owners by number, modes with setuid/setgid/sticky, no umask
-  --xattrs --xattrs-include=*
-                        every xattr the header carries (the caller sends only
-                        those it allows); GNU tar's own default on extract is user.*
   -G                    incremental: atime taken from the header's pax "atime"
                         (without it tar sets atime to "now"); the caller never
                         sends a dumpdir ('D') member, the one thing -G acts on
@@ -40,7 +37,6 @@ TAR = "/usr/bin/tar"
 _OPTIONS = (
     "-x", "-f", "-", "-B", "-b", "256", "-G",
     "--numeric-owner", "--same-owner", "--same-permissions",
-    "--xattrs", "--xattrs-include=*",
     "--keep-old-files", "--delay-directory-restore", "--warning=no-timestamp",
 )  # fmt: skip
 _PIPE_SIZE = 1 << 20
