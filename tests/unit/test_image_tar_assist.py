@@ -19,6 +19,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from child_processes import tar_children
 
 from dockyard.errors import DockyardError, InvalidParameter, StorageFull
 from dockyard.image import tar_assist
@@ -32,21 +33,6 @@ pytestmark = [
 ]
 
 CAP = b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
-
-
-def tar_children() -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                before, after = f.read().rsplit(b")", 1)
-        except OSError:
-            continue
-        if before.split(b"(", 1)[1] == b"tar" and int(after.split()[1]) == os.getpid():
-            found.append(int(pid))
-    return found
 
 
 @pytest.fixture(autouse=True)

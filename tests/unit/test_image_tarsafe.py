@@ -12,6 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from child_processes import tar_children
 
 from dockyard.errors import InvalidParameter
 from dockyard.image.tarsafe import unpack_layer
@@ -22,23 +23,6 @@ pytestmark = pytest.mark.usefixtures("unpack_kernel")
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="checks owners, device nodes or trusted xattrs on disk"
 )
-
-
-def tar_children() -> list[int]:
-    """This process's `tar` children still alive (or not reaped)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)
-        except OSError:
-            continue
-        comm = fields[0].split(b"(", 1)[1]
-        if comm == b"tar" and int(fields[1].split()[1]) == os.getpid():
-            found.append(int(pid))
-    return found
 
 
 @pytest.fixture(autouse=True, params=[False, True], ids=["python", "tar-assist"])

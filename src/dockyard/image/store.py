@@ -30,7 +30,12 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.errors import InvalidParameter, NotFound
-from dockyard.image.atomic import fsync_dir, is_stale_temp, temp_name, write_file_atomic
+from dockyard.image.atomic import (
+    fsync_dir,
+    remove_stale_temps,
+    temp_name,
+    write_file_atomic,
+)
 from dockyard.image.copied_layers import copy_tree, rebuild_tar
 from dockyard.image.digest import chain_id as make_chain_id
 from dockyard.image.digest import digest_hex, normalize_digest, sha256_digest
@@ -473,15 +478,7 @@ class ImageStore(ImageConfigs, LayerRetention):
     def _sweep_temporaries(self) -> None:
         """Remove leftovers of crashed processes (never those of live ones)."""
         for directory in (self.blobs_dir, self.layers_dir):
-            for name in os.listdir(directory):
-                if not is_stale_temp(name):
-                    continue
-                path = os.path.join(directory, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
+            remove_stale_temps(directory)
 
 
 _TAR_REBUILT = "rebuilt"  # meta.json "tar": the blob is made from the directory when needed
