@@ -284,8 +284,10 @@ def _init_child(
 
         status.send(b'{"hooks": true}')
         reply = json.loads(status.recv(1 << 20) or b"{}")
+        if "abort" in reply:
+            raise _Aborted  # `create` says why (a hook failed), and may be gone already
         if "state" not in reply:
-            raise RuntimeFailure(str(reply.get("abort", "create was interrupted")))
+            raise RuntimeFailure("create was interrupted")
         hook_state.update(reply["state"])
         run_hooks(config, "createContainer", hook_state)
 
@@ -313,10 +315,16 @@ def _init_child(
     )
 
 
+class _Aborted(Exception):
+    """`create` told the init to give up: it reports the reason itself."""
+
+
 def child_run(status: Channel, body: object) -> None:
     code = 125
     try:
         body()  # type: ignore[operator]
+    except _Aborted:
+        pass  # a report now would race `create` closing the channel: said twice
     except RuntimeFailure as exc:
         code = 127 if exc.kind == "not-found" else 126 if exc.kind == "permission" else 125
         _report(status, exc.message, exc.kind)
