@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dockyard.errors import InvalidParameter, NotFound
+from dockyard.errors import InvalidParameter, NotFound, storage_full
 from dockyard.image.atomic import (
     fsync_dir,
     remove_stale_temps,
@@ -282,8 +282,13 @@ class ImageStore(ImageConfigs, LayerRetention):
                 # Assembled from the layer so far, then copied: checked as a whole.
                 raise InvalidParameter("invalid layer archive: its tar could not be kept")
             os.chmod(tmp_dir, 0o755)
-        except BaseException:
+        except BaseException as e:
             _discard(tmp_dir, tmp_blob)
+            # The blob copy (hashed on its own thread) or the files, whichever
+            # filled the disk first: the same one clear error.
+            full = storage_full(e)
+            if full is not None and full is not e:
+                raise full from e
             raise
         if kept_split:
             return UnpackedLayer(diff_id, size, tmp_dir, "", tar_split=True)
