@@ -25,6 +25,25 @@ def _copies_in(bundle: Path) -> list[str]:
     return [n for n in bundle.iterdir() if n.name.startswith(".tmp-")]  # type: ignore[misc]
 
 
+def _commit_in_its_copy(d, name: str, bundle: Path, cut_by: str) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
+    """A `dockyard commit` of `name`, returned once its copy is in `bundle` (skips
+    if the commit ends first: nothing to `cut_by` then)."""
+    commit = subprocess.Popen(
+        [sys.executable, "-m", "dockyard", "commit", name, f"{name}:c"],
+        env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not _copies_in(bundle):
+        if commit.poll() is not None:
+            pytest.skip(f"the commit finished before {cut_by} could come in its middle")
+        if time.monotonic() > deadline:
+            commit.kill()
+            commit.wait()
+            raise AssertionError("the commit never began its copy")
+        time.sleep(0.005)
+    return commit
+
+
 def test_a_commit_leaves_nothing_in_the_container_directory(daemon_factory, unique):
     d = daemon_factory()
     d.import_busybox()
@@ -49,20 +68,11 @@ def test_a_commit_cut_short_by_a_killed_daemon_is_swept_at_its_restart(daemon_fa
     name = unique("cut")
     assert d.dockyard("run", "--name", name, "busybox", "sh", "-c", FILL).returncode == 0
     bundle = _bundle(d, name)
-    commit = subprocess.Popen(
-        [sys.executable, "-m", "dockyard", "commit", name, f"{name}:c"],
-        env=d.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    commit = _commit_in_its_copy(d, name, bundle, "the daemon's kill")
     try:
-        deadline = time.monotonic() + 60
-        while not _copies_in(bundle):
-            if commit.poll() is not None:
-                pytest.skip("the commit finished before the daemon could be killed in it")
-            assert time.monotonic() < deadline, "the commit never began its copy"
-            time.sleep(0.005)
         d.kill()
     finally:
-        commit.wait(timeout=60)
+        commit.communicate(timeout=60)
     assert _copies_in(bundle), "the killed commit left no copy: nothing to sweep"
     d.start()
     try:
@@ -84,17 +94,8 @@ def test_rm_during_a_commit_waits_for_it_and_leaves_nothing(daemon_factory, uniq
     name = unique("rmmid")
     assert d.dockyard("run", "--name", name, "busybox", "sh", "-c", FILL).returncode == 0
     bundle = _bundle(d, name)
-    commit = subprocess.Popen(
-        [sys.executable, "-m", "dockyard", "commit", name, f"{name}:c"],
-        env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    commit = _commit_in_its_copy(d, name, bundle, "the rm")
     try:
-        deadline = time.monotonic() + 60
-        while not _copies_in(bundle):
-            if commit.poll() is not None:
-                pytest.skip("the commit finished before the rm could come in its middle")
-            assert time.monotonic() < deadline, "the commit never began its copy"
-            time.sleep(0.005)
         rm = d.dockyard("rm", "-f", name)
         out, err = commit.communicate(timeout=120)
         assert commit.returncode == 0, err
